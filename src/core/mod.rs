@@ -1,0 +1,1 @@
+//! The pure core: no Workers types, everything here is tested with `cargo test`.
