@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Builds the worker: build/index.js + build/index_bg.wasm (worker-build --release). wrangler.toml's build command.
+#
+#   TOLLGATE_SKIP_BUILD=1   exit at once when build/index.js exists (tests build once, then start many wranglers)
+#   TOLLGATE_FORCE_BUILD=1  build even when build/ is newer than every source file
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+if [[ "${TOLLGATE_SKIP_BUILD:-}" == 1 && -f build/index.js ]]; then
+  exit 0
+fi
+
+# Up to date when both outputs exist and no input changed since the last successful build started.
+build_stamp=target/tollgate-build.stamp
+if [[ "${TOLLGATE_FORCE_BUILD:-}" != 1 && -f build/index.js && -f build/index_bg.wasm && -f "$build_stamp" ]]; then
+  inputs=(Cargo.toml Cargo.lock src)
+  for extra in build.rs .cargo; do
+    if [[ -e "$extra" ]]; then inputs+=("$extra"); fi
+  done
+  if [[ -z "$(find "${inputs[@]}" -newer "$build_stamp" -print -quit)" ]]; then
+    exit 0
+  fi
+fi
+
+if [[ -f .tools/env.sh ]]; then
+  # shellcheck source=/dev/null
+  source .tools/env.sh
+else
+  # shellcheck source=scripts/setup.sh
+  source scripts/setup.sh
+fi
+
+start=$SECONDS
+mkdir -p target
+touch "$build_stamp.new"
+worker-build --release
+mv -f "$build_stamp.new" "$build_stamp"
+echo "build: build/index.js + build/index_bg.wasm ready in $((SECONDS - start)) s" >&2
