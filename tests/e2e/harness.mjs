@@ -1,0 +1,456 @@
+// Helpers for Tollgate's end-to-end tests (node:test files in this folder).
+//
+//   startGateway({ vars })  a real `wrangler dev` (workerd) on a free port, with its own D1/KV state
+//   startMockOpenAI()       a local server speaking the OpenAI chat-completions wire format
+//
+// The worker must be built first (scripts/build.sh; scripts/test.sh does it): the gateway runs with
+// TOLLGATE_SKIP_BUILD=1 so that starting several of them never rebuilds.
+// TOLLGATE_E2E_VERBOSE=1 prints wrangler's output; TOLLGATE_E2E_KEEP=1 keeps the state directories.
+
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs';
+import http from 'node:http';
+import { createRequire } from 'node:module';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const WRANGLER_JS = join(ROOT, 'node_modules', 'wrangler', 'bin', 'wrangler.js');
+const VERBOSE = process.env.TOLLGATE_E2E_VERBOSE === '1';
+const KEEP = process.env.TOLLGATE_E2E_KEEP === '1';
+const require = createRequire(import.meta.url);
+
+// Keeps wrangler and miniflare off the network (telemetry, cf.json, update checks).
+const OFFLINE_ENV = {
+  WRANGLER_SEND_METRICS: 'false',
+  WRANGLER_SEND_ERROR_REPORTS: 'false',
+  CLOUDFLARE_CF_FETCH_ENABLED: 'false',
+  WRANGLER_HIDE_BANNER: 'true',
+  WRANGLER_NO_SKILLS_UPDATE_PROMPTS: 'true',
+};
+
+export const randomToken = (bytes = 24) => randomBytes(bytes).toString('hex');
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** A TCP port that was free a moment ago on 127.0.0.1. */
+export function freePort() {
+  return new Promise((res, rej) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', rej);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => res(port));
+    });
+  });
+}
+
+// Process groups of every gateway still running, killed if the test process exits without kill().
+const liveGroups = new Set();
+process.on('exit', () => {
+  for (const pgid of liveGroups) {
+    try {
+      process.kill(-pgid, 'SIGKILL');
+    } catch {}
+  }
+});
+
+function wranglerEnv(extra = {}) {
+  return { ...process.env, ...OFFLINE_ENV, ...extra };
+}
+
+/** Runs a short wrangler command to completion; rejects with its output on failure. */
+function runWrangler(args, { env = {}, timeoutMs = 120_000 } = {}) {
+  return new Promise((res, rej) => {
+    const child = spawn(process.execPath, [WRANGLER_JS, ...args], {
+      cwd: ROOT,
+      env: wranglerEnv(env),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      rej(err);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      if (VERBOSE) process.stderr.write(`[wrangler ${args.join(' ')}]\n${out}\n`);
+      if (code === 0) res(out);
+      else rej(new Error(`wrangler ${args.join(' ')} failed (${signal ?? `exit ${code}`}):\n${out}`));
+    });
+  });
+}
+
+/** The local D1 SQLite file of binding DB under a --persist-to directory. */
+function findD1File(persistDir) {
+  const found = [];
+  const walk = (dir) => {
+    if (!existsSync(dir)) return;
+    for (const ent of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, ent.name);
+      if (ent.isDirectory()) walk(p);
+      else if (ent.name.endsWith('.sqlite') && ent.name !== 'metadata.sqlite') found.push(p);
+    }
+  };
+  walk(join(persistDir, 'v3', 'd1'));
+  const preferred = found.filter((p) => p.includes('miniflare-D1DatabaseObject'));
+  const candidates = preferred.length ? preferred : found;
+  if (candidates.length === 0) throw new Error(`no D1 .sqlite file under ${persistDir}/v3/d1`);
+  if (candidates.length === 1) return candidates[0];
+  // Several databases: take the one that has the migrations table.
+  const { DatabaseSync } = require('node:sqlite');
+  for (const file of candidates) {
+    const db = new DatabaseSync(file, { readOnly: true });
+    try {
+      const hit = db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'd1_migrations'").get();
+      if (hit) return file;
+    } finally {
+      db.close();
+    }
+  }
+  return candidates[0];
+}
+
+/**
+ * Starts `wrangler dev` with a fresh state directory (migrations applied) on a free port.
+ * `vars` are extra or overriding worker variables (a null value leaves that variable out).
+ * The developer's .dev.vars is not read: the gateway sees only these variables and wrangler.toml's [vars].
+ */
+export async function startGateway({ vars = {}, startupTimeoutMs = 180_000 } = {}) {
+  if (!existsSync(WRANGLER_JS)) throw new Error(`wrangler not installed: run scripts/setup.sh first`);
+  if (!existsSync(join(ROOT, 'build', 'index.js'))) {
+    throw new Error('build/index.js missing: run scripts/build.sh first');
+  }
+  const persistDir = mkdtempSync(join(tmpdir(), 'tollgate-e2e-'));
+  const cleanupDir = () => {
+    if (!KEEP) rmSync(persistDir, { recursive: true, force: true });
+  };
+  const adminToken = `admin-${randomToken()}`;
+  const pepper = randomToken(32);
+  // An empty env file stops wrangler from loading the developer's .dev.vars.
+  const envFile = join(persistDir, 'empty.env');
+  writeFileSync(envFile, '');
+  const logEnv = { WRANGLER_LOG_PATH: join(persistDir, 'wrangler-logs') };
+
+  try {
+    await runWrangler(['d1', 'migrations', 'apply', 'DB', '--local', '--persist-to', persistDir], {
+      env: { ...logEnv, CI: 'true' },
+    });
+  } catch (err) {
+    cleanupDir();
+    throw err;
+  }
+
+  const allVars = { ADMIN_TOKEN: adminToken, KEY_PEPPER: pepper, ECHO_CHUNK_DELAY_MS: '5', ...vars };
+  const varArgs = Object.entries(allVars)
+    .filter(([, v]) => v !== null && v !== undefined)
+    .flatMap(([k, v]) => ['--var', `${k}:${v}`]);
+  const port = await freePort();
+  const inspectorPort = await freePort();
+  const args = [
+    'dev',
+    '--ip', '127.0.0.1',
+    '--port', String(port),
+    '--inspector-port', String(inspectorPort),
+    '--persist-to', persistDir,
+    '--env-file', envFile,
+    '--test-scheduled',
+    '--show-interactive-dev-session=false',
+    ...varArgs,
+  ];
+  const child = spawn(process.execPath, [WRANGLER_JS, ...args], {
+    cwd: ROOT,
+    env: wranglerEnv({ ...logEnv, TOLLGATE_SKIP_BUILD: '1' }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true, // own process group: kill() stops wrangler and workerd together
+  });
+  liveGroups.add(child.pid);
+  let output = '';
+  const onData = (d) => {
+    output += d;
+    if (VERBOSE) process.stderr.write(d);
+  };
+  child.stdout.on('data', onData);
+  child.stderr.on('data', onData);
+  let exited = null;
+  const exitPromise = new Promise((res) => {
+    child.on('exit', (code, signal) => {
+      exited = { code, signal };
+      res(exited);
+    });
+  });
+
+  const url = `http://127.0.0.1:${port}`;
+  let killed = false;
+  async function kill() {
+    if (killed) return;
+    killed = true;
+    const signalGroup = (sig) => {
+      try {
+        process.kill(-child.pid, sig);
+      } catch {}
+    };
+    if (!exited) {
+      signalGroup('SIGTERM');
+      const done = await Promise.race([exitPromise, sleep(5000).then(() => null)]);
+      if (!done) signalGroup('SIGKILL');
+      await Promise.race([exitPromise, sleep(2000)]);
+    }
+    signalGroup('SIGKILL'); // workerd, should it have outlived wrangler
+    liveGroups.delete(child.pid);
+    cleanupDir();
+  }
+
+  // Ready once the port answers HTTP (wrangler holds requests until the worker is loaded).
+  const deadline = Date.now() + startupTimeoutMs;
+  for (;;) {
+    if (exited) {
+      await kill();
+      throw new Error(
+        `wrangler dev exited during startup (${exited.signal ?? `exit ${exited.code}`}):\n${output}`,
+      );
+    }
+    if (Date.now() > deadline) {
+      await kill();
+      throw new Error(`wrangler dev not answering on ${url} after ${startupTimeoutMs} ms:\n${output}`);
+    }
+    try {
+      const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(5000) });
+      await res.arrayBuffer();
+      break;
+    } catch {
+      await sleep(250);
+    }
+  }
+
+  let d1File = null;
+  function d1(sql, ...params) {
+    const { DatabaseSync } = require('node:sqlite');
+    d1File ??= findD1File(persistDir);
+    const db = new DatabaseSync(d1File, { readOnly: true });
+    try {
+      return db.prepare(sql).all(...params);
+    } finally {
+      db.close();
+    }
+  }
+
+  async function admin(method, path, body) {
+    const res = await fetch(url + path, {
+      method,
+      headers: {
+        authorization: `Bearer ${adminToken}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    let json = null;
+    try {
+      json = text ? JSON.parse(text) : null;
+    } catch {}
+    return { status: res.status, json, text, headers: res.headers };
+  }
+
+  return {
+    url,
+    port,
+    adminToken,
+    pepper,
+    persistDir,
+    d1,
+    admin,
+    kill,
+    /** Everything wrangler printed so far. */
+    logs: () => output,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mock OpenAI upstream
+// ---------------------------------------------------------------------------------------------
+
+function messageText(content) {
+  if (typeof content === 'string') return content;
+  if (Array.isArray(content)) {
+    return content
+      .filter((p) => p && p.type === 'text' && typeof p.text === 'string')
+      .map((p) => p.text)
+      .join(' ');
+  }
+  return '';
+}
+
+function openaiError(res, status, message, type, code = null) {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify({ error: { message, type, param: null, code } }));
+}
+
+/**
+ * A mock OpenAI server on 127.0.0.1:<random port>.
+ *
+ * Replies "mock reply to <last user message>"; usage.prompt_tokens = `promptTokens` (default 42),
+ * completion_tokens = number of words in the reply (one stream chunk per word).
+ * Upstream model names with special behaviour: mock-500, mock-400, mock-hang, mock-drop, mock-nousage.
+ * `setBehavior(fn)`: fn({ method, url, headers, body }, res) runs first for every request; when it returns
+ * true (or a promise of true) it has answered and the default behaviour is skipped. setBehavior(null) resets.
+ */
+export async function startMockOpenAI({ promptTokens = 42, chunkDelayMs = 30 } = {}) {
+  const requests = [];
+  let behavior = null;
+  const sockets = new Set();
+  const timers = new Set();
+  const mock = {
+    url: '',
+    requests,
+    promptTokens,
+    chunkDelayMs,
+    setBehavior(fn) {
+      behavior = fn;
+    },
+    close,
+  };
+
+  const delay = (ms) =>
+    new Promise((r) => {
+      const t = setTimeout(() => {
+        timers.delete(t);
+        r();
+      }, ms);
+      timers.add(t);
+    });
+
+  async function defaultHandler(req, res, body) {
+    const path = req.url.split('?')[0].replace(/^\/v1(?=\/)/, '');
+    if (req.method === 'GET' && path === '/models') {
+      const created = 1700000000;
+      const ids = ['gpt-4o-mini', 'gpt-4o', 'mock-500', 'mock-400', 'mock-hang', 'mock-drop', 'mock-nousage'];
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ object: 'list', data: ids.map((id) => ({ id, object: 'model', created, owned_by: 'mock' })) }));
+      return;
+    }
+    if (req.method !== 'POST' || path !== '/chat/completions') {
+      openaiError(res, 404, `Unknown request URL: ${req.method} ${req.url}`, 'invalid_request_error', 'unknown_url');
+      return;
+    }
+    if (!body || typeof body !== 'object') {
+      openaiError(res, 400, 'We could not parse the JSON body of your request.', 'invalid_request_error');
+      return;
+    }
+    const model = String(body.model ?? '');
+    if (model === 'mock-hang') return; // never answers; close() drops the socket
+    if (model === 'mock-500') {
+      openaiError(res, 500, 'The server had an error while processing your request.', 'server_error');
+      return;
+    }
+    if (model === 'mock-400') {
+      openaiError(res, 400, 'bad param from upstream', 'invalid_request_error');
+      return;
+    }
+
+    const messages = Array.isArray(body.messages) ? body.messages : [];
+    const lastUser = [...messages].reverse().find((m) => m && m.role === 'user');
+    const text = `mock reply to ${messageText(lastUser?.content)}`.trim();
+    const words = text.split(/\s+/).filter(Boolean);
+    const pieces = words.map((w, i) => (i === 0 ? w : ` ${w}`));
+    const usage = {
+      prompt_tokens: mock.promptTokens,
+      completion_tokens: pieces.length,
+      total_tokens: mock.promptTokens + pieces.length,
+    };
+    const id = `chatcmpl-mock${randomToken(8)}`;
+    const created = Math.floor(Date.now() / 1000);
+    const sendUsage = model !== 'mock-nousage';
+
+    if (!body.stream) {
+      if (model === 'mock-drop') {
+        req.socket.destroy();
+        return;
+      }
+      const reply = {
+        id,
+        object: 'chat.completion',
+        created,
+        model,
+        choices: [{ index: 0, message: { role: 'assistant', content: text }, logprobs: null, finish_reason: 'stop' }],
+        ...(sendUsage ? { usage } : {}),
+      };
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(reply));
+      return;
+    }
+
+    res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      connection: 'keep-alive',
+    });
+    res.flushHeaders();
+    const chunk = (choices, extra = {}) =>
+      `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices, ...extra })}\n\n`;
+    const events = [chunk([{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }])];
+    for (const p of pieces) {
+      events.push(chunk([{ index: 0, delta: { content: p }, logprobs: null, finish_reason: null }]));
+    }
+    events.push(chunk([{ index: 0, delta: {}, logprobs: null, finish_reason: 'stop' }]));
+    if (sendUsage && body.stream_options?.include_usage) events.push(chunk([], { usage }));
+    events.push('data: [DONE]\n\n');
+
+    for (let i = 0; i < events.length; i++) {
+      if (res.destroyed || res.socket?.destroyed) return;
+      if (model === 'mock-drop' && i === 3) {
+        res.socket.destroy();
+        return;
+      }
+      res.write(events[i]);
+      // Pause between word chunks (after the role chunk and each word), not after the last events.
+      if (i < pieces.length) await delay(mock.chunkDelayMs);
+    }
+    res.end();
+  }
+
+  const server = http.createServer((req, res) => {
+    const parts = [];
+    req.on('data', (d) => parts.push(d));
+    req.on('end', async () => {
+      const raw = Buffer.concat(parts).toString('utf8');
+      let body = raw;
+      try {
+        body = raw ? JSON.parse(raw) : null;
+      } catch {}
+      const record = { method: req.method, url: req.url, headers: req.headers, body };
+      requests.push(record);
+      try {
+        if (behavior && (await behavior(record, res))) return;
+        await defaultHandler(req, res, body);
+      } catch (err) {
+        if (!res.headersSent) openaiError(res, 500, `mock failure: ${err.message}`, 'server_error');
+        else res.destroy();
+      }
+    });
+  });
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise((res, rej) => {
+    server.once('error', rej);
+    server.listen(0, '127.0.0.1', res);
+  });
+  mock.url = `http://127.0.0.1:${server.address().port}/v1`;
+
+  function close() {
+    for (const t of timers) clearTimeout(t);
+    timers.clear();
+    for (const s of sockets) s.destroy();
+    return new Promise((res) => server.close(() => res()));
+  }
+
+  return mock;
+}
