@@ -1,0 +1,274 @@
+//! One error type for the whole gateway. Every failure a client can see is a [`GatewayError`]:
+//! it knows its HTTP status, its OpenAI error `type` and `code`, where it came from, and whether
+//! another provider may be tried. [`GatewayError::to_json`] renders the OpenAI error body
+//! `{"error":{"message","type","param","code"}}`; rendering has no side effects.
+
+use serde::Serialize;
+
+/// Where a failure came from. Billing uses it: upstream failures before the first byte are not
+/// charged; client (downstream) failures are the client's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorSource {
+    /// The client's request was refused (bad input, bad key, no credit).
+    Downstream,
+    /// The provider failed or could not be reached.
+    Upstream,
+    /// Tollgate itself (storage, configuration).
+    Internal,
+}
+
+/// What went wrong, with the HTTP status each kind maps to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// 400: malformed JSON, missing or invalid fields.
+    InvalidRequest,
+    /// 401: missing, malformed, unknown or revoked API key or admin token.
+    InvalidApiKey,
+    /// 402: the tenant's balance does not cover the request's worst-case cost.
+    InsufficientQuota,
+    /// 403: the key may not use this model.
+    ModelNotAllowed,
+    /// 404: no such model.
+    ModelNotFound,
+    /// 404: no such route or resource.
+    NotFound,
+    /// 405: the route exists but not for this method.
+    MethodNotAllowed,
+    /// 409: the resource already exists or the change conflicts with its state.
+    Conflict,
+    /// 413: the request body is larger than the configured limit.
+    PayloadTooLarge,
+    /// 415: the body is not JSON.
+    UnsupportedMediaType,
+    /// 429: the provider rate-limited the request.
+    UpstreamRateLimited,
+    /// 400 (provider's own status kept when it is a 4xx): the provider rejected the request.
+    UpstreamRejected(u16),
+    /// 502: the provider failed, answered garbage or could not be reached.
+    UpstreamFailed,
+    /// 504: the provider did not answer in time.
+    UpstreamTimeout,
+    /// 500: Tollgate's own fault (storage, configuration).
+    Internal,
+    /// 503: a dependency of Tollgate (D1, KV) is unavailable.
+    Unavailable,
+}
+
+/// An error with everything needed to answer the client and to decide on retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayError {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// The request field at fault, when one is.
+    pub param: Option<String>,
+    /// Overrides the default `code` of the kind (e.g. an upstream's own code).
+    pub code: Option<String>,
+}
+
+impl GatewayError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        GatewayError {
+            kind,
+            message: message.into(),
+            param: None,
+            code: None,
+        }
+    }
+
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidRequest, message)
+    }
+
+    pub fn invalid_param(param: &str, message: impl Into<String>) -> Self {
+        let mut e = Self::new(ErrorKind::InvalidRequest, message);
+        e.param = Some(param.to_string());
+        e
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    /// The HTTP status of the response.
+    pub fn status(&self) -> u16 {
+        match self.kind {
+            ErrorKind::InvalidRequest => 400,
+            ErrorKind::InvalidApiKey => 401,
+            ErrorKind::InsufficientQuota => 402,
+            ErrorKind::ModelNotAllowed => 403,
+            ErrorKind::ModelNotFound | ErrorKind::NotFound => 404,
+            ErrorKind::MethodNotAllowed => 405,
+            ErrorKind::Conflict => 409,
+            ErrorKind::PayloadTooLarge => 413,
+            ErrorKind::UnsupportedMediaType => 415,
+            ErrorKind::UpstreamRateLimited => 429,
+            ErrorKind::UpstreamRejected(status) if (400..500).contains(&status) => status,
+            ErrorKind::UpstreamRejected(_) => 400,
+            ErrorKind::UpstreamFailed => 502,
+            ErrorKind::UpstreamTimeout => 504,
+            ErrorKind::Internal => 500,
+            ErrorKind::Unavailable => 503,
+        }
+    }
+
+    /// The OpenAI error `type`.
+    pub fn error_type(&self) -> &'static str {
+        match self.kind {
+            ErrorKind::InvalidRequest
+            | ErrorKind::ModelNotFound
+            | ErrorKind::NotFound
+            | ErrorKind::MethodNotAllowed
+            | ErrorKind::Conflict
+            | ErrorKind::PayloadTooLarge
+            | ErrorKind::UnsupportedMediaType
+            | ErrorKind::UpstreamRejected(_) => "invalid_request_error",
+            ErrorKind::InvalidApiKey => "authentication_error",
+            ErrorKind::ModelNotAllowed => "permission_error",
+            ErrorKind::InsufficientQuota => "insufficient_quota",
+            ErrorKind::UpstreamRateLimited => "rate_limit_error",
+            ErrorKind::UpstreamFailed | ErrorKind::UpstreamTimeout => "upstream_error",
+            ErrorKind::Internal | ErrorKind::Unavailable => "server_error",
+        }
+    }
+
+    /// The OpenAI error `code`.
+    pub fn code(&self) -> &str {
+        if let Some(code) = &self.code {
+            return code;
+        }
+        match self.kind {
+            ErrorKind::InvalidRequest => "invalid_request",
+            ErrorKind::InvalidApiKey => "invalid_api_key",
+            ErrorKind::InsufficientQuota => "insufficient_quota",
+            ErrorKind::ModelNotAllowed => "model_not_allowed",
+            ErrorKind::ModelNotFound => "model_not_found",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::MethodNotAllowed => "method_not_allowed",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::PayloadTooLarge => "request_too_large",
+            ErrorKind::UnsupportedMediaType => "unsupported_media_type",
+            ErrorKind::UpstreamRateLimited => "upstream_rate_limited",
+            ErrorKind::UpstreamRejected(_) => "upstream_rejected",
+            ErrorKind::UpstreamFailed => "upstream_error",
+            ErrorKind::UpstreamTimeout => "upstream_timeout",
+            ErrorKind::Internal => "internal_error",
+            ErrorKind::Unavailable => "service_unavailable",
+        }
+    }
+
+    /// Where the failure came from.
+    pub fn source(&self) -> ErrorSource {
+        match self.kind {
+            ErrorKind::UpstreamRateLimited
+            | ErrorKind::UpstreamRejected(_)
+            | ErrorKind::UpstreamFailed
+            | ErrorKind::UpstreamTimeout => ErrorSource::Upstream,
+            ErrorKind::Internal | ErrorKind::Unavailable => ErrorSource::Internal,
+            _ => ErrorSource::Downstream,
+        }
+    }
+
+    /// Whether the same request may be tried on another provider route: only when the provider
+    /// failed in a way that says nothing about the request itself.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::UpstreamRateLimited | ErrorKind::UpstreamFailed | ErrorKind::UpstreamTimeout
+        )
+    }
+
+    /// The OpenAI-shaped JSON body.
+    pub fn to_json(&self) -> String {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            error: Inner<'a>,
+        }
+        #[derive(Serialize)]
+        struct Inner<'a> {
+            message: &'a str,
+            #[serde(rename = "type")]
+            kind: &'a str,
+            param: Option<&'a str>,
+            code: &'a str,
+        }
+        let body = Body {
+            error: Inner {
+                message: &self.message,
+                kind: self.error_type(),
+                param: self.param.as_deref(),
+                code: self.code(),
+            },
+        };
+        serde_json::to_string(&body).unwrap_or_else(|_| {
+            r#"{"error":{"message":"internal error","type":"server_error","param":null,"code":"internal_error"}}"#
+                .to_string()
+        })
+    }
+}
+
+impl std::fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.code(), self.status(), self.message)
+    }
+}
+
+impl std::error::Error for GatewayError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_openai_shape() {
+        let e = GatewayError::invalid_param("messages", "messages must be a non-empty array");
+        let v: serde_json::Value = serde_json::from_str(&e.to_json()).unwrap();
+        assert_eq!(v["error"]["message"], "messages must be a non-empty array");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(v["error"]["param"], "messages");
+        assert_eq!(v["error"]["code"], "invalid_request");
+        assert_eq!(e.status(), 400);
+    }
+
+    #[test]
+    fn statuses_and_sources() {
+        assert_eq!(
+            GatewayError::new(ErrorKind::InsufficientQuota, "x").status(),
+            402
+        );
+        assert_eq!(
+            GatewayError::new(ErrorKind::UpstreamTimeout, "x").status(),
+            504
+        );
+        assert_eq!(
+            GatewayError::new(ErrorKind::UpstreamRejected(422), "x").status(),
+            422
+        );
+        assert_eq!(
+            GatewayError::new(ErrorKind::UpstreamRejected(503), "x").status(),
+            400
+        );
+        assert_eq!(
+            GatewayError::new(ErrorKind::UpstreamFailed, "x").source(),
+            ErrorSource::Upstream
+        );
+        assert!(GatewayError::new(ErrorKind::UpstreamFailed, "x").retryable());
+        assert!(!GatewayError::new(ErrorKind::UpstreamRejected(400), "x").retryable());
+        assert!(!GatewayError::new(ErrorKind::InvalidRequest, "x").retryable());
+    }
+
+    #[test]
+    fn code_override_and_escaping() {
+        let e = GatewayError::new(ErrorKind::UpstreamRejected(400), "bad \"quote\"\n")
+            .with_code("context_length_exceeded");
+        let v: serde_json::Value = serde_json::from_str(&e.to_json()).unwrap();
+        assert_eq!(v["error"]["code"], "context_length_exceeded");
+        assert_eq!(v["error"]["message"], "bad \"quote\"\n");
+    }
+}

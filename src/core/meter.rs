@@ -1,0 +1,373 @@
+//! Metering: what a request used and what it costs.
+//!
+//! [`StreamMeter`] sits between an adapter's stream decoder and the client. It forwards chunks as
+//! they come (their original bytes when nothing needs changing), collects the generated text for
+//! the local completion count, keeps the provider's usage, and removes the usage chunk that
+//! Tollgate asked for but the client did not. [`bill`] turns counts into a charge.
+
+use serde::Serialize;
+
+use crate::core::billing::{cost_micros, Price, TokenUsage};
+use crate::core::error::{ErrorKind, GatewayError};
+use crate::core::openai::Usage;
+use crate::core::providers::StreamItem;
+use crate::core::sse::encode_data;
+use crate::core::tokens::Encoding;
+
+/// How a request ended, as recorded in `usage.status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestStatus {
+    Ok,
+    /// The client went away before the end; prompt and delivered output are charged.
+    ClientAbort,
+    /// The provider failed; nothing is charged before the first token, what was delivered after.
+    UpstreamError,
+    /// Output was cut short by the gateway (reservation exhausted).
+    Truncated,
+}
+
+impl RequestStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestStatus::Ok => "ok",
+            RequestStatus::ClientAbort => "client_abort",
+            RequestStatus::UpstreamError => "upstream_error",
+            RequestStatus::Truncated => "truncated",
+        }
+    }
+}
+
+/// Where the billed token counts came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageSource {
+    Upstream,
+    Local,
+}
+
+impl UsageSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageSource::Upstream => "upstream",
+            UsageSource::Local => "local",
+        }
+    }
+}
+
+/// Forwards and measures one stream.
+#[derive(Debug)]
+pub struct StreamMeter {
+    wants_usage: bool,
+    text: String,
+    usage: Option<Usage>,
+    done: bool,
+    error: Option<GatewayError>,
+    content_chunks: u64,
+}
+
+impl StreamMeter {
+    /// `wants_usage`: the client asked for the final usage chunk itself.
+    pub fn new(wants_usage: bool) -> Self {
+        StreamMeter {
+            wants_usage,
+            text: String::new(),
+            usage: None,
+            done: false,
+            error: None,
+            content_chunks: 0,
+        }
+    }
+
+    /// Takes one decoded item and appends what the client should receive to `out`.
+    pub fn forward(&mut self, item: StreamItem, out: &mut Vec<u8>) {
+        match item {
+            StreamItem::KeepAlive(raw) => out.extend_from_slice(&raw),
+            StreamItem::Done => {
+                if !self.done {
+                    self.done = true;
+                    out.extend_from_slice(&encode_data(crate::core::sse::DONE));
+                }
+            }
+            StreamItem::Error(err) => {
+                out.extend_from_slice(&encode_data(&err.to_json()));
+                self.error.get_or_insert(err);
+            }
+            StreamItem::Chunk { mut chunk, raw } => {
+                let before = self.text.len();
+                chunk.append_generated_text(&mut self.text);
+                if self.text.len() > before {
+                    self.content_chunks += 1;
+                }
+                if let Some(usage) = chunk.usage.take() {
+                    self.usage = Some(usage.clone());
+                    if !self.wants_usage {
+                        if chunk.choices.is_empty() {
+                            return; // the usage chunk only Tollgate asked for
+                        }
+                        // usage riding on a content chunk: send the chunk without it
+                        if let Ok(json) = serde_json::to_string(&chunk) {
+                            out.extend_from_slice(&encode_data(&json));
+                        }
+                        return;
+                    }
+                    chunk.usage = Some(usage);
+                }
+                match raw {
+                    Some(raw) => out.extend_from_slice(&raw),
+                    None => {
+                        if let Ok(json) = serde_json::to_string(&chunk) {
+                            out.extend_from_slice(&encode_data(&json));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The upstream connection ended (or broke). If it ended without `[DONE]` or an error, the
+    /// client gets an error event, and the stream counts as failed.
+    pub fn upstream_closed(&mut self, out: &mut Vec<u8>, broken: Option<GatewayError>) {
+        if self.done || self.error.is_some() {
+            return;
+        }
+        let err = broken.unwrap_or_else(|| {
+            GatewayError::new(
+                ErrorKind::UpstreamFailed,
+                "The provider closed the stream before it was complete.",
+            )
+        });
+        self.forward(StreamItem::Error(err), out);
+    }
+
+    /// The generated text delivered so far.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn upstream_usage(&self) -> Option<&Usage> {
+        self.usage.as_ref()
+    }
+
+    pub fn error(&self) -> Option<&GatewayError> {
+        self.error.as_ref()
+    }
+
+    pub fn completed(&self) -> bool {
+        self.done && self.error.is_none()
+    }
+
+    /// Whether any generated text reached the client.
+    pub fn delivered_output(&self) -> bool {
+        self.content_chunks > 0
+    }
+}
+
+/// Everything a usage row records about tokens and money.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Bill {
+    pub prompt_tokens: u64,
+    pub cached_prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub upstream_prompt_tokens: Option<u64>,
+    pub upstream_completion_tokens: Option<u64>,
+    pub local_prompt_tokens: u64,
+    pub local_completion_tokens: u64,
+    pub source: UsageSource,
+    /// Charged, micro-units: never more than what was reserved.
+    pub cost: u64,
+    /// What the counts cost above the reservation, recorded but not charged.
+    pub uncharged: u64,
+}
+
+/// The inputs of a charge.
+#[derive(Clone)]
+pub struct BillInput<'a> {
+    pub status: RequestStatus,
+    /// Whether any output reached the client (for upstream errors).
+    pub delivered_output: bool,
+    pub local_prompt_tokens: u64,
+    pub completion_text: &'a str,
+    pub encoding: Option<Encoding>,
+    pub upstream_usage: Option<&'a Usage>,
+    pub price: &'a Price,
+    pub reserved: u64,
+}
+
+/// Decides what a request is charged. The rules (README, "Billing"):
+/// - completed: the provider's reported usage when it sent one, else the local counts;
+/// - upstream error before any output: nothing;
+/// - upstream error after output, client abort, truncation: prompt plus the output delivered
+///   (provider's usage if it reported one, else local counts);
+/// - the charge never exceeds the reservation; the excess is recorded as `uncharged`.
+pub fn bill(input: &BillInput<'_>) -> Bill {
+    let local_completion = input.encoding.map_or_else(
+        || estimate_tokens(input.completion_text),
+        |e| e.count(input.completion_text),
+    );
+    let upstream = input.upstream_usage;
+    let (source, tokens) = match upstream {
+        Some(u) => (
+            UsageSource::Upstream,
+            TokenUsage {
+                prompt_tokens: u.prompt_tokens,
+                cached_prompt_tokens: u.cached_tokens(),
+                completion_tokens: u.completion_tokens,
+                reasoning_tokens: u.reasoning_tokens(),
+            },
+        ),
+        None => (
+            UsageSource::Local,
+            TokenUsage {
+                prompt_tokens: input.local_prompt_tokens,
+                cached_prompt_tokens: 0,
+                completion_tokens: local_completion,
+                reasoning_tokens: 0,
+            },
+        ),
+    };
+    let free = input.status == RequestStatus::UpstreamError && !input.delivered_output;
+    let full = if free {
+        0
+    } else {
+        cost_micros(&tokens, input.price)
+    };
+    let cost = full.min(input.reserved);
+    Bill {
+        prompt_tokens: tokens.prompt_tokens,
+        cached_prompt_tokens: tokens.cached_prompt_tokens,
+        completion_tokens: tokens.completion_tokens,
+        reasoning_tokens: tokens.reasoning_tokens,
+        upstream_prompt_tokens: upstream.map(|u| u.prompt_tokens),
+        upstream_completion_tokens: upstream.map(|u| u.completion_tokens),
+        local_prompt_tokens: input.local_prompt_tokens,
+        local_completion_tokens: local_completion,
+        source,
+        cost,
+        uncharged: full - cost,
+    }
+}
+
+/// Token estimate for model families without a local tokenizer: one token per 4 bytes of UTF-8,
+/// rounded up (OpenAI's rule of thumb). Used only when the provider reports no usage.
+pub fn estimate_tokens(text: &str) -> u64 {
+    (text.len() as u64).div_ceil(4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::openai::ChatCompletionChunk;
+
+    fn chunk(json: &str) -> StreamItem {
+        let chunk: ChatCompletionChunk = serde_json::from_str(json).unwrap();
+        StreamItem::Chunk {
+            chunk,
+            raw: Some(encode_data(json)),
+        }
+    }
+
+    const CONTENT: &str = r#"{"id":"c","choices":[{"index":0,"delta":{"content":"Hi there"}}]}"#;
+    const USAGE: &str = r#"{"id":"c","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#;
+
+    #[test]
+    fn strips_the_usage_chunk_the_client_did_not_ask_for() {
+        let mut m = StreamMeter::new(false);
+        let mut out = Vec::new();
+        m.forward(chunk(CONTENT), &mut out);
+        m.forward(chunk(USAGE), &mut out);
+        m.forward(StreamItem::Done, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text, format!("data: {CONTENT}\n\ndata: [DONE]\n\n"));
+        assert_eq!(m.upstream_usage().unwrap().completion_tokens, 2);
+        assert_eq!(m.text(), "Hi there");
+        assert!(m.completed() && m.delivered_output());
+    }
+
+    #[test]
+    fn keeps_it_when_asked_and_strips_usage_from_content_chunks() {
+        let mut m = StreamMeter::new(true);
+        let mut out = Vec::new();
+        m.forward(chunk(USAGE), &mut out);
+        assert_eq!(out, encode_data(USAGE));
+
+        let mut m = StreamMeter::new(false);
+        let mut out = Vec::new();
+        m.forward(
+            chunk(r#"{"id":"c","choices":[{"index":0,"delta":{"content":"x"}}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#),
+            &mut out,
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("usage") && text.contains("\"x\""));
+    }
+
+    #[test]
+    fn broken_upstream_becomes_an_error_event() {
+        let mut m = StreamMeter::new(false);
+        let mut out = Vec::new();
+        m.forward(chunk(CONTENT), &mut out);
+        m.upstream_closed(&mut out, None);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("closed the stream"));
+        assert!(!m.completed());
+        assert!(m.error().is_some());
+    }
+
+    fn price() -> Price {
+        Price {
+            input: 1_000_000,
+            cached_input: None,
+            output: 2_000_000,
+            reasoning: None,
+        }
+    }
+
+    #[test]
+    fn billing_rules() {
+        let p = price();
+        let usage = Usage::new(5, 2);
+        let base = BillInput {
+            status: RequestStatus::Ok,
+            delivered_output: true,
+            local_prompt_tokens: 6,
+            completion_text: "Hi there",
+            encoding: Some(Encoding::O200kBase),
+            upstream_usage: Some(&usage),
+            price: &p,
+            reserved: 1_000,
+        };
+        let b = bill(&base);
+        assert_eq!(b.source, UsageSource::Upstream);
+        assert_eq!((b.prompt_tokens, b.completion_tokens), (5, 2));
+        assert_eq!(b.cost, 9); // 5×1 + 2×2 micro-units
+        assert_eq!(b.local_completion_tokens, 2);
+
+        let local = bill(&BillInput {
+            upstream_usage: None,
+            ..base.clone()
+        });
+        assert_eq!(local.source, UsageSource::Local);
+        assert_eq!(local.cost, 6 + 2 * 2);
+
+        let failed = bill(&BillInput {
+            status: RequestStatus::UpstreamError,
+            delivered_output: false,
+            ..base.clone()
+        });
+        assert_eq!(failed.cost, 0);
+
+        let partial = bill(&BillInput {
+            status: RequestStatus::UpstreamError,
+            upstream_usage: None,
+            ..base.clone()
+        });
+        assert_eq!(partial.cost, 10);
+
+        let capped = bill(&BillInput {
+            reserved: 4,
+            ..base
+        });
+        assert_eq!((capped.cost, capped.uncharged), (4, 5));
+    }
+}

@@ -1,0 +1,600 @@
+//! The operator's API under `/admin/*`, authorised by the `ADMIN_TOKEN` secret.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use worker::{D1Database, Env, Method, Request, Response};
+
+use super::{auth, db, http, now_ms};
+use crate::core::error::{ErrorKind, GatewayError};
+use crate::core::ids::prefixed_id;
+use crate::core::keys;
+use crate::core::providers::ProviderKind;
+use crate::core::tokens::Encoding;
+
+/// Admin bodies are small.
+const MAX_ADMIN_BODY: usize = 64 * 1024;
+
+pub async fn route(
+    mut req: Request,
+    env: &Env,
+    method: &Method,
+    rest: &[&str],
+) -> Result<Response, GatewayError> {
+    auth::authorize_admin(&req, env)?;
+    let database = db::database(env)?;
+    let db = &database;
+    match (method, rest) {
+        (Method::Post, ["tenants"]) => create_tenant(db, body(&mut req).await?).await,
+        (Method::Get, ["tenants"]) => list_tenants(db).await,
+        (Method::Get, ["tenants", id]) => get_tenant(db, id).await,
+        (Method::Patch, ["tenants", id]) => update_tenant(db, id, body(&mut req).await?).await,
+        (Method::Post, ["tenants", id, "keys"]) => {
+            create_key(db, env, id, body(&mut req).await?).await
+        }
+        (Method::Get, ["tenants", id, "keys"]) => list_keys(db, id).await,
+        (Method::Post, ["tenants", id, "credit"]) => {
+            add_credit(db, id, body(&mut req).await?).await
+        }
+        (Method::Get, ["tenants", id, "ledger"]) => ledger(db, id).await,
+        (Method::Delete, ["keys", id]) => revoke_key(db, env, id).await,
+        (Method::Get, ["providers"]) => list_providers(db).await,
+        (Method::Put, ["providers", name]) => put_provider(db, name, body(&mut req).await?).await,
+        (Method::Delete, ["providers", name]) => delete_provider(db, name).await,
+        (Method::Get, ["models"]) => list_models(db).await,
+        (Method::Put, ["models", name @ ..]) if !name.is_empty() => {
+            put_model(db, &name.join("/"), body(&mut req).await?).await
+        }
+        (Method::Delete, ["models", name @ ..]) if !name.is_empty() => {
+            delete_model(db, &name.join("/")).await
+        }
+        (Method::Get, ["usage"]) => list_usage(db, &req).await,
+        (Method::Get, ["requests", id]) => get_request(db, id).await,
+        _ => Err(GatewayError::new(
+            ErrorKind::NotFound,
+            format!("Unknown admin route: {method:?} /admin/{}", rest.join("/")),
+        )),
+    }
+}
+
+async fn body<T: DeserializeOwned>(req: &mut Request) -> Result<T, GatewayError> {
+    let bytes = http::read_body(req, MAX_ADMIN_BODY).await?;
+    let bytes = if bytes.is_empty() {
+        b"{}".to_vec()
+    } else {
+        bytes
+    };
+    serde_json::from_slice(&bytes)
+        .map_err(|e| GatewayError::invalid_request(format!("Invalid JSON body: {e}")))
+}
+
+fn not_found(what: &str, id: &str) -> GatewayError {
+    GatewayError::new(ErrorKind::NotFound, format!("No {what} `{id}`."))
+}
+
+fn check_name(field: &str, value: &str) -> Result<(), GatewayError> {
+    if value.trim().is_empty() || value.len() > 200 {
+        return Err(GatewayError::invalid_param(
+            field,
+            format!("`{field}` must be 1 to 200 characters."),
+        ));
+    }
+    Ok(())
+}
+
+fn to_i64(field: &str, v: i64, min: i64) -> Result<i64, GatewayError> {
+    // Money and prices stay below 2^53 so they survive JavaScript numbers exactly.
+    const MAX_SAFE: i64 = (1 << 53) - 1;
+    if v < min || v > MAX_SAFE {
+        return Err(GatewayError::invalid_param(
+            field,
+            format!("`{field}` must be an integer from {min} to {MAX_SAFE}."),
+        ));
+    }
+    Ok(v)
+}
+
+// ---- tenants ----------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTenant {
+    name: String,
+    #[serde(default)]
+    credit: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TenantRow {
+    id: String,
+    name: String,
+    balance: i64,
+    reserved: i64,
+    created_at: u64,
+    disabled_at: Option<u64>,
+}
+
+const TENANT_SELECT: &str = "SELECT t.id, t.name, t.balance, t.created_at, t.disabled_at,
+    (SELECT COALESCE(SUM(r.amount), 0) FROM reservations r WHERE r.tenant_id = t.id) AS reserved
+    FROM tenants t";
+
+async fn create_tenant(db: &D1Database, new: NewTenant) -> Result<Response, GatewayError> {
+    check_name("name", &new.name)?;
+    let credit = to_i64("credit", new.credit, 0)?;
+    let now = now_ms();
+    let id = prefixed_id("ten", now);
+    let mut statements = vec![db::statement(
+        db,
+        "INSERT INTO tenants (id, name, balance, created_at) VALUES (?1, ?2, 0, ?3)",
+        &[id.as_str().into(), new.name.trim().into(), now.into()],
+    )?];
+    if credit > 0 {
+        statements.push(db::statement(
+            db,
+            "INSERT INTO credit_ledger (id, tenant_id, amount, reason, created_at)
+             VALUES (?1, ?2, ?3, 'initial credit', ?4)",
+            &[
+                prefixed_id("cred", now).as_str().into(),
+                id.as_str().into(),
+                credit.into(),
+                now.into(),
+            ],
+        )?);
+    }
+    db::batch(db, statements).await?;
+    tenant_response(db, &id, 201).await
+}
+
+async fn tenant_response(db: &D1Database, id: &str, status: u16) -> Result<Response, GatewayError> {
+    let row: Option<TenantRow> = db::first(
+        db,
+        &format!("{TENANT_SELECT} WHERE t.id = ?1"),
+        &[id.into()],
+    )
+    .await?;
+    let row = row.ok_or_else(|| not_found("tenant", id))?;
+    http::json(status, &row)
+}
+
+async fn list_tenants(db: &D1Database) -> Result<Response, GatewayError> {
+    let rows: Vec<TenantRow> = db::all(db, &format!("{TENANT_SELECT} ORDER BY t.id"), &[]).await?;
+    http::json(200, &json!({"object": "list", "data": rows}))
+}
+
+async fn get_tenant(db: &D1Database, id: &str) -> Result<Response, GatewayError> {
+    tenant_response(db, id, 200).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantPatch {
+    name: Option<String>,
+    disabled: Option<bool>,
+}
+
+async fn update_tenant(
+    db: &D1Database,
+    id: &str,
+    patch: TenantPatch,
+) -> Result<Response, GatewayError> {
+    if let Some(name) = &patch.name {
+        check_name("name", name)?;
+        db::run(
+            db,
+            "UPDATE tenants SET name = ?2 WHERE id = ?1",
+            &[id.into(), name.trim().into()],
+        )
+        .await?;
+    }
+    if let Some(disabled) = patch.disabled {
+        let sql = if disabled {
+            "UPDATE tenants SET disabled_at = COALESCE(disabled_at, ?2) WHERE id = ?1"
+        } else {
+            "UPDATE tenants SET disabled_at = NULL WHERE id = ?1 AND ?2 IS NOT NULL"
+        };
+        db::run(db, sql, &[id.into(), now_ms().into()]).await?;
+    }
+    tenant_response(db, id, 200).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Credit {
+    amount: i64,
+    reason: Option<String>,
+}
+
+async fn add_credit(db: &D1Database, id: &str, credit: Credit) -> Result<Response, GatewayError> {
+    if credit.amount == 0 {
+        return Err(GatewayError::invalid_param(
+            "amount",
+            "`amount` must not be 0.",
+        ));
+    }
+    let amount = to_i64("amount", credit.amount.abs(), 1)? * credit.amount.signum();
+    let now = now_ms();
+    // One statement: the ledger row exists only if the balance stays >= 0, and its trigger
+    // moves the balance.
+    let changed = db::run(
+        db,
+        "INSERT INTO credit_ledger (id, tenant_id, amount, reason, created_at)
+         SELECT ?1, id, ?3, ?4, ?5 FROM tenants WHERE id = ?2 AND balance + ?3 >= 0",
+        &[
+            prefixed_id("cred", now).as_str().into(),
+            id.into(),
+            amount.into(),
+            credit.reason.as_deref().into(),
+            now.into(),
+        ],
+    )
+    .await?;
+    if changed == 0 {
+        let exists: Option<Value> =
+            db::first(db, "SELECT id FROM tenants WHERE id = ?1", &[id.into()]).await?;
+        return Err(match exists {
+            None => not_found("tenant", id),
+            Some(_) => GatewayError::new(
+                ErrorKind::Conflict,
+                "The debit is larger than the tenant's available balance.",
+            ),
+        });
+    }
+    tenant_response(db, id, 200).await
+}
+
+async fn ledger(db: &D1Database, id: &str) -> Result<Response, GatewayError> {
+    let rows: Vec<Value> = db::all(
+        db,
+        "SELECT id, tenant_id, amount, reason, created_at FROM credit_ledger
+         WHERE tenant_id = ?1 ORDER BY id DESC LIMIT 1000",
+        &[id.into()],
+    )
+    .await?;
+    http::json(200, &json!({"object": "list", "data": rows}))
+}
+
+// ---- keys -------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    name: String,
+    models: Option<Vec<String>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeyRow {
+    id: String,
+    tenant_id: String,
+    name: String,
+    models: Option<String>,
+    created_at: u64,
+    revoked_at: Option<u64>,
+}
+
+fn key_json(row: &KeyRow) -> Value {
+    let models: Option<Vec<String>> = row
+        .models
+        .as_deref()
+        .and_then(|m| serde_json::from_str(m).ok());
+    json!({"id": row.id, "object": "api_key", "tenant_id": row.tenant_id, "name": row.name,
+           "models": models, "created_at": row.created_at, "revoked_at": row.revoked_at})
+}
+
+async fn create_key(
+    db: &D1Database,
+    env: &Env,
+    tenant_id: &str,
+    new: NewKey,
+) -> Result<Response, GatewayError> {
+    check_name("name", &new.name)?;
+    if let Some(models) = &new.models {
+        for m in models {
+            check_name("models", m)?;
+        }
+    }
+    let pepper = auth::pepper(env)?;
+    let now = now_ms();
+    let generated = keys::generate_api_key(now)
+        .map_err(|_| GatewayError::internal("no randomness available to generate a key"))?;
+    let digest = keys::key_digest(&pepper, &generated.key);
+    let models_json = new
+        .models
+        .as_ref()
+        .map(|m| serde_json::to_string(m).unwrap_or_else(|_| "[]".into()));
+    let changed = db::run(
+        db,
+        "INSERT INTO api_keys (id, tenant_id, name, digest, models, created_at)
+         SELECT ?1, id, ?3, ?4, ?5, ?6 FROM tenants WHERE id = ?2",
+        &[
+            generated.key_id.as_str().into(),
+            tenant_id.into(),
+            new.name.trim().into(),
+            digest.as_str().into(),
+            models_json.as_deref().into(),
+            now.into(),
+        ],
+    )
+    .await?;
+    if changed == 0 {
+        return Err(not_found("tenant", tenant_id));
+    }
+    http::json(
+        201,
+        &json!({"id": generated.key_id, "object": "api_key", "key": generated.key,
+                "tenant_id": tenant_id, "name": new.name.trim(), "models": new.models,
+                "created_at": now}),
+    )
+}
+
+async fn list_keys(db: &D1Database, tenant_id: &str) -> Result<Response, GatewayError> {
+    let rows: Vec<KeyRow> = db::all(
+        db,
+        "SELECT id, tenant_id, name, models, created_at, revoked_at FROM api_keys
+         WHERE tenant_id = ?1 ORDER BY id",
+        &[tenant_id.into()],
+    )
+    .await?;
+    let data: Vec<Value> = rows.iter().map(key_json).collect();
+    http::json(200, &json!({"object": "list", "data": data}))
+}
+
+async fn revoke_key(db: &D1Database, env: &Env, id: &str) -> Result<Response, GatewayError> {
+    db::run(
+        db,
+        "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+        &[id.into(), now_ms().into()],
+    )
+    .await?;
+    if let Ok(kv) = env.kv("KV") {
+        let _ = kv.delete(&auth::key_cache_name(id)).await;
+    }
+    let row: Option<KeyRow> = db::first(
+        db,
+        "SELECT id, tenant_id, name, models, created_at, revoked_at FROM api_keys WHERE id = ?1",
+        &[id.into()],
+    )
+    .await?;
+    let row = row.ok_or_else(|| not_found("API key", id))?;
+    http::json(200, &key_json(&row))
+}
+
+// ---- providers and models ---------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProviderBody {
+    kind: String,
+    base_url: String,
+    api_key_secret: Option<String>,
+    config: Option<Value>,
+}
+
+async fn put_provider(
+    db: &D1Database,
+    name: &str,
+    p: ProviderBody,
+) -> Result<Response, GatewayError> {
+    check_name("name", name)?;
+    let kind = ProviderKind::parse(&p.kind).ok_or_else(|| {
+        GatewayError::invalid_param(
+            "kind",
+            format!(
+                "Unknown provider kind `{}`; known: {}.",
+                p.kind,
+                ProviderKind::ALL.join(", ")
+            ),
+        )
+    })?;
+    if kind != ProviderKind::Echo
+        && !(p.base_url.starts_with("https://") || p.base_url.starts_with("http://"))
+    {
+        return Err(GatewayError::invalid_param(
+            "base_url",
+            "`base_url` must be an http:// or https:// URL.",
+        ));
+    }
+    if let Some(secret) = &p.api_key_secret {
+        let valid = !secret.is_empty()
+            && secret.len() <= 128
+            && secret
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !valid {
+            return Err(GatewayError::invalid_param(
+                "api_key_secret",
+                "`api_key_secret` is the NAME of a Worker secret (letters, digits, _), not the key itself.",
+            ));
+        }
+    }
+    let config = p.config.as_ref().map(Value::to_string);
+    db::run(
+        db,
+        "INSERT INTO providers (name, kind, base_url, api_key_secret, config, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, base_url = excluded.base_url,
+           api_key_secret = excluded.api_key_secret, config = excluded.config,
+           updated_at = excluded.updated_at",
+        &[
+            name.into(),
+            kind.as_str().into(),
+            p.base_url.as_str().into(),
+            p.api_key_secret.as_deref().into(),
+            config.as_deref().into(),
+            now_ms().into(),
+        ],
+    )
+    .await?;
+    http::json(
+        200,
+        &json!({"name": name, "kind": kind.as_str(), "base_url": p.base_url,
+                "api_key_secret": p.api_key_secret, "config": p.config}),
+    )
+}
+
+async fn list_providers(db: &D1Database) -> Result<Response, GatewayError> {
+    let rows: Vec<Value> = db::all(
+        db,
+        "SELECT name, kind, base_url, api_key_secret, updated_at FROM providers ORDER BY name",
+        &[],
+    )
+    .await?;
+    http::json(200, &json!({"object": "list", "data": rows}))
+}
+
+async fn delete_provider(db: &D1Database, name: &str) -> Result<Response, GatewayError> {
+    let in_use: Option<Value> = db::first(
+        db,
+        "SELECT name FROM models WHERE provider = ?1 LIMIT 1",
+        &[name.into()],
+    )
+    .await?;
+    if let Some(model) = in_use {
+        return Err(GatewayError::new(
+            ErrorKind::Conflict,
+            format!(
+                "Provider `{name}` still serves model {model}; delete or move its models first."
+            ),
+        ));
+    }
+    if db::run(db, "DELETE FROM providers WHERE name = ?1", &[name.into()]).await? == 0 {
+        return Err(not_found("provider", name));
+    }
+    http::json(200, &json!({"name": name, "deleted": true}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelBody {
+    provider: String,
+    upstream_model: Option<String>,
+    input_price: i64,
+    output_price: i64,
+    max_output_tokens: Option<i64>,
+    encoding: Option<String>,
+}
+
+async fn put_model(db: &D1Database, name: &str, m: ModelBody) -> Result<Response, GatewayError> {
+    check_name("model", name)?;
+    let input = to_i64("input_price", m.input_price, 0)?;
+    let output = to_i64("output_price", m.output_price, 0)?;
+    let max_out = to_i64("max_output_tokens", m.max_output_tokens.unwrap_or(4096), 1)?;
+    if let Some(enc) = &m.encoding {
+        if Encoding::from_name(enc).is_none() {
+            return Err(GatewayError::invalid_param(
+                "encoding",
+                "`encoding` must be o200k_base or cl100k_base.",
+            ));
+        }
+    }
+    let upstream_model = m.upstream_model.clone().unwrap_or_else(|| name.to_string());
+    check_name("upstream_model", &upstream_model)?;
+    let provider: Option<Value> = db::first(
+        db,
+        "SELECT name FROM providers WHERE name = ?1",
+        &[m.provider.as_str().into()],
+    )
+    .await?;
+    if provider.is_none() {
+        return Err(GatewayError::invalid_param(
+            "provider",
+            format!(
+                "No provider `{}`; create it with PUT /admin/providers/{{name}} first.",
+                m.provider
+            ),
+        ));
+    }
+    let now = now_ms();
+    db::run(
+        db,
+        "INSERT INTO models (name, provider, upstream_model, input_price, output_price,
+           max_output_tokens, encoding, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
+         ON CONFLICT (name) DO UPDATE SET provider = excluded.provider,
+           upstream_model = excluded.upstream_model, input_price = excluded.input_price,
+           output_price = excluded.output_price, max_output_tokens = excluded.max_output_tokens,
+           encoding = excluded.encoding, updated_at = excluded.updated_at",
+        &[
+            name.into(),
+            m.provider.as_str().into(),
+            upstream_model.as_str().into(),
+            input.into(),
+            output.into(),
+            max_out.into(),
+            m.encoding.as_deref().into(),
+            now.into(),
+        ],
+    )
+    .await?;
+    http::json(
+        200,
+        &json!({"name": name, "provider": m.provider, "upstream_model": upstream_model,
+                "input_price": input, "output_price": output, "max_output_tokens": max_out,
+                "encoding": m.encoding}),
+    )
+}
+
+async fn list_models(db: &D1Database) -> Result<Response, GatewayError> {
+    let rows: Vec<Value> = db::all(
+        db,
+        "SELECT name, provider, upstream_model, input_price, output_price, max_output_tokens,
+           encoding, created_at, updated_at FROM models ORDER BY name",
+        &[],
+    )
+    .await?;
+    http::json(200, &json!({"object": "list", "data": rows}))
+}
+
+async fn delete_model(db: &D1Database, name: &str) -> Result<Response, GatewayError> {
+    if db::run(db, "DELETE FROM models WHERE name = ?1", &[name.into()]).await? == 0 {
+        return Err(not_found("model", name));
+    }
+    http::json(200, &json!({"name": name, "deleted": true}))
+}
+
+// ---- usage ------------------------------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+struct UsageQuery {
+    tenant_id: Option<String>,
+    key_id: Option<String>,
+    session_id: Option<String>,
+    model: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_usage(db: &D1Database, req: &Request) -> Result<Response, GatewayError> {
+    let q: UsageQuery = req
+        .query()
+        .map_err(|e| GatewayError::invalid_request(format!("Invalid query string: {e}")))?;
+    let limit = i64::from(q.limit.unwrap_or(100).clamp(1, 1000));
+    let rows: Vec<Value> = db::all(
+        db,
+        "SELECT * FROM usage
+         WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR key_id = ?2)
+           AND (?3 IS NULL OR session_id = ?3) AND (?4 IS NULL OR model = ?4)
+         ORDER BY request_id DESC LIMIT ?5",
+        &[
+            q.tenant_id.as_deref().into(),
+            q.key_id.as_deref().into(),
+            q.session_id.as_deref().into(),
+            q.model.as_deref().into(),
+            limit.into(),
+        ],
+    )
+    .await?;
+    http::json(200, &json!({"object": "list", "data": rows}))
+}
+
+async fn get_request(db: &D1Database, id: &str) -> Result<Response, GatewayError> {
+    let row: Option<Value> = db::first(
+        db,
+        "SELECT * FROM usage WHERE request_id = ?1",
+        &[id.into()],
+    )
+    .await?;
+    match row {
+        Some(r) => http::json(200, &r),
+        None => Err(not_found("request", id)),
+    }
+}

@@ -1,0 +1,303 @@
+//! D1 access: every SQL statement Tollgate runs lives here.
+//!
+//! Money moves only through triggers (schema/0001_init.sql): inserting a reservation takes credit,
+//! deleting it returns it, inserting a usage row charges it, inserting a ledger row credits it.
+//! Each step is therefore one statement or one batch, atomic in D1.
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use wasm_bindgen::JsValue;
+use worker::{D1Database, D1PreparedStatement, Env};
+
+use crate::core::error::{ErrorKind, GatewayError};
+
+pub fn database(env: &Env) -> Result<D1Database, GatewayError> {
+    env.d1("DB")
+        .map_err(|e| GatewayError::internal(format!("D1 binding DB is missing: {e}")))
+}
+
+/// A bindable value.
+pub enum Arg<'a> {
+    Str(&'a str),
+    Int(i64),
+    Null,
+}
+
+impl From<&Arg<'_>> for JsValue {
+    fn from(a: &Arg<'_>) -> JsValue {
+        match a {
+            Arg::Str(s) => JsValue::from_str(s),
+            Arg::Int(i) => JsValue::from_f64(*i as f64),
+            Arg::Null => JsValue::NULL,
+        }
+    }
+}
+
+impl<'a> From<&'a str> for Arg<'a> {
+    fn from(s: &'a str) -> Self {
+        Arg::Str(s)
+    }
+}
+
+impl<'a> From<&'a String> for Arg<'a> {
+    fn from(s: &'a String) -> Self {
+        Arg::Str(s)
+    }
+}
+
+impl From<i64> for Arg<'_> {
+    fn from(i: i64) -> Self {
+        Arg::Int(i)
+    }
+}
+
+impl From<u64> for Arg<'_> {
+    fn from(i: u64) -> Self {
+        Arg::Int(i64::try_from(i).unwrap_or(i64::MAX))
+    }
+}
+
+impl<'a> From<Option<&'a str>> for Arg<'a> {
+    fn from(s: Option<&'a str>) -> Self {
+        s.map_or(Arg::Null, Arg::Str)
+    }
+}
+
+impl From<Option<u64>> for Arg<'_> {
+    fn from(i: Option<u64>) -> Self {
+        i.map_or(Arg::Null, Arg::from)
+    }
+}
+
+pub fn d1_error(e: impl std::fmt::Display) -> GatewayError {
+    GatewayError::new(ErrorKind::Unavailable, format!("Database error: {e}"))
+}
+
+pub fn statement(
+    db: &D1Database,
+    sql: &str,
+    args: &[Arg<'_>],
+) -> Result<D1PreparedStatement, GatewayError> {
+    let values: Vec<JsValue> = args.iter().map(JsValue::from).collect();
+    db.prepare(sql).bind(&values).map_err(d1_error)
+}
+
+pub async fn first<T: DeserializeOwned>(
+    db: &D1Database,
+    sql: &str,
+    args: &[Arg<'_>],
+) -> Result<Option<T>, GatewayError> {
+    statement(db, sql, args)?
+        .first::<T>(None)
+        .await
+        .map_err(d1_error)
+}
+
+pub async fn all<T: DeserializeOwned>(
+    db: &D1Database,
+    sql: &str,
+    args: &[Arg<'_>],
+) -> Result<Vec<T>, GatewayError> {
+    statement(db, sql, args)?
+        .all()
+        .await
+        .map_err(d1_error)?
+        .results::<T>()
+        .map_err(d1_error)
+}
+
+/// Runs a write; returns the number of rows it changed.
+pub async fn run(db: &D1Database, sql: &str, args: &[Arg<'_>]) -> Result<usize, GatewayError> {
+    let result = statement(db, sql, args)?.run().await.map_err(d1_error)?;
+    Ok(result
+        .meta()
+        .map_err(d1_error)?
+        .and_then(|m| m.changes)
+        .unwrap_or(0))
+}
+
+/// Runs statements as one transaction; returns the rows changed by each.
+pub async fn batch(
+    db: &D1Database,
+    statements: Vec<D1PreparedStatement>,
+) -> Result<Vec<worker::D1Result>, GatewayError> {
+    db.batch(statements).await.map_err(d1_error)
+}
+
+/// A model and the provider that serves it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ModelRow {
+    pub name: String,
+    pub provider: String,
+    pub upstream_model: String,
+    pub input_price: u64,
+    pub output_price: u64,
+    pub max_output_tokens: u64,
+    pub encoding: Option<String>,
+    pub kind: String,
+    pub base_url: String,
+    pub api_key_secret: Option<String>,
+    pub created_at: u64,
+}
+
+pub async fn load_model(db: &D1Database, name: &str) -> Result<Option<ModelRow>, GatewayError> {
+    first(
+        db,
+        "SELECT m.name, m.provider, m.upstream_model, m.input_price, m.output_price,
+                m.max_output_tokens, m.encoding, m.created_at, p.kind, p.base_url, p.api_key_secret
+         FROM models m JOIN providers p ON p.name = m.provider WHERE m.name = ?1",
+        &[name.into()],
+    )
+    .await
+}
+
+/// Takes `amount` out of the key's tenant balance for request `request_id`, in one statement
+/// that also checks the key is not revoked and the tenant not disabled. Returns whether it did.
+pub async fn reserve(
+    db: &D1Database,
+    request_id: &str,
+    key_id: &str,
+    amount: u64,
+    now: u64,
+) -> Result<bool, GatewayError> {
+    let changed = run(
+        db,
+        "INSERT INTO reservations (id, tenant_id, key_id, amount, created_at)
+         SELECT ?1, k.tenant_id, k.id, ?3, ?4
+         FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+         WHERE k.id = ?2 AND k.revoked_at IS NULL AND t.disabled_at IS NULL AND t.balance >= ?3",
+        &[request_id.into(), key_id.into(), amount.into(), now.into()],
+    )
+    .await?;
+    Ok(changed == 1)
+}
+
+/// The state of a key and its tenant, to explain a refused reservation.
+#[derive(Debug, Deserialize)]
+pub struct KeyState {
+    pub revoked_at: Option<u64>,
+    pub disabled_at: Option<u64>,
+    pub balance: u64,
+}
+
+pub async fn key_state(db: &D1Database, key_id: &str) -> Result<Option<KeyState>, GatewayError> {
+    first(
+        db,
+        "SELECT k.revoked_at, t.disabled_at, t.balance
+         FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.id = ?1",
+        &[key_id.into()],
+    )
+    .await
+}
+
+/// Whether a key exists and is not revoked (for routes that reserve nothing).
+pub async fn key_active(db: &D1Database, key_id: &str) -> Result<bool, GatewayError> {
+    Ok(key_state(db, key_id)
+        .await?
+        .is_some_and(|k| k.revoked_at.is_none() && k.disabled_at.is_none()))
+}
+
+/// One usage row, as written by [`settle`].
+pub struct UsageRow<'a> {
+    pub request_id: &'a str,
+    pub tenant_id: &'a str,
+    pub key_id: &'a str,
+    pub session_id: Option<&'a str>,
+    pub model: &'a str,
+    pub provider: &'a str,
+    pub upstream_model: &'a str,
+    pub stream: bool,
+    pub bill: &'a crate::core::meter::Bill,
+    pub input_price: u64,
+    pub output_price: u64,
+    pub reserved: u64,
+    pub status: &'a str,
+    pub http_status: u16,
+    pub error_code: Option<&'a str>,
+    pub latency_ms: u64,
+    pub ttfb_ms: Option<u64>,
+    pub created_at: u64,
+}
+
+/// Session totals, as cached in KV.
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
+pub struct SessionRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub last_model: Option<String>,
+    pub request_count: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost: u64,
+    pub created_at: u64,
+    pub last_seen: u64,
+}
+
+pub const SESSION_COLUMNS: &str =
+    "id, tenant_id, last_model, request_count, prompt_tokens, completion_tokens, cost, created_at, last_seen";
+
+/// Settles a request in one batch: returns the reservation, writes the usage row (which charges
+/// the cost and updates the session), and reads the session back. Safe to repeat: a second run
+/// finds no reservation and an existing row, and changes nothing.
+pub async fn settle(
+    db: &D1Database,
+    row: &UsageRow<'_>,
+) -> Result<Option<SessionRow>, GatewayError> {
+    let b = row.bill;
+    let release = statement(
+        db,
+        "DELETE FROM reservations WHERE id = ?1",
+        &[row.request_id.into()],
+    )?;
+    let insert = statement(
+        db,
+        "INSERT OR IGNORE INTO usage (request_id, tenant_id, key_id, session_id, model, provider,
+           upstream_model, stream, prompt_tokens, completion_tokens, upstream_prompt_tokens,
+           upstream_completion_tokens, local_prompt_tokens, local_completion_tokens, usage_source,
+           input_price, output_price, reserved, cost, uncharged, status, http_status, error_code,
+           latency_ms, ttfb_ms, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+           ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
+        &[
+            row.request_id.into(),
+            row.tenant_id.into(),
+            row.key_id.into(),
+            row.session_id.into(),
+            row.model.into(),
+            row.provider.into(),
+            row.upstream_model.into(),
+            i64::from(row.stream).into(),
+            b.prompt_tokens.into(),
+            b.completion_tokens.into(),
+            b.upstream_prompt_tokens.into(),
+            b.upstream_completion_tokens.into(),
+            b.local_prompt_tokens.into(),
+            b.local_completion_tokens.into(),
+            b.source.as_str().into(),
+            row.input_price.into(),
+            row.output_price.into(),
+            row.reserved.into(),
+            b.cost.into(),
+            b.uncharged.into(),
+            row.status.into(),
+            i64::from(row.http_status).into(),
+            row.error_code.into(),
+            row.latency_ms.into(),
+            row.ttfb_ms.into(),
+            row.created_at.into(),
+        ],
+    )?;
+    let mut statements = vec![release, insert];
+    if let Some(session) = row.session_id {
+        statements.push(statement(
+            db,
+            &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE tenant_id = ?1 AND id = ?2"),
+            &[row.tenant_id.into(), session.into()],
+        )?);
+    }
+    let results = batch(db, statements).await?;
+    Ok(results
+        .get(2)
+        .and_then(|r| r.results::<SessionRow>().ok())
+        .and_then(|mut rows| rows.pop()))
+}

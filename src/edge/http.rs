@@ -1,0 +1,107 @@
+//! Response helpers and bounded body reading.
+
+use futures::StreamExt;
+use serde::Serialize;
+use worker::{Headers, Request, Response, ResponseBuilder};
+
+use crate::core::error::{ErrorKind, GatewayError};
+
+/// Converts a worker error into a gateway error (500) with its message.
+pub fn internal(context: &str, err: impl std::fmt::Display) -> GatewayError {
+    GatewayError::internal(format!("{context}: {err}"))
+}
+
+pub fn json<T: Serialize>(status: u16, value: &T) -> Result<Response, GatewayError> {
+    let body = serde_json::to_vec(value).map_err(|e| internal("encode response", e))?;
+    bytes_response(status, "application/json", body)
+}
+
+pub fn bytes_response(
+    status: u16,
+    content_type: &str,
+    body: Vec<u8>,
+) -> Result<Response, GatewayError> {
+    let headers = Headers::new();
+    headers
+        .set("content-type", content_type)
+        .map_err(|e| internal("set header", e))?;
+    Ok(ResponseBuilder::new()
+        .with_status(status)
+        .with_headers(headers)
+        .fixed(body))
+}
+
+pub fn error_response(err: &GatewayError) -> worker::Result<Response> {
+    let headers = Headers::new();
+    headers.set("content-type", "application/json")?;
+    if err.kind == ErrorKind::InsufficientQuota || err.status() == 401 {
+        // The OpenAI SDKs retry 429 and 5xx unless told not to; a refusal is final.
+        headers.set("x-should-retry", "false")?;
+    }
+    Ok(ResponseBuilder::new()
+        .with_status(err.status())
+        .with_headers(headers)
+        .fixed(err.to_json().into_bytes()))
+}
+
+/// Adds the request id and CORS headers every response carries.
+pub fn with_common_headers(mut resp: Response, request_id: &str) -> worker::Result<Response> {
+    let h = resp.headers_mut();
+    if !h.has("x-request-id")? {
+        h.set("x-request-id", request_id)?;
+    }
+    h.set("access-control-allow-origin", "*")?;
+    h.set(
+        "access-control-expose-headers",
+        "x-request-id, x-session-id, x-tollgate-cost",
+    )?;
+    Ok(resp)
+}
+
+pub fn preflight() -> Result<Response, GatewayError> {
+    let headers = Headers::new();
+    for (k, v) in [
+        ("access-control-allow-methods", "GET, POST, PUT, DELETE, OPTIONS"),
+        (
+            "access-control-allow-headers",
+            "authorization, content-type, x-session-id, idempotency-key, openai-organization, openai-project, x-stainless-os, x-stainless-lang, x-stainless-package-version, x-stainless-runtime, x-stainless-runtime-version, x-stainless-arch, x-stainless-retry-count, x-stainless-timeout",
+        ),
+        ("access-control-max-age", "86400"),
+    ] {
+        headers.set(k, v).map_err(|e| internal("set header", e))?;
+    }
+    Ok(ResponseBuilder::new()
+        .with_status(204)
+        .with_headers(headers)
+        .empty())
+}
+
+/// Reads the request body, refusing with 413 as soon as it grows past `limit` bytes.
+pub async fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, GatewayError> {
+    let too_large = || {
+        GatewayError::new(
+            ErrorKind::PayloadTooLarge,
+            format!("The request body is larger than the limit of {limit} bytes."),
+        )
+    };
+    if let Ok(Some(len)) = req.headers().get("content-length") {
+        if len.trim().parse::<u64>().is_ok_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+    }
+    let mut stream = match req.stream() {
+        Ok(s) => s,
+        Err(_) => return Ok(Vec::new()), // no body
+    };
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            GatewayError::invalid_request(format!("Could not read the request body: {e}"))
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}

@@ -1,0 +1,93 @@
+//! The Workers shell: HTTP routing, D1, KV, upstream fetches, secrets. The only code that awaits
+//! I/O; every decision it makes is delegated to `crate::core`.
+
+pub mod admin;
+pub mod auth;
+pub mod chat;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod relay;
+pub mod tenant;
+pub mod upstream;
+
+use worker::{Context, Env, Method, Request, Response};
+
+use crate::core::error::{ErrorKind, GatewayError};
+use http::{error_response, with_common_headers};
+
+/// Answers one request. Every failure becomes an OpenAI-shaped error response.
+pub async fn handle(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+    let request_id = crate::core::ids::prefixed_id("req", now_ms());
+    let method = req.method();
+    let path = req.path();
+    let result = route(req, &env, &ctx, &method, &path, &request_id).await;
+    let response = match result {
+        Ok(resp) => resp,
+        Err(err) => {
+            if err.status() >= 500 {
+                worker::console_error!("{request_id} {method:?} {path}: {err}");
+            }
+            error_response(&err)?
+        }
+    };
+    with_common_headers(response, &request_id)
+}
+
+async fn route(
+    req: Request,
+    env: &Env,
+    ctx: &Context,
+    method: &Method,
+    path: &str,
+    request_id: &str,
+) -> Result<Response, GatewayError> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if *method == Method::Options {
+        return http::preflight();
+    }
+    match segments.as_slice() {
+        ["healthz"] | [""] => http::json(
+            200,
+            &serde_json::json!({"status": "ok", "service": "tollgate"}),
+        ),
+        ["v1", "chat", "completions"] => {
+            require(method, Method::Post)?;
+            chat::chat_completions(req, env, ctx, request_id).await
+        }
+        ["v1", "models"] => {
+            require(method, Method::Get)?;
+            tenant::list_models(&req, env).await
+        }
+        ["v1", "models", model @ ..] if !model.is_empty() => {
+            require(method, Method::Get)?;
+            tenant::get_model(&req, env, &model.join("/")).await
+        }
+        ["v1", "sessions", id] => {
+            require(method, Method::Get)?;
+            tenant::get_session(&req, env, id).await
+        }
+        ["admin", rest @ ..] => admin::route(req, env, method, rest).await,
+        _ => Err(GatewayError::new(
+            ErrorKind::NotFound,
+            format!("Unknown route: {path}"),
+        )),
+    }
+}
+
+/// Refuses a request whose method the route does not serve.
+pub fn require(method: &Method, expected: Method) -> Result<(), GatewayError> {
+    if *method == expected {
+        Ok(())
+    } else {
+        Err(GatewayError::new(
+            ErrorKind::MethodNotAllowed,
+            format!("This route accepts {expected:?} only."),
+        ))
+    }
+}
+
+/// Milliseconds since the Unix epoch (UTC).
+pub fn now_ms() -> u64 {
+    worker::Date::now().as_millis()
+}

@@ -1,0 +1,197 @@
+//! Relays a stream to the client as it arrives, metering on the way.
+//!
+//! Each upstream read is decoded and passed through [`StreamMeter`]; whatever the meter emits is
+//! sent at once (no buffering to the end). When the stream ends — finished, failed, or dropped
+//! because the client went away — the relay reports a [`StreamEnd`] exactly once through a
+//! oneshot channel, which the settlement task (registered with `wait_until`) is waiting on.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use futures::channel::oneshot;
+use futures::future::{select, Either};
+use futures::{Stream, StreamExt};
+use worker::{AbortController, ByteStream, Delay};
+
+use crate::core::error::{ErrorKind, GatewayError};
+use crate::core::meter::{RequestStatus, StreamMeter};
+use crate::core::openai::Usage;
+use crate::core::providers::StreamDecoder;
+
+/// Where stream bytes come from.
+pub enum Source {
+    /// A provider's response body. Dropping the controller aborts the fetch.
+    Upstream {
+        body: ByteStream,
+        abort: Option<AbortController>,
+        idle_timeout_ms: u64,
+    },
+    /// The built-in echo model's events, paced by `delay_ms`.
+    Local {
+        events: VecDeque<Vec<u8>>,
+        delay_ms: u64,
+        started: bool,
+    },
+}
+
+impl Source {
+    async fn next(&mut self) -> Result<Option<Vec<u8>>, GatewayError> {
+        match self {
+            Source::Upstream {
+                body,
+                idle_timeout_ms,
+                ..
+            } => {
+                let timer = Delay::from(Duration::from_millis(*idle_timeout_ms));
+                match select(body.next(), timer).await {
+                    Either::Left((Some(Ok(bytes)), _)) => Ok(Some(bytes)),
+                    Either::Left((Some(Err(e)), _)) => Err(GatewayError::new(
+                        ErrorKind::UpstreamFailed,
+                        format!("The provider's stream broke off: {e}"),
+                    )),
+                    Either::Left((None, _)) => Ok(None),
+                    Either::Right(_) => Err(GatewayError::new(
+                        ErrorKind::UpstreamTimeout,
+                        format!("The provider sent nothing for {idle_timeout_ms} ms."),
+                    )),
+                }
+            }
+            Source::Local {
+                events,
+                delay_ms,
+                started,
+            } => {
+                if *started && *delay_ms > 0 && !events.is_empty() {
+                    Delay::from(Duration::from_millis(*delay_ms)).await;
+                }
+                *started = true;
+                Ok(events.pop_front())
+            }
+        }
+    }
+
+    fn abort(&mut self) {
+        if let Source::Upstream { abort, .. } = self {
+            if let Some(controller) = abort.take() {
+                controller.abort();
+            }
+        }
+    }
+}
+
+/// How a relayed stream ended.
+#[derive(Debug)]
+pub struct StreamEnd {
+    pub status: RequestStatus,
+    pub completion_text: String,
+    pub upstream_usage: Option<Usage>,
+    pub error: Option<GatewayError>,
+    pub delivered_output: bool,
+    pub ttfb_ms: Option<u64>,
+    pub ended_at: u64,
+}
+
+struct Relay {
+    source: Source,
+    decoder: Box<dyn StreamDecoder>,
+    meter: StreamMeter,
+    started_at: u64,
+    ttfb_ms: Option<u64>,
+    report: Option<oneshot::Sender<StreamEnd>>,
+    finished: bool,
+}
+
+impl Relay {
+    async fn next_bytes(&mut self) -> Option<Vec<u8>> {
+        while !self.finished {
+            let mut out = Vec::new();
+            match self.source.next().await {
+                Ok(Some(bytes)) => {
+                    for item in self.decoder.push(&bytes) {
+                        self.meter.forward(item, &mut out);
+                    }
+                    if self.meter.completed() || self.meter.error().is_some() {
+                        self.end(RequestStatus::Ok);
+                    }
+                }
+                Ok(None) => {
+                    for item in self.decoder.finish() {
+                        self.meter.forward(item, &mut out);
+                    }
+                    self.meter.upstream_closed(&mut out, None);
+                    self.end(RequestStatus::Ok);
+                }
+                Err(e) => {
+                    self.meter.upstream_closed(&mut out, Some(e));
+                    self.end(RequestStatus::Ok);
+                }
+            }
+            if !out.is_empty() {
+                if self.ttfb_ms.is_none() {
+                    self.ttfb_ms = Some(super::now_ms().saturating_sub(self.started_at));
+                }
+                return Some(out);
+            }
+        }
+        None
+    }
+
+    /// Reports the end once. `status` is what a stream that completed counts as; a stream whose
+    /// meter saw an error is an upstream error whatever `status` says.
+    fn end(&mut self, status: RequestStatus) {
+        self.finished = true;
+        self.source.abort();
+        let Some(report) = self.report.take() else {
+            return;
+        };
+        let status = if self.meter.error().is_some() {
+            RequestStatus::UpstreamError
+        } else if self.meter.completed() {
+            RequestStatus::Ok
+        } else {
+            status
+        };
+        let _ = report.send(StreamEnd {
+            status,
+            completion_text: self.meter.text().to_string(),
+            upstream_usage: self.meter.upstream_usage().cloned(),
+            error: self.meter.error().cloned(),
+            delivered_output: self.meter.delivered_output(),
+            ttfb_ms: self.ttfb_ms,
+            ended_at: super::now_ms(),
+        });
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        // The runtime drops the stream when the client disconnects.
+        self.end(RequestStatus::ClientAbort);
+    }
+}
+
+/// Starts relaying `source`; returns the client-facing byte stream and the receiver of its end.
+pub fn relay(
+    source: Source,
+    decoder: Box<dyn StreamDecoder>,
+    meter: StreamMeter,
+    started_at: u64,
+) -> (
+    impl Stream<Item = Result<Vec<u8>, worker::Error>> + 'static,
+    oneshot::Receiver<StreamEnd>,
+) {
+    let (tx, rx) = oneshot::channel();
+    let relay = Relay {
+        source,
+        decoder,
+        meter,
+        started_at,
+        ttfb_ms: None,
+        report: Some(tx),
+        finished: false,
+    };
+    let stream = futures::stream::unfold(relay, |mut relay| async move {
+        relay.next_bytes().await.map(|bytes| (Ok(bytes), relay))
+    });
+    (stream, rx)
+}

@@ -1,0 +1,114 @@
+//! Tenant-facing read routes: `/v1/models`, `/v1/sessions/{id}`.
+
+use serde::Deserialize;
+use serde_json::json;
+use worker::{Env, Request, Response};
+
+use super::{auth, db, http};
+use crate::core::error::{ErrorKind, GatewayError};
+use crate::core::session::validate_session_id;
+
+#[derive(Deserialize)]
+struct ModelListRow {
+    name: String,
+    provider: String,
+    created_at: u64,
+}
+
+fn model_object(row: &ModelListRow) -> serde_json::Value {
+    json!({"id": row.name, "object": "model", "created": row.created_at / 1000, "owned_by": row.provider})
+}
+
+/// Authenticates and checks the key is still live in D1 (revocation is immediate).
+async fn live_caller(req: &Request, env: &Env) -> Result<auth::Caller, GatewayError> {
+    let caller = auth::authenticate(req, env).await?;
+    if !db::key_active(&db::database(env)?, &caller.key_id).await? {
+        return Err(GatewayError::new(
+            ErrorKind::InvalidApiKey,
+            "Incorrect API key provided: this key has been revoked.",
+        ));
+    }
+    Ok(caller)
+}
+
+/// `GET /v1/models`: the models this key may use.
+pub async fn list_models(req: &Request, env: &Env) -> Result<Response, GatewayError> {
+    let caller = live_caller(req, env).await?;
+    let rows: Vec<ModelListRow> = db::all(
+        &db::database(env)?,
+        "SELECT name, provider, created_at FROM models ORDER BY name",
+        &[],
+    )
+    .await?;
+    let data: Vec<_> = rows
+        .iter()
+        .filter(|r| caller.may_use(&r.name))
+        .map(model_object)
+        .collect();
+    http::json(200, &json!({"object": "list", "data": data}))
+}
+
+/// `GET /v1/models/{model}`.
+pub async fn get_model(req: &Request, env: &Env, model: &str) -> Result<Response, GatewayError> {
+    let caller = live_caller(req, env).await?;
+    let row: Option<ModelListRow> = db::first(
+        &db::database(env)?,
+        "SELECT name, provider, created_at FROM models WHERE name = ?1",
+        &[model.into()],
+    )
+    .await?;
+    match row.filter(|r| caller.may_use(&r.name)) {
+        Some(r) => http::json(200, &model_object(&r)),
+        None => Err(GatewayError::new(
+            ErrorKind::ModelNotFound,
+            format!("The model `{model}` does not exist."),
+        )),
+    }
+}
+
+fn session_cache_name(tenant_id: &str, session_id: &str) -> String {
+    format!("session:{tenant_id}:{session_id}")
+}
+
+/// Refreshes a session's KV copy (best effort: D1 stays the record).
+pub async fn cache_session(env: &Env, session: &db::SessionRow, ttl_seconds: u64) {
+    if let Ok(kv) = env.kv("KV") {
+        if let Ok(put) = kv.put(
+            &session_cache_name(&session.tenant_id, &session.id),
+            session,
+        ) {
+            let _ = put.expiration_ttl(ttl_seconds).execute().await;
+        }
+    }
+}
+
+/// `GET /v1/sessions/{id}`: the session's totals, from KV when cached, else D1.
+pub async fn get_session(req: &Request, env: &Env, id: &str) -> Result<Response, GatewayError> {
+    let caller = live_caller(req, env).await?;
+    let id = validate_session_id(id)?;
+    if let Ok(kv) = env.kv("KV") {
+        if let Ok(Some(session)) = kv
+            .get(&session_cache_name(&caller.tenant_id, id))
+            .json::<db::SessionRow>()
+            .await
+        {
+            return http::json(200, &session);
+        }
+    }
+    let row: Option<db::SessionRow> = db::first(
+        &db::database(env)?,
+        &format!(
+            "SELECT {} FROM sessions WHERE tenant_id = ?1 AND id = ?2",
+            db::SESSION_COLUMNS
+        ),
+        &[caller.tenant_id.as_str().into(), id.into()],
+    )
+    .await?;
+    match row {
+        Some(session) => http::json(200, &session),
+        None => Err(GatewayError::new(
+            ErrorKind::NotFound,
+            format!("No session `{id}` for this tenant."),
+        )),
+    }
+}

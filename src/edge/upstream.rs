@@ -1,0 +1,112 @@
+//! Sending an adapter's request to the provider, with timeouts.
+
+use std::time::Duration;
+
+use futures::future::{select, Either};
+use futures::StreamExt;
+use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, Response};
+
+use crate::core::error::{ErrorKind, GatewayError};
+use crate::core::providers::UpstreamRequest;
+
+/// Error bodies larger than this are cut when read.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Sends `up` and waits for the response headers at most `timeout_ms`. The returned controller
+/// aborts the fetch (and its body) when dropped or aborted.
+pub async fn send(
+    up: &UpstreamRequest,
+    timeout_ms: u64,
+) -> Result<(Response, AbortController), GatewayError> {
+    let headers = Headers::new();
+    for (k, v) in &up.headers {
+        headers
+            .set(k, v)
+            .map_err(|e| GatewayError::internal(format!("invalid upstream header {k}: {e}")))?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(js_body(&up.body)));
+    let request = Request::new_with_init(&up.url, &init).map_err(|e| {
+        GatewayError::new(
+            ErrorKind::UpstreamFailed,
+            format!("The provider URL is invalid ({}): {e}", up.url),
+        )
+    })?;
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    let fetch = Fetch::Request(request);
+    let sending = Box::pin(fetch.send_with_signal(&signal));
+    let timer = Delay::from(Duration::from_millis(timeout_ms));
+    let answered = match select(sending, timer).await {
+        Either::Left((result, _)) => Some(result),
+        Either::Right(_) => None,
+    };
+    match answered {
+        Some(Ok(resp)) => Ok((resp, controller)),
+        Some(Err(e)) => Err(GatewayError::new(
+            ErrorKind::UpstreamFailed,
+            format!("Could not reach the provider: {e}"),
+        )),
+        None => {
+            controller.abort();
+            Err(GatewayError::new(
+                ErrorKind::UpstreamTimeout,
+                format!("The provider sent no response within {timeout_ms} ms."),
+            ))
+        }
+    }
+}
+
+fn js_body(bytes: &[u8]) -> wasm_bindgen::JsValue {
+    let array = worker::js_sys::Uint8Array::new_with_length(bytes.len() as u32);
+    array.copy_from(bytes);
+    array.into()
+}
+
+/// Reads a whole response body within `timeout_ms`, keeping at most `limit` bytes.
+pub async fn read_body(
+    resp: &mut Response,
+    limit: usize,
+    timeout_ms: u64,
+) -> Result<Vec<u8>, GatewayError> {
+    let mut stream = resp.stream().map_err(|e| {
+        GatewayError::new(
+            ErrorKind::UpstreamFailed,
+            format!("The provider's response has no readable body: {e}"),
+        )
+    })?;
+    let reading = Box::pin(async move {
+        let mut body = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                GatewayError::new(
+                    ErrorKind::UpstreamFailed,
+                    format!("The provider's response broke off: {e}"),
+                )
+            })?;
+            let room = limit.saturating_sub(body.len());
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if chunk.len() > room {
+                break;
+            }
+        }
+        Ok(body)
+    });
+    let timer = Delay::from(Duration::from_millis(timeout_ms));
+    match select(reading, timer).await {
+        Either::Left((result, _)) => result,
+        Either::Right(_) => Err(GatewayError::new(
+            ErrorKind::UpstreamTimeout,
+            format!("The provider did not finish its response within {timeout_ms} ms."),
+        )),
+    }
+}
+
+/// Reads an error body (bounded, short timeout).
+pub async fn read_error_body(resp: &mut Response) -> Vec<u8> {
+    read_body(resp, MAX_ERROR_BODY, 10_000)
+        .await
+        .unwrap_or_default()
+}
