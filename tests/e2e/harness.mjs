@@ -16,6 +16,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { stripVTControlCharacters } from 'node:util';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const WRANGLER_JS = join(ROOT, 'node_modules', 'wrangler', 'bin', 'wrangler.js');
@@ -34,6 +35,8 @@ const OFFLINE_ENV = {
 
 export const randomToken = (bytes = 24) => randomBytes(bytes).toString('hex');
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// wrangler colours esbuild's messages whatever FORCE_COLOR says.
+const plain = (text) => stripVTControlCharacters(text);
 
 /** A TCP port that was free a moment ago on 127.0.0.1. */
 export function freePort() {
@@ -59,7 +62,8 @@ process.on('exit', () => {
 });
 
 function wranglerEnv(extra = {}) {
-  return { ...process.env, ...OFFLINE_ENV, ...extra };
+  // FORCE_COLOR=0: plain text in the output that failed tests print.
+  return { ...process.env, ...OFFLINE_ENV, FORCE_COLOR: '0', ...extra };
 }
 
 /** Runs a short wrangler command to completion; rejects with its output on failure. */
@@ -82,7 +86,7 @@ function runWrangler(args, { env = {}, timeoutMs = 120_000 } = {}) {
       clearTimeout(timer);
       if (VERBOSE) process.stderr.write(`[wrangler ${args.join(' ')}]\n${out}\n`);
       if (code === 0) res(out);
-      else rej(new Error(`wrangler ${args.join(' ')} failed (${signal ?? `exit ${code}`}):\n${out}`));
+      else rej(new Error(`wrangler ${args.join(' ')} failed (${signal ?? `exit ${code}`}):\n${plain(out)}`));
     });
   });
 }
@@ -213,12 +217,12 @@ export async function startGateway({ vars = {}, startupTimeoutMs = 180_000 } = {
     if (exited) {
       await kill();
       throw new Error(
-        `wrangler dev exited during startup (${exited.signal ?? `exit ${exited.code}`}):\n${output}`,
+        `wrangler dev exited during startup (${exited.signal ?? `exit ${exited.code}`}):\n${plain(output)}`,
       );
     }
     if (Date.now() > deadline) {
       await kill();
-      throw new Error(`wrangler dev not answering on ${url} after ${startupTimeoutMs} ms:\n${output}`);
+      throw new Error(`wrangler dev not answering on ${url} after ${startupTimeoutMs} ms:\n${plain(output)}`);
     }
     try {
       const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(5000) });
@@ -268,7 +272,7 @@ export async function startGateway({ vars = {}, startupTimeoutMs = 180_000 } = {
     admin,
     kill,
     /** Everything wrangler printed so far. */
-    logs: () => output,
+    logs: () => plain(output),
   };
 }
 
