@@ -106,7 +106,8 @@ pub async fn all<T: DeserializeOwned>(
         .map_err(d1_error)
 }
 
-/// Runs a write; returns the number of rows it changed.
+/// Runs a write; returns the number of rows it changed, as D1 counts them (rows changed by
+/// triggers included).
 pub async fn run(db: &D1Database, sql: &str, args: &[Arg<'_>]) -> Result<usize, GatewayError> {
     let result = statement(db, sql, args)?.run().await.map_err(d1_error)?;
     Ok(result
@@ -160,16 +161,18 @@ pub async fn reserve(
     amount: u64,
     now: u64,
 ) -> Result<bool, GatewayError> {
-    let changed = run(
+    // `RETURNING` rather than the change count: D1 counts the trigger's balance update too.
+    let taken: Option<serde_json::Value> = first(
         db,
         "INSERT INTO reservations (id, tenant_id, key_id, amount, created_at)
          SELECT ?1, k.tenant_id, k.id, ?3, ?4
          FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
-         WHERE k.id = ?2 AND k.revoked_at IS NULL AND t.disabled_at IS NULL AND t.balance >= ?3",
+         WHERE k.id = ?2 AND k.revoked_at IS NULL AND t.disabled_at IS NULL AND t.balance >= ?3
+         RETURNING id",
         &[request_id.into(), key_id.into(), amount.into(), now.into()],
     )
     .await?;
-    Ok(changed == 1)
+    Ok(taken.is_some())
 }
 
 /// The state of a key and its tenant, to explain a refused reservation.
