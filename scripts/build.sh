@@ -34,7 +34,10 @@ fi
 
 start=$SECONDS
 mkdir -p target
-touch "$build_stamp.new"
+# The new stamp records when this build started (sources edited meanwhile make the next run rebuild);
+# a unique name per build, since builds may overlap in a shared work tree.
+new_stamp="$(mktemp "$build_stamp.XXXXXX")"
+trap 'rm -f "$new_stamp"' EXIT
 worker-build --release
-mv -f "$build_stamp.new" "$build_stamp"
+mv -f "$new_stamp" "$build_stamp"
 echo "build: build/index.js + build/index_bg.wasm ready in $((SECONDS - start)) s" >&2
