@@ -1,0 +1,428 @@
+//! The pre-tokenizers of `cl100k_base` and `o200k_base`: hand-written matchers with exactly the
+//! semantics of tiktoken's split regexes (leftmost-first alternation, greedy and possessive
+//! quantifiers, backtracking, `\s+(?!\S)` lookahead, `$` = end of text), as run by tiktoken-rs
+//! with fancy-regex. The Unicode classes come from `regex-syntax`'s tables via `build.rs`.
+//!
+//! Why not a regex: in wasm, compiling the general regex costs ~40 ms and running it is ~75% of
+//! the counting time. Each alternative below is a few table lookups per character.
+//!
+//! cl100k_base (keep in sync with tiktoken-rs `tiktoken_ext/openai_public.rs`):
+//! ```text
+//! '(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s
+//! ```
+//! o200k_base:
+//! ```text
+//! [^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?
+//! |[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?
+//! |\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+
+//! ```
+//! Every character matches some alternative and none matches the empty string, so the pieces
+//! tile the text: each piece starts where the previous one ended.
+
+mod generated {
+    include!(concat!(env!("OUT_DIR"), "/classes.rs"));
+}
+
+use generated::{contraction_letter, BLOCK_SHIFT};
+
+static CLASS_INDEX: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/classes.index"));
+static CLASS_BLOCKS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/classes.blocks"));
+
+/// `\p{L}`.
+const LETTER: u8 = 1;
+/// `\p{N}`.
+const NUMBER: u8 = 2;
+/// `\s` (Unicode White_Space).
+const SPACE: u8 = 4;
+/// `[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]`.
+const UPPERISH: u8 = 8;
+/// `[\p{Ll}\p{Lm}\p{Lo}\p{M}]`.
+const LOWERISH: u8 = 16;
+
+/// The class bits of a character.
+#[inline]
+fn class_of(c: u32) -> u8 {
+    let block = CLASS_INDEX[(c >> BLOCK_SHIFT) as usize] as usize;
+    CLASS_BLOCKS[(block << BLOCK_SHIFT) | (c as usize & ((1 << BLOCK_SHIFT) - 1))]
+}
+
+/// A character of the text: code point, UTF-8 length, class bits.
+#[derive(Clone, Copy)]
+struct Ch {
+    c: u32,
+    len: usize,
+    class: u8,
+}
+
+impl Ch {
+    #[inline]
+    fn is(self, bits: u8) -> bool {
+        self.class & bits != 0
+    }
+    #[inline]
+    fn is_newline(self) -> bool {
+        self.c == u32::from(b'\r') || self.c == u32::from(b'\n')
+    }
+    /// `[^\r\n\p{L}\p{N}]`: the optional character before a word.
+    #[inline]
+    fn is_word_prefix(self) -> bool {
+        !self.is(LETTER | NUMBER) && !self.is_newline()
+    }
+    /// `[^\s\p{L}\p{N}]`: punctuation and symbols.
+    #[inline]
+    fn is_other(self) -> bool {
+        !self.is(LETTER | NUMBER | SPACE)
+    }
+}
+
+/// The text being split, with character access by byte position.
+#[derive(Clone, Copy)]
+pub(crate) struct Text<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Text<'a> {
+    pub(crate) fn new(text: &'a str) -> Self {
+        Text {
+            bytes: text.as_bytes(),
+        }
+    }
+
+    #[inline]
+    fn len(self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The character starting at byte `i` (which must be a character boundary), if any.
+    #[inline]
+    fn at(self, i: usize) -> Option<Ch> {
+        let b0 = *self.bytes.get(i)?;
+        if b0 < 0x80 {
+            return Some(Ch {
+                c: u32::from(b0),
+                len: 1,
+                class: CLASS_BLOCKS[b0 as usize],
+            });
+        }
+        let cont = |k: usize| u32::from(self.bytes.get(i + k).copied().unwrap_or(0x80) & 0x3F);
+        let (c, len) = if b0 < 0xE0 {
+            ((u32::from(b0 & 0x1F) << 6) | cont(1), 2)
+        } else if b0 < 0xF0 {
+            ((u32::from(b0 & 0x0F) << 12) | (cont(1) << 6) | cont(2), 3)
+        } else {
+            (
+                (u32::from(b0 & 0x07) << 18) | (cont(1) << 12) | (cont(2) << 6) | cont(3),
+                4,
+            )
+        };
+        Some(Ch {
+            c,
+            len,
+            class: class_of(c),
+        })
+    }
+
+    /// The start of the character that ends at byte `i`.
+    #[inline]
+    fn prev_start(self, i: usize) -> usize {
+        let mut j = i - 1;
+        while j > 0 && self.bytes[j] & 0xC0 == 0x80 {
+            j -= 1;
+        }
+        j
+    }
+
+    /// The end of the longest run of characters with any of `bits`, from `i`.
+    #[inline]
+    fn run(self, mut i: usize, bits: u8) -> usize {
+        while let Some(ch) = self.at(i) {
+            if !ch.is(bits) {
+                break;
+            }
+            i += ch.len;
+        }
+        i
+    }
+
+    /// The end of the longest run of `\r`, `\n` (and `/` when `slash`), from `i`.
+    #[inline]
+    fn newline_run(self, mut i: usize, slash: bool) -> usize {
+        while let Some(&b) = self.bytes.get(i) {
+            if b == b'\r' || b == b'\n' || (slash && b == b'/') {
+                i += 1;
+            } else {
+                break;
+            }
+        }
+        i
+    }
+
+    /// The end of at most three `\p{N}` from `i` (`\p{N}{1,3}`); `i` when there is none.
+    #[inline]
+    fn digits(self, mut i: usize) -> usize {
+        for _ in 0..3 {
+            match self.at(i) {
+                Some(ch) if ch.is(NUMBER) => i += ch.len,
+                _ => break,
+            }
+        }
+        i
+    }
+
+    /// The end of ` ?[^\s\p{L}\p{N}]+` followed by the newline run, or `None`.
+    #[inline]
+    fn punctuation(self, pos: usize, first: Ch, slash: bool) -> Option<usize> {
+        let start = if first.c == u32::from(b' ') {
+            match self.at(pos + 1) {
+                Some(next) if next.is_other() => pos + 1,
+                _ => return None,
+            }
+        } else if first.is_other() {
+            pos
+        } else {
+            return None;
+        };
+        let mut end = start;
+        while let Some(ch) = self.at(end) {
+            if !ch.is_other() {
+                break;
+            }
+            end += ch.len;
+        }
+        Some(self.newline_run(end, slash))
+    }
+
+    /// The end of the whitespace run at `pos`, and the end of its last newline if any.
+    #[inline]
+    fn space_run(self, pos: usize, first: Ch) -> (usize, Option<usize>) {
+        let mut end = pos + first.len;
+        let mut newline_end = if first.is_newline() { Some(end) } else { None };
+        while let Some(ch) = self.at(end) {
+            if !ch.is(SPACE) {
+                break;
+            }
+            end += ch.len;
+            if ch.is_newline() {
+                newline_end = Some(end);
+            }
+        }
+        (end, newline_end)
+    }
+
+    /// `\s+(?!\S)` then `\s`/`\s+` for a run `pos..end` that is not followed by a newline rule
+    /// match: all of it at the end of the text, else all but its last character, else the one
+    /// character.
+    #[inline]
+    fn space_tail(self, pos: usize, end: usize) -> usize {
+        if end == self.len() {
+            return end;
+        }
+        let last = self.prev_start(end);
+        if last > pos {
+            last
+        } else {
+            end
+        }
+    }
+
+    /// The end of a contraction `(?i:'s|'t|'re|'ve|'m|'ll|'d)` at `i`, or `i`.
+    #[inline]
+    fn o200k_contraction(self, i: usize) -> usize {
+        if self.bytes.get(i) != Some(&b'\'') {
+            return i;
+        }
+        let Some(c1) = self.at(i + 1) else { return i };
+        let Some(l1) = char::from_u32(c1.c).map(contraction_letter) else {
+            return i;
+        };
+        let after = i + 1 + c1.len;
+        match l1 {
+            b's' | b't' | b'm' | b'd' => after,
+            b'r' | b'v' | b'l' => {
+                let want = if l1 == b'l' { b'l' } else { b'e' };
+                match self.at(after) {
+                    Some(c2) if char::from_u32(c2.c).map(contraction_letter) == Some(want) => {
+                        after + c2.len
+                    }
+                    _ => i,
+                }
+            }
+            _ => i,
+        }
+    }
+
+    /// `[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+` and the contraction, from `p`,
+    /// with the backtracking of the greedy star: the upper run gives characters back until a
+    /// lower-class character follows.
+    #[inline]
+    fn o200k_lower_word(self, p: usize) -> Option<usize> {
+        let upper_end = self.run(p, UPPERISH);
+        let mut q = upper_end;
+        loop {
+            if let Some(ch) = self.at(q) {
+                if ch.is(LOWERISH) {
+                    let end = self.run(q, LOWERISH);
+                    return Some(self.o200k_contraction(end));
+                }
+            }
+            if q == p {
+                return None;
+            }
+            q = self.prev_start(q);
+        }
+    }
+
+    /// `[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*` and the contraction, from `p`.
+    #[inline]
+    fn o200k_upper_word(self, p: usize) -> Option<usize> {
+        let upper_end = self.run(p, UPPERISH);
+        if upper_end == p {
+            return None;
+        }
+        let end = self.run(upper_end, LOWERISH);
+        Some(self.o200k_contraction(end))
+    }
+
+    /// The end of the o200k_base piece that starts at `pos` (< text length).
+    pub(crate) fn o200k(self, pos: usize) -> usize {
+        let Some(first) = self.at(pos) else {
+            return pos;
+        };
+        let prefix = first.is_word_prefix();
+        if first.is(UPPERISH | LOWERISH) || prefix {
+            let after = pos + first.len;
+            if prefix {
+                if let Some(end) = self.o200k_lower_word(after) {
+                    return end;
+                }
+            }
+            if let Some(end) = self.o200k_lower_word(pos) {
+                return end;
+            }
+            if prefix {
+                if let Some(end) = self.o200k_upper_word(after) {
+                    return end;
+                }
+            }
+            if let Some(end) = self.o200k_upper_word(pos) {
+                return end;
+            }
+        }
+        if first.is(NUMBER) {
+            return self.digits(pos);
+        }
+        if let Some(end) = self.punctuation(pos, first, true) {
+            return end;
+        }
+        // `\s*[\r\n]+`, `\s+(?!\S)`, `\s+`.
+        let (end, newline_end) = self.space_run(pos, first);
+        match newline_end {
+            Some(nl) => nl,
+            None => self.space_tail(pos, end),
+        }
+    }
+
+    /// The end of the cl100k_base piece that starts at `pos` (< text length).
+    pub(crate) fn cl100k(self, pos: usize) -> usize {
+        let Some(first) = self.at(pos) else {
+            return pos;
+        };
+        // '(?i:[sdmt]|ll|ve|re)
+        if first.c == u32::from(b'\'') {
+            if let Some(c1) = self.at(pos + 1) {
+                let l1 = char::from_u32(c1.c).map_or(0, contraction_letter);
+                let after = pos + 1 + c1.len;
+                match l1 {
+                    b's' | b'd' | b'm' | b't' => return after,
+                    b'l' | b'v' | b'r' => {
+                        let want = if l1 == b'l' { b'l' } else { b'e' };
+                        if let Some(c2) = self.at(after) {
+                            if char::from_u32(c2.c).map_or(0, contraction_letter) == want {
+                                return after + c2.len;
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        // [^\r\n\p{L}\p{N}]?+\p{L}++ (possessive: a consumed prefix is never given back)
+        if first.is(LETTER) {
+            return self.run(pos, LETTER);
+        }
+        if first.is_word_prefix() {
+            let after = pos + first.len;
+            if let Some(next) = self.at(after) {
+                if next.is(LETTER) {
+                    return self.run(after, LETTER);
+                }
+            }
+        }
+        if first.is(NUMBER) {
+            return self.digits(pos);
+        }
+        if let Some(end) = self.punctuation(pos, first, false) {
+            return end;
+        }
+        // `\s++$`, `\s*[\r\n]`, `\s+(?!\S)`, `\s`.
+        let (end, newline_end) = self.space_run(pos, first);
+        if end == self.len() {
+            return end;
+        }
+        match newline_end {
+            Some(nl) => nl,
+            None => self.space_tail(pos, end),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(text: &str, o200k: bool) -> Vec<&str> {
+        let t = Text::new(text);
+        let mut pieces = Vec::new();
+        let mut pos = 0;
+        while pos < text.len() {
+            let end = if o200k { t.o200k(pos) } else { t.cl100k(pos) };
+            assert!(end > pos, "no progress at {pos} in {text:?}");
+            pieces.push(&text[pos..end]);
+            pos = end;
+        }
+        pieces
+    }
+
+    #[test]
+    fn classes_come_from_the_unicode_tables() {
+        assert_eq!(class_of('a' as u32), LETTER | LOWERISH);
+        assert_eq!(class_of('A' as u32), LETTER | UPPERISH);
+        assert_eq!(class_of('中' as u32), LETTER | UPPERISH | LOWERISH); // Lo
+        assert_eq!(class_of('\u{301}' as u32), UPPERISH | LOWERISH); // Mn
+        assert_eq!(class_of('7' as u32), NUMBER);
+        assert_eq!(class_of('Ⅻ' as u32) & NUMBER, NUMBER); // Nl
+        assert_eq!(class_of('\u{3000}' as u32), SPACE);
+        assert_eq!(class_of('\u{85}' as u32), SPACE);
+        assert_eq!(class_of('!' as u32), 0);
+        assert_eq!(contraction_letter('ſ'), b's');
+        assert_eq!(contraction_letter('S'), b's');
+        assert_eq!(contraction_letter('x'), 0);
+    }
+
+    #[test]
+    fn known_splits() {
+        assert_eq!(
+            split("Hello world's  end\n\n  x", false),
+            ["Hello", " world", "'s", " ", " end", "\n\n", " ", " x"]
+        );
+        assert_eq!(
+            split("Hello world's  end\n\n  x", true),
+            ["Hello", " world's", " ", " end", "\n\n", " ", " x"]
+        );
+        assert_eq!(split(" don't", true), [" don't"]);
+        assert_eq!(split(" DON'T", true), [" DON'T"]);
+        assert_eq!(split("12345 678", false), ["123", "45", " ", "678"]);
+        assert_eq!(split("a  ", true), ["a", "  "]);
+        assert_eq!(split("x/**/\ny", true), ["x", "/**/\n", "y"]);
+    }
+}

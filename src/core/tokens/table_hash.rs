@@ -1,0 +1,36 @@
+//! The hash of the static token tables and the layout of one hash slot. Shared by `build.rs`
+//! (which fills the table) and the runtime lookup, so both agree by construction.
+
+/// Hash of a byte string: eight bytes at a time, multiplicative (64-bit ops are native in wasm),
+/// with the length mixed in so that zero padding cannot collide two keys.
+#[inline]
+pub fn hash_bytes(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut h = (bytes.len() as u64).wrapping_mul(K);
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        h = (h.rotate_left(23) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut word = [0u8; 8];
+        word[..rest.len()].copy_from_slice(rest);
+        h = (h.rotate_left(23) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+    }
+    h ^ (h >> 29)
+}
+
+/// A slot holds `rank + 1` in its low [`RANK_BITS`] bits (0 = empty) and a fingerprint of the
+/// key's hash in the high bits, so that most failed probes never touch the token bytes.
+pub const RANK_BITS: u32 = 18;
+
+/// Mask of the rank part of a slot.
+pub const RANK_MASK: u32 = (1 << RANK_BITS) - 1;
+
+/// The fingerprint bits of a hash, already shifted into slot position.
+#[inline]
+pub fn fingerprint(hash: u64) -> u32 {
+    ((hash >> 50) as u32) << RANK_BITS
+}
