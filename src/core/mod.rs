@@ -5,6 +5,7 @@ pub mod error;
 pub mod ids;
 pub mod keys;
 pub mod meter;
+pub mod ndjson;
 pub mod openai;
 pub mod providers;
 pub mod session;

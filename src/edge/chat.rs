@@ -12,7 +12,7 @@ use crate::core::billing::{reservation_micros, Price};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::meter::{self, bill, BillInput, RequestStatus, StreamMeter};
 use crate::core::openai::{ChatCompletionRequest, Usage};
-use crate::core::providers::{echo, ProviderKind, Route, UpstreamRequest};
+use crate::core::providers::{echo, ProviderKind, ResponseContext, Route, UpstreamRequest};
 use crate::core::tokens::{count_chat_prompt, encoding_for_model, Encoding};
 use crate::core::{ids, session};
 
@@ -83,6 +83,15 @@ impl From<StreamEnd> for End {
 }
 
 impl Pending {
+    /// Ids and names for adapters that build OpenAI responses from native ones.
+    fn response_context(&self) -> ResponseContext {
+        ResponseContext {
+            id: format!("chatcmpl-{}", self.request_id),
+            created: self.started_at / 1000,
+            model: self.upstream_model.clone(),
+        }
+    }
+
     fn bill(&self, end: &End) -> meter::Bill {
         bill(&BillInput {
             status: end.status,
@@ -222,6 +231,12 @@ pub async fn chat_completions(
         base_url: model.base_url.clone(),
         api_key,
         upstream_model: model.upstream_model.clone(),
+        max_output_tokens: Some(model.max_output_tokens),
+        config: model
+            .config
+            .as_deref()
+            .and_then(|c| serde_json::from_str(c).ok())
+            .unwrap_or_default(),
     };
     let adapter = kind.adapter();
     let upstream_request = adapter.build_request(&route, &chat)?;
@@ -330,7 +345,10 @@ fn stream_response(
     ctx: &Context,
 ) -> Result<Response, GatewayError> {
     let meter = StreamMeter::new(chat.wants_stream_usage());
-    let decoder = pending.kind.adapter().stream_decoder();
+    let decoder = pending
+        .kind
+        .adapter()
+        .stream_decoder(&pending.response_context());
     let (stream, ended) = relay::relay(source, decoder, meter, pending.started_at);
     ctx.wait_until(async move {
         let end = match ended.await {
@@ -407,7 +425,8 @@ async fn call_upstream(
 
 /// Answers a plain (non-stream) completion and settles it.
 fn finish_plain(pending: Pending, body: Vec<u8>, ctx: &Context) -> Result<Response, GatewayError> {
-    let parsed = match pending.kind.adapter().parse_response(&body) {
+    let adapter = pending.kind.adapter();
+    let parsed = match adapter.parse_response(&body, &pending.response_context()) {
         Ok(parsed) => parsed,
         Err(err) => {
             ctx.wait_until(pending.settle(End::failed(&err)));
@@ -426,6 +445,12 @@ fn finish_plain(pending: Pending, body: Vec<u8>, ctx: &Context) -> Result<Respon
     };
     let cost = pending.bill(&end).cost;
     ctx.wait_until(pending.settle(end));
+    let body = if adapter.forwards_plain_body() {
+        body
+    } else {
+        serde_json::to_vec(&parsed)
+            .map_err(|e| GatewayError::internal(format!("cannot encode the response: {e}")))?
+    };
     let mut resp = http::bytes_response(200, "application/json", body)?;
     let _ = resp.headers_mut().set("x-tollgate-cost", &cost.to_string());
     Ok(resp)

@@ -138,6 +138,9 @@ pub struct ModelRow {
     pub kind: String,
     pub base_url: String,
     pub api_key_secret: Option<String>,
+    /// The provider's adapter-specific JSON.
+    #[serde(default)]
+    pub config: Option<String>,
     pub created_at: u64,
 }
 
@@ -145,7 +148,8 @@ pub async fn load_model(db: &D1Database, name: &str) -> Result<Option<ModelRow>,
     first(
         db,
         "SELECT m.name, m.provider, m.upstream_model, m.input_price, m.output_price,
-                m.max_output_tokens, m.encoding, m.created_at, p.kind, p.base_url, p.api_key_secret
+                m.max_output_tokens, m.encoding, m.created_at, p.kind, p.base_url, p.api_key_secret,
+                p.config
          FROM models m JOIN providers p ON p.name = m.provider WHERE m.name = ?1",
         &[name.into()],
     )

@@ -8,7 +8,7 @@
 use serde_json::json;
 
 use super::openai::{map_openai_error, OpenAiAdapter, OpenAiStreamDecoder};
-use super::{Adapter, Route, StreamDecoder, UpstreamRequest};
+use super::{Adapter, ResponseContext, Route, StreamDecoder, UpstreamRequest};
 use crate::core::error::GatewayError;
 use crate::core::openai::{ChatCompletionRequest, ChatCompletionResponse, Usage};
 use crate::core::sse::encode_data;
@@ -30,11 +30,19 @@ impl Adapter for EchoAdapter {
         OpenAiAdapter.build_request(route, req)
     }
 
-    fn parse_response(&self, body: &[u8]) -> Result<ChatCompletionResponse, GatewayError> {
-        OpenAiAdapter.parse_response(body)
+    fn parse_response(
+        &self,
+        body: &[u8],
+        ctx: &ResponseContext,
+    ) -> Result<ChatCompletionResponse, GatewayError> {
+        OpenAiAdapter.parse_response(body, ctx)
     }
 
-    fn stream_decoder(&self) -> Box<dyn StreamDecoder> {
+    fn forwards_plain_body(&self) -> bool {
+        true
+    }
+
+    fn stream_decoder(&self, _ctx: &ResponseContext) -> Box<dyn StreamDecoder> {
         Box::new(OpenAiStreamDecoder::default())
     }
 
@@ -137,6 +145,8 @@ mod tests {
             base_url: "builtin:".into(),
             api_key: None,
             upstream_model: "tollgate-echo".into(),
+            max_output_tokens: None,
+            config: serde_json::Value::Null,
         };
         EchoAdapter.build_request(&route, &req).unwrap().body
     }
@@ -149,7 +159,9 @@ mod tests {
         let EchoReply::Json(json) = serve(&body, "chatcmpl-x", 7).unwrap() else {
             panic!()
         };
-        let resp = EchoAdapter.parse_response(&json).unwrap();
+        let resp = EchoAdapter
+            .parse_response(&json, &crate::core::providers::mapping::testing::ctx())
+            .unwrap();
         assert_eq!(
             resp.choices[0].message.content.as_deref(),
             Some("Echo: hello world")
@@ -171,7 +183,7 @@ mod tests {
         let EchoReply::Events(events) = serve(&body, "chatcmpl-x", 7).unwrap() else {
             panic!()
         };
-        let mut dec = EchoAdapter.stream_decoder();
+        let mut dec = EchoAdapter.stream_decoder(&crate::core::providers::mapping::testing::ctx());
         let mut text = String::new();
         let mut usage = None;
         let mut finish = None;

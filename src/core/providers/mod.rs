@@ -4,8 +4,16 @@
 //! upstream's plain response, stream bytes and error bodies back to OpenAI shapes. The edge shell
 //! does the I/O. Adding a provider is one new module plus one [`ProviderKind`] variant.
 
+pub mod anthropic;
+pub mod azure;
 pub mod echo;
+pub mod gemini;
+pub mod huggingface;
+pub mod mapping;
+pub mod ollama;
 pub mod openai;
+
+use serde_json::Value;
 
 use crate::core::error::GatewayError;
 use crate::core::openai::{ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse};
@@ -15,34 +23,83 @@ use crate::core::openai::{ChatCompletionChunk, ChatCompletionRequest, ChatComple
 pub enum ProviderKind {
     /// OpenAI and any OpenAI-compatible server (LocalAI, vLLM, Groq, DeepSeek, …).
     OpenAi,
+    /// Azure OpenAI: deployment URLs, `api-key` header, `api_version` from the provider config.
+    Azure,
+    /// Anthropic's Messages API.
+    Anthropic,
+    /// Google's Gemini API (`generateContent`).
+    Gemini,
+    /// Ollama's native `/api/chat` (NDJSON streams).
+    Ollama,
+    /// Hugging Face: TGI / Inference Endpoints and the Inference Providers router.
+    HuggingFace,
     /// The built-in demo model `tollgate-echo`: answers inside the gateway, no network.
     Echo,
 }
 
 impl ProviderKind {
+    /// The kind an operator names. OpenAI-compatible presets (`deepseek`, `groq`, …) are kind
+    /// `openai`; see [`openai::preset_by_name`] for their default base URLs.
     pub fn parse(kind: &str) -> Option<Self> {
         match kind {
             "openai" | "openai-compatible" => Some(ProviderKind::OpenAi),
+            "azure" | "azure-openai" => Some(ProviderKind::Azure),
+            "anthropic" => Some(ProviderKind::Anthropic),
+            "gemini" | "google" => Some(ProviderKind::Gemini),
+            "ollama" => Some(ProviderKind::Ollama),
+            "huggingface" | "hf" | "tgi" => Some(ProviderKind::HuggingFace),
             "echo" => Some(ProviderKind::Echo),
-            _ => None,
+            other => openai::preset_by_name(other).map(|_| ProviderKind::OpenAi),
         }
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::OpenAi => "openai",
+            ProviderKind::Azure => "azure",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Gemini => "gemini",
+            ProviderKind::Ollama => "ollama",
+            ProviderKind::HuggingFace => "huggingface",
             ProviderKind::Echo => "echo",
         }
     }
 
     /// Every kind an operator may configure, for error messages.
-    pub const ALL: &'static [&'static str] = &["openai", "echo"];
+    pub const ALL: &'static [&'static str] = &[
+        "openai",
+        "azure",
+        "anthropic",
+        "gemini",
+        "ollama",
+        "huggingface",
+        "echo",
+    ];
 
     /// The adapter of this kind.
     pub fn adapter(self) -> &'static dyn Adapter {
         match self {
             ProviderKind::OpenAi => &openai::OpenAiAdapter,
+            ProviderKind::Azure => &azure::AzureAdapter,
+            ProviderKind::Anthropic => &anthropic::AnthropicAdapter,
+            ProviderKind::Gemini => &gemini::GeminiAdapter,
+            ProviderKind::Ollama => &ollama::OllamaAdapter,
+            ProviderKind::HuggingFace => &huggingface::HuggingFaceAdapter,
             ProviderKind::Echo => &echo::EchoAdapter,
+        }
+    }
+
+    /// The base URL used when the operator gives none: the provider's public endpoint, or the
+    /// preset's for an OpenAI-compatible preset name.
+    pub fn default_base_url(kind: &str) -> Option<&'static str> {
+        match kind {
+            "openai" => Some("https://api.openai.com/v1"),
+            "anthropic" => Some(anthropic::DEFAULT_BASE_URL),
+            "gemini" | "google" => Some(gemini::DEFAULT_BASE_URL),
+            "ollama" => Some(ollama::DEFAULT_BASE_URL),
+            "huggingface" | "hf" => Some(huggingface::ROUTER_BASE_URL),
+            "echo" => Some("builtin:"),
+            other => openai::preset_by_name(other).map(|p| p.base_url),
         }
     }
 }
@@ -57,6 +114,28 @@ pub struct Route {
     /// The upstream key, read from the Worker secret the provider names.
     pub api_key: Option<String>,
     pub upstream_model: String,
+    /// The model's output cap, for APIs that require one (Anthropic's `max_tokens`).
+    pub max_output_tokens: Option<u64>,
+    /// The provider's adapter-specific JSON (`providers.config`), `Null` when unset.
+    pub config: Value,
+}
+
+impl Route {
+    /// A string setting of the provider config.
+    pub fn config_str(&self, name: &str) -> Option<&str> {
+        self.config.get(name).and_then(Value::as_str)
+    }
+}
+
+/// What the gateway knows about a response that native APIs do not send in OpenAI's shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseContext {
+    /// The completion id clients see (`chatcmpl-…`) when the provider gives none.
+    pub id: String,
+    /// Unix seconds.
+    pub created: u64,
+    /// The upstream model, when the provider does not name one.
+    pub model: String,
 }
 
 /// An HTTP request for the edge shell to send.
@@ -101,10 +180,20 @@ pub trait Adapter: Sync {
     ) -> Result<UpstreamRequest, GatewayError>;
 
     /// Maps a successful plain response body.
-    fn parse_response(&self, body: &[u8]) -> Result<ChatCompletionResponse, GatewayError>;
+    fn parse_response(
+        &self,
+        body: &[u8],
+        ctx: &ResponseContext,
+    ) -> Result<ChatCompletionResponse, GatewayError>;
+
+    /// Whether a successful plain body is already an OpenAI chat completion that may be sent to
+    /// the client unchanged (otherwise the gateway sends the parsed response re-encoded).
+    fn forwards_plain_body(&self) -> bool {
+        false
+    }
 
     /// A decoder for a successful streamed response.
-    fn stream_decoder(&self) -> Box<dyn StreamDecoder>;
+    fn stream_decoder(&self, ctx: &ResponseContext) -> Box<dyn StreamDecoder>;
 
     /// Maps a non-2xx upstream response to an OpenAI-shaped error that keeps the provider's
     /// message.
