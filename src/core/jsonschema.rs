@@ -79,7 +79,12 @@ fn compile_pattern(path: &str, pattern: &str) -> Result<Regex, SchemaError> {
     regex::RegexBuilder::new(pattern)
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
-        .map_err(|e| err(path, format!("`pattern` is not a valid regular expression: {e}")))
+        .map_err(|e| {
+            err(
+                path,
+                format!("`pattern` is not a valid regular expression: {e}"),
+            )
+        })
 }
 
 fn non_negative_int(path: &str, key: &str, v: &Value) -> Result<u64, SchemaError> {
@@ -95,7 +100,10 @@ pub fn check_schema(schema: &Value, path: &str) -> Result<(), SchemaError> {
 
 fn check_at(schema: &Value, path: &str, depth: usize) -> Result<(), SchemaError> {
     if depth > MAX_DEPTH {
-        return Err(err(path, format!("schemas nest deeper than {MAX_DEPTH} levels")));
+        return Err(err(
+            path,
+            format!("schemas nest deeper than {MAX_DEPTH} levels"),
+        ));
     }
     let Value::Object(map) = schema else {
         return Err(err(path, "a schema must be a JSON object"));
@@ -190,7 +198,10 @@ fn check_at(schema: &Value, path: &str, depth: usize) -> Result<(), SchemaError>
             map.get(hi).and_then(Value::as_u64),
         ) {
             if l > h {
-                return Err(err(path, format!("`{lo}` ({l}) is greater than `{hi}` ({h})")));
+                return Err(err(
+                    path,
+                    format!("`{lo}` ({l}) is greater than `{hi}` ({h})"),
+                ));
             }
         }
     }
@@ -449,16 +460,56 @@ mod tests {
         let s = forecast();
         let cases = [
             (json!({}), "arguments.city", "required"),
-            (json!({"city": ""}), "arguments.city", "fewer than minLength 1"),
-            (json!({"city": 5}), "arguments.city", "type string, not integer"),
-            (json!({"city": "a", "days": 9}), "arguments.days", "greater than the maximum 7"),
-            (json!({"city": "a", "days": 1.5}), "arguments.days", "type integer"),
-            (json!({"city": "a", "unit": "k"}), "arguments.unit", "not one of"),
-            (json!({"city": "a", "x": 1}), "arguments.x", "not a declared property"),
-            (json!({"city": "a", "tags": ["a", 1]}), "arguments.tags[1]", "type string"),
-            (json!({"city": "a", "tags": ["a", "b", "c"]}), "arguments.tags", "more than maxItems"),
-            (json!({"city": "../../etc/passwd"}), "arguments.city", "pattern"),
-            (json!({"city": "x\r\nX-Injected: 1"}), "arguments.city", "pattern"),
+            (
+                json!({"city": ""}),
+                "arguments.city",
+                "fewer than minLength 1",
+            ),
+            (
+                json!({"city": 5}),
+                "arguments.city",
+                "type string, not integer",
+            ),
+            (
+                json!({"city": "a", "days": 9}),
+                "arguments.days",
+                "greater than the maximum 7",
+            ),
+            (
+                json!({"city": "a", "days": 1.5}),
+                "arguments.days",
+                "type integer",
+            ),
+            (
+                json!({"city": "a", "unit": "k"}),
+                "arguments.unit",
+                "not one of",
+            ),
+            (
+                json!({"city": "a", "x": 1}),
+                "arguments.x",
+                "not a declared property",
+            ),
+            (
+                json!({"city": "a", "tags": ["a", 1]}),
+                "arguments.tags[1]",
+                "type string",
+            ),
+            (
+                json!({"city": "a", "tags": ["a", "b", "c"]}),
+                "arguments.tags",
+                "more than maxItems",
+            ),
+            (
+                json!({"city": "../../etc/passwd"}),
+                "arguments.city",
+                "pattern",
+            ),
+            (
+                json!({"city": "x\r\nX-Injected: 1"}),
+                "arguments.city",
+                "pattern",
+            ),
             (json!([1]), "arguments", "type object"),
         ];
         for (value, path, needle) in cases {
@@ -478,11 +529,27 @@ mod tests {
     #[test]
     fn refuses_unsupported_or_broken_schemas() {
         let cases = [
-            (json!({"type": "object", "oneOf": []}), "p.oneOf", "not supported"),
+            (
+                json!({"type": "object", "oneOf": []}),
+                "p.oneOf",
+                "not supported",
+            ),
             (json!({"type": "strnig"}), "p.type", "must be one of"),
-            (json!({"type": "object", "required": ["a"]}), "p.required[0]", "not declared"),
-            (json!({"properties": {"a": {"pattern": "("}}}), "p.properties.a.pattern", "regular expression"),
-            (json!({"properties": {"a": {"minLength": -1}}}), "p.properties.a.minLength", "non-negative"),
+            (
+                json!({"type": "object", "required": ["a"]}),
+                "p.required[0]",
+                "not declared",
+            ),
+            (
+                json!({"properties": {"a": {"pattern": "("}}}),
+                "p.properties.a.pattern",
+                "regular expression",
+            ),
+            (
+                json!({"properties": {"a": {"minLength": -1}}}),
+                "p.properties.a.minLength",
+                "non-negative",
+            ),
             (json!({"minLength": 3, "maxLength": 2}), "p", "greater than"),
             (json!({"items": 3}), "p.items", "JSON object"),
             (json!("string"), "p", "JSON object"),

@@ -181,7 +181,10 @@ mod tests {
             })
         );
         assert_eq!(
-            split_command("  /weather.get_forecast  city=Paris \n").unwrap().api.as_deref(),
+            split_command("  /weather.get_forecast  city=Paris \n")
+                .unwrap()
+                .api
+                .as_deref(),
             Some("get_forecast")
         );
         assert_eq!(split_command("/weather").unwrap().rest, "");
@@ -199,10 +202,7 @@ mod tests {
             json!({"city": "New York tomorrow"})
         );
         // `=` inside free text, or an undeclared key, keeps it free text.
-        assert_eq!(
-            command_arguments(&api(), "a=b"),
-            json!({"city": "a=b"})
-        );
+        assert_eq!(command_arguments(&api(), "a=b"), json!({"city": "a=b"}));
         assert_eq!(command_arguments(&api(), ""), json!({}));
     }
 

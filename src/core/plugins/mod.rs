@@ -131,10 +131,7 @@ pub fn check_url(
     policy: EndpointPolicy,
 ) -> Result<(), String> {
     let parsed = url::Url::parse(url).map_err(|e| format!("is not a valid URL ({e})"))?;
-    let host = parsed
-        .host_str()
-        .ok_or("has no host")?
-        .to_ascii_lowercase();
+    let host = parsed.host_str().ok_or("has no host")?.to_ascii_lowercase();
     let local = matches!(host.as_str(), "127.0.0.1" | "localhost" | "[::1]");
     match parsed.scheme() {
         "https" => {}
@@ -225,7 +222,10 @@ impl Manifest {
         if let Some(unknown) = map.keys().find(|k| !MANIFEST_KEYS.contains(&k.as_str())) {
             return Err(ManifestError::new(
                 unknown.as_str(),
-                format!("is not a manifest field (known: {})", MANIFEST_KEYS.join(", ")),
+                format!(
+                    "is not a manifest field (known: {})",
+                    MANIFEST_KEYS.join(", ")
+                ),
             ));
         }
         let identifier = string_field(map, "identifier", "identifier", 32, true)?
@@ -255,7 +255,8 @@ impl Manifest {
                             if !h.is_empty()
                                 && h.len() <= 253
                                 && h.chars().all(|c| {
-                                    c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':')
+                                    c.is_ascii_alphanumeric()
+                                        || matches!(c, '.' | '-' | '[' | ']' | ':')
                                 }) =>
                         {
                             out.push(h.to_ascii_lowercase())
@@ -303,7 +304,10 @@ impl Manifest {
                             "must be a Worker binding name (letters, digits, `_`)",
                         ));
                     }
-                    (Endpoint::Service(name.clone()), allowed_hosts.unwrap_or_default())
+                    (
+                        Endpoint::Service(name.clone()),
+                        allowed_hosts.unwrap_or_default(),
+                    )
                 }
                 _ => {
                     return Err(ManifestError::new(
@@ -335,10 +339,7 @@ impl Manifest {
             Some(schema) => {
                 jsonschema::check_schema(schema, "settings")?;
                 if schema.get("type").and_then(Value::as_str) != Some("object") {
-                    return Err(ManifestError::new(
-                        "settings.type",
-                        "must be \"object\"",
-                    ));
+                    return Err(ManifestError::new("settings.type", "must be \"object\""));
                 }
                 Some(schema.clone())
             }
@@ -386,9 +387,10 @@ impl Manifest {
                     format!("`{name}` is declared twice"),
                 ));
             }
-            let description = string_field(a, "description", &format!("{at}.description"), 1000, true)?
-                .unwrap_or_default()
-                .to_string();
+            let description =
+                string_field(a, "description", &format!("{at}.description"), 1000, true)?
+                    .unwrap_or_default()
+                    .to_string();
             let parameters = a.get("parameters").cloned().ok_or_else(|| {
                 ManifestError::new(format!("{at}.parameters"), "is required (a JSON Schema)")
             })?;
@@ -549,22 +551,86 @@ mod tests {
     fn rejects_bad_manifests_naming_the_field() {
         let base = weather("https://wx.example.com/x");
         let cases: Vec<(Box<dyn Fn(&mut Value)>, &str, &str)> = vec![
-            (Box::new(|m| m["identifier"] = json!("Weather_1")), "identifier", "lowercase"),
-            (Box::new(|m| { m.as_object_mut().unwrap().remove("title"); }), "title", "required"),
-            (Box::new(|m| m["endpoint"] = json!({"url": "http://wx.example.com/x"})), "endpoint.url", "https"),
-            (Box::new(|m| m["endpoint"] = json!({"url": "http://127.0.0.1:9/x"})), "endpoint.url", "PLUGINS_ALLOW_LOCAL_HTTP"),
-            (Box::new(|m| m["endpoint"] = json!({"url": "https://u:p@wx.example.com/x"})), "endpoint.url", "credentials"),
-            (Box::new(|m| m["allowed_hosts"] = json!(["other.example.com"])), "endpoint.url", "allowed_hosts"),
-            (Box::new(|m| m["endpoint"] = json!("https://wx.example.com")), "endpoint", "must be"),
-            (Box::new(|m| m["timeout_ms"] = json!(60_000)), "timeout_ms", "100 to 30000"),
+            (
+                Box::new(|m| m["identifier"] = json!("Weather_1")),
+                "identifier",
+                "lowercase",
+            ),
+            (
+                Box::new(|m| {
+                    m.as_object_mut().unwrap().remove("title");
+                }),
+                "title",
+                "required",
+            ),
+            (
+                Box::new(|m| m["endpoint"] = json!({"url": "http://wx.example.com/x"})),
+                "endpoint.url",
+                "https",
+            ),
+            (
+                Box::new(|m| m["endpoint"] = json!({"url": "http://127.0.0.1:9/x"})),
+                "endpoint.url",
+                "PLUGINS_ALLOW_LOCAL_HTTP",
+            ),
+            (
+                Box::new(|m| m["endpoint"] = json!({"url": "https://u:p@wx.example.com/x"})),
+                "endpoint.url",
+                "credentials",
+            ),
+            (
+                Box::new(|m| m["allowed_hosts"] = json!(["other.example.com"])),
+                "endpoint.url",
+                "allowed_hosts",
+            ),
+            (
+                Box::new(|m| m["endpoint"] = json!("https://wx.example.com")),
+                "endpoint",
+                "must be",
+            ),
+            (
+                Box::new(|m| m["timeout_ms"] = json!(60_000)),
+                "timeout_ms",
+                "100 to 30000",
+            ),
             (Box::new(|m| m["apis"] = json!([])), "apis", "1 to"),
-            (Box::new(|m| m["apis"][0]["name"] = json!("get forecast")), "apis[0].name", "letters"),
-            (Box::new(|m| m["apis"][0]["parameters"] = json!({"type": "string"})), "apis[0].parameters.type", "object"),
-            (Box::new(|m| m["apis"][0]["parameters"]["properties"]["city"]["type"] = json!("text")), "apis[0].parameters.properties.city.type", "must be one of"),
-            (Box::new(|m| m["apis"][0]["parameters"]["required"] = json!(["town"])), "apis[0].parameters.required[0]", "not declared"),
-            (Box::new(|m| m["apis"][0]["path"] = json!("/x")), "apis[0].path", "not an API field"),
-            (Box::new(|m| m["colour"] = json!("red")), "colour", "not a manifest field"),
-            (Box::new(|m| m["settings"] = json!({"type": "string"})), "settings.type", "object"),
+            (
+                Box::new(|m| m["apis"][0]["name"] = json!("get forecast")),
+                "apis[0].name",
+                "letters",
+            ),
+            (
+                Box::new(|m| m["apis"][0]["parameters"] = json!({"type": "string"})),
+                "apis[0].parameters.type",
+                "object",
+            ),
+            (
+                Box::new(|m| {
+                    m["apis"][0]["parameters"]["properties"]["city"]["type"] = json!("text")
+                }),
+                "apis[0].parameters.properties.city.type",
+                "must be one of",
+            ),
+            (
+                Box::new(|m| m["apis"][0]["parameters"]["required"] = json!(["town"])),
+                "apis[0].parameters.required[0]",
+                "not declared",
+            ),
+            (
+                Box::new(|m| m["apis"][0]["path"] = json!("/x")),
+                "apis[0].path",
+                "not an API field",
+            ),
+            (
+                Box::new(|m| m["colour"] = json!("red")),
+                "colour",
+                "not a manifest field",
+            ),
+            (
+                Box::new(|m| m["settings"] = json!({"type": "string"})),
+                "settings.type",
+                "object",
+            ),
         ];
         for (edit, field, needle) in cases {
             let mut m = base.clone();
@@ -574,7 +640,10 @@ mod tests {
             assert!(e.message.contains(needle), "{e:?}");
             let g = GatewayError::from(e);
             assert_eq!(g.status(), 400);
-            assert_eq!(g.param.as_deref(), Some(format!("manifest.{field}").as_str()));
+            assert_eq!(
+                g.param.as_deref(),
+                Some(format!("manifest.{field}").as_str())
+            );
         }
     }
 
@@ -615,14 +684,21 @@ mod tests {
         assert!(!extra.contains_key("plugins"));
         for bad in [json!("weather"), json!([1]), json!(["../x"])] {
             extra.insert("plugins".into(), bad);
-            assert_eq!(take_selection(&mut extra).unwrap_err().param.as_deref(), Some("plugins"));
+            assert_eq!(
+                take_selection(&mut extra).unwrap_err().param.as_deref(),
+                Some("plugins")
+            );
         }
     }
 
     #[test]
     fn call_body_carries_only_api_arguments_settings() {
         let body: Value =
-            serde_json::from_slice(&call_body("get_forecast", &json!({"city": "x"}), None)).unwrap();
-        assert_eq!(body, json!({"api": "get_forecast", "arguments": {"city": "x"}, "settings": {}}));
+            serde_json::from_slice(&call_body("get_forecast", &json!({"city": "x"}), None))
+                .unwrap();
+        assert_eq!(
+            body,
+            json!({"api": "get_forecast", "arguments": {"city": "x"}, "settings": {}})
+        );
     }
 }

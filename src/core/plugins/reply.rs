@@ -109,7 +109,12 @@ pub fn plugin_text(content_type: &str, body: &[u8]) -> Result<String, CallFailur
 }
 
 /// The assistant answer of a slash command.
-pub fn command_completion(id: &str, model: &str, created: u64, text: &str) -> ChatCompletionResponse {
+pub fn command_completion(
+    id: &str,
+    model: &str,
+    created: u64,
+    text: &str,
+) -> ChatCompletionResponse {
     ChatCompletionResponse {
         id: id.to_string(),
         object: "chat.completion".to_string(),
@@ -215,13 +220,20 @@ pub fn completion_to_sse(resp: &ChatCompletionResponse, include_usage: bool) -> 
             vec![choice(
                 c.index,
                 Delta::default(),
-                Some(c.finish_reason.clone().unwrap_or_else(|| "stop".to_string())),
+                Some(
+                    c.finish_reason
+                        .clone()
+                        .unwrap_or_else(|| "stop".to_string()),
+                ),
             )],
             None,
         ));
     }
     if include_usage {
-        events.push(chunk(Vec::new(), Some(resp.usage.clone().unwrap_or_default())));
+        events.push(chunk(
+            Vec::new(),
+            Some(resp.usage.clone().unwrap_or_default()),
+        ));
     }
     let mut out = Vec::new();
     for e in &events {
@@ -253,7 +265,9 @@ mod tests {
             r#"{"temp":25}"#
         );
         assert_eq!(
-            plugin_text("application/json", b"{not json").unwrap_err().code(),
+            plugin_text("application/json", b"{not json")
+                .unwrap_err()
+                .code(),
             "malformed_response"
         );
         assert_eq!(
@@ -281,18 +295,29 @@ mod tests {
             .iter()
             .map(|e| serde_json::from_str(e.data.as_deref().unwrap()).unwrap())
             .collect();
-        assert_eq!(chunks[0].choices[0].delta.role.as_deref(), Some("assistant"));
-        assert_eq!(chunks[1].choices[0].delta.content.as_deref(), Some("**Sunny**"));
+        assert_eq!(
+            chunks[0].choices[0].delta.role.as_deref(),
+            Some("assistant")
+        );
+        assert_eq!(
+            chunks[1].choices[0].delta.content.as_deref(),
+            Some("**Sunny**")
+        );
         assert_eq!(chunks[2].choices[0].finish_reason.as_deref(), Some("stop"));
         assert_eq!(chunks[3].usage.as_ref().unwrap().completion_tokens, 4);
         assert!(chunks[3].choices.is_empty());
-        let without = SseParser::new().push(&completion_to_sse(&resp, false)).unwrap();
+        let without = SseParser::new()
+            .push(&completion_to_sse(&resp, false))
+            .unwrap();
         assert_eq!(without.len(), 4);
     }
 
     #[test]
     fn sums_usage() {
         let u = total_usage([&Usage::new(1, 2), &Usage::new(10, 20)]);
-        assert_eq!((u.prompt_tokens, u.completion_tokens, u.total_tokens), (11, 22, 33));
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.total_tokens),
+            (11, 22, 33)
+        );
     }
 }

@@ -87,7 +87,13 @@ pub fn open(
     let (nonce, body) = bytes.split_at(NONCE_LEN);
     let aad = aad(tenant_id, plugin_id);
     cipher(master)
-        .decrypt(Nonce::from_slice(nonce), Payload { msg: body, aad: &aad })
+        .decrypt(
+            Nonce::from_slice(nonce),
+            Payload {
+                msg: body,
+                aad: &aad,
+            },
+        )
         .map_err(|_| SealError::Rejected)
 }
 
@@ -97,7 +103,13 @@ mod tests {
 
     #[test]
     fn round_trip_and_binding() {
-        let sealed = seal(b"master", "ten_a", "weather", [7; 12], b"{\"api_key\":\"k\"}");
+        let sealed = seal(
+            b"master",
+            "ten_a",
+            "weather",
+            [7; 12],
+            b"{\"api_key\":\"k\"}",
+        );
         assert!(sealed.starts_with("v1:"));
         assert!(!sealed.contains("api_key"));
         assert_eq!(

@@ -56,9 +56,14 @@ pub async fn route(
         }
         (Method::Delete, ["tenants", tid, "plugins", id]) => {
             if store::delete_enablement(db, tid, id).await? {
-                http::json(200, &json!({"tenant_id": tid, "plugin_id": id, "deleted": true}))
+                http::json(
+                    200,
+                    &json!({"tenant_id": tid, "plugin_id": id, "deleted": true}),
+                )
             } else {
-                Err(not_found(&format!("enablement of plugin `{id}` for tenant `{tid}`")))
+                Err(not_found(&format!(
+                    "enablement of plugin `{id}` for tenant `{tid}`"
+                )))
             }
         }
         (Method::Get, ["requests", rid, "plugin-calls"]) => {
@@ -119,7 +124,9 @@ async fn put(db: &D1Database, env: &Env, id: &str, body: Value) -> Result<Respon
         ));
     }
     let Value::Object(fields) = &body else {
-        return Err(GatewayError::invalid_request("The body must be a JSON object."));
+        return Err(GatewayError::invalid_request(
+            "The body must be a JSON object.",
+        ));
     };
     if let Some(unknown) = fields
         .keys()
@@ -127,12 +134,14 @@ async fn put(db: &D1Database, env: &Env, id: &str, body: Value) -> Result<Respon
     {
         return Err(GatewayError::invalid_param(
             unknown,
-            format!("Unknown field `{unknown}` (expected `manifest` and optional `price_per_call`)."),
+            format!(
+                "Unknown field `{unknown}` (expected `manifest` and optional `price_per_call`)."
+            ),
         ));
     }
-    let raw = fields
-        .get("manifest")
-        .ok_or_else(|| GatewayError::invalid_param("manifest", "Missing required field `manifest`."))?;
+    let raw = fields.get("manifest").ok_or_else(|| {
+        GatewayError::invalid_param("manifest", "Missing required field `manifest`.")
+    })?;
     let manifest = Manifest::parse(raw, policy(env))?;
     if manifest.identifier != id {
         return Err(GatewayError::invalid_param(
@@ -193,9 +202,12 @@ async fn enable(
 ) -> Result<Response, GatewayError> {
     let body: EnableBody = serde_json::from_value(body)
         .map_err(|e| GatewayError::invalid_request(format!("Invalid body: {e}")))?;
-    let tenant: Option<Value> =
-        crate::edge::db::first(db, "SELECT id FROM tenants WHERE id = ?1", &[tenant_id.into()])
-            .await?;
+    let tenant: Option<Value> = crate::edge::db::first(
+        db,
+        "SELECT id FROM tenants WHERE id = ?1",
+        &[tenant_id.into()],
+    )
+    .await?;
     if tenant.is_none() {
         return Err(not_found(&format!("tenant `{tenant_id}`")));
     }
@@ -213,8 +225,9 @@ async fn enable(
                     format!("The plugin `{plugin_id}` declares no settings."),
                 )
             })?;
-            jsonschema::validate(schema, &settings, "settings")
-                .map_err(|e| GatewayError::invalid_param(&e.path, format!("`{}` {}.", e.path, e.message)))?;
+            jsonschema::validate(schema, &settings, "settings").map_err(|e| {
+                GatewayError::invalid_param(&e.path, format!("`{}` {}.", e.path, e.message))
+            })?;
             let plain = serde_json::to_vec(&settings)
                 .map_err(|e| GatewayError::internal(format!("encode settings: {e}")))?;
             if plain.len() > MAX_SETTINGS_BYTES {

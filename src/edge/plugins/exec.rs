@@ -11,7 +11,9 @@ use worker::{
 };
 
 use crate::core::plugins::reply::{plugin_text, CallFailure};
-use crate::core::plugins::{call_body, check_url, Endpoint, EndpointPolicy, Manifest, MAX_REQUEST_BYTES};
+use crate::core::plugins::{
+    call_body, check_url, Endpoint, EndpointPolicy, Manifest, MAX_REQUEST_BYTES,
+};
 use crate::edge::{now_ms, upstream};
 
 /// What one invocation produced.
@@ -63,7 +65,10 @@ async fn call(
     let headers = Headers::new();
     for (k, v) in [
         ("content-type", "application/json"),
-        ("accept", "text/markdown, text/plain;q=0.9, application/json;q=0.8"),
+        (
+            "accept",
+            "text/markdown, text/plain;q=0.9, application/json;q=0.8",
+        ),
         ("user-agent", "Tollgate-Plugins/1"),
     ] {
         let _ = headers.set(k, v);
@@ -83,7 +88,10 @@ async fn call(
     let sent = match &manifest.endpoint {
         Endpoint::Url(url) => {
             if let Err(why) = check_url(url, &manifest.allowed_hosts, policy) {
-                return (Err(CallFailure::Unreachable(format!("its URL {why}"))), None);
+                return (
+                    Err(CallFailure::Unreachable(format!("its URL {why}"))),
+                    None,
+                );
             }
             let request = match Request::new_with_init(url, &init) {
                 Ok(r) => r,
@@ -138,7 +146,9 @@ async fn read_answer(
     }
     // One byte over the limit tells an oversized body from one that fits exactly. The outer
     // timeout bounds the read.
-    let cap = usize::try_from(limit).unwrap_or(usize::MAX).saturating_add(1);
+    let cap = usize::try_from(limit)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1);
     let body = upstream::read_body(resp, cap, manifest.timeout_ms)
         .await
         .map_err(|e| CallFailure::Unreachable(e.message))?;

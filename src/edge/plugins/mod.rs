@@ -145,8 +145,7 @@ pub(crate) async fn intercept(
     }
     for tool in chat.tools.iter().flatten() {
         if let Some(f) = &tool.function {
-            if split_tool_name(&f.name).is_some_and(|(p, _)| selected.iter().any(|s| s.id() == p))
-            {
+            if split_tool_name(&f.name).is_some_and(|(p, _)| selected.iter().any(|s| s.id() == p)) {
                 return Err(GatewayError::invalid_param(
                     "tools",
                     format!("The tool name `{}` is reserved for a plugin.", f.name),
@@ -364,7 +363,8 @@ async fn run_tools(
         };
         let tool_calls = choice.message.tool_calls.clone().unwrap_or_default();
         let owned = |c: &ToolCall| {
-            split_tool_name(&c.function.name).is_some_and(|(p, _)| plugins.iter().any(|x| x.id() == p))
+            split_tool_name(&c.function.name)
+                .is_some_and(|(p, _)| plugins.iter().any(|x| x.id() == p))
         };
         let (mine, theirs): (Vec<ToolCall>, Vec<ToolCall>) =
             tool_calls.into_iter().partition(|c| owned(c));
@@ -406,7 +406,9 @@ async fn run_tools(
             messages.push(msg);
         }
     }
-    Err(GatewayError::internal("the tool loop ended without an answer"))
+    Err(GatewayError::internal(
+        "the tool loop ended without an answer",
+    ))
 }
 
 /// Answers with the final round's completion, usage summed over every round.
@@ -496,9 +498,10 @@ async fn invoke_plugin(
     let mut latency_ms = 0;
     let mut charged = 0;
     let result = async {
-        let api = plugin.manifest.api(api_name).ok_or_else(|| {
-            CallFailure::UnknownTool(format!("{}.{api_name}", plugin.id()))
-        })?;
+        let api = plugin
+            .manifest
+            .api(api_name)
+            .ok_or_else(|| CallFailure::UnknownTool(format!("{}.{api_name}", plugin.id())))?;
         let arguments = arguments?;
         jsonschema::validate(&api.parameters, &arguments, "arguments")
             .map_err(|e| CallFailure::InvalidArguments(e.to_string()))?;
@@ -552,7 +555,9 @@ async fn invoke_plugin(
     for attempt in 1..=3 {
         match store::record_call(turn.db, &record).await {
             Ok(()) => break,
-            Err(e) => worker::console_error!("recording plugin call {call_id} failed ({attempt}): {e}"),
+            Err(e) => {
+                worker::console_error!("recording plugin call {call_id} failed ({attempt}): {e}")
+            }
         }
     }
     (result, charged)
@@ -594,7 +599,10 @@ async fn run_command(
     };
     let arguments = match plugin.manifest.api(&api_name) {
         Some(a) => Ok(command_arguments(a, rest)),
-        None => Err(CallFailure::UnknownTool(format!("{}.{api_name}", plugin.id()))),
+        None => Err(CallFailure::UnknownTool(format!(
+            "{}.{api_name}",
+            plugin.id()
+        ))),
     };
     let (result, charged) = invoke_plugin(turn, plugin, &api_name, arguments, "command", 1).await;
     let text = match result {

@@ -22,7 +22,10 @@ impl PluginRow {
     /// The stored manifest (validated when it was registered).
     pub fn manifest(&self) -> Result<Manifest, GatewayError> {
         serde_json::from_str(&self.manifest).map_err(|e| {
-            GatewayError::internal(format!("stored manifest of plugin `{}` is unreadable: {e}", self.id))
+            GatewayError::internal(format!(
+                "stored manifest of plugin `{}` is unreadable: {e}",
+                self.id
+            ))
         })
     }
 }
@@ -75,7 +78,12 @@ pub async fn put_plugin(
          VALUES (?1, ?2, ?3, ?4, ?4)
          ON CONFLICT (id) DO UPDATE SET manifest = excluded.manifest,
            price_per_call = excluded.price_per_call, updated_at = excluded.updated_at",
-        &[id.into(), manifest_json.into(), price_per_call.into(), now.into()],
+        &[
+            id.into(),
+            manifest_json.into(),
+            price_per_call.into(),
+            now.into(),
+        ],
     )
     .await?;
     Ok(!existed)
@@ -86,8 +94,16 @@ pub async fn delete_plugin(db: &D1Database, id: &str) -> Result<bool, GatewayErr
     let results = db::batch(
         db,
         vec![
-            db::statement(db, "DELETE FROM tenant_plugins WHERE plugin_id = ?1", &[id.into()])?,
-            db::statement(db, "DELETE FROM plugins WHERE id = ?1 RETURNING id", &[id.into()])?,
+            db::statement(
+                db,
+                "DELETE FROM tenant_plugins WHERE plugin_id = ?1",
+                &[id.into()],
+            )?,
+            db::statement(
+                db,
+                "DELETE FROM plugins WHERE id = ?1 RETURNING id",
+                &[id.into()],
+            )?,
         ],
     )
     .await?;
