@@ -3,10 +3,12 @@
 pub mod billing;
 pub mod error;
 pub mod ids;
+pub mod jsonschema;
 pub mod keys;
 pub mod meter;
 pub mod ndjson;
 pub mod openai;
+pub mod plugins;
 pub mod providers;
 pub mod session;
 pub mod sse;

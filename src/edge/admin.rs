@@ -50,6 +50,9 @@ pub async fn route(
         }
         (Method::Get, ["usage"]) => list_usage(db, &req).await,
         (Method::Get, ["requests", id]) => get_request(db, id).await,
+        _ if super::plugins::admin::owns(rest) => {
+            super::plugins::admin::route(req, env, db, method, rest).await
+        }
         _ => Err(GatewayError::new(
             ErrorKind::NotFound,
             format!("Unknown admin route: {method:?} /admin/{}", rest.join("/")),

@@ -20,40 +20,40 @@ use crate::core::{ids, session};
 const MAX_UPSTREAM_BODY: usize = 32 * 1024 * 1024;
 
 /// Everything the settlement of one request needs, owned so it can outlive the response.
-struct Pending {
-    db: D1Database,
-    env: Env,
-    request_id: String,
-    tenant_id: String,
-    key_id: String,
-    session_id: String,
-    model: String,
-    provider: String,
-    kind: ProviderKind,
-    upstream_model: String,
-    stream: bool,
-    price: Price,
-    reserved: u64,
-    local_prompt_tokens: u64,
-    encoding: Option<Encoding>,
-    started_at: u64,
-    session_ttl_seconds: u64,
+pub(crate) struct Pending {
+    pub(crate) db: D1Database,
+    pub(crate) env: Env,
+    pub(crate) request_id: String,
+    pub(crate) tenant_id: String,
+    pub(crate) key_id: String,
+    pub(crate) session_id: String,
+    pub(crate) model: String,
+    pub(crate) provider: String,
+    pub(crate) kind: ProviderKind,
+    pub(crate) upstream_model: String,
+    pub(crate) stream: bool,
+    pub(crate) price: Price,
+    pub(crate) reserved: u64,
+    pub(crate) local_prompt_tokens: u64,
+    pub(crate) encoding: Option<Encoding>,
+    pub(crate) started_at: u64,
+    pub(crate) session_ttl_seconds: u64,
 }
 
 /// How a request ended, in the terms of its usage row.
-struct End {
-    status: RequestStatus,
-    http_status: u16,
-    error_code: Option<String>,
-    completion_text: String,
-    upstream_usage: Option<Usage>,
-    delivered_output: bool,
-    ttfb_ms: Option<u64>,
-    ended_at: u64,
+pub(crate) struct End {
+    pub(crate) status: RequestStatus,
+    pub(crate) http_status: u16,
+    pub(crate) error_code: Option<String>,
+    pub(crate) completion_text: String,
+    pub(crate) upstream_usage: Option<Usage>,
+    pub(crate) delivered_output: bool,
+    pub(crate) ttfb_ms: Option<u64>,
+    pub(crate) ended_at: u64,
 }
 
 impl End {
-    fn failed(err: &GatewayError) -> Self {
+    pub(crate) fn failed(err: &GatewayError) -> Self {
         End {
             status: RequestStatus::UpstreamError,
             http_status: err.status(),
@@ -84,7 +84,7 @@ impl From<StreamEnd> for End {
 
 impl Pending {
     /// Ids and names for adapters that build OpenAI responses from native ones.
-    fn response_context(&self) -> ResponseContext {
+    pub(crate) fn response_context(&self) -> ResponseContext {
         ResponseContext {
             id: format!("chatcmpl-{}", self.request_id),
             created: self.started_at / 1000,
@@ -92,7 +92,7 @@ impl Pending {
         }
     }
 
-    fn bill(&self, end: &End) -> meter::Bill {
+    pub(crate) fn bill(&self, end: &End) -> meter::Bill {
         bill(&BillInput {
             status: end.status,
             delivered_output: end.delivered_output,
@@ -108,7 +108,7 @@ impl Pending {
     /// Writes the usage row and returns the reservation, retrying on D1 errors (the batch is
     /// idempotent, so a retry after an unseen success changes nothing), then refreshes the
     /// session cache.
-    async fn settle(self, end: End) {
+    pub(crate) async fn settle(self, end: End) {
         let bill = self.bill(&end);
         let row = db::UsageRow {
             request_id: &self.request_id,
@@ -238,6 +238,27 @@ pub async fn chat_completions(
             .and_then(|c| serde_json::from_str(c).ok())
             .unwrap_or_default(),
     };
+    // ---- plugins (src/edge/plugins): slash commands and requests that enable plugins are
+    // served by the tool loop; the `plugins` field is removed from every request.
+    let mut chat = chat;
+    let turn = super::plugins::Turn {
+        env,
+        ctx,
+        db: &database,
+        request_id,
+        caller: &caller,
+        session_id: &session_id,
+        model: &model,
+        kind,
+        route: &route,
+        encoding,
+        price,
+        settings: &settings,
+    };
+    if let Some(response) = super::plugins::intercept(&turn, &mut chat).await? {
+        return Ok(response);
+    }
+    // ---- end plugins
     let adapter = kind.adapter();
     let upstream_request = adapter.build_request(&route, &chat)?;
 
@@ -293,13 +314,13 @@ pub async fn chat_completions(
 }
 
 /// What the provider answered, before it is relayed.
-enum Reply {
+pub(crate) enum Reply {
     Plain(Vec<u8>),
     Stream(Source),
 }
 
 /// Explains why a reservation was refused.
-async fn refusal(
+pub(crate) async fn refusal(
     db: &D1Database,
     key_id: &str,
     needed: u64,
@@ -329,7 +350,7 @@ async fn refusal(
     }
 }
 
-fn sse_headers() -> Headers {
+pub(crate) fn sse_headers() -> Headers {
     let headers = Headers::new();
     let _ = headers.set("content-type", "text/event-stream; charset=utf-8");
     let _ = headers.set("cache-control", "no-cache");
@@ -338,7 +359,7 @@ fn sse_headers() -> Headers {
 }
 
 /// Starts relaying `source` to the client; settlement runs when the stream ends.
-fn stream_response(
+pub(crate) fn stream_response(
     pending: Pending,
     source: Source,
     chat: &ChatCompletionRequest,
@@ -374,7 +395,7 @@ fn stream_response(
         .map_err(|e| http::internal("stream response", e))
 }
 
-fn echo_reply(
+pub(crate) fn echo_reply(
     pending: &Pending,
     up: &UpstreamRequest,
     settings: &Settings,
@@ -392,7 +413,7 @@ fn echo_reply(
     )
 }
 
-async fn call_upstream(
+pub(crate) async fn call_upstream(
     pending: &Pending,
     chat: &ChatCompletionRequest,
     up: &UpstreamRequest,

@@ -7,6 +7,7 @@ pub mod chat;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod plugins;
 pub mod relay;
 pub mod tenant;
 pub mod upstream;

@@ -1,0 +1,251 @@
+//! Admin routes of plugins (under `/admin`, already authorised by `edge::admin::route`):
+//!
+//! - `PUT /admin/plugins/{id}` `{manifest, price_per_call?}` registers (201) or replaces (200)
+//! - `GET /admin/plugins`, `GET /admin/plugins/{id}`, `DELETE /admin/plugins/{id}`
+//! - `GET /admin/plugins/{id}/usage` per-tenant call counts
+//! - `PUT /admin/tenants/{tid}/plugins/{id}` `{default?, settings?}` enables / updates
+//! - `GET /admin/tenants/{tid}/plugins`, `DELETE /admin/tenants/{tid}/plugins/{id}`
+//! - `GET /admin/requests/{request_id}/plugin-calls`
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use worker::{D1Database, Env, Method, Request, Response};
+
+use super::{policy, settings_key, store};
+use crate::core::error::{ErrorKind, GatewayError};
+use crate::core::ids::random_bytes;
+use crate::core::jsonschema;
+use crate::core::plugins::{sealed, valid_identifier, Manifest};
+use crate::edge::{http, now_ms};
+
+const MAX_BODY: usize = 256 * 1024;
+const MAX_SETTINGS_BYTES: usize = 16 * 1024;
+/// Largest per-call price (JavaScript-safe integer).
+const MAX_PRICE: u64 = (1 << 53) - 1;
+
+/// Whether `rest` (the path after `/admin/`) is a plugin route.
+pub fn owns(rest: &[&str]) -> bool {
+    matches!(
+        rest,
+        ["plugins", ..] | ["tenants", _, "plugins", ..] | ["requests", _, "plugin-calls"]
+    )
+}
+
+pub async fn route(
+    mut req: Request,
+    env: &Env,
+    db: &D1Database,
+    method: &Method,
+    rest: &[&str],
+) -> Result<Response, GatewayError> {
+    match (method, rest) {
+        (Method::Get, ["plugins"]) => list(db).await,
+        (Method::Put, ["plugins", id]) => put(db, env, id, body(&mut req).await?).await,
+        (Method::Get, ["plugins", id]) => get(db, id).await,
+        (Method::Delete, ["plugins", id]) => delete(db, id).await,
+        (Method::Get, ["plugins", id, "usage"]) => {
+            let rows = store::plugin_usage(db, id).await?;
+            http::json(200, &json!({"object": "list", "data": rows}))
+        }
+        (Method::Get, ["tenants", tid, "plugins"]) => {
+            let rows = store::list_enablements(db, tid).await?;
+            http::json(200, &json!({"object": "list", "data": rows}))
+        }
+        (Method::Put, ["tenants", tid, "plugins", id]) => {
+            enable(db, env, tid, id, body(&mut req).await?).await
+        }
+        (Method::Delete, ["tenants", tid, "plugins", id]) => {
+            if store::delete_enablement(db, tid, id).await? {
+                http::json(
+                    200,
+                    &json!({"tenant_id": tid, "plugin_id": id, "deleted": true}),
+                )
+            } else {
+                Err(not_found(&format!(
+                    "enablement of plugin `{id}` for tenant `{tid}`"
+                )))
+            }
+        }
+        (Method::Get, ["requests", rid, "plugin-calls"]) => {
+            let rows = store::calls_of_request(db, rid).await?;
+            http::json(200, &json!({"object": "list", "data": rows}))
+        }
+        _ => Err(GatewayError::new(
+            ErrorKind::MethodNotAllowed,
+            format!("{method:?} is not served on /admin/{}", rest.join("/")),
+        )),
+    }
+}
+
+async fn body(req: &mut Request) -> Result<Value, GatewayError> {
+    let bytes = http::read_body(req, MAX_BODY).await?;
+    if bytes.is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| GatewayError::invalid_request(format!("Invalid JSON body: {e}")))
+}
+
+fn not_found(what: &str) -> GatewayError {
+    GatewayError::new(ErrorKind::NotFound, format!("No {what}."))
+}
+
+fn view(row: &store::PluginRow) -> Result<Value, GatewayError> {
+    let manifest: Value = serde_json::from_str(&row.manifest)
+        .map_err(|e| GatewayError::internal(format!("stored manifest unreadable: {e}")))?;
+    Ok(json!({
+        "id": row.id,
+        "object": "plugin",
+        "manifest": manifest,
+        "price_per_call": row.price_per_call,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+    }))
+}
+
+async fn list(db: &D1Database) -> Result<Response, GatewayError> {
+    let rows = store::list_plugins(db).await?;
+    let data = rows.iter().map(view).collect::<Result<Vec<_>, _>>()?;
+    http::json(200, &json!({"object": "list", "data": data}))
+}
+
+async fn get(db: &D1Database, id: &str) -> Result<Response, GatewayError> {
+    let row = store::get_plugin(db, id)
+        .await?
+        .ok_or_else(|| not_found(&format!("plugin `{id}`")))?;
+    http::json(200, &view(&row)?)
+}
+
+async fn put(db: &D1Database, env: &Env, id: &str, body: Value) -> Result<Response, GatewayError> {
+    if !valid_identifier(id) {
+        return Err(GatewayError::invalid_param(
+            "id",
+            "A plugin id is 1 to 32 of lowercase letters, digits and `-`, starting with a letter.",
+        ));
+    }
+    let Value::Object(fields) = &body else {
+        return Err(GatewayError::invalid_request(
+            "The body must be a JSON object.",
+        ));
+    };
+    if let Some(unknown) = fields
+        .keys()
+        .find(|k| !["manifest", "price_per_call"].contains(&k.as_str()))
+    {
+        return Err(GatewayError::invalid_param(
+            unknown,
+            format!(
+                "Unknown field `{unknown}` (expected `manifest` and optional `price_per_call`)."
+            ),
+        ));
+    }
+    let raw = fields.get("manifest").ok_or_else(|| {
+        GatewayError::invalid_param("manifest", "Missing required field `manifest`.")
+    })?;
+    let manifest = Manifest::parse(raw, policy(env))?;
+    if manifest.identifier != id {
+        return Err(GatewayError::invalid_param(
+            "manifest.identifier",
+            format!(
+                "Invalid plugin manifest: `identifier` is `{}` but the URL names `{id}`.",
+                manifest.identifier
+            ),
+        ));
+    }
+    let price = match fields.get("price_per_call") {
+        None | Some(Value::Null) => 0,
+        Some(v) => v.as_u64().filter(|p| *p <= MAX_PRICE).ok_or_else(|| {
+            GatewayError::invalid_param(
+                "price_per_call",
+                format!("`price_per_call` must be an integer from 0 to {MAX_PRICE} (micro-units)."),
+            )
+        })?,
+    };
+    let stored = serde_json::to_string(&manifest)
+        .map_err(|e| GatewayError::internal(format!("encode manifest: {e}")))?;
+    let created = store::put_plugin(db, id, &stored, price, now_ms()).await?;
+    let row = store::get_plugin(db, id)
+        .await?
+        .ok_or_else(|| not_found(&format!("plugin `{id}`")))?;
+    http::json(if created { 201 } else { 200 }, &view(&row)?)
+}
+
+async fn delete(db: &D1Database, id: &str) -> Result<Response, GatewayError> {
+    if store::delete_plugin(db, id).await? {
+        http::json(200, &json!({"id": id, "object": "plugin", "deleted": true}))
+    } else {
+        Err(not_found(&format!("plugin `{id}`")))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnableBody {
+    #[serde(default)]
+    default: Option<bool>,
+    /// Absent: keep; `null`: clear; an object: replace.
+    #[serde(default, deserialize_with = "present")]
+    settings: Option<Value>,
+}
+
+/// Tells an absent field (`None`) from an explicit `null` (`Some(Value::Null)`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+async fn enable(
+    db: &D1Database,
+    env: &Env,
+    tenant_id: &str,
+    plugin_id: &str,
+    body: Value,
+) -> Result<Response, GatewayError> {
+    let body: EnableBody = serde_json::from_value(body)
+        .map_err(|e| GatewayError::invalid_request(format!("Invalid body: {e}")))?;
+    let tenant: Option<Value> = crate::edge::db::first(
+        db,
+        "SELECT id FROM tenants WHERE id = ?1",
+        &[tenant_id.into()],
+    )
+    .await?;
+    if tenant.is_none() {
+        return Err(not_found(&format!("tenant `{tenant_id}`")));
+    }
+    let plugin = store::get_plugin(db, plugin_id)
+        .await?
+        .ok_or_else(|| not_found(&format!("plugin `{plugin_id}`")))?;
+    let manifest = plugin.manifest()?;
+    let change = match body.settings {
+        None => store::SettingsChange::Keep,
+        Some(Value::Null) => store::SettingsChange::Clear,
+        Some(settings) => {
+            let schema = manifest.settings.as_ref().ok_or_else(|| {
+                GatewayError::invalid_param(
+                    "settings",
+                    format!("The plugin `{plugin_id}` declares no settings."),
+                )
+            })?;
+            jsonschema::validate(schema, &settings, "settings").map_err(|e| {
+                GatewayError::invalid_param(&e.path, format!("`{}` {}.", e.path, e.message))
+            })?;
+            let plain = serde_json::to_vec(&settings)
+                .map_err(|e| GatewayError::internal(format!("encode settings: {e}")))?;
+            if plain.len() > MAX_SETTINGS_BYTES {
+                return Err(GatewayError::invalid_param(
+                    "settings",
+                    format!("`settings` is larger than {MAX_SETTINGS_BYTES} bytes."),
+                ));
+            }
+            let key = settings_key(env)?;
+            let mut nonce = [0u8; 12];
+            random_bytes(&mut nonce)
+                .map_err(|e| GatewayError::internal(format!("no randomness: {e:?}")))?;
+            store::SettingsChange::Set(sealed::seal(&key, tenant_id, plugin_id, nonce, &plain))
+        }
+    };
+    store::put_enablement(db, tenant_id, plugin_id, body.default, change, now_ms()).await?;
+    let view = store::get_enablement(db, tenant_id, plugin_id)
+        .await?
+        .ok_or_else(|| GatewayError::internal("enablement vanished after writing it"))?;
+    http::json(200, &view)
+}

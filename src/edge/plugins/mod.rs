@@ -1,0 +1,636 @@
+//! Plugins at the edge: the tool loop and slash commands (README, "Plugins").
+//!
+//! `chat.rs` hands a request here ([`intercept`]) once its model and route are known. If the
+//! request enables plugins (its `plugins` field, or the tenant's defaults) the gateway offers
+//! them to the model as tools and runs the conversation: each model round is reserved, called
+//! and settled like any request (usage row `<request id>` for the first round, then
+//! `<request id>.r1`, `.r2`, …, all in the same session); each plugin call is validated, run
+//! outside the gateway ([`exec`]) and recorded (`plugin_calls`, id `<request id>.c<n>`).
+//!
+//! Rounds that may still call plugins are non-streamed upstream calls. When the model answers
+//! without calling a plugin, that answer is returned (as SSE if the client streams). The last
+//! allowed round is sent without the plugin tools; when the client streams it is relayed as a
+//! live stream by the ordinary relay.
+
+pub mod admin;
+pub mod exec;
+pub mod store;
+
+use serde_json::Value;
+use worker::{Context, D1Database, Env, Response, ResponseBuilder};
+
+use super::auth::Caller;
+use super::chat::{self, End, Pending, Reply};
+use super::config::{self, Settings};
+use super::db::{self, ModelRow};
+use super::{http, now_ms};
+use crate::core::billing::{reservation_micros, Price};
+use crate::core::error::GatewayError;
+use crate::core::jsonschema;
+use crate::core::meter::{self, RequestStatus};
+use crate::core::openai::{
+    ChatCompletionRequest, ChatCompletionResponse, ChatMessage, MessageContent, Role, ToolCall,
+    Usage,
+};
+use crate::core::plugins::command::{command_arguments, split_command};
+use crate::core::plugins::reply::{
+    command_completion, completion_to_sse, total_usage, CallFailure,
+};
+use crate::core::plugins::{sealed, split_tool_name, take_selection, EndpointPolicy, Selection};
+use crate::core::providers::{ProviderKind, Route, UpstreamRequest};
+use crate::core::tokens::{count_chat_prompt, Encoding};
+use store::Enabled;
+
+/// Default and largest number of model rounds per request (`PLUGIN_MAX_ROUNDS`).
+const DEFAULT_MAX_ROUNDS: u64 = 4;
+const MAX_ROUNDS: u64 = 10;
+/// Plugin calls executed per round; further calls in the same round get an error result.
+const MAX_CALLS_PER_ROUND: usize = 8;
+
+/// Everything `chat.rs` knows about a request when it hands it over.
+pub(crate) struct Turn<'a> {
+    pub env: &'a Env,
+    pub ctx: &'a Context,
+    pub db: &'a D1Database,
+    pub request_id: &'a str,
+    pub caller: &'a Caller,
+    pub session_id: &'a str,
+    pub model: &'a ModelRow,
+    pub kind: ProviderKind,
+    pub route: &'a Route,
+    pub encoding: Option<Encoding>,
+    pub price: Price,
+    pub settings: &'a Settings,
+}
+
+/// The dev setting that allows `http://127.0.0.1` plugins.
+pub(crate) fn policy(env: &Env) -> EndpointPolicy {
+    let on = env
+        .var("PLUGINS_ALLOW_LOCAL_HTTP")
+        .map(|v| matches!(v.to_string().trim(), "1" | "true" | "yes"))
+        .unwrap_or(false);
+    EndpointPolicy {
+        allow_local_http: on,
+    }
+}
+
+/// The master secret of sealed settings.
+pub(crate) fn settings_key(env: &Env) -> Result<Vec<u8>, GatewayError> {
+    config::secret(env, "PLUGIN_SETTINGS_KEY")
+        .map(String::into_bytes)
+        .ok_or_else(|| {
+            GatewayError::internal(
+                "Plugin settings need the PLUGIN_SETTINGS_KEY secret, which is not set.",
+            )
+        })
+}
+
+fn max_rounds(env: &Env) -> u64 {
+    env.var("PLUGIN_MAX_ROUNDS")
+        .ok()
+        .and_then(|v| v.to_string().trim().parse::<u64>().ok())
+        .unwrap_or(DEFAULT_MAX_ROUNDS)
+        .clamp(1, MAX_ROUNDS)
+}
+
+/// Serves the request if it is a slash command or enables plugins; otherwise leaves it to the
+/// ordinary path (with the `plugins` field removed).
+pub(crate) async fn intercept(
+    turn: &Turn<'_>,
+    chat: &mut ChatCompletionRequest,
+) -> Result<Option<Response>, GatewayError> {
+    let selection = take_selection(&mut chat.extra)?;
+    let command = chat
+        .messages
+        .last()
+        .filter(|m| m.role == Role::User)
+        .and_then(|m| split_command(&m.text_content()));
+    if selection == Selection::Named(Vec::new()) && command.is_none() {
+        return Ok(None);
+    }
+    let enabled = store::enabled_for_tenant(turn.db, &turn.caller.tenant_id).await?;
+    if let Some(cmd) = command {
+        if let Some(plugin) = enabled.iter().find(|p| p.id() == cmd.plugin) {
+            return run_command(turn, chat, plugin, cmd.api.as_deref(), &cmd.rest)
+                .await
+                .map(Some);
+        }
+    }
+    let selected: Vec<Enabled> = match selection {
+        Selection::Defaults => enabled.into_iter().filter(|p| p.is_default).collect(),
+        Selection::Named(names) => {
+            let mut out = Vec::new();
+            for name in names {
+                match enabled.iter().find(|p| p.id() == name) {
+                    Some(p) => out.push(p.clone()),
+                    None => {
+                        return Err(GatewayError::invalid_param(
+                            "plugins",
+                            format!("The plugin `{name}` is not enabled for this account."),
+                        ))
+                    }
+                }
+            }
+            out
+        }
+    };
+    if selected.is_empty() {
+        return Ok(None);
+    }
+    if chat.choices() > 1 {
+        return Err(GatewayError::invalid_param(
+            "n",
+            "`n` must be 1 when plugins are enabled.",
+        ));
+    }
+    for tool in chat.tools.iter().flatten() {
+        if let Some(f) = &tool.function {
+            if split_tool_name(&f.name).is_some_and(|(p, _)| selected.iter().any(|s| s.id() == p)) {
+                return Err(GatewayError::invalid_param(
+                    "tools",
+                    format!("The tool name `{}` is reserved for a plugin.", f.name),
+                ));
+            }
+        }
+    }
+    run_tools(turn, chat, &selected).await.map(Some)
+}
+
+// ---- model rounds -----------------------------------------------------------------------
+
+/// A round ready to send: its settlement record (reservation taken) and its upstream request.
+struct Round {
+    pending: Pending,
+    upstream: UpstreamRequest,
+}
+
+fn round_id(request_id: &str, index: u64) -> String {
+    if index == 0 {
+        request_id.to_string()
+    } else {
+        format!("{request_id}.r{index}")
+    }
+}
+
+/// Counts, reserves and builds one model round.
+async fn prepare_round(
+    turn: &Turn<'_>,
+    round_chat: &ChatCompletionRequest,
+    id: &str,
+) -> Result<Round, GatewayError> {
+    let started_at = now_ms();
+    let local_prompt_tokens = match turn.encoding {
+        Some(enc) => count_chat_prompt(enc, round_chat),
+        None => meter::estimate_tokens(&serde_json::to_string(round_chat).unwrap_or_default()),
+    };
+    let max_output = round_chat
+        .requested_max_output()
+        .unwrap_or(turn.model.max_output_tokens);
+    let reserved = reservation_micros(local_prompt_tokens, max_output, &turn.price);
+    let upstream = turn.kind.adapter().build_request(turn.route, round_chat)?;
+    if !db::reserve(turn.db, id, &turn.caller.key_id, reserved, started_at).await? {
+        return Err(chat::refusal(
+            turn.db,
+            &turn.caller.key_id,
+            reserved,
+            local_prompt_tokens,
+            max_output,
+        )
+        .await);
+    }
+    let pending = Pending {
+        db: db::database(turn.env)?,
+        env: turn.env.clone(),
+        request_id: id.to_string(),
+        tenant_id: turn.caller.tenant_id.clone(),
+        key_id: turn.caller.key_id.clone(),
+        session_id: turn.session_id.to_string(),
+        model: turn.model.name.clone(),
+        provider: turn.model.provider.clone(),
+        kind: turn.kind,
+        upstream_model: turn.model.upstream_model.clone(),
+        stream: round_chat.is_stream(),
+        price: turn.price,
+        reserved,
+        local_prompt_tokens,
+        encoding: turn.encoding,
+        started_at,
+        session_ttl_seconds: turn.settings.session_ttl_seconds,
+    };
+    Ok(Round { pending, upstream })
+}
+
+async fn send_round(
+    turn: &Turn<'_>,
+    round: &Round,
+    round_chat: &ChatCompletionRequest,
+) -> Result<Reply, GatewayError> {
+    if turn.kind == ProviderKind::Echo {
+        chat::echo_reply(&round.pending, &round.upstream, turn.settings)
+    } else {
+        chat::call_upstream(&round.pending, round_chat, &round.upstream, turn.settings).await
+    }
+}
+
+/// A finished non-streamed round.
+struct RoundResult {
+    response: ChatCompletionResponse,
+    billed: Usage,
+    cost: u64,
+}
+
+/// Runs one non-streamed round and settles it before returning.
+async fn plain_round(
+    turn: &Turn<'_>,
+    round_chat: &ChatCompletionRequest,
+    id: &str,
+) -> Result<RoundResult, GatewayError> {
+    let round = prepare_round(turn, round_chat, id).await?;
+    let reply = send_round(turn, &round, round_chat).await;
+    let body = match reply {
+        Ok(Reply::Plain(body)) => body,
+        Ok(Reply::Stream(_)) => {
+            let err = GatewayError::internal("a non-streamed round answered with a stream");
+            round.pending.settle(End::failed(&err)).await;
+            return Err(err);
+        }
+        Err(err) => {
+            round.pending.settle(End::failed(&err)).await;
+            return Err(err);
+        }
+    };
+    let response = match turn
+        .kind
+        .adapter()
+        .parse_response(&body, &round.pending.response_context())
+    {
+        Ok(r) => r,
+        Err(err) => {
+            round.pending.settle(End::failed(&err)).await;
+            return Err(err);
+        }
+    };
+    let end = End {
+        status: RequestStatus::Ok,
+        http_status: 200,
+        error_code: None,
+        completion_text: response.generated_text(),
+        upstream_usage: response.usage.clone(),
+        delivered_output: true,
+        ttfb_ms: Some(now_ms().saturating_sub(round.pending.started_at)),
+        ended_at: now_ms(),
+    };
+    let bill = round.pending.bill(&end);
+    round.pending.settle(end).await;
+    Ok(RoundResult {
+        response,
+        billed: Usage::new(bill.prompt_tokens, bill.completion_tokens),
+        cost: bill.cost,
+    })
+}
+
+/// The request of round `index`: the conversation so far, plugin tools offered unless this is
+/// the last round, streamed only when it is the last round and the client streams.
+fn round_request(
+    chat: &ChatCompletionRequest,
+    messages: &[ChatMessage],
+    plugins: &[Enabled],
+    last: bool,
+) -> ChatCompletionRequest {
+    let mut r = chat.clone();
+    r.messages = messages.to_vec();
+    let client_tools = chat.tools.clone().unwrap_or_default();
+    if last {
+        r.tools = (!client_tools.is_empty()).then_some(client_tools);
+        let names_plugin_tool = r
+            .extra
+            .get("tool_choice")
+            .and_then(|c| c.pointer("/function/name"))
+            .and_then(Value::as_str)
+            .is_some_and(|n| split_tool_name(n).is_some());
+        if r.tools.is_none() || names_plugin_tool {
+            r.extra.remove("tool_choice");
+        }
+        if r.tools.is_none() {
+            r.extra.remove("parallel_tool_calls");
+        }
+    } else {
+        let mut tools = client_tools;
+        for p in plugins {
+            tools.extend(p.manifest.tools());
+        }
+        r.tools = Some(tools);
+        r.stream = None;
+        r.stream_options = None;
+    }
+    r
+}
+
+async fn run_tools(
+    turn: &Turn<'_>,
+    chat: &ChatCompletionRequest,
+    plugins: &[Enabled],
+) -> Result<Response, GatewayError> {
+    let rounds = max_rounds(turn.env);
+    let mut messages = chat.messages.clone();
+    let mut billed: Vec<Usage> = Vec::new();
+    let mut cost = 0u64;
+    let mut calls = 0u64;
+    for index in 0..rounds {
+        let last = index + 1 == rounds;
+        let id = round_id(turn.request_id, index);
+        let round_chat = round_request(chat, &messages, plugins, last);
+        if last && chat.is_stream() {
+            let round = prepare_round(turn, &round_chat, &id).await?;
+            let source = match send_round(turn, &round, &round_chat).await {
+                Ok(Reply::Stream(source)) => source,
+                Ok(Reply::Plain(_)) => {
+                    let err = GatewayError::internal("a streamed round answered without a stream");
+                    round.pending.settle(End::failed(&err)).await;
+                    return Err(err);
+                }
+                Err(err) => {
+                    round.pending.settle(End::failed(&err)).await;
+                    return Err(err);
+                }
+            };
+            let mut resp = chat::stream_response(round.pending, source, &round_chat, turn.ctx)?;
+            set_headers(&mut resp, turn, index + 1, None);
+            return Ok(resp);
+        }
+        let result = plain_round(turn, &round_chat, &id).await?;
+        billed.push(result.billed);
+        cost += result.cost;
+        let mut response = result.response;
+        let Some(choice) = response.choices.first_mut() else {
+            return finish(turn, chat, response, &billed, cost, index + 1);
+        };
+        let tool_calls = choice.message.tool_calls.clone().unwrap_or_default();
+        let owned = |c: &ToolCall| {
+            split_tool_name(&c.function.name)
+                .is_some_and(|(p, _)| plugins.iter().any(|x| x.id() == p))
+        };
+        let (mine, theirs): (Vec<ToolCall>, Vec<ToolCall>) =
+            tool_calls.into_iter().partition(|c| owned(c));
+        if mine.is_empty() {
+            return finish(turn, chat, response, &billed, cost, index + 1);
+        }
+        if last {
+            // No plugin tools were offered this round; a plugin call now is not the client's.
+            if theirs.is_empty() && choice.finish_reason.as_deref() == Some("tool_calls") {
+                choice.finish_reason = Some("stop".to_string());
+            }
+            choice.message.tool_calls = (!theirs.is_empty()).then_some(theirs);
+            return finish(turn, chat, response, &billed, cost, index + 1);
+        }
+        if !theirs.is_empty() {
+            // The client's own tools: hand those calls back untouched, without the plugin calls
+            // the client could not answer.
+            choice.message.tool_calls = Some(theirs);
+            return finish(turn, chat, response, &billed, cost, index + 1);
+        }
+        let mut assistant = ChatMessage::text(Role::Assistant, "");
+        assistant.content = choice.message.content.clone().map(MessageContent::Text);
+        assistant.tool_calls = Some(mine.clone());
+        messages.push(assistant);
+        for (i, call) in mine.iter().enumerate() {
+            let content = if i < MAX_CALLS_PER_ROUND {
+                calls += 1;
+                let (text, charged) = tool_call(turn, plugins, call, calls).await;
+                cost += charged;
+                text
+            } else {
+                CallFailure::Unreachable(format!(
+                    "at most {MAX_CALLS_PER_ROUND} plugin calls are run per round"
+                ))
+                .tool_content()
+            };
+            let mut msg = ChatMessage::text(Role::Tool, content);
+            msg.tool_call_id = Some(call.id.clone());
+            messages.push(msg);
+        }
+    }
+    Err(GatewayError::internal(
+        "the tool loop ended without an answer",
+    ))
+}
+
+/// Answers with the final round's completion, usage summed over every round.
+fn finish(
+    turn: &Turn<'_>,
+    chat: &ChatCompletionRequest,
+    mut response: ChatCompletionResponse,
+    billed: &[Usage],
+    cost: u64,
+    rounds: u64,
+) -> Result<Response, GatewayError> {
+    response.usage = Some(total_usage(billed));
+    let mut resp = if chat.is_stream() {
+        sse_response(completion_to_sse(&response, chat.wants_stream_usage()))?
+    } else {
+        let body = serde_json::to_vec(&response)
+            .map_err(|e| GatewayError::internal(format!("encode response: {e}")))?;
+        http::bytes_response(200, "application/json", body)?
+    };
+    set_headers(&mut resp, turn, rounds, Some(cost));
+    Ok(resp)
+}
+
+fn sse_response(body: Vec<u8>) -> Result<Response, GatewayError> {
+    Ok(ResponseBuilder::new()
+        .with_status(200)
+        .with_headers(chat::sse_headers())
+        .fixed(body))
+}
+
+fn set_headers(resp: &mut Response, turn: &Turn<'_>, rounds: u64, cost: Option<u64>) {
+    let h = resp.headers_mut();
+    let _ = h.set("x-request-id", turn.request_id);
+    let _ = h.set("x-session-id", turn.session_id);
+    let _ = h.set("x-tollgate-rounds", &rounds.to_string());
+    if let Some(cost) = cost {
+        let _ = h.set("x-tollgate-cost", &cost.to_string());
+    }
+}
+
+// ---- plugin calls -----------------------------------------------------------------------
+
+/// Runs one tool call; returns the tool message content and what was charged.
+async fn tool_call(
+    turn: &Turn<'_>,
+    plugins: &[Enabled],
+    call: &ToolCall,
+    seq: u64,
+) -> (String, u64) {
+    let found = split_tool_name(&call.function.name).and_then(|(p, a)| {
+        let plugin = plugins.iter().find(|x| x.id() == p)?;
+        Some((plugin, a))
+    });
+    let Some((plugin, api)) = found else {
+        return (
+            CallFailure::UnknownTool(call.function.name.clone()).tool_content(),
+            0,
+        );
+    };
+    let raw = call.function.arguments.trim();
+    let arguments = if raw.is_empty() {
+        Ok(Value::Object(Default::default()))
+    } else {
+        serde_json::from_str::<Value>(raw)
+            .map_err(|e| CallFailure::InvalidArguments(format!("not valid JSON ({e})")))
+    };
+    let outcome = invoke_plugin(turn, plugin, api, arguments, "tool", seq).await;
+    match outcome {
+        (Ok(text), charged) => (text, charged),
+        (Err(failure), charged) => (failure.tool_content(), charged),
+    }
+}
+
+/// Validates, runs and records one invocation. Never fails the request: every problem is a
+/// [`CallFailure`].
+async fn invoke_plugin(
+    turn: &Turn<'_>,
+    plugin: &Enabled,
+    api_name: &str,
+    arguments: Result<Value, CallFailure>,
+    mode: &str,
+    seq: u64,
+) -> (Result<String, CallFailure>, u64) {
+    let call_id = format!("{}.c{seq}", turn.request_id);
+    let created_at = now_ms();
+    let mut http_status = None;
+    let mut latency_ms = 0;
+    let mut charged = 0;
+    let result = async {
+        let api = plugin
+            .manifest
+            .api(api_name)
+            .ok_or_else(|| CallFailure::UnknownTool(format!("{}.{api_name}", plugin.id())))?;
+        let arguments = arguments?;
+        jsonschema::validate(&api.parameters, &arguments, "arguments")
+            .map_err(|e| CallFailure::InvalidArguments(e.to_string()))?;
+        let settings = open_settings(turn, plugin)?;
+        let price = plugin.price_per_call;
+        if price > 0
+            && !db::reserve(turn.db, &call_id, &turn.caller.key_id, price, created_at)
+                .await
+                .unwrap_or(false)
+        {
+            return Err(CallFailure::InsufficientCredit);
+        }
+        let outcome = exec::invoke(
+            turn.env,
+            &plugin.manifest,
+            api_name,
+            &arguments,
+            settings.as_ref(),
+            policy(turn.env),
+        )
+        .await;
+        http_status = outcome.http_status;
+        latency_ms = outcome.latency_ms;
+        if outcome.result.is_ok() {
+            charged = price;
+        }
+        outcome.result
+    }
+    .await;
+    let status = match &result {
+        Ok(_) => "ok",
+        Err(f) => f.code(),
+    };
+    let record = store::CallRecord {
+        id: &call_id,
+        request_id: turn.request_id,
+        tenant_id: &turn.caller.tenant_id,
+        key_id: &turn.caller.key_id,
+        session_id: turn.session_id,
+        plugin_id: plugin.id(),
+        api: api_name,
+        mode,
+        status,
+        http_status,
+        latency_ms,
+        cost: charged,
+        created_at,
+    };
+    // Retried like a settlement: the batch is idempotent. A record that cannot be written
+    // leaves the price reserved (not charged, not lost) for the operator to see.
+    for attempt in 1..=3 {
+        match store::record_call(turn.db, &record).await {
+            Ok(()) => break,
+            Err(e) => {
+                worker::console_error!("recording plugin call {call_id} failed ({attempt}): {e}")
+            }
+        }
+    }
+    (result, charged)
+}
+
+fn open_settings(turn: &Turn<'_>, plugin: &Enabled) -> Result<Option<Value>, CallFailure> {
+    let Some(sealed_value) = &plugin.sealed_settings else {
+        return Ok(None);
+    };
+    let broken = |why: String| {
+        worker::console_error!("settings of plugin {} unusable: {why}", plugin.id());
+        CallFailure::Unreachable("the plugin's settings for this account are unusable".to_string())
+    };
+    let key = settings_key(turn.env).map_err(|e| broken(e.message))?;
+    let plain = sealed::open(&key, &turn.caller.tenant_id, plugin.id(), sealed_value)
+        .map_err(|e| broken(e.to_string()))?;
+    serde_json::from_slice(&plain)
+        .map(Some)
+        .map_err(|e| broken(e.to_string()))
+}
+
+// ---- slash commands -----------------------------------------------------------------------
+
+async fn run_command(
+    turn: &Turn<'_>,
+    chat: &ChatCompletionRequest,
+    plugin: &Enabled,
+    api: Option<&str>,
+    rest: &str,
+) -> Result<Response, GatewayError> {
+    let api_name = match api {
+        Some(a) => a.to_string(),
+        None => plugin
+            .manifest
+            .apis
+            .first()
+            .map(|a| a.name.clone())
+            .unwrap_or_default(),
+    };
+    let arguments = match plugin.manifest.api(&api_name) {
+        Some(a) => Ok(command_arguments(a, rest)),
+        None => Err(CallFailure::UnknownTool(format!(
+            "{}.{api_name}",
+            plugin.id()
+        ))),
+    };
+    let (result, charged) = invoke_plugin(turn, plugin, &api_name, arguments, "command", 1).await;
+    let text = match result {
+        Ok(text) => text,
+        Err(failure) => format!(
+            "**/{} failed** (`{}`): {}",
+            plugin.id(),
+            failure.code(),
+            failure.message()
+        ),
+    };
+    let response = command_completion(
+        &format!("chatcmpl-{}", turn.request_id),
+        &chat.model,
+        now_ms() / 1000,
+        &text,
+    );
+    let mut resp = if chat.is_stream() {
+        sse_response(completion_to_sse(&response, chat.wants_stream_usage()))?
+    } else {
+        let body = serde_json::to_vec(&response)
+            .map_err(|e| GatewayError::internal(format!("encode response: {e}")))?;
+        http::bytes_response(200, "application/json", body)?
+    };
+    set_headers(&mut resp, turn, 0, Some(charged));
+    Ok(resp)
+}

@@ -1,0 +1,409 @@
+// End to end: plugins. The built worker under wrangler dev, mock plugin servers and a mock model
+// that emits tool calls, all on 127.0.0.1; the official `openai` npm SDK as the client.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import OpenAI from 'openai';
+import { sleep, startGateway, startMockOpenAI } from './harness.mjs';
+import { startPluginServer, toolModel } from './plugin-mocks.mjs';
+
+const PRICE_IN = 1_000_000;
+const PRICE_OUT = 2_000_000;
+const WEATHER_PRICE = 1_000; // micro-units per successful call
+const SETTINGS_SECRET = 'wx-tenant-secret-123';
+
+let gw;
+let mock;
+let plugins;
+let tenant;
+let key;
+let client;
+
+async function adminOk(method, path, body, status = 200) {
+  const res = await gw.admin(method, path, body);
+  assert.equal(res.status, status, `${method} ${path}: ${res.text}`);
+  return res.json;
+}
+
+async function waitFor(fn, what, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+const usageRows = (requestId) =>
+  gw.d1("SELECT * FROM usage WHERE request_id = ? OR request_id LIKE ? ORDER BY created_at, request_id", requestId, `${requestId}.r%`);
+const callRows = (requestId) => gw.d1('SELECT * FROM plugin_calls WHERE request_id = ? ORDER BY id', requestId);
+const balance = () => gw.d1('SELECT balance FROM tenants WHERE id = ?', tenant.id)[0].balance;
+
+function manifest(id, path, extra = {}, params = null) {
+  return {
+    identifier: id,
+    title: `${id} plugin`,
+    description: `The ${id} test plugin`,
+    endpoint: { url: `${plugins.url}/${path}` },
+    apis: [
+      {
+        name: 'run',
+        description: `Runs ${id}`,
+        parameters: params ?? { type: 'object', properties: { text: { type: 'string' } } },
+      },
+    ],
+    ...extra,
+  };
+}
+
+const WEATHER = () => ({
+  identifier: 'weather',
+  title: 'Weather',
+  description: 'Weather forecasts by city',
+  version: '1.0.0',
+  endpoint: { url: `${plugins.url}/weather` },
+  settings: { type: 'object', properties: { api_key: { type: 'string', minLength: 8 } }, required: ['api_key'] },
+  apis: [
+    {
+      name: 'get_forecast',
+      description: 'The forecast for a city',
+      parameters: {
+        type: 'object',
+        properties: {
+          city: { type: 'string', minLength: 1, maxLength: 40, pattern: '^[^/\\\\\\r\\n]+$' },
+          days: { type: 'integer', minimum: 1, maximum: 7 },
+        },
+        required: ['city'],
+        additionalProperties: false,
+      },
+    },
+  ],
+});
+
+const chat = (body, k = key.key) =>
+  fetch(`${gw.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${k}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+const toolMsg = (specs) => [{ role: 'user', content: `TOOL ${JSON.stringify(specs)}` }];
+
+before(async () => {
+  plugins = await startPluginServer({ slowMs: 5000 });
+  mock = await startMockOpenAI({ chunkDelayMs: 5 });
+  mock.setBehavior(toolModel());
+  gw = await startGateway({
+    vars: {
+      MOCK_KEY: 'sk-mock-provider-secret',
+      PLUGINS_ALLOW_LOCAL_HTTP: 'true',
+      PLUGIN_SETTINGS_KEY: 'test-master-key-for-plugin-settings',
+      PLUGIN_MAX_ROUNDS: '3',
+    },
+  });
+  await adminOk('PUT', '/admin/providers/mock', { kind: 'openai', base_url: mock.url, api_key_secret: 'MOCK_KEY' });
+  await adminOk('PUT', '/admin/models/tool-model', {
+    provider: 'mock', upstream_model: 'gpt-4o-mini', input_price: PRICE_IN, output_price: PRICE_OUT, max_output_tokens: 500,
+  });
+  tenant = await adminOk('POST', '/admin/tenants', { name: 'plugins', credit: 100_000_000 }, 201);
+  key = await adminOk('POST', `/admin/tenants/${tenant.id}/keys`, { name: 'main' }, 201);
+  client = new OpenAI({ apiKey: key.key, baseURL: `${gw.url}/v1`, maxRetries: 0 });
+});
+
+after(async () => {
+  await gw?.kill();
+  await mock?.close();
+  await plugins?.close();
+});
+
+describe('registration', () => {
+  test('invalid manifests are refused with the field and the reason', async () => {
+    const cases = [
+      [(m) => (m.apis[0].parameters.properties.city.type = 'text'), 'manifest.apis[0].parameters.properties.city.type', /must be one of/],
+      [(m) => (m.apis[0].parameters.oneOf = []), 'manifest.apis[0].parameters.oneOf', /not supported/],
+      [(m) => (m.endpoint = { url: 'ftp://example.com/x' }), 'manifest.endpoint.url', /https/],
+      [(m) => (m.endpoint = { url: 'https://evil.example/x' }) && (m.allowed_hosts = ['good.example']), 'manifest.endpoint.url', /allowed_hosts/],
+      [(m) => (m.timeout_ms = 999_999), 'manifest.timeout_ms', /100 to 30000/],
+      [(m) => delete m.apis, 'manifest.apis', /required/],
+      [(m) => (m.identifier = 'other'), 'manifest.identifier', /URL names/],
+    ];
+    for (const [edit, param, message] of cases) {
+      const m = WEATHER();
+      edit(m);
+      const res = await gw.admin('PUT', '/admin/plugins/weather', { manifest: m });
+      assert.equal(res.status, 400, res.text);
+      assert.equal(res.json.error.param, param, res.text);
+      assert.match(res.json.error.message, message);
+    }
+    assert.equal((await gw.admin('GET', '/admin/plugins/weather')).status, 404);
+  });
+
+  test('register, update, list, enable with sealed settings, remove', async () => {
+    const created = await adminOk('PUT', '/admin/plugins/weather', { manifest: WEATHER(), price_per_call: WEATHER_PRICE }, 201);
+    assert.equal(created.manifest.timeout_ms, 10_000);
+    assert.deepEqual(created.manifest.allowed_hosts, ['127.0.0.1']);
+    await adminOk('PUT', '/admin/plugins/weather', { manifest: WEATHER(), price_per_call: WEATHER_PRICE }, 200);
+    for (const [id, path, extra] of [
+      ['notes', 'notes', {}],
+      ['slow', 'slow', { timeout_ms: 700 }],
+      ['huge', 'huge', { max_response_bytes: 4096 }],
+      ['badjson', 'badjson', {}],
+      ['redirect', 'redirect', {}],
+      ['spare', 'notes', {}],
+    ]) {
+      await adminOk('PUT', `/admin/plugins/${id}`, { manifest: manifest(id, path, extra) }, 201);
+    }
+    const list = await adminOk('GET', '/admin/plugins');
+    assert.deepEqual(list.data.map((p) => p.id), ['badjson', 'huge', 'notes', 'redirect', 'slow', 'spare', 'weather']);
+
+    // Settings are validated against the manifest's settings schema.
+    const bad = await gw.admin('PUT', `/admin/tenants/${tenant.id}/plugins/weather`, { settings: { api_key: 'short' } });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.json.error.param, 'settings.api_key');
+    const enabled = await adminOk('PUT', `/admin/tenants/${tenant.id}/plugins/weather`, { settings: { api_key: SETTINGS_SECRET } });
+    assert.equal(enabled.has_settings, true);
+    assert.equal(enabled.default, false);
+    for (const id of ['notes', 'slow', 'huge', 'badjson', 'redirect', 'spare']) {
+      await adminOk('PUT', `/admin/tenants/${tenant.id}/plugins/${id}`, {});
+    }
+    const listing = await gw.admin('GET', `/admin/tenants/${tenant.id}/plugins`);
+    assert.equal(listing.json.data.length, 7);
+    // The secret is never returned, and is stored sealed.
+    for (const res of [listing, await gw.admin('GET', '/admin/plugins/weather'), await gw.admin('GET', '/admin/plugins')]) {
+      assert.ok(!res.text.includes(SETTINGS_SECRET));
+    }
+    const stored = gw.d1('SELECT settings FROM tenant_plugins WHERE plugin_id = ?', 'weather')[0].settings;
+    assert.match(stored, /^v1:[0-9a-f]+$/);
+    assert.ok(!stored.includes(Buffer.from(SETTINGS_SECRET).toString('hex')));
+
+    await adminOk('DELETE', '/admin/plugins/spare');
+    assert.equal((await gw.admin('GET', '/admin/plugins/spare')).status, 404);
+    assert.equal(gw.d1("SELECT COUNT(*) AS n FROM tenant_plugins WHERE plugin_id = 'spare'")[0].n, 0);
+  });
+});
+
+describe('tool mode', () => {
+  test('a full round trip, streamed through the openai SDK, with every round metered', async () => {
+    const before = balance();
+    const seen = mock.requests.length;
+    const { data: stream, response } = await client.chat.completions
+      .create({
+        model: 'tool-model',
+        stream: true,
+        stream_options: { include_usage: true },
+        plugins: ['weather'],
+        messages: toolMsg([{ name: 'weather__get_forecast', arguments: { city: '北京', days: 2 } }]),
+      })
+      .withResponse();
+    let text = '';
+    let usage = null;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta?.content ?? '';
+      if (chunk.usage) usage = chunk.usage;
+    }
+    assert.match(text, /^Result: ### 北京/);
+    assert.match(text, /\| tomorrow \| sunny \| 25 \|/);
+    assert.match(text, /\(2 day forecast\)/);
+    const requestId = response.headers.get('x-request-id');
+    const sessionId = response.headers.get('x-session-id');
+    assert.equal(response.headers.get('x-tollgate-rounds'), '2');
+
+    // The model saw the plugin as a tool, never the `plugins` field; then the tool result.
+    const upstream = mock.requests.slice(seen);
+    assert.equal(upstream.length, 2);
+    assert.equal(upstream[0].body.plugins, undefined);
+    assert.ok(upstream[0].body.tools.some((t) => t.function.name === 'weather__get_forecast'));
+    assert.equal(upstream[0].body.stream, undefined);
+    const toolMessage = upstream[1].body.messages.at(-1);
+    assert.equal(toolMessage.role, 'tool');
+    assert.equal(toolMessage.tool_call_id, 'call_0_0');
+    assert.match(toolMessage.content, /### 北京/);
+
+    // The plugin got only its arguments and its own settings.
+    const call = plugins.calls.at(-1);
+    assert.equal(call.path, '/weather');
+    assert.deepEqual(call.body, { api: 'get_forecast', arguments: { city: '北京', days: 2 }, settings: { api_key: SETTINGS_SECRET } });
+    assert.equal(call.headers.authorization, undefined);
+    assert.ok(!call.raw.includes(key.key) && !call.raw.includes('sk-mock-provider-secret'));
+    assert.ok(!JSON.stringify(call.headers).includes(key.key));
+
+    // One usage row per round, linked by id and session; one plugin call row.
+    const rows = await waitFor(() => {
+      const r = usageRows(requestId);
+      return r.length === 2 ? r : null;
+    }, 'two usage rows');
+    assert.deepEqual(rows.map((r) => r.request_id).sort(), [requestId, `${requestId}.r1`]);
+    for (const r of rows) {
+      assert.equal(r.status, 'ok');
+      assert.equal(r.session_id, sessionId);
+      assert.equal(r.prompt_tokens, 50);
+      assert.equal(r.completion_tokens, 7);
+      assert.equal(r.cost, Math.ceil((50 * PRICE_IN + 7 * PRICE_OUT) / 1e6));
+    }
+    assert.deepEqual(usage, { prompt_tokens: 100, completion_tokens: 14, total_tokens: 114 });
+    const calls = callRows(requestId);
+    assert.equal(calls.length, 1);
+    assert.equal(calls[0].plugin_id, 'weather');
+    assert.equal(calls[0].api, 'get_forecast');
+    assert.equal(calls[0].status, 'ok');
+    assert.equal(calls[0].http_status, 200);
+    assert.equal(calls[0].cost, WEATHER_PRICE);
+    const spent = rows.reduce((s, r) => s + r.cost, 0) + WEATHER_PRICE;
+    await waitFor(() => before - balance() === spent, `balance to drop by ${spent}`);
+    assert.equal(gw.d1('SELECT COUNT(*) AS n FROM reservations')[0].n, 0);
+    const session = gw.d1('SELECT request_count FROM sessions WHERE id = ?', sessionId)[0];
+    assert.equal(session.request_count, 2);
+    const usageByPlugin = await adminOk('GET', '/admin/plugins/weather/usage');
+    assert.equal(usageByPlugin.data.find((r) => r.tenant_id === tenant.id).ok >= 1, true);
+  });
+
+  test('plain (non-streamed) round trip; tenant defaults apply when the request names none', async () => {
+    await adminOk('PUT', `/admin/tenants/${tenant.id}/plugins/weather`, { default: true });
+    const res = await chat({ model: 'tool-model', messages: toolMsg([{ name: 'weather__get_forecast', arguments: { city: 'Paris' } }]) });
+    assert.equal(res.status, 200);
+    const body = await res.json();
+    assert.match(body.choices[0].message.content, /^Result: ### Paris/);
+    assert.equal(body.usage.prompt_tokens, 100);
+    assert.ok(Number(res.headers.get('x-tollgate-cost')) >= WEATHER_PRICE);
+    // `plugins: []` turns the defaults off: the model gets no plugin tool.
+    const off = await chat({ model: 'tool-model', plugins: [], messages: toolMsg([{ name: 'weather__get_forecast', arguments: { city: 'Paris' } }]) });
+    assert.equal((await off.json()).choices[0].message.content, 'No tool was offered.');
+    await adminOk('PUT', `/admin/tenants/${tenant.id}/plugins/weather`, { default: false });
+  });
+
+  test('invalid arguments, timeouts, oversized and malformed answers, redirects become tool errors', async () => {
+    const started = plugins.calls.length;
+    const res = await chat({
+      model: 'tool-model',
+      plugins: ['weather', 'slow', 'huge', 'badjson', 'redirect'],
+      messages: toolMsg([
+        { name: 'weather__get_forecast', arguments: { city: 'Rome', days: 99 } },
+        { name: 'weather__get_forecast', arguments: '{"city": "Rome",' },
+        { name: 'slow__run', arguments: { text: 'x' } },
+        { name: 'huge__run', arguments: { text: 'x' } },
+        { name: 'badjson__run', arguments: { text: 'x' } },
+        { name: 'redirect__run', arguments: { text: 'x' } },
+      ]),
+    });
+    assert.equal(res.status, 200);
+    const body = await res.json();
+    const results = body.choices[0].message.content.replace(/^Result: /, '').split(' | ').map((s) => JSON.parse(s).error);
+    assert.deepEqual(results.map((e) => e.code), [
+      'invalid_arguments', 'invalid_arguments', 'timeout', 'response_too_large', 'malformed_response', 'redirect_refused',
+    ]);
+    assert.match(results[0].message, /arguments\.days: 99 is greater than the maximum 7/);
+    assert.match(results[1].message, /not valid JSON/);
+    assert.match(results[2].message, /700 ms/);
+    // Invalid arguments never reach the plugin.
+    const reached = plugins.calls.slice(started).map((c) => c.path);
+    assert.deepEqual(reached.sort(), ['/badjson', '/huge', '/redirect', '/slow']);
+    const requestId = res.headers.get('x-request-id');
+    const calls = callRows(requestId);
+    assert.deepEqual(calls.map((c) => c.status), results.map((e) => e.code));
+    assert.ok(calls.every((c) => c.cost === 0));
+  });
+
+  test('injection attempts: refused by the schema, or delivered only as JSON data', async () => {
+    const started = plugins.calls.length;
+    const evil = '../../admin\r\nX-Injected: 1';
+    const res = await chat({
+      model: 'tool-model',
+      plugins: ['weather', 'notes'],
+      messages: toolMsg([
+        { name: 'weather__get_forecast', arguments: { city: evil } },
+        { name: 'notes__run', arguments: { text: evil } },
+      ]),
+    });
+    const body = await res.json();
+    const [weather, notes] = body.choices[0].message.content.replace(/^Result: /, '').split(' | ');
+    assert.equal(JSON.parse(weather).error.code, 'invalid_arguments');
+    assert.match(JSON.parse(weather).error.message, /pattern/);
+    assert.match(notes, /^received /);
+    const reached = plugins.calls.slice(started);
+    assert.equal(reached.length, 1);
+    assert.equal(reached[0].path, '/notes');
+    assert.equal(reached[0].headers['x-injected'], undefined);
+    assert.equal(reached[0].body.arguments.text, evil);
+    assert.deepEqual(Object.keys(reached[0].body).sort(), ['api', 'arguments', 'settings']);
+  });
+
+  test('the loop is bounded; the last round is streamed without plugin tools', async () => {
+    const seen = mock.requests.length;
+    const stream = await client.chat.completions.create({
+      model: 'tool-model',
+      stream: true,
+      plugins: ['notes'],
+      messages: [{ role: 'user', content: `LOOP ${JSON.stringify({ name: 'notes__run', arguments: { text: 'again' } })}` }],
+    });
+    let text = '';
+    let chunks = 0;
+    for await (const chunk of stream) {
+      chunks += 1;
+      text += chunk.choices[0]?.delta?.content ?? '';
+    }
+    assert.equal(text, 'Gave up after 2 results');
+    assert.ok(chunks >= 4);
+    const upstream = mock.requests.slice(seen);
+    assert.equal(upstream.length, 3);
+    assert.equal(upstream[2].body.stream, true);
+    assert.equal(upstream[2].body.tools, undefined);
+  });
+
+  test("the client's own tools are passed back untouched", async () => {
+    const tools = [{ type: 'function', function: { name: 'get_time', parameters: { type: 'object', properties: {} } } }];
+    const res = await chat({
+      model: 'tool-model',
+      plugins: ['weather'],
+      tools,
+      messages: toolMsg([{ name: 'get_time', arguments: { tz: 'UTC' } }]),
+    });
+    const body = await res.json();
+    assert.equal(body.choices[0].finish_reason, 'tool_calls');
+    assert.deepEqual(body.choices[0].message.tool_calls, [
+      { id: 'call_0_0', type: 'function', function: { name: 'get_time', arguments: '{"tz":"UTC"}' } },
+    ]);
+  });
+
+  test('unknown or disabled plugins are a 400 naming `plugins`', async () => {
+    const res = await chat({ model: 'tool-model', plugins: ['nonexistent'], messages: [{ role: 'user', content: 'hi' }] });
+    assert.equal(res.status, 400);
+    const body = await res.json();
+    assert.equal(body.error.param, 'plugins');
+  });
+});
+
+describe('command mode', () => {
+  test('/weather 北京 answers with the plugin markdown, plain and streamed, without a model call', async () => {
+    const seen = mock.requests.length;
+    const res = await chat({ model: 'tool-model', messages: [{ role: 'user', content: '/weather 北京' }] });
+    assert.equal(res.status, 200);
+    const body = await res.json();
+    assert.equal(body.object, 'chat.completion');
+    assert.match(body.choices[0].message.content, /^### 北京\n/);
+    assert.deepEqual(plugins.calls.at(-1).body.arguments, { city: '北京' });
+    assert.equal(res.headers.get('x-tollgate-cost'), String(WEATHER_PRICE));
+
+    const stream = await client.chat.completions.create({
+      model: 'tool-model',
+      stream: true,
+      messages: [{ role: 'user', content: '/weather.get_forecast city="New York" days=3' }],
+    });
+    let text = '';
+    for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? '';
+    assert.match(text, /^### New York/);
+    assert.match(text, /\(3 day forecast\)/);
+    assert.deepEqual(plugins.calls.at(-1).body.arguments, { city: 'New York', days: 3 });
+    assert.equal(mock.requests.length, seen);
+
+    const calls = gw.d1("SELECT * FROM plugin_calls WHERE mode = 'command' ORDER BY id");
+    assert.equal(calls.length, 2);
+    assert.ok(calls.every((c) => c.status === 'ok' && c.cost === WEATHER_PRICE));
+  });
+
+  test('a command with invalid arguments explains the problem', async () => {
+    const res = await chat({ model: 'tool-model', messages: [{ role: 'user', content: '/weather city=Oslo days=30' }] });
+    assert.equal(res.status, 200);
+    const body = await res.json();
+    assert.match(body.choices[0].message.content, /invalid_arguments/);
+    assert.match(body.choices[0].message.content, /maximum 7/);
+  });
+});
