@@ -16,6 +16,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
 import { stripVTControlCharacters } from 'node:util';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -121,22 +122,31 @@ function findD1File(persistDir) {
   return candidates[0];
 }
 
+/** Wall-clock time in milliseconds since the Unix epoch, with sub-millisecond precision. */
+const preciseNow = () => performance.timeOrigin + performance.now();
+
 /**
  * Starts `wrangler dev` with a fresh state directory (migrations applied) on a free port.
  * `vars` are extra or overriding worker variables (a null value leaves that variable out).
  * The developer's .dev.vars is not read: the gateway sees only these variables and wrangler.toml's [vars].
+ *
+ * Options for restarts and the benchmark (bench/run.mjs): `state` = { persistDir, adminToken, pepper }
+ * of an earlier gateway reuses its D1/KV state and secrets (the directory is then kept on kill());
+ * `pollMs` is the interval of the readiness probe. The result's `timings` holds epoch milliseconds of
+ * the spawn, of wrangler's "Ready on" line and of the first answered probe, and `pid` the process
+ * group of wrangler and its workerd processes.
  */
-export async function startGateway({ vars = {}, startupTimeoutMs = 180_000 } = {}) {
+export async function startGateway({ vars = {}, startupTimeoutMs = 180_000, state = null, pollMs = 250 } = {}) {
   if (!existsSync(WRANGLER_JS)) throw new Error(`wrangler not installed: run scripts/setup.sh first`);
   if (!existsSync(join(ROOT, 'build', 'index.js'))) {
     throw new Error('build/index.js missing: run scripts/build.sh first');
   }
-  const persistDir = mkdtempSync(join(tmpdir(), 'tollgate-e2e-'));
+  const persistDir = state?.persistDir ?? mkdtempSync(join(tmpdir(), 'tollgate-e2e-'));
   const cleanupDir = () => {
-    if (!KEEP) rmSync(persistDir, { recursive: true, force: true });
+    if (!KEEP && !state) rmSync(persistDir, { recursive: true, force: true });
   };
-  const adminToken = `admin-${randomToken()}`;
-  const pepper = randomToken(32);
+  const adminToken = state?.adminToken ?? `admin-${randomToken()}`;
+  const pepper = state?.pepper ?? randomToken(32);
   // An empty env file stops wrangler from loading the developer's .dev.vars.
   const envFile = join(persistDir, 'empty.env');
   writeFileSync(envFile, '');
@@ -168,6 +178,7 @@ export async function startGateway({ vars = {}, startupTimeoutMs = 180_000 } = {
     '--show-interactive-dev-session=false',
     ...varArgs,
   ];
+  const timings = { spawnedAt: preciseNow(), readyAt: null, firstAnsweredAt: null };
   const child = spawn(process.execPath, [WRANGLER_JS, ...args], {
     cwd: ROOT,
     env: wranglerEnv({ ...logEnv, TOLLGATE_SKIP_BUILD: '1' }),
@@ -178,6 +189,7 @@ export async function startGateway({ vars = {}, startupTimeoutMs = 180_000 } = {
   let output = '';
   const onData = (d) => {
     output += d;
+    if (timings.readyAt === null && /Ready on/.test(output)) timings.readyAt = preciseNow();
     if (VERBOSE) process.stderr.write(d);
   };
   child.stdout.on('data', onData);
@@ -227,9 +239,10 @@ export async function startGateway({ vars = {}, startupTimeoutMs = 180_000 } = {
     try {
       const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(5000) });
       await res.arrayBuffer();
+      timings.firstAnsweredAt = preciseNow();
       break;
     } catch {
-      await sleep(250);
+      await sleep(pollMs);
     }
   }
 
@@ -265,6 +278,8 @@ export async function startGateway({ vars = {}, startupTimeoutMs = 180_000 } = {
   return {
     url,
     port,
+    pid: child.pid,
+    timings,
     adminToken,
     pepper,
     persistDir,
