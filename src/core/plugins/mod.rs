@@ -547,10 +547,13 @@ mod tests {
         assert_eq!(stored, m);
     }
 
+    /// A change that breaks a manifest, the field the error must name, and a word of its message.
+    type BadCase = (Box<dyn Fn(&mut Value)>, &'static str, &'static str);
+
     #[test]
     fn rejects_bad_manifests_naming_the_field() {
         let base = weather("https://wx.example.com/x");
-        let cases: Vec<(Box<dyn Fn(&mut Value)>, &str, &str)> = vec![
+        let cases: Vec<BadCase> = vec![
             (
                 Box::new(|m| m["identifier"] = json!("Weather_1")),
                 "identifier",
