@@ -7,9 +7,9 @@
 
 use serde::Serialize;
 
-use crate::core::billing::{cost_micros, Price, TokenUsage};
+use crate::core::billing::{cost_micros_scaled, Price, TokenUsage};
 use crate::core::error::{ErrorKind, GatewayError};
-use crate::core::openai::Usage;
+use crate::core::openai::{ChatCompletionChunk, ChunkChoice, Delta, Usage};
 use crate::core::providers::StreamItem;
 use crate::core::sse::encode_data;
 use crate::core::tokens::Encoding;
@@ -64,6 +64,9 @@ pub struct StreamMeter {
     done: bool,
     error: Option<GatewayError>,
     content_chunks: u64,
+    /// `id`, `model` and `created` of the last chunk, for a chunk the gateway adds itself.
+    last_header: Option<(String, String, u64)>,
+    truncated: bool,
 }
 
 impl StreamMeter {
@@ -76,6 +79,8 @@ impl StreamMeter {
             done: false,
             error: None,
             content_chunks: 0,
+            last_header: None,
+            truncated: false,
         }
     }
 
@@ -94,6 +99,9 @@ impl StreamMeter {
                 self.error.get_or_insert(err);
             }
             StreamItem::Chunk { mut chunk, raw } => {
+                if !chunk.id.is_empty() {
+                    self.last_header = Some((chunk.id.clone(), chunk.model.clone(), chunk.created));
+                }
                 let before = self.text.len();
                 chunk.append_generated_text(&mut self.text);
                 if self.text.len() > before {
@@ -138,6 +146,49 @@ impl StreamMeter {
             )
         });
         self.forward(StreamItem::Error(err), out);
+    }
+
+    /// Ends the stream cleanly before the provider did, because its output reached what the
+    /// reservation covers: one chunk with `finish_reason: "length"` for each of the `choices`,
+    /// the usage chunk (`usage`, counted locally) if the client asked for it, and `[DONE]`.
+    pub fn cut(&mut self, choices: u64, usage: Usage, out: &mut Vec<u8>) {
+        if self.done || self.error.is_some() {
+            return;
+        }
+        let (id, model, created) = self.last_header.clone().unwrap_or_default();
+        let header = |choices: Vec<ChunkChoice>, usage: Option<Usage>| ChatCompletionChunk {
+            id: id.clone(),
+            object: "chat.completion.chunk".to_string(),
+            created,
+            model: model.clone(),
+            choices,
+            usage,
+            extra: Default::default(),
+        };
+        let finish: Vec<ChunkChoice> = (0..choices.clamp(1, 128))
+            .map(|index| ChunkChoice {
+                index: u32::try_from(index).unwrap_or(0),
+                delta: Delta::default(),
+                finish_reason: Some("length".to_string()),
+                extra: Default::default(),
+            })
+            .collect();
+        if let Ok(json) = serde_json::to_string(&header(finish, None)) {
+            out.extend_from_slice(&encode_data(&json));
+        }
+        if self.wants_usage {
+            if let Ok(json) = serde_json::to_string(&header(Vec::new(), Some(usage))) {
+                out.extend_from_slice(&encode_data(&json));
+            }
+        }
+        self.truncated = true;
+        self.done = true;
+        out.extend_from_slice(&encode_data(crate::core::sse::DONE));
+    }
+
+    /// Whether [`StreamMeter::cut`] ended the stream.
+    pub fn truncated(&self) -> bool {
+        self.truncated
     }
 
     /// The generated text delivered so far.
@@ -192,6 +243,8 @@ pub struct BillInput<'a> {
     pub encoding: Option<Encoding>,
     pub upstream_usage: Option<&'a Usage>,
     pub price: &'a Price,
+    /// The tenant's price multiplier in basis points (10,000 = list price).
+    pub multiplier_bps: u64,
     pub reserved: u64,
 }
 
@@ -231,7 +284,7 @@ pub fn bill(input: &BillInput<'_>) -> Bill {
     let full = if free {
         0
     } else {
-        cost_micros(&tokens, input.price)
+        cost_micros_scaled(&tokens, input.price, input.multiplier_bps)
     };
     let cost = full.min(input.reserved);
     Bill {
@@ -335,6 +388,7 @@ mod tests {
             encoding: Some(Encoding::O200kBase),
             upstream_usage: Some(&usage),
             price: &p,
+            multiplier_bps: 10_000,
             reserved: 1_000,
         };
         let b = bill(&base);
@@ -364,10 +418,45 @@ mod tests {
         });
         assert_eq!(partial.cost, 10);
 
+        let marked_up = bill(&BillInput {
+            multiplier_bps: 15_000,
+            ..base.clone()
+        });
+        assert_eq!(marked_up.cost, 14); // 9 × 1.5 = 13.5, rounded up once
+
         let capped = bill(&BillInput {
             reserved: 4,
             ..base
         });
         assert_eq!((capped.cost, capped.uncharged), (4, 5));
+    }
+
+    #[test]
+    fn cut_ends_the_stream_cleanly() {
+        let mut m = StreamMeter::new(true);
+        let mut out = Vec::new();
+        m.forward(chunk(CONTENT), &mut out);
+        out.clear();
+        m.cut(1, Usage::new(5, 2), &mut out);
+        let text = String::from_utf8(out).unwrap();
+        let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+        assert_eq!(events.len(), 3, "{text}");
+        assert!(
+            events[0].contains(r#""finish_reason":"length""#) && events[0].contains(r#""id":"c""#)
+        );
+        assert!(
+            events[1].contains(r#""completion_tokens":2"#) && events[1].contains(r#""choices":[]"#)
+        );
+        assert_eq!(events[2], "data: [DONE]");
+        assert!(m.truncated() && m.completed());
+        // Nothing more once cut; and no usage chunk for a client that did not ask.
+        let mut more = Vec::new();
+        m.forward(StreamItem::Done, &mut more);
+        assert!(more.is_empty());
+        let mut m = StreamMeter::new(false);
+        let mut out = Vec::new();
+        m.cut(2, Usage::new(5, 2), &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("usage") && text.matches("length").count() == 2);
     }
 }

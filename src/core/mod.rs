@@ -2,6 +2,7 @@
 
 pub mod billing;
 pub mod error;
+pub mod idempotency;
 pub mod ids;
 pub mod jsonschema;
 pub mod keys;

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use worker::{D1Database, Env, Method, Request, Response};
 
-use super::{auth, db, http, now_ms};
+use super::{auth, db, http, ledger, now_ms};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::ids::prefixed_id;
 use crate::core::keys;
@@ -42,6 +42,23 @@ pub async fn route(
         (Method::Put, ["providers", name]) => put_provider(db, name, body(&mut req).await?).await,
         (Method::Delete, ["providers", name]) => delete_provider(db, name).await,
         (Method::Get, ["models"]) => list_models(db).await,
+        (Method::Get, ["models", name @ .., "prices"]) if !name.is_empty() => {
+            ledger::list_prices(db, &name.join("/")).await
+        }
+        (Method::Get, ["plans"]) => ledger::list_plans(db).await,
+        (Method::Put, ["plans", id]) => ledger::put_plan(db, id, &raw(&mut req).await?).await,
+        (Method::Delete, ["plans", id]) => ledger::delete_plan(db, id).await,
+        (Method::Put, ["tenants", id, "plan"]) => {
+            ledger::assign_plan(db, id, &raw(&mut req).await?).await
+        }
+        (Method::Put, ["tenants", id, "pricing"]) => {
+            ledger::set_pricing(db, id, &raw(&mut req).await?).await
+        }
+        (Method::Get, ["tenants", id, "billing"]) => ledger::get_tenant_billing(db, id).await,
+        (Method::Post, ["redemption-codes"]) => {
+            ledger::create_codes(db, env, &raw(&mut req).await?).await
+        }
+        (Method::Get, ["redemption-codes"]) => ledger::list_codes(db, &req).await,
         (Method::Put, ["models", name @ ..]) if !name.is_empty() => {
             put_model(db, &name.join("/"), body(&mut req).await?).await
         }
@@ -58,6 +75,10 @@ pub async fn route(
             format!("Unknown admin route: {method:?} /admin/{}", rest.join("/")),
         )),
     }
+}
+
+async fn raw(req: &mut Request) -> Result<Vec<u8>, GatewayError> {
+    http::read_body(req, MAX_ADMIN_BODY).await
 }
 
 async fn body<T: DeserializeOwned>(req: &mut Request) -> Result<T, GatewayError> {
@@ -473,6 +494,8 @@ struct ModelBody {
     upstream_model: Option<String>,
     input_price: i64,
     output_price: i64,
+    cached_input_price: Option<i64>,
+    reasoning_price: Option<i64>,
     max_output_tokens: Option<i64>,
     encoding: Option<String>,
 }
@@ -481,6 +504,14 @@ async fn put_model(db: &D1Database, name: &str, m: ModelBody) -> Result<Response
     check_name("model", name)?;
     let input = to_i64("input_price", m.input_price, 0)?;
     let output = to_i64("output_price", m.output_price, 0)?;
+    let cached_input = m
+        .cached_input_price
+        .map(|v| to_i64("cached_input_price", v, 0))
+        .transpose()?;
+    let reasoning = m
+        .reasoning_price
+        .map(|v| to_i64("reasoning_price", v, 0))
+        .transpose()?;
     let max_out = to_i64("max_output_tokens", m.max_output_tokens.unwrap_or(4096), 1)?;
     if let Some(enc) = &m.encoding {
         if Encoding::from_name(enc).is_none() {
@@ -529,10 +560,24 @@ async fn put_model(db: &D1Database, name: &str, m: ModelBody) -> Result<Response
         ],
     )
     .await?;
+    let price_version = ledger::record_price_version(
+        db,
+        name,
+        ledger::PriceSet {
+            input: input.unsigned_abs(),
+            cached_input: cached_input.map(i64::unsigned_abs),
+            output: output.unsigned_abs(),
+            reasoning: reasoning.map(i64::unsigned_abs),
+        },
+        now,
+    )
+    .await?;
     http::json(
         200,
         &json!({"name": name, "provider": m.provider, "upstream_model": upstream_model,
-                "input_price": input, "output_price": output, "max_output_tokens": max_out,
+                "input_price": input, "cached_input_price": cached_input,
+                "output_price": output, "reasoning_price": reasoning,
+                "price_version": price_version, "max_output_tokens": max_out,
                 "encoding": m.encoding}),
     )
 }

@@ -6,9 +6,12 @@ use std::time::Duration;
 use worker::{Context, D1Database, Delay, Env, Headers, Request, Response, ResponseBuilder};
 
 use super::config::{self, Settings};
+use super::guard::StreamGuard;
+use super::idempotency::{self, Claim, ClaimedKey};
 use super::relay::{self, Source, StreamEnd};
 use super::{auth, db, http, now_ms, upstream};
-use crate::core::billing::{reservation_micros, Price};
+use crate::core::billing::guard::OutputGuard;
+use crate::core::billing::{reservation_micros_scaled, Price};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::meter::{self, bill, BillInput, RequestStatus, StreamMeter};
 use crate::core::openai::{ChatCompletionRequest, Usage};
@@ -33,7 +36,14 @@ pub(crate) struct Pending {
     pub(crate) upstream_model: String,
     pub(crate) stream: bool,
     pub(crate) price: Price,
+    pub(crate) price_version: Option<u64>,
+    pub(crate) multiplier_bps: u64,
     pub(crate) reserved: u64,
+    /// Output tokens the reservation covers, and whether the client capped them itself.
+    pub(crate) covered_output: u64,
+    pub(crate) client_capped: bool,
+    pub(crate) choices: u64,
+    pub(crate) idempotency: Option<ClaimedKey>,
     pub(crate) local_prompt_tokens: u64,
     pub(crate) encoding: Option<Encoding>,
     pub(crate) started_at: u64,
@@ -50,6 +60,8 @@ pub(crate) struct End {
     pub(crate) delivered_output: bool,
     pub(crate) ttfb_ms: Option<u64>,
     pub(crate) ended_at: u64,
+    /// Micro-units added to the reservation while streaming.
+    pub(crate) extended: u64,
 }
 
 impl End {
@@ -63,6 +75,7 @@ impl End {
             delivered_output: false,
             ttfb_ms: None,
             ended_at: now_ms(),
+            extended: 0,
         }
     }
 }
@@ -78,6 +91,7 @@ impl From<StreamEnd> for End {
             delivered_output: e.delivered_output,
             ttfb_ms: e.ttfb_ms,
             ended_at: e.ended_at,
+            extended: e.extended,
         }
     }
 }
@@ -101,7 +115,8 @@ impl Pending {
             encoding: self.encoding,
             upstream_usage: end.upstream_usage.as_ref(),
             price: &self.price,
-            reserved: self.reserved,
+            multiplier_bps: self.multiplier_bps,
+            reserved: self.reserved.saturating_add(end.extended),
         })
     }
 
@@ -120,9 +135,10 @@ impl Pending {
             upstream_model: &self.upstream_model,
             stream: self.stream,
             bill: &bill,
-            input_price: self.price.input,
-            output_price: self.price.output,
-            reserved: self.reserved,
+            price_version: self.price_version,
+            multiplier_bps: self.multiplier_bps,
+            idempotency_key: self.idempotency.as_ref().map(|k| k.key.as_str()),
+            reserved: self.reserved.saturating_add(end.extended),
             status: end.status.as_str(),
             http_status: end.http_status,
             error_code: end.error_code.as_deref(),
@@ -134,6 +150,7 @@ impl Pending {
         for attempt in 1..=5 {
             match db::settle(&self.db, &row).await {
                 Ok(session) => {
+                    self.settle_idempotency(&end, &bill).await;
                     if let Some(session) = session {
                         super::tenant::cache_session(&self.env, &session, self.session_ttl_seconds)
                             .await;
@@ -149,6 +166,27 @@ impl Pending {
                     delay_ms *= 4;
                 }
             }
+        }
+    }
+}
+
+impl Pending {
+    /// After settlement: a key whose request was charged nothing is released (a retry runs
+    /// again); a stream's key is marked done. A plain success was marked done, with its
+    /// response, before the response was sent.
+    async fn settle_idempotency(&self, end: &End, bill: &meter::Bill) {
+        let Some(key) = &self.idempotency else {
+            return;
+        };
+        let result = if bill.cost == 0 && end.status == RequestStatus::UpstreamError {
+            idempotency::release(&self.db, key).await
+        } else if self.stream {
+            idempotency::complete(&self.db, key, end.http_status, None).await
+        } else {
+            Ok(())
+        };
+        if let Err(e) = result {
+            worker::console_error!("idempotency key of {}: {e}", self.request_id);
         }
     }
 }
@@ -170,7 +208,7 @@ pub async fn chat_completions(
     };
 
     let database = db::database(env)?;
-    let model = db::load_model(&database, &chat.model)
+    let model = db::load_model(&database, &chat.model, &caller.tenant_id)
         .await?
         .ok_or_else(|| {
             GatewayError::new(
@@ -203,15 +241,20 @@ pub async fn chat_completions(
     };
     let price = Price {
         input: model.input_price,
-        cached_input: None,
+        cached_input: model.cached_input_price,
         output: model.output_price,
-        reasoning: None,
+        reasoning: model.reasoning_price,
     };
     let max_output = chat
         .requested_max_output()
         .unwrap_or(model.max_output_tokens)
         .saturating_mul(chat.choices());
-    let reserved = reservation_micros(local_prompt_tokens, max_output, &price);
+    let reserved = reservation_micros_scaled(
+        local_prompt_tokens,
+        max_output,
+        &price,
+        model.multiplier_bps,
+    );
 
     let api_key = match &model.api_key_secret {
         Some(name) => Some(config::secret(env, name).ok_or_else(|| {
@@ -262,7 +305,27 @@ pub async fn chat_completions(
     let adapter = kind.adapter();
     let upstream_request = adapter.build_request(&route, &chat)?;
 
-    if !db::reserve(&database, request_id, &caller.key_id, reserved, started_at).await? {
+    let claimed = match idempotency::claim(
+        &database,
+        &req,
+        &caller.tenant_id,
+        request_id,
+        &body,
+        chat.is_stream(),
+        started_at,
+    )
+    .await?
+    {
+        Claim::Replay(resp) => return Ok(resp),
+        Claim::Fresh(key) => Some(key),
+        Claim::None => None,
+    };
+    let reserve = db::reserve(&database, request_id, &caller.key_id, reserved, started_at).await;
+    if !matches!(reserve, Ok(true)) {
+        if let Some(key) = &claimed {
+            let _ = idempotency::release(&database, key).await;
+        }
+        reserve?;
         return Err(refusal(
             &database,
             &caller.key_id,
@@ -286,7 +349,13 @@ pub async fn chat_completions(
         upstream_model: model.upstream_model.clone(),
         stream: chat.is_stream(),
         price,
+        price_version: model.price_version,
+        multiplier_bps: model.multiplier_bps,
         reserved,
+        covered_output: max_output,
+        client_capped: chat.requested_max_output().is_some(),
+        choices: chat.choices(),
+        idempotency: claimed,
         local_prompt_tokens,
         encoding,
         started_at,
@@ -299,7 +368,7 @@ pub async fn chat_completions(
         call_upstream(&pending, &chat, &upstream_request, &settings).await
     };
     let response = match reply {
-        Ok(Reply::Plain(body)) => finish_plain(pending, body, ctx),
+        Ok(Reply::Plain(body)) => finish_plain(pending, body, ctx).await,
         Ok(Reply::Stream(source)) => stream_response(pending, source, &chat, ctx),
         Err(err) => {
             ctx.wait_until(pending.settle(End::failed(&err)));
@@ -370,7 +439,22 @@ pub(crate) fn stream_response(
         .kind
         .adapter()
         .stream_decoder(&pending.response_context());
-    let (stream, ended) = relay::relay(source, decoder, meter, pending.started_at);
+    let guard = StreamGuard {
+        env: pending.env.clone(),
+        request_id: pending.request_id.clone(),
+        guard: OutputGuard::new(
+            pending.encoding,
+            pending.covered_output,
+            pending.client_capped,
+        ),
+        encoding: pending.encoding,
+        price: pending.price,
+        multiplier_bps: pending.multiplier_bps,
+        prompt_tokens: pending.local_prompt_tokens,
+        choices: pending.choices,
+        extended: 0,
+    };
+    let (stream, ended) = relay::relay(source, decoder, meter, pending.started_at, Some(guard));
     ctx.wait_until(async move {
         let end = match ended.await {
             Ok(end) => End::from(end),
@@ -384,6 +468,7 @@ pub(crate) fn stream_response(
                 delivered_output: false,
                 ttfb_ms: None,
                 ended_at: now_ms(),
+                extended: 0,
             },
         };
         pending.settle(end).await;
@@ -445,7 +530,11 @@ pub(crate) async fn call_upstream(
 }
 
 /// Answers a plain (non-stream) completion and settles it.
-fn finish_plain(pending: Pending, body: Vec<u8>, ctx: &Context) -> Result<Response, GatewayError> {
+async fn finish_plain(
+    pending: Pending,
+    body: Vec<u8>,
+    ctx: &Context,
+) -> Result<Response, GatewayError> {
     let adapter = pending.kind.adapter();
     let parsed = match adapter.parse_response(&body, &pending.response_context()) {
         Ok(parsed) => parsed,
@@ -463,8 +552,15 @@ fn finish_plain(pending: Pending, body: Vec<u8>, ctx: &Context) -> Result<Respon
         delivered_output: true,
         ttfb_ms: Some(now_ms().saturating_sub(pending.started_at)),
         ended_at: now_ms(),
+        extended: 0,
     };
     let cost = pending.bill(&end).cost;
+    if let Some(key) = &pending.idempotency {
+        // Before the response leaves: a retry that arrives after it must find it stored.
+        if let Err(e) = idempotency::complete(&pending.db, key, 200, Some(&body)).await {
+            worker::console_error!("idempotency key of {}: {e}", pending.request_id);
+        }
+    }
     ctx.wait_until(pending.settle(end));
     let body = if adapter.forwards_plain_body() {
         body

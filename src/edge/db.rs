@@ -1,6 +1,6 @@
 //! D1 access: every SQL statement Tollgate runs lives here.
 //!
-//! Money moves only through triggers (schema/0001_init.sql): inserting a reservation takes credit,
+//! Money moves only through triggers (schema/0001_init.sql, 0003_ledger.sql): inserting a reservation takes credit,
 //! deleting it returns it, inserting a usage row charges it, inserting a ledger row credits it.
 //! Each step is therefore one statement or one batch, atomic in D1.
 
@@ -125,14 +125,19 @@ pub async fn batch(
     db.batch(statements).await.map_err(d1_error)
 }
 
-/// A model and the provider that serves it.
+/// A model, the provider that serves it, its current price version, and the multiplier of the
+/// tenant asking.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ModelRow {
     pub name: String,
     pub provider: String,
     pub upstream_model: String,
     pub input_price: u64,
+    pub cached_input_price: Option<u64>,
     pub output_price: u64,
+    pub reasoning_price: Option<u64>,
+    /// The `price_versions` row these prices come from (NULL only before migration 0003 ran).
+    pub price_version: Option<u64>,
     pub max_output_tokens: u64,
     pub encoding: Option<String>,
     pub kind: String,
@@ -142,22 +147,60 @@ pub struct ModelRow {
     #[serde(default)]
     pub config: Option<String>,
     pub created_at: u64,
+    /// The tenant's price multiplier in basis points (10,000 when unknown).
+    pub multiplier_bps: u64,
 }
 
-pub async fn load_model(db: &D1Database, name: &str) -> Result<Option<ModelRow>, GatewayError> {
+pub async fn load_model(
+    db: &D1Database,
+    name: &str,
+    tenant_id: &str,
+) -> Result<Option<ModelRow>, GatewayError> {
     first(
         db,
-        "SELECT m.name, m.provider, m.upstream_model, m.input_price, m.output_price,
-                m.max_output_tokens, m.encoding, m.created_at, p.kind, p.base_url, p.api_key_secret,
-                p.config
-         FROM models m JOIN providers p ON p.name = m.provider WHERE m.name = ?1",
-        &[name.into()],
+        "SELECT m.name, m.provider, m.upstream_model,
+                COALESCE(v.input_price, m.input_price) AS input_price, v.cached_input_price,
+                COALESCE(v.output_price, m.output_price) AS output_price, v.reasoning_price,
+                m.price_version, m.max_output_tokens, m.encoding, m.created_at, p.kind, p.base_url,
+                p.api_key_secret, p.config,
+                COALESCE((SELECT t.price_multiplier_bps FROM tenants t WHERE t.id = ?2), 10000)
+                  AS multiplier_bps
+         FROM models m JOIN providers p ON p.name = m.provider
+         LEFT JOIN price_versions v ON v.id = m.price_version
+         WHERE m.name = ?1",
+        &[name.into(), tenant_id.into()],
     )
     .await
 }
 
-/// Takes `amount` out of the key's tenant balance for request `request_id`, in one statement
-/// that also checks the key is not revoked and the tenant not disabled. Returns whether it did.
+/// Starts a new allowance period for every tenant on a plan whose period is older than the
+/// calendar month of `now` (UTC): `allowance_remaining` becomes the plan's allowance. Idempotent,
+/// one statement; requests also do it lazily for their own tenant inside the reservation batch,
+/// so calling this from a cron trigger only makes balances shown in reports fresh. Returns the
+/// number of tenants reset.
+pub async fn reset_plan_periods(db: &D1Database, now: u64) -> Result<usize, GatewayError> {
+    let period = crate::core::billing::allowance::month_start_ms(now);
+    let reset: Vec<serde_json::Value> = all(
+        db,
+        &format!("{RESET_PERIOD_SQL} RETURNING id"),
+        &[Arg::Null, period.into()],
+    )
+    .await?;
+    Ok(reset.len())
+}
+
+/// Resets the allowance of tenants on a plan whose period is over; `?1` restricts it to the
+/// tenant of that key (NULL: every tenant), `?2` is the current period's start.
+const RESET_PERIOD_SQL: &str = "UPDATE tenants SET
+       allowance_remaining = COALESCE((SELECT p.allowance FROM plans p WHERE p.id = tenants.plan_id), 0),
+       allowance_period = ?2
+     WHERE plan_id IS NOT NULL AND (allowance_period IS NULL OR allowance_period < ?2)
+       AND (?1 IS NULL OR id = (SELECT k.tenant_id FROM api_keys k WHERE k.id = ?1))";
+
+/// Reserves `amount` for request `request_id`, in one batch: first the lazy start of a new plan
+/// period for the key's tenant, then one conditional statement that takes the amount from the
+/// plan allowance first and the balance for the rest (triggers), and also checks the key is not
+/// revoked and the tenant not disabled. Returns whether it did.
 pub async fn reserve(
     db: &D1Database,
     request_id: &str,
@@ -165,18 +208,55 @@ pub async fn reserve(
     amount: u64,
     now: u64,
 ) -> Result<bool, GatewayError> {
+    let period = crate::core::billing::allowance::month_start_ms(now);
+    let reset = statement(db, RESET_PERIOD_SQL, &[key_id.into(), period.into()])?;
     // `RETURNING` rather than the change count: D1 counts the trigger's balance update too.
-    let taken: Option<serde_json::Value> = first(
+    let take = statement(
         db,
-        "INSERT INTO reservations (id, tenant_id, key_id, amount, created_at)
-         SELECT ?1, k.tenant_id, k.id, ?3, ?4
+        "INSERT INTO reservations (id, tenant_id, key_id, amount, allowance_amount, allowance_period,
+           created_at)
+         SELECT ?1, k.tenant_id, k.id, ?3 - MIN(?3, t.allowance_remaining),
+           MIN(?3, t.allowance_remaining), t.allowance_period, ?4
          FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
-         WHERE k.id = ?2 AND k.revoked_at IS NULL AND t.disabled_at IS NULL AND t.balance >= ?3
+         WHERE k.id = ?2 AND k.revoked_at IS NULL AND t.disabled_at IS NULL
+           AND t.balance + t.allowance_remaining >= ?3
          RETURNING id",
         &[request_id.into(), key_id.into(), amount.into(), now.into()],
+    )?;
+    let results = batch(db, vec![reset, take]).await?;
+    let taken = results
+        .get(1)
+        .and_then(|r| r.results::<serde_json::Value>().ok())
+        .is_some_and(|rows| !rows.is_empty());
+    Ok(taken)
+}
+
+/// Grows the reservation of a request in flight by `amount`, in one conditional statement:
+/// allowance first (if the reservation's period is still current), then balance; refused when
+/// the two together cannot cover it. Returns whether it did.
+pub async fn extend_reservation(
+    db: &D1Database,
+    request_id: &str,
+    amount: u64,
+) -> Result<bool, GatewayError> {
+    let allowance_part = "(SELECT CASE WHEN t.allowance_period IS reservations.allowance_period
+           THEN MIN(?2, t.allowance_remaining) ELSE 0 END
+         FROM tenants t WHERE t.id = reservations.tenant_id)";
+    let extended: Option<serde_json::Value> = first(
+        db,
+        &format!(
+            "UPDATE reservations SET
+               allowance_amount = allowance_amount + {allowance_part},
+               amount = amount + ?2 - {allowance_part}
+             WHERE id = ?1 AND (SELECT t.balance + CASE WHEN t.allowance_period IS
+                 reservations.allowance_period THEN t.allowance_remaining ELSE 0 END
+               FROM tenants t WHERE t.id = reservations.tenant_id) >= ?2
+             RETURNING id"
+        ),
+        &[request_id.into(), amount.into()],
     )
     .await?;
-    Ok(taken.is_some())
+    Ok(extended.is_some())
 }
 
 /// The state of a key and its tenant, to explain a refused reservation.
@@ -215,8 +295,10 @@ pub struct UsageRow<'a> {
     pub upstream_model: &'a str,
     pub stream: bool,
     pub bill: &'a crate::core::meter::Bill,
-    pub input_price: u64,
-    pub output_price: u64,
+    /// The `price_versions` row the cost was computed with.
+    pub price_version: Option<u64>,
+    pub multiplier_bps: u64,
+    pub idempotency_key: Option<&'a str>,
     pub reserved: u64,
     pub status: &'a str,
     pub http_status: u16,
@@ -262,9 +344,10 @@ pub async fn settle(
            upstream_model, stream, prompt_tokens, completion_tokens, upstream_prompt_tokens,
            upstream_completion_tokens, local_prompt_tokens, local_completion_tokens, usage_source,
            input_price, output_price, reserved, cost, uncharged, status, http_status, error_code,
-           latency_ms, ttfb_ms, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-           ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
+           latency_ms, ttfb_ms, created_at, price_version, cached_prompt_tokens, reasoning_tokens,
+           multiplier_bps, idempotency_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 0, 0, ?18,
+           ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?16, ?17, ?27, ?28, ?29)",
         &[
             row.request_id.into(),
             row.tenant_id.into(),
@@ -281,8 +364,8 @@ pub async fn settle(
             b.local_prompt_tokens.into(),
             b.local_completion_tokens.into(),
             b.source.as_str().into(),
-            row.input_price.into(),
-            row.output_price.into(),
+            row.price_version.into(),
+            b.cached_prompt_tokens.into(),
             row.reserved.into(),
             b.cost.into(),
             b.uncharged.into(),
@@ -292,6 +375,9 @@ pub async fn settle(
             row.latency_ms.into(),
             row.ttfb_ms.into(),
             row.created_at.into(),
+            b.reasoning_tokens.into(),
+            row.multiplier_bps.into(),
+            row.idempotency_key.into(),
         ],
     )?;
     let mut statements = vec![release, insert];

@@ -34,7 +34,10 @@ pub fn bytes_response(
 pub fn error_response(err: &GatewayError) -> worker::Result<Response> {
     let headers = Headers::new();
     headers.set("content-type", "application/json")?;
-    if err.kind == ErrorKind::InsufficientQuota || err.status() == 401 {
+    if err.kind == ErrorKind::InsufficientQuota
+        || err.status() == 401
+        || crate::core::idempotency::is_final_refusal(err.code())
+    {
         // The OpenAI SDKs retry 429 and 5xx unless told not to; a refusal is final.
         headers.set("x-should-retry", "false")?;
     }

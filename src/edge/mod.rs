@@ -6,7 +6,10 @@ pub mod auth;
 pub mod chat;
 pub mod config;
 pub mod db;
+pub mod guard;
 pub mod http;
+pub mod idempotency;
+pub mod ledger;
 pub mod plugins;
 pub mod relay;
 pub mod tenant;
@@ -63,6 +66,10 @@ async fn route(
         ["v1", "models", model @ ..] if !model.is_empty() => {
             require(method, Method::Get)?;
             tenant::get_model(&req, env, &model.join("/")).await
+        }
+        ["v1", "redeem"] => {
+            require(method, Method::Post)?;
+            ledger::redeem(req, env).await
         }
         ["v1", "sessions", id] => {
             require(method, Method::Get)?;

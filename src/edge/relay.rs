@@ -13,6 +13,7 @@ use futures::future::{select, Either};
 use futures::{Stream, StreamExt};
 use worker::{AbortController, ByteStream, Delay};
 
+use super::guard::StreamGuard;
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::meter::{RequestStatus, StreamMeter};
 use crate::core::openai::Usage;
@@ -89,6 +90,8 @@ pub struct StreamEnd {
     pub delivered_output: bool,
     pub ttfb_ms: Option<u64>,
     pub ended_at: u64,
+    /// Micro-units the stream added to its reservation (see [`StreamGuard`]).
+    pub extended: u64,
 }
 
 struct Relay {
@@ -99,6 +102,7 @@ struct Relay {
     ttfb_ms: Option<u64>,
     report: Option<oneshot::Sender<StreamEnd>>,
     finished: bool,
+    guard: Option<StreamGuard>,
 }
 
 impl Relay {
@@ -107,17 +111,15 @@ impl Relay {
             let mut out = Vec::new();
             match self.source.next().await {
                 Ok(Some(bytes)) => {
-                    for item in self.decoder.push(&bytes) {
-                        self.meter.forward(item, &mut out);
-                    }
+                    let items = self.decoder.push(&bytes);
+                    self.forward_guarded(items, &mut out).await;
                     if self.meter.completed() || self.meter.error().is_some() {
                         self.end(RequestStatus::Ok);
                     }
                 }
                 Ok(None) => {
-                    for item in self.decoder.finish() {
-                        self.meter.forward(item, &mut out);
-                    }
+                    let items = self.decoder.finish();
+                    self.forward_guarded(items, &mut out).await;
                     self.meter.upstream_closed(&mut out, None);
                     self.end(RequestStatus::Ok);
                 }
@@ -136,6 +138,25 @@ impl Relay {
         None
     }
 
+    /// Forwards `items` through the meter, each checked first by the guard; cuts the stream
+    /// cleanly at the first item the reservation cannot pay for.
+    async fn forward_guarded(
+        &mut self,
+        items: Vec<crate::core::providers::StreamItem>,
+        out: &mut Vec<u8>,
+    ) {
+        for item in items {
+            if let Some(guard) = &mut self.guard {
+                if !self.meter.completed() && !guard.admit(self.meter.text(), &item).await {
+                    let usage = guard.usage(self.meter.text());
+                    self.meter.cut(guard.choices, usage, out);
+                    return;
+                }
+            }
+            self.meter.forward(item, out);
+        }
+    }
+
     /// Reports the end once. `status` is what a stream that completed counts as; a stream whose
     /// meter saw an error is an upstream error whatever `status` says.
     fn end(&mut self, status: RequestStatus) {
@@ -146,6 +167,8 @@ impl Relay {
         };
         let status = if self.meter.error().is_some() {
             RequestStatus::UpstreamError
+        } else if self.meter.truncated() {
+            RequestStatus::Truncated
         } else if self.meter.completed() {
             RequestStatus::Ok
         } else {
@@ -159,6 +182,7 @@ impl Relay {
             delivered_output: self.meter.delivered_output(),
             ttfb_ms: self.ttfb_ms,
             ended_at: super::now_ms(),
+            extended: self.guard.as_ref().map_or(0, |g| g.extended),
         });
     }
 }
@@ -176,6 +200,7 @@ pub fn relay(
     decoder: Box<dyn StreamDecoder>,
     meter: StreamMeter,
     started_at: u64,
+    guard: Option<StreamGuard>,
 ) -> (
     impl Stream<Item = Result<Vec<u8>, worker::Error>> + 'static,
     oneshot::Receiver<StreamEnd>,
@@ -189,6 +214,7 @@ pub fn relay(
         ttfb_ms: None,
         report: Some(tx),
         finished: false,
+        guard,
     };
     let stream = futures::stream::unfold(relay, |mut relay| async move {
         relay.next_bytes().await.map(|bytes| (Ok(bytes), relay))

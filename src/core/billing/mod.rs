@@ -33,6 +33,10 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod allowance;
+pub mod codes;
+pub mod guard;
+
 /// Micro-units in one unit of currency.
 pub const MICROS_PER_UNIT: u64 = 1_000_000;
 
@@ -77,8 +81,23 @@ pub struct TokenUsage {
     pub reasoning_tokens: u64,
 }
 
+/// A multiplier in basis points that leaves prices as they are.
+pub const LIST_PRICE_BPS: u64 = 10_000;
+
+/// The largest tenant multiplier accepted (100×).
+pub const MAX_MULTIPLIER_BPS: u64 = 1_000_000;
+
 /// What `usage` costs at `price`, in micro-units, rounded up once; see the module docs.
 pub fn cost_micros(usage: &TokenUsage, price: &Price) -> u64 {
+    cost_micros_scaled(usage, price, LIST_PRICE_BPS)
+}
+
+/// [`cost_micros`] with a tenant multiplier of `multiplier_bps` basis points (10,000 = ×1).
+///
+/// The multiplier is applied to the exact sum in pico-units before the single rounding up:
+/// `ceil(Σ tokens × price × bps / (1,000,000 × 10,000))`. So a 12,500 bps tenant pays exactly
+/// 1.25× the list cost, rounded up once, never rounded twice.
+pub fn cost_micros_scaled(usage: &TokenUsage, price: &Price, multiplier_bps: u64) -> u64 {
     let cached = usage.cached_prompt_tokens.min(usage.prompt_tokens);
     let uncached = usage.prompt_tokens - cached;
     let reasoning = usage.reasoning_tokens.min(usage.completion_tokens);
@@ -90,17 +109,31 @@ pub fn cost_micros(usage: &TokenUsage, price: &Price) -> u64 {
         pico(plain_output, price.output),
         pico(reasoning, price.reasoning_price()),
     ];
-    micros_rounded_up(picos.into_iter().fold(0, u128::saturating_add))
+    scaled_micros_rounded_up(
+        picos.into_iter().fold(0, u128::saturating_add),
+        multiplier_bps,
+    )
 }
 
 /// The most a request can cost: `prompt_tokens` prompt tokens and up to
 /// `max_output_tokens` output tokens, each at the dearest price that could apply to it.
 pub fn reservation_micros(prompt_tokens: u64, max_output_tokens: u64, price: &Price) -> u64 {
+    reservation_micros_scaled(prompt_tokens, max_output_tokens, price, LIST_PRICE_BPS)
+}
+
+/// [`reservation_micros`] with a tenant multiplier, rounded like [`cost_micros_scaled`]; it
+/// covers `cost_micros_scaled` of any usage within the bounds, at the same multiplier.
+pub fn reservation_micros_scaled(
+    prompt_tokens: u64,
+    max_output_tokens: u64,
+    price: &Price,
+    multiplier_bps: u64,
+) -> u64 {
     let input_price = price.input.max(price.cached_input_price());
     let output_price = price.output.max(price.reasoning_price());
     let picos =
         pico(prompt_tokens, input_price).saturating_add(pico(max_output_tokens, output_price));
-    micros_rounded_up(picos)
+    scaled_micros_rounded_up(picos, multiplier_bps)
 }
 
 /// `tokens × price` in pico-units; cannot overflow `u128`.
@@ -108,9 +141,19 @@ fn pico(tokens: u64, price_per_million: u64) -> u128 {
     u128::from(tokens) * u128::from(price_per_million)
 }
 
-/// Pico-units to micro-units, rounding up and saturating at `u64::MAX`.
-fn micros_rounded_up(picos: u128) -> u64 {
-    u64::try_from(picos.div_ceil(u128::from(TOKENS_PER_PRICE))).unwrap_or(u64::MAX)
+/// Pico-units times `bps / 10,000` to micro-units, rounding up once and saturating at
+/// `u64::MAX`. At exactly 10,000 bps this is the plain `ceil(picos / 1,000,000)`.
+fn scaled_micros_rounded_up(picos: u128, multiplier_bps: u64) -> u64 {
+    let divisor = u128::from(TOKENS_PER_PRICE) * u128::from(LIST_PRICE_BPS);
+    let micros = match picos.checked_mul(u128::from(multiplier_bps)) {
+        Some(scaled) => scaled.div_ceil(divisor),
+        // Only for sums near u128::MAX, far beyond u64 micros: divide first, still rounding up.
+        None => picos
+            .div_ceil(u128::from(TOKENS_PER_PRICE))
+            .saturating_mul(u128::from(multiplier_bps))
+            .div_ceil(u128::from(LIST_PRICE_BPS)),
+    };
+    u64::try_from(micros).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -359,6 +402,65 @@ mod tests {
                 assert!(cost_micros(&more, &price) >= cost_micros(&u, &price));
             }
         }
+    }
+
+    #[test]
+    fn multiplier_is_exact_and_rounds_once() {
+        // 1000 prompt (400 cached) + 200 completion = 4000 micros at list price.
+        let u = usage(1000, 400, 200, 0);
+        assert_eq!(cost_micros_scaled(&u, &PRICE, 10_000), 4000);
+        assert_eq!(cost_micros_scaled(&u, &PRICE, 12_500), 5000);
+        assert_eq!(cost_micros_scaled(&u, &PRICE, 5_000), 2000);
+        assert_eq!(cost_micros_scaled(&u, &PRICE, 1), 1); // 0.4 micros rounds up
+        let cheap = Price {
+            input: 150_000,
+            cached_input: None,
+            output: 0,
+            reasoning: None,
+        };
+        // 10 tokens = 1.5 micros; ×1.1 = 1.65 → 2 (rounded once, not ceil(1.5)=2 then ×1.1=2.2→3).
+        assert_eq!(cost_micros_scaled(&usage(10, 0, 0, 0), &cheap, 11_000), 2);
+        // 20 tokens = 3 micros; ×1.1 = 3.3 → 4; at list price exactly 3.
+        assert_eq!(cost_micros_scaled(&usage(20, 0, 0, 0), &cheap, 11_000), 4);
+        assert_eq!(cost_micros_scaled(&usage(20, 0, 0, 0), &cheap, 10_000), 3);
+    }
+
+    #[test]
+    fn scaled_reservation_covers_scaled_cost() {
+        let mut rng = Rng(7);
+        for _ in 0..10_000 {
+            let price = Price {
+                input: rng.value() % 100_000_000,
+                cached_input: rng.option().map(|v| v % 100_000_000),
+                output: rng.value() % 100_000_000,
+                reasoning: rng.option().map(|v| v % 100_000_000),
+            };
+            let bps = 1 + rng.next() % MAX_MULTIPLIER_BPS;
+            let (p, m) = (rng.value() % 1_000_000, rng.value() % 1_000_000);
+            let reserved = reservation_micros_scaled(p, m, &price, bps);
+            let u = usage(
+                rng.next() % (p + 1),
+                rng.value(),
+                rng.next() % (m + 1),
+                rng.value(),
+            );
+            assert!(reserved >= cost_micros_scaled(&u, &price, bps));
+            // Exactness: charged × 10¹⁰ is the exact scaled amount rounded up by less than 1.
+            let c = cost_micros_scaled(&u, &price, bps);
+            let cached = u.cached_prompt_tokens.min(u.prompt_tokens);
+            let reasoning = u.reasoning_tokens.min(u.completion_tokens);
+            let exact = (u128::from(u.prompt_tokens - cached) * u128::from(price.input)
+                + u128::from(cached) * u128::from(price.cached_input_price())
+                + u128::from(u.completion_tokens - reasoning) * u128::from(price.output)
+                + u128::from(reasoning) * u128::from(price.reasoning_price()))
+                * u128::from(bps);
+            let charged = u128::from(c) * 10_000_000_000;
+            assert!(charged >= exact && charged - exact < 10_000_000_000);
+        }
+        assert_eq!(
+            reservation_micros_scaled(u64::MAX, u64::MAX, &PRICE, MAX_MULTIPLIER_BPS),
+            u64::MAX
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ use super::chat::{self, End, Pending, Reply};
 use super::config::{self, Settings};
 use super::db::{self, ModelRow};
 use super::{http, now_ms};
-use crate::core::billing::{reservation_micros, Price};
+use crate::core::billing::{reservation_micros_scaled, Price};
 use crate::core::error::GatewayError;
 use crate::core::jsonschema;
 use crate::core::meter::{self, RequestStatus};
@@ -186,7 +186,12 @@ async fn prepare_round(
     let max_output = round_chat
         .requested_max_output()
         .unwrap_or(turn.model.max_output_tokens);
-    let reserved = reservation_micros(local_prompt_tokens, max_output, &turn.price);
+    let reserved = reservation_micros_scaled(
+        local_prompt_tokens,
+        max_output,
+        &turn.price,
+        turn.model.multiplier_bps,
+    );
     let upstream = turn.kind.adapter().build_request(turn.route, round_chat)?;
     if !db::reserve(turn.db, id, &turn.caller.key_id, reserved, started_at).await? {
         return Err(chat::refusal(
@@ -211,7 +216,13 @@ async fn prepare_round(
         upstream_model: turn.model.upstream_model.clone(),
         stream: round_chat.is_stream(),
         price: turn.price,
+        price_version: turn.model.price_version,
+        multiplier_bps: turn.model.multiplier_bps,
         reserved,
+        covered_output: max_output,
+        client_capped: round_chat.requested_max_output().is_some(),
+        choices: round_chat.choices(),
+        idempotency: None,
         local_prompt_tokens,
         encoding: turn.encoding,
         started_at,
@@ -279,6 +290,7 @@ async fn plain_round(
         delivered_output: true,
         ttfb_ms: Some(now_ms().saturating_sub(round.pending.started_at)),
         ended_at: now_ms(),
+        extended: 0,
     };
     let bill = round.pending.bill(&end);
     round.pending.settle(end).await;

@@ -1,0 +1,79 @@
+//! The edge half of [`OutputGuard`]: checks each chunk of a stream before it is forwarded, grows
+//! the reservation in D1 when the client set no `max_tokens`, and says when to cut.
+
+use worker::Env;
+
+use super::db;
+use crate::core::billing::guard::{OutputDecision, OutputGuard};
+use crate::core::billing::{reservation_micros_scaled, Price};
+use crate::core::openai::Usage;
+use crate::core::providers::StreamItem;
+use crate::core::tokens::Encoding;
+
+/// Everything a stream needs to keep its output paid for.
+pub struct StreamGuard {
+    pub env: Env,
+    pub request_id: String,
+    pub guard: OutputGuard,
+    pub encoding: Option<Encoding>,
+    pub price: Price,
+    pub multiplier_bps: u64,
+    pub prompt_tokens: u64,
+    pub choices: u64,
+    /// Micro-units added to the reservation by extensions so far.
+    pub extended: u64,
+}
+
+impl StreamGuard {
+    /// Whether `item` may be forwarded after `delivered` (all output so far). `false`: cut the
+    /// stream before it.
+    pub async fn admit(&mut self, delivered: &str, item: &StreamItem) -> bool {
+        let StreamItem::Chunk { chunk, .. } = item else {
+            return true;
+        };
+        let mut added = String::new();
+        chunk.append_generated_text(&mut added);
+        if added.is_empty() {
+            return true;
+        }
+        loop {
+            match self.guard.check(delivered, &added) {
+                OutputDecision::Continue => return true,
+                OutputDecision::Cut => return false,
+                OutputDecision::Extend { tokens } => {
+                    let amount =
+                        reservation_micros_scaled(0, tokens, &self.price, self.multiplier_bps);
+                    let extended = match db::database(&self.env) {
+                        Ok(database) => {
+                            db::extend_reservation(&database, &self.request_id, amount).await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    match extended {
+                        Ok(true) => {
+                            self.extended = self.extended.saturating_add(amount);
+                            self.guard.extended(tokens);
+                        }
+                        Ok(false) => return false,
+                        Err(e) => {
+                            worker::console_error!(
+                                "extending the reservation of {} failed: {e}",
+                                self.request_id
+                            );
+                            return false;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The usage reported to the client when the stream is cut: local counts, as billed.
+    pub fn usage(&self, delivered: &str) -> Usage {
+        let completion = match self.encoding {
+            Some(enc) => enc.count(delivered),
+            None => crate::core::meter::estimate_tokens(delivered),
+        };
+        Usage::new(self.prompt_tokens, completion)
+    }
+}
