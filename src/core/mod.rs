@@ -8,6 +8,7 @@ pub mod meter;
 pub mod ndjson;
 pub mod openai;
 pub mod providers;
+pub mod routing;
 pub mod session;
 pub mod sse;
 pub mod tokens;
