@@ -48,6 +48,13 @@ pub async fn route(
         (Method::Delete, ["models", name @ ..]) if !name.is_empty() => {
             delete_model(db, &name.join("/")).await
         }
+        (Method::Put, ["routes", model @ ..]) if !model.is_empty() => http::json(
+            200,
+            &super::routes::put_routes(db, &model.join("/"), body(&mut req).await?).await?,
+        ),
+        (Method::Get, ["routes", model @ ..]) if !model.is_empty() => {
+            http::json(200, &super::routes::get_routes(db, &model.join("/")).await?)
+        }
         (Method::Get, ["usage"]) => list_usage(db, &req).await,
         (Method::Get, ["requests", id]) => get_request(db, id).await,
         _ => Err(GatewayError::new(

@@ -224,6 +224,8 @@ pub struct UsageRow<'a> {
     pub latency_ms: u64,
     pub ttfb_ms: Option<u64>,
     pub created_at: u64,
+    /// JSON array of the routes that failed before the serving one.
+    pub routes_tried: Option<&'a str>,
 }
 
 /// Session totals, as cached in KV.
@@ -262,9 +264,9 @@ pub async fn settle(
            upstream_model, stream, prompt_tokens, completion_tokens, upstream_prompt_tokens,
            upstream_completion_tokens, local_prompt_tokens, local_completion_tokens, usage_source,
            input_price, output_price, reserved, cost, uncharged, status, http_status, error_code,
-           latency_ms, ttfb_ms, created_at)
+           latency_ms, ttfb_ms, created_at, routes_tried)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-           ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
+           ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
         &[
             row.request_id.into(),
             row.tenant_id.into(),
@@ -292,6 +294,7 @@ pub async fn settle(
             row.latency_ms.into(),
             row.ttfb_ms.into(),
             row.created_at.into(),
+            row.routes_tried.into(),
         ],
     )?;
     let mut statements = vec![release, insert];

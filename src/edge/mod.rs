@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod http;
 pub mod relay;
+pub mod routes;
 pub mod tenant;
 pub mod upstream;
 

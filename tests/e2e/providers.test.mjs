@@ -109,6 +109,8 @@ before(async () => {
       AZURE_KEY: KEYS.azure,
       HF_KEY: KEYS.hf,
       UPSTREAM_CONNECT_TIMEOUT_MS: '5000',
+      ROUTE_FAILURE_THRESHOLD: '2',
+      ROUTE_COOLDOWN_MS: '600000',
     },
   });
   for (const [name, p] of Object.entries(PROVIDERS)) {
@@ -319,3 +321,78 @@ for (const [name, p] of Object.entries(PROVIDERS)) {
     });
   });
 }
+
+describe('routing: fallback routes and circuit breaker', () => {
+  const hello = { messages: [{ role: 'user', content: 'hello' }] };
+
+  before(async () => {
+    for (const [model, provider] of [['routed', 'anthropic'], ['routed-4xx', 'azure']]) {
+      await adminOk('PUT', `/admin/models/${model}`, {
+        provider,
+        upstream_model: 'mock-fail',
+        input_price: PRICE_IN,
+        output_price: PRICE_OUT,
+      });
+      await adminOk('PUT', `/admin/routes/${model}`, { routes: [{ provider: 'gemini', upstream_model: 'gemini-2.5-flash', weight: 2 }] });
+    }
+  });
+
+  test('routes are listed with the primary first', async () => {
+    const r = await adminOk('GET', '/admin/routes/routed');
+    assert.deepEqual(r.primary, { provider: 'anthropic', upstream_model: 'mock-fail', priority: 0 });
+    assert.deepEqual(r.routes, [{ provider: 'gemini', upstream_model: 'gemini-2.5-flash', priority: 1, weight: 2 }]);
+    const bad = await gw.admin('PUT', '/admin/routes/routed', { routes: [{ provider: 'nope' }] });
+    assert.equal(bad.status, 400);
+  });
+
+  test('a retryable failure falls back to the next route; the row names both', async () => {
+    const before = mock.requests.length;
+    const { data, response } = await client.chat.completions.create({ model: 'routed', ...hello }).withResponse();
+    assert.equal(data.choices[0].message.content, 'mock reply to hello');
+    const seen = mock.requests.slice(before).map((r) => r.url.split('/')[1]);
+    assert.deepEqual(seen, ['anthropic', 'gemini']);
+    const row = await usageRow(response.headers.get('x-request-id'));
+    assert.equal(row.status, 'ok');
+    assert.equal(row.provider, 'gemini');
+    assert.equal(row.upstream_model, 'gemini-2.5-flash');
+    assert.deepEqual(JSON.parse(row.routes_tried), ['anthropic/mock-fail']);
+    const [prompt, , completion] = OPENAI_USAGE.gemini(4);
+    assert.equal(row.cost, costOf(prompt, completion));
+  });
+
+  test('streams fall back too, before anything is sent', async () => {
+    const { data: stream, response } = await client.chat.completions
+      .create({ model: 'routed', stream: true, ...hello })
+      .withResponse();
+    const out = await collect(stream);
+    assert.equal(out.text, 'mock reply to hello');
+    const row = await usageRow(response.headers.get('x-request-id'));
+    assert.equal(row.provider, 'gemini');
+    assert.deepEqual(JSON.parse(row.routes_tried), ['anthropic/mock-fail']);
+  });
+
+  test('after repeated failures the breaker opens and the failing route is skipped', async () => {
+    // Two failures so far (threshold 2): the route is open now.
+    const before = mock.requests.length;
+    const { response } = await client.chat.completions.create({ model: 'routed', ...hello }).withResponse();
+    const seen = mock.requests.slice(before).map((r) => r.url.split('/')[1]);
+    assert.deepEqual(seen, ['gemini']);
+    const row = await usageRow(response.headers.get('x-request-id'));
+    assert.deepEqual(JSON.parse(row.routes_tried), ['anthropic/mock-fail (circuit open)']);
+  });
+
+  test('a 4xx (content-policy refusal) is never retried elsewhere', async () => {
+    const before = mock.requests.length;
+    const err = await client.chat.completions.create({ model: 'routed-4xx', ...hello }).then(
+      () => null,
+      (e) => e,
+    );
+    assert.equal(err?.status, 400);
+    assert.equal(err.code, 'content_filter');
+    const seen = mock.requests.slice(before).map((r) => r.url.split('/')[1]);
+    assert.deepEqual(seen, ['azure']);
+    const row = await usageRow(err.headers.get('x-request-id'));
+    assert.equal(row.status, 'upstream_error');
+    assert.equal(row.routes_tried, null);
+  });
+});
