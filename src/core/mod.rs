@@ -11,6 +11,7 @@ pub mod ndjson;
 pub mod openai;
 pub mod plugins;
 pub mod providers;
+pub mod routing;
 pub mod session;
 pub mod sse;
 pub mod tokens;

@@ -65,6 +65,13 @@ pub async fn route(
         (Method::Delete, ["models", name @ ..]) if !name.is_empty() => {
             delete_model(db, &name.join("/")).await
         }
+        (Method::Put, ["routes", model @ ..]) if !model.is_empty() => http::json(
+            200,
+            &super::routes::put_routes(db, &model.join("/"), body(&mut req).await?).await?,
+        ),
+        (Method::Get, ["routes", model @ ..]) if !model.is_empty() => {
+            http::json(200, &super::routes::get_routes(db, &model.join("/")).await?)
+        }
         (Method::Get, ["usage"]) => list_usage(db, &req).await,
         (Method::Get, ["requests", id]) => get_request(db, id).await,
         _ if super::plugins::admin::owns(rest) => {
@@ -389,7 +396,8 @@ async fn revoke_key(db: &D1Database, env: &Env, id: &str) -> Result<Response, Ga
 #[serde(deny_unknown_fields)]
 struct ProviderBody {
     kind: String,
-    base_url: String,
+    /// Defaults to the kind's public endpoint (`ProviderKind::default_base_url`).
+    base_url: Option<String>,
     api_key_secret: Option<String>,
     config: Option<Value>,
 }
@@ -410,8 +418,25 @@ async fn put_provider(
             ),
         )
     })?;
+    let base_url = match p.base_url.clone() {
+        Some(url) => url,
+        None => ProviderKind::default_base_url(&p.kind)
+            .ok_or_else(|| {
+                GatewayError::invalid_param(
+                    "base_url",
+                    format!("Kind `{}` has no default `base_url`; give one.", p.kind),
+                )
+            })?
+            .to_string(),
+    };
+    if p.config.as_ref().is_some_and(|c| !c.is_object()) {
+        return Err(GatewayError::invalid_param(
+            "config",
+            "`config` must be a JSON object.",
+        ));
+    }
     if kind != ProviderKind::Echo
-        && !(p.base_url.starts_with("https://") || p.base_url.starts_with("http://"))
+        && !(base_url.starts_with("https://") || base_url.starts_with("http://"))
     {
         return Err(GatewayError::invalid_param(
             "base_url",
@@ -442,7 +467,7 @@ async fn put_provider(
         &[
             name.into(),
             kind.as_str().into(),
-            p.base_url.as_str().into(),
+            base_url.as_str().into(),
             p.api_key_secret.as_deref().into(),
             config.as_deref().into(),
             now_ms().into(),
@@ -451,7 +476,7 @@ async fn put_provider(
     .await?;
     http::json(
         200,
-        &json!({"name": name, "kind": kind.as_str(), "base_url": p.base_url,
+        &json!({"name": name, "kind": kind.as_str(), "base_url": base_url,
                 "api_key_secret": p.api_key_secret, "config": p.config}),
     )
 }
@@ -459,10 +484,22 @@ async fn put_provider(
 async fn list_providers(db: &D1Database) -> Result<Response, GatewayError> {
     let rows: Vec<Value> = db::all(
         db,
-        "SELECT name, kind, base_url, api_key_secret, updated_at FROM providers ORDER BY name",
+        "SELECT name, kind, base_url, api_key_secret, config, updated_at
+         FROM providers ORDER BY name",
         &[],
     )
     .await?;
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .map(|mut row| {
+            let config = row["config"]
+                .as_str()
+                .and_then(|c| serde_json::from_str::<Value>(c).ok())
+                .unwrap_or(Value::Null);
+            row["config"] = config;
+            row
+        })
+        .collect();
     http::json(200, &json!({"object": "list", "data": rows}))
 }
 

@@ -5,17 +5,18 @@ use std::time::Duration;
 
 use worker::{Context, D1Database, Delay, Env, Headers, Request, Response, ResponseBuilder};
 
-use super::config::{self, Settings};
+use super::config::Settings;
 use super::guard::StreamGuard;
 use super::idempotency::{self, Claim, ClaimedKey};
 use super::relay::{self, Source, StreamEnd};
-use super::{auth, db, http, now_ms, upstream};
+use super::{auth, db, http, now_ms, routes, upstream};
 use crate::core::billing::guard::OutputGuard;
 use crate::core::billing::{reservation_micros_scaled, Price};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::meter::{self, bill, BillInput, RequestStatus, StreamMeter};
 use crate::core::openai::{ChatCompletionRequest, Usage};
 use crate::core::providers::{echo, ProviderKind, ResponseContext, Route, UpstreamRequest};
+use crate::core::routing::{may_fall_back, RouteOption};
 use crate::core::tokens::{count_chat_prompt, encoding_for_model, Encoding};
 use crate::core::{ids, session};
 
@@ -34,6 +35,8 @@ pub(crate) struct Pending {
     pub(crate) provider: String,
     pub(crate) kind: ProviderKind,
     pub(crate) upstream_model: String,
+    /// Routes that failed (retryably) before the serving one, `provider/upstream_model`.
+    pub(crate) routes_tried: Vec<String>,
     pub(crate) stream: bool,
     pub(crate) price: Price,
     pub(crate) price_version: Option<u64>,
@@ -125,6 +128,9 @@ impl Pending {
     /// session cache.
     pub(crate) async fn settle(self, end: End) {
         let bill = self.bill(&end);
+        let routes_tried = (!self.routes_tried.is_empty())
+            .then(|| serde_json::to_string(&self.routes_tried).ok())
+            .flatten();
         let row = db::UsageRow {
             request_id: &self.request_id,
             tenant_id: &self.tenant_id,
@@ -145,6 +151,7 @@ impl Pending {
             latency_ms: end.ended_at.saturating_sub(self.started_at),
             ttfb_ms: end.ttfb_ms,
             created_at: self.started_at,
+            routes_tried: routes_tried.as_deref(),
         };
         let mut delay_ms = 50;
         for attempt in 1..=5 {
@@ -256,34 +263,12 @@ pub async fn chat_completions(
         model.multiplier_bps,
     );
 
-    let api_key = match &model.api_key_secret {
-        Some(name) => Some(config::secret(env, name).ok_or_else(|| {
-            GatewayError::new(
-                ErrorKind::UpstreamFailed,
-                format!(
-                    "Provider `{}` is not configured: its secret `{name}` is not set.",
-                    model.provider
-                ),
-            )
-        })?),
-        None => None,
-    };
-    let route = Route {
-        provider: model.provider.clone(),
-        kind,
-        base_url: model.base_url.clone(),
-        api_key,
-        upstream_model: model.upstream_model.clone(),
-        max_output_tokens: Some(model.max_output_tokens),
-        config: model
-            .config
-            .as_deref()
-            .and_then(|c| serde_json::from_str(c).ok())
-            .unwrap_or_default(),
-    };
+    let attempts = prepare_routes(env, &database, &model, kind, &chat, request_id).await?;
+    let first_route = attempts[0].0.clone();
     // ---- plugins (src/edge/plugins): slash commands and requests that enable plugins are
     // served by the tool loop; the `plugins` field is removed from every request.
     let mut chat = chat;
+    let had_plugins_field = chat.extra.contains_key("plugins");
     let turn = super::plugins::Turn {
         env,
         ctx,
@@ -293,7 +278,7 @@ pub async fn chat_completions(
         session_id: &session_id,
         model: &model,
         kind,
-        route: &route,
+        route: &first_route,
         encoding,
         price,
         settings: &settings,
@@ -301,9 +286,14 @@ pub async fn chat_completions(
     if let Some(response) = super::plugins::intercept(&turn, &mut chat).await? {
         return Ok(response);
     }
+    let mut attempts = attempts;
+    if had_plugins_field {
+        // The upstream requests were built with the `plugins` field the tool loop removed.
+        for (route, up) in attempts.iter_mut() {
+            *up = route.kind.adapter().build_request(route, &chat)?;
+        }
+    }
     // ---- end plugins
-    let adapter = kind.adapter();
-    let upstream_request = adapter.build_request(&route, &chat)?;
 
     let claimed = match idempotency::claim(
         &database,
@@ -336,7 +326,7 @@ pub async fn chat_completions(
         .await);
     }
 
-    let pending = Pending {
+    let mut pending = Pending {
         db: database,
         env: env.clone(),
         request_id: request_id.to_string(),
@@ -344,9 +334,10 @@ pub async fn chat_completions(
         key_id: caller.key_id,
         session_id: session_id.clone(),
         model: model.name.clone(),
-        provider: model.provider.clone(),
-        kind,
-        upstream_model: model.upstream_model.clone(),
+        provider: first_route.provider.clone(),
+        kind: first_route.kind,
+        upstream_model: first_route.upstream_model.clone(),
+        routes_tried: Vec::new(),
         stream: chat.is_stream(),
         price,
         price_version: model.price_version,
@@ -362,10 +353,12 @@ pub async fn chat_completions(
         session_ttl_seconds: settings.session_ttl_seconds,
     };
 
-    let reply = if kind == ProviderKind::Echo {
-        echo_reply(&pending, &upstream_request, &settings)
+    let reply = if pending.kind == ProviderKind::Echo {
+        echo_reply(&pending, &attempts[0].1, &settings)
+    } else if attempts.len() == 1 {
+        call_upstream(&pending, &chat, &attempts[0].1, &settings).await
     } else {
-        call_upstream(&pending, &chat, &upstream_request, &settings).await
+        call_routes(&mut pending, env, &chat, &attempts, &settings).await
     };
     let response = match reply {
         Ok(Reply::Plain(body)) => finish_plain(pending, body, ctx).await,
@@ -496,6 +489,119 @@ pub(crate) fn echo_reply(
             }),
         },
     )
+}
+
+/// The routes to try, in order, each with its upstream request built. Routes that cannot be
+/// built (a missing secret, a request the provider cannot represent) are left out; when none is
+/// left, the first such error is the answer (before anything is reserved).
+async fn prepare_routes(
+    env: &Env,
+    database: &D1Database,
+    model: &db::ModelRow,
+    kind: ProviderKind,
+    chat: &ChatCompletionRequest,
+    request_id: &str,
+) -> Result<Vec<(Route, UpstreamRequest)>, GatewayError> {
+    let primary_row = routes::RouteRow {
+        provider: model.provider.clone(),
+        upstream_model: model.upstream_model.clone(),
+        priority: 0,
+        weight: 1,
+        kind: kind.as_str().to_string(),
+        base_url: model.base_url.clone(),
+        api_key_secret: model.api_key_secret.clone(),
+        config: model.config.clone(),
+    };
+    let primary = routes::make_route(env, &primary_row, model.max_output_tokens);
+    let extras = if kind == ProviderKind::Echo {
+        Vec::new()
+    } else {
+        routes::load_extra_routes(database, &model.name).await?
+    };
+    let extras = extras
+        .iter()
+        .map(|r| {
+            let option = RouteOption {
+                priority: r.priority,
+                weight: r.weight,
+            };
+            (option, routes::make_route(env, r, model.max_output_tokens))
+        })
+        .collect();
+    let mut attempts = Vec::new();
+    let mut first_error = None;
+    for candidate in routes::ordered(primary, extras, routes::seed(request_id)) {
+        let built = candidate.and_then(|route| {
+            let up = route.kind.adapter().build_request(&route, chat)?;
+            Ok((route, up))
+        });
+        match built {
+            Ok(attempt) => attempts.push(attempt),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if attempts.is_empty() {
+        return Err(first_error
+            .unwrap_or_else(|| GatewayError::internal("the model has no provider route")));
+    }
+    Ok(attempts)
+}
+
+/// Tries the routes in order: a retryable failure before anything was sent moves on to the next
+/// route; each route's circuit breaker is consulted and updated (an open breaker is skipped
+/// unless no route has been tried yet and it is the last).
+async fn call_routes(
+    pending: &mut Pending,
+    env: &Env,
+    chat: &ChatCompletionRequest,
+    attempts: &[(Route, UpstreamRequest)],
+    settings: &Settings,
+) -> Result<Reply, GatewayError> {
+    let cfg = routes::breaker_config(env);
+    let mut last_error = None;
+    for (i, (route, up)) in attempts.iter().enumerate() {
+        let is_last = i + 1 == attempts.len();
+        let state = routes::breaker(env, route).await;
+        // When every route's breaker is open, the last one is still tried.
+        let must_try = is_last && last_error.is_none();
+        if !must_try && !routes::admits(&state, now_ms(), &cfg) {
+            pending
+                .routes_tried
+                .push(format!("{} (circuit open)", routes::route_name(route)));
+            continue;
+        }
+        pending.provider = route.provider.clone();
+        pending.kind = route.kind;
+        pending.upstream_model = route.upstream_model.clone();
+        match call_upstream(pending, chat, up, settings).await {
+            Ok(reply) => {
+                let mut after = state;
+                after.on_success();
+                routes::record(env, route, state, after).await;
+                return Ok(reply);
+            }
+            Err(err) => {
+                if err.retryable() {
+                    let mut after = state;
+                    after.on_failure(now_ms(), &cfg);
+                    routes::record(env, route, state, after).await;
+                }
+                if is_last || !may_fall_back(&err, false) {
+                    return Err(err);
+                }
+                pending.routes_tried.push(routes::route_name(route));
+                last_error = Some(err);
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        GatewayError::new(
+            ErrorKind::UpstreamFailed,
+            "Every provider route of this model is failing (circuit open); try again shortly.",
+        )
+    }))
 }
 
 pub(crate) async fn call_upstream(

@@ -306,6 +306,8 @@ pub struct UsageRow<'a> {
     pub latency_ms: u64,
     pub ttfb_ms: Option<u64>,
     pub created_at: u64,
+    /// JSON array of the routes that failed before the serving one.
+    pub routes_tried: Option<&'a str>,
 }
 
 /// Session totals, as cached in KV.
@@ -345,9 +347,9 @@ pub async fn settle(
            upstream_completion_tokens, local_prompt_tokens, local_completion_tokens, usage_source,
            input_price, output_price, reserved, cost, uncharged, status, http_status, error_code,
            latency_ms, ttfb_ms, created_at, price_version, cached_prompt_tokens, reasoning_tokens,
-           multiplier_bps, idempotency_key)
+           multiplier_bps, idempotency_key, routes_tried)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 0, 0, ?18,
-           ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?16, ?17, ?27, ?28, ?29)",
+           ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?16, ?17, ?27, ?28, ?29, ?30)",
         &[
             row.request_id.into(),
             row.tenant_id.into(),
@@ -378,6 +380,7 @@ pub async fn settle(
             b.reasoning_tokens.into(),
             row.multiplier_bps.into(),
             row.idempotency_key.into(),
+            row.routes_tried.into(),
         ],
     )?;
     let mut statements = vec![release, insert];

@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod ledger;
 pub mod plugins;
 pub mod relay;
+pub mod routes;
 pub mod tenant;
 pub mod upstream;
 

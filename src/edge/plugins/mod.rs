@@ -214,6 +214,7 @@ async fn prepare_round(
         provider: turn.model.provider.clone(),
         kind: turn.kind,
         upstream_model: turn.model.upstream_model.clone(),
+        routes_tried: Vec::new(),
         stream: round_chat.is_stream(),
         price: turn.price,
         price_version: turn.model.price_version,

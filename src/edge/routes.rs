@@ -1,0 +1,269 @@
+//! Provider routes of a model (its own provider first, then `model_routes`), their try order,
+//! and each route's circuit breaker, kept in KV. Decisions live in `core::routing`.
+
+use serde::Deserialize;
+use serde_json::Value;
+use worker::Env;
+
+use super::{config, db};
+use crate::core::error::{ErrorKind, GatewayError};
+use crate::core::providers::{ProviderKind, Route};
+use crate::core::routing::{try_order, Admission, BreakerConfig, BreakerState, RouteOption};
+
+/// An extra route row, joined with its provider.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RouteRow {
+    pub provider: String,
+    pub upstream_model: String,
+    pub priority: u32,
+    pub weight: u32,
+    pub kind: String,
+    pub base_url: String,
+    pub api_key_secret: Option<String>,
+    pub config: Option<String>,
+}
+
+/// The extra routes of a model.
+pub async fn load_extra_routes(
+    database: &worker::D1Database,
+    model: &str,
+) -> Result<Vec<RouteRow>, GatewayError> {
+    db::all(
+        database,
+        "SELECT r.provider, r.upstream_model, r.priority, r.weight, p.kind, p.base_url,
+                p.api_key_secret, p.config
+         FROM model_routes r JOIN providers p ON p.name = r.provider WHERE r.model = ?1",
+        &[model.into()],
+    )
+    .await
+}
+
+/// A route ready to try, or why it cannot be (a missing secret fails only that route).
+pub type Candidate = Result<Route, GatewayError>;
+
+/// Builds a route from provider settings, reading its key from the named secret.
+pub fn make_route(env: &Env, row: &RouteRow, max_output_tokens: u64) -> Candidate {
+    let provider = row.provider.as_str();
+    let kind = row.kind.as_str();
+    let kind = ProviderKind::parse(kind).ok_or_else(|| {
+        GatewayError::internal(format!("provider `{provider}` has unknown kind `{kind}`"))
+    })?;
+    let api_key = match row.api_key_secret.as_deref() {
+        Some(name) => Some(config::secret(env, name).ok_or_else(|| {
+            GatewayError::new(
+                ErrorKind::UpstreamFailed,
+                format!("Provider `{provider}` is not configured: its secret `{name}` is not set."),
+            )
+        })?),
+        None => None,
+    };
+    Ok(Route {
+        provider: provider.to_string(),
+        kind,
+        base_url: row.base_url.clone(),
+        api_key,
+        upstream_model: row.upstream_model.clone(),
+        max_output_tokens: Some(max_output_tokens),
+        config: row
+            .config
+            .as_deref()
+            .and_then(|c| serde_json::from_str(c).ok())
+            .unwrap_or(Value::Null),
+    })
+}
+
+/// Orders `primary` (priority 0) and the extra routes for one request.
+pub fn ordered(
+    primary: Candidate,
+    extras: Vec<(RouteOption, Candidate)>,
+    seed: u64,
+) -> Vec<Candidate> {
+    let mut options = vec![RouteOption {
+        priority: 0,
+        weight: 1,
+    }];
+    let mut candidates = vec![Some(primary)];
+    for (opt, c) in extras {
+        options.push(opt);
+        candidates.push(Some(c));
+    }
+    try_order(&options, seed)
+        .into_iter()
+        .filter_map(|i| candidates[i].take())
+        .collect()
+}
+
+/// `provider/upstream_model`, how routes are named in usage rows and breaker keys.
+pub fn route_name(route: &Route) -> String {
+    format!("{}/{}", route.provider, route.upstream_model)
+}
+
+/// A request's seed for the weighted order (FNV-1a of its id).
+pub fn seed(request_id: &str) -> u64 {
+    request_id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+fn breaker_key(route: &Route) -> String {
+    format!("breaker:{}", route_name(route))
+}
+
+/// The breaker settings (`ROUTE_FAILURE_THRESHOLD`, `ROUTE_COOLDOWN_MS`).
+pub fn breaker_config(env: &Env) -> BreakerConfig {
+    let var = |name: &str| -> Option<u64> {
+        env.var(name)
+            .ok()
+            .and_then(|v| v.to_string().trim().parse().ok())
+    };
+    let d = BreakerConfig::default();
+    BreakerConfig {
+        failure_threshold: var("ROUTE_FAILURE_THRESHOLD")
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(d.failure_threshold),
+        cooldown_ms: var("ROUTE_COOLDOWN_MS").unwrap_or(d.cooldown_ms),
+    }
+}
+
+/// The route's breaker state (closed when unknown or KV is unavailable).
+pub async fn breaker(env: &Env, route: &Route) -> BreakerState {
+    match env.kv("KV") {
+        Ok(kv) => kv
+            .get(&breaker_key(route))
+            .json::<BreakerState>()
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default(),
+        Err(_) => BreakerState::default(),
+    }
+}
+
+/// Whether to try the route now.
+pub fn admits(state: &BreakerState, now: u64, cfg: &BreakerConfig) -> bool {
+    state.admission(now, cfg) != Admission::Open
+}
+
+/// Stores a breaker state after an attempt; a healthy route costs no write.
+pub async fn record(env: &Env, route: &Route, before: BreakerState, after: BreakerState) {
+    if before == after {
+        return;
+    }
+    if let Ok(kv) = env.kv("KV") {
+        let key = breaker_key(route);
+        if after == BreakerState::default() {
+            let _ = kv.delete(&key).await;
+        } else if let Ok(put) = kv.put(&key, after) {
+            // KV's minimum TTL is 60 s; a state this old says nothing about the route any more.
+            let _ = put.expiration_ttl(86_400).execute().await;
+        }
+    }
+}
+
+/// `PUT /admin/routes/{model}` body: the model's extra routes, replacing the previous ones.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutesBody {
+    pub routes: Vec<RouteSpec>,
+}
+
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    pub provider: String,
+    /// Defaults to the model's own `upstream_model`.
+    pub upstream_model: Option<String>,
+    /// Default 1 (after the model's own provider, which is priority 0).
+    pub priority: Option<u32>,
+    /// Default 1.
+    pub weight: Option<u32>,
+}
+
+/// Replaces a model's extra routes.
+pub async fn put_routes(
+    database: &worker::D1Database,
+    model: &str,
+    body: RoutesBody,
+) -> Result<Value, GatewayError> {
+    let Some(m) = db::load_model(database, model, "").await? else {
+        return Err(GatewayError::new(
+            ErrorKind::NotFound,
+            format!("No model `{model}`."),
+        ));
+    };
+    let mut statements = vec![db::statement(
+        database,
+        "DELETE FROM model_routes WHERE model = ?1",
+        &[model.into()],
+    )?];
+    let mut out = Vec::new();
+    for (i, r) in body.routes.iter().enumerate() {
+        let known: Option<Value> = db::first(
+            database,
+            "SELECT name FROM providers WHERE name = ?1",
+            &[r.provider.as_str().into()],
+        )
+        .await?;
+        if known.is_none() {
+            return Err(GatewayError::invalid_param(
+                &format!("routes[{i}].provider"),
+                format!("No provider `{}`.", r.provider),
+            ));
+        }
+        let weight = r.weight.unwrap_or(1);
+        if weight == 0 {
+            return Err(GatewayError::invalid_param(
+                &format!("routes[{i}].weight"),
+                "`weight` must be at least 1.",
+            ));
+        }
+        let upstream = r
+            .upstream_model
+            .clone()
+            .unwrap_or_else(|| m.upstream_model.clone());
+        let priority = r.priority.unwrap_or(1);
+        statements.push(db::statement(
+            database,
+            "INSERT OR REPLACE INTO model_routes (model, provider, upstream_model, priority, weight)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            &[
+                model.into(),
+                r.provider.as_str().into(),
+                upstream.as_str().into(),
+                i64::from(priority).into(),
+                i64::from(weight).into(),
+            ],
+        )?);
+        out.push(
+            serde_json::json!({"provider": r.provider, "upstream_model": upstream,
+            "priority": priority, "weight": weight}),
+        );
+    }
+    db::batch(database, statements).await?;
+    Ok(
+        serde_json::json!({"model": model, "primary": {"provider": m.provider,
+        "upstream_model": m.upstream_model, "priority": 0}, "routes": out}),
+    )
+}
+
+/// A model's routes: its own provider and the extra ones.
+pub async fn get_routes(database: &worker::D1Database, model: &str) -> Result<Value, GatewayError> {
+    let Some(m) = db::load_model(database, model, "").await? else {
+        return Err(GatewayError::new(
+            ErrorKind::NotFound,
+            format!("No model `{model}`."),
+        ));
+    };
+    let extras = load_extra_routes(database, model).await?;
+    let routes: Vec<Value> = extras
+        .iter()
+        .map(|r| {
+            serde_json::json!({"provider": r.provider, "upstream_model": r.upstream_model,
+            "priority": r.priority, "weight": r.weight})
+        })
+        .collect();
+    Ok(
+        serde_json::json!({"model": model, "primary": {"provider": m.provider,
+        "upstream_model": m.upstream_model, "priority": 0}, "routes": routes}),
+    )
+}

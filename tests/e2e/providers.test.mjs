@@ -1,0 +1,398 @@
+// End to end through every native adapter: the built worker under wrangler dev, mock upstreams speaking each
+// provider's own protocol (mock-providers.mjs) on 127.0.0.1, and the official `openai` npm SDK as the client.
+// Plain and streamed answers, tool calls both ways, usage in the response and in the usage rows, errors.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import OpenAI from 'openai';
+import { sleep, startGateway } from './harness.mjs';
+import { OPENAI_USAGE, startMockProviders } from './mock-providers.mjs';
+
+const PRICE_IN = 1_000_000;
+const PRICE_OUT = 2_000_000;
+const costOf = (prompt, completion) => Math.ceil((prompt * PRICE_IN + completion * PRICE_OUT) / 1e6);
+const KEYS = { anthropic: 'sk-ant-mock', gemini: 'AIza-mock', azure: 'azure-mock-key', hf: 'hf_mock' };
+
+let gw;
+let mock;
+let client;
+
+// name → provider settings, upstream model, and what its failure looks like to the client
+const PROVIDERS = {
+  anthropic: {
+    provider: () => ({ kind: 'anthropic', base_url: `${mock.url}/anthropic/v1`, api_key_secret: 'ANTHROPIC_KEY' }),
+    upstream: 'claude-sonnet-4-5',
+    failure: { status: 502, message: /Overloaded/ },
+  },
+  gemini: {
+    provider: () => ({ kind: 'gemini', base_url: `${mock.url}/gemini/v1beta`, api_key_secret: 'GEMINI_KEY' }),
+    upstream: 'gemini-2.5-flash',
+    failure: { status: 502, message: /overloaded/ },
+  },
+  ollama: {
+    provider: () => ({ kind: 'ollama', base_url: `${mock.url}/ollama` }),
+    upstream: 'llama3.2',
+    failure: { status: 502, message: /try pulling it first/ },
+  },
+  azure: {
+    provider: () => ({ kind: 'azure', base_url: `${mock.url}/azure`, api_key_secret: 'AZURE_KEY', config: { api_version: '2024-10-21' } }),
+    upstream: 'gpt4o-deployment',
+    failure: { status: 400, code: 'content_filter', message: /content management policy/ },
+  },
+  hf: {
+    provider: () => ({ kind: 'huggingface', base_url: `${mock.url}/hf`, api_key_secret: 'HF_KEY' }),
+    upstream: 'tgi',
+    failure: { status: 422, code: 'validation', message: /must have less than 4096 tokens/ },
+    // TGI reports `eos_token`, which says nothing about tools: the gateway reports `stop`.
+    toolFinish: 'stop',
+  },
+};
+
+async function adminOk(method, path, body, status = 200) {
+  const res = await gw.admin(method, path, body);
+  assert.equal(res.status, status, `${method} ${path}: ${res.text}`);
+  return res.json;
+}
+
+async function usageRow(requestId, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const res = await gw.admin('GET', `/admin/requests/${requestId}`);
+    if (res.status === 200) return res.json;
+    if (Date.now() > deadline) throw new Error(`no usage row for ${requestId}`);
+    await sleep(100);
+  }
+}
+
+function assertUsage(usage, [prompt, cached, completion, reasoning]) {
+  assert.equal(usage.prompt_tokens, prompt);
+  assert.equal(usage.completion_tokens, completion);
+  assert.equal(usage.total_tokens, prompt + completion);
+  assert.equal(usage.prompt_tokens_details?.cached_tokens ?? 0, cached);
+  assert.equal(usage.completion_tokens_details?.reasoning_tokens ?? 0, reasoning);
+}
+
+const WEATHER_TOOL = {
+  type: 'function',
+  function: {
+    name: 'get_weather',
+    description: 'Weather for a city',
+    parameters: { type: 'object', properties: { location: { type: 'string' } }, required: ['location'] },
+  },
+};
+
+/** Reads an SDK stream into text, tool calls, finish reason, usage and chunk count. */
+async function collect(stream) {
+  const out = { text: '', calls: [], finish: null, usage: null, chunks: 0 };
+  for await (const chunk of stream) {
+    out.chunks += 1;
+    if (chunk.usage) out.usage = chunk.usage;
+    for (const c of chunk.choices) {
+      out.text += c.delta?.content ?? '';
+      for (const t of c.delta?.tool_calls ?? []) {
+        out.calls[t.index] ??= { id: '', name: '', arguments: '' };
+        if (t.id) out.calls[t.index].id = t.id;
+        out.calls[t.index].name += t.function?.name ?? '';
+        out.calls[t.index].arguments += t.function?.arguments ?? '';
+      }
+      if (c.finish_reason) out.finish = c.finish_reason;
+    }
+  }
+  return out;
+}
+
+before(async () => {
+  mock = await startMockProviders({ keys: KEYS });
+  gw = await startGateway({
+    vars: {
+      ANTHROPIC_KEY: KEYS.anthropic,
+      GEMINI_KEY: KEYS.gemini,
+      AZURE_KEY: KEYS.azure,
+      HF_KEY: KEYS.hf,
+      UPSTREAM_CONNECT_TIMEOUT_MS: '5000',
+      ROUTE_FAILURE_THRESHOLD: '2',
+      ROUTE_COOLDOWN_MS: '600000',
+    },
+  });
+  for (const [name, p] of Object.entries(PROVIDERS)) {
+    await adminOk('PUT', `/admin/providers/${name}`, p.provider());
+    await adminOk('PUT', `/admin/models/${name}-model`, {
+      provider: name,
+      upstream_model: p.upstream,
+      input_price: PRICE_IN,
+      output_price: PRICE_OUT,
+      max_output_tokens: 777,
+    });
+    await adminOk('PUT', `/admin/models/${name}-fail`, {
+      provider: name,
+      upstream_model: 'mock-fail',
+      input_price: PRICE_IN,
+      output_price: PRICE_OUT,
+    });
+  }
+  const tenant = await adminOk('POST', '/admin/tenants', { name: 'providers', credit: 100_000_000 }, 201);
+  const key = await adminOk('POST', `/admin/tenants/${tenant.id}/keys`, { name: 'main' }, 201);
+  client = new OpenAI({ apiKey: key.key, baseURL: `${gw.url}/v1`, maxRetries: 0 });
+});
+
+after(async () => {
+  await gw?.kill();
+  await mock?.close();
+});
+
+test('provider list shows kinds and config; presets fill in base URLs', async () => {
+  const list = await adminOk('GET', '/admin/providers');
+  const azure = list.data.find((p) => p.name === 'azure');
+  assert.equal(azure.kind, 'azure');
+  assert.deepEqual(azure.config, { api_version: '2024-10-21' });
+  const ds = await adminOk('PUT', '/admin/providers/deepseek', { kind: 'deepseek', api_key_secret: 'DEEPSEEK_API_KEY' });
+  assert.equal(ds.kind, 'openai');
+  assert.equal(ds.base_url, 'https://api.deepseek.com/v1');
+  const bad = await gw.admin('PUT', '/admin/providers/x', { kind: 'nope', base_url: 'http://127.0.0.1:1' });
+  assert.equal(bad.status, 400);
+  assert.match(bad.json.error.message, /anthropic/);
+  await adminOk('DELETE', '/admin/providers/deepseek');
+});
+
+for (const [name, p] of Object.entries(PROVIDERS)) {
+  const model = `${name}-model`;
+  const expected = (words) => OPENAI_USAGE[name](words);
+
+  describe(`${name} adapter`, () => {
+    test('plain completion: content, finish, usage and the usage row', async () => {
+      const before = mock.requests.length;
+      const { data, response } = await client.chat.completions
+        .create({
+          model,
+          messages: [
+            { role: 'system', content: 'Be brief.' },
+            { role: 'user', content: 'hello there' },
+          ],
+        })
+        .withResponse();
+      assert.equal(data.object, 'chat.completion');
+      assert.equal(data.choices.length, 1);
+      assert.equal(data.choices[0].message.role, 'assistant');
+      assert.equal(data.choices[0].message.content, 'mock reply to hello there');
+      assert.equal(data.choices[0].finish_reason, 'stop');
+      assertUsage(data.usage, expected(5));
+      const row = await usageRow(response.headers.get('x-request-id'));
+      const [prompt, , completion] = expected(5);
+      assert.equal(row.status, 'ok');
+      assert.equal(row.usage_source, 'upstream');
+      assert.equal(row.provider, name);
+      assert.equal(row.upstream_model, p.upstream);
+      assert.equal(row.prompt_tokens, prompt);
+      assert.equal(row.completion_tokens, completion);
+      assert.equal(row.cost, costOf(prompt, completion));
+      assert.equal(response.headers.get('x-tollgate-cost'), String(row.cost));
+      // The provider saw its own protocol.
+      assert.equal(mock.requests.length, before + 1);
+      const seen = mock.requests.at(-1);
+      if (name === 'anthropic') {
+        assert.deepEqual(seen.body.system, [{ type: 'text', text: 'Be brief.' }]);
+        assert.equal(seen.body.max_tokens, 777, "max_tokens defaults to the model's max_output_tokens");
+        assert.equal(seen.headers['anthropic-version'], '2023-06-01');
+        assert.equal(seen.headers.authorization, undefined);
+      }
+      if (name === 'gemini') {
+        assert.deepEqual(seen.body.systemInstruction, { parts: [{ text: 'Be brief.' }] });
+        assert.equal(seen.headers.authorization, undefined);
+        assert.ok(seen.url.endsWith('/models/gemini-2.5-flash:generateContent'), seen.url);
+      }
+      if (name === 'ollama') {
+        assert.equal(seen.body.stream, false);
+        assert.equal(seen.body.messages[0].role, 'system');
+      }
+      if (name === 'azure') {
+        assert.ok(seen.url.includes('/openai/deployments/gpt4o-deployment/chat/completions?api-version=2024-10-21'), seen.url);
+        assert.equal(seen.headers.authorization, undefined);
+      }
+    });
+
+    test('stream with include_usage: text, finish and usage chunk', async () => {
+      const stream = await client.chat.completions.create({
+        model,
+        stream: true,
+        stream_options: { include_usage: true },
+        messages: [{ role: 'user', content: 'a b c d' }],
+      });
+      const out = await collect(stream);
+      assert.equal(out.text, 'mock reply to a b c d');
+      assert.equal(out.finish, 'stop');
+      assert.ok(out.chunks >= 6, `one chunk per word: ${out.chunks}`);
+      assertUsage(out.usage, expected(7));
+    });
+
+    test('stream without include_usage: no usage chunk, row still billed from provider usage', async () => {
+      const { data: stream, response } = await client.chat.completions
+        .create({ model, stream: true, messages: [{ role: 'user', content: 'x y' }] })
+        .withResponse();
+      const out = await collect(stream);
+      assert.equal(out.text, 'mock reply to x y');
+      assert.equal(out.usage, null);
+      const row = await usageRow(response.headers.get('x-request-id'));
+      const [prompt, , completion] = expected(5);
+      assert.equal(row.status, 'ok');
+      assert.equal(row.usage_source, 'upstream');
+      assert.equal(row.prompt_tokens, prompt);
+      assert.equal(row.completion_tokens, completion);
+      assert.equal(row.stream, 1);
+    });
+
+    test('tool call, plain', async () => {
+      const data = await client.chat.completions.create({
+        model,
+        tools: [WEATHER_TOOL],
+        messages: [{ role: 'user', content: 'weather in Paris?' }],
+      });
+      const msg = data.choices[0].message;
+      assert.equal(msg.tool_calls.length, 1);
+      assert.equal(msg.tool_calls[0].type, 'function');
+      assert.ok(msg.tool_calls[0].id, 'tool call id');
+      assert.equal(msg.tool_calls[0].function.name, 'get_weather');
+      assert.deepEqual(JSON.parse(msg.tool_calls[0].function.arguments), { location: 'Paris' });
+      assert.equal(data.choices[0].finish_reason, p.toolFinish ?? 'tool_calls');
+      assertUsage(data.usage, expected(5));
+    });
+
+    test('tool call, streamed', async () => {
+      const stream = await client.chat.completions.create({
+        model,
+        stream: true,
+        stream_options: { include_usage: true },
+        tools: [WEATHER_TOOL],
+        messages: [{ role: 'user', content: 'weather in Paris?' }],
+      });
+      const out = await collect(stream);
+      assert.equal(out.calls.length, 1);
+      assert.ok(out.calls[0].id);
+      assert.equal(out.calls[0].name, 'get_weather');
+      assert.deepEqual(JSON.parse(out.calls[0].arguments), { location: 'Paris' });
+      assert.equal(out.finish, p.toolFinish ?? 'tool_calls');
+      assertUsage(out.usage, expected(5));
+    });
+
+    test('tool result goes back in the native shape', async () => {
+      const data = await client.chat.completions.create({
+        model,
+        tools: [WEATHER_TOOL],
+        messages: [
+          { role: 'user', content: 'weather in Paris?' },
+          {
+            role: 'assistant',
+            content: null,
+            tool_calls: [{ id: 'call_abc', type: 'function', function: { name: 'get_weather', arguments: '{"location":"Paris"}' } }],
+          },
+          { role: 'tool', tool_call_id: 'call_abc', content: 'sunny' },
+        ],
+      });
+      const text = data.choices[0].message.content;
+      assert.match(text, /^mock reply to tool result .*sunny/);
+      const seen = mock.requests.at(-1).body;
+      if (name === 'anthropic') {
+        assert.deepEqual(seen.messages[1].content[0], { type: 'tool_use', id: 'call_abc', name: 'get_weather', input: { location: 'Paris' } });
+        assert.equal(seen.messages[2].content[0].type, 'tool_result');
+        assert.equal(seen.messages[2].content[0].tool_use_id, 'call_abc');
+      }
+      if (name === 'gemini') {
+        assert.deepEqual(seen.contents[2].parts[0], { functionResponse: { name: 'get_weather', response: { output: 'sunny' } } });
+      }
+      if (name === 'ollama') {
+        assert.deepEqual(seen.messages[1].tool_calls[0].function.arguments, { location: 'Paris' });
+        assert.equal(seen.messages[2].tool_name, 'get_weather');
+      }
+    });
+
+    test('provider failure: OpenAI-shaped error keeping the message, nothing charged', async () => {
+      const err = await client.chat.completions
+        .create({ model: `${name}-fail`, messages: [{ role: 'user', content: 'hi' }] })
+        .withResponse()
+        .then(
+          () => null,
+          (e) => e,
+        );
+      assert.ok(err, 'the request must fail');
+      assert.equal(err.status, p.failure.status, err.message);
+      assert.match(err.error.message, p.failure.message);
+      if (p.failure.code) assert.equal(err.code, p.failure.code);
+      const row = await usageRow(err.headers.get('x-request-id'));
+      assert.equal(row.status, 'upstream_error');
+      assert.equal(row.cost, 0);
+    });
+  });
+}
+
+describe('routing: fallback routes and circuit breaker', () => {
+  const hello = { messages: [{ role: 'user', content: 'hello' }] };
+
+  before(async () => {
+    for (const [model, provider] of [['routed', 'anthropic'], ['routed-4xx', 'azure']]) {
+      await adminOk('PUT', `/admin/models/${model}`, {
+        provider,
+        upstream_model: 'mock-fail',
+        input_price: PRICE_IN,
+        output_price: PRICE_OUT,
+      });
+      await adminOk('PUT', `/admin/routes/${model}`, { routes: [{ provider: 'gemini', upstream_model: 'gemini-2.5-flash', weight: 2 }] });
+    }
+  });
+
+  test('routes are listed with the primary first', async () => {
+    const r = await adminOk('GET', '/admin/routes/routed');
+    assert.deepEqual(r.primary, { provider: 'anthropic', upstream_model: 'mock-fail', priority: 0 });
+    assert.deepEqual(r.routes, [{ provider: 'gemini', upstream_model: 'gemini-2.5-flash', priority: 1, weight: 2 }]);
+    const bad = await gw.admin('PUT', '/admin/routes/routed', { routes: [{ provider: 'nope' }] });
+    assert.equal(bad.status, 400);
+  });
+
+  test('a retryable failure falls back to the next route; the row names both', async () => {
+    const before = mock.requests.length;
+    const { data, response } = await client.chat.completions.create({ model: 'routed', ...hello }).withResponse();
+    assert.equal(data.choices[0].message.content, 'mock reply to hello');
+    const seen = mock.requests.slice(before).map((r) => r.url.split('/')[1]);
+    assert.deepEqual(seen, ['anthropic', 'gemini']);
+    const row = await usageRow(response.headers.get('x-request-id'));
+    assert.equal(row.status, 'ok');
+    assert.equal(row.provider, 'gemini');
+    assert.equal(row.upstream_model, 'gemini-2.5-flash');
+    assert.deepEqual(JSON.parse(row.routes_tried), ['anthropic/mock-fail']);
+    const [prompt, , completion] = OPENAI_USAGE.gemini(4);
+    assert.equal(row.cost, costOf(prompt, completion));
+  });
+
+  test('streams fall back too, before anything is sent', async () => {
+    const { data: stream, response } = await client.chat.completions
+      .create({ model: 'routed', stream: true, ...hello })
+      .withResponse();
+    const out = await collect(stream);
+    assert.equal(out.text, 'mock reply to hello');
+    const row = await usageRow(response.headers.get('x-request-id'));
+    assert.equal(row.provider, 'gemini');
+    assert.deepEqual(JSON.parse(row.routes_tried), ['anthropic/mock-fail']);
+  });
+
+  test('after repeated failures the breaker opens and the failing route is skipped', async () => {
+    // Two failures so far (threshold 2): the route is open now.
+    const before = mock.requests.length;
+    const { response } = await client.chat.completions.create({ model: 'routed', ...hello }).withResponse();
+    const seen = mock.requests.slice(before).map((r) => r.url.split('/')[1]);
+    assert.deepEqual(seen, ['gemini']);
+    const row = await usageRow(response.headers.get('x-request-id'));
+    assert.deepEqual(JSON.parse(row.routes_tried), ['anthropic/mock-fail (circuit open)']);
+  });
+
+  test('a 4xx (content-policy refusal) is never retried elsewhere', async () => {
+    const before = mock.requests.length;
+    const err = await client.chat.completions.create({ model: 'routed-4xx', ...hello }).then(
+      () => null,
+      (e) => e,
+    );
+    assert.equal(err?.status, 400);
+    assert.equal(err.code, 'content_filter');
+    const seen = mock.requests.slice(before).map((r) => r.url.split('/')[1]);
+    assert.deepEqual(seen, ['azure']);
+    const row = await usageRow(err.headers.get('x-request-id'));
+    assert.equal(row.status, 'upstream_error');
+    assert.equal(row.routes_tried, null);
+  });
+});
