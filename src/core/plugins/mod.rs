@@ -550,7 +550,8 @@ mod tests {
     #[test]
     fn rejects_bad_manifests_naming_the_field() {
         let base = weather("https://wx.example.com/x");
-        let cases: Vec<(Box<dyn Fn(&mut Value)>, &str, &str)> = vec![
+        type Edit = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(Edit, &str, &str)> = vec![
             (
                 Box::new(|m| m["identifier"] = json!("Weather_1")),
                 "identifier",
