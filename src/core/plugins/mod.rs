@@ -547,13 +547,11 @@ mod tests {
         assert_eq!(stored, m);
     }
 
-    /// A change that breaks a manifest, the field the error must name, and a word of its message.
-    type BadCase = (Box<dyn Fn(&mut Value)>, &'static str, &'static str);
-
     #[test]
     fn rejects_bad_manifests_naming_the_field() {
         let base = weather("https://wx.example.com/x");
-        let cases: Vec<BadCase> = vec![
+        type Edit = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(Edit, &str, &str)> = vec![
             (
                 Box::new(|m| m["identifier"] = json!("Weather_1")),
                 "identifier",
