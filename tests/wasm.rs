@@ -4,8 +4,70 @@
 
 use tollgate::core::billing::{cost_micros, Price, TokenUsage};
 use tollgate::core::openai::ChatCompletionRequest;
-use tollgate::core::tokens::{count_chat_prompt, Encoding};
+use tollgate::core::tokens::{count_chat_prompt, Encoding, StreamTokenCounter};
 use wasm_bindgen_test::wasm_bindgen_test;
+
+const CORPUS: &[&str] = &[
+    include_str!("corpus/english.txt"),
+    include_str!("corpus/code.txt"),
+    include_str!("corpus/chinese.txt"),
+    include_str!("corpus/mixed.txt"),
+];
+
+/// The same counts as tiktoken-rs, the reference, compiled to wasm too: corpora line by line and
+/// whole, long runs, and a seeded fuzz.
+#[wasm_bindgen_test]
+fn counts_equal_tiktoken_rs_in_wasm() {
+    for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {
+        let reference = match enc {
+            Encoding::O200kBase => tiktoken_rs::o200k_base_singleton(),
+            Encoding::Cl100kBase => tiktoken_rs::cl100k_base_singleton(),
+        };
+        let expect = |text: &str| reference.encode_ordinary(text).len() as u64;
+        for text in CORPUS {
+            assert_eq!(enc.count(text), expect(text), "{enc:?}");
+            for line in text.split_inclusive('\n') {
+                assert_eq!(enc.count(line), expect(line), "{enc:?} {line:?}");
+            }
+        }
+        for long in [
+            " ".repeat(3000),
+            "\n \n".repeat(500),
+            "ab".repeat(2000),
+            "中文".repeat(1000),
+        ] {
+            assert_eq!(enc.count(&long), expect(&long), "{enc:?} long run");
+        }
+        let alphabet: Vec<char> = " \n\r\taAsStT'ǅʰ中\u{301}17٣.!/🎉\u{200d}ſé"
+            .chars()
+            .collect();
+        let mut seed = 0x1234_5678_9ABC_DEF1u64;
+        for _ in 0..500 {
+            let mut text = String::new();
+            for _ in 0..16 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                text.push(alphabet[(seed % alphabet.len() as u64) as usize]);
+            }
+            assert_eq!(enc.count(&text), expect(&text), "{enc:?} {text:?}");
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+fn stream_counter_in_wasm() {
+    for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {
+        for text in CORPUS {
+            let mut counter = StreamTokenCounter::new(enc);
+            let chars: Vec<char> = text.chars().collect();
+            for chunk in chars.chunks(3) {
+                counter.push(&chunk.iter().collect::<String>());
+            }
+            assert_eq!(counter.total(), enc.count(text));
+        }
+    }
+}
 
 #[wasm_bindgen_test]
 fn token_counts_in_wasm() {
