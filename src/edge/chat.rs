@@ -170,19 +170,20 @@ pub async fn chat_completions(
     let settings = Settings::from_env(env);
     let caller = auth::authenticate(&req, env).await?;
     let body = http::read_body(&mut req, settings.max_body_bytes).await?;
-    let chat = ChatCompletionRequest::from_json(&body)?;
+    let mut chat = ChatCompletionRequest::from_json(&body)?;
     let session_id = match req.headers().get("x-session-id").ok().flatten() {
         Some(id) => session::validate_session_id(&id)?.to_string(),
         None => ids::prefixed_id("sess", started_at),
     };
 
     let database = db::database(env)?;
-    let model = db::load_model(&database, &chat.model)
+    let model_name = routes::resolve_auto(env, &mut chat, &body)?;
+    let model = db::load_model(&database, &model_name)
         .await?
         .ok_or_else(|| {
             GatewayError::new(
                 ErrorKind::ModelNotFound,
-                format!("The model `{}` does not exist.", chat.model),
+                format!("The model `{model_name}` does not exist."),
             )
             .with_code("model_not_found")
         })?;

@@ -7,8 +7,54 @@ use worker::Env;
 
 use super::{config, db};
 use crate::core::error::{ErrorKind, GatewayError};
+use crate::core::meter::estimate_tokens;
+use crate::core::openai::ChatCompletionRequest;
 use crate::core::providers::{ProviderKind, Route};
-use crate::core::routing::{try_order, Admission, BreakerConfig, BreakerState, RouteOption};
+use crate::core::routing::{
+    auto_tier, try_order, Admission, BreakerConfig, BreakerState, RouteOption, Tier,
+};
+
+/// The cost-aware virtual model.
+pub const AUTO_MODEL: &str = "tollgate/auto";
+
+/// The model a request is served by: itself, or for [`AUTO_MODEL`] the cheap or the strong model
+/// (`AUTO_CHEAP_MODEL`, `AUTO_STRONG_MODEL`) by the rule of `core::routing::auto_tier`, with
+/// `AUTO_LONG_PROMPT_TOKENS` (default 8000, estimated at 4 bytes a token) as the long-context
+/// threshold. The hint field `tollgate_tier` is removed from the request so that it never
+/// reaches a provider.
+pub fn resolve_auto(
+    env: &Env,
+    chat: &mut ChatCompletionRequest,
+    body: &[u8],
+) -> Result<String, GatewayError> {
+    let hint = chat.extra.remove("tollgate_tier");
+    if chat.model != AUTO_MODEL {
+        return Ok(chat.model.clone());
+    }
+    if let Some(hint) = hint {
+        chat.extra.insert("tollgate_tier".to_string(), hint);
+    }
+    let long = env
+        .var("AUTO_LONG_PROMPT_TOKENS")
+        .ok()
+        .and_then(|v| v.to_string().trim().parse().ok())
+        .unwrap_or(8000);
+    let (tier, _reason) = auto_tier(chat, estimate_tokens(&String::from_utf8_lossy(body)), long);
+    chat.extra.remove("tollgate_tier");
+    let var = match tier {
+        Tier::Cheap => "AUTO_CHEAP_MODEL",
+        Tier::Strong => "AUTO_STRONG_MODEL",
+    };
+    config::secret(env, var).ok_or_else(|| {
+        GatewayError::new(
+            ErrorKind::ModelNotFound,
+            format!(
+                "The model `{AUTO_MODEL}` is not configured on this gateway (`{var}` is not set)."
+            ),
+        )
+        .with_code("model_not_found")
+    })
+}
 
 /// An extra route row, joined with its provider.
 #[derive(Debug, Clone, Deserialize)]
