@@ -16,7 +16,7 @@ use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::meter::{self, bill, BillInput, RequestStatus, StreamMeter};
 use crate::core::openai::{ChatCompletionRequest, Usage};
 use crate::core::providers::{echo, ProviderKind, ResponseContext, Route, UpstreamRequest};
-use crate::core::routing::{may_fall_back, RouteOption};
+use crate::core::routing::may_fall_back;
 use crate::core::tokens::{count_chat_prompt, encoding_for_model, Encoding};
 use crate::core::{ids, session};
 
@@ -208,19 +208,20 @@ pub async fn chat_completions(
     let settings = Settings::from_env(env);
     let caller = auth::authenticate(&req, env).await?;
     let body = http::read_body(&mut req, settings.max_body_bytes).await?;
-    let chat = ChatCompletionRequest::from_json(&body)?;
+    let mut chat = ChatCompletionRequest::from_json(&body)?;
     let session_id = match req.headers().get("x-session-id").ok().flatten() {
         Some(id) => session::validate_session_id(&id)?.to_string(),
         None => ids::prefixed_id("sess", started_at),
     };
 
     let database = db::database(env)?;
-    let model = db::load_model(&database, &chat.model, &caller.tenant_id)
+    let model_name = routes::resolve_auto(env, &mut chat, &body)?;
+    let model = db::load_model(&database, &model_name, &caller.tenant_id)
         .await?
         .ok_or_else(|| {
             GatewayError::new(
                 ErrorKind::ModelNotFound,
-                format!("The model `{}` does not exist.", chat.model),
+                format!("The model `{model_name}` does not exist."),
             )
             .with_code("model_not_found")
         })?;
@@ -263,11 +264,10 @@ pub async fn chat_completions(
         model.multiplier_bps,
     );
 
-    let attempts = prepare_routes(env, &database, &model, kind, &chat, request_id).await?;
+    let attempts = routes::prepare_routes(env, &database, &model, kind, &chat, request_id).await?;
     let first_route = attempts[0].0.clone();
     // ---- plugins (src/edge/plugins): slash commands and requests that enable plugins are
     // served by the tool loop; the `plugins` field is removed from every request.
-    let mut chat = chat;
     let had_plugins_field = chat.extra.contains_key("plugins");
     let turn = super::plugins::Turn {
         env,
@@ -489,64 +489,6 @@ pub(crate) fn echo_reply(
             }),
         },
     )
-}
-
-/// The routes to try, in order, each with its upstream request built. Routes that cannot be
-/// built (a missing secret, a request the provider cannot represent) are left out; when none is
-/// left, the first such error is the answer (before anything is reserved).
-async fn prepare_routes(
-    env: &Env,
-    database: &D1Database,
-    model: &db::ModelRow,
-    kind: ProviderKind,
-    chat: &ChatCompletionRequest,
-    request_id: &str,
-) -> Result<Vec<(Route, UpstreamRequest)>, GatewayError> {
-    let primary_row = routes::RouteRow {
-        provider: model.provider.clone(),
-        upstream_model: model.upstream_model.clone(),
-        priority: 0,
-        weight: 1,
-        kind: kind.as_str().to_string(),
-        base_url: model.base_url.clone(),
-        api_key_secret: model.api_key_secret.clone(),
-        config: model.config.clone(),
-    };
-    let primary = routes::make_route(env, &primary_row, model.max_output_tokens);
-    let extras = if kind == ProviderKind::Echo {
-        Vec::new()
-    } else {
-        routes::load_extra_routes(database, &model.name).await?
-    };
-    let extras = extras
-        .iter()
-        .map(|r| {
-            let option = RouteOption {
-                priority: r.priority,
-                weight: r.weight,
-            };
-            (option, routes::make_route(env, r, model.max_output_tokens))
-        })
-        .collect();
-    let mut attempts = Vec::new();
-    let mut first_error = None;
-    for candidate in routes::ordered(primary, extras, routes::seed(request_id)) {
-        let built = candidate.and_then(|route| {
-            let up = route.kind.adapter().build_request(&route, chat)?;
-            Ok((route, up))
-        });
-        match built {
-            Ok(attempt) => attempts.push(attempt),
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    if attempts.is_empty() {
-        return Err(first_error
-            .unwrap_or_else(|| GatewayError::internal("the model has no provider route")));
-    }
-    Ok(attempts)
 }
 
 /// Tries the routes in order: a retryable failure before anything was sent moves on to the next

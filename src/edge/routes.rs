@@ -7,8 +7,54 @@ use worker::Env;
 
 use super::{config, db};
 use crate::core::error::{ErrorKind, GatewayError};
-use crate::core::providers::{ProviderKind, Route};
-use crate::core::routing::{try_order, Admission, BreakerConfig, BreakerState, RouteOption};
+use crate::core::meter::estimate_tokens;
+use crate::core::openai::ChatCompletionRequest;
+use crate::core::providers::{ProviderKind, Route, UpstreamRequest};
+use crate::core::routing::{
+    auto_tier, try_order, Admission, BreakerConfig, BreakerState, RouteOption, Tier,
+};
+
+/// The cost-aware virtual model.
+pub const AUTO_MODEL: &str = "tollgate/auto";
+
+/// The model a request is served by: itself, or for [`AUTO_MODEL`] the cheap or the strong model
+/// (`AUTO_CHEAP_MODEL`, `AUTO_STRONG_MODEL`) by the rule of `core::routing::auto_tier`, with
+/// `AUTO_LONG_PROMPT_TOKENS` (default 8000, estimated at 4 bytes a token) as the long-context
+/// threshold. The hint field `tollgate_tier` is removed from the request so that it never
+/// reaches a provider.
+pub fn resolve_auto(
+    env: &Env,
+    chat: &mut ChatCompletionRequest,
+    body: &[u8],
+) -> Result<String, GatewayError> {
+    let hint = chat.extra.remove("tollgate_tier");
+    if chat.model != AUTO_MODEL {
+        return Ok(chat.model.clone());
+    }
+    if let Some(hint) = hint {
+        chat.extra.insert("tollgate_tier".to_string(), hint);
+    }
+    let long = env
+        .var("AUTO_LONG_PROMPT_TOKENS")
+        .ok()
+        .and_then(|v| v.to_string().trim().parse().ok())
+        .unwrap_or(8000);
+    let (tier, _reason) = auto_tier(chat, estimate_tokens(&String::from_utf8_lossy(body)), long);
+    chat.extra.remove("tollgate_tier");
+    let var = match tier {
+        Tier::Cheap => "AUTO_CHEAP_MODEL",
+        Tier::Strong => "AUTO_STRONG_MODEL",
+    };
+    config::secret(env, var).ok_or_else(|| {
+        GatewayError::new(
+            ErrorKind::ModelNotFound,
+            format!(
+                "The model `{AUTO_MODEL}` is not configured on this gateway (`{var}` is not set)."
+            ),
+        )
+        .with_code("model_not_found")
+    })
+}
 
 /// An extra route row, joined with its provider.
 #[derive(Debug, Clone, Deserialize)]
@@ -91,6 +137,64 @@ pub fn ordered(
         .into_iter()
         .filter_map(|i| candidates[i].take())
         .collect()
+}
+
+/// The routes to try, in order, each with its upstream request built. Routes that cannot be
+/// built (a missing secret, a request the provider cannot represent) are left out; when none is
+/// left, the first such error is the answer (before anything is reserved).
+pub async fn prepare_routes(
+    env: &Env,
+    database: &worker::D1Database,
+    model: &db::ModelRow,
+    kind: ProviderKind,
+    chat: &ChatCompletionRequest,
+    request_id: &str,
+) -> Result<Vec<(Route, UpstreamRequest)>, GatewayError> {
+    let primary_row = RouteRow {
+        provider: model.provider.clone(),
+        upstream_model: model.upstream_model.clone(),
+        priority: 0,
+        weight: 1,
+        kind: kind.as_str().to_string(),
+        base_url: model.base_url.clone(),
+        api_key_secret: model.api_key_secret.clone(),
+        config: model.config.clone(),
+    };
+    let primary = make_route(env, &primary_row, model.max_output_tokens);
+    let extras = if kind == ProviderKind::Echo {
+        Vec::new()
+    } else {
+        load_extra_routes(database, &model.name).await?
+    };
+    let extras = extras
+        .iter()
+        .map(|r| {
+            let option = RouteOption {
+                priority: r.priority,
+                weight: r.weight,
+            };
+            (option, make_route(env, r, model.max_output_tokens))
+        })
+        .collect();
+    let mut attempts = Vec::new();
+    let mut first_error = None;
+    for candidate in ordered(primary, extras, seed(request_id)) {
+        let built = candidate.and_then(|route| {
+            let up = route.kind.adapter().build_request(&route, chat)?;
+            Ok((route, up))
+        });
+        match built {
+            Ok(attempt) => attempts.push(attempt),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if attempts.is_empty() {
+        return Err(first_error
+            .unwrap_or_else(|| GatewayError::internal("the model has no provider route")));
+    }
+    Ok(attempts)
 }
 
 /// `provider/upstream_model`, how routes are named in usage rows and breaker keys.

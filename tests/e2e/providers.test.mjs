@@ -111,6 +111,9 @@ before(async () => {
       UPSTREAM_CONNECT_TIMEOUT_MS: '5000',
       ROUTE_FAILURE_THRESHOLD: '2',
       ROUTE_COOLDOWN_MS: '600000',
+      AUTO_CHEAP_MODEL: 'ollama-model',
+      AUTO_STRONG_MODEL: 'gemini-model',
+      AUTO_LONG_PROMPT_TOKENS: '200',
     },
   });
   for (const [name, p] of Object.entries(PROVIDERS)) {
@@ -394,5 +397,37 @@ describe('routing: fallback routes and circuit breaker', () => {
     const row = await usageRow(err.headers.get('x-request-id'));
     assert.equal(row.status, 'upstream_error');
     assert.equal(row.routes_tried, null);
+  });
+});
+
+describe('tollgate/auto: cheapest model unless the request needs the strong one', () => {
+  const servedBy = async (params) => {
+    const before = mock.requests.length;
+    const { data, response } = await client.chat.completions.create({ model: 'tollgate/auto', ...params }).withResponse();
+    const row = await usageRow(response.headers.get('x-request-id'));
+    const seen = mock.requests.slice(before).map((r) => r.url.split('/')[1]);
+    return { data, row, seen };
+  };
+  const ask = (content) => ({ messages: [{ role: 'user', content }] });
+
+  test('plain request: the cheap model', async () => {
+    const { data, row, seen } = await servedBy(ask('hi'));
+    assert.equal(data.choices[0].message.content, 'mock reply to hi');
+    assert.equal(row.model, 'ollama-model');
+    assert.deepEqual(seen, ['ollama']);
+  });
+
+  test('tools, long prompts and reasoning effort: the strong model', async () => {
+    assert.equal((await servedBy({ ...ask('weather?'), tools: [WEATHER_TOOL] })).row.model, 'gemini-model');
+    assert.equal((await servedBy(ask('long '.repeat(200)))).row.model, 'gemini-model');
+    assert.equal((await servedBy({ ...ask('think'), reasoning_effort: 'high' })).row.model, 'gemini-model');
+  });
+
+  test('an explicit hint wins and never reaches the provider', async () => {
+    const { row } = await servedBy({ ...ask('weather?'), tools: [WEATHER_TOOL], tollgate_tier: 'cheap' });
+    assert.equal(row.model, 'ollama-model');
+    assert.equal((await servedBy({ ...ask('x'), tollgate_tier: 'strong' })).row.model, 'gemini-model');
+    await client.chat.completions.create({ model: 'hf-model', ...ask('x'), tollgate_tier: 'strong' });
+    assert.equal(mock.requests.at(-1).body.tollgate_tier, undefined);
   });
 });
