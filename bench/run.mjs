@@ -851,8 +851,9 @@ function renderMarkdown(results) {
   );
   if (meteringCheck) {
     L.push(
-      `- **Metering was on**: ${meteringCheck.usageRows} usage rows in D1 for ${meteringCheck.answered} answered ` +
-        `requests to Tollgate (statuses: ${Object.entries(meteringCheck.byStatus)
+      `- **Metering was on**: ${meteringCheck.usageRows} usage rows in D1 for ${meteringCheck.answered} requests ` +
+        `the load generators counted as answered by Tollgate (requests still in flight when a run stopped are ` +
+        `settled too, as client_abort or ok; statuses: ${Object.entries(meteringCheck.byStatus)
           .map(([k, n]) => `${k} ${n}`)
           .join(', ')}); ${meteringCheck.openReservations} reservations still open at the end.`,
     );
@@ -977,9 +978,10 @@ function renderMarkdown(results) {
       'For Tollgate the total is split by process: _worker_ is the user workerd (Tollgate\'s wasm, the runtime, ' +
       'and — locally only — the D1/SQLite and KV simulation), _proxy_ wrangler\'s proxy workerd, _wrangler_ its ' +
       'Node process. For direct the column is the mock\'s CPU.',
-    '- Local D1 and KV are in-process SQLite and files: each query costs microseconds here, while deployed ' +
-      'D1 is a network round trip (and KV a cache lookup). Latency here is therefore a floor for the deployed ' +
-      'worker, and the worker CPU here an upper bound (it includes the storage simulation).',
+    '- Local D1 and KV are simulated inside the user workerd (SQLite and files behind JavaScript wrapper ' +
+      'workers): no network time, but each operation costs the worker process CPU (`node bench/storage-probe.mjs` ' +
+      'measures it), whereas deployed D1 is a network round trip whose CPU is not the worker\'s. The worker CPU ' +
+      'here is therefore an upper bound of the deployed worker\'s, and its latency misses the storage round trips.',
     '- Timing is never asserted by the tests; this is a measurement, re-run it on a quiet machine to compare.',
     '',
   );
@@ -1222,7 +1224,14 @@ async function main() {
   log(`results: ${join(OUT_DIR, 'results.json')}; done in ${fmt(results.elapsedS / 60, 1)} min`);
 }
 
-main()
+/** `node bench/run.mjs --render <results.json>`: rewrites the section from a saved run, without measuring. */
+async function renderOnly(file) {
+  const results = JSON.parse(readFileSync(file, 'utf8'));
+  writeBenchmarksMd(renderMarkdown(results));
+  log(`wrote BENCHMARKS.md (gateway section) from ${file}`);
+}
+
+(process.argv[2] === '--render' ? renderOnly(process.argv[3] ?? join(OUT_DIR, 'results.json')) : main())
   .catch(async (err) => {
     log(`FAILED: ${err.stack ?? err}`);
     await stopAll();
