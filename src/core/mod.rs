@@ -1,12 +1,16 @@
 //! The pure core: no Workers types, everything here is tested with `cargo test`.
 
+pub mod alerts;
 pub mod billing;
+pub mod calendar;
+pub mod csv;
 pub mod error;
 pub mod ids;
 pub mod keys;
 pub mod meter;
 pub mod openai;
 pub mod providers;
+pub mod reports;
 pub mod session;
 pub mod sse;
 pub mod tokens;

@@ -2,12 +2,15 @@
 //! I/O; every decision it makes is delegated to `crate::core`.
 
 pub mod admin;
+pub mod alerts;
 pub mod auth;
 pub mod chat;
 pub mod config;
+pub mod cron;
 pub mod db;
 pub mod http;
 pub mod relay;
+pub mod reports;
 pub mod tenant;
 pub mod upstream;
 
@@ -62,6 +65,18 @@ async fn route(
         ["v1", "models", model @ ..] if !model.is_empty() => {
             require(method, Method::Get)?;
             tenant::get_model(&req, env, &model.join("/")).await
+        }
+        ["v1", "usage"] => {
+            require(method, Method::Get)?;
+            reports::tenant_usage(&req, env).await
+        }
+        ["v1", "balance"] => {
+            require(method, Method::Get)?;
+            reports::balance(&req, env).await
+        }
+        ["v1", "sessions", id, "requests"] => {
+            require(method, Method::Get)?;
+            reports::session_requests(&req, env, id).await
         }
         ["v1", "sessions", id] => {
             require(method, Method::Get)?;
