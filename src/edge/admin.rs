@@ -57,6 +57,10 @@ pub async fn route(
         (Method::Delete, ["alerts", id]) => super::alerts::delete_rule(db, id).await,
         (Method::Get, ["alerts", id, "deliveries"]) => super::alerts::list_deliveries(db, id).await,
         (Method::Get, ["requests", id]) => get_request(db, id).await,
+        (Method::Post, ["cron"]) => {
+            let run: CronRun = body(&mut req).await?;
+            super::cron::run_now(env, run.time).await
+        }
         _ => Err(GatewayError::new(
             ErrorKind::NotFound,
             format!("Unknown admin route: {method:?} /admin/{}", rest.join("/")),
@@ -560,6 +564,13 @@ async fn delete_model(db: &D1Database, name: &str) -> Result<Response, GatewayEr
 }
 
 // ---- usage ------------------------------------------------------------------------------
+
+/// Body of `POST /admin/cron`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CronRun {
+    time: Option<u64>,
+}
 
 async fn get_request(db: &D1Database, id: &str) -> Result<Response, GatewayError> {
     let row: Option<Value> = db::first(

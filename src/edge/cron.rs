@@ -43,13 +43,13 @@ fn var_u64(env: &Env, name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// Runs every scheduled task as of `now` (UTC ms).
-pub async fn run(env: &Env, now: u64) {
+/// Runs every scheduled task as of `now` (UTC ms); returns a line per task done.
+pub async fn run(env: &Env, now: u64) -> Vec<String> {
     let db = match db::database(env) {
         Ok(db) => db,
         Err(e) => {
             worker::console_error!("cron: {e}");
-            return;
+            return vec![format!("failed: {e}")];
         }
     };
     let stale_ms = var_u64(
@@ -97,6 +97,20 @@ pub async fn run(env: &Env, now: u64) {
     //   match db::reset_plan_periods(&db, now).await { Ok(n) => report.push(..), Err(e) => log }
 
     worker::console_log!("cron at {now}: {}", report.join(", "));
+    report
+}
+
+/// `POST /admin/cron` `{"time"?: ms}`: runs the scheduled tasks now, or as of `time`, and
+/// returns what they did. For operators (e.g. to catch up rollups after a deploy) and tests
+/// (`wrangler dev --test-scheduled` always uses the real time). A `time` in the future treats
+/// requests in flight as dead and days not yet over as closed: use it on test data only.
+pub async fn run_now(env: &Env, time: Option<u64>) -> Result<worker::Response, GatewayError> {
+    let now = time.unwrap_or_else(super::now_ms);
+    let done = run(env, now).await;
+    super::http::json(
+        200,
+        &serde_json::json!({"object": "cron_run", "time": now, "done": done}),
+    )
 }
 
 /// Returns the credit of reservations created before `cutoff` and writes their usage rows, in

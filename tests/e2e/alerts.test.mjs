@@ -43,10 +43,20 @@ async function chat(key, { model = 'tollgate-echo', content = 'hello there', ses
   return { status: res.status, text, requestId: res.headers.get('x-request-id') };
 }
 
-async function cron(atMs) {
-  const res = await fetch(`${gw.url}/__scheduled?cron=*/5+*+*+*+*&time=${Math.round(atMs)}`);
-  const text = await res.text();
-  assert.equal(res.status, 200, text);
+/**
+ * Runs the scheduled handler. As of now: through wrangler's --test-scheduled endpoint (the real
+ * `scheduled` event). As of another time: through POST /admin/cron, the same tasks (wrangler's
+ * endpoint always uses the real clock).
+ */
+async function cron(atMs = null) {
+  if (atMs === null) {
+    const res = await fetch(`${gw.url}/__scheduled?cron=*/5+*+*+*+*`);
+    const text = await res.text();
+    assert.equal(res.status, 200, text);
+    return;
+  }
+  const r = await adminOk('POST', '/admin/cron', { time: Math.round(atMs) });
+  assert.equal(r.object, 'cron_run');
 }
 
 async function until(what, fn, timeoutMs = 15_000) {
@@ -190,7 +200,7 @@ describe('crossings', () => {
     assert.ok(burst.every((r) => r.status === 200));
     await until('the webhook', () => hooks.to('/tokens').length >= 1);
     for (let i = 0; i < 3; i++) await chat(key);
-    await cron(Date.now());
+    await cron();
     await sleep(1000);
     const got = hooks.to('/tokens');
     assert.equal(got.length, 1, 'exactly one delivery for the crossing');
@@ -245,7 +255,7 @@ describe('crossings', () => {
     assert.equal(first.last_status, 500);
     assert.ok(first.next_attempt_at >= first.created_at + 60_000, 'backs off a minute');
     // Not yet due: a run now does not resend.
-    await cron(Date.now());
+    await cron();
     assert.equal(hooks.to('/spend').length, 1);
     // Due: the retry succeeds.
     await cron(Date.now() + 2 * 60_000);
@@ -284,7 +294,7 @@ describe('crossings', () => {
     assert.equal(hooks.to('/balance')[0].body.value, 49);
     // Top up: the next check (here the scheduled one) re-arms the rule.
     await adminOk('POST', `/admin/tenants/${tenant.id}/credit`, { amount: 100 });
-    await cron(Date.now());
+    await cron();
     assert.equal((await adminOk('GET', `/admin/alerts/${rule.id}`)).state, 'armed');
     for (let i = 0; i < 5; i++) assert.equal((await chat(key, { maxTokens: 5 })).status, 200);
     await until('the second crossing', () => hooks.to('/balance').length >= 2);
@@ -309,7 +319,7 @@ describe('scheduled handler', () => {
     assert.equal(held.reserved, reservation.amount);
     assert.equal(held.balance, 10_000_000 - reservation.amount);
     // Not stale yet: nothing happens.
-    await cron(Date.now());
+    await cron();
     assert.equal(gw.d1('SELECT COUNT(*) AS c FROM reservations WHERE id = ?', reservation.id)[0].c, 1);
     // 16 minutes later it is.
     await cron(Date.now() + 16 * 60_000);
@@ -336,7 +346,7 @@ describe('scheduled handler', () => {
     assert.equal((await chat(key, { session: 'old-session' })).status, 200);
     const get = (path) => fetch(gw.url + path, { headers: { authorization: `Bearer ${key.key}` } });
     await until('the session', async () => (await get('/v1/sessions/old-session')).status === 200);
-    await cron(Date.now()); // idle for less than SESSION_TTL_SECONDS (60): kept
+    await cron(); // idle for less than SESSION_TTL_SECONDS (60): kept
     assert.equal((await get('/v1/sessions/old-session')).status, 200);
     await cron(Date.now() + 5 * 60_000);
     assert.equal((await get('/v1/sessions/old-session')).status, 404);
