@@ -1,13 +1,19 @@
 //! Tollgate: an OpenAI-compatible LLM gateway for Cloudflare Workers.
 //!
 //! `core` is plain Rust with no Workers types, tested natively; `edge` is the thin Workers shell
-//! that does the I/O.
+//! that does the I/O. `fetch` answers HTTP; `scheduled` runs the cron tasks (`edge::cron`).
 pub mod core;
 pub mod edge;
 
-use worker::{event, Context, Env, Request, Response, Result};
+use worker::{event, Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent};
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     edge::handle(req, env, ctx).await
+}
+
+/// Cron triggers (wrangler.toml `[triggers] crons`): rollups, sweeps, expiry, alert retries.
+#[event(scheduled)]
+async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    edge::cron::run(&env, event.schedule().max(0.0) as u64).await;
 }

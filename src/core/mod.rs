@@ -1,6 +1,9 @@
 //! The pure core: no Workers types, everything here is tested with `cargo test`.
 
+pub mod alerts;
 pub mod billing;
+pub mod calendar;
+pub mod csv;
 pub mod error;
 pub mod idempotency;
 pub mod ids;
@@ -11,6 +14,7 @@ pub mod ndjson;
 pub mod openai;
 pub mod plugins;
 pub mod providers;
+pub mod reports;
 pub mod routing;
 pub mod session;
 pub mod sse;

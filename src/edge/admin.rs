@@ -72,8 +72,19 @@ pub async fn route(
         (Method::Get, ["routes", model @ ..]) if !model.is_empty() => {
             http::json(200, &super::routes::get_routes(db, &model.join("/")).await?)
         }
-        (Method::Get, ["usage"]) => list_usage(db, &req).await,
+        (Method::Get, ["usage"]) => super::reports::admin_usage(db, &req).await,
+        (Method::Post, ["tenants", id, "alerts"]) => {
+            super::alerts::create_rule(db, env, id, body(&mut req).await?).await
+        }
+        (Method::Get, ["tenants", id, "alerts"]) => super::alerts::list_rules(db, id).await,
+        (Method::Get, ["alerts", id]) => super::alerts::get_rule(db, id).await,
+        (Method::Delete, ["alerts", id]) => super::alerts::delete_rule(db, id).await,
+        (Method::Get, ["alerts", id, "deliveries"]) => super::alerts::list_deliveries(db, id).await,
         (Method::Get, ["requests", id]) => get_request(db, id).await,
+        (Method::Post, ["cron"]) => {
+            let run: CronRun = body(&mut req).await?;
+            super::cron::run_now(env, run.time).await
+        }
         _ if super::plugins::admin::owns(rest) => {
             super::plugins::admin::route(req, env, db, method, rest).await
         }
@@ -639,36 +650,11 @@ async fn delete_model(db: &D1Database, name: &str) -> Result<Response, GatewayEr
 
 // ---- usage ------------------------------------------------------------------------------
 
-#[derive(Deserialize, Default)]
-struct UsageQuery {
-    tenant_id: Option<String>,
-    key_id: Option<String>,
-    session_id: Option<String>,
-    model: Option<String>,
-    limit: Option<u32>,
-}
-
-async fn list_usage(db: &D1Database, req: &Request) -> Result<Response, GatewayError> {
-    let q: UsageQuery = req
-        .query()
-        .map_err(|e| GatewayError::invalid_request(format!("Invalid query string: {e}")))?;
-    let limit = i64::from(q.limit.unwrap_or(100).clamp(1, 1000));
-    let rows: Vec<Value> = db::all(
-        db,
-        "SELECT * FROM usage
-         WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR key_id = ?2)
-           AND (?3 IS NULL OR session_id = ?3) AND (?4 IS NULL OR model = ?4)
-         ORDER BY request_id DESC LIMIT ?5",
-        &[
-            q.tenant_id.as_deref().into(),
-            q.key_id.as_deref().into(),
-            q.session_id.as_deref().into(),
-            q.model.as_deref().into(),
-            limit.into(),
-        ],
-    )
-    .await?;
-    http::json(200, &json!({"object": "list", "data": rows}))
+/// Body of `POST /admin/cron`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CronRun {
+    time: Option<u64>,
 }
 
 async fn get_request(db: &D1Database, id: &str) -> Result<Response, GatewayError> {

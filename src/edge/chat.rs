@@ -162,6 +162,7 @@ impl Pending {
                         super::tenant::cache_session(&self.env, &session, self.session_ttl_seconds)
                             .await;
                     }
+                    super::alerts::after_settlement(&self.env, &self.db, &self.tenant_id).await;
                     return;
                 }
                 Err(e) => {

@@ -2,9 +2,11 @@
 //! I/O; every decision it makes is delegated to `crate::core`.
 
 pub mod admin;
+pub mod alerts;
 pub mod auth;
 pub mod chat;
 pub mod config;
+pub mod cron;
 pub mod db;
 pub mod guard;
 pub mod http;
@@ -12,6 +14,7 @@ pub mod idempotency;
 pub mod ledger;
 pub mod plugins;
 pub mod relay;
+pub mod reports;
 pub mod routes;
 pub mod tenant;
 pub mod upstream;
@@ -71,6 +74,18 @@ async fn route(
         ["v1", "redeem"] => {
             require(method, Method::Post)?;
             ledger::redeem(req, env).await
+        }
+        ["v1", "usage"] => {
+            require(method, Method::Get)?;
+            reports::tenant_usage(&req, env).await
+        }
+        ["v1", "balance"] => {
+            require(method, Method::Get)?;
+            reports::balance(&req, env).await
+        }
+        ["v1", "sessions", id, "requests"] => {
+            require(method, Method::Get)?;
+            reports::session_requests(&req, env, id).await
         }
         ["v1", "sessions", id] => {
             require(method, Method::Get)?;

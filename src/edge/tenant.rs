@@ -1,4 +1,4 @@
-//! Tenant-facing read routes: `/v1/models`, `/v1/sessions/{id}`.
+//! Tenant-facing read routes: `/v1/models`, `/v1/sessions/{id}` (usage reports: `reports.rs`).
 
 use serde::Deserialize;
 use serde_json::json;
@@ -20,7 +20,7 @@ fn model_object(row: &ModelListRow) -> serde_json::Value {
 }
 
 /// Authenticates and checks the key is still live in D1 (revocation is immediate).
-async fn live_caller(req: &Request, env: &Env) -> Result<auth::Caller, GatewayError> {
+pub async fn live_caller(req: &Request, env: &Env) -> Result<auth::Caller, GatewayError> {
     let caller = auth::authenticate(req, env).await?;
     if !db::key_active(&db::database(env)?, &caller.key_id).await? {
         return Err(GatewayError::new(
@@ -66,7 +66,7 @@ pub async fn get_model(req: &Request, env: &Env, model: &str) -> Result<Response
     }
 }
 
-fn session_cache_name(tenant_id: &str, session_id: &str) -> String {
+pub fn session_cache_name(tenant_id: &str, session_id: &str) -> String {
     format!("session:{tenant_id}:{session_id}")
 }
 

@@ -1,0 +1,512 @@
+//! Threshold alerts: admin routes for rules, the crossing check after each settlement and in the
+//! scheduled handler, and signed webhook delivery with retries. The rules themselves (when a
+//! rule fires or re-arms, the payload, the signature, the backoff) are in `core::alerts`.
+//!
+//! One webhook per crossing: a rule fires by a compare-and-set on its `fire_count` in the same D1
+//! batch that inserts the delivery row, whose id is `<rule id>-<fire_count>` (`INSERT OR IGNORE`).
+//! Concurrent checks that see the same crossing therefore write one delivery, and only the check
+//! whose insert took effect sends it at once; the scheduled handler retries what failed.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use worker::{D1Database, Env, Response};
+
+use super::db::{self, Arg};
+use super::{config, http, now_ms, upstream};
+use crate::core::alerts::{
+    self, check_secret_name, check_threshold, check_webhook_url, evaluate, retry_delay_ms,
+    AlertKind, Decision, Observation, RuleInfo, SIGNATURE_HEADER,
+};
+use crate::core::error::{ErrorKind, GatewayError};
+use crate::core::ids::prefixed_id;
+use crate::core::providers::UpstreamRequest;
+
+/// How long a delivery being attempted is hidden from other senders (a lease), in ms.
+const ATTEMPT_LEASE_MS: u64 = 120_000;
+/// Until the webhook's response headers, in ms.
+const WEBHOOK_TIMEOUT_MS: u64 = 10_000;
+/// Rules checked, and due deliveries retried, per scheduled run.
+const CRON_BATCH: u32 = 500;
+const RETRY_BATCH: u32 = 50;
+
+// ---- admin routes ---------------------------------------------------------------------------
+
+/// Body of `POST /admin/tenants/{id}/alerts`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewRule {
+    kind: String,
+    threshold: i64,
+    webhook_url: String,
+    /// The NAME of the Worker secret holding the signing secret.
+    signing_secret: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RuleRow {
+    id: String,
+    tenant_id: String,
+    kind: String,
+    threshold: u64,
+    webhook_url: String,
+    secret_name: String,
+    fired: Option<String>,
+    fire_count: u64,
+    created_at: u64,
+    updated_at: u64,
+}
+
+const RULE_COLUMNS: &str = "id, tenant_id, kind, threshold, webhook_url, secret_name, fired, \
+                            fire_count, created_at, updated_at";
+
+fn rule_json(r: &RuleRow) -> serde_json::Value {
+    json!({"id": r.id, "object": "alert_rule", "tenant_id": r.tenant_id, "kind": r.kind,
+           "threshold": r.threshold, "webhook_url": r.webhook_url,
+           "signing_secret": r.secret_name, "state": if r.fired.is_some() { "fired" } else { "armed" },
+           "fired_for": r.fired, "fire_count": r.fire_count,
+           "created_at": r.created_at, "updated_at": r.updated_at})
+}
+
+fn not_found(id: &str) -> GatewayError {
+    GatewayError::new(ErrorKind::NotFound, format!("No alert rule `{id}`."))
+}
+
+async fn load_rule(db: &D1Database, id: &str) -> Result<RuleRow, GatewayError> {
+    let row: Option<RuleRow> = db::first(
+        db,
+        &format!("SELECT {RULE_COLUMNS} FROM alert_rules WHERE id = ?1"),
+        &[id.into()],
+    )
+    .await?;
+    row.ok_or_else(|| not_found(id))
+}
+
+/// `POST /admin/tenants/{id}/alerts`.
+pub async fn create_rule(
+    db: &D1Database,
+    env: &Env,
+    tenant_id: &str,
+    new: NewRule,
+) -> Result<Response, GatewayError> {
+    let kind = AlertKind::parse(&new.kind).ok_or_else(|| {
+        GatewayError::invalid_param(
+            "kind",
+            format!(
+                "Unknown alert kind `{}`; known: {}.",
+                new.kind,
+                AlertKind::ALL.join(", ")
+            ),
+        )
+    })?;
+    let threshold = check_threshold(new.threshold)?;
+    check_webhook_url(&new.webhook_url)?;
+    check_secret_name(&new.signing_secret)?;
+    if config::secret(env, &new.signing_secret).is_none() {
+        return Err(GatewayError::invalid_param(
+            "signing_secret",
+            format!(
+                "The Worker secret `{}` is not set; create it first (wrangler secret put {}).",
+                new.signing_secret, new.signing_secret
+            ),
+        ));
+    }
+    let now = now_ms();
+    let id = prefixed_id("alr", now);
+    let changed = db::run(
+        db,
+        "INSERT INTO alert_rules (id, tenant_id, kind, threshold, webhook_url, secret_name,
+           fired, fire_count, created_at, updated_at)
+         SELECT ?1, id, ?3, ?4, ?5, ?6, NULL, 0, ?7, ?7 FROM tenants WHERE id = ?2",
+        &[
+            id.as_str().into(),
+            tenant_id.into(),
+            kind.as_str().into(),
+            threshold.into(),
+            new.webhook_url.as_str().into(),
+            new.signing_secret.as_str().into(),
+            now.into(),
+        ],
+    )
+    .await?;
+    if changed == 0 {
+        return Err(GatewayError::new(
+            ErrorKind::NotFound,
+            format!("No tenant `{tenant_id}`."),
+        ));
+    }
+    http::json(201, &rule_json(&load_rule(db, &id).await?))
+}
+
+/// `GET /admin/tenants/{id}/alerts`.
+pub async fn list_rules(db: &D1Database, tenant_id: &str) -> Result<Response, GatewayError> {
+    let rows: Vec<RuleRow> = db::all(
+        db,
+        &format!("SELECT {RULE_COLUMNS} FROM alert_rules WHERE tenant_id = ?1 ORDER BY id"),
+        &[tenant_id.into()],
+    )
+    .await?;
+    let data: Vec<_> = rows.iter().map(rule_json).collect();
+    http::json(200, &json!({"object": "list", "data": data}))
+}
+
+/// `GET /admin/alerts/{id}`.
+pub async fn get_rule(db: &D1Database, id: &str) -> Result<Response, GatewayError> {
+    http::json(200, &rule_json(&load_rule(db, id).await?))
+}
+
+/// `DELETE /admin/alerts/{id}`: deletes the rule; its pending deliveries are cancelled, the
+/// delivery history is kept.
+pub async fn delete_rule(db: &D1Database, id: &str) -> Result<Response, GatewayError> {
+    let results = db::batch(
+        db,
+        vec![
+            db::statement(db, "DELETE FROM alert_rules WHERE id = ?1", &[id.into()])?,
+            db::statement(
+                db,
+                "UPDATE alert_deliveries SET status = 'cancelled', next_attempt_at = NULL
+                 WHERE rule_id = ?1 AND status = 'pending'",
+                &[id.into()],
+            )?,
+        ],
+    )
+    .await?;
+    let deleted = results
+        .first()
+        .and_then(|r| r.meta().ok().flatten())
+        .and_then(|m| m.changes)
+        .unwrap_or(0);
+    if deleted == 0 {
+        return Err(not_found(id));
+    }
+    http::json(
+        200,
+        &json!({"id": id, "object": "alert_rule", "deleted": true}),
+    )
+}
+
+#[derive(Serialize, Deserialize)]
+struct DeliveryRow {
+    id: String,
+    rule_id: String,
+    tenant_id: String,
+    webhook_url: String,
+    secret_name: String,
+    payload: String,
+    status: String,
+    attempts: u32,
+    next_attempt_at: Option<u64>,
+    last_status: Option<u16>,
+    last_error: Option<String>,
+    created_at: u64,
+    delivered_at: Option<u64>,
+}
+
+const DELIVERY_COLUMNS: &str =
+    "id, rule_id, tenant_id, webhook_url, secret_name, payload, status, \
+     attempts, next_attempt_at, last_status, last_error, created_at, delivered_at";
+
+/// `GET /admin/alerts/{id}/deliveries`: the rule's webhook deliveries, newest first.
+pub async fn list_deliveries(db: &D1Database, rule_id: &str) -> Result<Response, GatewayError> {
+    let rows: Vec<DeliveryRow> = db::all(
+        db,
+        &format!(
+            "SELECT {DELIVERY_COLUMNS} FROM alert_deliveries WHERE rule_id = ?1
+             ORDER BY created_at DESC, id DESC LIMIT 1000"
+        ),
+        &[rule_id.into()],
+    )
+    .await?;
+    let data: Vec<_> = rows
+        .iter()
+        .map(|d| {
+            json!({"id": d.id, "object": "alert_delivery", "rule_id": d.rule_id,
+                   "tenant_id": d.tenant_id, "webhook_url": d.webhook_url, "status": d.status,
+                   "attempts": d.attempts, "next_attempt_at": d.next_attempt_at,
+                   "last_status": d.last_status, "last_error": d.last_error,
+                   "created_at": d.created_at, "delivered_at": d.delivered_at,
+                   "payload": serde_json::from_str::<serde_json::Value>(&d.payload).ok()})
+        })
+        .collect();
+    http::json(200, &json!({"object": "list", "data": data}))
+}
+
+// ---- crossing checks ------------------------------------------------------------------------
+
+/// A rule with its tenant's current figures.
+#[derive(Deserialize)]
+struct Observed {
+    id: String,
+    tenant_id: String,
+    kind: String,
+    threshold: u64,
+    fired: Option<String>,
+    fire_count: u64,
+    balance: u64,
+    month_tokens: u64,
+    month_cost: u64,
+}
+
+/// The check that runs after a request is settled (from `ctx.wait_until`): one indexed query
+/// when the tenant has no rules. Failures are logged, never raised: billing is already done.
+pub async fn after_settlement(env: &Env, db: &D1Database, tenant_id: &str) {
+    if let Err(e) = check(env, db, Some(tenant_id), now_ms()).await {
+        worker::console_error!("alert check for {tenant_id} failed: {e}");
+    }
+}
+
+/// Checks every rule (the scheduled handler: month roll-overs, top-ups and debits that no
+/// request settled). Returns the number of webhooks it queued.
+pub async fn check_all(env: &Env, db: &D1Database, now: u64) -> Result<u32, GatewayError> {
+    check(env, db, None, now).await
+}
+
+async fn check(
+    env: &Env,
+    db: &D1Database,
+    tenant_id: Option<&str>,
+    now: u64,
+) -> Result<u32, GatewayError> {
+    let month = Observation::month_of(now);
+    let mut args: Vec<Arg<'_>> = vec![month.as_str().into()];
+    let filter = match tenant_id {
+        Some(t) => {
+            args.push(t.into());
+            "WHERE r.tenant_id = ?2"
+        }
+        None => "",
+    };
+    let rows: Vec<Observed> = db::all(
+        db,
+        &format!(
+            "SELECT r.id, r.tenant_id, r.kind, r.threshold, r.fired, r.fire_count,
+               t.balance + (SELECT COALESCE(SUM(v.amount), 0) FROM reservations v
+                            WHERE v.tenant_id = r.tenant_id) AS balance,
+               COALESCE(m.prompt_tokens + m.completion_tokens, 0) AS month_tokens,
+               COALESCE(m.cost, 0) AS month_cost
+             FROM alert_rules r JOIN tenants t ON t.id = r.tenant_id
+             LEFT JOIN usage_monthly m ON m.tenant_id = r.tenant_id AND m.month = ?1
+             {filter} ORDER BY r.id LIMIT {CRON_BATCH}"
+        ),
+        &args,
+    )
+    .await?;
+    let mut queued = 0;
+    for rule in rows {
+        let Some(kind) = AlertKind::parse(&rule.kind) else {
+            continue;
+        };
+        let obs = Observation {
+            month: month.clone(),
+            month_tokens: rule.month_tokens,
+            month_cost: rule.month_cost,
+            balance: rule.balance,
+        };
+        match evaluate(kind, rule.threshold, rule.fired.as_deref(), &obs) {
+            Decision::Keep => {}
+            Decision::Rearm => {
+                db::run(
+                    db,
+                    "UPDATE alert_rules SET fired = NULL, updated_at = ?3
+                     WHERE id = ?1 AND fire_count = ?2 AND fired IS NOT NULL",
+                    &[rule.id.as_str().into(), rule.fire_count.into(), now.into()],
+                )
+                .await?;
+            }
+            Decision::Fire { episode } => {
+                if let Some(delivery) = fire(db, &rule, kind, &episode, &obs, now).await? {
+                    queued += 1;
+                    // A failed attempt stays pending; the scheduled handler retries it.
+                    if let Err(e) = attempt(env, db, &delivery, now).await {
+                        worker::console_error!("webhook {}: {e}", delivery.id);
+                    }
+                }
+            }
+        }
+    }
+    Ok(queued)
+}
+
+/// Records a crossing: moves the rule to `episode` and inserts its delivery, atomically. Returns
+/// the delivery when this call inserted it (and so must send it).
+async fn fire(
+    db: &D1Database,
+    rule: &Observed,
+    kind: AlertKind,
+    episode: &str,
+    obs: &Observation,
+    now: u64,
+) -> Result<Option<DeliveryRow>, GatewayError> {
+    let count = rule.fire_count + 1;
+    let event_id = format!("{}-{count}", rule.id);
+    let body = alerts::payload(
+        &event_id,
+        &RuleInfo {
+            id: &rule.id,
+            tenant_id: &rule.tenant_id,
+            kind,
+            threshold: rule.threshold,
+        },
+        obs,
+        now,
+    );
+    let results = db::batch(
+        db,
+        vec![
+            db::statement(
+                db,
+                "UPDATE alert_rules SET fired = ?2, fire_count = ?3, updated_at = ?4
+                 WHERE id = ?1 AND fire_count = ?5 AND fired IS ?6",
+                &[
+                    rule.id.as_str().into(),
+                    episode.into(),
+                    count.into(),
+                    now.into(),
+                    rule.fire_count.into(),
+                    rule.fired.as_deref().into(),
+                ],
+            )?,
+            db::statement(
+                db,
+                "INSERT OR IGNORE INTO alert_deliveries (id, rule_id, tenant_id, webhook_url,
+                   secret_name, payload, status, attempts, next_attempt_at, created_at)
+                 SELECT ?1, id, tenant_id, webhook_url, secret_name, ?2, 'pending', 0, ?3, ?4
+                 FROM alert_rules WHERE id = ?5 AND fire_count = ?6 AND fired = ?7",
+                &[
+                    event_id.as_str().into(),
+                    body.as_str().into(),
+                    (now + ATTEMPT_LEASE_MS).into(),
+                    now.into(),
+                    rule.id.as_str().into(),
+                    count.into(),
+                    episode.into(),
+                ],
+            )?,
+            db::statement(
+                db,
+                &format!("SELECT {DELIVERY_COLUMNS} FROM alert_deliveries WHERE id = ?1"),
+                &[event_id.as_str().into()],
+            )?,
+        ],
+    )
+    .await?;
+    let inserted = results
+        .get(1)
+        .and_then(|r| r.meta().ok().flatten())
+        .and_then(|m| m.changes)
+        .unwrap_or(0)
+        > 0;
+    if !inserted {
+        return Ok(None);
+    }
+    Ok(results
+        .get(2)
+        .and_then(|r| r.results::<DeliveryRow>().ok())
+        .and_then(|mut rows| rows.pop()))
+}
+
+// ---- delivery -------------------------------------------------------------------------------
+
+/// Sends one delivery and records the outcome: delivered, or the next attempt's time, or
+/// failed after [`alerts::MAX_ATTEMPTS`].
+async fn attempt(
+    env: &Env,
+    db: &D1Database,
+    d: &DeliveryRow,
+    now: u64,
+) -> Result<(), GatewayError> {
+    let attempt_no = d.attempts + 1;
+    let outcome: Result<u16, String> = match config::secret(env, &d.secret_name) {
+        None => Err(format!("the signing secret `{}` is not set", d.secret_name)),
+        Some(secret) => {
+            // Signed with the real clock: receivers compare `t` with theirs.
+            let header =
+                alerts::signature_header(secret.as_bytes(), now_ms() / 1000, d.payload.as_bytes());
+            let request = UpstreamRequest {
+                url: d.webhook_url.clone(),
+                headers: vec![
+                    ("content-type".into(), "application/json".into()),
+                    ("user-agent".into(), "Tollgate-Webhooks/1".into()),
+                    (SIGNATURE_HEADER.into(), header),
+                    ("x-tollgate-event-id".into(), d.id.clone()),
+                    ("x-tollgate-delivery-attempt".into(), attempt_no.to_string()),
+                ],
+                body: d.payload.as_bytes().to_vec(),
+            };
+            match upstream::send(&request, WEBHOOK_TIMEOUT_MS).await {
+                Ok((resp, _abort)) => Ok(resp.status_code()),
+                Err(e) => Err(e.message),
+            }
+        }
+    };
+    let (status, last_status, last_error, next, delivered_at) = match &outcome {
+        Ok(code) if (200..300).contains(code) => ("delivered", Some(*code), None, None, Some(now)),
+        failure => {
+            let (code, error) = match failure {
+                Ok(code) => (Some(*code), format!("the webhook answered HTTP {code}")),
+                Err(e) => (None, e.clone()),
+            };
+            match retry_delay_ms(attempt_no) {
+                Some(delay) => ("pending", code, Some(error), Some(now + delay), None),
+                None => ("failed", code, Some(error), None, None),
+            }
+        }
+    };
+    db::run(
+        db,
+        "UPDATE alert_deliveries SET status = ?2, attempts = ?3, last_status = ?4,
+           last_error = ?5, next_attempt_at = ?6, delivered_at = ?7
+         WHERE id = ?1 AND status = 'pending'",
+        &[
+            d.id.as_str().into(),
+            status.into(),
+            i64::from(attempt_no).into(),
+            last_status.map(i64::from).map_or(Arg::Null, Arg::Int),
+            last_error.as_deref().into(),
+            next.into(),
+            delivered_at.into(),
+        ],
+    )
+    .await?;
+    if status != "delivered" {
+        worker::console_warn!(
+            "webhook {} attempt {attempt_no} failed ({status}): {}",
+            d.id,
+            last_error.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// Retries the deliveries that are due (scheduled handler). Each is claimed with a lease first,
+/// so overlapping runs never send the same attempt twice. Returns how many were attempted.
+pub async fn retry_due(env: &Env, db: &D1Database, now: u64) -> Result<u32, GatewayError> {
+    let due: Vec<DeliveryRow> = db::all(
+        db,
+        &format!(
+            "SELECT {DELIVERY_COLUMNS} FROM alert_deliveries
+             WHERE status = 'pending' AND next_attempt_at <= ?1
+             ORDER BY next_attempt_at LIMIT {RETRY_BATCH}"
+        ),
+        &[now.into()],
+    )
+    .await?;
+    let mut attempted = 0;
+    for d in due {
+        let claimed: Option<serde_json::Value> = db::first(
+            db,
+            "UPDATE alert_deliveries SET next_attempt_at = ?3
+             WHERE id = ?1 AND status = 'pending' AND next_attempt_at = ?2 RETURNING id",
+            &[
+                d.id.as_str().into(),
+                d.next_attempt_at.into(),
+                (now + ATTEMPT_LEASE_MS).into(),
+            ],
+        )
+        .await?;
+        if claimed.is_some() {
+            attempt(env, db, &d, now).await?;
+            attempted += 1;
+        }
+    }
+    Ok(attempted)
+}
