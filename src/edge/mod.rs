@@ -9,6 +9,7 @@ pub mod db;
 pub mod http;
 pub mod relay;
 pub mod tenant;
+pub mod tokens;
 pub mod upstream;
 
 use worker::{Context, Env, Method, Request, Response};
@@ -62,6 +63,10 @@ async fn route(
         ["v1", "models", model @ ..] if !model.is_empty() => {
             require(method, Method::Get)?;
             tenant::get_model(&req, env, &model.join("/")).await
+        }
+        ["v1", "tokens", "count"] => {
+            require(method, Method::Post)?;
+            tokens::count_tokens(req, env).await
         }
         ["v1", "sessions", id] => {
             require(method, Method::Get)?;

@@ -20,7 +20,7 @@ fn model_object(row: &ModelListRow) -> serde_json::Value {
 }
 
 /// Authenticates and checks the key is still live in D1 (revocation is immediate).
-async fn live_caller(req: &Request, env: &Env) -> Result<auth::Caller, GatewayError> {
+pub(crate) async fn live_caller(req: &Request, env: &Env) -> Result<auth::Caller, GatewayError> {
     let caller = auth::authenticate(req, env).await?;
     if !db::key_active(&db::database(env)?, &caller.key_id).await? {
         return Err(GatewayError::new(
