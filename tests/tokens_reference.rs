@@ -294,3 +294,27 @@ fn token_pieces_match_the_reference_tokens() {
         }
     }
 }
+
+/// Counts from OpenAI's Python tiktoken (`tests/python_reference.py`, run offline on
+/// tiktoken-rs's asset files): an independent reference. Run with
+/// `TOLLGATE_PY_COUNTS=<file> cargo test --test tokens_reference -- --ignored python`.
+#[test]
+#[ignore = "needs Python tiktoken: run tests/python_reference.py first"]
+fn python_tiktoken_agrees() {
+    let path = std::env::var("TOLLGATE_PY_COUNTS").expect("set TOLLGATE_PY_COUNTS");
+    let lines = std::fs::read_to_string(path).expect("read the counts");
+    let mut checked = 0;
+    for line in lines.lines() {
+        let row: serde_json::Value = serde_json::from_str(line).expect("a JSON row");
+        let enc = Encoding::from_name(row["encoding"].as_str().unwrap()).unwrap();
+        let text = row["text"].as_str().unwrap();
+        assert_eq!(
+            enc.count(text),
+            row["count"].as_u64().unwrap(),
+            "{enc:?} {text:?}"
+        );
+        checked += 1;
+    }
+    assert!(checked > 1000, "only {checked} rows");
+    println!("python_tiktoken_agrees: {checked} counts equal");
+}

@@ -17,6 +17,7 @@ pub mod relay;
 pub mod reports;
 pub mod routes;
 pub mod tenant;
+pub mod tokens;
 pub mod upstream;
 
 use worker::{Context, Env, Method, Request, Response};
@@ -86,6 +87,10 @@ async fn route(
         ["v1", "sessions", id, "requests"] => {
             require(method, Method::Get)?;
             reports::session_requests(&req, env, id).await
+        }
+        ["v1", "tokens", "count"] => {
+            require(method, Method::Post)?;
+            tokens::count_tokens(req, env).await
         }
         ["v1", "sessions", id] => {
             require(method, Method::Get)?;

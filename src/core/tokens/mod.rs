@@ -165,6 +165,19 @@ pub fn encoding_for_model(model: &str) -> Option<Encoding> {
         .map(|&(_, enc)| enc)
 }
 
+/// The encoding to count a gateway model with: the operator's explicit `encoding` if it names
+/// one, else the upstream model's family, else the gateway model name's family.
+pub fn resolve_encoding(
+    explicit: Option<&str>,
+    upstream_model: &str,
+    model: &str,
+) -> Option<Encoding> {
+    explicit
+        .and_then(Encoding::from_name)
+        .or_else(|| encoding_for_model(upstream_model))
+        .or_else(|| encoding_for_model(model))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +205,15 @@ mod tests {
             Some(Encoding::Cl100kBase)
         );
         assert_eq!(encoding_for_model("llama3"), None);
+        assert_eq!(
+            resolve_encoding(Some("cl100k_base"), "gpt-4o", "x"),
+            Some(Encoding::Cl100kBase)
+        );
+        assert_eq!(
+            resolve_encoding(None, "llama3", "gpt-4o-alias"),
+            Some(Encoding::O200kBase)
+        );
+        assert_eq!(resolve_encoding(None, "llama3", "my-llama"), None);
         assert_eq!(
             Encoding::from_name("cl100k_base"),
             Some(Encoding::Cl100kBase)

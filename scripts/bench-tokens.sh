@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Token-counting benchmark, in one run: Tollgate's counter vs tiktoken-rs, natively and in wasm
+# under Node (release builds), then the worker's wasm size (scripts/build.sh → build/index_bg.wasm)
+# and the time of build.rs. Prints markdown for BENCHMARKS.md. Asserts nothing about time.
+#
+#   bash scripts/bench-tokens.sh
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+# shellcheck source=scripts/setup.sh
+source scripts/setup.sh
+export CARGO_TERM_COLOR=never
+
+echo "## Token counting benchmark — $(date -u +%Y-%m-%dT%H:%MZ)"
+echo
+echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "- $(rustc --version), Node $(node --version), tiktoken-rs $(awk '/^name = "tiktoken-rs"/{getline; gsub(/version = |"/,""); print}' Cargo.lock)"
+echo
+
+echo "### Counting (release builds)"
+echo
+rows() { grep -E '^\| ' || true; }
+cargo test --release --test bench_tokens -- --ignored --nocapture --test-threads=1 2>/dev/null | rows
+CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+  cargo test --release --target wasm32-unknown-unknown --test bench_tokens 2>/dev/null | rows | grep -v '^| platform\|^|---'
+echo
+
+echo "### Worker wasm (scripts/build.sh, both encodings)"
+echo
+bash scripts/build.sh >/dev/null 2>&1 || TOLLGATE_FORCE_BUILD=1 bash scripts/build.sh
+raw=$(stat -c %s build/index_bg.wasm)
+gz=$(gzip -9 -c build/index_bg.wasm | wc -c)
+printf '| build/index_bg.wasm | raw %s bytes (%.2f MB) | gzip -9 %s bytes (%.2f MB) |\n|---|---|---|\n' \
+  "$raw" "$(echo "$raw/1000000" | bc -l)" "$gz" "$(echo "$gz/1000000" | bc -l)"
+echo
+
+echo "### build.rs"
+echo
+script="$(ls -t target/debug/build/tollgate-*/build-script-build 2>/dev/null | head -1 || true)"
+if [[ -n "$script" ]]; then
+  out="$(mktemp -d)"
+  start=$(date +%s%N)
+  OUT_DIR="$out" "$script" >/dev/null
+  echo "build.rs (debug build script, as cargo runs it): $((($(date +%s%N) - start) / 1000000)) ms, tables $(du -sb "$out" | cut -f1) bytes"
+  rm -rf "$out"
+else
+  echo "build.rs: run a debug \`cargo build\` first to time it"
+fi
