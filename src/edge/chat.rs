@@ -15,7 +15,9 @@ use crate::core::billing::{reservation_micros_scaled, Price};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::meter::{self, bill, BillInput, RequestStatus, StreamMeter};
 use crate::core::openai::{ChatCompletionRequest, Usage};
-use crate::core::providers::{echo, ProviderKind, ResponseContext, Route, UpstreamRequest};
+use crate::core::providers::{
+    echo, ProviderKind, ResponseContext, Route, RouteTimeouts, UpstreamRequest,
+};
 use crate::core::routing::may_fall_back;
 use crate::core::tokens::{count_chat_prompt, encoding_for_model, Encoding};
 use crate::core::{ids, session};
@@ -37,6 +39,8 @@ pub(crate) struct Pending {
     pub(crate) upstream_model: String,
     /// Routes that failed (retryably) before the serving one, `provider/upstream_model`.
     pub(crate) routes_tried: Vec<String>,
+    /// The serving route's own timeouts.
+    pub(crate) timeouts: RouteTimeouts,
     pub(crate) stream: bool,
     pub(crate) price: Price,
     pub(crate) price_version: Option<u64>,
@@ -339,6 +343,7 @@ pub async fn chat_completions(
         kind: first_route.kind,
         upstream_model: first_route.upstream_model.clone(),
         routes_tried: Vec::new(),
+        timeouts: first_route.timeouts(),
         stream: chat.is_stream(),
         price,
         price_version: model.price_version,
@@ -518,6 +523,7 @@ async fn call_routes(
         pending.provider = route.provider.clone();
         pending.kind = route.kind;
         pending.upstream_model = route.upstream_model.clone();
+        pending.timeouts = route.timeouts();
         match call_upstream(pending, chat, up, settings).await {
             Ok(reply) => {
                 let mut after = state;
@@ -553,7 +559,15 @@ pub(crate) async fn call_upstream(
     up: &UpstreamRequest,
     settings: &Settings,
 ) -> Result<Reply, GatewayError> {
-    let (mut resp, abort) = upstream::send(up, settings.upstream_connect_timeout_ms).await?;
+    let connect_ms = pending
+        .timeouts
+        .connect_ms
+        .unwrap_or(settings.upstream_connect_timeout_ms);
+    let first_byte_ms = pending
+        .timeouts
+        .first_byte_ms
+        .unwrap_or(settings.upstream_timeout_ms);
+    let (mut resp, abort) = upstream::send(up, connect_ms).await?;
     let status = resp.status_code();
     if !(200..300).contains(&status) {
         let body = upstream::read_error_body(&mut resp).await;
@@ -570,11 +584,12 @@ pub(crate) async fn call_upstream(
         return Ok(Reply::Stream(Source::Upstream {
             body,
             abort: Some(abort),
+            first_byte_timeout_ms: first_byte_ms,
             idle_timeout_ms: settings.upstream_timeout_ms,
+            received: false,
         }));
     }
-    let body =
-        upstream::read_body(&mut resp, MAX_UPSTREAM_BODY, settings.upstream_timeout_ms).await?;
+    let body = upstream::read_body(&mut resp, MAX_UPSTREAM_BODY, first_byte_ms).await?;
     Ok(Reply::Plain(body))
 }
 

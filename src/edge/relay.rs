@@ -25,7 +25,11 @@ pub enum Source {
     Upstream {
         body: ByteStream,
         abort: Option<AbortController>,
+        /// The wait for the first chunk (the route's first-byte timeout).
+        first_byte_timeout_ms: u64,
+        /// The longest gap between two later chunks.
         idle_timeout_ms: u64,
+        received: bool,
     },
     /// The built-in echo model's events, paced by `delay_ms`.
     Local {
@@ -40,12 +44,22 @@ impl Source {
         match self {
             Source::Upstream {
                 body,
+                first_byte_timeout_ms,
                 idle_timeout_ms,
+                received,
                 ..
             } => {
-                let timer = Delay::from(Duration::from_millis(*idle_timeout_ms));
+                let wait_ms = if *received {
+                    *idle_timeout_ms
+                } else {
+                    *first_byte_timeout_ms
+                };
+                let timer = Delay::from(Duration::from_millis(wait_ms));
                 match select(body.next(), timer).await {
-                    Either::Left((Some(Ok(bytes)), _)) => Ok(Some(bytes)),
+                    Either::Left((Some(Ok(bytes)), _)) => {
+                        *received = true;
+                        Ok(Some(bytes))
+                    }
                     Either::Left((Some(Err(e)), _)) => Err(GatewayError::new(
                         ErrorKind::UpstreamFailed,
                         format!("The provider's stream broke off: {e}"),
@@ -53,7 +67,7 @@ impl Source {
                     Either::Left((None, _)) => Ok(None),
                     Either::Right(_) => Err(GatewayError::new(
                         ErrorKind::UpstreamTimeout,
-                        format!("The provider sent nothing for {idle_timeout_ms} ms."),
+                        format!("The provider sent nothing for {wait_ms} ms."),
                     )),
                 }
             }

@@ -2,6 +2,7 @@
 // provider's own protocol (mock-providers.mjs) on 127.0.0.1, and the official `openai` npm SDK as the client.
 // Plain and streamed answers, tool calls both ways, usage in the response and in the usage rows, errors.
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
 import { sleep, startGateway } from './harness.mjs';
@@ -397,6 +398,66 @@ describe('routing: fallback routes and circuit breaker', () => {
     const row = await usageRow(err.headers.get('x-request-id'));
     assert.equal(row.status, 'upstream_error');
     assert.equal(row.routes_tried, null);
+  });
+});
+
+describe('per-route timeouts', () => {
+  const hello = { messages: [{ role: 'user', content: 'hello' }] };
+  let hang;
+  const sockets = new Set();
+
+  before(async () => {
+    // Accepts connections and never answers.
+    hang = net.createServer((s) => {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => {});
+    });
+    await new Promise((r) => hang.listen(0, '127.0.0.1', r));
+    const base = `http://127.0.0.1:${hang.address().port}/v1`;
+    await adminOk('PUT', '/admin/providers/stalled', {
+      kind: 'openai',
+      base_url: base,
+      config: { connect_timeout_ms: 400, first_byte_timeout_ms: 400 },
+    });
+    for (const model of ['stalled-only', 'stalled-then-gemini']) {
+      await adminOk('PUT', `/admin/models/${model}`, {
+        provider: 'stalled',
+        upstream_model: 'gpt-4o-mini',
+        input_price: PRICE_IN,
+        output_price: PRICE_OUT,
+      });
+    }
+    await adminOk('PUT', '/admin/routes/stalled-then-gemini', {
+      routes: [{ provider: 'gemini', upstream_model: 'gemini-2.5-flash' }],
+    });
+  });
+
+  after(async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise((r) => hang.close(r));
+  });
+
+  test("a route's own connect timeout answers 504 long before the gateway-wide one", async () => {
+    // The gateway-wide timeout is 5 s here; a client that gives up after 3 s would see a
+    // connection timeout, not the gateway's 504, if the route's 400 ms were not applied.
+    const quick = new OpenAI({ apiKey: client.apiKey, baseURL: client.baseURL, maxRetries: 0, timeout: 3000 });
+    await assert.rejects(quick.chat.completions.create({ model: 'stalled-only', ...hello }), (e) => {
+      assert.equal(e.status, 504, String(e));
+      assert.equal(e.code, 'upstream_timeout');
+      assert.match(e.message, /within 400 ms/);
+      return true;
+    });
+  });
+
+  test('a timed-out route falls back to the next one', async () => {
+    const { data, response } = await client.chat.completions
+      .create({ model: 'stalled-then-gemini', ...hello })
+      .withResponse();
+    assert.equal(data.choices[0].message.content, 'mock reply to hello');
+    const row = await usageRow(response.headers.get('x-request-id'));
+    assert.equal(row.provider, 'gemini');
+    assert.deepEqual(JSON.parse(row.routes_tried), ['stalled/gpt-4o-mini']);
   });
 });
 

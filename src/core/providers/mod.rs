@@ -120,7 +120,31 @@ pub struct Route {
     pub config: Value,
 }
 
+/// Per-route timeouts from the provider config (`connect_timeout_ms`, `first_byte_timeout_ms`);
+/// `None` falls back to the gateway-wide `UPSTREAM_CONNECT_TIMEOUT_MS` / `UPSTREAM_TIMEOUT_MS`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouteTimeouts {
+    /// Until the provider's response headers.
+    pub connect_ms: Option<u64>,
+    /// From the headers until the first stream chunk (streams), or until the whole body (plain).
+    pub first_byte_ms: Option<u64>,
+}
+
 impl Route {
+    /// The route's own timeouts: positive integers in the provider config, else `None`.
+    pub fn timeouts(&self) -> RouteTimeouts {
+        let ms = |name: &str| {
+            self.config
+                .get(name)
+                .and_then(serde_json::Value::as_u64)
+                .filter(|&v| v > 0)
+        };
+        RouteTimeouts {
+            connect_ms: ms("connect_timeout_ms"),
+            first_byte_ms: ms("first_byte_timeout_ms"),
+        }
+    }
+
     /// A string setting of the provider config.
     pub fn config_str(&self, name: &str) -> Option<&str> {
         self.config.get(name).and_then(Value::as_str)
@@ -212,6 +236,32 @@ pub fn join_url(base: &str, path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn route_timeouts_come_from_the_config() {
+        let mut route = Route {
+            provider: "p".into(),
+            kind: ProviderKind::OpenAi,
+            base_url: "http://127.0.0.1:9/v1".into(),
+            api_key: None,
+            upstream_model: "m".into(),
+            max_output_tokens: None,
+            config: serde_json::Value::Null,
+        };
+        assert_eq!(route.timeouts(), RouteTimeouts::default());
+        route.config = serde_json::json!({"connect_timeout_ms": 1500, "first_byte_timeout_ms": 0});
+        assert_eq!(
+            route.timeouts(),
+            RouteTimeouts {
+                connect_ms: Some(1500),
+                first_byte_ms: None
+            }
+        );
+        route.config =
+            serde_json::json!({"connect_timeout_ms": "soon", "first_byte_timeout_ms": 9000});
+        assert_eq!(route.timeouts().connect_ms, None);
+        assert_eq!(route.timeouts().first_byte_ms, Some(9000));
+    }
 
     #[test]
     fn kinds_round_trip() {

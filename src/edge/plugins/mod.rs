@@ -215,6 +215,7 @@ async fn prepare_round(
         kind: turn.kind,
         upstream_model: turn.model.upstream_model.clone(),
         routes_tried: Vec::new(),
+        timeouts: turn.route.timeouts(),
         stream: round_chat.is_stream(),
         price: turn.price,
         price_version: turn.model.price_version,
