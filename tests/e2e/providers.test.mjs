@@ -2,6 +2,7 @@
 // provider's own protocol (mock-providers.mjs) on 127.0.0.1, and the official `openai` npm SDK as the client.
 // Plain and streamed answers, tool calls both ways, usage in the response and in the usage rows, errors.
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
@@ -458,6 +459,61 @@ describe('per-route timeouts', () => {
     const row = await usageRow(response.headers.get('x-request-id'));
     assert.equal(row.provider, 'gemini');
     assert.deepEqual(JSON.parse(row.routes_tried), ['stalled/gpt-4o-mini']);
+  });
+});
+
+describe('no fallback once the client has received bytes', () => {
+  let server;
+
+  before(async () => {
+    // An OpenAI-compatible upstream that streams two chunks, then breaks the connection.
+    server = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        const chunk = (content) =>
+          `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta: { content }, finish_reason: null }] })}\n\n`;
+        res.write(chunk('partial'));
+        res.write(chunk(' answer'));
+        setTimeout(() => res.socket.destroy(), 50);
+      });
+    });
+    await new Promise((r) => server.listen(0, '127.0.0.1', r));
+    await adminOk('PUT', '/admin/providers/breaks', {
+      kind: 'openai',
+      base_url: `http://127.0.0.1:${server.address().port}/v1`,
+    });
+    await adminOk('PUT', '/admin/models/breaks-then-gemini', {
+      provider: 'breaks',
+      upstream_model: 'gpt-4o-mini',
+      input_price: PRICE_IN,
+      output_price: PRICE_OUT,
+    });
+    await adminOk('PUT', '/admin/routes/breaks-then-gemini', {
+      routes: [{ provider: 'gemini', upstream_model: 'gemini-2.5-flash' }],
+    });
+  });
+
+  after(async () => {
+    await new Promise((r) => server.close(r));
+  });
+
+  test('a stream that breaks after its first chunk is not retried on the next route', async () => {
+    const before = mock.requests.length;
+    const { data: stream, response } = await client.chat.completions
+      .create({ model: 'breaks-then-gemini', stream: true, messages: [{ role: 'user', content: 'hi' }] })
+      .withResponse();
+    let text = '';
+    await assert.rejects(async () => {
+      for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? '';
+    });
+    assert.equal(text, 'partial answer');
+    assert.equal(mock.requests.length, before, 'the fallback route was never called');
+    const row = await usageRow(response.headers.get('x-request-id'));
+    assert.equal(row.provider, 'breaks');
+    assert.equal(row.status, 'upstream_error');
+    assert.equal(row.routes_tried, null);
+    assert.ok(row.cost > 0, 'delivered output is charged');
   });
 });
 
