@@ -558,17 +558,8 @@ impl GeminiStreamDecoder {
 impl StreamDecoder for GeminiStreamDecoder {
     fn push(&mut self, bytes: &[u8]) -> Vec<StreamItem> {
         let mut out = Vec::new();
-        match self.sse.push(bytes) {
-            Ok(events) => {
-                for e in events {
-                    self.event(e, &mut out);
-                }
-            }
-            Err(e) if !self.ended => {
-                self.ended = true;
-                out.push(StreamItem::Error(mapping::malformed(e)));
-            }
-            Err(_) => {}
+        for e in mapping::framed(self.sse.push(bytes), &mut self.ended, &mut out) {
+            self.event(e, &mut out);
         }
         out
     }

@@ -383,6 +383,25 @@ pub fn malformed(what: impl std::fmt::Display) -> GatewayError {
     )
 }
 
+/// The units a framing parser (SSE, NDJSON) completed; a framing error instead becomes one error
+/// item, reported once per stream (`ended` records it).
+pub fn framed<T, E: std::fmt::Display>(
+    parsed: Result<Vec<T>, E>,
+    ended: &mut bool,
+    out: &mut Vec<super::StreamItem>,
+) -> Vec<T> {
+    match parsed {
+        Ok(units) => units,
+        Err(e) => {
+            if !*ended {
+                *ended = true;
+                out.push(super::StreamItem::Error(malformed(e)));
+            }
+            Vec::new()
+        }
+    }
+}
+
 /// A plain response the adapter could not understand.
 pub fn invalid_response(what: impl std::fmt::Display) -> GatewayError {
     GatewayError::new(

@@ -389,17 +389,8 @@ impl OllamaStreamDecoder {
 impl StreamDecoder for OllamaStreamDecoder {
     fn push(&mut self, bytes: &[u8]) -> Vec<StreamItem> {
         let mut out = Vec::new();
-        match self.lines.push(bytes) {
-            Ok(lines) => {
-                for line in lines {
-                    self.line(&line, &mut out);
-                }
-            }
-            Err(e) if !self.ended => {
-                self.ended = true;
-                out.push(StreamItem::Error(mapping::malformed(e)));
-            }
-            Err(_) => {}
+        for line in mapping::framed(self.lines.push(bytes), &mut self.ended, &mut out) {
+            self.line(&line, &mut out);
         }
         out
     }
