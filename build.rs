@@ -1,10 +1,10 @@
 //! Generates the static tables of Tollgate's tokenizer (`src/core/tokens`), so that nothing is
 //! parsed or built when the worker starts:
 //!
-//! - per encoding (`o200k_base`, `cl100k_base`): every token's bytes in rank order, their offsets,
-//!   and an open-addressing hash from bytes to rank, written as little-endian binary files that
-//!   the crate `include_bytes!`. The vocabularies are read out of tiktoken-rs (the reference the
-//!   tests compare with), rank by rank.
+//! - per encoding (`o200k_base`, `cl100k_base`): every token's bytes in rank order, a bitmap of
+//!   where tokens start in them, and an open-addressing hash from bytes to the token's offset
+//!   (which orders like its rank), written as binary files that the crate `include_bytes!`. The
+//!   vocabularies are read out of tiktoken-rs (the reference the tests compare with), rank by rank.
 //! - the Unicode classes of the pre-tokenizer regexes (`\p{L}`, `\p{N}`, `\s`, the case classes of
 //!   o200k, and the case-insensitive letters of the contractions), from `regex-syntax`, the same
 //!   tables the reference's regex engine uses, as a two-level lookup table.
@@ -32,8 +32,11 @@ fn main() {
     write_classes(&out);
 }
 
-/// Writes `<name>.bytes`, `<name>.offsets` (u32 LE, one more than tokens) and `<name>.slots` (u32
-/// LE hash slots, a power of two). Ordinary tokens have ranks `0..expected` with no gaps.
+/// Writes `<name>.bytes` (the tokens in rank order), `<name>.starts` (bit `i` set when a token
+/// starts at byte `i`, plus the end; 8 bytes of padding for word reads) and `<name>.slots`
+/// ([`table_hash::SLOT_BYTES`] per hash slot, a power of two) and `<name>.pairs` (the same
+/// `offset + 1` or 0 for each of the 65,536 two-byte strings). Ordinary tokens have ranks
+/// `0..expected` with no gaps.
 fn write_vocabulary(out: &Path, name: &str, bpe: &tiktoken_rs::CoreBPE, expected: u32) {
     let mut bytes: Vec<u8> = Vec::with_capacity(expected as usize * 8);
     let mut offsets: Vec<u32> = Vec::with_capacity(expected as usize + 1);
@@ -43,37 +46,59 @@ fn write_vocabulary(out: &Path, name: &str, bpe: &tiktoken_rs::CoreBPE, expected
         if rank == expected {
             break; // a special token follows the vocabulary without a gap
         }
+        assert!(
+            !token.is_empty() && token.len() <= table_hash::MAX_TOKEN_LEN,
+            "{name}: token {rank} has {} bytes",
+            token.len()
+        );
         bytes.extend_from_slice(&token);
         offsets.push(u32::try_from(bytes.len()).expect("vocabulary under 4 GiB"));
         rank += 1;
     }
     assert_eq!(rank, expected, "{name}: unexpected vocabulary size");
     assert!(
-        expected < table_hash::RANK_MASK,
-        "{name}: ranks must fit the slot"
+        bytes.len() < table_hash::OFFSET_MASK as usize,
+        "{name}: offsets must fit the slot"
     );
 
-    // Load factor about 0.76: linear probing with fingerprints keeps misses cheap.
+    let mut starts = vec![0u8; bytes.len() / 8 + 1 + 8];
+    for &offset in &offsets {
+        starts[offset as usize / 8] |= 1 << (offset % 8);
+    }
+
+    // Load factor about 0.76: linear probing; the fingerprint skips most foreign slots.
     let capacity = (expected as usize * 5 / 4).next_power_of_two();
     let mask = capacity - 1;
     let mut slots = vec![0u32; capacity];
-    for r in 0..expected {
-        let key = &bytes[offsets[r as usize] as usize..offsets[r as usize + 1] as usize];
+    for r in 0..expected as usize {
+        let key = &bytes[offsets[r] as usize..offsets[r + 1] as usize];
         let hash = table_hash::hash_bytes(key);
         let mut i = hash as usize & mask;
         while slots[i] != 0 {
             i = (i + 1) & mask;
         }
-        slots[i] = table_hash::fingerprint(hash) | (r + 1);
+        slots[i] = table_hash::fingerprint(hash) | (offsets[r] + 1);
     }
+    // Two-byte tokens, indexed directly by their bytes: every merge starts with these lookups.
+    let mut pairs = vec![0u8; 65_536 * table_hash::SLOT_BYTES];
+    for r in 0..expected as usize {
+        let (start, end) = (offsets[r] as usize, offsets[r + 1] as usize);
+        if end - start == 2 {
+            let i = (usize::from(bytes[start]) << 8 | usize::from(bytes[start + 1]))
+                * table_hash::SLOT_BYTES;
+            pairs[i..i + table_hash::SLOT_BYTES]
+                .copy_from_slice(&(offsets[r] + 1).to_le_bytes()[..table_hash::SLOT_BYTES]);
+        }
+    }
+    let slot_bytes: Vec<u8> = slots
+        .iter()
+        .flat_map(|s| s.to_le_bytes()[..table_hash::SLOT_BYTES].to_vec())
+        .collect();
 
     fs::write(out.join(format!("{name}.bytes")), &bytes).expect("write token bytes");
-    fs::write(out.join(format!("{name}.offsets")), le_bytes(&offsets)).expect("write offsets");
-    fs::write(out.join(format!("{name}.slots")), le_bytes(&slots)).expect("write slots");
-}
-
-fn le_bytes(words: &[u32]) -> Vec<u8> {
-    words.iter().flat_map(|w| w.to_le_bytes()).collect()
+    fs::write(out.join(format!("{name}.starts")), &starts).expect("write token starts");
+    fs::write(out.join(format!("{name}.slots")), slot_bytes).expect("write slots");
+    fs::write(out.join(format!("{name}.pairs")), pairs).expect("write pairs");
 }
 
 /// The classes of the pre-tokenizer, one bit each (keep in sync with `pretokenize.rs`).

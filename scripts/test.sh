@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Tollgate's whole test suite, as CI runs it (bash .ci/run):
-#   setup, cargo fmt --check, clippy (native and wasm32), native cargo test, wasm tests (tests/wasm.rs),
+#   setup, cargo fmt --check, clippy (native and wasm32), native cargo test, token counts against OpenAI's
+#   Python tiktoken (tests/python_reference.py), wasm tests (tests/wasm.rs),
 #   release build, end-to-end tests (node --test tests/e2e/*.test.mjs against wrangler dev).
 # Every stage runs even when an earlier one failed (except those that need a build); the summary at the
 # end names the failed stages and the exit status is non-zero if any failed.
@@ -77,6 +78,9 @@ stage "cargo fmt --check" quiet cargo fmt --all -- --check
 stage "clippy (native)" quiet cargo clippy --all-targets -- -D warnings
 stage "clippy (wasm32)" quiet cargo clippy --target wasm32-unknown-unknown --lib -- -D warnings
 stage "cargo test (native)" stream cargo test
+stage "token counts vs Python tiktoken" stream bash -c \
+  '.tools/py/bin/python tests/python_reference.py target/python-counts.jsonl &&
+   TOLLGATE_PY_COUNTS=target/python-counts.jsonl cargo test --test tokens_reference -- --ignored python_tiktoken_agrees'
 if [[ -f tests/wasm.rs ]]; then
   stage "cargo test (wasm32)" stream env CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
     cargo test --target wasm32-unknown-unknown --test wasm

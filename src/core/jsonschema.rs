@@ -17,12 +17,12 @@
 //! | `items` | array | the schema of every element |
 //! | `minItems`, `maxItems` | array | bounds on the length |
 //! | `minLength`, `maxLength` | string | bounds in Unicode scalar values |
-//! | `pattern` | string | a regular expression (Rust `regex` syntax, no look-around), searched, not anchored |
+//! | `pattern` | string | a regular expression (`regex-lite` syntax: no look-around, no `\p{..}` classes; `\w`, `\d`, `\s` are ASCII), searched, not anchored |
 //! | `minimum`, `maximum`, `exclusiveMinimum`, `exclusiveMaximum` | number | numeric bounds |
 //!
 //! An `integer` is a number with no fractional part (`3.0` counts). Bounds are compared as f64.
 
-use regex::Regex;
+use regex_lite::Regex;
 use serde_json::{Map, Value};
 
 /// Longest `pattern` accepted, and the compiled size limit, so a manifest cannot make the
@@ -76,7 +76,7 @@ fn compile_pattern(path: &str, pattern: &str) -> Result<Regex, SchemaError> {
             format!("`pattern` is longer than {MAX_PATTERN_LEN} characters"),
         ));
     }
-    regex::RegexBuilder::new(pattern)
+    regex_lite::RegexBuilder::new(pattern)
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
         .map_err(|e| {

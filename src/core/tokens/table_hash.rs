@@ -22,15 +22,22 @@ pub fn hash_bytes(bytes: &[u8]) -> u64 {
     h ^ (h >> 29)
 }
 
-/// A slot holds `rank + 1` in its low [`RANK_BITS`] bits (0 = empty) and a fingerprint of the
-/// key's hash in the high bits, so that most failed probes never touch the token bytes.
-pub const RANK_BITS: u32 = 18;
+/// Bytes per hash slot (little-endian).
+pub const SLOT_BYTES: usize = 3;
 
-/// Mask of the rank part of a slot.
-pub const RANK_MASK: u32 = (1 << RANK_BITS) - 1;
+/// A slot holds `offset + 1` in its low [`OFFSET_BITS`] bits (0 = empty), where `offset` is
+/// where the token starts in the token bytes (in rank order, so offsets order like ranks), and a
+/// fingerprint of the key's hash in the 3 high bits.
+pub const OFFSET_BITS: u32 = 21;
+
+/// Mask of the offset part of a slot.
+pub const OFFSET_MASK: u32 = (1 << OFFSET_BITS) - 1;
+
+/// The longest token of any vocabulary (`build.rs` checks it); longer keys are never looked up.
+pub const MAX_TOKEN_LEN: usize = 128;
 
 /// The fingerprint bits of a hash, already shifted into slot position.
 #[inline]
 pub fn fingerprint(hash: u64) -> u32 {
-    ((hash >> 50) as u32) << RANK_BITS
+    ((hash >> 61) as u32) << OFFSET_BITS
 }

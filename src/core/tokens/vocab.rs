@@ -3,28 +3,33 @@
 //! Performance choices: the tables are `include_bytes!` data read in place, so an encoding is
 //! ready as soon as the module is (no decoding, no hash map built at start-up: tiktoken-rs spends
 //! 166–454 ms of wasm CPU on that). Lookups hash the byte string once and probe a linear table
-//! whose slots carry a fingerprint, so a miss rarely touches the token bytes. The merge is
-//! tiktoken's (lowest rank first, leftmost on ties): a scan over a small vector for short
-//! pieces, a heap for long ones, where the scan would be quadratic.
+//! whose 3-byte slots hold where the token starts in the token bytes, with a 3-bit fingerprint;
+//! a token's length comes from a bitmap of token starts. Tokens are stored in rank order, so
+//! these offsets order exactly like ranks and the merge compares them instead: no rank or
+//! offset table (the worker's gzip stays small). The merge is tiktoken's (lowest rank first,
+//! leftmost on ties): a scan over a small vector for short pieces, a heap for long ones, where
+//! the scan would be quadratic.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use super::table_hash::{fingerprint, hash_bytes, RANK_MASK};
+use super::table_hash::{fingerprint, hash_bytes, MAX_TOKEN_LEN, OFFSET_MASK, SLOT_BYTES};
 
-/// One vocabulary: token bytes in rank order, their offsets, and the hash slots.
+/// One vocabulary: token bytes in rank order, the bitmap of token starts, and the hash slots.
 pub(crate) struct Vocab {
     bytes: &'static [u8],
-    offsets: &'static [u8],
+    starts: &'static [u8],
     slots: &'static [u8],
+    pairs: &'static [u8],
 }
 
 macro_rules! vocab {
     ($name:literal) => {
         Vocab {
             bytes: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".bytes")),
-            offsets: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".offsets")),
+            starts: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".starts")),
             slots: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".slots")),
+            pairs: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".pairs")),
         }
     };
 }
@@ -35,11 +40,8 @@ pub(crate) static CL100K_BASE: Vocab = vocab!("cl100k_base");
 /// Pieces at least this long are merged with the heap.
 const LONG_PIECE: usize = 96;
 
-#[inline]
-fn word(table: &[u8], i: usize) -> u32 {
-    let b = &table[i * 4..i * 4 + 4];
-    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
-}
+/// Not a token: orders after every token offset.
+const NONE: u32 = u32::MAX;
 
 /// Reusable buffers of the merge, so that counting a text allocates once.
 #[derive(Default)]
@@ -55,32 +57,82 @@ impl Vocab {
     /// Number of ordinary tokens.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.offsets.len() / 4 - 1
+        let bits: usize = self.starts.iter().map(|b| b.count_ones() as usize).sum();
+        bits - 1
     }
 
-    /// The bytes of the token of `rank`.
+    /// The offsets of all tokens, in rank order.
+    #[cfg(test)]
+    pub(crate) fn offsets(&self) -> impl Iterator<Item = u32> + '_ {
+        let mut offset = 0;
+        std::iter::from_fn(move || {
+            (offset < self.bytes.len()).then(|| {
+                let this = offset;
+                offset = self.token_end(this);
+                this as u32
+            })
+        })
+    }
+
+    /// The bytes of the token at `offset`.
+    #[cfg(test)]
+    pub(crate) fn token(&self, offset: u32) -> &'static [u8] {
+        &self.bytes[offset as usize..self.token_end(offset as usize)]
+    }
+
+    /// Where the token that starts at `offset` ends: the next set bit of `starts`.
     #[inline]
-    pub(crate) fn token(&self, rank: u32) -> &'static [u8] {
-        let r = rank as usize;
-        &self.bytes[word(self.offsets, r) as usize..word(self.offsets, r + 1) as usize]
+    fn token_end(&self, offset: usize) -> usize {
+        let mut bit = offset + 1;
+        loop {
+            let byte = bit / 8;
+            let b = &self.starts[byte..byte + 8];
+            let word =
+                u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) >> (bit % 8);
+            if word != 0 {
+                return bit + word.trailing_zeros() as usize;
+            }
+            bit += 64 - 7;
+        }
     }
 
-    /// The rank of `key`, if it is a token.
+    /// The slot at index `i` of `table`.
+    #[inline]
+    fn slot(table: &[u8], i: usize) -> u32 {
+        let b = &table[i * SLOT_BYTES..i * SLOT_BYTES + SLOT_BYTES];
+        u32::from_le_bytes([b[0], b[1], b[2], 0])
+    }
+
+    /// The offset of a two-byte string, if it is a token: one read, no hash.
+    #[inline]
+    fn pair_rank(&self, a: u8, b: u8) -> Option<u32> {
+        let slot = Self::slot(self.pairs, usize::from(a) << 8 | usize::from(b));
+        slot.checked_sub(1)
+    }
+
+    /// The offset of `key` in the token bytes (which orders like its rank), if it is a token.
     #[inline]
     pub(crate) fn rank(&self, key: &[u8]) -> Option<u32> {
+        match key.len() {
+            2 => return self.pair_rank(key[0], key[1]),
+            len if len > MAX_TOKEN_LEN => return None,
+            _ => {}
+        }
         let hash = hash_bytes(key);
         let fp = fingerprint(hash);
-        let mask = self.slots.len() / 4 - 1;
+        let mask = self.slots.len() / SLOT_BYTES - 1;
         let mut i = hash as usize & mask;
         loop {
-            let slot = word(self.slots, i);
+            let slot = Self::slot(self.slots, i);
             if slot == 0 {
                 return None;
             }
-            if slot & !RANK_MASK == fp {
-                let rank = (slot & RANK_MASK) - 1;
-                if self.token(rank) == key {
-                    return Some(rank);
+            if slot & !OFFSET_MASK == fp {
+                let offset = (slot & OFFSET_MASK) as usize - 1;
+                if self.token_end(offset) == offset + key.len()
+                    && &self.bytes[offset..offset + key.len()] == key
+                {
+                    return Some(offset as u32);
                 }
             }
             i = (i + 1) & mask;
@@ -89,7 +141,7 @@ impl Vocab {
 
     #[inline]
     fn rank_or_max(&self, key: &[u8]) -> u32 {
-        self.rank(key).unwrap_or(u32::MAX)
+        self.rank(key).unwrap_or(NONE)
     }
 
     /// Tokens in one pre-tokenizer piece.
@@ -141,17 +193,17 @@ impl Vocab {
         for i in 0..piece.len() - 1 {
             parts.push((i, self.rank_or_max(&piece[i..i + 2])));
         }
-        parts.push((piece.len() - 1, u32::MAX));
-        parts.push((piece.len(), u32::MAX));
+        parts.push((piece.len() - 1, NONE));
+        parts.push((piece.len(), NONE));
         // parts[i].1 is the rank of the token parts[i]..parts[i+1] merged with the next one.
         loop {
-            let mut best = (u32::MAX, usize::MAX);
+            let mut best = (NONE, usize::MAX);
             for (i, &(_, rank)) in parts[..parts.len() - 1].iter().enumerate() {
                 if rank < best.0 {
                     best = (rank, i);
                 }
             }
-            if best.0 == u32::MAX {
+            if best.0 == NONE {
                 break;
             }
             let i = best.1;
@@ -162,7 +214,7 @@ impl Vocab {
             }
             parts[i].1 = match parts.get(i + 3) {
                 Some(&(end, _)) => self.rank_or_max(&piece[parts[i].0..end]),
-                None => u32::MAX,
+                None => NONE,
             };
             parts.remove(i + 1);
         }
@@ -188,10 +240,10 @@ impl Vocab {
             let rank = if s + 2 <= n {
                 self.rank_or_max(&piece[s..s + 2])
             } else {
-                u32::MAX
+                NONE
             };
             pair_ranks.push(rank);
-            if rank != u32::MAX {
+            if rank != NONE {
                 heap.push(Reverse((rank, s)));
             }
         }
@@ -202,22 +254,22 @@ impl Vocab {
             let right = ends[s];
             let right_end = ends[right];
             ends[s] = right_end;
-            pair_ranks[right] = u32::MAX;
+            pair_ranks[right] = NONE;
             if right_end < n {
                 prevs[right_end] = s;
                 let r = self.rank_or_max(&piece[s..ends[right_end]]);
                 pair_ranks[s] = r;
-                if r != u32::MAX {
+                if r != NONE {
                     heap.push(Reverse((r, s)));
                 }
             } else {
-                pair_ranks[s] = u32::MAX;
+                pair_ranks[s] = NONE;
             }
             if s > 0 {
                 let p = prevs[s];
                 let r = self.rank_or_max(&piece[p..right_end]);
                 pair_ranks[p] = r;
-                if r != u32::MAX {
+                if r != NONE {
                     heap.push(Reverse((r, p)));
                 }
             }
@@ -240,10 +292,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_token_is_found_at_its_rank() {
+    fn every_token_is_found_at_its_offset() {
         for vocab in [&O200K_BASE, &CL100K_BASE] {
-            for rank in 0..vocab.len() as u32 {
-                assert_eq!(vocab.rank(vocab.token(rank)), Some(rank));
+            for offset in vocab.offsets() {
+                assert_eq!(vocab.rank(vocab.token(offset)), Some(offset));
             }
             for byte in 0..=255u8 {
                 assert!(vocab.rank(&[byte]).is_some(), "every byte is a token");
@@ -252,6 +304,10 @@ mod tests {
         assert_eq!(O200K_BASE.len(), 199_998);
         assert_eq!(CL100K_BASE.len(), 100_256);
         assert_eq!(CL100K_BASE.rank(b"zzzzzzzzzzzzzzzzzzzzzzzzz"), None);
+        // A prefix or an extension of a token is not that token.
+        let hello = CL100K_BASE.rank(b"hello").expect("a token");
+        assert_ne!(CL100K_BASE.rank(b"hell"), Some(hello));
+        assert_ne!(CL100K_BASE.rank(b"hellos"), Some(hello));
     }
 
     #[test]
