@@ -1,10 +1,12 @@
 //! Generates the static tables of Tollgate's tokenizer (`src/core/tokens`), so that nothing is
 //! parsed or built when the worker starts:
 //!
-//! - per encoding (`o200k_base`, `cl100k_base`): every token's bytes in rank order, a bitmap of
-//!   where tokens start in them, and an open-addressing hash from bytes to the token's offset
-//!   (which orders like its rank), written as binary files that the crate `include_bytes!`. The
-//!   vocabularies are read out of tiktoken-rs (the reference the tests compare with), rank by rank.
+//! - one pool of token bytes: o200k_base's tokens in rank order, then the cl100k_base tokens that
+//!   o200k_base lacks (85% of cl100k_base is shared), with a bitmap of where tokens start;
+//! - per encoding, an open-addressing hash from a token's bytes to its place in the pool (and,
+//!   for cl100k_base, its rank; o200k_base's pool offsets order like its ranks), and a direct
+//!   table of the two-byte tokens. Binary files that the crate `include_bytes!`. The vocabularies
+//!   are read out of tiktoken-rs (the reference the tests compare with), rank by rank.
 //! - the Unicode classes of the pre-tokenizer regexes (`\p{L}`, `\p{N}`, `\s`, the case classes of
 //!   o200k, and the case-insensitive letters of the contractions), from `regex-syntax`, the same
 //!   tables the reference's regex engine uses, as a two-level lookup table.
@@ -12,6 +14,7 @@
 #[path = "src/core/tokens/table_hash.rs"]
 mod table_hash;
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -22,25 +25,78 @@ fn main() {
     println!("cargo:rerun-if-changed=src/core/tokens/table_hash.rs");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
 
-    let cl100k = tiktoken_rs::cl100k_base().expect("tiktoken-rs builds cl100k_base");
-    write_vocabulary(&out, "cl100k_base", &cl100k, 100_256);
-    drop(cl100k);
-    let o200k = tiktoken_rs::o200k_base().expect("tiktoken-rs builds o200k_base");
-    write_vocabulary(&out, "o200k_base", &o200k, 199_998);
-    drop(o200k);
+    let o200k = tokens_of(
+        "o200k_base",
+        &tiktoken_rs::o200k_base().expect("tiktoken-rs builds o200k_base"),
+        199_998,
+    );
+    let cl100k = tokens_of(
+        "cl100k_base",
+        &tiktoken_rs::cl100k_base().expect("tiktoken-rs builds cl100k_base"),
+        100_256,
+    );
+
+    // The pool: o200k_base in rank order (so its offsets order like its ranks), then the rest.
+    let mut pool: Vec<u8> = Vec::new();
+    let mut at: HashMap<&[u8], u32> = HashMap::new();
+    let mut o200k_offsets = Vec::with_capacity(o200k.len());
+    for token in o200k.iter().chain(&cl100k) {
+        let offset = *at.entry(token).or_insert_with(|| {
+            let offset = u32::try_from(pool.len()).expect("pool under 4 GiB");
+            pool.extend_from_slice(token);
+            offset
+        });
+        if o200k_offsets.len() < o200k.len() {
+            o200k_offsets.push(offset);
+        }
+    }
+    assert!(
+        pool.len() < table_hash::OFFSET_MASK as usize,
+        "pool offsets must fit the slot"
+    );
+    let mut starts = vec![0u8; pool.len() / 8 + 1 + 8];
+    for &offset in at.values().chain(&[pool.len() as u32]) {
+        starts[offset as usize / 8] |= 1 << (offset % 8);
+    }
+    fs::write(out.join("tokens.bytes"), &pool).expect("write token bytes");
+    fs::write(out.join("tokens.starts"), &starts).expect("write token starts");
+
+    let o200k_entries: Vec<(u32, u32)> = o200k_offsets.iter().map(|&o| (o, o)).collect();
+    let o200k_slot_of = write_lookup(&out, "o200k_base", &o200k, &o200k_entries, 3, 0);
+    write_pairs(&out, "o200k_base", &o200k, |rank| o200k_offsets[rank]);
+
+    // cl100k_base: the tokens it shares with o200k_base are found through o200k_base's slots,
+    // with a rank per slot (3 bytes: rank + 1, or 0 when the token is not in cl100k_base); the
+    // others have a small table of their own, with the rank in the slot.
+    let o200k_slot_at: HashMap<u32, usize> = o200k_offsets
+        .iter()
+        .zip(&o200k_slot_of)
+        .map(|(&offset, &slot)| (offset, slot))
+        .collect();
+    let mut shared_ranks = vec![0u8; capacity(o200k.len()) * 3];
+    let (mut own, mut own_entries) = (Vec::new(), Vec::new());
+    for (rank, token) in (0u32..).zip(&cl100k) {
+        let offset = at[token.as_slice()];
+        match o200k_slot_at.get(&offset) {
+            Some(&slot) => {
+                shared_ranks[slot * 3..slot * 3 + 3].copy_from_slice(&(rank + 1).to_le_bytes()[..3])
+            }
+            None => {
+                own.push(token.clone());
+                own_entries.push((offset, rank));
+            }
+        }
+    }
+    fs::write(out.join("cl100k_base.shared"), shared_ranks).expect("write shared ranks");
+    write_lookup(&out, "cl100k_base", &own, &own_entries, 5, 17);
+    write_pairs(&out, "cl100k_base", &cl100k, |rank| rank as u32);
 
     write_classes(&out);
 }
 
-/// Writes `<name>.bytes` (the tokens in rank order), `<name>.starts` (bit `i` set when a token
-/// starts at byte `i`, plus the end; 8 bytes of padding for word reads) and `<name>.slots`
-/// ([`table_hash::SLOT_BYTES`] per hash slot, a power of two) and `<name>.pairs` (the same
-/// `offset + 1` or 0 for each of the 65,536 two-byte strings). Ordinary tokens have ranks
-/// `0..expected` with no gaps.
-fn write_vocabulary(out: &Path, name: &str, bpe: &tiktoken_rs::CoreBPE, expected: u32) {
-    let mut bytes: Vec<u8> = Vec::with_capacity(expected as usize * 8);
-    let mut offsets: Vec<u32> = Vec::with_capacity(expected as usize + 1);
-    offsets.push(0);
+/// The ordinary tokens of `bpe` in rank order (ranks `0..expected` with no gaps).
+fn tokens_of(name: &str, bpe: &tiktoken_rs::CoreBPE, expected: u32) -> Vec<Vec<u8>> {
+    let mut tokens = Vec::with_capacity(expected as usize);
     let mut rank: u32 = 0;
     while let Ok(token) = bpe.decode_bytes(&[rank]) {
         if rank == expected {
@@ -51,53 +107,67 @@ fn write_vocabulary(out: &Path, name: &str, bpe: &tiktoken_rs::CoreBPE, expected
             "{name}: token {rank} has {} bytes",
             token.len()
         );
-        bytes.extend_from_slice(&token);
-        offsets.push(u32::try_from(bytes.len()).expect("vocabulary under 4 GiB"));
+        tokens.push(token);
         rank += 1;
     }
     assert_eq!(rank, expected, "{name}: unexpected vocabulary size");
-    assert!(
-        bytes.len() < table_hash::OFFSET_MASK as usize,
-        "{name}: offsets must fit the slot"
-    );
+    tokens
+}
 
-    let mut starts = vec![0u8; bytes.len() / 8 + 1 + 8];
-    for &offset in &offsets {
-        starts[offset as usize / 8] |= 1 << (offset % 8);
-    }
+/// Slots of a hash table of `tokens` entries: a load factor of about 0.76 (linear probing; the
+/// fingerprint skips most foreign slots).
+fn capacity(tokens: usize) -> usize {
+    (tokens * 5 / 4).next_power_of_two()
+}
 
-    // Load factor about 0.76: linear probing; the fingerprint skips most foreign slots.
-    let capacity = (expected as usize * 5 / 4).next_power_of_two();
-    let mask = capacity - 1;
-    let mut slots = vec![0u32; capacity];
-    for r in 0..expected as usize {
-        let key = &bytes[offsets[r] as usize..offsets[r + 1] as usize];
-        let hash = table_hash::hash_bytes(key);
+/// Writes `<name>.slots` (`slot_bytes` per hash slot, a power of two, little-endian: pool offset
+/// + 1 in the low [`table_hash::OFFSET_BITS`] bits (0 = empty), then `rank_bits` of rank, then a
+/// fingerprint in the rest). A token's id is its rank, or its pool offset when `rank_bits` is 0.
+/// `entries[i]` is the (pool offset, id) of `tokens[i]`. Returns the slot index of each token.
+fn write_lookup(
+    out: &Path,
+    name: &str,
+    tokens: &[Vec<u8>],
+    entries: &[(u32, u32)],
+    slot_bytes: usize,
+    rank_bits: u32,
+) -> Vec<usize> {
+    let fp_bits = slot_bytes as u32 * 8 - table_hash::OFFSET_BITS - rank_bits;
+    assert!(tokens.len() < 1 << rank_bits.max(table_hash::OFFSET_BITS));
+    let mask = capacity(tokens.len()) - 1;
+    let mut slots = vec![0u64; mask + 1];
+    let mut slot_of = Vec::with_capacity(tokens.len());
+    for (token, &(offset, id)) in tokens.iter().zip(entries) {
+        let hash = table_hash::hash_bytes(token);
         let mut i = hash as usize & mask;
         while slots[i] != 0 {
             i = (i + 1) & mask;
         }
-        slots[i] = table_hash::fingerprint(hash) | (offsets[r] + 1);
+        slot_of.push(i);
+        let rank_part = if rank_bits == 0 { 0 } else { u64::from(id) };
+        slots[i] = u64::from(offset + 1)
+            | rank_part << table_hash::OFFSET_BITS
+            | table_hash::fingerprint(hash, fp_bits) << (table_hash::OFFSET_BITS + rank_bits);
     }
-    // Two-byte tokens, indexed directly by their bytes: every merge starts with these lookups.
-    let mut pairs = vec![0u8; 65_536 * table_hash::SLOT_BYTES];
-    for r in 0..expected as usize {
-        let (start, end) = (offsets[r] as usize, offsets[r + 1] as usize);
-        if end - start == 2 {
-            let i = (usize::from(bytes[start]) << 8 | usize::from(bytes[start + 1]))
-                * table_hash::SLOT_BYTES;
-            pairs[i..i + table_hash::SLOT_BYTES]
-                .copy_from_slice(&(offsets[r] + 1).to_le_bytes()[..table_hash::SLOT_BYTES]);
-        }
-    }
-    let slot_bytes: Vec<u8> = slots
+    let slot_table: Vec<u8> = slots
         .iter()
-        .flat_map(|s| s.to_le_bytes()[..table_hash::SLOT_BYTES].to_vec())
+        .flat_map(|s| s.to_le_bytes()[..slot_bytes].to_vec())
         .collect();
 
-    fs::write(out.join(format!("{name}.bytes")), &bytes).expect("write token bytes");
-    fs::write(out.join(format!("{name}.starts")), &starts).expect("write token starts");
-    fs::write(out.join(format!("{name}.slots")), slot_bytes).expect("write slots");
+    fs::write(out.join(format!("{name}.slots")), slot_table).expect("write slots");
+    slot_of
+}
+
+/// Writes `<name>.pairs`: 3 bytes per two-byte string, the id (`id_of(rank)`) of the token + 1,
+/// or 0. Every merge starts with these lookups, so they skip the hash.
+fn write_pairs(out: &Path, name: &str, tokens: &[Vec<u8>], id_of: impl Fn(usize) -> u32) {
+    let mut pairs = vec![0u8; 65_536 * 3];
+    for (rank, token) in tokens.iter().enumerate() {
+        if let [a, b] = token[..] {
+            let i = (usize::from(a) << 8 | usize::from(b)) * 3;
+            pairs[i..i + 3].copy_from_slice(&(id_of(rank) + 1).to_le_bytes()[..3]);
+        }
+    }
     fs::write(out.join(format!("{name}.pairs")), pairs).expect("write pairs");
 }
 

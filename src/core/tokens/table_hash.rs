@@ -22,12 +22,9 @@ pub fn hash_bytes(bytes: &[u8]) -> u64 {
     h ^ (h >> 29)
 }
 
-/// Bytes per hash slot (little-endian).
-pub const SLOT_BYTES: usize = 3;
-
 /// A slot holds `offset + 1` in its low [`OFFSET_BITS`] bits (0 = empty), where `offset` is
-/// where the token starts in the token bytes (in rank order, so offsets order like ranks), and a
-/// fingerprint of the key's hash in the 3 high bits.
+/// where the token starts in the pool of token bytes; then, in a vocabulary whose pool offsets
+/// do not order like its ranks, the rank; then a fingerprint of the key's hash.
 pub const OFFSET_BITS: u32 = 21;
 
 /// Mask of the offset part of a slot.
@@ -36,8 +33,8 @@ pub const OFFSET_MASK: u32 = (1 << OFFSET_BITS) - 1;
 /// The longest token of any vocabulary (`build.rs` checks it); longer keys are never looked up.
 pub const MAX_TOKEN_LEN: usize = 128;
 
-/// The fingerprint bits of a hash, already shifted into slot position.
+/// The `bits` fingerprint bits of a hash (its top bits; the slot index uses the low ones).
 #[inline]
-pub fn fingerprint(hash: u64) -> u32 {
-    ((hash >> 61) as u32) << OFFSET_BITS
+pub fn fingerprint(hash: u64, bits: u32) -> u64 {
+    hash >> (64 - bits)
 }

@@ -2,45 +2,61 @@
 //!
 //! Performance choices: the tables are `include_bytes!` data read in place, so an encoding is
 //! ready as soon as the module is (no decoding, no hash map built at start-up: tiktoken-rs spends
-//! 166–454 ms of wasm CPU on that). Lookups hash the byte string once and probe a linear table
-//! whose 3-byte slots hold where the token starts in the token bytes, with a 3-bit fingerprint;
-//! a token's length comes from a bitmap of token starts. Tokens are stored in rank order, so
-//! these offsets order exactly like ranks and the merge compares them instead: no rank or
-//! offset table (the worker's gzip stays small). The merge is tiktoken's (lowest rank first,
-//! leftmost on ties): a scan over a small vector for short pieces, a heap for long ones, where
-//! the scan would be quadratic.
+//! 166–454 ms of wasm CPU on that). Size: the worker's gzip must stay under Cloudflare's limit,
+//! so both vocabularies share one pool of token bytes (o200k_base's in rank order, then what
+//! cl100k_base adds), a token's length comes from a bitmap of token starts, and there is no
+//! offset or rank table: a hash slot holds the token's pool offset, which for o200k_base orders
+//! exactly like its rank (3-byte slots), plus the rank for cl100k_base (5-byte slots), and a
+//! fingerprint so that most foreign slots are skipped without touching the bytes. Two-byte
+//! strings, where every merge starts, are looked up directly, without hashing. The merge is
+//! tiktoken's (lowest rank first, leftmost on ties) on these ids: a scan over a small vector for
+//! short pieces, a heap for long ones, where the scan would be quadratic.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use super::table_hash::{fingerprint, hash_bytes, MAX_TOKEN_LEN, OFFSET_MASK, SLOT_BYTES};
+use super::table_hash::{fingerprint, hash_bytes, MAX_TOKEN_LEN, OFFSET_BITS, OFFSET_MASK};
 
-/// One vocabulary: token bytes in rank order, the bitmap of token starts, and the hash slots.
+/// The pool of token bytes of both vocabularies.
+static POOL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tokens.bytes"));
+/// Bit `i` is set when a token starts at `POOL[i]` (and at the end); 8 bytes of padding.
+static STARTS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tokens.starts"));
+
+/// One vocabulary: its hash slots and two-byte table over the shared pool.
 pub(crate) struct Vocab {
-    bytes: &'static [u8],
-    starts: &'static [u8],
     slots: &'static [u8],
     pairs: &'static [u8],
+    /// Bytes per slot.
+    slot_bytes: usize,
+    /// Bits of rank in a slot; 0 when the pool offset is the id (it orders like the rank).
+    rank_bits: u32,
+    /// Tokens shared with another vocabulary are found through its slots: that vocabulary, and
+    /// 3 bytes per slot of it (this vocabulary's rank + 1, or 0 for a token it lacks).
+    shared: Option<(&'static Vocab, &'static [u8])>,
 }
 
-macro_rules! vocab {
-    ($name:literal) => {
-        Vocab {
-            bytes: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".bytes")),
-            starts: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".starts")),
-            slots: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".slots")),
-            pairs: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".pairs")),
-        }
-    };
-}
-
-pub(crate) static O200K_BASE: Vocab = vocab!("o200k_base");
-pub(crate) static CL100K_BASE: Vocab = vocab!("cl100k_base");
+pub(crate) static O200K_BASE: Vocab = Vocab {
+    slots: include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.slots")),
+    pairs: include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.pairs")),
+    slot_bytes: 3,
+    rank_bits: 0,
+    shared: None,
+};
+pub(crate) static CL100K_BASE: Vocab = Vocab {
+    slots: include_bytes!(concat!(env!("OUT_DIR"), "/cl100k_base.slots")),
+    pairs: include_bytes!(concat!(env!("OUT_DIR"), "/cl100k_base.pairs")),
+    slot_bytes: 5,
+    rank_bits: 17,
+    shared: Some((
+        &O200K_BASE,
+        include_bytes!(concat!(env!("OUT_DIR"), "/cl100k_base.shared")),
+    )),
+};
 
 /// Pieces at least this long are merged with the heap.
 const LONG_PIECE: usize = 96;
 
-/// Not a token: orders after every token offset.
+/// Not a token: orders after every token id.
 const NONE: u32 = u32::MAX;
 
 /// Reusable buffers of the merge, so that counting a text allocates once.
@@ -53,64 +69,87 @@ pub(crate) struct Scratch {
     heap: BinaryHeap<Reverse<(u32, usize)>>,
 }
 
-impl Vocab {
-    /// Number of ordinary tokens.
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        let bits: usize = self.starts.iter().map(|b| b.count_ones() as usize).sum();
-        bits - 1
+/// Where the token that starts at `offset` of the pool ends: the next set bit of `STARTS`.
+#[inline]
+fn token_end(offset: usize) -> usize {
+    let mut bit = offset + 1;
+    loop {
+        let byte = bit / 8;
+        let b = &STARTS[byte..byte + 8];
+        let word =
+            u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) >> (bit % 8);
+        if word != 0 {
+            return bit + word.trailing_zeros() as usize;
+        }
+        bit += 64 - 7;
     }
+}
 
-    /// The offsets of all tokens, in rank order.
+impl Vocab {
+    /// The slots, each as (pool offset, id), in table order.
     #[cfg(test)]
-    pub(crate) fn offsets(&self) -> impl Iterator<Item = u32> + '_ {
-        let mut offset = 0;
-        std::iter::from_fn(move || {
-            (offset < self.bytes.len()).then(|| {
-                let this = offset;
-                offset = self.token_end(this);
-                this as u32
-            })
+    fn entries(&self) -> impl Iterator<Item = (usize, u32)> + '_ {
+        (0..self.slots.len() / self.slot_bytes).filter_map(|i| {
+            let slot = self.slot(i);
+            let offset = (slot as u32 & OFFSET_MASK).checked_sub(1)? as usize;
+            Some((offset, self.id(slot, offset)))
         })
     }
 
-    /// The bytes of the token at `offset`.
+    /// The tokens this vocabulary finds through another's slots, as (pool offset, id).
     #[cfg(test)]
-    pub(crate) fn token(&self, offset: u32) -> &'static [u8] {
-        &self.bytes[offset as usize..self.token_end(offset as usize)]
+    fn shared_entries(&self) -> Vec<(usize, u32)> {
+        let Some((base, ranks)) = self.shared else {
+            return Vec::new();
+        };
+        base.entries()
+            .filter_map(|(offset, _)| {
+                let (i, _) = base.find(
+                    &POOL[offset..token_end(offset)],
+                    hash_bytes(&POOL[offset..token_end(offset)]),
+                )?;
+                let r = &ranks[i * 3..i * 3 + 3];
+                let rank = u32::from_le_bytes([r[0], r[1], r[2], 0]).checked_sub(1)?;
+                Some((offset, rank))
+            })
+            .collect()
     }
 
-    /// Where the token that starts at `offset` ends: the next set bit of `starts`.
+    /// Number of ordinary tokens.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.entries().count() + self.shared_entries().len()
+    }
+
+    /// The slot at index `i`.
     #[inline]
-    fn token_end(&self, offset: usize) -> usize {
-        let mut bit = offset + 1;
-        loop {
-            let byte = bit / 8;
-            let b = &self.starts[byte..byte + 8];
-            let word =
-                u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) >> (bit % 8);
-            if word != 0 {
-                return bit + word.trailing_zeros() as usize;
-            }
-            bit += 64 - 7;
+    fn slot(&self, i: usize) -> u64 {
+        let w = self.slot_bytes;
+        let mut b = [0u8; 8];
+        b[..w].copy_from_slice(&self.slots[i * w..i * w + w]);
+        u64::from_le_bytes(b)
+    }
+
+    /// The id of the token in `slot`, whose pool offset is `offset`.
+    #[inline]
+    fn id(&self, slot: u64, offset: usize) -> u32 {
+        if self.rank_bits == 0 {
+            offset as u32
+        } else {
+            (slot >> OFFSET_BITS) as u32 & ((1 << self.rank_bits) - 1)
         }
     }
 
-    /// The slot at index `i` of `table`.
-    #[inline]
-    fn slot(table: &[u8], i: usize) -> u32 {
-        let b = &table[i * SLOT_BYTES..i * SLOT_BYTES + SLOT_BYTES];
-        u32::from_le_bytes([b[0], b[1], b[2], 0])
-    }
-
-    /// The offset of a two-byte string, if it is a token: one read, no hash.
+    /// The id of a two-byte string, if it is a token: one read, no hash.
     #[inline]
     fn pair_rank(&self, a: u8, b: u8) -> Option<u32> {
-        let slot = Self::slot(self.pairs, usize::from(a) << 8 | usize::from(b));
-        slot.checked_sub(1)
+        let i = (usize::from(a) << 8 | usize::from(b)) * 3;
+        let p = &self.pairs[i..i + 3];
+        u32::from_le_bytes([p[0], p[1], p[2], 0]).checked_sub(1)
     }
 
-    /// The offset of `key` in the token bytes (which orders like its rank), if it is a token.
+    /// The id of `key` if it is a token: a number that orders exactly like the token's rank (the
+    /// rank, or the pool offset).
     #[inline]
     pub(crate) fn rank(&self, key: &[u8]) -> Option<u32> {
         match key.len() {
@@ -119,20 +158,33 @@ impl Vocab {
             _ => {}
         }
         let hash = hash_bytes(key);
-        let fp = fingerprint(hash);
-        let mask = self.slots.len() / SLOT_BYTES - 1;
+        if let Some((base, ranks)) = self.shared {
+            if let Some((i, _)) = base.find(key, hash) {
+                let r = &ranks[i * 3..i * 3 + 3];
+                return u32::from_le_bytes([r[0], r[1], r[2], 0]).checked_sub(1);
+            }
+        }
+        self.find(key, hash).map(|(_, id)| id)
+    }
+
+    /// The slot index and id of `key` (whose hash is `hash`) in this vocabulary's own slots.
+    #[inline]
+    fn find(&self, key: &[u8], hash: u64) -> Option<(usize, u32)> {
+        let fp_shift = OFFSET_BITS + self.rank_bits;
+        let fp = fingerprint(hash, self.slot_bytes as u32 * 8 - fp_shift);
+        let mask = self.slots.len() / self.slot_bytes - 1;
         let mut i = hash as usize & mask;
         loop {
-            let slot = Self::slot(self.slots, i);
+            let slot = self.slot(i);
             if slot == 0 {
                 return None;
             }
-            if slot & !OFFSET_MASK == fp {
-                let offset = (slot & OFFSET_MASK) as usize - 1;
-                if self.token_end(offset) == offset + key.len()
-                    && &self.bytes[offset..offset + key.len()] == key
+            if slot >> fp_shift == fp {
+                let offset = (slot as u32 & OFFSET_MASK) as usize - 1;
+                if token_end(offset) == offset + key.len()
+                    && &POOL[offset..offset + key.len()] == key
                 {
-                    return Some(offset as u32);
+                    return Some((i, self.id(slot, offset)));
                 }
             }
             i = (i + 1) & mask;
@@ -292,10 +344,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_token_is_found_at_its_offset() {
+    fn every_token_is_found_with_its_id() {
         for vocab in [&O200K_BASE, &CL100K_BASE] {
-            for offset in vocab.offsets() {
-                assert_eq!(vocab.rank(vocab.token(offset)), Some(offset));
+            let mut ids = std::collections::HashSet::new();
+            for (offset, id) in vocab.entries().chain(vocab.shared_entries()) {
+                assert_eq!(vocab.rank(&POOL[offset..token_end(offset)]), Some(id));
+                assert!(ids.insert(id), "ids are unique");
             }
             for byte in 0..=255u8 {
                 assert!(vocab.rank(&[byte]).is_some(), "every byte is a token");
@@ -308,6 +362,9 @@ mod tests {
         let hello = CL100K_BASE.rank(b"hello").expect("a token");
         assert_ne!(CL100K_BASE.rank(b"hell"), Some(hello));
         assert_ne!(CL100K_BASE.rank(b"hellos"), Some(hello));
+        // Ranks order like tiktoken's: the space before "the" merges first.
+        assert!(CL100K_BASE.rank(b" t") < CL100K_BASE.rank(b" the"));
+        assert!(O200K_BASE.rank(b" t") < O200K_BASE.rank(b" the"));
     }
 
     #[test]
