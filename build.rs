@@ -66,20 +66,20 @@ fn main() {
     write_pairs(&out, "o200k_base", &o200k, |rank| o200k_offsets[rank]);
 
     // cl100k_base: the tokens it shares with o200k_base are found through o200k_base's slots,
-    // with a rank per slot (3 bytes: rank + 1, or 0 when the token is not in cl100k_base); the
+    // with a rank per slot (3 bytes: the rank, or all ones when the token is not in cl100k_base); the
     // others have a small table of their own, with the rank in the slot.
     let o200k_slot_at: HashMap<u32, usize> = o200k_offsets
         .iter()
         .zip(&o200k_slot_of)
         .map(|(&offset, &slot)| (offset, slot))
         .collect();
-    let mut shared_ranks = vec![0u8; capacity(o200k.len()) * 3];
+    let mut shared_ranks = vec![0xFFu8; capacity(o200k.len()) * 3];
     let (mut own, mut own_entries) = (Vec::new(), Vec::new());
     for (rank, token) in (0u32..).zip(&cl100k) {
         let offset = at[token.as_slice()];
         match o200k_slot_at.get(&offset) {
             Some(&slot) => {
-                shared_ranks[slot * 3..slot * 3 + 3].copy_from_slice(&(rank + 1).to_le_bytes()[..3])
+                shared_ranks[slot * 3..slot * 3 + 3].copy_from_slice(&rank.to_le_bytes()[..3])
             }
             None => {
                 own.push(token.clone());
@@ -114,15 +114,15 @@ fn tokens_of(name: &str, bpe: &tiktoken_rs::CoreBPE, expected: u32) -> Vec<Vec<u
     tokens
 }
 
-/// Slots of a hash table of `tokens` entries: a load factor of about 0.76 (linear probing; the
-/// fingerprint skips most foreign slots).
+/// Slots of a hash table of `tokens` entries: a load factor of about 0.76 (linear probing).
 fn capacity(tokens: usize) -> usize {
     (tokens * 5 / 4).next_power_of_two()
 }
 
 /// Writes `<name>.slots` (`slot_bytes` per hash slot, a power of two, little-endian: pool offset
-/// + 1 in the low [`table_hash::OFFSET_BITS`] bits (0 = empty), then `rank_bits` of rank, then a
-/// fingerprint in the rest). A token's id is its rank, or its pool offset when `rank_bits` is 0.
+/// in the low [`table_hash::OFFSET_BITS`] bits, then `rank_bits` of rank, then
+/// the entry's distance from its home slot, capped at the largest value the rest can hold;
+/// all ones = empty). A token's id is its rank, or its pool offset when `rank_bits` is 0.
 /// `entries[i]` is the (pool offset, id) of `tokens[i]`. Returns the slot index of each token.
 fn write_lookup(
     out: &Path,
@@ -132,22 +132,44 @@ fn write_lookup(
     slot_bytes: usize,
     rank_bits: u32,
 ) -> Vec<usize> {
-    let fp_bits = slot_bytes as u32 * 8 - table_hash::OFFSET_BITS - rank_bits;
+    let disp_bits = slot_bytes as u32 * 8 - table_hash::OFFSET_BITS - rank_bits;
     assert!(tokens.len() < 1 << rank_bits.max(table_hash::OFFSET_BITS));
     let mask = capacity(tokens.len()) - 1;
-    let mut slots = vec![0u64; mask + 1];
-    let mut slot_of = Vec::with_capacity(tokens.len());
-    for (token, &(offset, id)) in tokens.iter().zip(entries) {
-        let hash = table_hash::hash_bytes(token);
-        let mut i = hash as usize & mask;
-        while slots[i] != 0 {
+    // Robin Hood insertion: along any probe sequence, displacements never drop by more than
+    // one, so a lookup stops at the first entry nearer its home than the key would be.
+    // `held[i]` is (token index, displacement) of slot i.
+    let mut held: Vec<Option<(usize, usize)>> = vec![None; mask + 1];
+    for (t, token) in tokens.iter().enumerate() {
+        let mut i = table_hash::hash_bytes(token) as usize & mask;
+        let mut carry = (t, 0usize);
+        loop {
+            match held[i] {
+                None => {
+                    held[i] = Some(carry);
+                    break;
+                }
+                Some(there) if there.1 < carry.1 => {
+                    held[i] = Some(carry);
+                    carry = there;
+                }
+                Some(_) => {}
+            }
             i = (i + 1) & mask;
+            carry.1 += 1;
         }
-        slot_of.push(i);
-        let rank_part = if rank_bits == 0 { 0 } else { u64::from(id) };
-        slots[i] = u64::from(offset + 1)
-            | rank_part << table_hash::OFFSET_BITS
-            | table_hash::fingerprint(hash, fp_bits) << (table_hash::OFFSET_BITS + rank_bits);
+    }
+    let max_disp = (1u64 << disp_bits) - 1;
+    let mut slot_of = vec![0; tokens.len()];
+    let mut slots = vec![u64::MAX; mask + 1];
+    for (i, entry) in held.iter().enumerate() {
+        if let Some((t, disp)) = *entry {
+            let (offset, id) = entries[t];
+            slot_of[t] = i;
+            let rank_part = if rank_bits == 0 { 0 } else { u64::from(id) };
+            slots[i] = u64::from(offset)
+                | rank_part << table_hash::OFFSET_BITS
+                | (disp as u64).min(max_disp) << (table_hash::OFFSET_BITS + rank_bits);
+        }
     }
     let slot_table: Vec<u8> = slots
         .iter()
@@ -158,14 +180,14 @@ fn write_lookup(
     slot_of
 }
 
-/// Writes `<name>.pairs`: 3 bytes per two-byte string, the id (`id_of(rank)`) of the token + 1,
-/// or 0. Every merge starts with these lookups, so they skip the hash.
+/// Writes `<name>.pairs`: 3 bytes per two-byte string, the id (`id_of(rank)`) of the token, or
+/// all ones. Every merge starts with these lookups, so they skip the hash.
 fn write_pairs(out: &Path, name: &str, tokens: &[Vec<u8>], id_of: impl Fn(usize) -> u32) {
-    let mut pairs = vec![0u8; 65_536 * 3];
+    let mut pairs = vec![0xFFu8; 65_536 * 3];
     for (rank, token) in tokens.iter().enumerate() {
         if let [a, b] = token[..] {
             let i = (usize::from(a) << 8 | usize::from(b)) * 3;
-            pairs[i..i + 3].copy_from_slice(&(id_of(rank) + 1).to_le_bytes()[..3]);
+            pairs[i..i + 3].copy_from_slice(&id_of(rank).to_le_bytes()[..3]);
         }
     }
     fs::write(out.join(format!("{name}.pairs")), pairs).expect("write pairs");

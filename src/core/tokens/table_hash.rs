@@ -22,19 +22,21 @@ pub fn hash_bytes(bytes: &[u8]) -> u64 {
     h ^ (h >> 29)
 }
 
-/// A slot holds `offset + 1` in its low [`OFFSET_BITS`] bits (0 = empty), where `offset` is
+/// A slot holds `offset` in its low [`OFFSET_BITS`] bits, where `offset` is
 /// where the token starts in the pool of token bytes; then, in a vocabulary whose pool offsets
-/// do not order like its ranks, the rank; then a fingerprint of the key's hash.
+/// do not order like its ranks, the rank; then the entry's distance from its home slot (Robin
+/// Hood order), capped at the largest value those top bits hold. An empty slot is all ones.
+///
+/// "None" is all ones, never zero, in every table: a long run of zero bytes in a data segment
+/// makes wasm-opt split the segment around it, and the segment headers cost more gzip than the
+/// zeros would.
 pub const OFFSET_BITS: u32 = 21;
 
-/// Mask of the offset part of a slot.
+/// Mask of the offset part of a slot (`build.rs` checks that offsets stay below it).
 pub const OFFSET_MASK: u32 = (1 << OFFSET_BITS) - 1;
 
 /// The longest token of any vocabulary (`build.rs` checks it); longer keys are never looked up.
 pub const MAX_TOKEN_LEN: usize = 128;
 
-/// The `bits` fingerprint bits of a hash (its top bits; the slot index uses the low ones).
-#[inline]
-pub fn fingerprint(hash: u64, bits: u32) -> u64 {
-    hash >> (64 - bits)
-}
+/// All ones in three bytes: no id.
+pub const NO_ID: u32 = 0xFF_FFFF;

@@ -6,8 +6,9 @@
 //! so both vocabularies share one pool of token bytes (o200k_base's in rank order, then what
 //! cl100k_base adds), a token's length comes from a bitmap of token starts, and there is no
 //! offset or rank table: a hash slot holds the token's pool offset, which for o200k_base orders
-//! exactly like its rank (3-byte slots), plus the rank for cl100k_base (5-byte slots), and a
-//! fingerprint so that most foreign slots are skipped without touching the bytes. Two-byte
+//! exactly like its rank (3-byte slots), plus the rank for cl100k_base (5-byte slots), and its
+//! distance from its home slot: Robin Hood order, so that most lookups, and most are misses
+//! in a merge, stop after two or three slots and compare bytes only with same-home entries. Two-byte
 //! strings, where every merge starts, are looked up directly, without hashing. The merge is
 //! tiktoken's (lowest rank first, leftmost on ties) on these ids: a scan over a small vector for
 //! short pieces, a heap for long ones, where the scan would be quadratic.
@@ -15,7 +16,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use super::table_hash::{fingerprint, hash_bytes, MAX_TOKEN_LEN, OFFSET_BITS, OFFSET_MASK};
+use super::table_hash::{hash_bytes, MAX_TOKEN_LEN, NO_ID, OFFSET_BITS, OFFSET_MASK};
 
 /// The pool of token bytes of both vocabularies.
 static POOL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tokens.bytes"));
@@ -31,7 +32,7 @@ pub(crate) struct Vocab {
     /// Bits of rank in a slot; 0 when the pool offset is the id (it orders like the rank).
     rank_bits: u32,
     /// Tokens shared with another vocabulary are found through its slots: that vocabulary, and
-    /// 3 bytes per slot of it (this vocabulary's rank + 1, or 0 for a token it lacks).
+    /// 3 bytes per slot of it (this vocabulary's rank, or all ones for a token it lacks).
     shared: Option<(&'static Vocab, &'static [u8])>,
 }
 
@@ -85,13 +86,24 @@ fn token_end(offset: usize) -> usize {
     }
 }
 
+/// Entry `i` of a table of 3-byte ids, `None` when it is all ones.
+#[inline]
+fn id3(table: &[u8], i: usize) -> Option<u32> {
+    let b = &table[i * 3..i * 3 + 3];
+    let id = u32::from_le_bytes([b[0], b[1], b[2], 0]);
+    (id != NO_ID).then_some(id)
+}
+
 impl Vocab {
     /// The slots, each as (pool offset, id), in table order.
     #[cfg(test)]
     fn entries(&self) -> impl Iterator<Item = (usize, u32)> + '_ {
         (0..self.slots.len() / self.slot_bytes).filter_map(|i| {
             let slot = self.slot(i);
-            let offset = (slot as u32 & OFFSET_MASK).checked_sub(1)? as usize;
+            if slot == self.empty() {
+                return None;
+            }
+            let offset = (slot as u32 & OFFSET_MASK) as usize;
             Some((offset, self.id(slot, offset)))
         })
     }
@@ -108,9 +120,7 @@ impl Vocab {
                     &POOL[offset..token_end(offset)],
                     hash_bytes(&POOL[offset..token_end(offset)]),
                 )?;
-                let r = &ranks[i * 3..i * 3 + 3];
-                let rank = u32::from_le_bytes([r[0], r[1], r[2], 0]).checked_sub(1)?;
-                Some((offset, rank))
+                Some((offset, id3(ranks, i)?))
             })
             .collect()
     }
@@ -119,6 +129,12 @@ impl Vocab {
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.entries().count() + self.shared_entries().len()
+    }
+
+    /// An empty slot: all ones.
+    #[inline]
+    fn empty(&self) -> u64 {
+        u64::MAX >> (64 - 8 * self.slot_bytes)
     }
 
     /// The slot at index `i`.
@@ -143,9 +159,7 @@ impl Vocab {
     /// The id of a two-byte string, if it is a token: one read, no hash.
     #[inline]
     fn pair_rank(&self, a: u8, b: u8) -> Option<u32> {
-        let i = (usize::from(a) << 8 | usize::from(b)) * 3;
-        let p = &self.pairs[i..i + 3];
-        u32::from_le_bytes([p[0], p[1], p[2], 0]).checked_sub(1)
+        id3(self.pairs, usize::from(a) << 8 | usize::from(b))
     }
 
     /// The id of `key` if it is a token: a number that orders exactly like the token's rank (the
@@ -160,34 +174,42 @@ impl Vocab {
         let hash = hash_bytes(key);
         if let Some((base, ranks)) = self.shared {
             if let Some((i, _)) = base.find(key, hash) {
-                let r = &ranks[i * 3..i * 3 + 3];
-                return u32::from_le_bytes([r[0], r[1], r[2], 0]).checked_sub(1);
+                return id3(ranks, i);
             }
         }
         self.find(key, hash).map(|(_, id)| id)
     }
 
     /// The slot index and id of `key` (whose hash is `hash`) in this vocabulary's own slots.
+    ///
+    /// The slots are in Robin Hood order with each entry's distance from its home slot (capped),
+    /// so a miss stops at the first entry nearer its home than the key would be, usually after
+    /// two or three slots, and only the entries with the key's home are compared byte by byte.
     #[inline]
     fn find(&self, key: &[u8], hash: u64) -> Option<(usize, u32)> {
-        let fp_shift = OFFSET_BITS + self.rank_bits;
-        let fp = fingerprint(hash, self.slot_bytes as u32 * 8 - fp_shift);
+        let disp_shift = OFFSET_BITS + self.rank_bits;
+        let max_disp = (1u64 << (self.slot_bytes as u32 * 8 - disp_shift)) - 1;
         let mask = self.slots.len() / self.slot_bytes - 1;
         let mut i = hash as usize & mask;
+        let mut d = 0u64;
         loop {
             let slot = self.slot(i);
-            if slot == 0 {
+            if slot == self.empty() {
                 return None;
             }
-            if slot >> fp_shift == fp {
-                let offset = (slot as u32 & OFFSET_MASK) as usize - 1;
+            let disp = slot >> disp_shift;
+            if disp == d.min(max_disp) {
+                let offset = (slot as u32 & OFFSET_MASK) as usize;
                 if token_end(offset) == offset + key.len()
                     && &POOL[offset..offset + key.len()] == key
                 {
                     return Some((i, self.id(slot, offset)));
                 }
+            } else if disp < d {
+                return None;
             }
             i = (i + 1) & mask;
+            d += 1;
         }
     }
 
