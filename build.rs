@@ -73,7 +73,7 @@ fn main() {
         .zip(&o200k_slot_of)
         .map(|(&offset, &slot)| (offset, slot))
         .collect();
-    let mut shared_ranks = vec![0xFFu8; capacity(o200k.len()) * 3];
+    let mut shared_ranks = table_hash::NO_ID.to_le_bytes()[..3].repeat(capacity(o200k.len()));
     let (mut own, mut own_entries) = (Vec::new(), Vec::new());
     for (rank, token) in (0u32..).zip(&cl100k) {
         let offset = at[token.as_slice()];
@@ -183,7 +183,7 @@ fn write_lookup(
 /// Writes `<name>.pairs`: 3 bytes per two-byte string, the id (`id_of(rank)`) of the token, or
 /// all ones. Every merge starts with these lookups, so they skip the hash.
 fn write_pairs(out: &Path, name: &str, tokens: &[Vec<u8>], id_of: impl Fn(usize) -> u32) {
-    let mut pairs = vec![0xFFu8; 65_536 * 3];
+    let mut pairs = table_hash::NO_ID.to_le_bytes()[..3].repeat(65_536);
     for (rank, token) in tokens.iter().enumerate() {
         if let [a, b] = token[..] {
             let i = (usize::from(a) << 8 | usize::from(b)) * 3;
