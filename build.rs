@@ -12,6 +12,7 @@
 //!   tables the reference's regex engine uses, as a two-level lookup table.
 
 #[path = "src/core/tokens/table_hash.rs"]
+#[allow(dead_code)] // the lookup helpers are for the runtime
 mod table_hash;
 
 use std::collections::HashMap;

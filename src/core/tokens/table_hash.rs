@@ -1,25 +1,62 @@
 //! The hash of the static token tables and the layout of one hash slot. Shared by `build.rs`
 //! (which fills the table) and the runtime lookup, so both agree by construction.
 
+/// The bytes of a string of 1 to 8 bytes as one word, without a variable-length copy: two
+/// overlapping 4-byte reads from 4 bytes on, else the first, middle and last byte. Two strings
+/// of the same length are equal exactly when their words are.
+#[inline]
+pub fn short_word(bytes: &[u8]) -> u64 {
+    let n = bytes.len();
+    if n >= 4 {
+        let lo = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        let t = &bytes[n - 4..];
+        let hi = u32::from_le_bytes([t[0], t[1], t[2], t[3]]);
+        u64::from(lo) | u64::from(hi) << 32
+    } else if n > 0 {
+        u64::from(bytes[0]) | u64::from(bytes[n / 2]) << 8 | u64::from(bytes[n - 1]) << 16
+    } else {
+        0
+    }
+}
+
+#[inline]
+fn word8(bytes: &[u8]) -> u64 {
+    u64::from_le_bytes([
+        bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+    ])
+}
+
 /// Hash of a byte string: eight bytes at a time, multiplicative (64-bit ops are native in wasm),
-/// with the length mixed in so that zero padding cannot collide two keys.
+/// the last 1–8 bytes read as one (possibly overlapping) word, with the length mixed in.
 #[inline]
 pub fn hash_bytes(bytes: &[u8]) -> u64 {
     const K: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut h = (bytes.len() as u64).wrapping_mul(K);
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        h = (h.rotate_left(23) ^ u64::from_le_bytes(word)).wrapping_mul(K);
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut word = [0u8; 8];
-        word[..rest.len()].copy_from_slice(rest);
-        h = (h.rotate_left(23) ^ u64::from_le_bytes(word)).wrapping_mul(K);
-    }
+    let n = bytes.len();
+    let mut h = (n as u64).wrapping_mul(K);
+    let last = if n > 8 {
+        let mut i = 0;
+        while i + 8 < n {
+            h = (h.rotate_left(23) ^ word8(&bytes[i..])).wrapping_mul(K);
+            i += 8;
+        }
+        word8(&bytes[n - 8..])
+    } else {
+        short_word(bytes)
+    };
+    h = (h.rotate_left(23) ^ last).wrapping_mul(K);
     h ^ (h >> 29)
+}
+
+/// Whether two strings of the same length are equal, without a call to `memcmp` for the short
+/// ones (most lookups).
+#[inline]
+pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    debug_assert_eq!(a.len(), b.len());
+    if a.len() <= 8 {
+        short_word(a) == short_word(b)
+    } else {
+        a == b
+    }
 }
 
 /// A slot holds `offset` in its low [`OFFSET_BITS`] bits, where `offset` is

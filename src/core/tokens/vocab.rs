@@ -16,7 +16,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use super::table_hash::{hash_bytes, MAX_TOKEN_LEN, NO_ID, OFFSET_BITS, OFFSET_MASK};
+use super::table_hash::{hash_bytes, same_bytes, MAX_TOKEN_LEN, NO_ID, OFFSET_BITS, OFFSET_MASK};
 
 /// The pool of token bytes of both vocabularies.
 static POOL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tokens.bytes"));
@@ -27,8 +27,10 @@ static STARTS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tokens.starts")
 pub(crate) struct Vocab {
     slots: &'static [u8],
     pairs: &'static [u8],
-    /// Bytes per slot.
+    /// Bytes per slot: 3 or 5.
     slot_bytes: usize,
+    /// Number of slots - 1 (a power of two - 1).
+    mask: usize,
     /// Bits of rank in a slot; 0 when the pool offset is the id (it orders like the rank).
     rank_bits: u32,
     /// Tokens shared with another vocabulary are found through its slots: that vocabulary, and
@@ -36,17 +38,22 @@ pub(crate) struct Vocab {
     shared: Option<(&'static Vocab, &'static [u8])>,
 }
 
+const O200K_SLOTS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.slots"));
+const CL100K_SLOTS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/cl100k_base.slots"));
+
 pub(crate) static O200K_BASE: Vocab = Vocab {
-    slots: include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.slots")),
+    slots: O200K_SLOTS,
     pairs: include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.pairs")),
     slot_bytes: 3,
+    mask: O200K_SLOTS.len() / 3 - 1,
     rank_bits: 0,
     shared: None,
 };
 pub(crate) static CL100K_BASE: Vocab = Vocab {
-    slots: include_bytes!(concat!(env!("OUT_DIR"), "/cl100k_base.slots")),
+    slots: CL100K_SLOTS,
     pairs: include_bytes!(concat!(env!("OUT_DIR"), "/cl100k_base.pairs")),
     slot_bytes: 5,
+    mask: CL100K_SLOTS.len() / 5 - 1,
     rank_bits: 17,
     shared: Some((
         &O200K_BASE,
@@ -98,7 +105,7 @@ impl Vocab {
     /// The slots, each as (pool offset, id), in table order.
     #[cfg(test)]
     fn entries(&self) -> impl Iterator<Item = (usize, u32)> + '_ {
-        (0..self.slots.len() / self.slot_bytes).filter_map(|i| {
+        (0..=self.mask).filter_map(|i| {
             let slot = self.slot(i);
             if slot == self.empty() {
                 return None;
@@ -140,10 +147,13 @@ impl Vocab {
     /// The slot at index `i`.
     #[inline]
     fn slot(&self, i: usize) -> u64 {
-        let w = self.slot_bytes;
-        let mut b = [0u8; 8];
-        b[..w].copy_from_slice(&self.slots[i * w..i * w + w]);
-        u64::from_le_bytes(b)
+        if self.slot_bytes == 3 {
+            let b = &self.slots[i * 3..i * 3 + 3];
+            u64::from(u32::from_le_bytes([b[0], b[1], b[2], 0]))
+        } else {
+            let b = &self.slots[i * 5..i * 5 + 5];
+            u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], 0, 0, 0])
+        }
     }
 
     /// The id of the token in `slot`, whose pool offset is `offset`.
@@ -189,7 +199,7 @@ impl Vocab {
     fn find(&self, key: &[u8], hash: u64) -> Option<(usize, u32)> {
         let disp_shift = OFFSET_BITS + self.rank_bits;
         let max_disp = (1u64 << (self.slot_bytes as u32 * 8 - disp_shift)) - 1;
-        let mask = self.slots.len() / self.slot_bytes - 1;
+        let mask = self.mask;
         let mut i = hash as usize & mask;
         let mut d = 0u64;
         loop {
@@ -200,8 +210,10 @@ impl Vocab {
             let disp = slot >> disp_shift;
             if disp == d.min(max_disp) {
                 let offset = (slot as u32 & OFFSET_MASK) as usize;
-                if token_end(offset) == offset + key.len()
-                    && &POOL[offset..offset + key.len()] == key
+                // The bytes first: most same-home candidates of a miss differ there.
+                if POOL.len() >= offset + key.len()
+                    && same_bytes(&POOL[offset..offset + key.len()], key)
+                    && token_end(offset) == offset + key.len()
                 {
                     return Some((i, self.id(slot, offset)));
                 }
