@@ -6,7 +6,8 @@
 //   node bench/miniflare-host.mjs '<json>'
 //
 // json: {"script": "build/index.js", "wasm": "build/index_bg.wasm" (optional), "persistDir": dir,
-//        "vars": {...}, "port": n, "compatibilityDate": "2025-11-01"}
+//        "vars": {...}, "port": n, "compatibilityDate": "2025-11-01", "inspectorPort": n (optional:
+//        a V8 inspector, e.g. to take CPU profiles)}
 // Prints `READY http://127.0.0.1:<port>/` once Miniflare is up; runs until killed.
 
 import { Miniflare, convertV4MiniflareOptions } from 'miniflare';
@@ -27,6 +28,7 @@ const options = convertV4MiniflareOptions({
   cf: false,
   host: '127.0.0.1',
   port: cfg.port,
+  ...(cfg.inspectorPort ? { inspectorPort: cfg.inspectorPort } : {}),
 });
 // Miniflare 5 keeps every resource under `<root>/<plugin>`: wrangler's `<dir>/v3/d1`, `<dir>/v3/kv`.
 if (cfg.persistDir) options.resourcePersistencePath = join(resolve(cfg.persistDir), 'v3');
