@@ -337,7 +337,10 @@ impl LiveRound {
             } else {
                 reason
             };
-            write_chunk(&self.synthetic(vec![finish_choice(index, reason)], None), out);
+            write_chunk(
+                &self.synthetic(vec![finish_choice(index, reason)], None),
+                out,
+            );
         }
         self.close(usage, out);
     }
@@ -504,7 +507,10 @@ mod tests {
             0,
             &d(r#"{"index":0,"id":"a","type":"function","function":{"name":"f","arguments":"{\"ci"}}"#),
         );
-        a.push(0, &d(r#"{"index":0,"function":{"arguments":"ty\":\"北京\"}"}}"#));
+        a.push(
+            0,
+            &d(r#"{"index":0,"function":{"arguments":"ty\":\"北京\"}"}}"#),
+        );
         a.push(0, &d(r#"{"index":1,"function":{"arguments":"{}"}}"#));
         a.push(1, &d(r#"{"index":0,"id":"z","function":{"name":"h"}}"#));
         let calls = a.calls(0);
@@ -528,14 +534,23 @@ mod tests {
         r.push(item(&text("c1", "Let me check. ")), &mut out);
         let sent = out.len();
         r.push(
-            item(&call_delta(0, Some("call_1"), Some("weather__get_forecast"), "")),
+            item(&call_delta(
+                0,
+                Some("call_1"),
+                Some("weather__get_forecast"),
+                "",
+            )),
             &mut out,
         );
         r.push(item(&call_delta(0, None, None, r#"{"city":"#)), &mut out);
         r.push(item(&call_delta(0, None, None, r#""Oslo"}"#)), &mut out);
         r.push(item(&finish("c1", "tool_calls")), &mut out);
         r.push(item(USAGE), &mut out);
-        assert_eq!(out.len(), sent, "nothing of the plugin call reaches the client");
+        assert_eq!(
+            out.len(),
+            sent,
+            "nothing of the plugin call reaches the client"
+        );
         r.push(StreamItem::Done, &mut out);
         assert!(r.is_over() && r.error().is_none());
         let ev = events(&out);
@@ -598,7 +613,12 @@ mod tests {
         let mut r = LiveRound::new(vec!["weather".into()], None, false);
         let mut out = Vec::new();
         r.push(
-            item(&call_delta(0, Some("call_p"), Some("weather__get_forecast"), "{}")),
+            item(&call_delta(
+                0,
+                Some("call_p"),
+                Some("weather__get_forecast"),
+                "{}",
+            )),
             &mut out,
         );
         assert!(out.is_empty());
@@ -606,7 +626,10 @@ mod tests {
             item(&call_delta(1, Some("call_c"), Some("get_time"), "")),
             &mut out,
         );
-        r.push(item(&call_delta(1, None, None, r#"{"tz":"UTC"}"#)), &mut out);
+        r.push(
+            item(&call_delta(1, None, None, r#"{"tz":"UTC"}"#)),
+            &mut out,
+        );
         r.push(item(&finish("c1", "tool_calls")), &mut out);
         r.push(StreamItem::Done, &mut out);
         assert_eq!(r.end(), RoundEnd::Answer);
@@ -630,7 +653,12 @@ mod tests {
         let mut out = Vec::new();
         r.push(item(&text("c1", "Hm.")), &mut out);
         r.push(
-            item(&call_delta(0, Some("x"), Some("weather__get_forecast"), "{}")),
+            item(&call_delta(
+                0,
+                Some("x"),
+                Some("weather__get_forecast"),
+                "{}",
+            )),
             &mut out,
         );
         r.push(item(&finish("c1", "tool_calls")), &mut out);

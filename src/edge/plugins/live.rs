@@ -188,7 +188,7 @@ impl Live {
                     ended_at: now_ms(),
                     extended: 0,
                 };
-                pending.settle(abandoned)                    .await;
+                pending.settle(abandoned).await;
             }
         });
         let (pending, source) = rx
@@ -233,11 +233,13 @@ impl Live {
             match cur.source.next().await {
                 Ok(Some(bytes)) => {
                     let items = cur.decoder.push(&bytes);
-                    cur.forward(items, &self.billed, wants_usage, &mut out).await;
+                    cur.forward(items, &self.billed, wants_usage, &mut out)
+                        .await;
                 }
                 Ok(None) => {
                     let items = cur.decoder.finish();
-                    cur.forward(items, &self.billed, wants_usage, &mut out).await;
+                    cur.forward(items, &self.billed, wants_usage, &mut out)
+                        .await;
                     cur.round.upstream_closed(None, &mut out);
                 }
                 Err(e) => cur.round.upstream_closed(Some(e), &mut out),

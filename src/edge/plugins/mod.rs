@@ -235,7 +235,10 @@ async fn prepare_round(
         &scope.price,
         scope.model.multiplier_bps,
     );
-    let upstream = scope.kind.adapter().build_request(&scope.route, round_chat)?;
+    let upstream = scope
+        .kind
+        .adapter()
+        .build_request(&scope.route, round_chat)?;
     if !db::reserve(&scope.db, id, &scope.caller.key_id, reserved, started_at).await? {
         return Err(chat::refusal(
             &scope.db,
@@ -512,12 +515,7 @@ fn set_headers(resp: &mut Response, scope: &Scope, rounds: Option<u64>, cost: Op
 // ---- plugin calls -----------------------------------------------------------------------
 
 /// Runs one tool call; returns the tool message content and what was charged.
-async fn tool_call(
-    scope: &Scope,
-    plugins: &[Enabled],
-    call: &ToolCall,
-    seq: u64,
-) -> (String, u64) {
+async fn tool_call(scope: &Scope, plugins: &[Enabled], call: &ToolCall, seq: u64) -> (String, u64) {
     let found = split_tool_name(&call.function.name).and_then(|(p, a)| {
         let plugin = plugins.iter().find(|x| x.id() == p)?;
         Some((plugin, a))
