@@ -9,7 +9,7 @@
 
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs';
 import http from 'node:http';
 import { createRequire } from 'node:module';
 import net from 'node:net';
@@ -122,6 +122,28 @@ function findD1File(persistDir) {
   return candidates[0];
 }
 
+/**
+ * The `-c` arguments that run the gateway with service bindings to the Workers of `services`
+ * ({ BINDING: config path relative to the repository }), and a function that removes the generated
+ * gateway config.
+ */
+function serviceConfigs(services) {
+  const entries = Object.entries(services);
+  if (entries.length === 0) return { configArgs: [], removeConfig: () => {} };
+  const blocks = entries.map(([binding, config]) => {
+    const text = readFileSync(resolve(ROOT, config), 'utf8');
+    const name = /^name\s*=\s*"([^"]+)"/m.exec(text)?.[1];
+    if (!name) throw new Error(`${config} has no name = "..."`);
+    return `\n[[services]]\nbinding = "${binding}"\nservice = "${name}"\n`;
+  });
+  const generated = join(ROOT, `.e2e-wrangler-${randomToken(6)}.toml`);
+  writeFileSync(generated, readFileSync(join(ROOT, 'wrangler.toml'), 'utf8') + blocks.join(''));
+  return {
+    configArgs: ['-c', generated, ...entries.flatMap(([, config]) => ['-c', resolve(ROOT, config)])],
+    removeConfig: () => rmSync(generated, { force: true }),
+  };
+}
+
 /** Wall-clock time in milliseconds since the Unix epoch, with sub-millisecond precision. */
 const preciseNow = () => performance.timeOrigin + performance.now();
 
@@ -135,14 +157,21 @@ const preciseNow = () => performance.timeOrigin + performance.now();
  * `pollMs` is the interval of the readiness probe. The result's `timings` holds epoch milliseconds of
  * the spawn, of wrangler's "Ready on" line and of the first answered probe, and `pid` the process
  * group of wrangler and its workerd processes.
+ *
+ * `services` = { BINDING: 'path/to/other/wrangler.toml', … } runs those Workers beside the gateway
+ * (`wrangler dev -c <gateway> -c <other> …`) and binds each to the gateway as a service binding:
+ * the gateway's config is then wrangler.toml plus one `[[services]]` block per binding, written
+ * next to it (so its relative paths hold) and removed on kill().
  */
-export async function startGateway({ vars = {}, startupTimeoutMs = 180_000, state = null, pollMs = 250 } = {}) {
+export async function startGateway({ vars = {}, startupTimeoutMs = 180_000, state = null, pollMs = 250, services = {} } = {}) {
   if (!existsSync(WRANGLER_JS)) throw new Error(`wrangler not installed: run scripts/setup.sh first`);
   if (!existsSync(join(ROOT, 'build', 'index.js'))) {
     throw new Error('build/index.js missing: run scripts/build.sh first');
   }
   const persistDir = state?.persistDir ?? mkdtempSync(join(tmpdir(), 'tollgate-e2e-'));
+  let removeGenerated = () => {};
   const cleanupDir = () => {
+    removeGenerated();
     if (!KEEP && !state) rmSync(persistDir, { recursive: true, force: true });
   };
   const adminToken = state?.adminToken ?? `admin-${randomToken()}`;
@@ -165,10 +194,13 @@ export async function startGateway({ vars = {}, startupTimeoutMs = 180_000, stat
   const varArgs = Object.entries(allVars)
     .filter(([, v]) => v !== null && v !== undefined)
     .flatMap(([k, v]) => ['--var', `${k}:${v}`]);
+  const { configArgs, removeConfig } = serviceConfigs(services);
+  removeGenerated = removeConfig;
   const port = await freePort();
   const inspectorPort = await freePort();
   const args = [
     'dev',
+    ...configArgs,
     '--ip', '127.0.0.1',
     '--port', String(port),
     '--inspector-port', String(inspectorPort),
