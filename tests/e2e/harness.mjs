@@ -1,12 +1,14 @@
 // Helpers for Tollgate's end-to-end tests (node:test files in this folder).
 //
-//   startGateway({ vars })  a real `wrangler dev` (workerd) on a free port, with its own D1/KV state
+//   startGateway({ vars })  a real `wrangler dev` (workerd) on a free port, with its own D1/KV state;
+//                           the gateway object has admin(), adminOk(), usageRow(), newTenant() and d1()
 //   startMockOpenAI()       a local server speaking the OpenAI chat-completions wire format
 //
 // The worker must be built first (scripts/build.sh; scripts/test.sh does it): the gateway runs with
 // TOLLGATE_SKIP_BUILD=1 so that starting several of them never rebuilds.
 // TOLLGATE_E2E_VERBOSE=1 prints wrangler's output; TOLLGATE_E2E_KEEP=1 keeps the state directories.
 
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs';
@@ -18,6 +20,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { stripVTControlCharacters } from 'node:util';
+import OpenAI from 'openai';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const WRANGLER_JS = join(ROOT, 'node_modules', 'wrangler', 'bin', 'wrangler.js');
@@ -307,6 +310,38 @@ export async function startGateway({ vars = {}, startupTimeoutMs = 180_000, stat
     return { status: res.status, json, text, headers: res.headers };
   }
 
+  /** `admin()` that asserts the status (200 unless told) and returns the JSON body. */
+  async function adminOk(method, path, body, status = 200) {
+    const res = await admin(method, path, body);
+    assert.equal(res.status, status, `${method} ${path}: ${res.text}`);
+    return res.json;
+  }
+
+  /** Waits for the usage row of a request (settlement runs after the response). */
+  async function usageRow(requestId, timeoutMs = 15_000) {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const res = await admin('GET', `/admin/requests/${requestId}`);
+      if (res.status === 200) return res.json;
+      if (Date.now() > deadline) throw new Error(`no usage row for ${requestId}`);
+      await sleep(100);
+    }
+  }
+
+  /**
+   * A new tenant with `credit` micro-units and `keys` API keys (the first named `main`, then
+   * `key1`, …): { tenant, key (the first), keys, client (an openai SDK client with that key) }.
+   */
+  async function newTenant({ name = 'tenant', credit = 0, keys = 1 } = {}) {
+    const tenant = await adminOk('POST', '/admin/tenants', { name, credit }, 201);
+    const issued = [];
+    for (let i = 0; i < keys; i++) {
+      issued.push(await adminOk('POST', `/admin/tenants/${tenant.id}/keys`, { name: i === 0 ? 'main' : `key${i}` }, 201));
+    }
+    const client = new OpenAI({ apiKey: issued[0]?.key, baseURL: `${url}/v1`, maxRetries: 0 });
+    return { tenant, key: issued[0], keys: issued, client };
+  }
+
   return {
     url,
     port,
@@ -317,6 +352,9 @@ export async function startGateway({ vars = {}, startupTimeoutMs = 180_000, stat
     persistDir,
     d1,
     admin,
+    adminOk,
+    usageRow,
+    newTenant,
     kill,
     /** Everything wrangler printed so far. */
     logs: () => plain(output),

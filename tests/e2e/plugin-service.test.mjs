@@ -3,7 +3,6 @@
 // binding UNITS_PLUGIN, in tool mode and in command mode; the plugin reports what it received.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import OpenAI from 'openai';
 import { startGateway, startMockOpenAI } from './harness.mjs';
 import { toolModel } from './plugin-mocks.mjs';
 
@@ -16,11 +15,7 @@ let mock;
 let key;
 let client;
 
-async function adminOk(method, path, body, status = 200) {
-  const res = await gw.admin(method, path, body);
-  assert.equal(res.status, status, `${method} ${path}: ${res.text}`);
-  return res.json;
-}
+const adminOk = (...args) => gw.adminOk(...args);
 
 const UNITS = {
   identifier: 'units',
@@ -87,9 +82,9 @@ before(async () => {
   await adminOk('PUT', '/admin/models/tool-model', {
     provider: 'mock', upstream_model: 'gpt-4o-mini', input_price: 1_000_000, output_price: 2_000_000, max_output_tokens: 500,
   });
-  const tenant = await adminOk('POST', '/admin/tenants', { name: 'service-plugins', credit: 100_000_000 }, 201);
-  key = await adminOk('POST', `/admin/tenants/${tenant.id}/keys`, { name: 'main' }, 201);
-  client = new OpenAI({ apiKey: key.key, baseURL: `${gw.url}/v1`, maxRetries: 0 });
+  const created = await gw.newTenant({ name: 'service-plugins', credit: 100_000_000 });
+  ({ key, client } = created);
+  const { tenant } = created;
   await adminOk('PUT', '/admin/plugins/units', { manifest: UNITS }, 201);
   await adminOk('PUT', '/admin/plugins/other', { manifest: OTHER }, 201);
   await adminOk('PUT', `/admin/tenants/${tenant.id}/plugins/units`, { settings: { token: UNITS_TOKEN } });

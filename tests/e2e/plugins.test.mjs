@@ -2,7 +2,6 @@
 // that emits tool calls, all on 127.0.0.1; the official `openai` npm SDK as the client.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import OpenAI from 'openai';
 import { sleep, startGateway, startMockOpenAI } from './harness.mjs';
 import { startPluginServer, toolModel } from './plugin-mocks.mjs';
 
@@ -19,11 +18,7 @@ let tenant;
 let key;
 let client;
 
-async function adminOk(method, path, body, status = 200) {
-  const res = await gw.admin(method, path, body);
-  assert.equal(res.status, status, `${method} ${path}: ${res.text}`);
-  return res.json;
-}
+const adminOk = (...args) => gw.adminOk(...args);
 
 async function waitFor(fn, what, timeoutMs = 10_000) {
   const deadline = Date.now() + timeoutMs;
@@ -106,9 +101,7 @@ before(async () => {
   await adminOk('PUT', '/admin/models/tool-model', {
     provider: 'mock', upstream_model: 'gpt-4o-mini', input_price: PRICE_IN, output_price: PRICE_OUT, max_output_tokens: 500,
   });
-  tenant = await adminOk('POST', '/admin/tenants', { name: 'plugins', credit: 100_000_000 }, 201);
-  key = await adminOk('POST', `/admin/tenants/${tenant.id}/keys`, { name: 'main' }, 201);
-  client = new OpenAI({ apiKey: key.key, baseURL: `${gw.url}/v1`, maxRetries: 0 });
+  ({ tenant, key, client } = await gw.newTenant({ name: 'plugins', credit: 100_000_000 }));
 });
 
 after(async () => {
