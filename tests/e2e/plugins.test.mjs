@@ -420,6 +420,50 @@ describe('tool mode', () => {
     await waitFor(() => gw.d1('SELECT COUNT(*) AS n FROM reservations')[0].n === 0, 'no reservation left');
   });
 
+  test('streamed: a provider failure in round 2 ends the stream with an error event; round 2 is not charged', async () => {
+    const model = toolModel({ delayMs: CHUNK_DELAY_MS });
+    mock.setBehavior((record, res) => {
+      const messages = record.body?.messages ?? [];
+      if (messages.at(-1)?.role === 'tool' && JSON.stringify(messages).includes('FAIL-ROUND-2')) {
+        res.writeHead(500, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: { message: 'The server had an error', type: 'server_error', param: null, code: null } }));
+        return true;
+      }
+      return model(record, res);
+    });
+    try {
+      const { data: stream, response } = await client.chat.completions
+        .create({
+          model: 'tool-model',
+          stream: true,
+          plugins: ['notes'],
+          messages: [{
+            role: 'user',
+            content: `TOOL ${JSON.stringify({ say: 'FAIL-ROUND-2 coming. ', calls: [{ name: 'notes__run', arguments: { text: 'x' } }] })}`,
+          }],
+        })
+        .withResponse();
+      let text = '';
+      await assert.rejects(async () => {
+        for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? '';
+      }, /server had an error|provider/i);
+      assert.equal(text, 'FAIL-ROUND-2 coming. ');
+      const requestId = response.headers.get('x-request-id');
+      const rows = await waitFor(() => {
+        const r = usageRows(requestId);
+        return r.length === 2 ? r : null;
+      }, 'two usage rows');
+      assert.equal(rows[0].status, 'ok');
+      assert.ok(rows[0].cost > 0);
+      assert.equal(rows[1].request_id, `${requestId}.r1`);
+      assert.equal(rows[1].status, 'upstream_error');
+      assert.equal(rows[1].cost, 0);
+      assert.deepEqual(callRows(requestId).map((c) => c.status), ['ok']);
+    } finally {
+      mock.setBehavior(toolModel({ delayMs: CHUNK_DELAY_MS }));
+    }
+  });
+
   test("streamed: the client's own tool calls reach it through the SDK; plugin calls beside them are dropped", async () => {
     const started = plugins.calls.length;
     const tools = [{ type: 'function', function: { name: 'get_time', parameters: { type: 'object', properties: {} } } }];

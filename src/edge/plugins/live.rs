@@ -254,6 +254,9 @@ impl Live {
                 return Some(out);
             }
         }
+        // Nothing more will be queued: let the job queue end once its jobs are done, even if
+        // the runtime keeps the finished stream around.
+        self.jobs.close_channel();
         (!out.is_empty()).then_some(out)
     }
 
