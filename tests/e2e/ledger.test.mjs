@@ -15,28 +15,11 @@ const costOf = (prompt, completion, bps = 10_000) =>
 let gw;
 let mock;
 
-async function adminOk(method, path, body, status = 200) {
-  const res = await gw.admin(method, path, body);
-  assert.equal(res.status, status, `${method} ${path}: ${res.text}`);
-  return res.json;
-}
+const adminOk = (...args) => gw.adminOk(...args);
 
-async function usageRow(requestId, timeoutMs = 15_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const res = await gw.admin('GET', `/admin/requests/${requestId}`);
-    if (res.status === 200) return res.json;
-    if (Date.now() > deadline) throw new Error(`no usage row for ${requestId}`);
-    await sleep(100);
-  }
-}
+const usageRow = (requestId) => gw.usageRow(requestId);
 
-async function newTenant(credit, name = 't') {
-  const t = await adminOk('POST', '/admin/tenants', { name, credit }, 201);
-  const k = await adminOk('POST', `/admin/tenants/${t.id}/keys`, { name: 'main' }, 201);
-  const client = new OpenAI({ apiKey: k.key, baseURL: `${gw.url}/v1`, maxRetries: 0 });
-  return { tenant: t, key: k, client };
-}
+const newTenant = (credit, name = 't') => gw.newTenant({ name, credit });
 
 const tenantState = (id) => adminOk('GET', `/admin/tenants/${id}/billing`);
 const hello = [{ role: 'user', content: 'hello there' }];
