@@ -229,6 +229,16 @@ pub async fn chat_completions(
         Some(id) => (session::validate_session_id(&id)?.to_string(), true),
         None => (ids::prefixed_id("sess", started_at), false),
     };
+    // KV keeps a copy of the sessions clients name; one Tollgate named for this request alone
+    // lives in D1 only (0: not copied), in every round of a plugin tool loop too.
+    let settings = Settings {
+        session_ttl_seconds: if session_named {
+            settings.session_ttl_seconds
+        } else {
+            0
+        },
+        ..settings
+    };
 
     let database = db::database(env)?;
     let model_name = routes::resolve_auto(env, &mut chat, &body)?;
@@ -367,11 +377,7 @@ pub async fn chat_completions(
         local_prompt_tokens,
         encoding,
         started_at,
-        session_ttl_seconds: if session_named {
-            settings.session_ttl_seconds
-        } else {
-            0
-        },
+        session_ttl_seconds: settings.session_ttl_seconds,
     };
 
     let reply = if pending.kind == ProviderKind::Echo {
