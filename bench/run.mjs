@@ -7,6 +7,10 @@
 //   tollgate   the release build in workerd under `wrangler dev` (local D1 and KV), through wrangler's
 //              port, which passes through wrangler's proxy worker (a second workerd process)
 //   tollgate-workerd  the same worker through the user workerd's own entry socket (no dev proxy)
+//   tollgate-mf  the same build on a copy of the same state, run by bench/miniflare-host.mjs: workerd
+//              through Miniflare's API, without wrangler dev's proxy, inspector and watchers (the
+//              runtime a deployed worker has, minus the network)
+//   passthrough-mf  the reference JavaScript worker the same way: the floor of the plain local runtime
 //   passthrough  bench/passthrough/worker.js, a JavaScript worker that only forwards to the mock, under
 //              its own wrangler dev and measured at its workerd entry socket: the floor of the local stack
 //   portkey    @portkey-ai/gateway (bench/peer) on Node, pointed at the mock by x-portkey-custom-host
@@ -28,7 +32,8 @@
 // BENCH_SCENARIOS (comma list), BENCH_WRITE=0 (do not rewrite BENCHMARKS.md).
 
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import http from 'node:http';
 import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,7 +57,7 @@ const CFG = {
   warmupS: num(env.BENCH_WARMUP_S, QUICK ? 1 : 2),
   coldStarts: num(env.BENCH_COLD_STARTS, QUICK ? 1 : 3),
   concurrencies: [1, 16],
-  targets: (env.BENCH_TARGETS ?? 'direct,passthrough,tollgate,tollgate-workerd,portkey').split(',').filter(Boolean),
+  targets: (env.BENCH_TARGETS ?? 'direct,passthrough-mf,tollgate-mf,tollgate-workerd,portkey').split(',').filter(Boolean),
   scenarios: (env.BENCH_SCENARIOS ?? 'plain,stream,ttfb,prompt2k').split(',').filter(Boolean),
   write: env.BENCH_WRITE !== '0',
 };
@@ -61,6 +66,7 @@ for (const [k, v] of Object.entries(CFG)) {
 }
 if (!CFG.targets.includes('direct')) throw new Error('BENCH_TARGETS must include direct (the baseline)');
 
+const require = createRequire(import.meta.url);
 const BENCH = join(ROOT, 'bench');
 const OUT_DIR = join(ROOT, 'target', 'bench');
 mkdirSync(OUT_DIR, { recursive: true });
@@ -496,6 +502,50 @@ async function startPassthrough(mockUrl, { pollMs = 50 } = {}) {
   };
 }
 
+/**
+ * A worker under bench/miniflare-host.mjs (workerd through Miniflare's API); resolves once /healthz
+ * answers. `persistDir`: a wrangler-style state directory (D1 and KV), or null for none.
+ */
+async function startMiniflareHost(name, { script, wasm = null, persistDir = null, vars = {}, marker }) {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const cfg = { script, wasm, persistDir, vars, port };
+  const helper = await startHelper(name, process.execPath, [join(BENCH, 'miniflare-host.mjs'), JSON.stringify(cfg)], {
+    envExtra: OFFLINE_ENV,
+    readyLine: /READY /,
+    timeoutMs: 120_000,
+    ready: async (output) => {
+      if (!/READY /.test(output)) return false;
+      try {
+        const res = await request(`${url}/healthz`, { method: 'GET', timeoutMs: 5000 });
+        return res.status === 200 && res.body.includes(marker);
+      } catch {
+        return false;
+      }
+    },
+  });
+  return { ...helper, port, url };
+}
+
+/** The D1 SQLite file of a wrangler-style state directory. */
+function d1FileOf(persistDir) {
+  const dir = join(persistDir, 'v3', 'd1', 'miniflare-D1DatabaseObject');
+  const name = readdirSync(dir).find((f) => f.endsWith('.sqlite') && f !== 'metadata.sqlite');
+  if (!name) throw new Error(`no D1 database under ${dir}`);
+  return join(dir, name);
+}
+
+/** Rows of a read-only query on a state directory's D1. */
+function queryD1(persistDir, sql) {
+  const { DatabaseSync } = require('node:sqlite');
+  const db = new DatabaseSync(d1FileOf(persistDir), { readOnly: true });
+  try {
+    return db.prepare(sql).all();
+  } finally {
+    db.close();
+  }
+}
+
 /** One plain and one streamed request through a target: fails loudly when the set-up is wrong. */
 async function verifyTarget(t, files) {
   const plain = await request(t.url, {
@@ -720,8 +770,10 @@ function wasmSize() {
 const TARGET_LABEL = {
   direct: 'direct (mock)',
   passthrough: 'JS pass-through worker (workerd port)',
+  'passthrough-mf': 'JS pass-through worker (Miniflare)',
   tollgate: 'Tollgate (wrangler dev)',
   'tollgate-workerd': 'Tollgate (workerd port)',
+  'tollgate-mf': 'Tollgate (Miniflare)',
   portkey: 'Portkey',
 };
 
@@ -758,11 +810,21 @@ function cpuRatio(runs, scenario, c, target) {
   return out;
 }
 
+/** The rows of scripts/bench-pipeline.sh's table: platform, request, microseconds. */
+function ownCpuRows(markdown) {
+  if (!markdown) return [];
+  return markdown
+    .split('\n')
+    .map((l) => /^\| (native|wasm[^|]*) \| ([^|]+) \| ([\d.]+) µs \|$/.exec(l.trim()))
+    .filter(Boolean)
+    .map((m) => ({ platform: m[1].trim(), request: m[2].trim(), us: Number(m[3]) }));
+}
+
 function targetsEvaluation(results) {
   const { runs, coldStarts } = results;
   const rows = [];
   const has = (t) => results.config.targets.includes(t);
-  const tg = has('tollgate-workerd') ? 'tollgate-workerd' : 'tollgate';
+  const tg = ['tollgate-mf', 'tollgate-workerd', 'tollgate'].find(has) ?? 'tollgate';
   const verdict = (ok) => (ok === null ? 'not measured' : ok ? '**met**' : '**not met**');
   if (has('portkey')) {
     for (const c of CFG.concurrencies) {
@@ -783,6 +845,15 @@ function targetsEvaluation(results) {
       `worker CPU per request, 2,000-token prompt, c=${c}: ≤ 1 ms`,
       `${fmt(worker)} ms (user workerd: worker, runtime, local D1/KV simulation)`,
       verdict(worker === null ? null : worker <= 1),
+    ]);
+  }
+  const own = ownCpuRows(results.pipeline);
+  const ownWasm = own.find((r) => r.platform.startsWith('wasm') && r.request === 'plain, 2,000-token prompt');
+  if (ownWasm) {
+    rows.push([
+      "Tollgate's own CPU per request, 2,000-token prompt (pure core in wasm, counting included): ≤ 1 ms",
+      `${fmt(ownWasm.us / 1000)} ms (scripts/bench-pipeline.sh)`,
+      verdict(ownWasm.us <= 1000),
     ]);
   }
   for (const c of CFG.concurrencies) {
@@ -917,6 +988,20 @@ function renderMarkdown(results) {
     L.push('');
   }
 
+  if (results.pipeline) {
+    L.push(
+      "### Tollgate's own CPU per request (scripts/bench-pipeline.sh)",
+      '',
+      'The pure core\'s work for one chat completion, timed in-process (release builds; median of 7 rounds of ' +
+        '100 ms): parse the request, count the prompt (o200k_base), price the reservation, build the upstream ' +
+        'request, parse the reply or decode and meter the 23-event stream, bill. The rest of the worker CPU in the ' +
+        'tables above is the runtime\'s: JS glue, fetch, and the local D1/KV simulation.',
+      '',
+      results.pipeline.trim(),
+      '',
+    );
+  }
+
   if (coldStarts.length) {
     L.push('### Cold start (wrangler dev restarted on the same D1/KV state)', '');
     L.push(
@@ -960,11 +1045,15 @@ function renderMarkdown(results) {
     '- Upstream: bench/mock-upstream.mjs, a Node http server in its own process answering at once (plain: one ' +
       'JSON body; stream: 23 SSE events, each its own write, then `[DONE]`). **direct** is the client calling it ' +
       'without a gateway.',
-    '- **Tollgate** runs the release build under `wrangler dev` (workerd, local D1 and KV) with full metering: ' +
-      'key check (KV cache, D1), model lookup, o200k_base count of the prompt, reservation in D1, upstream call, ' +
-      'relay, settlement batch with usage row, session cache in KV. Requests through wrangler\'s port pass a ' +
-      'proxy worker in a second workerd process; **Tollgate (workerd port)** sends them to the user workerd\'s ' +
-      'own entry socket instead (Miniflare\'s entry worker is still in front, as locally it always is).',
+    '- **Tollgate** runs the release build with full metering: key digest check (isolate cache, else KV, else ' +
+      'D1), model row (isolate cache), o200k_base count of the prompt, one D1 batch before the upstream call ' +
+      '(reservation, which re-checks revocation, tenant and balance), upstream call, relay, and after the ' +
+      'response one D1 batch (settlement: usage row, session, alert rules). **Tollgate (Miniflare)** runs it in ' +
+      'workerd through Miniflare\'s API (bench/miniflare-host.mjs: the runtime without wrangler dev\'s proxy, ' +
+      'inspector and watchers) on a copy of the configured D1/KV state; **Tollgate (workerd port)** runs it ' +
+      'under `wrangler dev` and sends requests to the user workerd\'s own entry socket; **Tollgate (wrangler ' +
+      'dev)** goes through wrangler\'s port and its proxy worker in a second workerd process. The JS ' +
+      'pass-through worker (bench/passthrough) runs the same ways: the floor of each local stack.',
     '- **Portkey**: `node build/start-server.js --port=N --headless` from bench/peer, requests with ' +
       '`x-portkey-provider: openai` and `x-portkey-custom-host: <mock>/v1`: a pass-through with no metering ' +
       'or keys of its own.',
@@ -1074,6 +1163,46 @@ async function main() {
       role: (p) => (p.pid === pw.user?.pid ? 'worker' : p.comm === 'workerd' ? 'proxy' : p.comm === 'node' ? 'wrangler' : p.comm),
     };
   }
+  let tollgateMf = null;
+  if (CFG.targets.includes('tollgate-mf')) {
+    // A copy of the configured state (provider, models, tenant, key), so that the two runtimes
+    // never write one SQLite file at the same time.
+    await sleep(500);
+    tollgateMf = { persistDir: mkdtempSync(join(tmpdir(), 'tollgate-bench-mf-')) };
+    stateDirs.add(tollgateMf.persistDir);
+    cpSync(join(state.persistDir, 'v3'), join(tollgateMf.persistDir, 'v3'), { recursive: true });
+    tollgateMf.host = await startMiniflareHost('tollgate-mf', {
+      script: join(ROOT, 'build', 'index.js'),
+      wasm: join(ROOT, 'build', 'index_bg.wasm'),
+      persistDir: tollgateMf.persistDir,
+      vars: { ...vars, ADMIN_TOKEN: state.adminToken, KEY_PEPPER: state.pepper, ECHO_CHUNK_DELAY_MS: '5' },
+      marker: 'tollgate',
+    });
+    log(`Tollgate (Miniflare) on ${tollgateMf.host.url}`);
+    all['tollgate-mf'] = {
+      name: 'tollgate-mf',
+      url: `${tollgateMf.host.url}/v1/chat/completions`,
+      headers: { authorization: `Bearer ${key}` },
+      root: tollgateMf.host.pid,
+      role: (p) => (p.comm === 'workerd' ? 'worker' : p.comm === 'node' ? 'miniflare' : p.comm),
+    };
+  }
+  let passthroughMf = null;
+  if (CFG.targets.includes('passthrough-mf')) {
+    passthroughMf = await startMiniflareHost('passthrough-mf', {
+      script: join(BENCH, 'passthrough', 'worker.js'),
+      vars: { UPSTREAM: mockUrl },
+      marker: 'passthrough',
+    });
+    log(`pass-through worker (Miniflare) on ${passthroughMf.url}`);
+    all['passthrough-mf'] = {
+      name: 'passthrough-mf',
+      url: `${passthroughMf.url}/v1/chat/completions`,
+      headers: { authorization: `Bearer ${MOCK_SECRET}` },
+      root: passthroughMf.pid,
+      role: (p) => (p.comm === 'workerd' ? 'worker' : p.comm === 'node' ? 'miniflare' : p.comm),
+    };
+  }
   let portkey = null;
   if (CFG.targets.includes('portkey')) {
     portkey = await startPortkey(mockUrl);
@@ -1153,9 +1282,13 @@ async function main() {
   let meteringCheck = null;
   let prompt2kTokens = null;
   if (targets.some((t) => t.name.startsWith('tollgate'))) {
-    const rows = gw.d1('SELECT status, COUNT(*) AS n FROM usage GROUP BY status');
-    const byStatus = Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
-    const open = gw.d1('SELECT COUNT(*) AS n FROM reservations')[0].n;
+    // Both states: wrangler dev's (tollgate, tollgate-workerd) and the Miniflare copy's.
+    const query = (sql) => [...gw.d1(sql), ...(tollgateMf ? queryD1(tollgateMf.persistDir, sql) : [])];
+    const byStatus = {};
+    for (const r of query('SELECT status, COUNT(*) AS n FROM usage GROUP BY status')) {
+      byStatus[r.status] = (byStatus[r.status] ?? 0) + Number(r.n);
+    }
+    const open = query('SELECT COUNT(*) AS n FROM reservations').reduce((a, r) => a + Number(r.n), 0);
     meteringCheck = {
       usageRows: Object.values(byStatus).reduce((a, b) => a + b, 0),
       byStatus,
@@ -1178,6 +1311,8 @@ async function main() {
 
   if (portkey) await portkey.stop();
   if (passthrough) await passthrough.stop();
+  if (passthroughMf) await passthroughMf.stop();
+  if (tollgateMf) await tollgateMf.host.stop();
   await gw.kill();
   gateways.delete(gw);
   gw = null;
@@ -1190,7 +1325,7 @@ async function main() {
         coldStarts.push(cs);
         log(`cold start ${i + 1}/${CFG.coldStarts} (${model}): ${JSON.stringify(cs)}`);
       }
-      if (CFG.targets.includes('passthrough')) {
+      if (CFG.targets.some((t) => t.startsWith('passthrough'))) {
         const cs = await coldStartPassthrough(mockUrl, files);
         coldStarts.push(cs);
         log(`cold start ${i + 1}/${CFG.coldStarts} (passthrough): ${JSON.stringify(cs)}`);
@@ -1213,6 +1348,8 @@ async function main() {
     prompt2kTokens,
     runs,
     coldStarts,
+    // scripts/bench.sh writes it just before this run (BENCH_PIPELINE=0: skipped).
+    pipeline: existsSync(join(OUT_DIR, 'pipeline.md')) ? readFileSync(join(OUT_DIR, 'pipeline.md'), 'utf8') : null,
   };
   writeFileSync(join(OUT_DIR, 'results.json'), JSON.stringify(results, null, 2));
   const md = renderMarkdown(results);

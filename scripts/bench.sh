@@ -48,4 +48,14 @@ fi
 
 bash scripts/build.sh || die "build failed"
 
+# Tollgate's own CPU per request (pure core, native and wasm), before any server starts; run.mjs
+# puts the table into BENCHMARKS.md.
+mkdir -p target/bench
+if [[ "${BENCH_PIPELINE:-1}" == 1 ]]; then
+  say "Tollgate's own CPU per request (scripts/bench-pipeline.sh)"
+  bash scripts/bench-pipeline.sh >target/bench/pipeline.md || die "bench-pipeline failed"
+else
+  rm -f target/bench/pipeline.md
+fi
+
 exec node bench/run.mjs

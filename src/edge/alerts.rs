@@ -234,7 +234,7 @@ pub async fn list_deliveries(db: &D1Database, rule_id: &str) -> Result<Response,
 
 /// A rule with its tenant's current figures.
 #[derive(Deserialize)]
-struct Observed {
+pub struct Observed {
     id: String,
     tenant_id: String,
     kind: String,
@@ -246,10 +246,20 @@ struct Observed {
     month_cost: u64,
 }
 
-/// The check that runs after a request is settled (from `ctx.wait_until`): one indexed query
-/// when the tenant has no rules. Failures are logged, never raised: billing is already done.
-pub async fn after_settlement(env: &Env, db: &D1Database, tenant_id: &str) {
-    if let Err(e) = check(env, db, Some(tenant_id), now_ms()).await {
+/// The check that runs after a request is settled (from `ctx.wait_until`), on the rules its
+/// settlement batch read with [`observe_statement`]: nothing more to do when the tenant has no
+/// rules. Failures are logged, never raised: billing is already done.
+pub async fn after_settlement(
+    env: &Env,
+    db: &D1Database,
+    tenant_id: &str,
+    rules: Vec<Observed>,
+    now: u64,
+) {
+    if rules.is_empty() {
+        return;
+    }
+    if let Err(e) = act(env, db, rules, now).await {
         worker::console_error!("alert check for {tenant_id} failed: {e}");
     }
 }
@@ -257,15 +267,30 @@ pub async fn after_settlement(env: &Env, db: &D1Database, tenant_id: &str) {
 /// Checks every rule (the scheduled handler: month roll-overs, top-ups and debits that no
 /// request settled). Returns the number of webhooks it queued.
 pub async fn check_all(env: &Env, db: &D1Database, now: u64) -> Result<u32, GatewayError> {
-    check(env, db, None, now).await
+    let rows: Vec<Observed> = observe(db, None, now)?
+        .all()
+        .await
+        .map_err(db::d1_error)?
+        .results()
+        .map_err(db::d1_error)?;
+    act(env, db, rows, now).await
 }
 
-async fn check(
-    env: &Env,
+/// The query of one tenant's rules with their current figures, to run in a settlement batch.
+pub fn observe_statement(
+    db: &D1Database,
+    tenant_id: &str,
+    now: u64,
+) -> Result<worker::D1PreparedStatement, GatewayError> {
+    observe(db, Some(tenant_id), now)
+}
+
+/// The rules (of `tenant_id`, or every tenant's) with their tenants' figures at `now`.
+fn observe(
     db: &D1Database,
     tenant_id: Option<&str>,
     now: u64,
-) -> Result<u32, GatewayError> {
+) -> Result<worker::D1PreparedStatement, GatewayError> {
     let month = Observation::month_of(now);
     let mut args: Vec<Arg<'_>> = vec![month.as_str().into()];
     let filter = match tenant_id {
@@ -275,7 +300,7 @@ async fn check(
         }
         None => "",
     };
-    let rows: Vec<Observed> = db::all(
+    db::statement(
         db,
         &format!(
             "SELECT r.id, r.tenant_id, r.kind, r.threshold, r.fired, r.fire_count,
@@ -289,7 +314,16 @@ async fn check(
         ),
         &args,
     )
-    .await?;
+}
+
+/// Fires or re-arms each observed rule as its figures say. Returns the webhooks queued.
+async fn act(
+    env: &Env,
+    db: &D1Database,
+    rows: Vec<Observed>,
+    now: u64,
+) -> Result<u32, GatewayError> {
+    let month = Observation::month_of(now);
     let mut queued = 0;
     for rule in rows {
         let Some(kind) = AlertKind::parse(&rule.kind) else {

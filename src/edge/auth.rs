@@ -1,13 +1,15 @@
 //! Who is calling: tenant API keys (digest checked, cached in KV) and the admin token.
 //!
-//! The KV cache holds only what a key's digest check needs; revocation deletes the entry, and
-//! every billed request re-checks `revoked_at` inside its D1 reservation statement, so a revoked
-//! key stops working at once even where a stale KV copy survives.
+//! The isolate's cache (`edge::cache`, seconds) and KV (minutes) hold only what a key's digest
+//! check needs; revocation deletes the KV entry and clears the isolate's cache, and every billed
+//! request re-checks `revoked_at` inside its D1 reservation statement (routes that reserve
+//! nothing check D1 directly: `tenant::live_caller`), so a revoked key stops working at once even
+//! where a stale copy survives.
 
 use serde::{Deserialize, Serialize};
 use worker::{Env, Request};
 
-use super::{config, db};
+use super::{cache, config, db};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::keys;
 
@@ -28,8 +30,9 @@ impl Caller {
     }
 }
 
+/// What the digest check of a key needs, as cached.
 #[derive(Serialize, Deserialize)]
-struct CachedKey {
+pub struct CachedKey {
     tenant_id: String,
     digest: String,
     models: Option<Vec<String>>,
@@ -79,11 +82,27 @@ pub async fn authenticate(req: &Request, env: &Env) -> Result<Caller, GatewayErr
     let key_id = parsed.key_id.to_string();
     let pepper = pepper(env)?;
 
+    let record = match cache::get(&cache::KEYS, &key_id) {
+        Some(hit) => hit,
+        None => cache::put(&cache::KEYS, key_id.clone(), load_key(env, &key_id).await?),
+    };
+    if !keys::key_matches(&pepper, &token, &record.digest) {
+        return Err(unauthorized("Incorrect API key provided."));
+    }
+    Ok(Caller {
+        key_id,
+        tenant_id: record.tenant_id.clone(),
+        models: record.models.clone(),
+    })
+}
+
+/// A key's record from KV, else from D1 (then cached in KV).
+async fn load_key(env: &Env, key_id: &str) -> Result<CachedKey, GatewayError> {
     let kv = env.kv("KV").ok();
     let mut cached: Option<CachedKey> = None;
     if let Some(kv) = &kv {
         cached = kv
-            .get(&key_cache_name(&key_id))
+            .get(&key_cache_name(key_id))
             .json::<CachedKey>()
             .await
             .ok()
@@ -96,7 +115,7 @@ pub async fn authenticate(req: &Request, env: &Env) -> Result<Caller, GatewayErr
             let row: Option<KeyRow> = db::first(
                 &database,
                 "SELECT tenant_id, digest, models, revoked_at FROM api_keys WHERE id = ?1",
-                &[key_id.as_str().into()],
+                &[key_id.into()],
             )
             .await?;
             let row = row.filter(|r| r.revoked_at.is_none()).ok_or_else(|| {
@@ -112,21 +131,14 @@ pub async fn authenticate(req: &Request, env: &Env) -> Result<Caller, GatewayErr
                 models,
             };
             if let Some(kv) = &kv {
-                if let Ok(put) = kv.put(&key_cache_name(&key_id), &record) {
+                if let Ok(put) = kv.put(&key_cache_name(key_id), &record) {
                     let _ = put.expiration_ttl(KEY_CACHE_TTL_SECONDS).execute().await;
                 }
             }
             record
         }
     };
-    if !keys::key_matches(&pepper, &token, &record.digest) {
-        return Err(unauthorized("Incorrect API key provided."));
-    }
-    Ok(Caller {
-        key_id,
-        tenant_id: record.tenant_id,
-        models: record.models,
-    })
+    Ok(record)
 }
 
 /// Authorises an admin request (`Authorization: Bearer <ADMIN_TOKEN>`).

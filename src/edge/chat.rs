@@ -54,6 +54,8 @@ pub(crate) struct Pending {
     pub(crate) local_prompt_tokens: u64,
     pub(crate) encoding: Option<Encoding>,
     pub(crate) started_at: u64,
+    /// Lifetime of the session's copy in KV; 0: not copied (a session Tollgate named for a
+    /// single request, which the client did not ask to keep: D1 has it).
     pub(crate) session_ttl_seconds: u64,
 }
 
@@ -158,15 +160,24 @@ impl Pending {
             routes_tried: routes_tried.as_deref(),
         };
         let mut delay_ms = 50;
+        let cache_session = self.session_ttl_seconds > 0;
         for attempt in 1..=5 {
-            match db::settle(&self.db, &row).await {
-                Ok(session) => {
+            let now = now_ms();
+            match db::settle(&self.db, &row, cache_session, now).await {
+                Ok(settled) => {
                     self.settle_idempotency(&end, &bill).await;
-                    if let Some(session) = session {
+                    if let Some(session) = settled.session {
                         super::tenant::cache_session(&self.env, &session, self.session_ttl_seconds)
                             .await;
                     }
-                    super::alerts::after_settlement(&self.env, &self.db, &self.tenant_id).await;
+                    super::alerts::after_settlement(
+                        &self.env,
+                        &self.db,
+                        &self.tenant_id,
+                        settled.alert_rules,
+                        now,
+                    )
+                    .await;
                     return;
                 }
                 Err(e) => {
@@ -214,14 +225,24 @@ pub async fn chat_completions(
     let caller = auth::authenticate(&req, env).await?;
     let body = http::read_body(&mut req, settings.max_body_bytes).await?;
     let mut chat = ChatCompletionRequest::from_json(&body)?;
-    let session_id = match req.headers().get("x-session-id").ok().flatten() {
-        Some(id) => session::validate_session_id(&id)?.to_string(),
-        None => ids::prefixed_id("sess", started_at),
+    let (session_id, session_named) = match req.headers().get("x-session-id").ok().flatten() {
+        Some(id) => (session::validate_session_id(&id)?.to_string(), true),
+        None => (ids::prefixed_id("sess", started_at), false),
+    };
+    // KV keeps a copy of the sessions clients name; one Tollgate named for this request alone
+    // lives in D1 only (0: not copied), in every round of a plugin tool loop too.
+    let settings = Settings {
+        session_ttl_seconds: if session_named {
+            settings.session_ttl_seconds
+        } else {
+            0
+        },
+        ..settings
     };
 
     let database = db::database(env)?;
     let model_name = routes::resolve_auto(env, &mut chat, &body)?;
-    let model = db::load_model(&database, &model_name, &caller.tenant_id)
+    let model = db::cached_model(&database, &model_name, &caller.tenant_id)
         .await?
         .ok_or_else(|| {
             GatewayError::new(

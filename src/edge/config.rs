@@ -2,6 +2,7 @@
 
 use worker::Env;
 
+#[derive(Debug, Clone)]
 pub struct Settings {
     pub max_body_bytes: usize,
     pub session_ttl_seconds: u64,

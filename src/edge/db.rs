@@ -151,6 +151,20 @@ pub struct ModelRow {
     pub multiplier_bps: u64,
 }
 
+/// [`load_model`] through the isolate's cache (`edge::cache`): the row a chat request reads.
+pub async fn cached_model(
+    db: &D1Database,
+    name: &str,
+    tenant_id: &str,
+) -> Result<Option<std::rc::Rc<ModelRow>>, GatewayError> {
+    super::cache::get_or_load(
+        &super::cache::MODELS,
+        format!("{name}\u{0}{tenant_id}"),
+        || load_model(db, name, tenant_id),
+    )
+    .await
+}
+
 pub async fn load_model(
     db: &D1Database,
     name: &str,
@@ -327,13 +341,24 @@ pub struct SessionRow {
 pub const SESSION_COLUMNS: &str =
     "id, tenant_id, last_model, request_count, prompt_tokens, completion_tokens, cost, created_at, last_seen";
 
+/// What a settlement batch read back.
+pub struct Settled {
+    /// The session's totals, when asked for.
+    pub session: Option<SessionRow>,
+    /// The tenant's alert rules with its figures after this charge.
+    pub alert_rules: Vec<super::alerts::Observed>,
+}
+
 /// Settles a request in one batch: returns the reservation, writes the usage row (which charges
-/// the cost and updates the session), and reads the session back. Safe to repeat: a second run
-/// finds no reservation and an existing row, and changes nothing.
+/// the cost and updates the session), reads the tenant's alert rules with its new figures, and
+/// the session back when `read_session`. Safe to repeat: a second run finds no reservation and
+/// an existing row, and changes nothing.
 pub async fn settle(
     db: &D1Database,
     row: &UsageRow<'_>,
-) -> Result<Option<SessionRow>, GatewayError> {
+    read_session: bool,
+    now: u64,
+) -> Result<Settled, GatewayError> {
     let b = row.bill;
     let release = statement(
         db,
@@ -383,8 +408,9 @@ pub async fn settle(
             row.routes_tried.into(),
         ],
     )?;
-    let mut statements = vec![release, insert];
-    if let Some(session) = row.session_id {
+    let alerts = super::alerts::observe_statement(db, row.tenant_id, now)?;
+    let mut statements = vec![release, insert, alerts];
+    if let (Some(session), true) = (row.session_id, read_session) {
         statements.push(statement(
             db,
             &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE tenant_id = ?1 AND id = ?2"),
@@ -392,8 +418,14 @@ pub async fn settle(
         )?);
     }
     let results = batch(db, statements).await?;
-    Ok(results
-        .get(2)
-        .and_then(|r| r.results::<SessionRow>().ok())
-        .and_then(|mut rows| rows.pop()))
+    Ok(Settled {
+        session: results
+            .get(3)
+            .and_then(|r| r.results::<SessionRow>().ok())
+            .and_then(|mut rows| rows.pop()),
+        alert_rules: results
+            .get(2)
+            .and_then(|r| r.results().ok())
+            .unwrap_or_default(),
+    })
 }

@@ -87,10 +87,20 @@ pub async fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, Gatew
             format!("The request body is larger than the limit of {limit} bytes."),
         )
     };
-    if let Ok(Some(len)) = req.headers().get("content-length") {
-        if len.trim().parse::<u64>().is_ok_and(|n| n > limit as u64) {
+    let declared = req
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|len| len.trim().parse::<u64>().ok());
+    if let Some(len) = declared {
+        if len > limit as u64 {
             return Err(too_large());
         }
+        // A declared length is the body's length (HTTP framing): one read, no stream reader.
+        return req.bytes().await.map_err(|e| {
+            GatewayError::invalid_request(format!("Could not read the request body: {e}"))
+        });
     }
     let mut stream = match req.stream() {
         Ok(s) => s,

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod alerts;
 pub mod auth;
+pub mod cache;
 pub mod chat;
 pub mod config;
 pub mod cron;
@@ -30,6 +31,7 @@ pub async fn handle(req: Request, env: Env, ctx: Context) -> worker::Result<Resp
     let request_id = crate::core::ids::prefixed_id("req", now_ms());
     let method = req.method();
     let path = req.path();
+    cache::configure(&env);
     let result = route(req, &env, &ctx, &method, &path, &request_id).await;
     let response = match result {
         Ok(resp) => resp,
@@ -96,7 +98,15 @@ async fn route(
             require(method, Method::Get)?;
             tenant::get_session(&req, env, id).await
         }
-        ["admin", rest @ ..] => admin::route(req, env, method, rest).await,
+        ["admin", rest @ ..] => {
+            let write = *method != Method::Get && auth::authorize_admin(&req, env).is_ok();
+            let answer = admin::route(req, env, method, rest).await;
+            if write {
+                // Configuration may have changed: this isolate sees it at once (`cache`).
+                cache::clear_all();
+            }
+            answer
+        }
         _ => Err(GatewayError::new(
             ErrorKind::NotFound,
             format!("Unknown route: {path}"),
@@ -118,5 +128,6 @@ pub fn require(method: &Method, expected: Method) -> Result<(), GatewayError> {
 
 /// Milliseconds since the Unix epoch (UTC).
 pub fn now_ms() -> u64 {
-    worker::Date::now().as_millis()
+    // `Date.now()` itself: no Date object per call (the hot path asks several times).
+    worker::js_sys::Date::now() as u64
 }

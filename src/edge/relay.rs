@@ -40,7 +40,8 @@ pub enum Source {
 }
 
 impl Source {
-    async fn next(&mut self) -> Result<Option<Vec<u8>>, GatewayError> {
+    /// The next bytes; `None` once the source has ended.
+    pub(crate) async fn next(&mut self) -> Result<Option<Vec<u8>>, GatewayError> {
         match self {
             Source::Upstream {
                 body,
@@ -85,7 +86,8 @@ impl Source {
         }
     }
 
-    fn abort(&mut self) {
+    /// Stops the upstream fetch, if there is one.
+    pub(crate) fn abort(&mut self) {
         if let Source::Upstream { abort, .. } = self {
             if let Some(controller) = abort.take() {
                 controller.abort();

@@ -164,7 +164,14 @@ pub async fn prepare_routes(
     let extras = if kind == ProviderKind::Echo {
         Vec::new()
     } else {
-        load_extra_routes(database, &model.name).await?
+        let cached =
+            super::cache::get_or_load(&super::cache::ROUTES, model.name.clone(), || async {
+                load_extra_routes(database, &model.name).await.map(Some)
+            })
+            .await?;
+        cached
+            .map(|routes| routes.as_ref().clone())
+            .unwrap_or_default()
     };
     let extras = extras
         .iter()

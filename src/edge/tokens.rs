@@ -17,7 +17,7 @@ pub async fn count_tokens(mut req: Request, env: &Env) -> Result<Response, Gatew
     let caller = tenant::live_caller(&req, env).await?;
     let body = http::read_body(&mut req, Settings::from_env(env).max_body_bytes).await?;
     let chat = ChatCompletionRequest::from_json(&body)?;
-    let model = db::load_model(&db::database(env)?, &chat.model, &caller.tenant_id)
+    let model = db::cached_model(&db::database(env)?, &chat.model, &caller.tenant_id)
         .await?
         .filter(|m| caller.may_use(&m.name))
         .ok_or_else(|| {

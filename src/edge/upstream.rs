@@ -71,13 +71,52 @@ pub async fn read_body(
     limit: usize,
     timeout_ms: u64,
 ) -> Result<Vec<u8>, GatewayError> {
+    let declared = resp
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|len| len.trim().parse::<u64>().ok())
+        .filter(|&len| len <= limit as u64);
+    let reading: std::pin::Pin<Box<dyn std::future::Future<Output = _>>> = if declared.is_some() {
+        // A declared length within the limit: one read, no stream reader.
+        Box::pin(async move {
+            resp.bytes().await.map_err(|e| {
+                GatewayError::new(
+                    ErrorKind::UpstreamFailed,
+                    format!("The provider's response broke off: {e}"),
+                )
+            })
+        })
+    } else {
+        read_stream(resp, limit)?
+    };
+    let timer = Delay::from(Duration::from_millis(timeout_ms));
+    match select(reading, timer).await {
+        Either::Left((result, _)) => result,
+        Either::Right(_) => Err(GatewayError::new(
+            ErrorKind::UpstreamTimeout,
+            format!("The provider did not finish its response within {timeout_ms} ms."),
+        )),
+    }
+}
+
+/// Reads a body of unknown length chunk by chunk, keeping at most `limit` bytes.
+#[allow(clippy::type_complexity)]
+fn read_stream(
+    resp: &mut Response,
+    limit: usize,
+) -> Result<
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, GatewayError>>>>,
+    GatewayError,
+> {
     let mut stream = resp.stream().map_err(|e| {
         GatewayError::new(
             ErrorKind::UpstreamFailed,
             format!("The provider's response has no readable body: {e}"),
         )
     })?;
-    let reading = Box::pin(async move {
+    Ok(Box::pin(async move {
         let mut body = Vec::new();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| {
@@ -93,15 +132,7 @@ pub async fn read_body(
             }
         }
         Ok(body)
-    });
-    let timer = Delay::from(Duration::from_millis(timeout_ms));
-    match select(reading, timer).await {
-        Either::Left((result, _)) => result,
-        Either::Right(_) => Err(GatewayError::new(
-            ErrorKind::UpstreamTimeout,
-            format!("The provider did not finish its response within {timeout_ms} ms."),
-        )),
-    }
+    }))
 }
 
 /// Reads an error body (bounded, short timeout).

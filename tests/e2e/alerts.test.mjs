@@ -13,17 +13,9 @@ let gw;
 let mock;
 let hooks;
 
-async function adminOk(method, path, body, status = 200) {
-  const res = await gw.admin(method, path, body);
-  assert.equal(res.status, status, `${method} ${path}: ${res.text}`);
-  return res.json;
-}
+const adminOk = (...args) => gw.adminOk(...args);
 
-async function newTenant(name, credit) {
-  const tenant = await adminOk('POST', '/admin/tenants', { name, credit }, 201);
-  const key = await adminOk('POST', `/admin/tenants/${tenant.id}/keys`, { name: 'main' }, 201);
-  return { tenant, key };
-}
+const newTenant = (name, credit) => gw.newTenant({ name, credit });
 
 async function chat(key, { model = 'tollgate-echo', content = 'hello there', session, maxTokens } = {}) {
   const res = await fetch(`${gw.url}/v1/chat/completions`, {

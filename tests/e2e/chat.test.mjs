@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
-import { sleep, startGateway, startMockOpenAI } from './harness.mjs';
+import { startGateway, startMockOpenAI } from './harness.mjs';
 
 const MOCK_SECRET = 'sk-mock-upstream-secret';
 const PRICE_IN = 1_000_000; // micro-units per 1M prompt tokens
@@ -18,28 +18,11 @@ let client;
 /** What a request with these counts costs: one rounding up per request. */
 const costOf = (prompt, completion) => Math.ceil((prompt * PRICE_IN + completion * PRICE_OUT) / 1e6);
 
-async function adminOk(method, path, body, status = 200) {
-  const res = await gw.admin(method, path, body);
-  assert.equal(res.status, status, `${method} ${path}: ${res.text}`);
-  return res.json;
-}
+const adminOk = (...args) => gw.adminOk(...args);
 
-/** Waits for the usage row of a request (settlement runs after the response). */
-async function usageRow(requestId, timeoutMs = 10_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const res = await gw.admin('GET', `/admin/requests/${requestId}`);
-    if (res.status === 200) return res.json;
-    if (Date.now() > deadline) throw new Error(`no usage row for ${requestId}`);
-    await sleep(100);
-  }
-}
+const usageRow = (requestId) => gw.usageRow(requestId);
 
-async function newTenant(credit, name = 'acme') {
-  const t = await adminOk('POST', '/admin/tenants', { name, credit }, 201);
-  const k = await adminOk('POST', `/admin/tenants/${t.id}/keys`, { name: 'main' }, 201);
-  return { tenant: t, key: k };
-}
+const newTenant = (credit, name = 'acme') => gw.newTenant({ name, credit });
 
 const raw = (path, init = {}) => fetch(gw.url + path, init);
 const chatBody = (model, extra = {}) =>

@@ -1,15 +1,17 @@
 // Helpers for Tollgate's end-to-end tests (node:test files in this folder).
 //
-//   startGateway({ vars })  a real `wrangler dev` (workerd) on a free port, with its own D1/KV state
+//   startGateway({ vars })  a real `wrangler dev` (workerd) on a free port, with its own D1/KV state;
+//                           the gateway object has admin(), adminOk(), usageRow(), newTenant() and d1()
 //   startMockOpenAI()       a local server speaking the OpenAI chat-completions wire format
 //
 // The worker must be built first (scripts/build.sh; scripts/test.sh does it): the gateway runs with
 // TOLLGATE_SKIP_BUILD=1 so that starting several of them never rebuilds.
 // TOLLGATE_E2E_VERBOSE=1 prints wrangler's output; TOLLGATE_E2E_KEEP=1 keeps the state directories.
 
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs';
 import http from 'node:http';
 import { createRequire } from 'node:module';
 import net from 'node:net';
@@ -18,6 +20,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { stripVTControlCharacters } from 'node:util';
+import OpenAI from 'openai';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const WRANGLER_JS = join(ROOT, 'node_modules', 'wrangler', 'bin', 'wrangler.js');
@@ -122,6 +125,28 @@ function findD1File(persistDir) {
   return candidates[0];
 }
 
+/**
+ * The `-c` arguments that run the gateway with service bindings to the Workers of `services`
+ * ({ BINDING: config path relative to the repository }), and a function that removes the generated
+ * gateway config.
+ */
+function serviceConfigs(services) {
+  const entries = Object.entries(services);
+  if (entries.length === 0) return { configArgs: [], removeConfig: () => {} };
+  const blocks = entries.map(([binding, config]) => {
+    const text = readFileSync(resolve(ROOT, config), 'utf8');
+    const name = /^name\s*=\s*"([^"]+)"/m.exec(text)?.[1];
+    if (!name) throw new Error(`${config} has no name = "..."`);
+    return `\n[[services]]\nbinding = "${binding}"\nservice = "${name}"\n`;
+  });
+  const generated = join(ROOT, `.e2e-wrangler-${randomToken(6)}.toml`);
+  writeFileSync(generated, readFileSync(join(ROOT, 'wrangler.toml'), 'utf8') + blocks.join(''));
+  return {
+    configArgs: ['-c', generated, ...entries.flatMap(([, config]) => ['-c', resolve(ROOT, config)])],
+    removeConfig: () => rmSync(generated, { force: true }),
+  };
+}
+
 /** Wall-clock time in milliseconds since the Unix epoch, with sub-millisecond precision. */
 const preciseNow = () => performance.timeOrigin + performance.now();
 
@@ -135,14 +160,21 @@ const preciseNow = () => performance.timeOrigin + performance.now();
  * `pollMs` is the interval of the readiness probe. The result's `timings` holds epoch milliseconds of
  * the spawn, of wrangler's "Ready on" line and of the first answered probe, and `pid` the process
  * group of wrangler and its workerd processes.
+ *
+ * `services` = { BINDING: 'path/to/other/wrangler.toml', … } runs those Workers beside the gateway
+ * (`wrangler dev -c <gateway> -c <other> …`) and binds each to the gateway as a service binding:
+ * the gateway's config is then wrangler.toml plus one `[[services]]` block per binding, written
+ * next to it (so its relative paths hold) and removed on kill().
  */
-export async function startGateway({ vars = {}, startupTimeoutMs = 180_000, state = null, pollMs = 250 } = {}) {
+export async function startGateway({ vars = {}, startupTimeoutMs = 180_000, state = null, pollMs = 250, services = {} } = {}) {
   if (!existsSync(WRANGLER_JS)) throw new Error(`wrangler not installed: run scripts/setup.sh first`);
   if (!existsSync(join(ROOT, 'build', 'index.js'))) {
     throw new Error('build/index.js missing: run scripts/build.sh first');
   }
   const persistDir = state?.persistDir ?? mkdtempSync(join(tmpdir(), 'tollgate-e2e-'));
+  let removeGenerated = () => {};
   const cleanupDir = () => {
+    removeGenerated();
     if (!KEEP && !state) rmSync(persistDir, { recursive: true, force: true });
   };
   const adminToken = state?.adminToken ?? `admin-${randomToken()}`;
@@ -165,10 +197,13 @@ export async function startGateway({ vars = {}, startupTimeoutMs = 180_000, stat
   const varArgs = Object.entries(allVars)
     .filter(([, v]) => v !== null && v !== undefined)
     .flatMap(([k, v]) => ['--var', `${k}:${v}`]);
+  const { configArgs, removeConfig } = serviceConfigs(services);
+  removeGenerated = removeConfig;
   const port = await freePort();
   const inspectorPort = await freePort();
   const args = [
     'dev',
+    ...configArgs,
     '--ip', '127.0.0.1',
     '--port', String(port),
     '--inspector-port', String(inspectorPort),
@@ -275,6 +310,38 @@ export async function startGateway({ vars = {}, startupTimeoutMs = 180_000, stat
     return { status: res.status, json, text, headers: res.headers };
   }
 
+  /** `admin()` that asserts the status (200 unless told) and returns the JSON body. */
+  async function adminOk(method, path, body, status = 200) {
+    const res = await admin(method, path, body);
+    assert.equal(res.status, status, `${method} ${path}: ${res.text}`);
+    return res.json;
+  }
+
+  /** Waits for the usage row of a request (settlement runs after the response). */
+  async function usageRow(requestId, timeoutMs = 15_000) {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const res = await admin('GET', `/admin/requests/${requestId}`);
+      if (res.status === 200) return res.json;
+      if (Date.now() > deadline) throw new Error(`no usage row for ${requestId}`);
+      await sleep(100);
+    }
+  }
+
+  /**
+   * A new tenant with `credit` micro-units and `keys` API keys (the first named `main`, then
+   * `key1`, …): { tenant, key (the first), keys, client (an openai SDK client with that key) }.
+   */
+  async function newTenant({ name = 'tenant', credit = 0, keys = 1 } = {}) {
+    const tenant = await adminOk('POST', '/admin/tenants', { name, credit }, 201);
+    const issued = [];
+    for (let i = 0; i < keys; i++) {
+      issued.push(await adminOk('POST', `/admin/tenants/${tenant.id}/keys`, { name: i === 0 ? 'main' : `key${i}` }, 201));
+    }
+    const client = new OpenAI({ apiKey: issued[0]?.key, baseURL: `${url}/v1`, maxRetries: 0 });
+    return { tenant, key: issued[0], keys: issued, client };
+  }
+
   return {
     url,
     port,
@@ -285,6 +352,9 @@ export async function startGateway({ vars = {}, startupTimeoutMs = 180_000, stat
     persistDir,
     d1,
     admin,
+    adminOk,
+    usageRow,
+    newTenant,
     kill,
     /** Everything wrangler printed so far. */
     logs: () => plain(output),

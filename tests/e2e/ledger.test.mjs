@@ -15,28 +15,11 @@ const costOf = (prompt, completion, bps = 10_000) =>
 let gw;
 let mock;
 
-async function adminOk(method, path, body, status = 200) {
-  const res = await gw.admin(method, path, body);
-  assert.equal(res.status, status, `${method} ${path}: ${res.text}`);
-  return res.json;
-}
+const adminOk = (...args) => gw.adminOk(...args);
 
-async function usageRow(requestId, timeoutMs = 15_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const res = await gw.admin('GET', `/admin/requests/${requestId}`);
-    if (res.status === 200) return res.json;
-    if (Date.now() > deadline) throw new Error(`no usage row for ${requestId}`);
-    await sleep(100);
-  }
-}
+const usageRow = (requestId) => gw.usageRow(requestId);
 
-async function newTenant(credit, name = 't') {
-  const t = await adminOk('POST', '/admin/tenants', { name, credit }, 201);
-  const k = await adminOk('POST', `/admin/tenants/${t.id}/keys`, { name: 'main' }, 201);
-  const client = new OpenAI({ apiKey: k.key, baseURL: `${gw.url}/v1`, maxRetries: 0 });
-  return { tenant: t, key: k, client };
-}
+const newTenant = (credit, name = 't') => gw.newTenant({ name, credit });
 
 const tenantState = (id) => adminOk('GET', `/admin/tenants/${id}/billing`);
 const hello = [{ role: 'user', content: 'hello there' }];
@@ -417,6 +400,26 @@ describe('prices, multiplier, plans', () => {
       client.chat.completions.create({ model: 'mock-model', max_tokens: 1000, messages: hello }),
       (e) => e.status === 402,
     );
+
+    // The month boundary: the scheduled tasks, run as of the first hour of next month, start a
+    // new period with the plan's full allowance; running them again changes nothing.
+    const nextMonth = Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1);
+    const cron = await adminOk('POST', '/admin/cron', { time: nextMonth + 3_600_000 });
+    assert.ok(cron.done.some((line) => /reset [1-9]\d* plan/.test(line)), JSON.stringify(cron.done));
+    let state = await settled(tenant.id);
+    assert.equal(state.allowance_remaining, 50);
+    assert.equal(state.allowance_period, nextMonth);
+    assert.equal(state.balance, 1_000 - 7, 'the balance is not touched by a reset');
+    // The new period's allowance pays for the next request; a second run does not refill it.
+    const { response } = await client.chat.completions
+      .create({ model: 'mock-model', max_tokens: 5, messages: hello })
+      .withResponse();
+    assert.equal((await usageRow(response.headers.get('x-request-id'))).allowance_cost, 19);
+    await adminOk('POST', '/admin/cron', { time: nextMonth + 7_200_000 });
+    state = await settled(tenant.id);
+    assert.equal(state.allowance_remaining, 50 - 19);
+    assert.equal(state.balance, 1_000 - 7);
+
     assert.equal((await gw.admin('DELETE', '/admin/plans/starter')).status, 409);
     await adminOk('PUT', `/admin/tenants/${tenant.id}/plan`, { plan_id: null });
     await adminOk('DELETE', '/admin/plans/starter');

@@ -13,7 +13,7 @@ import http from 'node:http';
  *   /huge      200 KB of markdown
  *   /badjson   content-type application/json with a body that is not JSON
  *   /redirect  302 to another host
- * Every request is recorded: { path, method, headers, body }.
+ * Every request is recorded: { path, method, headers, body, raw, at (epoch ms) }.
  */
 export async function startPluginServer({ slowMs = 5000 } = {}) {
   const calls = [];
@@ -28,7 +28,7 @@ export async function startPluginServer({ slowMs = 5000 } = {}) {
         body = JSON.parse(raw);
       } catch {}
       const path = req.url;
-      calls.push({ path, method: req.method, headers: req.headers, body, raw });
+      calls.push({ path, method: req.method, headers: req.headers, body, raw, at: Date.now() });
       const args = body?.arguments ?? {};
       switch (path) {
         case '/weather': {
@@ -91,7 +91,15 @@ export async function startPluginServer({ slowMs = 5000 } = {}) {
 
 const PROMPT_TOKENS = 50;
 
-function send(record, res, message, finishReason) {
+const pause = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Answers one model request: plain JSON, or (body.stream) SSE the way OpenAI streams: a role
+ * chunk, the content word by word, each tool call as a first delta (id, type, name) and its
+ * arguments in 8-character fragments, the finish chunk, the usage chunk when asked, [DONE];
+ * `delayMs` between chunks.
+ */
+async function sendAnswer(record, res, message, finishReason, delayMs) {
   const body = record.body;
   const id = `chatcmpl-tool${Math.random().toString(16).slice(2, 10)}`;
   const created = Math.floor(Date.now() / 1000);
@@ -107,26 +115,43 @@ function send(record, res, message, finishReason) {
     return;
   }
   res.writeHead(200, { 'content-type': 'text/event-stream' });
+  res.flushHeaders();
   const chunk = (choices, extra = {}) =>
     `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model: body.model, choices, ...extra })}\n\n`;
-  res.write(chunk([{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }]));
-  const words = String(message.content ?? '').split(/(?<= )/);
-  for (const w of words) res.write(chunk([{ index: 0, delta: { content: w }, finish_reason: null }]));
-  res.write(chunk([{ index: 0, delta: {}, finish_reason: finishReason }]));
-  if (body.stream_options?.include_usage) res.write(chunk([], { usage }));
-  res.end('data: [DONE]\n\n');
+  const delta = (d) => chunk([{ index: 0, delta: d, finish_reason: null }]);
+  const events = [delta({ role: 'assistant', content: '' })];
+  const words = message.content ? String(message.content).split(/(?<= )/) : [];
+  for (const w of words) events.push(delta({ content: w }));
+  for (const [index, call] of (message.tool_calls ?? []).entries()) {
+    events.push(delta({ tool_calls: [{ index, id: call.id, type: 'function', function: { name: call.function.name, arguments: '' } }] }));
+    const args = call.function.arguments;
+    for (let k = 0; k < args.length; k += 8) {
+      events.push(delta({ tool_calls: [{ index, function: { arguments: args.slice(k, k + 8) } }] }));
+    }
+  }
+  events.push(chunk([{ index: 0, delta: {}, finish_reason: finishReason }]));
+  if (body.stream_options?.include_usage) events.push(chunk([], { usage }));
+  events.push('data: [DONE]\n\n');
+  for (const e of events) {
+    if (res.destroyed) return;
+    res.write(e);
+    if (delayMs > 0) await pause(delayMs);
+  }
+  res.end();
 }
 
 /**
  * A setBehavior() handler. The last user message drives it:
  *   `TOOL [{"name": "...", "arguments": {...} | "raw string"}, ...]`  call these tools once (those offered);
  *        after the tool results come back, answer `Result: <tool contents joined by " | ">`
+ *   `TOOL {"say": "...", "calls": [...]}`  the same, with the text `say` before the tool calls
  *   `LOOP {"name": "...", "arguments": {...}}`  call the tool every round it is offered; when it is not
  *        offered any more, answer `Gave up after <n> results`
  * Other requests fall through to the harness's default mock.
  */
-export function toolModel() {
-  return (record, res) => {
+export function toolModel({ delayMs = 0 } = {}) {
+  const send = (record, res, message, finishReason) => sendAnswer(record, res, message, finishReason, delayMs);
+  return async (record, res) => {
     const body = record.body;
     if (!body || !Array.isArray(body.messages)) return false;
     const messages = body.messages;
@@ -148,23 +173,25 @@ export function toolModel() {
       if (last.role === 'tool') {
         const since = [];
         for (let i = messages.length - 1; i >= 0 && messages[i].role === 'tool'; i--) since.unshift(messages[i].content);
-        send(record, res, { content: `Result: ${since.join(' | ')}` }, 'stop');
+        await send(record, res, { content: `Result: ${since.join(' | ')}` }, 'stop');
         return true;
       }
-      const specs = JSON.parse(text.slice(5)).filter((s) => offered.has(s.name));
+      const parsed = JSON.parse(text.slice(5));
+      const say = Array.isArray(parsed) ? null : parsed.say;
+      const specs = (Array.isArray(parsed) ? parsed : parsed.calls).filter((s) => offered.has(s.name));
       if (specs.length === 0) {
-        send(record, res, { content: 'No tool was offered.' }, 'stop');
+        await send(record, res, { content: 'No tool was offered.' }, 'stop');
         return true;
       }
-      send(record, res, { tool_calls: callsFor(specs) }, 'tool_calls');
+      await send(record, res, { ...(say ? { content: say } : {}), tool_calls: callsFor(specs) }, 'tool_calls');
       return true;
     }
     if (text.startsWith('LOOP ')) {
       const spec = JSON.parse(text.slice(5));
       if (offered.has(spec.name)) {
-        send(record, res, { tool_calls: callsFor([spec]) }, 'tool_calls');
+        await send(record, res, { tool_calls: callsFor([spec]) }, 'tool_calls');
       } else {
-        send(record, res, { content: `Gave up after ${toolResults.length} results` }, 'stop');
+        await send(record, res, { content: `Gave up after ${toolResults.length} results` }, 'stop');
       }
       return true;
     }

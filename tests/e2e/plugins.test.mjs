@@ -2,7 +2,6 @@
 // that emits tool calls, all on 127.0.0.1; the official `openai` npm SDK as the client.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import OpenAI from 'openai';
 import { sleep, startGateway, startMockOpenAI } from './harness.mjs';
 import { startPluginServer, toolModel } from './plugin-mocks.mjs';
 
@@ -10,6 +9,7 @@ const PRICE_IN = 1_000_000;
 const PRICE_OUT = 2_000_000;
 const WEATHER_PRICE = 1_000; // micro-units per successful call
 const SETTINGS_SECRET = 'wx-tenant-secret-123';
+const CHUNK_DELAY_MS = 30; // between the mock model's stream chunks
 
 let gw;
 let mock;
@@ -18,11 +18,7 @@ let tenant;
 let key;
 let client;
 
-async function adminOk(method, path, body, status = 200) {
-  const res = await gw.admin(method, path, body);
-  assert.equal(res.status, status, `${method} ${path}: ${res.text}`);
-  return res.json;
-}
+const adminOk = (...args) => gw.adminOk(...args);
 
 async function waitFor(fn, what, timeoutMs = 10_000) {
   const deadline = Date.now() + timeoutMs;
@@ -80,18 +76,19 @@ const WEATHER = () => ({
   ],
 });
 
-const chat = (body, k = key.key) =>
+const chat = (body, k = key.key, signal = undefined) =>
   fetch(`${gw.url}/v1/chat/completions`, {
     method: 'POST',
     headers: { authorization: `Bearer ${k}`, 'content-type': 'application/json' },
     body: JSON.stringify(body),
+    signal,
   });
 const toolMsg = (specs) => [{ role: 'user', content: `TOOL ${JSON.stringify(specs)}` }];
 
 before(async () => {
   plugins = await startPluginServer({ slowMs: 5000 });
   mock = await startMockOpenAI({ chunkDelayMs: 5 });
-  mock.setBehavior(toolModel());
+  mock.setBehavior(toolModel({ delayMs: CHUNK_DELAY_MS }));
   gw = await startGateway({
     vars: {
       MOCK_KEY: 'sk-mock-provider-secret',
@@ -104,9 +101,7 @@ before(async () => {
   await adminOk('PUT', '/admin/models/tool-model', {
     provider: 'mock', upstream_model: 'gpt-4o-mini', input_price: PRICE_IN, output_price: PRICE_OUT, max_output_tokens: 500,
   });
-  tenant = await adminOk('POST', '/admin/tenants', { name: 'plugins', credit: 100_000_000 }, 201);
-  key = await adminOk('POST', `/admin/tenants/${tenant.id}/keys`, { name: 'main' }, 201);
-  client = new OpenAI({ apiKey: key.key, baseURL: `${gw.url}/v1`, maxRetries: 0 });
+  ({ tenant, key, client } = await gw.newTenant({ name: 'plugins', credit: 100_000_000 }));
 });
 
 after(async () => {
@@ -182,44 +177,84 @@ describe('registration', () => {
 });
 
 describe('tool mode', () => {
-  test('a full round trip, streamed through the openai SDK, with every round metered', async () => {
+  test('a full round trip, every round streamed live through the openai SDK, every round metered', async () => {
     const before = balance();
     const seen = mock.requests.length;
+    const started = Date.now();
     const { data: stream, response } = await client.chat.completions
       .create({
         model: 'tool-model',
         stream: true,
         stream_options: { include_usage: true },
         plugins: ['weather'],
-        messages: toolMsg([{ name: 'weather__get_forecast', arguments: { city: '北京', days: 2 } }]),
+        messages: [{
+          role: 'user',
+          content: `TOOL ${JSON.stringify({
+            say: 'Let me look that up for you. ',
+            calls: [{ name: 'weather__get_forecast', arguments: { city: '北京', days: 2 } }],
+          })}`,
+        }],
       })
       .withResponse();
     let text = '';
     let usage = null;
+    const arrivals = []; // [ms since start, piece]
+    const ids = new Set();
+    const finishes = [];
+    let usageChunks = 0;
+    let toolCallDeltas = 0;
     for await (const chunk of stream) {
-      text += chunk.choices[0]?.delta?.content ?? '';
-      if (chunk.usage) usage = chunk.usage;
+      ids.add(chunk.id);
+      const piece = chunk.choices[0]?.delta?.content;
+      if (piece) {
+        arrivals.push([Date.now(), piece]);
+        text += piece;
+      }
+      if (chunk.choices[0]?.delta?.tool_calls) toolCallDeltas += 1;
+      if (chunk.choices[0]?.finish_reason) finishes.push(chunk.choices[0].finish_reason);
+      if (chunk.usage) {
+        usage = chunk.usage;
+        usageChunks += 1;
+      }
     }
-    assert.match(text, /^Result: ### 北京/);
+    // One completion: one id, round 1's words then round 2's answer, one finish, one usage chunk.
+    assert.equal(ids.size, 1, [...ids].join());
+    assert.match(text, /^Let me look that up for you\. Result: ### 北京/);
     assert.match(text, /\| tomorrow \| sunny \| 25 \|/);
     assert.match(text, /\(2 day forecast\)/);
+    assert.deepEqual(finishes, ['stop']);
+    assert.equal(usageChunks, 1);
+    assert.equal(toolCallDeltas, 0, 'the plugin call is not shown to the client');
+    // Live: round 1's words reached the client before the plugin was even called, and every
+    // round's words came spread out as the model wrote them (30 ms apart upstream).
+    const call = plugins.calls.at(-1);
+    const round1 = arrivals.slice(0, arrivals.findIndex(([, p]) => p.startsWith('Result')));
+    assert.equal(round1.length, 7, `round 1 pieces: ${JSON.stringify(arrivals)}`);
+    assert.ok(round1[0][0] < call.at, 'round 1 text arrived only after the plugin call: buffered?');
+    const times = arrivals.map(([t]) => t - started);
+    const gaps = times.slice(1).map((t, i) => t - times[i]);
+    assert.ok(gaps.filter((g) => g >= 10).length >= 8, `gaps ${gaps}`);
     const requestId = response.headers.get('x-request-id');
     const sessionId = response.headers.get('x-session-id');
-    assert.equal(response.headers.get('x-tollgate-rounds'), '2');
 
-    // The model saw the plugin as a tool, never the `plugins` field; then the tool result.
+    // Every round was requested as a stream; the model saw the plugin as a tool, never the
+    // `plugins` field; then its own words and call, and the tool result.
     const upstream = mock.requests.slice(seen);
     assert.equal(upstream.length, 2);
     assert.equal(upstream[0].body.plugins, undefined);
     assert.ok(upstream[0].body.tools.some((t) => t.function.name === 'weather__get_forecast'));
-    assert.equal(upstream[0].body.stream, undefined);
-    const toolMessage = upstream[1].body.messages.at(-1);
+    assert.ok(upstream.every((u) => u.body.stream === true && u.body.stream_options.include_usage === true));
+    const [assistant, toolMessage] = upstream[1].body.messages.slice(-2);
+    assert.equal(assistant.role, 'assistant');
+    assert.equal(assistant.content, 'Let me look that up for you. ');
+    assert.deepEqual(assistant.tool_calls, [
+      { id: 'call_0_0', type: 'function', function: { name: 'weather__get_forecast', arguments: '{"city":"北京","days":2}' } },
+    ]);
     assert.equal(toolMessage.role, 'tool');
     assert.equal(toolMessage.tool_call_id, 'call_0_0');
     assert.match(toolMessage.content, /### 北京/);
 
     // The plugin got only its arguments and its own settings.
-    const call = plugins.calls.at(-1);
     assert.equal(call.path, '/weather');
     assert.deepEqual(call.body, { api: 'get_forecast', arguments: { city: '北京', days: 2 }, settings: { api_key: SETTINGS_SECRET } });
     assert.equal(call.headers.authorization, undefined);
@@ -234,6 +269,8 @@ describe('tool mode', () => {
     assert.deepEqual(rows.map((r) => r.request_id).sort(), [requestId, `${requestId}.r1`]);
     for (const r of rows) {
       assert.equal(r.status, 'ok');
+      assert.equal(r.stream, 1);
+      assert.equal(r.usage_source, 'upstream');
       assert.equal(r.session_id, sessionId);
       assert.equal(r.prompt_tokens, 50);
       assert.equal(r.completion_tokens, 7);
@@ -344,8 +381,126 @@ describe('tool mode', () => {
     assert.ok(chunks >= 4);
     const upstream = mock.requests.slice(seen);
     assert.equal(upstream.length, 3);
-    assert.equal(upstream[2].body.stream, true);
+    assert.ok(upstream.every((u) => u.body.stream === true));
+    assert.ok(upstream[1].body.tools.some((t) => t.function.name === 'notes__run'));
     assert.equal(upstream[2].body.tools, undefined);
+  });
+
+  test('streamed: a client that leaves in round 2 is charged what round 2 delivered; round 1 and the call stand', async () => {
+    const controller = new AbortController();
+    const res = await chat({
+      model: 'tool-model',
+      stream: true,
+      plugins: ['notes'],
+      messages: toolMsg([{ name: 'notes__run', arguments: { text: 'a b c d e f g h i j k l m n o p' } }]),
+    }, key.key, controller.signal);
+    assert.equal(res.status, 200);
+    const requestId = res.headers.get('x-request-id');
+    const reader = res.body.getReader();
+    let received = '';
+    while (!received.includes('"content":"Result: "')) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      received += Buffer.from(value).toString();
+    }
+    controller.abort();
+    const rows = await waitFor(() => {
+      const r = usageRows(requestId);
+      return r.length === 2 ? r : null;
+    }, 'two usage rows');
+    const [first, second] = rows;
+    assert.equal(first.request_id, requestId);
+    assert.equal(first.status, 'ok');
+    assert.equal(second.request_id, `${requestId}.r1`);
+    assert.equal(second.status, 'client_abort');
+    assert.equal(second.usage_source, 'local');
+    assert.ok(second.completion_tokens >= 1 && second.completion_tokens < 30, `delivered ${second.completion_tokens}`);
+    assert.equal(second.cost, Math.ceil((second.prompt_tokens * PRICE_IN + second.completion_tokens * PRICE_OUT) / 1e6));
+    assert.deepEqual(callRows(requestId).map((c) => c.status), ['ok']);
+    await waitFor(() => gw.d1('SELECT COUNT(*) AS n FROM reservations')[0].n === 0, 'no reservation left');
+  });
+
+  test('streamed: a provider failure in round 2 ends the stream with an error event; round 2 is not charged', async () => {
+    const model = toolModel({ delayMs: CHUNK_DELAY_MS });
+    mock.setBehavior((record, res) => {
+      const messages = record.body?.messages ?? [];
+      if (messages.at(-1)?.role === 'tool' && JSON.stringify(messages).includes('FAIL-ROUND-2')) {
+        res.writeHead(500, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: { message: 'The server had an error', type: 'server_error', param: null, code: null } }));
+        return true;
+      }
+      return model(record, res);
+    });
+    try {
+      const { data: stream, response } = await client.chat.completions
+        .create({
+          model: 'tool-model',
+          stream: true,
+          plugins: ['notes'],
+          messages: [{
+            role: 'user',
+            content: `TOOL ${JSON.stringify({ say: 'FAIL-ROUND-2 coming. ', calls: [{ name: 'notes__run', arguments: { text: 'x' } }] })}`,
+          }],
+        })
+        .withResponse();
+      let text = '';
+      await assert.rejects(async () => {
+        for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? '';
+      }, /server had an error|provider/i);
+      assert.equal(text, 'FAIL-ROUND-2 coming. ');
+      const requestId = response.headers.get('x-request-id');
+      const rows = await waitFor(() => {
+        const r = usageRows(requestId);
+        return r.length === 2 ? r : null;
+      }, 'two usage rows');
+      assert.equal(rows[0].status, 'ok');
+      assert.ok(rows[0].cost > 0);
+      assert.equal(rows[1].request_id, `${requestId}.r1`);
+      assert.equal(rows[1].status, 'upstream_error');
+      assert.equal(rows[1].cost, 0);
+      assert.deepEqual(callRows(requestId).map((c) => c.status), ['ok']);
+    } finally {
+      mock.setBehavior(toolModel({ delayMs: CHUNK_DELAY_MS }));
+    }
+  });
+
+  test("streamed: the client's own tool calls reach it through the SDK; plugin calls beside them are dropped", async () => {
+    const started = plugins.calls.length;
+    const tools = [{ type: 'function', function: { name: 'get_time', parameters: { type: 'object', properties: {} } } }];
+    const { data: stream, response } = await client.chat.completions
+      .create({
+        model: 'tool-model',
+        stream: true,
+        plugins: ['weather'],
+        tools,
+        messages: toolMsg([
+          { name: 'weather__get_forecast', arguments: { city: 'Oslo' } },
+          { name: 'get_time', arguments: { tz: 'Europe/Oslo' } },
+        ]),
+      })
+      .withResponse();
+    const calls = [];
+    let finish = null;
+    for await (const chunk of stream) {
+      for (const d of chunk.choices[0]?.delta?.tool_calls ?? []) {
+        calls[d.index] ??= { id: '', name: '', arguments: '' };
+        if (d.id) calls[d.index].id = d.id;
+        if (d.function?.name) calls[d.index].name = d.function.name;
+        calls[d.index].arguments += d.function?.arguments ?? '';
+      }
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+    }
+    assert.deepEqual(calls, [{ id: 'call_0_1', name: 'get_time', arguments: '{"tz":"Europe/Oslo"}' }]);
+    assert.equal(finish, 'tool_calls');
+    assert.equal(plugins.calls.length, started, 'the plugin was not called');
+    const requestId = response.headers.get('x-request-id');
+    const rows = await waitFor(() => {
+      const r = usageRows(requestId);
+      return r.length === 1 ? r : null;
+    }, 'one usage row');
+    assert.equal(rows[0].status, 'ok');
+    assert.equal(rows[0].stream, 1);
+    assert.equal(rows[0].completion_tokens, 7);
   });
 
   test("the client's own tools are passed back untouched", async () => {

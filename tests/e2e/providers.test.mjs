@@ -6,7 +6,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
-import { sleep, startGateway } from './harness.mjs';
+import { startGateway } from './harness.mjs';
 import { OPENAI_USAGE, startMockProviders } from './mock-providers.mjs';
 
 const PRICE_IN = 1_000_000;
@@ -49,21 +49,9 @@ const PROVIDERS = {
   },
 };
 
-async function adminOk(method, path, body, status = 200) {
-  const res = await gw.admin(method, path, body);
-  assert.equal(res.status, status, `${method} ${path}: ${res.text}`);
-  return res.json;
-}
+const adminOk = (...args) => gw.adminOk(...args);
 
-async function usageRow(requestId, timeoutMs = 10_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const res = await gw.admin('GET', `/admin/requests/${requestId}`);
-    if (res.status === 200) return res.json;
-    if (Date.now() > deadline) throw new Error(`no usage row for ${requestId}`);
-    await sleep(100);
-  }
-}
+const usageRow = (requestId) => gw.usageRow(requestId);
 
 function assertUsage(usage, [prompt, cached, completion, reasoning]) {
   assert.equal(usage.prompt_tokens, prompt);
@@ -134,9 +122,7 @@ before(async () => {
       output_price: PRICE_OUT,
     });
   }
-  const tenant = await adminOk('POST', '/admin/tenants', { name: 'providers', credit: 100_000_000 }, 201);
-  const key = await adminOk('POST', `/admin/tenants/${tenant.id}/keys`, { name: 'main' }, 201);
-  client = new OpenAI({ apiKey: key.key, baseURL: `${gw.url}/v1`, maxRetries: 0 });
+  ({ client } = await gw.newTenant({ name: 'providers', credit: 100_000_000 }));
 });
 
 after(async () => {

@@ -10,20 +10,9 @@ let a; // { tenant, keys: [k1, k2] }
 let b;
 const requestIds = [];
 
-async function adminOk(method, path, body, status = 200) {
-  const res = await gw.admin(method, path, body);
-  assert.equal(res.status, status, `${method} ${path}: ${res.text}`);
-  return res.json;
-}
+const adminOk = (...args) => gw.adminOk(...args);
 
-async function newTenant(name, credit, keys = 1) {
-  const tenant = await adminOk('POST', '/admin/tenants', { name, credit }, 201);
-  const ks = [];
-  for (let i = 0; i < keys; i++) {
-    ks.push(await adminOk('POST', `/admin/tenants/${tenant.id}/keys`, { name: `key${i}` }, 201));
-  }
-  return { tenant, keys: ks };
-}
+const newTenant = (name, credit, keys = 1) => gw.newTenant({ name, credit, keys });
 
 async function chat(key, { model = 'tollgate-echo', session, content = 'hello there', stream = false } = {}) {
   const res = await fetch(`${gw.url}/v1/chat/completions`, {

@@ -30,11 +30,7 @@ const MESSAGES = [
   { role: 'user', content: "What's the weather like in San Francisco?" },
 ];
 
-async function adminOk(method, path, body, status = 200) {
-  const res = await gw.admin(method, path, body);
-  assert.equal(res.status, status, `${method} ${path}: ${res.text}`);
-  return res.json;
-}
+const adminOk = (...args) => gw.adminOk(...args);
 
 async function count(body, k = key.key, method = 'POST') {
   const res = await fetch(`${gw.url}/v1/tokens/count`, {
@@ -56,9 +52,9 @@ before(async () => {
   ]) {
     await adminOk('PUT', `/admin/models/${name}`, { provider: 'openai', upstream_model: upstream, input_price: 1, output_price: 1 });
   }
-  const t = await adminOk('POST', '/admin/tenants', { name: 'counter', credit: 1000 }, 201);
-  key = await adminOk('POST', `/admin/tenants/${t.id}/keys`, { name: 'main' }, 201);
-  key.tenant = t.id;
+  const t = await gw.newTenant({ name: 'counter', credit: 1000 });
+  key = t.key;
+  key.tenant = t.tenant.id;
 });
 
 after(async () => {

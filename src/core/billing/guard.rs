@@ -16,12 +16,13 @@
 //! # Counting cost
 //!
 //! Every token of a byte-level BPE is at least one byte, so `tokens(text) <= tokens(prefix) +
-//! bytes(rest)`. The guard keeps the exact count of a prefix and only recounts (the one call to
-//! [`count_output`]) when that cheap upper bound crosses the covered tokens. Far from the limit a
-//! chunk costs nothing; near it, each chunk costs one count of the text so far, until an
-//! extension moves the limit a block away again.
+//! bytes(rest)`. The guard keeps the exact count of a prefix and only counts when that cheap upper
+//! bound crosses the covered tokens. Far from the limit a chunk costs nothing; near it, the
+//! delivered text goes through a [`StreamTokenCounter`], so each chunk costs the count of the last
+//! pieces and the chunk itself (not of the text so far), until an extension moves the limit a
+//! block away again.
 
-use crate::core::tokens::Encoding;
+use crate::core::tokens::{Encoding, StreamTokenCounter};
 
 /// Output tokens added per extension when the client set no `max_tokens`.
 pub const DEFAULT_BLOCK_TOKENS: u64 = 1024;
@@ -29,7 +30,7 @@ pub const DEFAULT_BLOCK_TOKENS: u64 = 1024;
 /// Tokens in generated text: the model's own tokenizer, or 1 token per byte (an upper bound for
 /// any byte-level BPE) when the model has none.
 ///
-/// The single place the stream guard counts; swap it for an incremental counter here.
+/// How [`OutputGuard`] counts output without a counter of its own (the model has no tokenizer).
 pub fn count_output(encoding: Option<Encoding>, text: &str) -> u64 {
     match encoding {
         Some(enc) => enc.count(text),
@@ -49,9 +50,14 @@ pub enum OutputDecision {
 }
 
 /// Tracks a stream's output against the tokens its reservation covers.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct OutputGuard {
     encoding: Option<Encoding>,
+    /// The delivered output, counted incrementally once the guard starts counting (near the
+    /// limit), so each check costs the last pieces and the new chunk, not the whole text.
+    counter: Option<StreamTokenCounter>,
+    /// Bytes of the delivered output pushed into `counter`.
+    fed: usize,
     covered_tokens: u64,
     client_capped: bool,
     block_tokens: u64,
@@ -66,6 +72,8 @@ impl OutputGuard {
     pub fn new(encoding: Option<Encoding>, covered_tokens: u64, client_capped: bool) -> Self {
         OutputGuard {
             encoding,
+            counter: None,
+            fed: 0,
             covered_tokens,
             client_capped,
             block_tokens: DEFAULT_BLOCK_TOKENS.max(covered_tokens / 2),
@@ -92,13 +100,24 @@ impl OutputGuard {
         if upper <= self.covered_tokens {
             return OutputDecision::Continue;
         }
-        let mut text = String::with_capacity(delivered.len() + added.len());
-        text.push_str(delivered);
-        text.push_str(added);
-        let tokens = count_output(self.encoding, &text);
+        let (delivered_tokens, tokens) = match self.encoding {
+            Some(enc) => {
+                let counter = self
+                    .counter
+                    .get_or_insert_with(|| StreamTokenCounter::new(enc));
+                // `delivered` only grows: push what the counter has not seen.
+                counter.push(delivered.get(self.fed..).unwrap_or_default());
+                self.fed = delivered.len();
+                (counter.total(), counter.total_with(added))
+            }
+            None => (
+                count_output(None, delivered),
+                count_output(None, delivered) + count_output(None, added),
+            ),
+        };
         if tokens <= self.covered_tokens {
             // Only `delivered` is certain to be forwarded; remember its count for the bound.
-            self.exact_tokens = count_output(self.encoding, delivered);
+            self.exact_tokens = delivered_tokens;
             self.exact_len = delivered.len();
             return OutputDecision::Continue;
         }
@@ -172,6 +191,34 @@ mod tests {
         );
         // Large reservations extend by half of what they cover.
         assert_eq!(OutputGuard::new(None, 10_000, false).block_tokens(), 5_000);
+    }
+
+    #[test]
+    fn cuts_exactly_where_the_whole_text_would_exceed_the_cap() {
+        // Counting incrementally decides like counting the whole text at every chunk.
+        let pieces = [
+            "Hello", " wor", "ld", "!  ", " 你好", "世界", "\n\n", "   x", "don", "'t", " 🎉",
+        ];
+        for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {
+            for covered in [3u64, 8, 13, 30, 60] {
+                let mut g = OutputGuard::new(Some(enc), covered, true);
+                let mut delivered = String::new();
+                for i in 0..400 {
+                    let piece = pieces[i % pieces.len()];
+                    let fits = enc.count(&format!("{delivered}{piece}")) <= covered;
+                    let decision = g.check(&delivered, piece);
+                    assert_eq!(
+                        decision == OutputDecision::Continue,
+                        fits,
+                        "{enc:?} {covered} {i}"
+                    );
+                    if !fits {
+                        break;
+                    }
+                    delivered.push_str(piece);
+                }
+            }
+        }
     }
 
     #[test]

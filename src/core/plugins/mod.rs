@@ -6,6 +6,7 @@
 //! ([`sealed`]). The edge (`src/edge/plugins/`) does the I/O.
 
 pub mod command;
+pub mod live;
 pub mod reply;
 pub mod sealed;
 

@@ -99,6 +99,15 @@ impl StreamTokenCounter {
         self.settled + self.encoding.count(&self.pending)
     }
 
+    /// The exact token count of everything pushed so far followed by `extra`, without pushing
+    /// it. Costs a count of the pending text and `extra`.
+    pub fn total_with(&self, extra: &str) -> u64 {
+        let mut text = String::with_capacity(self.pending.len() + extra.len());
+        text.push_str(&self.pending);
+        text.push_str(extra);
+        self.settled + self.encoding.count(&text)
+    }
+
     /// Bytes held back for the pieces that may still change (bounded by the last two pieces
     /// and the re-split interval).
     pub fn pending_bytes(&self) -> usize {
@@ -123,6 +132,10 @@ mod tests {
                     counter.settle(); // settle at every delta, the strictest case
                 }
                 assert_eq!(counter.total(), whole, "{enc:?} step {step}");
+                let (head, tail) = text.split_at(text.len() / 2);
+                let mut half = StreamTokenCounter::new(enc);
+                half.push(head);
+                assert_eq!(half.total_with(tail), whole, "{enc:?} total_with");
             }
         }
     }

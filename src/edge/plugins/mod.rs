@@ -7,14 +7,17 @@
 //! `<request id>.r1`, `.r2`, …, all in the same session); each plugin call is validated, run
 //! outside the gateway ([`exec`]) and recorded (`plugin_calls`, id `<request id>.c<n>`).
 //!
-//! Rounds that may still call plugins are non-streamed upstream calls. When the model answers
-//! without calling a plugin, that answer is returned (as SSE if the client streams). The last
-//! allowed round is sent without the plugin tools; when the client streams it is relayed as a
-//! live stream by the ordinary relay.
+//! A plain request runs its rounds as plain upstream calls and answers with the last one. A
+//! streamed request streams every round live ([`live`]): content reaches the client as the model
+//! writes it, plugin calls run between rounds, and the client sees one continuous completion.
+//! The last allowed round is sent without the plugin tools.
 
 pub mod admin;
 pub mod exec;
+mod live;
 pub mod store;
+
+use std::rc::Rc;
 
 use serde_json::Value;
 use worker::{Context, D1Database, Env, Response, ResponseBuilder};
@@ -61,6 +64,39 @@ pub(crate) struct Turn<'a> {
     pub encoding: Option<Encoding>,
     pub price: Price,
     pub settings: &'a Settings,
+}
+
+/// What the tool loop needs of a request, owned: a live stream outlives the handler.
+pub(crate) struct Scope {
+    env: Env,
+    db: D1Database,
+    request_id: String,
+    caller: Caller,
+    session_id: String,
+    model: ModelRow,
+    kind: ProviderKind,
+    route: Route,
+    encoding: Option<Encoding>,
+    price: Price,
+    settings: Settings,
+}
+
+impl Scope {
+    fn new(turn: &Turn<'_>) -> Result<Self, GatewayError> {
+        Ok(Scope {
+            env: turn.env.clone(),
+            db: db::database(turn.env)?,
+            request_id: turn.request_id.to_string(),
+            caller: turn.caller.clone(),
+            session_id: turn.session_id.to_string(),
+            model: turn.model.clone(),
+            kind: turn.kind,
+            route: turn.route.clone(),
+            encoding: turn.encoding,
+            price: turn.price,
+            settings: turn.settings.clone(),
+        })
+    }
 }
 
 /// The dev setting that allows `http://127.0.0.1` plugins.
@@ -111,7 +147,8 @@ pub(crate) async fn intercept(
     let enabled = store::enabled_for_tenant(turn.db, &turn.caller.tenant_id).await?;
     if let Some(cmd) = command {
         if let Some(plugin) = enabled.iter().find(|p| p.id() == cmd.plugin) {
-            return run_command(turn, chat, plugin, cmd.api.as_deref(), &cmd.rest)
+            let scope = Scope::new(turn)?;
+            return run_command(&scope, chat, plugin, cmd.api.as_deref(), &cmd.rest)
                 .await
                 .map(Some);
         }
@@ -153,7 +190,13 @@ pub(crate) async fn intercept(
             }
         }
     }
-    run_tools(turn, chat, &selected).await.map(Some)
+    let scope = Scope::new(turn)?;
+    if chat.is_stream() {
+        return live::run(Rc::new(scope), turn.ctx, chat, selected)
+            .await
+            .map(Some);
+    }
+    run_tools(&scope, chat, &selected).await.map(Some)
 }
 
 // ---- model rounds -----------------------------------------------------------------------
@@ -174,29 +217,32 @@ fn round_id(request_id: &str, index: u64) -> String {
 
 /// Counts, reserves and builds one model round.
 async fn prepare_round(
-    turn: &Turn<'_>,
+    scope: &Scope,
     round_chat: &ChatCompletionRequest,
     id: &str,
 ) -> Result<Round, GatewayError> {
     let started_at = now_ms();
-    let local_prompt_tokens = match turn.encoding {
+    let local_prompt_tokens = match scope.encoding {
         Some(enc) => count_chat_prompt(enc, round_chat),
         None => meter::estimate_tokens(&serde_json::to_string(round_chat).unwrap_or_default()),
     };
     let max_output = round_chat
         .requested_max_output()
-        .unwrap_or(turn.model.max_output_tokens);
+        .unwrap_or(scope.model.max_output_tokens);
     let reserved = reservation_micros_scaled(
         local_prompt_tokens,
         max_output,
-        &turn.price,
-        turn.model.multiplier_bps,
+        &scope.price,
+        scope.model.multiplier_bps,
     );
-    let upstream = turn.kind.adapter().build_request(turn.route, round_chat)?;
-    if !db::reserve(turn.db, id, &turn.caller.key_id, reserved, started_at).await? {
+    let upstream = scope
+        .kind
+        .adapter()
+        .build_request(&scope.route, round_chat)?;
+    if !db::reserve(&scope.db, id, &scope.caller.key_id, reserved, started_at).await? {
         return Err(chat::refusal(
-            turn.db,
-            &turn.caller.key_id,
+            &scope.db,
+            &scope.caller.key_id,
             reserved,
             local_prompt_tokens,
             max_output,
@@ -204,44 +250,44 @@ async fn prepare_round(
         .await);
     }
     let pending = Pending {
-        db: db::database(turn.env)?,
-        env: turn.env.clone(),
+        db: db::database(&scope.env)?,
+        env: scope.env.clone(),
         request_id: id.to_string(),
-        tenant_id: turn.caller.tenant_id.clone(),
-        key_id: turn.caller.key_id.clone(),
-        session_id: turn.session_id.to_string(),
-        model: turn.model.name.clone(),
-        provider: turn.model.provider.clone(),
-        kind: turn.kind,
-        upstream_model: turn.model.upstream_model.clone(),
+        tenant_id: scope.caller.tenant_id.clone(),
+        key_id: scope.caller.key_id.clone(),
+        session_id: scope.session_id.to_string(),
+        model: scope.model.name.clone(),
+        provider: scope.model.provider.clone(),
+        kind: scope.kind,
+        upstream_model: scope.model.upstream_model.clone(),
         routes_tried: Vec::new(),
-        timeouts: turn.route.timeouts(),
+        timeouts: scope.route.timeouts(),
         stream: round_chat.is_stream(),
-        price: turn.price,
-        price_version: turn.model.price_version,
-        multiplier_bps: turn.model.multiplier_bps,
+        price: scope.price,
+        price_version: scope.model.price_version,
+        multiplier_bps: scope.model.multiplier_bps,
         reserved,
         covered_output: max_output,
         client_capped: round_chat.requested_max_output().is_some(),
         choices: round_chat.choices(),
         idempotency: None,
         local_prompt_tokens,
-        encoding: turn.encoding,
+        encoding: scope.encoding,
         started_at,
-        session_ttl_seconds: turn.settings.session_ttl_seconds,
+        session_ttl_seconds: scope.settings.session_ttl_seconds,
     };
     Ok(Round { pending, upstream })
 }
 
 async fn send_round(
-    turn: &Turn<'_>,
+    scope: &Scope,
     round: &Round,
     round_chat: &ChatCompletionRequest,
 ) -> Result<Reply, GatewayError> {
-    if turn.kind == ProviderKind::Echo {
-        chat::echo_reply(&round.pending, &round.upstream, turn.settings)
+    if scope.kind == ProviderKind::Echo {
+        chat::echo_reply(&round.pending, &round.upstream, &scope.settings)
     } else {
-        chat::call_upstream(&round.pending, round_chat, &round.upstream, turn.settings).await
+        chat::call_upstream(&round.pending, round_chat, &round.upstream, &scope.settings).await
     }
 }
 
@@ -254,12 +300,12 @@ struct RoundResult {
 
 /// Runs one non-streamed round and settles it before returning.
 async fn plain_round(
-    turn: &Turn<'_>,
+    scope: &Scope,
     round_chat: &ChatCompletionRequest,
     id: &str,
 ) -> Result<RoundResult, GatewayError> {
-    let round = prepare_round(turn, round_chat, id).await?;
-    let reply = send_round(turn, &round, round_chat).await;
+    let round = prepare_round(scope, round_chat, id).await?;
+    let reply = send_round(scope, &round, round_chat).await;
     let body = match reply {
         Ok(Reply::Plain(body)) => body,
         Ok(Reply::Stream(_)) => {
@@ -272,7 +318,7 @@ async fn plain_round(
             return Err(err);
         }
     };
-    let response = match turn
+    let response = match scope
         .kind
         .adapter()
         .parse_response(&body, &round.pending.response_context())
@@ -303,8 +349,8 @@ async fn plain_round(
     })
 }
 
-/// The request of round `index`: the conversation so far, plugin tools offered unless this is
-/// the last round, streamed only when it is the last round and the client streams.
+/// The request of a round: the conversation so far, plugin tools offered unless this is the
+/// last round; streamed when the client streams.
 fn round_request(
     chat: &ChatCompletionRequest,
     messages: &[ChatMessage],
@@ -334,50 +380,30 @@ fn round_request(
             tools.extend(p.manifest.tools());
         }
         r.tools = Some(tools);
-        r.stream = None;
-        r.stream_options = None;
     }
     r
 }
 
 async fn run_tools(
-    turn: &Turn<'_>,
+    scope: &Scope,
     chat: &ChatCompletionRequest,
     plugins: &[Enabled],
 ) -> Result<Response, GatewayError> {
-    let rounds = max_rounds(turn.env);
+    let rounds = max_rounds(&scope.env);
     let mut messages = chat.messages.clone();
     let mut billed: Vec<Usage> = Vec::new();
     let mut cost = 0u64;
     let mut calls = 0u64;
     for index in 0..rounds {
         let last = index + 1 == rounds;
-        let id = round_id(turn.request_id, index);
+        let id = round_id(&scope.request_id, index);
         let round_chat = round_request(chat, &messages, plugins, last);
-        if last && chat.is_stream() {
-            let round = prepare_round(turn, &round_chat, &id).await?;
-            let source = match send_round(turn, &round, &round_chat).await {
-                Ok(Reply::Stream(source)) => source,
-                Ok(Reply::Plain(_)) => {
-                    let err = GatewayError::internal("a streamed round answered without a stream");
-                    round.pending.settle(End::failed(&err)).await;
-                    return Err(err);
-                }
-                Err(err) => {
-                    round.pending.settle(End::failed(&err)).await;
-                    return Err(err);
-                }
-            };
-            let mut resp = chat::stream_response(round.pending, source, &round_chat, turn.ctx)?;
-            set_headers(&mut resp, turn, index + 1, None);
-            return Ok(resp);
-        }
-        let result = plain_round(turn, &round_chat, &id).await?;
+        let result = plain_round(scope, &round_chat, &id).await?;
         billed.push(result.billed);
         cost += result.cost;
         let mut response = result.response;
         let Some(choice) = response.choices.first_mut() else {
-            return finish(turn, chat, response, &billed, cost, index + 1);
+            return finish(scope, response, &billed, cost, index + 1);
         };
         let tool_calls = choice.message.tool_calls.clone().unwrap_or_default();
         let owned = |c: &ToolCall| {
@@ -387,7 +413,7 @@ async fn run_tools(
         let (mine, theirs): (Vec<ToolCall>, Vec<ToolCall>) =
             tool_calls.into_iter().partition(|c| owned(c));
         if mine.is_empty() {
-            return finish(turn, chat, response, &billed, cost, index + 1);
+            return finish(scope, response, &billed, cost, index + 1);
         }
         if last {
             // No plugin tools were offered this round; a plugin call now is not the client's.
@@ -395,58 +421,75 @@ async fn run_tools(
                 choice.finish_reason = Some("stop".to_string());
             }
             choice.message.tool_calls = (!theirs.is_empty()).then_some(theirs);
-            return finish(turn, chat, response, &billed, cost, index + 1);
+            return finish(scope, response, &billed, cost, index + 1);
         }
         if !theirs.is_empty() {
             // The client's own tools: hand those calls back untouched, without the plugin calls
             // the client could not answer.
             choice.message.tool_calls = Some(theirs);
-            return finish(turn, chat, response, &billed, cost, index + 1);
+            return finish(scope, response, &billed, cost, index + 1);
         }
-        let mut assistant = ChatMessage::text(Role::Assistant, "");
-        assistant.content = choice.message.content.clone().map(MessageContent::Text);
-        assistant.tool_calls = Some(mine.clone());
-        messages.push(assistant);
-        for (i, call) in mine.iter().enumerate() {
-            let content = if i < MAX_CALLS_PER_ROUND {
-                calls += 1;
-                let (text, charged) = tool_call(turn, plugins, call, calls).await;
-                cost += charged;
-                text
-            } else {
-                CallFailure::Unreachable(format!(
-                    "at most {MAX_CALLS_PER_ROUND} plugin calls are run per round"
-                ))
-                .tool_content()
-            };
-            let mut msg = ChatMessage::text(Role::Tool, content);
-            msg.tool_call_id = Some(call.id.clone());
-            messages.push(msg);
-        }
+        messages.push(assistant_message(choice.message.content.clone(), &mine));
+        let (results, charged) = run_calls(scope, plugins, &mine, &mut calls).await;
+        cost += charged;
+        messages.extend(results);
     }
     Err(GatewayError::internal(
         "the tool loop ended without an answer",
     ))
 }
 
+/// The assistant message of a round that called plugins: its content and those calls.
+fn assistant_message(content: Option<String>, calls: &[ToolCall]) -> ChatMessage {
+    let mut assistant = ChatMessage::text(Role::Assistant, "");
+    assistant.content = content.map(MessageContent::Text);
+    assistant.tool_calls = Some(calls.to_vec());
+    assistant
+}
+
+/// Runs the plugin calls of one round (at most [`MAX_CALLS_PER_ROUND`]; the others get an error
+/// result); returns their tool messages and what they charged. `seq` numbers the calls of the
+/// request.
+async fn run_calls(
+    scope: &Scope,
+    plugins: &[Enabled],
+    calls: &[ToolCall],
+    seq: &mut u64,
+) -> (Vec<ChatMessage>, u64) {
+    let mut messages = Vec::with_capacity(calls.len());
+    let mut cost = 0;
+    for (i, call) in calls.iter().enumerate() {
+        let content = if i < MAX_CALLS_PER_ROUND {
+            *seq += 1;
+            let (text, charged) = tool_call(scope, plugins, call, *seq).await;
+            cost += charged;
+            text
+        } else {
+            CallFailure::Unreachable(format!(
+                "at most {MAX_CALLS_PER_ROUND} plugin calls are run per round"
+            ))
+            .tool_content()
+        };
+        let mut msg = ChatMessage::text(Role::Tool, content);
+        msg.tool_call_id = Some(call.id.clone());
+        messages.push(msg);
+    }
+    (messages, cost)
+}
+
 /// Answers with the final round's completion, usage summed over every round.
 fn finish(
-    turn: &Turn<'_>,
-    chat: &ChatCompletionRequest,
+    scope: &Scope,
     mut response: ChatCompletionResponse,
     billed: &[Usage],
     cost: u64,
     rounds: u64,
 ) -> Result<Response, GatewayError> {
     response.usage = Some(total_usage(billed));
-    let mut resp = if chat.is_stream() {
-        sse_response(completion_to_sse(&response, chat.wants_stream_usage()))?
-    } else {
-        let body = serde_json::to_vec(&response)
-            .map_err(|e| GatewayError::internal(format!("encode response: {e}")))?;
-        http::bytes_response(200, "application/json", body)?
-    };
-    set_headers(&mut resp, turn, rounds, Some(cost));
+    let body = serde_json::to_vec(&response)
+        .map_err(|e| GatewayError::internal(format!("encode response: {e}")))?;
+    let mut resp = http::bytes_response(200, "application/json", body)?;
+    set_headers(&mut resp, scope, Some(rounds), Some(cost));
     Ok(resp)
 }
 
@@ -457,11 +500,13 @@ fn sse_response(body: Vec<u8>) -> Result<Response, GatewayError> {
         .fixed(body))
 }
 
-fn set_headers(resp: &mut Response, turn: &Turn<'_>, rounds: u64, cost: Option<u64>) {
+fn set_headers(resp: &mut Response, scope: &Scope, rounds: Option<u64>, cost: Option<u64>) {
     let h = resp.headers_mut();
-    let _ = h.set("x-request-id", turn.request_id);
-    let _ = h.set("x-session-id", turn.session_id);
-    let _ = h.set("x-tollgate-rounds", &rounds.to_string());
+    let _ = h.set("x-request-id", &scope.request_id);
+    let _ = h.set("x-session-id", &scope.session_id);
+    if let Some(rounds) = rounds {
+        let _ = h.set("x-tollgate-rounds", &rounds.to_string());
+    }
     if let Some(cost) = cost {
         let _ = h.set("x-tollgate-cost", &cost.to_string());
     }
@@ -470,12 +515,7 @@ fn set_headers(resp: &mut Response, turn: &Turn<'_>, rounds: u64, cost: Option<u
 // ---- plugin calls -----------------------------------------------------------------------
 
 /// Runs one tool call; returns the tool message content and what was charged.
-async fn tool_call(
-    turn: &Turn<'_>,
-    plugins: &[Enabled],
-    call: &ToolCall,
-    seq: u64,
-) -> (String, u64) {
+async fn tool_call(scope: &Scope, plugins: &[Enabled], call: &ToolCall, seq: u64) -> (String, u64) {
     let found = split_tool_name(&call.function.name).and_then(|(p, a)| {
         let plugin = plugins.iter().find(|x| x.id() == p)?;
         Some((plugin, a))
@@ -493,7 +533,7 @@ async fn tool_call(
         serde_json::from_str::<Value>(raw)
             .map_err(|e| CallFailure::InvalidArguments(format!("not valid JSON ({e})")))
     };
-    let outcome = invoke_plugin(turn, plugin, api, arguments, "tool", seq).await;
+    let outcome = invoke_plugin(scope, plugin, api, arguments, "tool", seq).await;
     match outcome {
         (Ok(text), charged) => (text, charged),
         (Err(failure), charged) => (failure.tool_content(), charged),
@@ -503,14 +543,14 @@ async fn tool_call(
 /// Validates, runs and records one invocation. Never fails the request: every problem is a
 /// [`CallFailure`].
 async fn invoke_plugin(
-    turn: &Turn<'_>,
+    scope: &Scope,
     plugin: &Enabled,
     api_name: &str,
     arguments: Result<Value, CallFailure>,
     mode: &str,
     seq: u64,
 ) -> (Result<String, CallFailure>, u64) {
-    let call_id = format!("{}.c{seq}", turn.request_id);
+    let call_id = format!("{}.c{seq}", scope.request_id);
     let created_at = now_ms();
     let mut http_status = None;
     let mut latency_ms = 0;
@@ -523,22 +563,22 @@ async fn invoke_plugin(
         let arguments = arguments?;
         jsonschema::validate(&api.parameters, &arguments, "arguments")
             .map_err(|e| CallFailure::InvalidArguments(e.to_string()))?;
-        let settings = open_settings(turn, plugin)?;
+        let settings = open_settings(scope, plugin)?;
         let price = plugin.price_per_call;
         if price > 0
-            && !db::reserve(turn.db, &call_id, &turn.caller.key_id, price, created_at)
+            && !db::reserve(&scope.db, &call_id, &scope.caller.key_id, price, created_at)
                 .await
                 .unwrap_or(false)
         {
             return Err(CallFailure::InsufficientCredit);
         }
         let outcome = exec::invoke(
-            turn.env,
+            &scope.env,
             &plugin.manifest,
             api_name,
             &arguments,
             settings.as_ref(),
-            policy(turn.env),
+            policy(&scope.env),
         )
         .await;
         http_status = outcome.http_status;
@@ -555,10 +595,10 @@ async fn invoke_plugin(
     };
     let record = store::CallRecord {
         id: &call_id,
-        request_id: turn.request_id,
-        tenant_id: &turn.caller.tenant_id,
-        key_id: &turn.caller.key_id,
-        session_id: turn.session_id,
+        request_id: &scope.request_id,
+        tenant_id: &scope.caller.tenant_id,
+        key_id: &scope.caller.key_id,
+        session_id: &scope.session_id,
         plugin_id: plugin.id(),
         api: api_name,
         mode,
@@ -571,7 +611,7 @@ async fn invoke_plugin(
     // Retried like a settlement: the batch is idempotent. A record that cannot be written
     // leaves the price reserved (not charged, not lost) for the operator to see.
     for attempt in 1..=3 {
-        match store::record_call(turn.db, &record).await {
+        match store::record_call(&scope.db, &record).await {
             Ok(()) => break,
             Err(e) => {
                 worker::console_error!("recording plugin call {call_id} failed ({attempt}): {e}")
@@ -581,7 +621,7 @@ async fn invoke_plugin(
     (result, charged)
 }
 
-fn open_settings(turn: &Turn<'_>, plugin: &Enabled) -> Result<Option<Value>, CallFailure> {
+fn open_settings(scope: &Scope, plugin: &Enabled) -> Result<Option<Value>, CallFailure> {
     let Some(sealed_value) = &plugin.sealed_settings else {
         return Ok(None);
     };
@@ -589,8 +629,8 @@ fn open_settings(turn: &Turn<'_>, plugin: &Enabled) -> Result<Option<Value>, Cal
         worker::console_error!("settings of plugin {} unusable: {why}", plugin.id());
         CallFailure::Unreachable("the plugin's settings for this account are unusable".to_string())
     };
-    let key = settings_key(turn.env).map_err(|e| broken(e.message))?;
-    let plain = sealed::open(&key, &turn.caller.tenant_id, plugin.id(), sealed_value)
+    let key = settings_key(&scope.env).map_err(|e| broken(e.message))?;
+    let plain = sealed::open(&key, &scope.caller.tenant_id, plugin.id(), sealed_value)
         .map_err(|e| broken(e.to_string()))?;
     serde_json::from_slice(&plain)
         .map(Some)
@@ -600,7 +640,7 @@ fn open_settings(turn: &Turn<'_>, plugin: &Enabled) -> Result<Option<Value>, Cal
 // ---- slash commands -----------------------------------------------------------------------
 
 async fn run_command(
-    turn: &Turn<'_>,
+    scope: &Scope,
     chat: &ChatCompletionRequest,
     plugin: &Enabled,
     api: Option<&str>,
@@ -622,7 +662,7 @@ async fn run_command(
             plugin.id()
         ))),
     };
-    let (result, charged) = invoke_plugin(turn, plugin, &api_name, arguments, "command", 1).await;
+    let (result, charged) = invoke_plugin(scope, plugin, &api_name, arguments, "command", 1).await;
     let text = match result {
         Ok(text) => text,
         Err(failure) => format!(
@@ -633,7 +673,7 @@ async fn run_command(
         ),
     };
     let response = command_completion(
-        &format!("chatcmpl-{}", turn.request_id),
+        &format!("chatcmpl-{}", scope.request_id),
         &chat.model,
         now_ms() / 1000,
         &text,
@@ -645,6 +685,6 @@ async fn run_command(
             .map_err(|e| GatewayError::internal(format!("encode response: {e}")))?;
         http::bytes_response(200, "application/json", body)?
     };
-    set_headers(&mut resp, turn, 0, Some(charged));
+    set_headers(&mut resp, scope, Some(0), Some(charged));
     Ok(resp)
 }

@@ -122,11 +122,22 @@ struct EnabledRow {
     plugin_id: String,
 }
 
-/// Every plugin the tenant has enabled.
+/// Every plugin the tenant has enabled (from the isolate's cache when fresh, `edge::cache`:
+/// every chat request asks, most tenants have none).
 pub async fn enabled_for_tenant(
     db: &D1Database,
     tenant_id: &str,
 ) -> Result<Vec<Enabled>, GatewayError> {
+    let enabled = crate::edge::cache::get_or_load(
+        &crate::edge::cache::PLUGINS,
+        tenant_id.to_string(),
+        || async { load_enabled(db, tenant_id).await.map(Some) },
+    )
+    .await?;
+    Ok(enabled.map(|e| e.as_ref().clone()).unwrap_or_default())
+}
+
+async fn load_enabled(db: &D1Database, tenant_id: &str) -> Result<Vec<Enabled>, GatewayError> {
     let rows: Vec<EnabledRow> = db::all(
         db,
         "SELECT p.manifest, p.price_per_call, tp.is_default, tp.settings, tp.plugin_id

@@ -1,0 +1,383 @@
+//! The tool loop of a streamed request: every model round streamed live to one client stream.
+//!
+//! Each round is reserved and requested from the model as a stream; its items go through the
+//! round's [`LiveRound`] (content and client tool calls forwarded at once, plugin tool calls kept
+//! back) and the [`StreamGuard`] (output never outruns the round's reservation). When a round ends
+//! its usage row is settled; if it called plugins, they run and the next round continues the
+//! same client stream; otherwise the finish chunk, the usage chunk (summed over every round, when
+//! the client asked for it) and `[DONE]` end it.
+//!
+//! Work that must finish even when the client goes away — settlements, opening a round (which
+//! holds a reservation) and plugin calls (which are recorded and may hold a price) — runs as jobs
+//! of a queue drained under `ctx.wait_until`; the stream only awaits their results. When the
+//! client disconnects, the stream is dropped and the round in progress is settled as
+//! `client_abort` with the output generated so far.
+
+use std::future::Future;
+use std::rc::Rc;
+
+use futures::channel::{mpsc, oneshot};
+use futures::future::LocalBoxFuture;
+use futures::StreamExt;
+use worker::{Context, Response, ResponseBuilder};
+
+use super::{
+    assistant_message, max_rounds, prepare_round, round_id, round_request, run_calls, send_round,
+    set_headers, Scope,
+};
+use crate::core::billing::guard::OutputGuard;
+use crate::core::error::GatewayError;
+use crate::core::meter::RequestStatus;
+use crate::core::openai::{ChatCompletionRequest, ChatMessage, ToolCall, Usage};
+use crate::core::plugins::live::{LiveRound, RoundEnd, StreamHead};
+use crate::core::plugins::reply::total_usage;
+use crate::core::providers::{StreamDecoder, StreamItem};
+use crate::core::sse::encode_data;
+use crate::edge::chat::{self, End, Pending, Reply};
+use crate::edge::guard::StreamGuard;
+use crate::edge::relay::Source;
+use crate::edge::{http, now_ms};
+
+use super::store::Enabled;
+
+type Job = LocalBoxFuture<'static, ()>;
+
+/// Starts the loop: the first round is opened before the response, so that its failure (no
+/// credit, provider down) is the request's HTTP error; later failures end the stream with an
+/// error event.
+pub(super) async fn run(
+    scope: Rc<Scope>,
+    ctx: &Context,
+    chat: &ChatCompletionRequest,
+    plugins: Vec<Enabled>,
+) -> Result<Response, GatewayError> {
+    let (jobs, queue) = mpsc::unbounded::<Job>();
+    ctx.wait_until(queue.for_each_concurrent(None, |job| job));
+    let mut live = Live {
+        scope: scope.clone(),
+        plugin_ids: plugins.iter().map(|p| p.id().to_string()).collect(),
+        plugins: Rc::new(plugins),
+        chat: chat.clone(),
+        messages: chat.messages.clone(),
+        index: 0,
+        rounds: max_rounds(&scope.env),
+        current: None,
+        head: None,
+        billed: Vec::new(),
+        calls: 0,
+        todo: None,
+        jobs,
+        finished: false,
+    };
+    live.open_round().await?;
+    let stream = futures::stream::unfold(live, |mut live| async move {
+        live.next_bytes()
+            .await
+            .map(|bytes| (Ok::<Vec<u8>, worker::Error>(bytes), live))
+    });
+    let mut resp = ResponseBuilder::new()
+        .with_status(200)
+        .with_headers(chat::sse_headers())
+        .from_stream(stream)
+        .map_err(|e| http::internal("stream response", e))?;
+    set_headers(&mut resp, &scope, None, None);
+    Ok(resp)
+}
+
+/// The loop's state, owned by the client's stream.
+struct Live {
+    scope: Rc<Scope>,
+    plugins: Rc<Vec<Enabled>>,
+    plugin_ids: Vec<String>,
+    chat: ChatCompletionRequest,
+    /// The conversation so far: the client's messages, then each plugin round's assistant
+    /// message and tool results.
+    messages: Vec<ChatMessage>,
+    index: u64,
+    rounds: u64,
+    current: Option<Current>,
+    head: Option<StreamHead>,
+    /// Billed usage of every finished round.
+    billed: Vec<Usage>,
+    /// Plugin calls so far (numbers `<request id>.c<n>`).
+    calls: u64,
+    /// Plugin calls of the round that just ended, run before the next round opens.
+    todo: Option<(Option<String>, Vec<ToolCall>)>,
+    jobs: mpsc::UnboundedSender<Job>,
+    finished: bool,
+}
+
+/// The round being streamed.
+struct Current {
+    pending: Pending,
+    source: Source,
+    decoder: Box<dyn StreamDecoder>,
+    round: LiveRound,
+    guard: StreamGuard,
+    ttfb_ms: Option<u64>,
+}
+
+impl Current {
+    /// Passes `items` through the guard and the round. A chunk the reservation cannot pay for
+    /// cuts the stream before it.
+    async fn forward(
+        &mut self,
+        items: Vec<StreamItem>,
+        earlier: &[Usage],
+        wants_usage: bool,
+        out: &mut Vec<u8>,
+    ) {
+        for item in items {
+            if self.round.is_over() {
+                return;
+            }
+            if !self.guard.admit(self.round.text(), &item).await {
+                let usage = wants_usage.then(|| {
+                    let this = self.guard.usage(self.round.text());
+                    total_usage(earlier.iter().chain([&this]))
+                });
+                self.round.cut(usage, out);
+                return;
+            }
+            self.round.push(item, out);
+        }
+    }
+
+    /// The round's usage row, from what it generated so far.
+    fn end(&self, status: RequestStatus) -> End {
+        End {
+            status,
+            http_status: 200,
+            error_code: self.round.error().map(|e| e.code().to_string()),
+            completion_text: self.round.text().to_string(),
+            upstream_usage: self.round.upstream_usage().cloned(),
+            delivered_output: self.round.generated_output(),
+            ttfb_ms: self.ttfb_ms,
+            ended_at: now_ms(),
+            extended: self.guard.extended,
+        }
+    }
+}
+
+impl Live {
+    fn spawn(&self, job: impl Future<Output = ()> + 'static) {
+        // The queue is drained until every sender is gone, and this is one.
+        let _ = self.jobs.unbounded_send(Box::pin(job));
+    }
+
+    /// Reserves and requests the next round (as a job: a reservation taken is always settled,
+    /// even if the client is gone by the time the provider answers).
+    async fn open_round(&mut self) -> Result<(), GatewayError> {
+        let last = self.index + 1 == self.rounds;
+        let id = round_id(&self.scope.request_id, self.index);
+        let round_chat = round_request(&self.chat, &self.messages, &self.plugins, last);
+        let scope = self.scope.clone();
+        let (tx, rx) = oneshot::channel();
+        self.spawn(async move {
+            let opened = open(&scope, &round_chat, &id).await;
+            if let Err(Ok((pending, mut source))) = tx.send(opened) {
+                source.abort();
+                let abandoned = End {
+                    status: RequestStatus::ClientAbort,
+                    http_status: 200,
+                    error_code: None,
+                    completion_text: String::new(),
+                    upstream_usage: None,
+                    delivered_output: false,
+                    ttfb_ms: None,
+                    ended_at: now_ms(),
+                    extended: 0,
+                };
+                pending.settle(abandoned).await;
+            }
+        });
+        let (pending, source) = rx
+            .await
+            .map_err(|_| GatewayError::internal("a plugin round was dropped"))??;
+        let decoder = self
+            .scope
+            .kind
+            .adapter()
+            .stream_decoder(&pending.response_context());
+        self.current = Some(Current {
+            guard: output_guard(&pending),
+            pending,
+            source,
+            decoder,
+            round: LiveRound::new(self.plugin_ids.clone(), self.head.clone(), last),
+            ttfb_ms: None,
+        });
+        Ok(())
+    }
+
+    /// The next bytes for the client; `None` when the stream is over.
+    async fn next_bytes(&mut self) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        while !self.finished {
+            if let Some((content, calls)) = self.todo.take() {
+                if let Err(err) = self.call_plugins(content, calls).await {
+                    self.fail(err, &mut out);
+                    break;
+                }
+            }
+            if self.current.is_none() {
+                if let Err(err) = self.open_round().await {
+                    self.fail(err, &mut out);
+                    break;
+                }
+            }
+            let wants_usage = self.chat.wants_stream_usage();
+            let Some(cur) = self.current.as_mut() else {
+                break;
+            };
+            match cur.source.next().await {
+                Ok(Some(bytes)) => {
+                    let items = cur.decoder.push(&bytes);
+                    cur.forward(items, &self.billed, wants_usage, &mut out)
+                        .await;
+                }
+                Ok(None) => {
+                    let items = cur.decoder.finish();
+                    cur.forward(items, &self.billed, wants_usage, &mut out)
+                        .await;
+                    cur.round.upstream_closed(None, &mut out);
+                }
+                Err(e) => cur.round.upstream_closed(Some(e), &mut out),
+            }
+            if !out.is_empty() && cur.ttfb_ms.is_none() {
+                cur.ttfb_ms = Some(now_ms().saturating_sub(cur.pending.started_at));
+            }
+            if cur.round.is_over() {
+                self.end_round(&mut out);
+            }
+            if !out.is_empty() {
+                return Some(out);
+            }
+        }
+        // Nothing more will be queued: let the job queue end once its jobs are done, even if
+        // the runtime keeps the finished stream around.
+        self.jobs.close_channel();
+        (!out.is_empty()).then_some(out)
+    }
+
+    /// Settles the round that just ended and decides what follows.
+    fn end_round(&mut self, out: &mut Vec<u8>) {
+        let Some(mut cur) = self.current.take() else {
+            return;
+        };
+        cur.source.abort();
+        let status = if cur.round.error().is_some() {
+            RequestStatus::UpstreamError
+        } else if cur.round.truncated() {
+            RequestStatus::Truncated
+        } else {
+            RequestStatus::Ok
+        };
+        let end = cur.end(status);
+        let bill = cur.pending.bill(&end);
+        self.billed
+            .push(Usage::new(bill.prompt_tokens, bill.completion_tokens));
+        self.spawn(cur.pending.settle(end));
+        if status != RequestStatus::Ok {
+            // The error event or the cut's `[DONE]` has been written.
+            self.finished = true;
+            return;
+        }
+        match cur.round.end() {
+            RoundEnd::Answer => {
+                let usage = self
+                    .chat
+                    .wants_stream_usage()
+                    .then(|| total_usage(&self.billed));
+                cur.round.finish(usage, out);
+                self.finished = true;
+            }
+            RoundEnd::CallPlugins { content, calls } => {
+                self.head = cur.round.head();
+                self.todo = Some((content, calls));
+                self.index += 1;
+            }
+        }
+    }
+
+    /// Runs a round's plugin calls (as a job: a call in flight is completed and recorded even if
+    /// the client goes away) and appends the assistant message and the results.
+    async fn call_plugins(
+        &mut self,
+        content: Option<String>,
+        calls: Vec<ToolCall>,
+    ) -> Result<(), GatewayError> {
+        self.messages.push(assistant_message(content, &calls));
+        let (tx, rx) = oneshot::channel();
+        let (scope, plugins, mut seq) = (self.scope.clone(), self.plugins.clone(), self.calls);
+        let run = calls.len().min(super::MAX_CALLS_PER_ROUND) as u64;
+        self.calls += run;
+        self.spawn(async move {
+            let (results, _charged) = run_calls(&scope, &plugins, &calls, &mut seq).await;
+            let _ = tx.send(results);
+        });
+        let results = rx
+            .await
+            .map_err(|_| GatewayError::internal("plugin calls were dropped"))?;
+        self.messages.extend(results);
+        Ok(())
+    }
+
+    /// Ends the stream with an error event.
+    fn fail(&mut self, err: GatewayError, out: &mut Vec<u8>) {
+        out.extend_from_slice(&encode_data(&err.to_json()));
+        self.finished = true;
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        // The runtime drops the stream when the client disconnects: settle the round in progress
+        // with what it generated so far.
+        if let Some(mut cur) = self.current.take() {
+            cur.source.abort();
+            let end = cur.end(RequestStatus::ClientAbort);
+            self.spawn(cur.pending.settle(end));
+        }
+    }
+}
+
+/// Reserves and sends one round; a round that fails after its reservation is settled here.
+async fn open(
+    scope: &Scope,
+    round_chat: &ChatCompletionRequest,
+    id: &str,
+) -> Result<(Pending, Source), GatewayError> {
+    let round = prepare_round(scope, round_chat, id).await?;
+    match send_round(scope, &round, round_chat).await {
+        Ok(Reply::Stream(source)) => Ok((round.pending, source)),
+        Ok(Reply::Plain(_)) => {
+            let err = GatewayError::internal("a streamed round answered without a stream");
+            round.pending.settle(End::failed(&err)).await;
+            Err(err)
+        }
+        Err(err) => {
+            round.pending.settle(End::failed(&err)).await;
+            Err(err)
+        }
+    }
+}
+
+/// The output guard of a round, as the ordinary relay builds it.
+fn output_guard(pending: &Pending) -> StreamGuard {
+    StreamGuard {
+        env: pending.env.clone(),
+        request_id: pending.request_id.clone(),
+        guard: OutputGuard::new(
+            pending.encoding,
+            pending.covered_output,
+            pending.client_capped,
+        ),
+        encoding: pending.encoding,
+        price: pending.price,
+        multiplier_bps: pending.multiplier_bps,
+        prompt_tokens: pending.local_prompt_tokens,
+        choices: pending.choices,
+        extended: 0,
+    }
+}
