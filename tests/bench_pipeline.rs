@@ -15,36 +15,8 @@ use tollgate::core::tokens::{count_chat_prompt, Encoding};
 
 const PROMPT_2K: &str = include_str!("../bench/fixtures/prompt-2k.txt");
 
-#[cfg(target_arch = "wasm32")]
-mod clock {
-    use wasm_bindgen::prelude::wasm_bindgen;
-    #[wasm_bindgen]
-    extern "C" {
-        #[wasm_bindgen(js_namespace = performance, js_name = now)]
-        fn performance_now() -> f64;
-        #[wasm_bindgen(js_namespace = ["process", "stdout"], js_name = write)]
-        fn stdout_write(s: &str);
-    }
-    pub fn now_ms() -> f64 {
-        performance_now()
-    }
-    pub fn print(s: &str) {
-        stdout_write(&format!("{s}\n"));
-    }
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-mod clock {
-    use std::sync::OnceLock;
-    use std::time::Instant;
-    static START: OnceLock<Instant> = OnceLock::new();
-    pub fn now_ms() -> f64 {
-        START.get_or_init(Instant::now).elapsed().as_secs_f64() * 1000.0
-    }
-    pub fn print(s: &str) {
-        println!("{s}");
-    }
-}
+#[path = "support/clock.rs"]
+mod clock;
 
 use clock::{now_ms, print};
 

@@ -13,37 +13,8 @@ const ENGLISH: &str = include_str!("corpus/english.txt");
 const CODE: &str = include_str!("corpus/code.txt");
 const CHINESE: &str = include_str!("corpus/chinese.txt");
 
-#[cfg(target_arch = "wasm32")]
-mod clock {
-    use wasm_bindgen::prelude::wasm_bindgen;
-    #[wasm_bindgen]
-    extern "C" {
-        #[wasm_bindgen(js_namespace = performance, js_name = now)]
-        fn performance_now() -> f64;
-        // Not console.log, which wasm-bindgen-test captures.
-        #[wasm_bindgen(js_namespace = ["process", "stdout"], js_name = write)]
-        fn stdout_write(s: &str);
-    }
-    pub fn now_ms() -> f64 {
-        performance_now()
-    }
-    pub fn print(s: &str) {
-        stdout_write(&format!("{s}\n"));
-    }
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-mod clock {
-    use std::sync::OnceLock;
-    use std::time::Instant;
-    static START: OnceLock<Instant> = OnceLock::new();
-    pub fn now_ms() -> f64 {
-        START.get_or_init(Instant::now).elapsed().as_secs_f64() * 1000.0
-    }
-    pub fn print(s: &str) {
-        println!("{s}");
-    }
-}
+#[path = "support/clock.rs"]
+mod clock;
 
 use clock::{now_ms, print};
 

@@ -106,6 +106,21 @@ impl From<StreamEnd> for End {
 }
 
 impl Pending {
+    /// The output guard of this request's stream: what its reservation covers, and how to grow it.
+    pub(crate) fn stream_guard(&self) -> StreamGuard {
+        StreamGuard {
+            env: self.env.clone(),
+            request_id: self.request_id.clone(),
+            guard: OutputGuard::new(self.encoding, self.covered_output, self.client_capped),
+            encoding: self.encoding,
+            price: self.price,
+            multiplier_bps: self.multiplier_bps,
+            prompt_tokens: self.local_prompt_tokens,
+            choices: self.choices,
+            extended: 0,
+        }
+    }
+
     /// Ids and names for adapters that build OpenAI responses from native ones.
     pub(crate) fn response_context(&self) -> ResponseContext {
         ResponseContext {
@@ -459,21 +474,7 @@ pub(crate) fn stream_response(
         .kind
         .adapter()
         .stream_decoder(&pending.response_context());
-    let guard = StreamGuard {
-        env: pending.env.clone(),
-        request_id: pending.request_id.clone(),
-        guard: OutputGuard::new(
-            pending.encoding,
-            pending.covered_output,
-            pending.client_capped,
-        ),
-        encoding: pending.encoding,
-        price: pending.price,
-        multiplier_bps: pending.multiplier_bps,
-        prompt_tokens: pending.local_prompt_tokens,
-        choices: pending.choices,
-        extended: 0,
-    };
+    let guard = pending.stream_guard();
     let (stream, ended) = relay::relay(source, decoder, meter, pending.started_at, Some(guard));
     ctx.wait_until(async move {
         let end = match ended.await {

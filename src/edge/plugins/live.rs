@@ -25,7 +25,6 @@ use super::{
     assistant_message, max_rounds, prepare_round, round_id, round_request, run_calls, send_round,
     set_headers, Scope,
 };
-use crate::core::billing::guard::OutputGuard;
 use crate::core::error::GatewayError;
 use crate::core::meter::RequestStatus;
 use crate::core::openai::{ChatCompletionRequest, ChatMessage, ToolCall, Usage};
@@ -200,7 +199,7 @@ impl Live {
             .adapter()
             .stream_decoder(&pending.response_context());
         self.current = Some(Current {
-            guard: output_guard(&pending),
+            guard: pending.stream_guard(),
             pending,
             source,
             decoder,
@@ -360,24 +359,5 @@ async fn open(
             round.pending.settle(End::failed(&err)).await;
             Err(err)
         }
-    }
-}
-
-/// The output guard of a round, as the ordinary relay builds it.
-fn output_guard(pending: &Pending) -> StreamGuard {
-    StreamGuard {
-        env: pending.env.clone(),
-        request_id: pending.request_id.clone(),
-        guard: OutputGuard::new(
-            pending.encoding,
-            pending.covered_output,
-            pending.client_capped,
-        ),
-        encoding: pending.encoding,
-        price: pending.price,
-        multiplier_bps: pending.multiplier_bps,
-        prompt_tokens: pending.local_prompt_tokens,
-        choices: pending.choices,
-        extended: 0,
     }
 }
