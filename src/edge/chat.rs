@@ -74,6 +74,21 @@ pub(crate) struct End {
 }
 
 impl End {
+    /// A request whose client was gone before anything reached it.
+    pub(crate) fn abandoned() -> Self {
+        End {
+            status: RequestStatus::ClientAbort,
+            http_status: 200,
+            error_code: None,
+            completion_text: String::new(),
+            upstream_usage: None,
+            delivered_output: false,
+            ttfb_ms: None,
+            ended_at: now_ms(),
+            extended: 0,
+        }
+    }
+
     pub(crate) fn failed(err: &GatewayError) -> Self {
         End {
             status: RequestStatus::UpstreamError,
@@ -480,17 +495,7 @@ pub(crate) fn stream_response(
         let end = match ended.await {
             Ok(end) => End::from(end),
             // The relay always reports; a dropped sender means the runtime dropped it unpolled.
-            Err(_) => End {
-                status: RequestStatus::ClientAbort,
-                http_status: 200,
-                error_code: None,
-                completion_text: String::new(),
-                upstream_usage: None,
-                delivered_output: false,
-                ttfb_ms: None,
-                ended_at: now_ms(),
-                extended: 0,
-            },
+            Err(_) => End::abandoned(),
         };
         pending.settle(end).await;
     });

@@ -176,18 +176,7 @@ impl Live {
             let opened = open(&scope, &round_chat, &id).await;
             if let Err(Ok((pending, mut source))) = tx.send(opened) {
                 source.abort();
-                let abandoned = End {
-                    status: RequestStatus::ClientAbort,
-                    http_status: 200,
-                    error_code: None,
-                    completion_text: String::new(),
-                    upstream_usage: None,
-                    delivered_output: false,
-                    ttfb_ms: None,
-                    ended_at: now_ms(),
-                    extended: 0,
-                };
-                pending.settle(abandoned).await;
+                pending.settle(End::abandoned()).await;
             }
         });
         let (pending, source) = rx
