@@ -223,17 +223,17 @@ pub fn request_body(route: &Route, req: &ChatCompletionRequest) -> Result<Value,
         body.insert("toolConfig".into(), json!({ "functionCallingConfig": c }));
     }
     let mut config = Map::new();
-    for (from, to) in [
-        ("temperature", "temperature"),
-        ("top_p", "topP"),
-        ("seed", "seed"),
-        ("presence_penalty", "presencePenalty"),
-        ("frequency_penalty", "frequencyPenalty"),
-    ] {
-        if let Some(v) = req.extra.get(from).filter(|v| !v.is_null()) {
-            config.insert(to.into(), v.clone());
-        }
-    }
+    mapping::copy_params(
+        req,
+        &[
+            ("temperature", "temperature"),
+            ("top_p", "topP"),
+            ("seed", "seed"),
+            ("presence_penalty", "presencePenalty"),
+            ("frequency_penalty", "frequencyPenalty"),
+        ],
+        &mut config,
+    );
     if let Some(cap) = req.requested_max_output() {
         config.insert("maxOutputTokens".into(), cap.into());
     }

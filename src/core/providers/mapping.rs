@@ -295,6 +295,20 @@ pub fn tool_result_name(
         })
 }
 
+/// Copies the OpenAI parameters `pairs` names (`(openai, provider)`) that the request sets
+/// (not null) into `into`, under the provider's names: sampling options for native APIs.
+pub fn copy_params(
+    req: &crate::core::openai::ChatCompletionRequest,
+    pairs: &[(&str, &str)],
+    into: &mut Map<String, Value>,
+) {
+    for &(from, to) in pairs {
+        if let Some(v) = req.extra.get(from).filter(|v| !v.is_null()) {
+            into.insert(to.into(), v.clone());
+        }
+    }
+}
+
 /// The `stop` parameter as a list.
 pub fn stop_sequences(req: &crate::core::openai::ChatCompletionRequest) -> Option<Vec<Value>> {
     match req.extra.get("stop")? {
@@ -554,5 +568,32 @@ pub(crate) mod testing {
             assert_eq!(run(make, &crlf, &[split]), whole, "CRLF split at {split}");
         }
         whole
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_params_renames_what_the_request_sets() {
+        let req = testing::request(
+            br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":0.2,"top_p":null,"seed":7}"#,
+        );
+        let mut into = Map::new();
+        copy_params(
+            &req,
+            &[
+                ("temperature", "temp"),
+                ("top_p", "topP"),
+                ("seed", "seed"),
+                ("stop", "s"),
+            ],
+            &mut into,
+        );
+        assert_eq!(
+            Value::Object(into),
+            serde_json::json!({"temp": 0.2, "seed": 7})
+        );
     }
 }

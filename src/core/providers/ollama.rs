@@ -111,17 +111,17 @@ pub fn request_body(route: &Route, req: &ChatCompletionRequest) -> Result<Value,
         );
     }
     let mut options = Map::new();
-    for (from, to) in [
-        ("temperature", "temperature"),
-        ("top_p", "top_p"),
-        ("seed", "seed"),
-        ("presence_penalty", "presence_penalty"),
-        ("frequency_penalty", "frequency_penalty"),
-    ] {
-        if let Some(v) = req.extra.get(from).filter(|v| !v.is_null()) {
-            options.insert(to.into(), v.clone());
-        }
-    }
+    mapping::copy_params(
+        req,
+        &[
+            ("temperature", "temperature"),
+            ("top_p", "top_p"),
+            ("seed", "seed"),
+            ("presence_penalty", "presence_penalty"),
+            ("frequency_penalty", "frequency_penalty"),
+        ],
+        &mut options,
+    );
     if let Some(cap) = req.requested_max_output() {
         options.insert("num_predict".into(), cap.into());
     }
