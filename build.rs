@@ -5,7 +5,8 @@
 //!   o200k_base lacks (85% of cl100k_base is shared), with a bitmap of where tokens start;
 //! - per encoding, an open-addressing hash from a token's bytes to its place in the pool (and,
 //!   for cl100k_base, its rank; o200k_base's pool offsets order like its ranks), and a direct
-//!   table of the two-byte tokens. Binary files that the crate `include_bytes!`. The vocabularies
+//!   table of the two-byte tokens and one of the three-byte UTF-8 characters, and a Bloom filter of its non-ASCII tokens (misses are most
+//!   lookups in a merge, and the filter answers most of them in one memory access). Binary files that the crate `include_bytes!`. The vocabularies
 //!   are read out of tiktoken-rs (the reference the tests compare with), rank by rank.
 //! - the Unicode classes of the pre-tokenizer regexes (`\p{L}`, `\p{N}`, `\s`, the case classes of
 //!   o200k, and the case-insensitive letters of the contractions), from `regex-syntax`, the same
@@ -65,6 +66,8 @@ fn main() {
     let o200k_entries: Vec<(u32, u32)> = o200k_offsets.iter().map(|&o| (o, o)).collect();
     let o200k_slot_of = write_lookup(&out, "o200k_base", &o200k, &o200k_entries, 3, 0);
     write_pairs(&out, "o200k_base", &o200k, |rank| o200k_offsets[rank]);
+    write_chars(&out, "o200k_base", &o200k, |rank| o200k_offsets[rank]);
+    write_filter(&out, "o200k_base", &o200k, 13);
 
     // cl100k_base: the tokens it shares with o200k_base are found through o200k_base's slots,
     // with a rank per slot (3 bytes: the rank, or all ones when the token is not in cl100k_base); the
@@ -91,6 +94,8 @@ fn main() {
     fs::write(out.join("cl100k_base.shared"), shared_ranks).expect("write shared ranks");
     write_lookup(&out, "cl100k_base", &own, &own_entries, 5, 17);
     write_pairs(&out, "cl100k_base", &cl100k, |rank| rank as u32);
+    write_chars(&out, "cl100k_base", &cl100k, |rank| rank as u32);
+    write_filter(&out, "cl100k_base", &cl100k, 10);
 
     write_classes(&out);
 }
@@ -192,6 +197,39 @@ fn write_pairs(out: &Path, name: &str, tokens: &[Vec<u8>], id_of: impl Fn(usize)
         }
     }
     fs::write(out.join(format!("{name}.pairs")), pairs).expect("write pairs");
+}
+
+/// Writes `<name>.chars`: 3 bytes per three-byte UTF-8 character ([`table_hash::char3_index`]),
+/// the id (`id_of(rank)`) of the token that is that character, or all ones.
+fn write_chars(out: &Path, name: &str, tokens: &[Vec<u8>], id_of: impl Fn(usize) -> u32) {
+    let mut chars = table_hash::NO_ID.to_le_bytes()[..3].repeat(65_536);
+    for (rank, token) in tokens.iter().enumerate() {
+        if let Some(i) = table_hash::char3_index(token) {
+            chars[i * 3..i * 3 + 3].copy_from_slice(&id_of(rank).to_le_bytes()[..3]);
+        }
+    }
+    fs::write(out.join(format!("{name}.chars")), chars).expect("write chars");
+}
+
+/// Writes `<name>.filter`: a blocked Bloom filter of `1 << log2_words` little-endian 64-bit
+/// words over the tokens in [`table_hash::in_filter_domain`], so that a lookup of a key in that
+/// domain which the filter rejects is a miss without probing the slots. Sized for about eight
+/// bits per token (o200k_base: 63,362 tokens in 64 KiB; cl100k_base: 3,701 in 8 KiB).
+fn write_filter(out: &Path, name: &str, tokens: &[Vec<u8>], log2_words: u32) {
+    let mut words = vec![0u64; 1 << log2_words];
+    let mut members = 0usize;
+    for token in tokens.iter().filter(|t| table_hash::in_filter_domain(t)) {
+        let (word, bits) = table_hash::filter_probe(table_hash::hash_bytes(token), words.len() - 1);
+        words[word] |= bits;
+        members += 1;
+    }
+    assert!(
+        members * 6 <= words.len() * 64,
+        "{name}: {members} tokens overfill a filter of {} bits",
+        words.len() * 64
+    );
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    fs::write(out.join(format!("{name}.filter")), bytes).expect("write filter");
 }
 
 /// The classes of the pre-tokenizer, one bit each (keep in sync with `pretokenize.rs`).

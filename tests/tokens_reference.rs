@@ -219,6 +219,47 @@ fn fuzzed_strings_count_like_tiktoken() {
     }
 }
 
+/// Runs of multi-byte letters (the pieces the byte-pair merge spends most time on, and the keys
+/// that go through the three-byte character table and the miss filter): common and rare CJK
+/// ideographs, kana, Hangul, any three-byte character, Cyrillic and Greek, with now and then a
+/// space, punctuation or an emoji, long enough for both merge strategies.
+#[test]
+fn fuzzed_letter_runs_count_like_tiktoken() {
+    const COMMON: &[&str] = &[
+        "的", "一", "是", "不", "了", "人", "我", "在", "有", "他", "这", "中", "大", "来", "上",
+        "国", "个", "到", "说", "们", "为", "子", "和", "你", "地", "出", "道", "也", "时", "年",
+        "，", "。", "、", "の", "に", "は", "を", "た", "が", "ー", "한", "국", "어", "이", "다",
+        "д", "а", "н", "ы", "е", "α", "λ", "ό", " ", "\n", "🎉", "1",
+    ];
+    let ranges: &[(u32, u32)] = &[
+        (0x4E00, 0x9FFF), // CJK unified ideographs
+        (0x3040, 0x30FF), // kana
+        (0xAC00, 0xD7A3), // Hangul syllables
+        (0x0800, 0xFFFF), // any three-byte character
+        (0x0400, 0x04FF), // Cyrillic
+        (0x3400, 0x4DBF), // CJK extension A (rare)
+    ];
+    let mut rng = Rng(0xC7C7_2026_0B0B_0003);
+    for enc in BOTH {
+        for _ in 0..3000 {
+            let len = 1 + rng.below(64);
+            let (lo, hi) = ranges[rng.below(ranges.len())];
+            let mut text = String::new();
+            for _ in 0..len {
+                if rng.below(3) == 0 {
+                    let cp = lo + (rng.next() % u64::from(hi - lo + 1)) as u32;
+                    if let Some(c) = char::from_u32(cp) {
+                        text.push(c);
+                    }
+                } else {
+                    text.push_str(COMMON[rng.below(COMMON.len())]);
+                }
+            }
+            check(enc, &text, "letter runs");
+        }
+    }
+}
+
 /// Streaming: any split of a text into deltas counts exactly like the whole text.
 #[test]
 fn stream_counter_is_exact_for_any_split() {

@@ -44,7 +44,12 @@ pub fn hash_bytes(bytes: &[u8]) -> u64 {
         short_word(bytes)
     };
     h = (h.rotate_left(23) ^ last).wrapping_mul(K);
-    h ^ (h >> 29)
+    // A product's low bits depend only on its factors' low bits: fold the high half in and
+    // multiply again, so that the low bits (the home slot) depend on every byte. Without it,
+    // similar tokens clustered and a quarter of o200k_base's entries sat 7+ slots from home.
+    h ^= h >> 32;
+    h = h.wrapping_mul(0xD6E8_FEB8_6659_FD93);
+    h ^ (h >> 32)
 }
 
 /// Whether two strings of the same length are equal, without a call to `memcmp` for the short
@@ -57,6 +62,40 @@ pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     } else {
         a == b
     }
+}
+
+/// The index of a three-byte UTF-8 character (lead byte `1110xxxx`, two continuation bytes) in
+/// a table of all 65,536 such byte strings: its 16 payload bits. `None` for any other key.
+/// Chinese, Japanese and Korean characters are three-byte characters, and looking a whole
+/// character up is the commonest hit of a merge in those scripts.
+#[inline]
+pub fn char3_index(key: &[u8]) -> Option<usize> {
+    match *key {
+        [a, b, c] if a & 0xF0 == 0xE0 && b & 0xC0 == 0x80 && c & 0xC0 == 0x80 => {
+            Some(usize::from(a & 0x0F) << 12 | usize::from(b & 0x3F) << 6 | usize::from(c & 0x3F))
+        }
+        _ => None,
+    }
+}
+
+/// Whether a key of a merge belongs to the domain of the miss filter: three bytes or more, and
+/// its first or last byte is not ASCII. These keys are most of a merge's lookups in text that is
+/// not written in ASCII (Chinese: about two thirds of them misses), while only a third of
+/// o200k_base's tokens (2% of cl100k_base's) are in the domain, so a small filter over them
+/// answers most misses without a probe of the hash slots.
+#[inline]
+pub fn in_filter_domain(key: &[u8]) -> bool {
+    key.len() >= 3 && (key[0] | key[key.len() - 1]) >= 0x80
+}
+
+/// The 64-bit word of a filter of `words_mask + 1` words, and the bits in it, for a key of hash
+/// `hash`: a blocked Bloom filter with three bits per key in one word (one memory access per
+/// test). Bits of the hash above those that choose a home slot.
+#[inline]
+pub fn filter_probe(hash: u64, words_mask: usize) -> (usize, u64) {
+    let word = (hash >> 40) as usize & words_mask;
+    let bits = 1u64 << (hash >> 22 & 63) | 1u64 << (hash >> 28 & 63) | 1u64 << (hash >> 34 & 63);
+    (word, bits)
 }
 
 /// A slot holds `offset` in its low [`OFFSET_BITS`] bits, where `offset` is

@@ -7,16 +7,23 @@
 //! cl100k_base adds), a token's length comes from a bitmap of token starts, and there is no
 //! offset or rank table: a hash slot holds the token's pool offset, which for o200k_base orders
 //! exactly like its rank (3-byte slots), plus the rank for cl100k_base (5-byte slots), and its
-//! distance from its home slot: Robin Hood order, so that most lookups, and most are misses
-//! in a merge, stop after two or three slots and compare bytes only with same-home entries. Two-byte
-//! strings, where every merge starts, are looked up directly, without hashing. The merge is
-//! tiktoken's (lowest rank first, leftmost on ties) on these ids: a scan over a small vector for
-//! short pieces, a heap for long ones, where the scan would be quadratic.
+//! distance from its home slot: Robin Hood order, so that a lookup stops after two or three slots
+//! and compares bytes only with same-home entries. Most lookups never reach the slots: two-byte
+//! strings, where every merge starts, and three-byte UTF-8 characters (a whole CJK character,
+//! the commonest hit in those scripts) are read from direct tables, and a key with a non-ASCII
+//! first or last byte (most misses in scripts other than Latin) is first tested against a Bloom
+//! filter of the vocabulary's tokens of that kind, which answers most misses in one read. The
+//! merge is tiktoken's (lowest rank first, leftmost on ties) on these ids: a scan over a small
+//! vector for short pieces, a heap for longer ones (CJK pieces are whole clauses), where the scan
+//! would be quadratic.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use super::table_hash::{hash_bytes, same_bytes, MAX_TOKEN_LEN, NO_ID, OFFSET_BITS, OFFSET_MASK};
+use super::table_hash::{
+    char3_index, filter_probe, hash_bytes, in_filter_domain, same_bytes, MAX_TOKEN_LEN, NO_ID,
+    OFFSET_BITS, OFFSET_MASK,
+};
 
 /// The pool of token bytes of both vocabularies.
 static POOL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tokens.bytes"));
@@ -27,6 +34,10 @@ static STARTS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tokens.starts")
 pub(crate) struct Vocab {
     slots: &'static [u8],
     pairs: &'static [u8],
+    /// Id per three-byte UTF-8 character ([`char3_index`]), all ones for a non-token.
+    chars: &'static [u8],
+    /// Bloom filter (64-bit words) of the tokens in [`in_filter_domain`].
+    filter: &'static [u8],
     /// Bytes per slot: 3 or 5.
     slot_bytes: usize,
     /// Number of slots - 1 (a power of two - 1).
@@ -40,10 +51,14 @@ pub(crate) struct Vocab {
 
 const O200K_SLOTS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.slots"));
 const CL100K_SLOTS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/cl100k_base.slots"));
+const O200K_FILTER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.filter"));
+const CL100K_FILTER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/cl100k_base.filter"));
 
 pub(crate) static O200K_BASE: Vocab = Vocab {
     slots: O200K_SLOTS,
     pairs: include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.pairs")),
+    chars: include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.chars")),
+    filter: O200K_FILTER,
     slot_bytes: 3,
     mask: O200K_SLOTS.len() / 3 - 1,
     rank_bits: 0,
@@ -52,6 +67,8 @@ pub(crate) static O200K_BASE: Vocab = Vocab {
 pub(crate) static CL100K_BASE: Vocab = Vocab {
     slots: CL100K_SLOTS,
     pairs: include_bytes!(concat!(env!("OUT_DIR"), "/cl100k_base.pairs")),
+    chars: include_bytes!(concat!(env!("OUT_DIR"), "/cl100k_base.chars")),
+    filter: CL100K_FILTER,
     slot_bytes: 5,
     mask: CL100K_SLOTS.len() / 5 - 1,
     rank_bits: 17,
@@ -62,7 +79,7 @@ pub(crate) static CL100K_BASE: Vocab = Vocab {
 };
 
 /// Pieces at least this long are merged with the heap.
-const LONG_PIECE: usize = 96;
+const LONG_PIECE: usize = 16;
 
 /// Not a token: orders after every token id.
 const NONE: u32 = u32::MAX;
@@ -70,11 +87,13 @@ const NONE: u32 = u32::MAX;
 /// Reusable buffers of the merge, so that counting a text allocates once.
 #[derive(Default)]
 pub(crate) struct Scratch {
-    parts: Vec<(usize, u32)>,
+    starts: Vec<usize>,
+    ranks: Vec<u32>,
     ends: Vec<usize>,
     prevs: Vec<usize>,
     pair_ranks: Vec<u32>,
-    heap: BinaryHeap<Reverse<(u32, usize)>>,
+    /// (rank << 32 | start): lowest rank first, leftmost on ties.
+    heap: BinaryHeap<Reverse<u64>>,
 }
 
 /// Where the token that starts at `offset` of the pool ends: the next set bit of `STARTS`.
@@ -174,20 +193,37 @@ impl Vocab {
 
     /// The id of `key` if it is a token: a number that orders exactly like the token's rank (the
     /// rank, or the pool offset).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn rank(&self, key: &[u8]) -> Option<u32> {
         match key.len() {
             2 => return self.pair_rank(key[0], key[1]),
+            3 => {
+                if let Some(i) = char3_index(key) {
+                    return id3(self.chars, i);
+                }
+            }
             len if len > MAX_TOKEN_LEN => return None,
             _ => {}
         }
         let hash = hash_bytes(key);
+        if in_filter_domain(key) && !self.may_contain(hash) {
+            return None;
+        }
         if let Some((base, ranks)) = self.shared {
             if let Some((i, _)) = base.find(key, hash) {
                 return id3(ranks, i);
             }
         }
         self.find(key, hash).map(|(_, id)| id)
+    }
+
+    /// False when no token in [`in_filter_domain`] has the hash `hash`.
+    #[inline]
+    fn may_contain(&self, hash: u64) -> bool {
+        let (word, bits) = filter_probe(hash, self.filter.len() / 8 - 1);
+        let b = &self.filter[word * 8..word * 8 + 8];
+        let w = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        w & bits == bits
     }
 
     /// The slot index and id of `key` (whose hash is `hash`) in this vocabulary's own slots.
@@ -240,7 +276,7 @@ impl Vocab {
         if piece.len() >= LONG_PIECE {
             count_chain(&scratch.ends, piece.len())
         } else {
-            scratch.parts.len() - 1
+            scratch.starts.len() - 1
         }
     }
 
@@ -258,11 +294,11 @@ impl Vocab {
                 out.push(s);
             }
         } else {
-            out.extend(scratch.parts[1..].iter().map(|&(start, _)| start));
+            out.extend_from_slice(&scratch.starts[1..]);
         }
     }
 
-    /// Byte-pair merge of a piece of two bytes or more; the result is in `scratch.parts` (token
+    /// Byte-pair merge of a piece of two bytes or more; the result is in `scratch.starts` (token
     /// starts plus the end) for short pieces, in `scratch.ends` (a chain from 0) for long ones.
     fn merge(&self, piece: &[u8], scratch: &mut Scratch) {
         if piece.len() >= LONG_PIECE {
@@ -272,37 +308,41 @@ impl Vocab {
         }
     }
 
-    /// The merge over a vector of token starts: quadratic, fastest for short pieces.
+    /// The merge over a vector of token starts: quadratic, fastest for short pieces. The ranks
+    /// are an array of their own, so that finding the lowest is a scan over 4-byte words.
     fn merge_short(&self, piece: &[u8], scratch: &mut Scratch) {
-        let parts = &mut scratch.parts;
-        parts.clear();
+        let (starts, ranks) = (&mut scratch.starts, &mut scratch.ranks);
+        starts.clear();
+        ranks.clear();
+        // ranks[i] is the rank of the token starts[i]..starts[i + 1] merged with the next one.
         for i in 0..piece.len() - 1 {
-            parts.push((i, self.rank_or_max(&piece[i..i + 2])));
+            starts.push(i);
+            ranks.push(self.pair_rank(piece[i], piece[i + 1]).unwrap_or(NONE));
         }
-        parts.push((piece.len() - 1, NONE));
-        parts.push((piece.len(), NONE));
-        // parts[i].1 is the rank of the token parts[i]..parts[i+1] merged with the next one.
+        starts.push(piece.len() - 1);
+        ranks.push(NONE);
+        starts.push(piece.len());
         loop {
-            let mut best = (NONE, usize::MAX);
-            for (i, &(_, rank)) in parts[..parts.len() - 1].iter().enumerate() {
-                if rank < best.0 {
-                    best = (rank, i);
+            let (mut best, mut i) = (NONE, 0);
+            for (j, &rank) in ranks.iter().enumerate() {
+                if rank < best {
+                    best = rank;
+                    i = j;
                 }
             }
-            if best.0 == NONE {
+            if best == NONE {
                 break;
             }
-            let i = best.1;
-            // parts[i + 1] goes; the pairs that start at i - 1 and i change.
+            // starts[i + 1] goes; the pairs that start at i - 1 and i change.
             if i > 0 {
-                let (start, _) = parts[i - 1];
-                parts[i - 1].1 = self.rank_or_max(&piece[start..parts[i + 2].0]);
+                ranks[i - 1] = self.rank_or_max(&piece[starts[i - 1]..starts[i + 2]]);
             }
-            parts[i].1 = match parts.get(i + 3) {
-                Some(&(end, _)) => self.rank_or_max(&piece[parts[i].0..end]),
+            ranks[i] = match starts.get(i + 3) {
+                Some(&end) => self.rank_or_max(&piece[starts[i]..end]),
                 None => NONE,
             };
-            parts.remove(i + 1);
+            starts.remove(i + 1);
+            ranks.remove(i + 1);
         }
     }
 
@@ -317,23 +357,28 @@ impl Vocab {
             ..
         } = scratch;
         ends.clear();
+        ends.extend(1..=n);
         prevs.clear();
+        prevs.extend((0..n).map(|s| s.wrapping_sub(1)));
         pair_ranks.clear();
-        heap.clear();
-        for s in 0..n {
-            ends.push(s + 1);
-            prevs.push(s.wrapping_sub(1));
-            let rank = if s + 2 <= n {
-                self.rank_or_max(&piece[s..s + 2])
-            } else {
-                NONE
-            };
-            pair_ranks.push(rank);
-            if rank != NONE {
-                heap.push(Reverse((rank, s)));
-            }
-        }
-        while let Some(Reverse((rank, s))) = heap.pop() {
+        pair_ranks.extend(
+            piece
+                .windows(2)
+                .map(|w| self.pair_rank(w[0], w[1]).unwrap_or(NONE)),
+        );
+        pair_ranks.push(NONE);
+        // Built in one go (linear) rather than by one push per pair.
+        let mut keys = std::mem::take(heap).into_vec();
+        keys.clear();
+        keys.extend(
+            (0u64..)
+                .zip(pair_ranks.iter())
+                .filter(|&(_, &rank)| rank != NONE)
+                .map(|(s, &rank)| Reverse(u64::from(rank) << 32 | s)),
+        );
+        *heap = BinaryHeap::from(keys);
+        while let Some(Reverse(key)) = heap.pop() {
+            let (rank, s) = ((key >> 32) as u32, key as u32 as usize);
             if pair_ranks[s] != rank {
                 continue; // stale: this token changed or was absorbed since
             }
@@ -346,7 +391,7 @@ impl Vocab {
                 let r = self.rank_or_max(&piece[s..ends[right_end]]);
                 pair_ranks[s] = r;
                 if r != NONE {
-                    heap.push(Reverse((r, s)));
+                    heap.push(Reverse(u64::from(r) << 32 | s as u64));
                 }
             } else {
                 pair_ranks[s] = NONE;
@@ -356,7 +401,7 @@ impl Vocab {
                 let r = self.rank_or_max(&piece[p..right_end]);
                 pair_ranks[p] = r;
                 if r != NONE {
-                    heap.push(Reverse((r, p)));
+                    heap.push(Reverse(u64::from(r) << 32 | p as u64));
                 }
             }
         }
@@ -418,7 +463,7 @@ mod tests {
                     long.push(s);
                 }
                 vocab.merge_short(piece.as_bytes(), &mut scratch);
-                let short: Vec<usize> = scratch.parts[1..].iter().map(|p| p.0).collect();
+                let short = scratch.starts[1..].to_vec();
                 assert_eq!(long, short);
             }
         }
