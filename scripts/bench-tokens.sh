@@ -18,10 +18,30 @@ echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d:
 echo "- $(rustc --version), Node $(node --version), tiktoken-rs $(awk '/^name = "tiktoken-rs"/{getline; gsub(/version = |"/,""); print}' Cargo.lock)"
 echo
 
+# A natural Chinese text that does not repeat: Rust by Example's Chinese translation, from the
+# local rust-docs (rustup's default profile installs it), as plain text. Optional: without it
+# the table has no "natural text" rows.
+natural="$root/target/bench/zh-natural.txt"
+rbe="$(rustc --print sysroot)/share/doc/rust/html/rust-by-example/zh/print.html"
+mkdir -p "$(dirname "$natural")"
+if [[ -f "$rbe" ]] && python3 - "$rbe" "$natural" <<'PY'
+import html, re, sys
+page = open(sys.argv[1], encoding="utf-8").read()
+page = re.sub(r"(?s)<script.*?</script>|<style.*?</style>|<pre.*?</pre>", "", page)
+text = html.unescape(re.sub(r"<[^>]+>", "", page))
+open(sys.argv[2], "w", encoding="utf-8").write(re.sub(r"\n\s*\n+", "\n", text))
+PY
+then
+  export TOLLGATE_BENCH_NATURAL_ZH="$natural"
+fi
+
 echo "### Counting (release builds)"
 echo
 rows() { grep -E '^\| ' || true; }
-cargo test --release --test bench_tokens -- --ignored --nocapture --test-threads=1 2>/dev/null | rows
+echo "| platform | measure | encoding | Tollgate | tiktoken-rs | ratio |"
+echo "|---|---|---|---|---|---|"
+# (libtest prints its own "test … " prefix before the native table's header: drop both headers)
+cargo test --release --test bench_tokens -- --ignored --nocapture --test-threads=1 2>/dev/null | rows | grep -v '| platform\|^|---'
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
   cargo test --release --target wasm32-unknown-unknown --test bench_tokens 2>/dev/null | rows | grep -v '^| platform\|^|---'
 echo
@@ -37,6 +57,7 @@ echo
 
 echo "### build.rs"
 echo
+cargo build --quiet 2>/dev/null || true # the debug build script, up to date
 script="$(ls -t target/debug/build/tollgate-*/build-script-build 2>/dev/null | head -1 || true)"
 if [[ -n "$script" ]]; then
   out="$(mktemp -d)"

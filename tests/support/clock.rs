@@ -1,5 +1,6 @@
-//! The benchmarks' clock and output: `performance.now()` and `process.stdout` in wasm under Node
-//! (not console.log, which wasm-bindgen-test captures), `Instant` and stdout natively.
+//! The benchmarks' clock, output and input: `performance.now()`, `process.stdout` and `node:fs`
+//! in wasm under Node (not console.log, which wasm-bindgen-test captures), `Instant`, stdout and
+//! `std::fs` natively.
 
 #[cfg(target_arch = "wasm32")]
 mod imp {
@@ -12,8 +13,22 @@ mod imp {
         #[wasm_bindgen(js_namespace = ["process", "stdout"], js_name = write)]
         fn stdout_write(s: &str);
     }
+    #[wasm_bindgen(inline_js = "export function env_file(name) {
+        const path = process.env[name];
+        if (!path) return undefined;
+        try { return process.getBuiltinModule('node:fs').readFileSync(path, 'utf8'); }
+        catch { return undefined; }
+    }")]
+    extern "C" {
+        fn env_file(name: &str) -> Option<String>;
+    }
     pub fn now_ms() -> f64 {
         performance_now()
+    }
+    /// The text of the file that the environment variable `name` names, if it is set and readable.
+    #[allow(dead_code)] // not every benchmark reads input
+    pub fn read_env_file(name: &str) -> Option<String> {
+        env_file(name)
     }
     pub fn print(s: &str) {
         stdout_write(&format!("{s}\n"));
@@ -31,6 +46,13 @@ mod imp {
     pub fn print(s: &str) {
         println!("{s}");
     }
+    /// The text of the file that the environment variable `name` names, if it is set and readable.
+    #[allow(dead_code)] // not every benchmark reads input
+    pub fn read_env_file(name: &str) -> Option<String> {
+        std::fs::read_to_string(std::env::var_os(name)?).ok()
+    }
 }
 
 pub use imp::{now_ms, print};
+#[allow(unused_imports)] // not every benchmark reads input
+pub use imp::read_env_file;
