@@ -28,7 +28,7 @@ fn word8(bytes: &[u8]) -> u64 {
 
 /// Hash of a byte string: eight bytes at a time, multiplicative (64-bit ops are native in wasm),
 /// the last 1–8 bytes read as one (possibly overlapping) word, with the length mixed in.
-#[inline]
+#[inline(always)]
 pub fn hash_bytes(bytes: &[u8]) -> u64 {
     const K: u64 = 0x9E37_79B9_7F4A_7C15;
     let n = bytes.len();
