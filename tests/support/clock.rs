@@ -53,6 +53,6 @@ mod imp {
     }
 }
 
-pub use imp::{now_ms, print};
 #[allow(unused_imports)] // not every benchmark reads input
 pub use imp::read_env_file;
+pub use imp::{now_ms, print};
