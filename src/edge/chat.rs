@@ -76,24 +76,24 @@ pub(crate) struct End {
 impl End {
     /// A request whose client was gone before anything reached it.
     pub(crate) fn abandoned() -> Self {
-        End {
-            status: RequestStatus::ClientAbort,
-            http_status: 200,
-            error_code: None,
-            completion_text: String::new(),
-            upstream_usage: None,
-            delivered_output: false,
-            ttfb_ms: None,
-            ended_at: now_ms(),
-            extended: 0,
-        }
+        End::without_output(RequestStatus::ClientAbort, 200, None)
     }
 
+    /// A request that failed before any output reached the client.
     pub(crate) fn failed(err: &GatewayError) -> Self {
+        End::without_output(
+            RequestStatus::UpstreamError,
+            err.status(),
+            Some(err.code().to_string()),
+        )
+    }
+
+    /// An end before any output reached the client, now.
+    fn without_output(status: RequestStatus, http_status: u16, error_code: Option<String>) -> Self {
         End {
-            status: RequestStatus::UpstreamError,
-            http_status: err.status(),
-            error_code: Some(err.code().to_string()),
+            status,
+            http_status,
+            error_code,
             completion_text: String::new(),
             upstream_usage: None,
             delivered_output: false,
