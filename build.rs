@@ -4,10 +4,11 @@
 //! - one pool of token bytes: o200k_base's tokens in rank order, then the cl100k_base tokens that
 //!   o200k_base lacks (85% of cl100k_base is shared), with a bitmap of where tokens start;
 //! - per encoding, an open-addressing hash from a token's bytes to its place in the pool (and,
-//!   for cl100k_base, its rank; o200k_base's pool offsets order like its ranks), and a direct
-//!   table of the two-byte tokens and one of the three-byte UTF-8 characters, and a Bloom filter of its non-ASCII tokens (misses are most
-//!   lookups in a merge, and the filter answers most of them in one memory access). Binary files that the crate `include_bytes!`. The vocabularies
-//!   are read out of tiktoken-rs (the reference the tests compare with), rank by rank.
+//!   for cl100k_base, its rank; o200k_base's pool offsets order like its ranks), direct tables
+//!   of the two-byte tokens and of the three-byte UTF-8 characters, and a Bloom filter of its
+//!   non-ASCII tokens (misses are most lookups in a merge, and the filter answers most of them
+//!   in one memory access). Binary files that the crate `include_bytes!`. The vocabularies are
+//!   read out of tiktoken-rs (the reference the tests compare with), rank by rank.
 //! - the Unicode classes of the pre-tokenizer regexes (`\p{L}`, `\p{N}`, `\s`, the case classes of
 //!   o200k, and the case-insensitive letters of the contractions), from `regex-syntax`, the same
 //!   tables the reference's regex engine uses, as a two-level lookup table.
@@ -65,8 +66,11 @@ fn main() {
 
     let o200k_entries: Vec<(u32, u32)> = o200k_offsets.iter().map(|&o| (o, o)).collect();
     let o200k_slot_of = write_lookup(&out, "o200k_base", &o200k, &o200k_entries, 3, 0);
-    write_pairs(&out, "o200k_base", &o200k, |rank| o200k_offsets[rank]);
-    write_chars(&out, "o200k_base", &o200k, |rank| o200k_offsets[rank]);
+    for (table, index_of) in DIRECT_TABLES {
+        write_direct(&out, "o200k_base", table, &o200k, index_of, |rank| {
+            o200k_offsets[rank]
+        });
+    }
     write_filter(&out, "o200k_base", &o200k, 13);
 
     // cl100k_base: the tokens it shares with o200k_base are found through o200k_base's slots,
@@ -93,8 +97,11 @@ fn main() {
     }
     fs::write(out.join("cl100k_base.shared"), shared_ranks).expect("write shared ranks");
     write_lookup(&out, "cl100k_base", &own, &own_entries, 5, 17);
-    write_pairs(&out, "cl100k_base", &cl100k, |rank| rank as u32);
-    write_chars(&out, "cl100k_base", &cl100k, |rank| rank as u32);
+    for (table, index_of) in DIRECT_TABLES {
+        write_direct(&out, "cl100k_base", table, &cl100k, index_of, |rank| {
+            rank as u32
+        });
+    }
     write_filter(&out, "cl100k_base", &cl100k, 10);
 
     write_classes(&out);
@@ -186,30 +193,41 @@ fn write_lookup(
     slot_of
 }
 
-/// Writes `<name>.pairs`: 3 bytes per two-byte string, the id (`id_of(rank)`) of the token, or
-/// all ones. Every merge starts with these lookups, so they skip the hash.
-fn write_pairs(out: &Path, name: &str, tokens: &[Vec<u8>], id_of: impl Fn(usize) -> u32) {
-    let mut pairs = table_hash::NO_ID.to_le_bytes()[..3].repeat(65_536);
+/// Writes `<name>.<table>`: a direct table of 65,536 entries of 3 bytes, the id (`id_of(rank)`)
+/// of the token whose bytes `index_of` maps to that entry, or all ones. Skips the hash for the
+/// commonest lookups: `pairs` (two-byte strings, where every merge starts) and `chars`
+/// (three-byte UTF-8 characters, [`table_hash::char3_index`]: a whole CJK character).
+fn write_direct(
+    out: &Path,
+    name: &str,
+    table: &str,
+    tokens: &[Vec<u8>],
+    index_of: impl Fn(&[u8]) -> Option<usize>,
+    id_of: impl Fn(usize) -> u32,
+) {
+    let mut entries = table_hash::NO_ID.to_le_bytes()[..3].repeat(65_536);
     for (rank, token) in tokens.iter().enumerate() {
-        if let [a, b] = token[..] {
-            let i = (usize::from(a) << 8 | usize::from(b)) * 3;
-            pairs[i..i + 3].copy_from_slice(&id_of(rank).to_le_bytes()[..3]);
+        if let Some(i) = index_of(token) {
+            entries[i * 3..i * 3 + 3].copy_from_slice(&id_of(rank).to_le_bytes()[..3]);
         }
     }
-    fs::write(out.join(format!("{name}.pairs")), pairs).expect("write pairs");
+    fs::write(out.join(format!("{name}.{table}")), entries).expect("write a direct table");
 }
 
-/// Writes `<name>.chars`: 3 bytes per three-byte UTF-8 character ([`table_hash::char3_index`]),
-/// the id (`id_of(rank)`) of the token that is that character, or all ones.
-fn write_chars(out: &Path, name: &str, tokens: &[Vec<u8>], id_of: impl Fn(usize) -> u32) {
-    let mut chars = table_hash::NO_ID.to_le_bytes()[..3].repeat(65_536);
-    for (rank, token) in tokens.iter().enumerate() {
-        if let Some(i) = table_hash::char3_index(token) {
-            chars[i * 3..i * 3 + 3].copy_from_slice(&id_of(rank).to_le_bytes()[..3]);
-        }
+/// The index of a two-byte string in the `pairs` table.
+fn pair_index(token: &[u8]) -> Option<usize> {
+    match *token {
+        [a, b] => Some(usize::from(a) << 8 | usize::from(b)),
+        _ => None,
     }
-    fs::write(out.join(format!("{name}.chars")), chars).expect("write chars");
 }
+
+/// Where a token goes in a direct table, if it does.
+type DirectIndex = fn(&[u8]) -> Option<usize>;
+
+/// The direct tables of each encoding (see [`write_direct`]).
+const DIRECT_TABLES: [(&str, DirectIndex); 2] =
+    [("pairs", pair_index), ("chars", table_hash::char3_index)];
 
 /// Writes `<name>.filter`: a blocked Bloom filter of `1 << log2_words` little-endian 64-bit
 /// words over the tokens in [`table_hash::in_filter_domain`], so that a lookup of a key in that

@@ -51,14 +51,12 @@ pub(crate) struct Vocab {
 
 const O200K_SLOTS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.slots"));
 const CL100K_SLOTS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/cl100k_base.slots"));
-const O200K_FILTER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.filter"));
-const CL100K_FILTER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/cl100k_base.filter"));
 
 pub(crate) static O200K_BASE: Vocab = Vocab {
     slots: O200K_SLOTS,
     pairs: include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.pairs")),
     chars: include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.chars")),
-    filter: O200K_FILTER,
+    filter: include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.filter")),
     slot_bytes: 3,
     mask: O200K_SLOTS.len() / 3 - 1,
     rank_bits: 0,
@@ -68,7 +66,7 @@ pub(crate) static CL100K_BASE: Vocab = Vocab {
     slots: CL100K_SLOTS,
     pairs: include_bytes!(concat!(env!("OUT_DIR"), "/cl100k_base.pairs")),
     chars: include_bytes!(concat!(env!("OUT_DIR"), "/cl100k_base.chars")),
-    filter: CL100K_FILTER,
+    filter: include_bytes!(concat!(env!("OUT_DIR"), "/cl100k_base.filter")),
     slot_bytes: 5,
     mask: CL100K_SLOTS.len() / 5 - 1,
     rank_bits: 17,
@@ -92,8 +90,14 @@ pub(crate) struct Scratch {
     ends: Vec<usize>,
     prevs: Vec<usize>,
     pair_ranks: Vec<u32>,
-    /// (rank << 32 | start): lowest rank first, leftmost on ties.
+    /// [`heap_key`]s: lowest rank first, leftmost on ties.
     heap: BinaryHeap<Reverse<u64>>,
+}
+
+/// The heap entry of the token at `start` merged with the next one, of rank `rank`.
+#[inline]
+fn heap_key(rank: u32, start: usize) -> Reverse<u64> {
+    Reverse(u64::from(rank) << 32 | start as u64)
 }
 
 /// Where the token that starts at `offset` of the pool ends: the next set bit of `STARTS`.
@@ -371,10 +375,11 @@ impl Vocab {
         let mut keys = std::mem::take(heap).into_vec();
         keys.clear();
         keys.extend(
-            (0u64..)
-                .zip(pair_ranks.iter())
+            pair_ranks
+                .iter()
+                .enumerate()
                 .filter(|&(_, &rank)| rank != NONE)
-                .map(|(s, &rank)| Reverse(u64::from(rank) << 32 | s)),
+                .map(|(s, &rank)| heap_key(rank, s)),
         );
         *heap = BinaryHeap::from(keys);
         while let Some(Reverse(key)) = heap.pop() {
@@ -391,7 +396,7 @@ impl Vocab {
                 let r = self.rank_or_max(&piece[s..ends[right_end]]);
                 pair_ranks[s] = r;
                 if r != NONE {
-                    heap.push(Reverse(u64::from(r) << 32 | s as u64));
+                    heap.push(heap_key(r, s));
                 }
             } else {
                 pair_ranks[s] = NONE;
@@ -401,7 +406,7 @@ impl Vocab {
                 let r = self.rank_or_max(&piece[p..right_end]);
                 pair_ranks[p] = r;
                 if r != NONE {
-                    heap.push(Reverse(u64::from(r) << 32 | p as u64));
+                    heap.push(heap_key(r, p));
                 }
             }
         }
