@@ -7,6 +7,7 @@ pub mod csv;
 pub mod error;
 pub mod idempotency;
 pub mod ids;
+pub mod inbound;
 pub mod jsonschema;
 pub mod keys;
 pub mod meter;

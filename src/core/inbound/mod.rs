@@ -1,0 +1,185 @@
+//! Client-facing codecs: the APIs clients speak other than chat completions, each translated to
+//! and from the canonical chat types of [`crate::core::openai`].
+//!
+//! * [`responses`]: OpenAI's Responses API (`POST /v1/responses`), for Codex CLI, the Agents SDK
+//!   and `client.responses.create`.
+//! * [`anthropic`]: Anthropic's Messages API (`POST /v1/messages`, `/v1/messages/count_tokens`),
+//!   for Claude Code and the Anthropic SDKs.
+//!
+//! Each codec has the same four parts, all pure (no I/O, no clock, no randomness: ids and times
+//! come in as arguments, so every output is reproducible in a test):
+//!
+//! 1. **request decoding**: the API's body → a [`ChatCompletionRequest`] plus the few request
+//!    parameters the API echoes in its responses. Fields that cannot be translated are a 400 that
+//!    names the field; fields whose only effect is an optimisation or a hint (prompt-cache marks,
+//!    client diagnostics) are accepted and dropped, and each module lists them;
+//! 2. **response encoding**: a [`ChatCompletionResponse`] → the API's response object;
+//! 3. **stream encoding**: a sans-I/O state machine fed with the chat chunks of one stream (in
+//!    order, as the gateway's stream decoders produce them) and told how the stream ended
+//!    ([`StreamEnd`]); it returns the API's own event sequence as [`Event`]s, which
+//!    [`Event::to_sse`] writes as `event:`/`data:` frames. The meter observes the chat chunks and
+//!    writes no bytes; the encoder writes the bytes and decides nothing about money;
+//! 4. **error bodies** in the API's own shape, from a [`GatewayError`].
+//!
+//! Where the two APIs carry reasoning ("thinking") text, the chat side uses `reasoning_content`
+//! (the field the gateway's adapters put it in; `reasoning` is read too, as OpenRouter and vLLM
+//! send it).
+
+pub mod anthropic;
+pub mod responses;
+
+use serde_json::{Map, Value};
+
+#[cfg(doc)]
+use crate::core::openai::{ChatCompletionRequest, ChatCompletionResponse};
+use crate::core::error::GatewayError;
+
+/// One server-sent event of an inbound API's stream: its `event:` name and its JSON `data`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub name: &'static str,
+    pub data: Value,
+}
+
+impl Event {
+    pub fn new(name: &'static str, data: Value) -> Self {
+        Event { name, data }
+    }
+
+    /// The SSE frame: `event: <name>\ndata: <json>\n\n` (JSON never contains a raw newline).
+    pub fn to_sse(&self) -> Vec<u8> {
+        format!("event: {}\ndata: {}\n\n", self.name, self.data).into_bytes()
+    }
+}
+
+/// The SSE frames of several events, concatenated.
+pub fn to_sse(events: &[Event]) -> Vec<u8> {
+    events.iter().flat_map(Event::to_sse).collect()
+}
+
+/// How a stream ended, as the gateway saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEnd {
+    /// The upstream finished the stream normally (its finish reason was in the chunks).
+    Completed,
+    /// The gateway cut the stream: the output reached what the reservation could pay for.
+    Truncated,
+    /// The upstream failed or broke off after the stream had begun.
+    Failed(GatewayError),
+}
+
+/// The reasoning text of a delta's or message's extra fields (`reasoning_content`, else
+/// `reasoning`), when it is a non-empty string.
+pub(crate) fn reasoning_of(extra: &Map<String, Value>) -> Option<&str> {
+    ["reasoning_content", "reasoning"]
+        .iter()
+        .find_map(|k| extra.get(*k).and_then(Value::as_str))
+        .filter(|s| !s.is_empty())
+}
+
+/// The first key of `object` that is not in `known`.
+pub(crate) fn unknown_key<'a>(object: &'a Map<String, Value>, known: &[&str]) -> Option<&'a str> {
+    object
+        .keys()
+        .map(String::as_str)
+        .find(|k| !known.contains(k))
+}
+
+/// The `data:` URL of base64 data.
+pub(crate) fn data_url(media_type: &str, data: &str) -> String {
+    format!("data:{media_type};base64,{data}")
+}
+
+/// Splits a base64 `data:` URL into media type and data.
+pub(crate) fn split_data_url(url: &str) -> Option<(&str, &str)> {
+    let (meta, data) = url.strip_prefix("data:")?.split_once(',')?;
+    let media_type = meta.strip_suffix(";base64")?;
+    Some((media_type, data))
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Fixture helpers of the codecs' tests.
+
+    use super::Event;
+    use crate::core::openai::ChatCompletionChunk;
+    use crate::core::sse::SseParser;
+    use serde_json::Value;
+
+    /// The fixture's text without its leading `#! docs: …` line(s).
+    pub fn fixture(bytes: &'static [u8]) -> &'static str {
+        let mut text = std::str::from_utf8(bytes).expect("fixtures are UTF-8");
+        while let Some(rest) = text.strip_prefix("#!") {
+            text = rest.split_once('\n').map_or("", |(_, r)| r);
+        }
+        text
+    }
+
+    /// One chat chunk per non-empty line.
+    pub fn chunks(bytes: &'static [u8]) -> Vec<ChatCompletionChunk> {
+        fixture(bytes)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).expect("fixture chunk"))
+            .collect()
+    }
+
+    /// The `(event, data)` pairs of an SSE text.
+    pub fn sse_events(text: &[u8]) -> Vec<(String, Value)> {
+        let mut parser = SseParser::new();
+        let mut events = parser.push(text).expect("valid SSE");
+        events.extend(parser.finish().expect("valid SSE"));
+        events
+            .into_iter()
+            .filter(|e| !e.is_empty())
+            .map(|e| {
+                let data = e.data.expect("every event has data");
+                (
+                    e.event.unwrap_or_default(),
+                    serde_json::from_str(&data).expect("JSON data"),
+                )
+            })
+            .collect()
+    }
+
+    /// Asserts that `events`, written as SSE and read back, are the fixture's events, one by one.
+    pub fn assert_events(events: &[Event], expected: &'static [u8]) {
+        let got = sse_events(&super::to_sse(events));
+        let want = sse_events(fixture(expected).as_bytes());
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g, w, "event {i} differs");
+        }
+        assert_eq!(got.len(), want.len(), "number of events");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn frames_events_as_sse() {
+        let e = Event::new("ping", json!({"text": "a\nb"}));
+        assert_eq!(
+            e.to_sse(),
+            b"event: ping\ndata: {\"text\":\"a\\nb\"}\n\n".to_vec()
+        );
+        assert_eq!(to_sse(&[e.clone(), e.clone()]).len(), 2 * e.to_sse().len());
+    }
+
+    #[test]
+    fn helpers() {
+        let mut m = Map::new();
+        assert_eq!(reasoning_of(&m), None);
+        m.insert("reasoning".into(), "r".into());
+        assert_eq!(reasoning_of(&m), Some("r"));
+        m.insert("reasoning_content".into(), "rc".into());
+        assert_eq!(reasoning_of(&m), Some("rc"));
+        assert_eq!(unknown_key(&m, &["reasoning"]), Some("reasoning_content"));
+        assert_eq!(unknown_key(&m, &["reasoning", "reasoning_content"]), None);
+        let url = data_url("image/png", "AAA=");
+        assert_eq!(split_data_url(&url), Some(("image/png", "AAA=")));
+        assert_eq!(split_data_url("https://x/y.png"), None);
+    }
+}
