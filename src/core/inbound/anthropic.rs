@@ -68,7 +68,7 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::{data_url, reasoning_of, split_data_url, unknown_key, Event, StreamEnd};
+use super::{data_url, reasoning_of, unknown_key, Event, StreamEnd};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::openai::{
     ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ChatMessage, ContentPart,
@@ -250,7 +250,12 @@ fn decode(body: &[u8], needs_max_tokens: bool) -> Result<MessagesRequest, Gatewa
     }
     match map.get("messages") {
         Some(Value::Array(a)) if !a.is_empty() => {}
-        Some(Value::Array(_)) => return Err(bad("messages", "messages: at least one message is required.")),
+        Some(Value::Array(_)) => {
+            return Err(bad(
+                "messages",
+                "messages: at least one message is required.",
+            ))
+        }
         _ => return Err(bad("messages", "messages: Field required (an array).")),
     }
     match map.get("max_tokens") {
@@ -259,12 +264,7 @@ fn decode(body: &[u8], needs_max_tokens: bool) -> Result<MessagesRequest, Gatewa
         }
         None | Some(Value::Null) => {}
         Some(v) if v.as_u64().is_some_and(|n| n >= 1) => {}
-        Some(_) => {
-            return Err(bad(
-                "max_tokens",
-                "max_tokens: must be a positive integer.",
-            ))
-        }
+        Some(_) => return Err(bad("max_tokens", "max_tokens: must be a positive integer.")),
     }
     let req: MessagesRequest = serde_json::from_value(value)
         .map_err(|e| GatewayError::invalid_request(format!("Invalid request: {e}")))?;
@@ -469,12 +469,15 @@ impl Builder {
                                         text.push_str(t);
                                     }
                                     Block::Known(
-                                        k @ (KnownBlock::Image { .. } | KnownBlock::Document { .. }),
+                                        k
+                                        @ (KnownBlock::Image { .. } | KnownBlock::Document { .. }),
                                     ) => parts.extend(user_block_parts(k, &q)?),
                                     Block::Other(v)
                                         if v.get("type").and_then(Value::as_str)
                                             == Some("tool_reference") => {}
-                                    other => return Err(unsupported_block(other, &q, "tool result")),
+                                    other => {
+                                        return Err(unsupported_block(other, &q, "tool result"))
+                                    }
                                 }
                             }
                         }
@@ -522,7 +525,8 @@ impl Builder {
                     },
                 }),
                 // Only Anthropic can check a thinking signature: thinking stays behind.
-                Block::Known(KnownBlock::Thinking { .. } | KnownBlock::RedactedThinking { .. }) => {}
+                Block::Known(KnownBlock::Thinking { .. } | KnownBlock::RedactedThinking { .. }) => {
+                }
                 other => {
                     return Err(unsupported_block(
                         other,
@@ -570,15 +574,18 @@ fn chat_tool(tool: &Value, i: usize) -> Result<Tool, GatewayError> {
     };
     match t.get("type").and_then(Value::as_str) {
         None | Some("custom") => {}
-        Some(other) => {
-            return Err(bad(
-                &format!("{param}.type"),
-                format!("Server tools (`{other}`) cannot be translated for this model: only custom tools."),
-            ))
-        }
+        Some(other) => return Err(bad(
+            &format!("{param}.type"),
+            format!(
+                "Server tools (`{other}`) cannot be translated for this model: only custom tools."
+            ),
+        )),
     }
     if let Some(k) = unknown_key(t, TOOL_FIELDS) {
-        return Err(bad(&format!("{param}.{k}"), format!("Unknown tool field `{k}`.")));
+        return Err(bad(
+            &format!("{param}.{k}"),
+            format!("Unknown tool field `{k}`."),
+        ));
     }
     let Some(name) = t.get("name").and_then(Value::as_str) else {
         return Err(bad(&format!("{param}.name"), "A tool needs a `name`."));
@@ -617,7 +624,12 @@ fn chat_tool_choice(choice: &Value) -> Result<(Value, bool), GatewayError> {
         Some("none") => json!("none"),
         Some("tool") => match choice.get("name").and_then(Value::as_str) {
             Some(name) => json!({"type": "function", "function": {"name": name}}),
-            None => return Err(bad("tool_choice.name", "tool_choice of type `tool` needs a `name`.")),
+            None => {
+                return Err(bad(
+                    "tool_choice.name",
+                    "tool_choice of type `tool` needs a `name`.",
+                ))
+            }
         },
         _ => {
             return Err(bad(
@@ -712,7 +724,10 @@ impl MessagesRequest {
             }
         }
         if let Some(f) = self.extra.get("output_format").filter(|v| !v.is_null()) {
-            extra.insert("response_format".into(), response_format(f, "output_format")?);
+            extra.insert(
+                "response_format".into(),
+                response_format(f, "output_format")?,
+            );
         }
         if let Some(f) = self
             .extra
@@ -834,8 +849,10 @@ pub fn encode_message(resp: &ChatCompletionResponse, meta: &MessageMeta) -> Valu
         }
         for call in m.tool_calls.iter().flatten() {
             calls_tools = true;
-            content.push(json!({"type": "tool_use", "id": call.id, "name": call.function.name,
-                "input": tool_input(&call.function.arguments)}));
+            content.push(
+                json!({"type": "tool_use", "id": call.id, "name": call.function.name,
+                "input": tool_input(&call.function.arguments)}),
+            );
         }
     }
     let finish = choice.and_then(|c| c.finish_reason.as_deref());
@@ -924,7 +941,11 @@ impl AnthropicStream {
     }
 
     fn open(&self) -> Option<BlockKind> {
-        (!self.closed).then(|| self.blocks.last().copied()).flatten()
+        if self.closed {
+            None
+        } else {
+            self.blocks.last().copied()
+        }
     }
 
     fn close(&mut self, out: &mut Vec<Event>) {
@@ -979,7 +1000,11 @@ impl AnthropicStream {
                 json!({"type": "thinking", "thinking": "", "signature": ""}),
                 &mut out,
             );
-            Self::delta(&mut out, i, json!({"type": "thinking_delta", "thinking": r}));
+            Self::delta(
+                &mut out,
+                i,
+                json!({"type": "thinking_delta", "thinking": r}),
+            );
         }
         for signature in signatures(&d.extra) {
             if self.open() == Some(BlockKind::Thinking) {
@@ -1066,10 +1091,7 @@ impl AnthropicStream {
                 "delta": {"stop_reason": reason, "stop_sequence": null},
                 "usage": usage_json(&usage)}),
         ));
-        out.push(Event::new(
-            "message_stop",
-            json!({"type": "message_stop"}),
-        ));
+        out.push(Event::new("message_stop", json!({"type": "message_stop"})));
         out
     }
 }
@@ -1118,7 +1140,10 @@ mod tests {
             &blocks[0],
             Block::Known(KnownBlock::Thinking { signature, .. }) if signature.starts_with("EqQBCgIYAh")
         ));
-        assert!(matches!(&blocks[1], Block::Known(KnownBlock::RedactedThinking { .. })));
+        assert!(matches!(
+            &blocks[1],
+            Block::Known(KnownBlock::RedactedThinking { .. })
+        ));
     }
 
     #[test]
@@ -1152,8 +1177,14 @@ mod tests {
                 {"type":"text","text":"compare"}]}]}"#,
         );
         let m = serde_json::to_value(req.to_chat().unwrap().messages).unwrap();
-        assert_eq!(m[0]["tool_calls"][0]["function"]["arguments"], "{\"p\":\"a.png\"}");
-        assert_eq!(m[1], json!({"role":"tool","tool_call_id":"t1","content":"read it"}));
+        assert_eq!(
+            m[0]["tool_calls"][0]["function"]["arguments"],
+            "{\"p\":\"a.png\"}"
+        );
+        assert_eq!(
+            m[1],
+            json!({"role":"tool","tool_call_id":"t1","content":"read it"})
+        );
         assert_eq!(
             m[2]["content"],
             json!([
@@ -1170,11 +1201,7 @@ mod tests {
     fn tool_choice_and_structured_output() {
         let base = r#""model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}],
             "tools":[{"name":"f","input_schema":{"type":"object"}}]"#;
-        let chat = |extra: &str| {
-            decode_ok(&format!("{{{base}{extra}}}"))
-                .to_chat()
-                .unwrap()
-        };
+        let chat = |extra: &str| decode_ok(&format!("{{{base}{extra}}}")).to_chat().unwrap();
         let c = chat(r#","tool_choice":{"type":"any","disable_parallel_tool_use":true}"#);
         assert_eq!(c.extra["tool_choice"], "required");
         assert_eq!(c.extra["parallel_tool_calls"], false);
@@ -1184,8 +1211,13 @@ mod tests {
             json!({"type":"function","function":{"name":"f"}})
         );
         assert!(!c.extra.contains_key("parallel_tool_calls"));
-        assert_eq!(chat(r#","tool_choice":{"type":"none"}"#).extra["tool_choice"], "none");
-        let c = chat(r#","output_config":{"effort":"low","format":{"type":"json_schema","schema":{"type":"object"}}}"#);
+        assert_eq!(
+            chat(r#","tool_choice":{"type":"none"}"#).extra["tool_choice"],
+            "none"
+        );
+        let c = chat(
+            r#","output_config":{"effort":"low","format":{"type":"json_schema","schema":{"type":"object"}}}"#,
+        );
         assert_eq!(
             c.extra["response_format"],
             json!({"type":"json_schema","json_schema":{"name":"output","schema":{"type":"object"},"strict":true}})
@@ -1196,22 +1228,37 @@ mod tests {
     #[test]
     fn rejects_with_the_field_named_in_anthropics_shape() {
         let decode_cases = [
-            (r#"{"max_tokens":1,"messages":[{"role":"user","content":"x"}]}"#, "model"),
+            (
+                r#"{"max_tokens":1,"messages":[{"role":"user","content":"x"}]}"#,
+                "model",
+            ),
             (r#"{"model":"m","max_tokens":1}"#, "messages"),
             (r#"{"model":"m","max_tokens":1,"messages":[]}"#, "messages"),
-            (r#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#, "max_tokens"),
-            (r#"{"model":"m","max_tokens":0,"messages":[{"role":"user","content":"x"}]}"#, "max_tokens"),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#,
+                "max_tokens",
+            ),
+            (
+                r#"{"model":"m","max_tokens":0,"messages":[{"role":"user","content":"x"}]}"#,
+                "max_tokens",
+            ),
         ];
         for (body, param) in decode_cases {
             let e = decode_request(body.as_bytes()).unwrap_err();
-            assert_eq!((e.status(), e.param.as_deref()), (400, Some(param)), "{body}");
+            assert_eq!(
+                (e.status(), e.param.as_deref()),
+                (400, Some(param)),
+                "{body}"
+            );
             let v: Value = serde_json::from_str(&error_body(&e)).unwrap();
             assert_eq!(v["type"], "error");
             assert_eq!(v["error"]["type"], "invalid_request_error");
             assert!(v["error"]["message"].as_str().unwrap().contains(param));
         }
-        let e = decode_request(br#"{"model":"m","max_tokens":1,"messages":[{"role":"system","content":"x"}]}"#)
-            .unwrap_err();
+        let e = decode_request(
+            br#"{"model":"m","max_tokens":1,"messages":[{"role":"system","content":"x"}]}"#,
+        )
+        .unwrap_err();
         assert!(e.message.contains("system"), "{}", e.message);
         let e = decode_request(br#"{"model":"m","max_tokens":1,"messages":[{"role":"user","content":[{"type":"thinking","thinking":"x"}]}]}"#)
             .unwrap_err();
@@ -1250,7 +1297,12 @@ mod tests {
         ];
         for (body, param) in translate_cases {
             let e = decode_ok(&body).to_chat().unwrap_err();
-            assert_eq!((e.status(), e.param.as_deref()), (400, Some(param)), "{body}: {}", e.message);
+            assert_eq!(
+                (e.status(), e.param.as_deref()),
+                (400, Some(param)),
+                "{body}: {}",
+                e.message
+            );
             let v: Value = serde_json::from_str(&error_body(&e)).unwrap();
             assert_eq!(v["error"]["type"], "invalid_request_error");
         }
@@ -1275,7 +1327,11 @@ mod tests {
             (ErrorKind::NotFound, 404, "not_found_error"),
             (ErrorKind::PayloadTooLarge, 413, "request_too_large"),
             (ErrorKind::UpstreamRateLimited, 429, "rate_limit_error"),
-            (ErrorKind::UpstreamRejected(422), 422, "invalid_request_error"),
+            (
+                ErrorKind::UpstreamRejected(422),
+                422,
+                "invalid_request_error",
+            ),
             (ErrorKind::UpstreamRejected(413), 413, "request_too_large"),
             (ErrorKind::Internal, 500, "api_error"),
             (ErrorKind::UpstreamFailed, 502, "api_error"),
@@ -1400,16 +1456,14 @@ mod tests {
     #[test]
     fn usage_splits_cache_reads_from_input() {
         let mut u = Usage::new(100, 7);
-        u.prompt_tokens_details = Some(crate::core::openai::PromptTokensDetails {
-            cached_tokens: 60,
-        });
+        u.prompt_tokens_details =
+            Some(crate::core::openai::PromptTokensDetails { cached_tokens: 60 });
         assert_eq!(
             usage_json(&u),
             json!({"input_tokens":40,"cache_creation_input_tokens":0,"cache_read_input_tokens":60,"output_tokens":7})
         );
-        u.prompt_tokens_details = Some(crate::core::openai::PromptTokensDetails {
-            cached_tokens: 200,
-        });
+        u.prompt_tokens_details =
+            Some(crate::core::openai::PromptTokensDetails { cached_tokens: 200 });
         assert_eq!(usage_json(&u)["input_tokens"], 0);
     }
 }

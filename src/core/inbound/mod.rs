@@ -30,9 +30,9 @@ pub mod responses;
 
 use serde_json::{Map, Value};
 
+use crate::core::error::GatewayError;
 #[cfg(doc)]
 use crate::core::openai::{ChatCompletionRequest, ChatCompletionResponse};
-use crate::core::error::GatewayError;
 
 /// One server-sent event of an inbound API's stream: its `event:` name and its JSON `data`.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,13 +88,6 @@ pub(crate) fn unknown_key<'a>(object: &'a Map<String, Value>, known: &[&str]) ->
 /// The `data:` URL of base64 data.
 pub(crate) fn data_url(media_type: &str, data: &str) -> String {
     format!("data:{media_type};base64,{data}")
-}
-
-/// Splits a base64 `data:` URL into media type and data.
-pub(crate) fn split_data_url(url: &str) -> Option<(&str, &str)> {
-    let (meta, data) = url.strip_prefix("data:")?.split_once(',')?;
-    let media_type = meta.strip_suffix(";base64")?;
-    Some((media_type, data))
 }
 
 #[cfg(test)]
@@ -178,8 +171,6 @@ mod tests {
         assert_eq!(reasoning_of(&m), Some("rc"));
         assert_eq!(unknown_key(&m, &["reasoning"]), Some("reasoning_content"));
         assert_eq!(unknown_key(&m, &["reasoning", "reasoning_content"]), None);
-        let url = data_url("image/png", "AAA=");
-        assert_eq!(split_data_url(&url), Some(("image/png", "AAA=")));
-        assert_eq!(split_data_url("https://x/y.png"), None);
+        assert_eq!(data_url("image/png", "AAA="), "data:image/png;base64,AAA=");
     }
 }

@@ -195,7 +195,12 @@ pub fn decode_request(body: &[u8]) -> Result<ResponsesRequest, GatewayError> {
         Some(Value::Array(_)) => {
             return Err(bad("input", "`input` must contain at least one item."))
         }
-        Some(_) => return Err(bad("input", "`input` must be a string or an array of items.")),
+        Some(_) => {
+            return Err(bad(
+                "input",
+                "`input` must be a string or an array of items.",
+            ))
+        }
     }
 
     let mut extra = Map::new();
@@ -209,7 +214,10 @@ pub fn decode_request(body: &[u8]) -> Result<ResponsesRequest, GatewayError> {
         .enumerate()
         .map(|(i, t)| function_tool(t, i))
         .collect::<Result<Vec<_>, _>>()?;
-    let tool_choice = map.get("tool_choice").cloned().unwrap_or_else(|| json!("auto"));
+    let tool_choice = map
+        .get("tool_choice")
+        .cloned()
+        .unwrap_or_else(|| json!("auto"));
     if map.contains_key("tool_choice") {
         extra.insert("tool_choice".into(), chat_tool_choice(&tool_choice)?);
     }
@@ -237,7 +245,12 @@ pub fn decode_request(body: &[u8]) -> Result<ResponsesRequest, GatewayError> {
             Some(Value::String(e)) => {
                 extra.insert("reasoning_effort".into(), e.clone().into());
             }
-            Some(_) => return Err(bad("reasoning.effort", "`reasoning.effort` must be a string.")),
+            Some(_) => {
+                return Err(bad(
+                    "reasoning.effort",
+                    "`reasoning.effort` must be a string.",
+                ))
+            }
         },
         _ => return Err(bad("reasoning", "`reasoning` must be an object.")),
     }
@@ -305,10 +318,17 @@ fn bool_field(map: &Map<String, Value>, name: &str) -> Result<Option<bool>, Gate
     }
 }
 
-fn str_of<'a>(item: &'a Map<String, Value>, key: &str, param: &str) -> Result<&'a str, GatewayError> {
-    item.get(key)
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad(&format!("{param}.{key}"), format!("`{key}` must be a string.")))
+fn str_of<'a>(
+    item: &'a Map<String, Value>,
+    key: &str,
+    param: &str,
+) -> Result<&'a str, GatewayError> {
+    item.get(key).and_then(Value::as_str).ok_or_else(|| {
+        bad(
+            &format!("{param}.{key}"),
+            format!("`{key}` must be a string."),
+        )
+    })
 }
 
 /// Appends the chat messages of the `input` items.
@@ -368,9 +388,10 @@ fn input_items(items: &[Value], out: &mut Vec<ChatMessage>) -> Result<(), Gatewa
                         let mut text = String::new();
                         for (j, part) in parts.iter().enumerate() {
                             let p = content_part(part, &format!("{param}.output[{j}]"))?;
-                            match (p.kind.as_str(), &p.text) {
-                                ("text", Some(t)) => text.push_str(t),
-                                _ => pending.push(p),
+                            if p.kind == "text" {
+                                text.push_str(p.text.as_deref().unwrap_or_default());
+                            } else {
+                                pending.push(p);
                             }
                         }
                         text
@@ -516,8 +537,7 @@ fn input_message(item: &Map<String, Value>, param: &str) -> Result<ChatMessage, 
             } else {
                 // Assistant and system text as a plain string: every chat server takes it.
                 let text: String = chat_parts.into_iter().filter_map(|p| p.text).collect();
-                (!text.is_empty() || message.extra.is_empty())
-                    .then_some(MessageContent::Text(text))
+                (!text.is_empty() || message.extra.is_empty()).then_some(MessageContent::Text(text))
             };
         }
         _ => {
@@ -781,7 +801,11 @@ pub fn encode_response(
             content.push(refusal_part(r));
         }
         if !content.is_empty() {
-            output.push(message_item(item_id("msg", meta, output.len()), item_status, content));
+            output.push(message_item(
+                item_id("msg", meta, output.len()),
+                item_status,
+                content,
+            ));
         }
         for call in m.tool_calls.iter().flatten() {
             output.push(call_item(
@@ -948,7 +972,13 @@ impl ResponsesStream {
             ItemKind::Message(parts) => {
                 let content = parts
                     .iter()
-                    .map(|(refusal, t)| if *refusal { refusal_part(t) } else { text_part(t) })
+                    .map(|(refusal, t)| {
+                        if *refusal {
+                            refusal_part(t)
+                        } else {
+                            text_part(t)
+                        }
+                    })
                     .collect();
                 message_item(item.id.clone(), status, content)
             }
@@ -1272,7 +1302,10 @@ mod tests {
                 "schema":{"type":"object","properties":{"x":{"type":"number"}}}}})
         );
         let r = decode(r#"{"model":"m","input":"x","text":{"format":{"type":"json_object"}}}"#);
-        assert_eq!(r.chat.extra["response_format"], json!({"type":"json_object"}));
+        assert_eq!(
+            r.chat.extra["response_format"],
+            json!({"type":"json_object"})
+        );
     }
 
     #[test]
@@ -1282,8 +1315,17 @@ mod tests {
             "truncation":"auto","metadata":{"a":"b"},"stream_options":{"include_obfuscation":false},
             "previous_response_id":null,"background":false}"#,
         );
-        for k in ["store", "include", "truncation", "metadata", "stream_options"] {
-            assert!(!r.chat.extra.contains_key(k), "{k} must not reach the provider");
+        for k in [
+            "store",
+            "include",
+            "truncation",
+            "metadata",
+            "stream_options",
+        ] {
+            assert!(
+                !r.chat.extra.contains_key(k),
+                "{k} must not reach the provider"
+            );
         }
     }
 
@@ -1294,18 +1336,51 @@ mod tests {
             (r#"{"model":"m"}"#, "input"),
             (r#"{"model":"m","input":[]}"#, "input"),
             (r#"{"model":"m","input":7}"#, "input"),
-            (r#"{"model":"m","input":"x","previous_response_id":"resp_1"}"#, "previous_response_id"),
-            (r#"{"model":"m","input":"x","conversation":"conv_1"}"#, "conversation"),
-            (r#"{"model":"m","input":"x","background":true}"#, "background"),
+            (
+                r#"{"model":"m","input":"x","previous_response_id":"resp_1"}"#,
+                "previous_response_id",
+            ),
+            (
+                r#"{"model":"m","input":"x","conversation":"conv_1"}"#,
+                "conversation",
+            ),
+            (
+                r#"{"model":"m","input":"x","background":true}"#,
+                "background",
+            ),
             (r#"{"model":"m","input":"x","frobnicate":1}"#, "frobnicate"),
-            (r#"{"model":"m","input":"x","tools":[{"type":"web_search"}]}"#, "tools[0].type"),
-            (r#"{"model":"m","input":"x","tools":[{"type":"function"}]}"#, "tools[0].name"),
-            (r#"{"model":"m","input":"x","tool_choice":{"type":"web_search"}}"#, "tool_choice"),
-            (r#"{"model":"m","input":"x","max_output_tokens":0}"#, "max_output_tokens"),
-            (r#"{"model":"m","input":"x","text":{"format":{"type":"json_schema"}}}"#, "text.format"),
-            (r#"{"model":"m","input":[{"type":"item_reference","id":"msg_1"}]}"#, "input[0]"),
-            (r#"{"model":"m","input":[{"type":"web_search_call","id":"ws"}]}"#, "input[0].type"),
-            (r#"{"model":"m","input":[{"role":"wizard","content":"x"}]}"#, "input[0].role"),
+            (
+                r#"{"model":"m","input":"x","tools":[{"type":"web_search"}]}"#,
+                "tools[0].type",
+            ),
+            (
+                r#"{"model":"m","input":"x","tools":[{"type":"function"}]}"#,
+                "tools[0].name",
+            ),
+            (
+                r#"{"model":"m","input":"x","tool_choice":{"type":"web_search"}}"#,
+                "tool_choice",
+            ),
+            (
+                r#"{"model":"m","input":"x","max_output_tokens":0}"#,
+                "max_output_tokens",
+            ),
+            (
+                r#"{"model":"m","input":"x","text":{"format":{"type":"json_schema"}}}"#,
+                "text.format",
+            ),
+            (
+                r#"{"model":"m","input":[{"type":"item_reference","id":"msg_1"}]}"#,
+                "input[0]",
+            ),
+            (
+                r#"{"model":"m","input":[{"type":"web_search_call","id":"ws"}]}"#,
+                "input[0].type",
+            ),
+            (
+                r#"{"model":"m","input":[{"role":"wizard","content":"x"}]}"#,
+                "input[0].role",
+            ),
             (
                 r#"{"model":"m","input":[{"role":"user","content":[{"type":"input_image","file_id":"f"}]}]}"#,
                 "input[0].content[0].image_url",
@@ -1365,7 +1440,10 @@ mod tests {
         resp.choices[0].finish_reason = Some("content_filter".into());
         let got = encode_response(&resp, &meta(), &params());
         assert_eq!(got["incomplete_details"]["reason"], "content_filter");
-        resp.choices[0].message.extra.insert("reasoning_content".into(), "hmm".into());
+        resp.choices[0]
+            .message
+            .extra
+            .insert("reasoning_content".into(), "hmm".into());
         resp.choices[0].message.content = None;
         resp.choices[0].message.refusal = Some("no".into());
         resp.choices[0].message.tool_calls = None;
@@ -1373,10 +1451,17 @@ mod tests {
         assert_eq!(got["output"][0]["type"], "reasoning");
         assert_eq!(got["output"][0]["content"][0]["text"], "hmm");
         assert_eq!(got["output"][1]["id"], "msg_01jtest_1");
-        assert_eq!(got["output"][1]["content"], json!([{"type":"refusal","refusal":"no"}]));
+        assert_eq!(
+            got["output"][1]["content"],
+            json!([{"type":"refusal","refusal":"no"}])
+        );
     }
 
-    fn run(stream: &mut ResponsesStream, chunks: &[ChatCompletionChunk], end: StreamEnd) -> Vec<Event> {
+    fn run(
+        stream: &mut ResponsesStream,
+        chunks: &[ChatCompletionChunk],
+        end: StreamEnd,
+    ) -> Vec<Event> {
         let mut events = stream.start();
         for c in chunks {
             events.extend(stream.push(c));
@@ -1459,7 +1544,14 @@ mod tests {
         let rate = GatewayError::new(ErrorKind::UpstreamRateLimited, "slow down");
         let events = s.finish(StreamEnd::Failed(rate), None);
         let names: Vec<_> = events.iter().map(|e| e.name).collect();
-        assert_eq!(names, ["response.created", "response.in_progress", "response.failed"]);
+        assert_eq!(
+            names,
+            [
+                "response.created",
+                "response.in_progress",
+                "response.failed"
+            ]
+        );
         assert_eq!(
             events[2].data["response"]["error"]["code"],
             "rate_limit_exceeded"
