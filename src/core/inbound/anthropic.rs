@@ -536,6 +536,10 @@ impl Builder {
                 }
             }
         }
+        if text.is_empty() && calls.is_empty() {
+            // Nothing but thinking: an empty assistant turn is one chat servers reject.
+            return Ok(());
+        }
         let mut m = ChatMessage::text(Role::Assistant, text);
         if !calls.is_empty() {
             if m.text_content().is_empty() {
@@ -574,12 +578,14 @@ fn chat_tool(tool: &Value, i: usize) -> Result<Tool, GatewayError> {
     };
     match t.get("type").and_then(Value::as_str) {
         None | Some("custom") => {}
-        Some(other) => return Err(bad(
-            &format!("{param}.type"),
-            format!(
+        Some(other) => {
+            return Err(bad(
+                &format!("{param}.type"),
+                format!(
                 "Server tools (`{other}`) cannot be translated for this model: only custom tools."
             ),
-        )),
+            ))
+        }
     }
     if let Some(k) = unknown_key(t, TOOL_FIELDS) {
         return Err(bad(
@@ -660,6 +666,15 @@ impl MessagesRequest {
     /// Whether the client asked for a stream.
     pub fn is_stream(&self) -> bool {
         self.stream.unwrap_or(false)
+    }
+
+    /// The body for a native `anthropic` provider: the client's request with `model` replaced
+    /// by the route's upstream model, everything else (thinking signatures, `cache_control`,
+    /// betas' fields) as the client sent it.
+    pub fn to_native(&self, upstream_model: &str) -> Value {
+        let mut body = serde_json::to_value(self).unwrap_or(Value::Null);
+        body["model"] = upstream_model.into();
+        body
     }
 
     /// The request as chat completions, for providers that are not Anthropic. Errors are 400s
@@ -1144,6 +1159,79 @@ mod tests {
             &blocks[1],
             Block::Known(KnownBlock::RedactedThinking { .. })
         ));
+    }
+
+    #[test]
+    fn native_body_keeps_unknown_blocks_and_fields_and_swaps_the_model() {
+        let body = json!({"model": "claude-x", "max_tokens": 9, "betas": ["b1"],
+            "messages": [{"role": "user", "content": "q"},
+              {"role": "assistant", "content": [
+                {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "x"}},
+                {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []},
+                {"type": "text", "text": "found", "citations": [{"type": "web_search_result_location", "url": "u"}]}]}]});
+        let req = decode_ok(&body.to_string());
+        let mut expected = body.clone();
+        expected["model"] = "claude-sonnet-4-5-20250929".into();
+        assert_eq!(req.to_native("claude-sonnet-4-5-20250929"), expected);
+        // Translation refuses the server tool blocks it cannot express.
+        let e = req.to_chat().unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[1].content[0]"));
+        assert!(e.message.contains("server_tool_use"), "{}", e.message);
+    }
+
+    #[test]
+    fn tool_use_round_trips_through_a_translated_turn() {
+        // Turn 1: the client's request goes to a chat provider, which calls a tool.
+        let first = decode_ok(
+            r#"{"model":"m","max_tokens":100,"messages":[{"role":"user","content":"Weather in SF?"}],
+            "tools":[{"name":"get_weather","input_schema":{"type":"object"}}]}"#,
+        );
+        assert_eq!(first.to_chat().unwrap().tools.unwrap()[0].kind, "function");
+        let resp: ChatCompletionResponse = serde_json::from_str(fixture(include_bytes!(
+            "../../../tests/fixtures/messages/chat_response_tools.json"
+        )))
+        .unwrap();
+        let message = encode_message(&resp, &meta());
+        // Turn 2: the client sends the assistant message back with the tool's result.
+        let second = json!({"model": "m", "max_tokens": 100, "messages": [
+            {"role": "user", "content": "Weather in SF?"},
+            {"role": "assistant", "content": message["content"]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_w1",
+                "content": [{"type": "text", "text": "15 degrees"}]}]}]});
+        let chat = decode_ok(&second.to_string()).to_chat().unwrap();
+        let original = &resp.choices[0].message;
+        let assistant = &chat.messages[1];
+        assert_eq!(assistant.role, Role::Assistant);
+        assert_eq!(assistant.text_content(), original.content.clone().unwrap());
+        let (sent, back) = (
+            &original.tool_calls.as_ref().unwrap()[0],
+            &assistant.tool_calls.as_ref().unwrap()[0],
+        );
+        assert_eq!(
+            (&back.id, &back.function.name),
+            (&sent.id, &sent.function.name)
+        );
+        let args = |s: &str| serde_json::from_str::<Value>(s).unwrap();
+        assert_eq!(
+            args(&back.function.arguments),
+            args(&sent.function.arguments)
+        );
+        assert_eq!(chat.messages[2].tool_call_id.as_deref(), Some("call_w1"));
+        assert_eq!(chat.messages[2].text_content(), "15 degrees");
+        assert_eq!(chat.messages.len(), 3);
+    }
+
+    #[test]
+    fn an_assistant_turn_of_only_thinking_is_left_out() {
+        let chat = decode_ok(
+            r#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"a"},
+            {"role":"assistant","content":[{"type":"thinking","thinking":"t","signature":"s"}]},
+            {"role":"user","content":"b"}]}"#,
+        )
+        .to_chat()
+        .unwrap();
+        let roles: Vec<_> = chat.messages.iter().map(|m| m.role).collect();
+        assert_eq!(roles, [Role::User, Role::User]);
     }
 
     #[test]

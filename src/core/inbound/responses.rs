@@ -17,11 +17,13 @@
 //!   tools (`strict` kept); `tool_choice` `auto`/`none`/`required`/`{type:function,name}`;
 //!   `max_output_tokens` → `max_completion_tokens`; `reasoning.effort` → `reasoning_effort`;
 //!   `text.format` `json_schema`/`json_object` → `response_format`; `text.verbosity` →
-//!   `verbosity`; `temperature`, `top_p`, `parallel_tool_calls`, `user`, `safety_identifier`,
-//!   `prompt_cache_key`, `service_tier` carry over; a stream asks for usage.
+//!   `verbosity`; `temperature`, `top_p`, `parallel_tool_calls`, `user` carry over; a stream
+//!   asks for usage.
 //! * Accepted and dropped: `store` (Tollgate stores no response: every response says
 //!   `store: false`), `metadata` (echoed, not sent upstream), `include`, `truncation`,
-//!   `stream_options`, `reasoning.summary`.
+//!   `stream_options`, `reasoning.summary`, and OpenAI's routing hints `prompt_cache_key`,
+//!   `safety_identifier`, `service_tier` (translation serves providers that are not OpenAI, and
+//!   strict OpenAI-compatible servers reject fields they do not know).
 //! * A 400 that names the field: `previous_response_id`, `conversation` and `item_reference`
 //!   items (they need stored responses), `background: true`, `prompt`, `max_tool_calls`,
 //!   `top_logprobs`, non-function tools, file ids and URLs, unknown fields and item types.
@@ -259,14 +261,7 @@ pub fn decode_request(body: &[u8]) -> Result<ResponsesRequest, GatewayError> {
         .cloned()
         .unwrap_or_else(|| json!({"format": {"type": "text"}}));
     text_config(&text, &mut extra)?;
-    for name in [
-        "temperature",
-        "top_p",
-        "user",
-        "safety_identifier",
-        "prompt_cache_key",
-        "service_tier",
-    ] {
+    for name in ["temperature", "top_p", "user"] {
         if let Some(v) = map.get(name) {
             extra.insert(name.into(), v.clone());
         }
@@ -1313,6 +1308,7 @@ mod tests {
         let r = decode(
             r#"{"model":"m","input":"x","store":true,"include":["reasoning.encrypted_content"],
             "truncation":"auto","metadata":{"a":"b"},"stream_options":{"include_obfuscation":false},
+            "prompt_cache_key":"k","safety_identifier":"s","service_tier":"auto",
             "previous_response_id":null,"background":false}"#,
         );
         for k in [
@@ -1321,6 +1317,9 @@ mod tests {
             "truncation",
             "metadata",
             "stream_options",
+            "prompt_cache_key",
+            "safety_identifier",
+            "service_tier",
         ] {
             assert!(
                 !r.chat.extra.contains_key(k),
@@ -1425,6 +1424,34 @@ mod tests {
         )))
         .unwrap();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn function_calls_round_trip_through_a_translated_turn() {
+        let resp = chat_response(include_bytes!(
+            "../../../tests/fixtures/responses/chat_response_tools.json"
+        ));
+        let response = encode_response(&resp, &meta(), &params());
+        // The client sends the output items back with the call's output (store: false style).
+        let mut input = vec![json!({"role": "user", "content": "Weather in Paris?"})];
+        input.extend(response["output"].as_array().unwrap().iter().cloned());
+        input.push(
+            json!({"type": "function_call_output", "call_id": "call_12345xyz",
+            "output": "{\"temperature\": 15}"}),
+        );
+        let body = json!({"model": "m", "input": input});
+        let chat = decode(&body.to_string()).chat;
+        let original = &resp.choices[0].message;
+        let assistant = &chat.messages[1];
+        assert_eq!(assistant.role, Role::Assistant);
+        assert_eq!(assistant.text_content(), original.content.clone().unwrap());
+        assert_eq!(assistant.tool_calls, original.tool_calls);
+        assert_eq!(chat.messages[2].role, Role::Tool);
+        assert_eq!(
+            chat.messages[2].tool_call_id.as_deref(),
+            Some("call_12345xyz")
+        );
+        assert_eq!(chat.messages.len(), 3);
     }
 
     #[test]
