@@ -161,6 +161,86 @@ mod tests {
         assert_eq!(to_sse(&[e.clone(), e.clone()]).len(), 2 * e.to_sse().len());
     }
 
+    /// Every node of `value` replaced, one at a time, by each value of another type.
+    fn mutations(value: &Value) -> Vec<Value> {
+        let wrong = [
+            Value::Null,
+            json!(0),
+            json!(-1),
+            json!(1.5),
+            json!("x"),
+            json!(true),
+            json!([]),
+            json!({}),
+            json!([{}]),
+        ];
+        let mut out: Vec<Value> = wrong.to_vec();
+        match value {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    for m in mutations(v) {
+                        let mut copy = map.clone();
+                        copy.insert(k.clone(), m);
+                        out.push(Value::Object(copy));
+                    }
+                    let mut copy = map.clone();
+                    copy.remove(k);
+                    out.push(Value::Object(copy));
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    for m in mutations(v) {
+                        let mut copy = items.clone();
+                        copy[i] = m;
+                        out.push(Value::Array(copy));
+                    }
+                }
+            }
+            _ => {}
+        }
+        out
+    }
+
+    #[test]
+    fn no_request_body_makes_a_decoder_panic() {
+        let responses: Value = serde_json::from_str(testing::fixture(include_bytes!(
+            "../../../tests/fixtures/responses/request_items.json"
+        )))
+        .unwrap();
+        let meta = responses::ResponseMeta {
+            id: "1".into(),
+            created_at: 0,
+            model: "m".into(),
+        };
+        let mut decoded = 0;
+        for body in mutations(&responses) {
+            if let Ok(r) = responses::decode_request(body.to_string().as_bytes()) {
+                decoded += 1;
+                let mut s = responses::ResponsesStream::new(meta.clone(), r.params);
+                s.finish(StreamEnd::Completed, None);
+            }
+        }
+        assert!(decoded > 100, "only {decoded} mutations decoded");
+
+        let messages: Value = serde_json::from_str(testing::fixture(include_bytes!(
+            "../../../tests/fixtures/messages/request_claude_code.json"
+        )))
+        .unwrap();
+        let (mut decoded, mut translated) = (0, 0);
+        for body in mutations(&messages) {
+            if let Ok(r) = anthropic::decode_request(body.to_string().as_bytes()) {
+                decoded += 1;
+                assert_eq!(serde_json::to_value(&r).unwrap()["model"], body["model"]);
+                translated += usize::from(r.to_chat().is_ok());
+            }
+        }
+        assert!(
+            decoded > 100 && translated > 50,
+            "{decoded} decoded, {translated} translated"
+        );
+    }
+
     #[test]
     fn helpers() {
         let mut m = Map::new();
