@@ -801,9 +801,14 @@ fn error_json(err: &GatewayError) -> Value {
     json!({"type": "error", "error": {"type": error_type(err), "message": err.message}})
 }
 
-/// `{"type":"error","error":{"type","message"}}`, sent with [`GatewayError::status`].
-pub fn error_body(err: &GatewayError) -> String {
-    error_json(err).to_string()
+/// `{"type":"error","error":{"type","message"},"request_id"}` (the request id when the gateway
+/// has one), sent with [`GatewayError::status`].
+pub fn error_body(err: &GatewayError, request_id: Option<&str>) -> String {
+    let mut body = error_json(err);
+    if let Some(id) = request_id {
+        body["request_id"] = id.into();
+    }
+    body.to_string()
 }
 
 /// What the gateway knows of a message that the chat response does not say.
@@ -1338,7 +1343,7 @@ mod tests {
                 (400, Some(param)),
                 "{body}"
             );
-            let v: Value = serde_json::from_str(&error_body(&e)).unwrap();
+            let v: Value = serde_json::from_str(&error_body(&e, None)).unwrap();
             assert_eq!(v["type"], "error");
             assert_eq!(v["error"]["type"], "invalid_request_error");
             assert!(v["error"]["message"].as_str().unwrap().contains(param));
@@ -1391,7 +1396,7 @@ mod tests {
                 "{body}: {}",
                 e.message
             );
-            let v: Value = serde_json::from_str(&error_body(&e)).unwrap();
+            let v: Value = serde_json::from_str(&error_body(&e, None)).unwrap();
             assert_eq!(v["error"]["type"], "invalid_request_error");
         }
     }
@@ -1429,7 +1434,7 @@ mod tests {
         for (kind, status, kind_name) in cases {
             let e = GatewayError::new(kind, "boom \"x\"");
             assert_eq!(e.status(), status);
-            let v: Value = serde_json::from_str(&error_body(&e)).unwrap();
+            let v: Value = serde_json::from_str(&error_body(&e, None)).unwrap();
             assert_eq!(
                 v,
                 json!({"type":"error","error":{"type":kind_name,"message":"boom \"x\""}})
@@ -1446,6 +1451,21 @@ mod tests {
         let got = encode_message(&resp, &meta());
         let want: Value = serde_json::from_str(fixture(include_bytes!(
             "../../../tests/fixtures/messages/message_tools.json"
+        )))
+        .unwrap();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn error_body_follows_the_documented_shape() {
+        let e = GatewayError::new(
+            ErrorKind::NotFound,
+            "The requested resource could not be found.",
+        );
+        let got: Value =
+            serde_json::from_str(&error_body(&e, Some("req_011CSHoEeqs5C35K2UUqR7Fy"))).unwrap();
+        let want: Value = serde_json::from_str(fixture(include_bytes!(
+            "../../../tests/fixtures/messages/error_not_found.json"
         )))
         .unwrap();
         assert_eq!(got, want);
