@@ -897,7 +897,8 @@ pub fn ping() -> Event {
 enum BlockKind {
     Thinking,
     Text,
-    ToolUse(u32),
+    /// The n-th tool call of the stream (see `calls`).
+    ToolUse(usize),
 }
 
 /// Turns the chat chunks of one stream into Anthropic's event sequence.
@@ -913,6 +914,8 @@ pub struct AnthropicStream {
     finished: bool,
     /// The blocks so far; the last is open unless `closed`.
     blocks: Vec<BlockKind>,
+    /// The tool calls so far: chat index and `tool_use` id.
+    calls: Vec<(u32, String)>,
     closed: bool,
     finish_reason: Option<String>,
     usage: Option<Usage>,
@@ -928,6 +931,7 @@ impl AnthropicStream {
             started: false,
             finished: false,
             blocks: Vec::new(),
+            calls: Vec::new(),
             closed: true,
             finish_reason: None,
             usage: None,
@@ -1049,20 +1053,30 @@ impl AnthropicStream {
             Self::delta(&mut out, i, json!({"type": "text_delta", "text": t}));
         }
         for call in d.tool_calls.iter().flatten() {
-            let kind = BlockKind::ToolUse(call.index);
             let f = call.function.as_ref();
-            if !self.blocks.contains(&kind) {
-                let id = call
-                    .id
-                    .clone()
-                    .unwrap_or_else(|| format!("toolu_{}_{}", self.meta.id, call.index));
-                let name = f.and_then(|f| f.name.clone()).unwrap_or_default();
-                self.ensure(
-                    kind,
-                    json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
-                    &mut out,
-                );
-            }
+            // The call this delta continues: the last one of its chat index, unless the delta
+            // names another call id (some OpenAI-compatible servers give every call index 0).
+            let known = self.calls.iter().rposition(|(index, id)| {
+                *index == call.index && call.id.as_ref().is_none_or(|new| new == id)
+            });
+            let kind = match known {
+                Some(n) => BlockKind::ToolUse(n),
+                None => {
+                    let id = call
+                        .id
+                        .clone()
+                        .unwrap_or_else(|| format!("toolu_{}_{}", self.meta.id, call.index));
+                    let name = f.and_then(|f| f.name.clone()).unwrap_or_default();
+                    self.calls.push((call.index, id.clone()));
+                    let kind = BlockKind::ToolUse(self.calls.len() - 1);
+                    self.ensure(
+                        kind,
+                        json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
+                        &mut out,
+                    );
+                    kind
+                }
+            };
             let args = f.and_then(|f| f.arguments.as_deref()).unwrap_or_default();
             if !args.is_empty() && self.open() == Some(kind) {
                 let i = self.blocks.len() - 1;
@@ -1536,6 +1550,27 @@ mod tests {
             events[4].data,
             json!({"type":"error","error":{"type":"api_error","message":"The provider closed the stream."}})
         );
+    }
+
+    #[test]
+    fn calls_sharing_an_index_but_not_an_id_are_two_blocks() {
+        let call = |id: &str| -> ChatCompletionChunk {
+            serde_json::from_value(json!({"choices":[{"index":0,"delta":{"tool_calls":[
+                {"index":0,"id":id,"type":"function","function":{"name":"f","arguments":"{}"}}]}}]}))
+            .unwrap()
+        };
+        let events = run(&[call("a"), call("a"), call("b")], StreamEnd::Completed);
+        let starts: Vec<_> = events
+            .iter()
+            .filter(|e| e.name == "content_block_start")
+            .map(|e| e.data["content_block"]["id"].clone())
+            .collect();
+        assert_eq!(starts, [json!("a"), json!("b")]);
+        let deltas = events
+            .iter()
+            .filter(|e| e.name == "content_block_delta")
+            .count();
+        assert_eq!(deltas, 3);
     }
 
     #[test]

@@ -1109,9 +1109,16 @@ impl ResponsesStream {
         arguments: &str,
         out: &mut Vec<Event>,
     ) {
-        let existing = self.items.iter().position(
-            |it| matches!(&it.kind, ItemKind::Call { chat_index: c, .. } if *c == chat_index),
-        );
+        // The call this delta continues: the last one of its chat index, unless the delta names
+        // another call id (some OpenAI-compatible servers give every call index 0).
+        let existing = self.items.iter().rposition(|it| match &it.kind {
+            ItemKind::Call {
+                chat_index: c,
+                call_id,
+                ..
+            } => *c == chat_index && id.is_none_or(|id| id == call_id),
+            _ => false,
+        });
         let index = match existing {
             Some(i) => i,
             None => {
@@ -1615,6 +1622,30 @@ mod tests {
         let mut s = ResponsesStream::new(meta(), params());
         let events = run(&mut s, &length, StreamEnd::Completed);
         assert_eq!(events.last().unwrap().name, "response.incomplete");
+    }
+
+    #[test]
+    fn calls_sharing_an_index_but_not_an_id_are_two_calls() {
+        let mut s = ResponsesStream::new(meta(), params());
+        let call = |id: &str, name: &str| -> ChatCompletionChunk {
+            serde_json::from_value(json!({"choices":[{"index":0,"delta":{"tool_calls":[
+                {"index":0,"id":id,"type":"function","function":{"name":name,"arguments":"{}"}}]}}]}))
+            .unwrap()
+        };
+        let mut events = s.push(&call("a", "f"));
+        events.extend(s.push(&call("a", "f")));
+        events.extend(s.push(&call("b", "g")));
+        events.extend(s.finish(StreamEnd::Completed, None));
+        let output = &events.last().unwrap().data["response"]["output"];
+        assert_eq!(output.as_array().unwrap().len(), 2);
+        assert_eq!(
+            (&output[0]["call_id"], &output[0]["arguments"]),
+            (&json!("a"), &json!("{}{}"))
+        );
+        assert_eq!(
+            (&output[1]["call_id"], &output[1]["name"]),
+            (&json!("b"), &json!("g"))
+        );
     }
 
     #[test]
