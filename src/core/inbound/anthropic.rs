@@ -57,7 +57,8 @@
 //! stops with `max_tokens`. A broken upstream ([`StreamEnd::Failed`]) ends the stream with one
 //! `error` event and nothing after it, as Anthropic does. Blocks follow one another; argument
 //! text an upstream sends for a tool call whose block is already closed (interleaved calls,
-//! which no known provider sends) cannot be placed and is dropped.
+//! which no known provider sends) cannot be placed and is dropped. A call is known by its chat
+//! `index`, and a delta naming a new call `id` at a used index starts a new `tool_use` block.
 //!
 //! **Errors.** `{"type":"error","error":{"type","message"}}`; the HTTP status stays Tollgate's
 //! ([`GatewayError::status`]); the type is Anthropic's for it: 400 `invalid_request_error`, 401

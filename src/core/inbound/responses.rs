@@ -48,7 +48,9 @@
 //! `sequence_number` from 0. Items are emitted one after another, as OpenAI does: an item is
 //! done when the next begins. Chat streams send tool calls one after another too; should an
 //! upstream interleave them, argument text arriving for a call already done is kept in the
-//! final response's `output` but has no delta event.
+//! final response's `output` but has no delta event. A call is known by its chat `index`, and a
+//! delta naming a new call `id` at a used index starts a new call (some OpenAI-compatible
+//! servers give every call index 0).
 //!
 //! Ids: the response is `resp_<id>`, its items `rs_/msg_/fc_<id>_<output index>`, where `<id>`
 //! is the gateway's request id ([`ResponseMeta::id`]).
