@@ -12,9 +12,14 @@
 //!   `file` part, `refusal` → the assistant's `refusal`); `function_call` → a `tool_calls` entry
 //!   of an assistant message (consecutive calls share one message); `function_call_output` →
 //!   a `tool` message (images and files in an output follow as one user message, as chat tool
-//!   messages carry text only); `reasoning` items are dropped (chat has no reasoning input).
+//!   messages carry text only); `reasoning` items are dropped (chat has no reasoning input);
+//!   `custom_tool_call` and `custom_tool_call_output` like function calls and outputs.
 //! * `instructions` → a leading system message; `tools` of type `function` → chat function
-//!   tools (`strict` kept); `tool_choice` `auto`/`none`/`required`/`{type:function,name}`;
+//!   tools (`strict` kept); `custom` tools → a function of one string parameter `input` (a
+//!   grammar `format` is added to the description), whose calls come back as
+//!   `custom_tool_call` items; OpenAI's hosted tools (`web_search`, `file_search`, …) are
+//!   dropped: a translated model cannot call them, and clients such as Codex CLI send them
+//!   unasked; `tool_choice` `auto`/`none`/`required`/`{type:function|custom,name}`;
 //!   `max_output_tokens` → `max_completion_tokens`; `reasoning.effort` → `reasoning_effort`;
 //!   `text.format` `json_schema`/`json_object` → `response_format`; `text.verbosity` →
 //!   `verbosity`; `temperature`, `top_p`, `parallel_tool_calls`, `user` carry over; a stream
@@ -26,11 +31,12 @@
 //!   strict OpenAI-compatible servers reject fields they do not know).
 //! * A 400 that names the field: `previous_response_id`, `conversation` and `item_reference`
 //!   items (they need stored responses), `background: true`, `prompt`, `max_tool_calls`,
-//!   `top_logprobs`, non-function tools, file ids and URLs, unknown fields and item types.
+//!   `top_logprobs`, a `tool_choice` of a hosted tool, file ids and URLs, unknown fields and
+//!   item types.
 //!
 //! **Chat → response.** Choice 0 becomes the `output` items in this order: a `reasoning` item
 //! (`reasoning_content` → `content: [{type: reasoning_text}]`), a `message` item (`output_text`,
-//! `refusal` parts), `function_call` items. `finish_reason` `length` → status `incomplete`
+//! `refusal` parts), `function_call` (or `custom_tool_call`) items. `finish_reason` `length` → status `incomplete`
 //! with `incomplete_details.reason: max_output_tokens`, `content_filter` → `incomplete`
 //! (`content_filter`), else `completed`. Usage: `input_tokens` (with
 //! `input_tokens_details.cached_tokens`), `output_tokens` (with
@@ -41,7 +47,10 @@
 //! messages `response.content_part.added`, `response.output_text.delta`…,
 //! `response.output_text.done`, `response.content_part.done` (refusals likewise with
 //! `response.refusal.delta/done`); function calls `response.function_call_arguments.delta`…,
-//! `response.function_call_arguments.done`; reasoning `response.reasoning_text.delta/done`.
+//! `response.function_call_arguments.done`; custom tool calls
+//! `response.custom_tool_call_input.delta` (the whole input, once it is known: chat streams it
+//! wrapped in JSON) and `response.custom_tool_call_input.done`; reasoning
+//! `response.reasoning_text.delta/done`.
 //! The stream ends with `response.completed`, `response.incomplete` (finish reason `length` or
 //! `content_filter`, or [`StreamEnd::Truncated`]) or `response.failed`
 //! ([`StreamEnd::Failed`]), each carrying the whole response. Every event has a
@@ -52,7 +61,7 @@
 //! delta naming a new call `id` at a used index starts a new call (some OpenAI-compatible
 //! servers give every call index 0).
 //!
-//! Ids: the response is `resp_<id>`, its items `rs_/msg_/fc_<id>_<output index>`, where `<id>`
+//! Ids: the response is `resp_<id>`, its items `rs_/msg_/fc_/ctc_<id>_<output index>`, where `<id>`
 //! is the gateway's request id ([`ResponseMeta::id`]).
 
 use serde_json::{json, Map, Value};
@@ -90,6 +99,8 @@ pub struct ResponseParams {
     /// As sent, `"auto"` by default.
     pub tool_choice: Value,
     pub tools: Vec<Value>,
+    /// The names of the request's `custom` tools: their calls are `custom_tool_call` items.
+    pub custom_tools: Vec<String>,
     /// As sent, `{}` by default.
     pub metadata: Value,
     pub user: Value,
@@ -213,11 +224,16 @@ pub fn decode_request(body: &[u8]) -> Result<ResponsesRequest, GatewayError> {
         Some(Value::Array(list)) => list.clone(),
         Some(_) => return Err(bad("tools", "`tools` must be an array.")),
     };
-    let chat_tools = tools
-        .iter()
-        .enumerate()
-        .map(|(i, t)| function_tool(t, i))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut chat_tools = Vec::new();
+    let mut custom_tools = Vec::new();
+    for (i, t) in tools.iter().enumerate() {
+        if let Some((tool, custom)) = chat_tool(t, i)? {
+            if custom {
+                custom_tools.extend(tool.function.as_ref().map(|f| f.name.clone()));
+            }
+            chat_tools.push(tool);
+        }
+    }
     let tool_choice = map
         .get("tool_choice")
         .cloned()
@@ -301,6 +317,7 @@ pub fn decode_request(body: &[u8]) -> Result<ResponsesRequest, GatewayError> {
         text,
         tool_choice,
         tools,
+        custom_tools,
         metadata,
         user: map.get("user").cloned().unwrap_or(Value::Null),
     };
@@ -342,27 +359,34 @@ fn input_items(items: &[Value], out: &mut Vec<ChatMessage>) -> Result<(), Gatewa
             Some(Value::String(t)) => t.as_str(),
             Some(_) => return Err(bad(&format!("{param}.type"), "`type` must be a string.")),
         };
-        if kind != "function_call_output" && !pending.is_empty() {
+        let is_output = kind == "function_call_output" || kind == "custom_tool_call_output";
+        if !is_output && !pending.is_empty() {
             out.push(user_parts(std::mem::take(&mut pending)));
         }
         match kind {
             "message" => out.push(input_message(item, &param)?),
-            "function_call" => {
+            "function_call" | "custom_tool_call" => {
+                let arguments = if kind == "custom_tool_call" {
+                    // A custom tool is a function of one string parameter, `input`, for chat.
+                    json!({ "input": str_of(item, "input", &param)? }).to_string()
+                } else {
+                    match item.get("arguments") {
+                        None => String::new(),
+                        Some(Value::String(a)) => a.clone(),
+                        Some(_) => {
+                            return Err(bad(
+                                &format!("{param}.arguments"),
+                                "`arguments` must be a string of JSON.",
+                            ))
+                        }
+                    }
+                };
                 let call = ToolCall {
                     id: str_of(item, "call_id", &param)?.to_string(),
                     kind: "function".into(),
                     function: FunctionCall {
                         name: str_of(item, "name", &param)?.to_string(),
-                        arguments: match item.get("arguments") {
-                            None => String::new(),
-                            Some(Value::String(a)) => a.clone(),
-                            Some(_) => {
-                                return Err(bad(
-                                    &format!("{param}.arguments"),
-                                    "`arguments` must be a string of JSON.",
-                                ))
-                            }
-                        },
+                        arguments,
                     },
                 };
                 match out.last_mut() {
@@ -377,7 +401,7 @@ fn input_items(items: &[Value], out: &mut Vec<ChatMessage>) -> Result<(), Gatewa
                     }
                 }
             }
-            "function_call_output" => {
+            "function_call_output" | "custom_tool_call_output" => {
                 let call_id = str_of(item, "call_id", &param)?.to_string();
                 let text = match item.get("output") {
                     Some(Value::String(s)) => s.clone(),
@@ -547,45 +571,68 @@ fn input_message(item: &Map<String, Value>, param: &str) -> Result<ChatMessage, 
     Ok(message)
 }
 
-fn function_tool(tool: &Value, i: usize) -> Result<Tool, GatewayError> {
+/// A tool as a chat function tool, and whether it is a `custom` tool; `None` for OpenAI's
+/// hosted tools (web search, file search, …), which a translated model cannot call.
+fn chat_tool(tool: &Value, i: usize) -> Result<Option<(Tool, bool)>, GatewayError> {
     let param = format!("tools[{i}]");
     let Value::Object(t) = tool else {
         return Err(bad(&param, "Each tool must be an object."));
     };
-    match t.get("type").and_then(Value::as_str) {
-        Some("function") => {}
-        Some(other) => {
-            return Err(bad(
-                &format!("{param}.type"),
-                format!("Tools of type `{other}` are not supported: only `function` tools."),
-            ))
-        }
+    let custom = match t.get("type").and_then(Value::as_str) {
+        Some("function") => false,
+        Some("custom") => true,
+        Some(_) => return Ok(None),
         None => return Err(bad(&format!("{param}.type"), "A tool needs a `type`.")),
-    }
+    };
     let name = str_of(t, "name", &param)?.to_string();
+    let mut description = t
+        .get("description")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let mut extra = Map::new();
-    if let Some(s) = t.get("strict").filter(|v| !v.is_null()) {
-        extra.insert("strict".into(), s.clone());
-    }
-    Ok(Tool {
+    let parameters = if custom {
+        if let Some(f) = t.get("format").filter(|f| f["type"] == "grammar") {
+            let syntax = f["syntax"].as_str().unwrap_or("lark");
+            let definition = f["definition"].as_str().unwrap_or_default();
+            let d = description.get_or_insert_with(String::new);
+            if !d.is_empty() {
+                d.push_str("\n\n");
+            }
+            d.push_str(&format!(
+                "The input must follow this {syntax} grammar:\n{definition}"
+            ));
+        }
+        Some(json!({"type": "object",
+            "properties": {"input": {"type": "string", "description": "The tool's input."}},
+            "required": ["input"], "additionalProperties": false}))
+    } else {
+        if let Some(s) = t.get("strict").filter(|v| !v.is_null()) {
+            extra.insert("strict".into(), s.clone());
+        }
+        t.get("parameters").filter(|v| !v.is_null()).cloned()
+    };
+    let tool = Tool {
         kind: "function".into(),
         function: Some(FunctionDef {
             name,
-            description: t
-                .get("description")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            parameters: t.get("parameters").filter(|v| !v.is_null()).cloned(),
+            description,
+            parameters,
             extra,
         }),
         extra: Map::new(),
-    })
+    };
+    Ok(Some((tool, custom)))
 }
 
 fn chat_tool_choice(choice: &Value) -> Result<Value, GatewayError> {
     match choice {
         Value::String(s) if ["auto", "none", "required"].contains(&s.as_str()) => Ok(choice.clone()),
-        Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("function") => {
+        Value::Object(o)
+            if matches!(
+                o.get("type").and_then(Value::as_str),
+                Some("function") | Some("custom")
+            ) =>
+        {
             match o.get("name").and_then(Value::as_str) {
                 Some(name) => Ok(json!({"type": "function", "function": {"name": name}})),
                 None => Err(bad("tool_choice.name", "`tool_choice` must name the function.")),
@@ -775,6 +822,42 @@ fn call_item(id: String, status: &str, call_id: &str, name: &str, arguments: &st
         "call_id": call_id, "name": name})
 }
 
+fn custom_call_item(id: String, call_id: &str, name: &str, input: &str) -> Value {
+    json!({"id": id, "type": "custom_tool_call", "call_id": call_id, "name": name, "input": input})
+}
+
+/// The input of a custom tool call: the `input` string of the arguments the chat model wrote
+/// for the function standing in for the tool, else the arguments as they are.
+fn custom_input(arguments: &str) -> String {
+    serde_json::from_str::<Value>(arguments)
+        .ok()
+        .and_then(|v| v.get("input").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| arguments.to_string())
+}
+
+/// The output item of a tool call: a `custom_tool_call` when the request declared the tool as
+/// `custom`, else a `function_call`.
+fn tool_call_item(
+    meta: &ResponseMeta,
+    params: &ResponseParams,
+    index: usize,
+    status: &str,
+    call_id: &str,
+    name: &str,
+    arguments: &str,
+) -> Value {
+    if params.custom_tools.iter().any(|t| t == name) {
+        custom_call_item(
+            item_id("ctc", meta, index),
+            call_id,
+            name,
+            &custom_input(arguments),
+        )
+    } else {
+        call_item(item_id("fc", meta, index), status, call_id, name, arguments)
+    }
+}
+
 /// A plain chat response as a Responses `response` object.
 pub fn encode_response(
     resp: &ChatCompletionResponse,
@@ -805,8 +888,10 @@ pub fn encode_response(
             ));
         }
         for call in m.tool_calls.iter().flatten() {
-            output.push(call_item(
-                item_id("fc", meta, output.len()),
+            output.push(tool_call_item(
+                meta,
+                params,
+                output.len(),
                 item_status,
                 &call.id,
                 &call.function.name,
@@ -836,6 +921,8 @@ enum ItemKind {
         call_id: String,
         name: String,
         arguments: String,
+        /// A call of a `custom` tool: its input is announced whole when the call is done.
+        custom: bool,
     },
 }
 
@@ -979,6 +1066,13 @@ impl ResponsesStream {
                     .collect();
                 message_item(item.id.clone(), status, content)
             }
+            ItemKind::Call {
+                call_id,
+                name,
+                arguments,
+                custom: true,
+                ..
+            } => custom_call_item(item.id.clone(), call_id, name, &custom_input(arguments)),
             ItemKind::Call {
                 call_id,
                 name,
@@ -1127,13 +1221,16 @@ impl ResponsesStream {
                 let call_id = id
                     .map(str::to_string)
                     .unwrap_or_else(|| format!("call_{}_{}", self.meta.id, chat_index));
+                let name = name.unwrap_or_default().to_string();
+                let custom = self.params.custom_tools.contains(&name);
                 self.add_item(
-                    "fc",
+                    if custom { "ctc" } else { "fc" },
                     ItemKind::Call {
                         chat_index,
                         call_id,
-                        name: name.unwrap_or_default().to_string(),
+                        name,
                         arguments: String::new(),
+                        custom,
                     },
                     out,
                 )
@@ -1142,10 +1239,18 @@ impl ResponsesStream {
         if arguments.is_empty() {
             return;
         }
-        if let ItemKind::Call { arguments: a, .. } = &mut self.items[index].kind {
+        let mut custom = false;
+        if let ItemKind::Call {
+            arguments: a,
+            custom: c,
+            ..
+        } = &mut self.items[index].kind
+        {
             a.push_str(arguments);
+            custom = *c;
         }
-        if !self.items[index].done {
+        // A custom tool's input is JSON-wrapped until the call is done: no deltas before.
+        if !self.items[index].done && !custom {
             let id = self.items[index].id.clone();
             self.event(
                 out,
@@ -1168,6 +1273,25 @@ impl ResponsesStream {
                 json!({"item_id": id, "output_index": index, "content_index": 0, "text": text}),
             ),
             ItemKind::Message(_) => self.close_part(index, out),
+            ItemKind::Call {
+                arguments,
+                custom: true,
+                ..
+            } => {
+                let input = custom_input(&arguments);
+                if !input.is_empty() {
+                    self.event(
+                        out,
+                        "response.custom_tool_call_input.delta",
+                        json!({"item_id": id, "output_index": index, "delta": input}),
+                    );
+                }
+                self.event(
+                    out,
+                    "response.custom_tool_call_input.done",
+                    json!({"item_id": id, "output_index": index, "input": input}),
+                );
+            }
             ItemKind::Call { arguments, .. } => self.event(
                 out,
                 "response.function_call_arguments.done",
@@ -1293,6 +1417,103 @@ mod tests {
     }
 
     #[test]
+    fn custom_tools_become_functions_of_one_string_and_hosted_tools_are_dropped() {
+        let r = decode(
+            r#"{"model":"m","tools":[
+              {"type":"web_search"},
+              {"type":"custom","name":"apply_patch","description":"Edit files.",
+               "format":{"type":"grammar","syntax":"lark","definition":"start: \"*** Begin Patch\""}},
+              {"type":"function","name":"shell","parameters":{"type":"object"}}],
+            "tool_choice":{"type":"custom","name":"apply_patch"},
+            "input":[{"role":"user","content":"fix it"},
+              {"type":"custom_tool_call","call_id":"c1","name":"apply_patch","input":"*** Begin Patch"},
+              {"type":"custom_tool_call_output","call_id":"c1","output":"Done!"}]}"#,
+        );
+        assert_eq!(r.params.custom_tools, ["apply_patch"]);
+        assert_eq!(r.params.tools.len(), 3, "the response echoes every tool");
+        let tools = serde_json::to_value(r.chat.tools.as_ref().unwrap()).unwrap();
+        assert_eq!(tools.as_array().unwrap().len(), 2);
+        assert_eq!(
+            tools[0],
+            json!({"type":"function","function":{"name":"apply_patch",
+                "description":"Edit files.\n\nThe input must follow this lark grammar:\nstart: \"*** Begin Patch\"",
+                "parameters":{"type":"object","properties":{"input":{"type":"string","description":"The tool's input."}},
+                    "required":["input"],"additionalProperties":false}}})
+        );
+        assert_eq!(
+            r.chat.extra["tool_choice"],
+            json!({"type":"function","function":{"name":"apply_patch"}})
+        );
+        let m = serde_json::to_value(&r.chat.messages).unwrap();
+        assert_eq!(
+            m[1]["tool_calls"][0]["function"],
+            json!({"name":"apply_patch","arguments":"{\"input\":\"*** Begin Patch\"}"})
+        );
+        assert_eq!(
+            m[2],
+            json!({"role":"tool","tool_call_id":"c1","content":"Done!"})
+        );
+        let e = decode_err(r#"{"model":"m","input":"x","tool_choice":{"type":"web_search"}}"#);
+        assert_eq!(e.param.as_deref(), Some("tool_choice"));
+    }
+
+    #[test]
+    fn custom_tool_calls_come_back_as_custom_tool_call_items() {
+        let params =
+            decode(r#"{"model":"m","input":"x","tools":[{"type":"custom","name":"apply_patch"}]}"#)
+                .params;
+        let mut resp = chat_response(include_bytes!(
+            "../../../tests/fixtures/responses/chat_response_tools.json"
+        ));
+        let call = &mut resp.choices[0].message.tool_calls.as_mut().unwrap()[0];
+        call.function.name = "apply_patch".into();
+        call.function.arguments = r#"{"input":"*** Begin Patch\n"}"#.into();
+        let got = encode_response(&resp, &meta(), &params);
+        assert_eq!(
+            got["output"][1],
+            json!({"id":"ctc_01jtest_1","type":"custom_tool_call","call_id":"call_12345xyz",
+                "name":"apply_patch","input":"*** Begin Patch\n"})
+        );
+
+        // Streamed: the input is announced whole when the call is done.
+        let mut s = ResponsesStream::new(meta(), params);
+        let chunk = |tc: Value| -> ChatCompletionChunk {
+            serde_json::from_value(json!({"choices":[{"index":0,"delta":{"tool_calls":[tc]}}]}))
+                .unwrap()
+        };
+        let mut events = s.push(&chunk(json!({"index":0,"id":"c9","type":"function",
+            "function":{"name":"apply_patch","arguments":"{\"input\":\"*** Begin"}})));
+        events.extend(s.push(&chunk(
+            json!({"index":0,"function":{"arguments":" Patch\"}"}}),
+        )));
+        events.extend(s.finish(StreamEnd::Completed, None));
+        let names: Vec<_> = events.iter().map(|e| e.name).collect();
+        assert_eq!(
+            names,
+            [
+                "response.created",
+                "response.in_progress",
+                "response.output_item.added",
+                "response.custom_tool_call_input.delta",
+                "response.custom_tool_call_input.done",
+                "response.output_item.done",
+                "response.completed"
+            ]
+        );
+        assert_eq!(
+            events[2].data["item"],
+            json!({"id":"ctc_01jtest_0","type":"custom_tool_call","call_id":"c9","name":"apply_patch","input":""})
+        );
+        assert_eq!(events[3].data["delta"], "*** Begin Patch");
+        assert_eq!(events[4].data["input"], "*** Begin Patch");
+        assert_eq!(events[5].data["item"]["input"], "*** Begin Patch");
+        assert_eq!(
+            events[6].data["response"]["output"][0]["input"],
+            "*** Begin Patch"
+        );
+    }
+
+    #[test]
     fn json_schema_format_and_reasoning_effort() {
         let r = decode(
             r#"{"model":"m","input":"x","reasoning":{"effort":"low","summary":"auto"},
@@ -1358,7 +1579,7 @@ mod tests {
             ),
             (r#"{"model":"m","input":"x","frobnicate":1}"#, "frobnicate"),
             (
-                r#"{"model":"m","input":"x","tools":[{"type":"web_search"}]}"#,
+                r#"{"model":"m","input":"x","tools":[{"name":"f"}]}"#,
                 "tools[0].type",
             ),
             (
