@@ -33,8 +33,9 @@
 //!   for usage.
 //! * Accepted and dropped: `cache_control` everywhere (chat providers cache on their own or not
 //!   at all), `thinking` and `output_config.effort` (a chat model reasons as it is configured),
-//!   `top_k`, `service_tier`, `betas`, `diagnostics`, `context_management`, tool hints such as
-//!   `eager_input_streaming`, `tool_reference` blocks in tool results.
+//!   `top_k`, `service_tier`, `betas`, `diagnostics`, `context_management`, tool hints
+//!   (`eager_input_streaming`, `input_examples`, `defer_loading`, `allowed_callers`),
+//!   `tool_reference` blocks in tool results.
 //! * A 400 in Anthropic's error shape, naming the field: server tools (`web_search_…`, `bash_…`,
 //!   …), `container`, `mcp_servers`, file ids, document URLs, unknown block types and unknown
 //!   top-level fields.
@@ -294,6 +295,8 @@ const TOOL_FIELDS: &[&str] = &[
     "cache_control",
     "eager_input_streaming",
     "input_examples",
+    "defer_loading",
+    "allowed_callers",
     "strict",
 ];
 

@@ -26,7 +26,7 @@
 //!   asks for usage.
 //! * Accepted and dropped: `store` (Tollgate stores no response: every response says
 //!   `store: false`), `metadata` (echoed, not sent upstream), `include`, `truncation`,
-//!   `stream_options`, `reasoning.summary`, and OpenAI's routing hints `prompt_cache_key`,
+//!   `stream_options`, `reasoning.summary`, Codex CLI's `client_metadata`, and OpenAI's routing hints `prompt_cache_key`,
 //!   `safety_identifier`, `service_tier` (translation serves providers that are not OpenAI, and
 //!   strict OpenAI-compatible servers reject fields they do not know).
 //! * A 400 that names the field: `previous_response_id`, `conversation` and `item_reference`
@@ -140,6 +140,7 @@ const KNOWN_FIELDS: &[&str] = &[
     "include",
     "truncation",
     "stream_options",
+    "client_metadata",
     "previous_response_id",
     "background",
 ];
@@ -1539,6 +1540,7 @@ mod tests {
             r#"{"model":"m","input":"x","store":true,"include":["reasoning.encrypted_content"],
             "truncation":"auto","metadata":{"a":"b"},"stream_options":{"include_obfuscation":false},
             "prompt_cache_key":"k","safety_identifier":"s","service_tier":"auto",
+            "client_metadata":{"x":"y"},
             "previous_response_id":null,"background":false}"#,
         );
         for k in [
@@ -1550,6 +1552,7 @@ mod tests {
             "prompt_cache_key",
             "safety_identifier",
             "service_tier",
+            "client_metadata",
         ] {
             assert!(
                 !r.chat.extra.contains_key(k),
