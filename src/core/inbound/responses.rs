@@ -26,9 +26,10 @@
 //!   asks for usage.
 //! * Accepted and dropped: `store` (Tollgate stores no response: every response says
 //!   `store: false`), `metadata` (echoed, not sent upstream), `include`, `truncation`,
-//!   `stream_options`, `reasoning.summary`, Codex CLI's `client_metadata`, and OpenAI's routing hints `prompt_cache_key`,
-//!   `safety_identifier`, `service_tier` (translation serves providers that are not OpenAI, and
-//!   strict OpenAI-compatible servers reject fields they do not know).
+//!   `stream_options`, `reasoning.summary`, Codex CLI's `client_metadata`, and OpenAI's
+//!   routing hints `prompt_cache_key`, `safety_identifier`, `service_tier` (translation serves
+//!   providers that are not OpenAI, and strict OpenAI-compatible servers reject fields they do
+//!   not know).
 //! * A 400 that names the field: `previous_response_id`, `conversation` and `item_reference`
 //!   items (they need stored responses), `background: true`, `prompt`, `max_tool_calls`,
 //!   `top_logprobs`, a `tool_choice` of a hosted tool, file ids and URLs, unknown fields and
@@ -36,9 +37,9 @@
 //!
 //! **Chat → response.** Choice 0 becomes the `output` items in this order: a `reasoning` item
 //! (`reasoning_content` → `content: [{type: reasoning_text}]`), a `message` item (`output_text`,
-//! `refusal` parts), `function_call` (or `custom_tool_call`) items. `finish_reason` `length` → status `incomplete`
-//! with `incomplete_details.reason: max_output_tokens`, `content_filter` → `incomplete`
-//! (`content_filter`), else `completed`. Usage: `input_tokens` (with
+//! `refusal` parts), `function_call` (or `custom_tool_call`) items. `finish_reason` `length` →
+//! status `incomplete` with `incomplete_details.reason: max_output_tokens`, `content_filter` →
+//! `incomplete` (`content_filter`), else `completed`. Usage: `input_tokens` (with
 //! `input_tokens_details.cached_tokens`), `output_tokens` (with
 //! `output_tokens_details.reasoning_tokens`), `total_tokens`.
 //!
@@ -61,8 +62,8 @@
 //! delta naming a new call `id` at a used index starts a new call (some OpenAI-compatible
 //! servers give every call index 0).
 //!
-//! Ids: the response is `resp_<id>`, its items `rs_/msg_/fc_/ctc_<id>_<output index>`, where `<id>`
-//! is the gateway's request id ([`ResponseMeta::id`]).
+//! Ids: the response is `resp_<id>`, its items `rs_/msg_/fc_/ctc_<id>_<output index>`, where
+//! `<id>` is the gateway's request id ([`ResponseMeta::id`]).
 
 use serde_json::{json, Map, Value};
 
