@@ -12,8 +12,9 @@
 //! its `signature`) and `redacted_thinking` (its `data`). Every field Tollgate does not model
 //! (`cache_control`, `citations`, new parameters) is kept in an `extra` map and block types it
 //! does not know are kept whole ([`Block::Other`]), so serialising a decoded request gives the
-//! client's request back, signatures untouched: what a native passthrough to an `anthropic`
-//! provider needs.
+//! client's request back, signatures untouched (only a modelled field sent as `null` is
+//! omitted): what a native passthrough to an `anthropic` provider needs
+//! ([`MessagesRequest::to_native`]).
 //!
 //! **Request → chat** ([`MessagesRequest::to_chat`], for every other provider kind).
 //! * `system` (a string or text blocks) → one system message; text blocks of one message are
@@ -24,7 +25,8 @@
 //!   documents follow in the user message, as chat tool messages carry text only; `is_error`
 //!   has no chat equivalent and is dropped).
 //! * assistant blocks: `text` → content, `tool_use` → `tool_calls` (input as JSON text);
-//!   `thinking` and `redacted_thinking` are dropped (no chat provider can check a signature).
+//!   `thinking` and `redacted_thinking` are dropped (no chat provider can check a signature; a
+//!   turn of nothing but thinking is left out).
 //! * `tools` (custom tools) → function tools; `tool_choice` `auto`/`any`/`tool`/`none` →
 //!   `auto`/`required`/`{function}`/`none`, `disable_parallel_tool_use` →
 //!   `parallel_tool_calls: false`; `max_tokens` → `max_completion_tokens`; `stop_sequences` →
@@ -61,11 +63,11 @@
 //! which no known provider sends) cannot be placed and is dropped. A call is known by its chat
 //! `index`, and a delta naming a new call `id` at a used index starts a new `tool_use` block.
 //!
-//! **Errors.** `{"type":"error","error":{"type","message"}}`; the HTTP status stays Tollgate's
-//! ([`GatewayError::status`]); the type is Anthropic's for it: 400 `invalid_request_error`, 401
-//! `authentication_error`, 402 `billing_error`, 403 `permission_error`, 404 `not_found_error`,
-//! 413 `request_too_large`, 429 `rate_limit_error`, 500/502 `api_error`, 503
-//! `overloaded_error`, 504 `timeout_error`.
+//! **Errors.** `{"type":"error","error":{"type","message"},"request_id"}`; the HTTP status stays
+//! Tollgate's ([`GatewayError::status`]); the type is Anthropic's for it: 400
+//! `invalid_request_error`, 401 `authentication_error`, 402 `billing_error`, 403
+//! `permission_error`, 404 `not_found_error`, 413 `request_too_large`, 429 `rate_limit_error`,
+//! 500/502 `api_error`, 503 `overloaded_error`, 504 `timeout_error`.
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Map, Value};
