@@ -50,8 +50,9 @@
 //! `response.refusal.delta/done`); function calls `response.function_call_arguments.delta`…,
 //! `response.function_call_arguments.done`; custom tool calls
 //! `response.custom_tool_call_input.delta` (the whole input, once it is known: chat streams it
-//! wrapped in JSON) and `response.custom_tool_call_input.done`; reasoning
-//! `response.reasoning_text.delta/done`.
+//! wrapped in JSON) and `response.custom_tool_call_input.done`; reasoning a `reasoning_text`
+//! content part (`response.content_part.added/done`) around `response.reasoning_text.delta`…,
+//! `response.reasoning_text.done`.
 //! The stream ends with `response.completed`, `response.incomplete` (finish reason `length` or
 //! `content_filter`, or [`StreamEnd::Truncated`]) or `response.failed`
 //! ([`StreamEnd::Failed`]), each carrying the whole response. Every event has a
@@ -798,11 +799,16 @@ fn item_id(prefix: &str, meta: &ResponseMeta, index: usize) -> String {
     format!("{prefix}_{}_{index}", meta.id)
 }
 
-/// A reasoning item; announced (`output_item.added`) without content, its text follows in deltas.
+fn reasoning_part(text: &str) -> Value {
+    json!({"type": "reasoning_text", "text": text})
+}
+
+/// A reasoning item; announced (`output_item.added`) without content: its text follows as a
+/// `reasoning_text` content part.
 fn reasoning_item(id: String, text: &str) -> Value {
     let mut item = json!({"id": id, "type": "reasoning", "summary": []});
     if !text.is_empty() {
-        item["content"] = json!([{"type": "reasoning_text", "text": text}]);
+        item["content"] = json!([reasoning_part(text)]);
     }
     item
 }
@@ -1087,7 +1093,18 @@ impl ResponsesStream {
     fn reasoning(&mut self, text: &str, out: &mut Vec<Event>) {
         let index = match self.open() {
             Some(i) if matches!(self.items[i].kind, ItemKind::Reasoning(_)) => i,
-            _ => self.add_item("rs", ItemKind::Reasoning(String::new()), out),
+            _ => {
+                let i = self.add_item("rs", ItemKind::Reasoning(String::new()), out);
+                // The SDKs add the text's content part on this event, before any delta.
+                let id = self.items[i].id.clone();
+                self.event(
+                    out,
+                    "response.content_part.added",
+                    json!({"item_id": id, "output_index": i, "content_index": 0,
+                        "part": reasoning_part("")}),
+                );
+                i
+            }
         };
         if let ItemKind::Reasoning(t) = &mut self.items[index].kind {
             t.push_str(text);
@@ -1269,11 +1286,20 @@ impl ResponsesStream {
         };
         let id = self.items[index].id.clone();
         match self.items[index].kind.clone() {
-            ItemKind::Reasoning(text) => self.event(
-                out,
-                "response.reasoning_text.done",
-                json!({"item_id": id, "output_index": index, "content_index": 0, "text": text}),
-            ),
+            ItemKind::Reasoning(text) => {
+                self.event(
+                    out,
+                    "response.reasoning_text.done",
+                    json!({"item_id": id, "output_index": index, "content_index": 0,
+                        "text": text}),
+                );
+                self.event(
+                    out,
+                    "response.content_part.done",
+                    json!({"item_id": id, "output_index": index, "content_index": 0,
+                        "part": reasoning_part(&text)}),
+                );
+            }
             ItemKind::Message(_) => self.close_part(index, out),
             ItemKind::Call {
                 arguments,
