@@ -149,6 +149,7 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::openai::ChatCompletionChunk;
     use serde_json::json;
 
     #[test]
@@ -239,6 +240,170 @@ mod tests {
             decoded > 100 && translated > 50,
             "{decoded} decoded, {translated} translated"
         );
+    }
+
+    /// A chat chunk stream from a seed: reasoning, text, refusals and tool calls in any order
+    /// (tool calls at reused indexes, with and without ids), finish reasons and usage.
+    fn random_chunks(seed: u64) -> Vec<ChatCompletionChunk> {
+        let mut state = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let mut next = |n: u64| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) % n
+        };
+        let len = next(12);
+        (0..len)
+            .map(|_| {
+                let delta = match next(7) {
+                    0 => json!({"reasoning_content": "r"}),
+                    1 => json!({"content": "t"}),
+                    2 => json!({"refusal": "no"}),
+                    3 => json!({"tool_calls": [{"index": next(2), "id": format!("c{}", next(3)),
+                        "function": {"name": "f", "arguments": "{"}}]}),
+                    4 => {
+                        json!({"tool_calls": [{"index": next(2), "function": {"arguments": "}"}}]})
+                    }
+                    5 => json!({"content": "", "reasoning_details": [{"signature": "sig"}]}),
+                    _ => json!({}),
+                };
+                let finish = ["stop", "length", "tool_calls", "content_filter"];
+                let mut chunk = json!({"choices": [{"index": 0, "delta": delta}]});
+                if next(5) == 0 {
+                    chunk["choices"][0]["finish_reason"] = finish[next(4) as usize].into();
+                }
+                if next(6) == 0 {
+                    chunk["usage"] = json!({"prompt_tokens": 5, "completion_tokens": 2});
+                }
+                serde_json::from_value(chunk).expect("a chunk")
+            })
+            .collect()
+    }
+
+    fn ends(seed: u64) -> StreamEnd {
+        match seed % 3 {
+            0 => StreamEnd::Completed,
+            1 => StreamEnd::Truncated,
+            _ => StreamEnd::Failed(GatewayError::internal("x")),
+        }
+    }
+
+    /// Every item is added once, in output order, gets events only while open, is done once;
+    /// sequence numbers have no gaps; the stream starts and ends as the reference says.
+    #[test]
+    fn responses_streams_keep_their_invariants_for_any_chunk_order() {
+        for seed in 0..400 {
+            let params = responses::decode_request(
+                br#"{"model":"m","input":"x","tools":[{"type":"custom","name":"f"}]}"#,
+            )
+            .expect("valid")
+            .params;
+            let meta = responses::ResponseMeta {
+                id: "1".into(),
+                created_at: 0,
+                model: "m".into(),
+            };
+            let mut s = responses::ResponsesStream::new(
+                meta,
+                if seed % 2 == 0 {
+                    params
+                } else {
+                    responses::ResponseParams {
+                        custom_tools: Vec::new(),
+                        ..params
+                    }
+                },
+            );
+            let mut events = s.start();
+            for c in random_chunks(seed) {
+                events.extend(s.push(&c));
+            }
+            events.extend(s.finish(ends(seed), None));
+            assert_eq!(events[0].name, "response.created", "seed {seed}");
+            assert_eq!(events[1].name, "response.in_progress", "seed {seed}");
+            let last = events.last().expect("events");
+            assert!(
+                matches!(
+                    last.name,
+                    "response.completed" | "response.incomplete" | "response.failed"
+                ),
+                "seed {seed}"
+            );
+            let (mut added, mut done) = (0u64, Vec::new());
+            for (i, e) in events.iter().enumerate() {
+                assert_eq!(e.data["sequence_number"], i as u64, "seed {seed}");
+                let index = e.data["output_index"].as_u64();
+                match e.name {
+                    "response.output_item.added" => {
+                        assert_eq!(index, Some(added), "seed {seed}");
+                        assert!(done.iter().all(|&d| d), "seed {seed}: two items open");
+                        added += 1;
+                        done.push(false);
+                    }
+                    "response.output_item.done" => {
+                        let i = index.expect("index") as usize;
+                        assert!(!done[i], "seed {seed}: item {i} done twice");
+                        done[i] = true;
+                    }
+                    _ => {
+                        if let Some(i) = index {
+                            assert!(!done[i as usize], "seed {seed}: {} after done", e.name);
+                        }
+                    }
+                }
+            }
+            assert!(done.iter().all(|&d| d), "seed {seed}: an item never done");
+            let output = last.data["response"]["output"].as_array().expect("output");
+            assert_eq!(output.len() as u64, added, "seed {seed}");
+        }
+    }
+
+    /// Blocks start at consecutive indexes, one open at a time; deltas go to the open block;
+    /// the stream ends with message_delta and message_stop, or with one error event.
+    #[test]
+    fn anthropic_streams_keep_their_invariants_for_any_chunk_order() {
+        for seed in 0..400 {
+            let meta = anthropic::MessageMeta {
+                id: "1".into(),
+                model: "m".into(),
+            };
+            let mut s = anthropic::AnthropicStream::new(meta, 3);
+            let mut events = s.start();
+            for c in random_chunks(seed) {
+                events.extend(s.push(&c));
+            }
+            let end = ends(seed);
+            let failed = matches!(end, StreamEnd::Failed(_));
+            events.extend(s.finish(end, None));
+            assert_eq!(events[0].name, "message_start", "seed {seed}");
+            let tail: Vec<_> = events.iter().rev().take(2).map(|e| e.name).collect();
+            if failed {
+                assert_eq!(tail[0], "error", "seed {seed}");
+                assert_ne!(tail[1], "error", "seed {seed}");
+            } else {
+                assert_eq!(tail, ["message_stop", "message_delta"], "seed {seed}");
+            }
+            let (mut blocks, mut open) = (0u64, None);
+            for e in &events {
+                let index = e.data["index"].as_u64();
+                match e.name {
+                    "content_block_start" => {
+                        assert_eq!((open, index), (None, Some(blocks)), "seed {seed}");
+                        open = index;
+                        blocks += 1;
+                    }
+                    "content_block_delta" => assert_eq!(index, open, "seed {seed}"),
+                    "content_block_stop" => {
+                        assert_eq!(index, open, "seed {seed}");
+                        open = None;
+                    }
+                    "message_delta" => assert_eq!(open, None, "seed {seed}"),
+                    _ => {}
+                }
+            }
+        }
     }
 
     #[test]
