@@ -439,7 +439,7 @@ mod tests {
     #[test]
     fn absurd_usage_reports_stay_within_what_d1_stores() {
         let p = price();
-        let usage = Usage::new(u64::MAX, u64::MAX / 3);
+        let usage = Usage::new(u64::MAX / 2, u64::MAX / 3);
         let b = bill(&BillInput {
             status: RequestStatus::Ok,
             delivered_output: true,

@@ -217,6 +217,24 @@ describe('late settlement', () => {
   });
 });
 
+describe('plans', () => {
+  test('re-assigning a plan while a request holds its allowance does not pay that hold twice', async () => {
+    await adminOk('PUT', '/admin/plans/replan', { name: 'Replan', allowance: 100 });
+    const { tenant, key } = await gw.newTenant({ name: 'replan', credit: 0 });
+    await adminOk('PUT', `/admin/tenants/${tenant.id}/plan`, { plan_id: 'replan' });
+    const pending = post(gw, key.key, { model: 'mock-model', max_tokens: 5, messages: say('hold replan') });
+    await until('the upstream call', () => held.has('hold replan'));
+    const hold = gw.d1('SELECT * FROM reservations WHERE tenant_id = ?', tenant.id)[0];
+    const again = await adminOk('PUT', `/admin/tenants/${tenant.id}/plan`, { plan_id: 'replan' });
+    assert.equal(again.allowance_remaining, 100 - hold.allowance_amount, 'the hold stays out of the refilled allowance');
+    held.get('hold replan')();
+    assert.equal((await pending).status, 200);
+    await gw.usageRow(hold.id);
+    const state = await billing(gw, tenant.id);
+    assert.deepEqual([state.allowance_remaining, state.balance, state.reserved], [100 - 19, 0, 0]);
+  });
+});
+
 describe('plugin calls', () => {
   test('a plan-only tenant (allowance, balance 0) pays a priced plugin call from its allowance', async () => {
     await adminOk('PUT', '/admin/plugins/notes', {
@@ -295,6 +313,24 @@ describe('settlements D1 refuses (injected faults)', () => {
     assert.ok(again.done.includes('replayed 0 pending settlements'), JSON.stringify(again.done));
     assert.equal((await billing(faulty, tenant.id)).balance, 1_000_000 - cost);
     assert.equal(faulty.d1('SELECT COUNT(*) AS n FROM usage WHERE request_id = ?', requestId)[0].n, 1);
+  });
+
+  test('an Idempotency-Key left pending by a failed settlement is leased: marked done once its row exists', async () => {
+    const { key } = await faulty.newTenant({ name: 'kv-idem', credit: 1_000_000 });
+    const body = { model: 'tollgate-echo', stream: true, messages: say('hello there') };
+    const res = await post(faulty, key.key, body, { 'idempotency-key': 'kv-idem-1' });
+    assert.equal(res.status, 200);
+    await res.text();
+    const requestId = res.headers.get('x-request-id');
+    await cronUntil('the replayed row', () => faulty.d1('SELECT * FROM usage WHERE request_id = ?', requestId)[0]);
+    const state = () => faulty.d1("SELECT state FROM idempotency_keys WHERE key = 'kv-idem-1'")[0]?.state;
+    assert.equal(state(), 'pending', 'the failed settlement never marked it');
+    // Past the lease (STALE_RESERVATION_SECONDS, 900 s by default).
+    await faulty.adminOk('POST', '/admin/cron', { time: Date.now() + 16 * 60_000 });
+    assert.equal(state(), 'done');
+    const retry = await post(faulty, key.key, body, { 'idempotency-key': 'kv-idem-1' });
+    assert.equal(retry.status, 409);
+    assert.equal((await retry.json()).error.code, 'idempotency_key_used');
   });
 
   test('a plugin call record that fails is kept in KV and written by the scheduled handler', async () => {
