@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 
-use crate::core::billing::{cost_micros_scaled, Price, TokenUsage};
+use crate::core::billing::{cost_micros_scaled, Price, TokenUsage, MAX_SAFE_INT};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::openai::{ChatCompletionChunk, ChunkChoice, Delta, Usage};
 use crate::core::providers::StreamItem;
@@ -226,10 +226,9 @@ pub struct Bill {
     pub local_prompt_tokens: u64,
     pub local_completion_tokens: u64,
     pub source: UsageSource,
-    /// Charged, micro-units: never more than what was reserved.
+    /// Charged, micro-units: the full cost of the counts, also above the reservation (the
+    /// settlement takes it from the reservation, then allowance and balance, the rest as debt).
     pub cost: u64,
-    /// What the counts cost above the reservation, recorded but not charged.
-    pub uncharged: u64,
 }
 
 /// The inputs of a charge.
@@ -245,6 +244,7 @@ pub struct BillInput<'a> {
     pub price: &'a Price,
     /// The tenant's price multiplier in basis points (10,000 = list price).
     pub multiplier_bps: u64,
+    /// What the request held (recorded in the usage row). Not a cap: see [`bill`].
     pub reserved: u64,
 }
 
@@ -253,7 +253,11 @@ pub struct BillInput<'a> {
 /// - upstream error before any output: nothing;
 /// - upstream error after output, client abort, truncation: prompt plus the output delivered
 ///   (provider's usage if it reported one, else local counts);
-/// - the charge never exceeds the reservation; the excess is recorded as `uncharged`.
+/// - the charge is the full cost of those counts, also when it exceeds the reservation (the
+///   provider billed it): settlement takes it from the reservation, then the allowance and the
+///   balance, and records what is still missing as the tenant's debt (schema/0007_settlement.sql);
+/// - every number is at most [`MAX_SAFE_INT`] (2⁵³ − 1, what D1 stores exactly), so an absurd
+///   usage report from a provider cannot make the usage row unwritable.
 pub fn bill(input: &BillInput<'_>) -> Bill {
     let local_completion = input.encoding.map_or_else(
         || estimate_tokens(input.completion_text),
@@ -281,24 +285,23 @@ pub fn bill(input: &BillInput<'_>) -> Bill {
         ),
     };
     let free = input.status == RequestStatus::UpstreamError && !input.delivered_output;
-    let full = if free {
+    let cost = if free {
         0
     } else {
         cost_micros_scaled(&tokens, input.price, input.multiplier_bps)
     };
-    let cost = full.min(input.reserved);
+    let safe = |v: u64| v.min(MAX_SAFE_INT);
     Bill {
-        prompt_tokens: tokens.prompt_tokens,
-        cached_prompt_tokens: tokens.cached_prompt_tokens,
-        completion_tokens: tokens.completion_tokens,
-        reasoning_tokens: tokens.reasoning_tokens,
-        upstream_prompt_tokens: upstream.map(|u| u.prompt_tokens),
-        upstream_completion_tokens: upstream.map(|u| u.completion_tokens),
-        local_prompt_tokens: input.local_prompt_tokens,
-        local_completion_tokens: local_completion,
+        prompt_tokens: safe(tokens.prompt_tokens),
+        cached_prompt_tokens: safe(tokens.cached_prompt_tokens),
+        completion_tokens: safe(tokens.completion_tokens),
+        reasoning_tokens: safe(tokens.reasoning_tokens),
+        upstream_prompt_tokens: upstream.map(|u| safe(u.prompt_tokens)),
+        upstream_completion_tokens: upstream.map(|u| safe(u.completion_tokens)),
+        local_prompt_tokens: safe(input.local_prompt_tokens),
+        local_completion_tokens: safe(local_completion),
         source,
-        cost,
-        uncharged: full - cost,
+        cost: safe(cost),
     }
 }
 
@@ -424,11 +427,35 @@ mod tests {
         });
         assert_eq!(marked_up.cost, 14); // 9 × 1.5 = 13.5, rounded up once
 
-        let capped = bill(&BillInput {
+        // The reservation is not a cap: the provider billed 9, the request held 4, 9 is charged.
+        let beyond = bill(&BillInput {
             reserved: 4,
-            ..base
+            ..base.clone()
         });
-        assert_eq!((capped.cost, capped.uncharged), (4, 5));
+        assert_eq!(beyond.cost, 9);
+        assert_eq!(beyond.cost, bill(&base).cost);
+    }
+
+    #[test]
+    fn absurd_usage_reports_stay_within_what_d1_stores() {
+        let p = price();
+        let usage = Usage::new(u64::MAX / 2, u64::MAX / 3);
+        let b = bill(&BillInput {
+            status: RequestStatus::Ok,
+            delivered_output: true,
+            local_prompt_tokens: u64::MAX,
+            completion_text: "x",
+            encoding: Some(Encoding::O200kBase),
+            upstream_usage: Some(&usage),
+            price: &p,
+            multiplier_bps: 10_000,
+            reserved: 1,
+        });
+        assert_eq!(b.cost, MAX_SAFE_INT);
+        assert_eq!(b.prompt_tokens, MAX_SAFE_INT);
+        assert_eq!(b.completion_tokens, MAX_SAFE_INT);
+        assert_eq!(b.upstream_prompt_tokens, Some(MAX_SAFE_INT));
+        assert_eq!(b.local_prompt_tokens, MAX_SAFE_INT);
     }
 
     #[test]

@@ -168,6 +168,17 @@ fn filter_value(param: &str, v: &str) -> Result<String, GatewayError> {
     Ok(v.to_string())
 }
 
+/// Whether `v` can be a list cursor: a request id as Tollgate writes them, `req_<ulid>` with an
+/// optional `.r<n>` (a plugin tool loop's later rounds) or `.c<n>` suffix: dot-separated words of
+/// `[A-Za-z0-9_]`, at most 80 bytes. Bound as a parameter, never spliced into SQL.
+fn valid_cursor(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 80
+        && v.split('.').all(|part| {
+            !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        })
+}
+
 impl ReportQuery {
     /// Parses query-string pairs. `accept` is the request's `Accept` header (CSV when it asks
     /// for `text/csv`; `format=csv|json` wins over it).
@@ -231,10 +242,7 @@ impl ReportQuery {
                         })?
                 }
                 "cursor" | "after" => {
-                    let valid = !v.is_empty()
-                        && v.len() <= 64
-                        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-                    if !valid {
+                    if !valid_cursor(v) {
                         return Err(GatewayError::invalid_param(
                             "cursor",
                             "`cursor` must be the `next_cursor` of a previous page.",
@@ -479,6 +487,9 @@ pub const ADMIN_REQUEST_COLUMNS: &[&str] = &[
     "reserved",
     "cost",
     "uncharged",
+    "allowance_cost",
+    "beyond_reservation",
+    "debt",
     "latency_ms",
     "ttfb_ms",
 ];
@@ -573,6 +584,33 @@ mod tests {
         )
         .unwrap();
         assert_eq!(admin.tenant_id.as_deref(), Some("ten_b"));
+    }
+
+    #[test]
+    fn cursors_accept_every_request_id_tollgate_writes() {
+        // A request, a plugin tool loop's later rounds (`.r1`) and plugin-call holds (`.c1`).
+        for id in [
+            "req_01kb0z7y3x2w1v0t9s8r7q6p5n",
+            "req_01kb0z7y3x2w1v0t9s8r7q6p5n.r1",
+            "req_01kb0z7y3x2w1v0t9s8r7q6p5n.r12",
+            "req_01kb0z7y3x2w1v0t9s8r7q6p5n.c3",
+        ] {
+            let q = ReportQuery::parse(&pairs(&[("cursor", id)]), None, &Scope::Admin).unwrap();
+            assert_eq!(q.cursor.as_deref(), Some(id));
+        }
+        for bad in [
+            "",
+            ".",
+            "req_1..r1",
+            "req_1.",
+            ".r1",
+            "req_1 r1",
+            "req_1;--",
+            "req_1.r1'",
+        ] {
+            assert!(!valid_cursor(bad), "{bad:?}");
+        }
+        assert!(!valid_cursor(&"a".repeat(81)));
     }
 
     #[test]

@@ -255,12 +255,13 @@ async fn add_credit(db: &D1Database, id: &str, credit: Credit) -> Result<Respons
     }
     let amount = to_i64("amount", credit.amount.abs(), 1)? * credit.amount.signum();
     let now = now_ms();
-    // One statement: the ledger row exists only if the balance stays >= 0, and its trigger
-    // moves the balance.
+    // One statement: the ledger row exists only if the balance stays within 0..=2^53-1 (exact
+    // in D1's numbers), and its trigger moves the balance (paying debt first, schema/0007).
     let changed = db::run(
         db,
         "INSERT INTO credit_ledger (id, tenant_id, amount, reason, created_at)
-         SELECT ?1, id, ?3, ?4, ?5 FROM tenants WHERE id = ?2 AND balance + ?3 >= 0",
+         SELECT ?1, id, ?3, ?4, ?5 FROM tenants WHERE id = ?2 AND balance + ?3 >= 0
+           AND balance + ?3 <= 9007199254740991",
         &[
             prefixed_id("cred", now).as_str().into(),
             id.into(),
@@ -275,9 +276,13 @@ async fn add_credit(db: &D1Database, id: &str, credit: Credit) -> Result<Respons
             db::first(db, "SELECT id FROM tenants WHERE id = ?1", &[id.into()]).await?;
         return Err(match exists {
             None => not_found("tenant", id),
-            Some(_) => GatewayError::new(
+            Some(_) if amount < 0 => GatewayError::new(
                 ErrorKind::Conflict,
                 "The debit is larger than the tenant's available balance.",
+            ),
+            Some(_) => GatewayError::new(
+                ErrorKind::Conflict,
+                "The credit would take the balance above 9007199254740991 micro-units.",
             ),
         });
     }

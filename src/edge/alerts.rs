@@ -266,14 +266,25 @@ pub async fn after_settlement(
 
 /// Checks every rule (the scheduled handler: month roll-overs, top-ups and debits that no
 /// request settled). Returns the number of webhooks it queued.
+/// Pages through every rule by id ([`CRON_BATCH`] at a time, keyset: the next page starts after
+/// the last id seen), so no rule is left out however many there are.
 pub async fn check_all(env: &Env, db: &D1Database, now: u64) -> Result<u32, GatewayError> {
-    let rows: Vec<Observed> = observe(db, None, now)?
-        .all()
-        .await
-        .map_err(db::d1_error)?
-        .results()
-        .map_err(db::d1_error)?;
-    act(env, db, rows, now).await
+    let mut queued = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let rows: Vec<Observed> = observe(db, None, after.as_deref(), now)?
+            .all()
+            .await
+            .map_err(db::d1_error)?
+            .results()
+            .map_err(db::d1_error)?;
+        let full_page = rows.len() >= CRON_BATCH as usize;
+        after = rows.last().map(|r| r.id.clone());
+        queued += act(env, db, rows, now).await?;
+        if !full_page || after.is_none() {
+            return Ok(queued);
+        }
+    }
 }
 
 /// The query of one tenant's rules with their current figures, to run in a settlement batch.
@@ -282,23 +293,32 @@ pub fn observe_statement(
     tenant_id: &str,
     now: u64,
 ) -> Result<worker::D1PreparedStatement, GatewayError> {
-    observe(db, Some(tenant_id), now)
+    observe(db, Some(tenant_id), None, now)
 }
 
-/// The rules (of `tenant_id`, or every tenant's) with their tenants' figures at `now`.
+/// The rules (of `tenant_id`, or every tenant's) with their tenants' figures at `now`, in id
+/// order, from the first id after `after`: one page of [`CRON_BATCH`].
 fn observe(
     db: &D1Database,
     tenant_id: Option<&str>,
+    after: Option<&str>,
     now: u64,
 ) -> Result<worker::D1PreparedStatement, GatewayError> {
     let month = Observation::month_of(now);
     let mut args: Vec<Arg<'_>> = vec![month.as_str().into()];
-    let filter = match tenant_id {
-        Some(t) => {
-            args.push(t.into());
-            "WHERE r.tenant_id = ?2"
-        }
-        None => "",
+    let mut conds = Vec::new();
+    if let Some(t) = tenant_id {
+        args.push(t.into());
+        conds.push(format!("r.tenant_id = ?{}", args.len()));
+    }
+    if let Some(a) = after {
+        args.push(a.into());
+        conds.push(format!("r.id > ?{}", args.len()));
+    }
+    let filter = if conds.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conds.join(" AND "))
     };
     db::statement(
         db,

@@ -161,39 +161,57 @@ impl Pending {
 
     /// Writes the usage row and returns the reservation, retrying on D1 errors (the batch is
     /// idempotent, so a retry after an unseen success changes nothing), then refreshes the
-    /// session cache.
+    /// session cache. When every attempt failed, the row is kept in KV (`pending-settle:<request
+    /// id>`, see `edge::cron`) for the scheduled handler to write, and logged with its bill.
     pub(crate) async fn settle(self, end: End) {
         let bill = self.bill(&end);
         let routes_tried = (!self.routes_tried.is_empty())
             .then(|| serde_json::to_string(&self.routes_tried).ok())
             .flatten();
-        let row = db::UsageRow {
-            request_id: &self.request_id,
-            tenant_id: &self.tenant_id,
-            key_id: &self.key_id,
-            session_id: Some(&self.session_id),
-            model: &self.model,
-            provider: &self.provider,
-            upstream_model: &self.upstream_model,
+        let mut row = db::UsageRow {
+            request_id: self.request_id.clone(),
+            tenant_id: self.tenant_id.clone(),
+            key_id: self.key_id.clone(),
+            session_id: Some(self.session_id.clone()),
+            model: self.model.clone(),
+            provider: self.provider.clone(),
+            upstream_model: self.upstream_model.clone(),
             stream: self.stream,
-            bill: &bill,
+            prompt_tokens: 0,
+            cached_prompt_tokens: 0,
+            completion_tokens: 0,
+            reasoning_tokens: 0,
+            upstream_prompt_tokens: None,
+            upstream_completion_tokens: None,
+            local_prompt_tokens: 0,
+            local_completion_tokens: 0,
+            usage_source: String::new(),
+            cost: 0,
             price_version: self.price_version,
             multiplier_bps: self.multiplier_bps,
-            idempotency_key: self.idempotency.as_ref().map(|k| k.key.as_str()),
+            idempotency_key: self.idempotency.as_ref().map(|k| k.key.clone()),
             reserved: self.reserved.saturating_add(end.extended),
-            status: end.status.as_str(),
+            status: end.status.as_str().to_string(),
             http_status: end.http_status,
-            error_code: end.error_code.as_deref(),
+            error_code: end.error_code.clone(),
             latency_ms: end.ended_at.saturating_sub(self.started_at),
             ttfb_ms: end.ttfb_ms,
             created_at: self.started_at,
-            routes_tried: routes_tried.as_deref(),
+            routes_tried,
         };
-        let mut delay_ms = 50;
+        row.set_bill(&bill);
         let cache_session = self.session_ttl_seconds > 0;
-        for attempt in 1..=5 {
+        let fault = super::cron::fault(&self.env, "settle_d1");
+        const ATTEMPTS: u32 = 5;
+        let mut delay_ms = 50;
+        for attempt in 1..=ATTEMPTS {
             let now = now_ms();
-            match db::settle(&self.db, &row, cache_session, now).await {
+            let result = if fault {
+                Err(db::d1_error("injected fault settle_d1 (TOLLGATE_FAULTS)"))
+            } else {
+                db::settle(&self.db, &row, cache_session, now).await
+            };
+            match result {
                 Ok(settled) => {
                     self.settle_idempotency(&end, &bill).await;
                     if let Some(session) = settled.session {
@@ -215,11 +233,14 @@ impl Pending {
                         "settlement of {} failed (attempt {attempt}): {e}",
                         self.request_id
                     );
-                    Delay::from(Duration::from_millis(delay_ms)).await;
-                    delay_ms *= 4;
+                    if attempt < ATTEMPTS {
+                        Delay::from(Duration::from_millis(delay_ms)).await;
+                        delay_ms *= 4;
+                    }
                 }
             }
         }
+        super::cron::keep_pending_settlement(&self.env, &row).await;
     }
 }
 
@@ -455,13 +476,22 @@ pub(crate) async fn refusal(
             ErrorKind::InvalidApiKey,
             "This API key's tenant is disabled.",
         ),
+        Ok(Some(state)) if state.debt > 0 => GatewayError::new(
+            ErrorKind::InsufficientQuota,
+            format!(
+                "You exceeded your current quota: earlier requests cost {} micro-units more than \
+                 your balance covered, and this debt must be paid before new requests. Add credit \
+                 (it pays the debt first).",
+                state.debt
+            ),
+        ),
         Ok(Some(state)) => GatewayError::new(
             ErrorKind::InsufficientQuota,
             format!(
                 "You exceeded your current quota: this request may cost up to {needed} micro-units \
                  ({prompt_tokens} prompt tokens and up to {max_output} completion tokens) but the \
                  available balance is {}. Top up, or lower max_tokens.",
-                state.balance
+                state.balance.saturating_add(state.allowance_remaining)
             ),
         ),
         Ok(None) => GatewayError::new(ErrorKind::InvalidApiKey, "Incorrect API key provided."),

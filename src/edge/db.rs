@@ -9,6 +9,7 @@ use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement, Env};
 
+use crate::core::billing::{is_js_safe, MAX_SAFE_INT};
 use crate::core::error::{ErrorKind, GatewayError};
 
 pub fn database(env: &Env) -> Result<D1Database, GatewayError> {
@@ -69,15 +70,34 @@ impl From<Option<u64>> for Arg<'_> {
     }
 }
 
+/// Refuses integers that a JavaScript number cannot hold exactly.
+pub fn check_args(args: &[Arg<'_>]) -> Result<(), GatewayError> {
+    for (i, a) in args.iter().enumerate() {
+        if let Arg::Int(v) = a {
+            if !is_js_safe(*v) {
+                return Err(GatewayError::internal(format!(
+                    "parameter ?{} = {v} is beyond 2^53 - 1 and cannot be stored exactly",
+                    i + 1
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn d1_error(e: impl std::fmt::Display) -> GatewayError {
     GatewayError::new(ErrorKind::Unavailable, format!("Database error: {e}"))
 }
 
+/// Prepares `sql` with `args`. An integer beyond 2⁵³ − 1 is refused (an internal error): D1 binds
+/// numbers as JavaScript doubles, which would round it silently (a `u64` too large for `i64`
+/// becomes `i64::MAX` in [`Arg::from`], so it is refused here too).
 pub fn statement(
     db: &D1Database,
     sql: &str,
     args: &[Arg<'_>],
 ) -> Result<D1PreparedStatement, GatewayError> {
+    check_args(args)?;
     let values: Vec<JsValue> = args.iter().map(JsValue::from).collect();
     db.prepare(sql).bind(&values).map_err(d1_error)
 }
@@ -214,7 +234,8 @@ const RESET_PERIOD_SQL: &str = "UPDATE tenants SET
 /// Reserves `amount` for request `request_id`, in one batch: first the lazy start of a new plan
 /// period for the key's tenant, then one conditional statement that takes the amount from the
 /// plan allowance first and the balance for the rest (triggers), and also checks the key is not
-/// revoked and the tenant not disabled. Returns whether it did.
+/// revoked, the tenant not disabled and without debt. Returns whether it did (an amount beyond
+/// 2⁵³ − 1 never fits).
 pub async fn reserve(
     db: &D1Database,
     request_id: &str,
@@ -222,6 +243,9 @@ pub async fn reserve(
     amount: u64,
     now: u64,
 ) -> Result<bool, GatewayError> {
+    if amount > MAX_SAFE_INT {
+        return Ok(false);
+    }
     let period = crate::core::billing::allowance::month_start_ms(now);
     let reset = statement(db, RESET_PERIOD_SQL, &[key_id.into(), period.into()])?;
     // `RETURNING` rather than the change count: D1 counts the trigger's balance update too.
@@ -232,7 +256,7 @@ pub async fn reserve(
          SELECT ?1, k.tenant_id, k.id, ?3 - MIN(?3, t.allowance_remaining),
            MIN(?3, t.allowance_remaining), t.allowance_period, ?4
          FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
-         WHERE k.id = ?2 AND k.revoked_at IS NULL AND t.disabled_at IS NULL
+         WHERE k.id = ?2 AND k.revoked_at IS NULL AND t.disabled_at IS NULL AND t.debt = 0
            AND t.balance + t.allowance_remaining >= ?3
          RETURNING id",
         &[request_id.into(), key_id.into(), amount.into(), now.into()],
@@ -279,12 +303,16 @@ pub struct KeyState {
     pub revoked_at: Option<u64>,
     pub disabled_at: Option<u64>,
     pub balance: u64,
+    /// Plan allowance left this period.
+    pub allowance_remaining: u64,
+    /// Owed from charges that balance and allowance could not cover (schema/0007).
+    pub debt: u64,
 }
 
 pub async fn key_state(db: &D1Database, key_id: &str) -> Result<Option<KeyState>, GatewayError> {
     first(
         db,
-        "SELECT k.revoked_at, t.disabled_at, t.balance
+        "SELECT k.revoked_at, t.disabled_at, t.balance, t.allowance_remaining, t.debt
          FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.id = ?1",
         &[key_id.into()],
     )
@@ -298,30 +326,59 @@ pub async fn key_active(db: &D1Database, key_id: &str) -> Result<bool, GatewayEr
         .is_some_and(|k| k.revoked_at.is_none() && k.disabled_at.is_none()))
 }
 
-/// One usage row, as written by [`settle`].
-pub struct UsageRow<'a> {
-    pub request_id: &'a str,
-    pub tenant_id: &'a str,
-    pub key_id: &'a str,
-    pub session_id: Option<&'a str>,
-    pub model: &'a str,
-    pub provider: &'a str,
-    pub upstream_model: &'a str,
+/// One usage row, as written by [`settle`]. Owned and serializable: a settlement that cannot be
+/// written is kept as JSON (KV `pending-settle:<request id>`) and replayed by the scheduled handler.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct UsageRow {
+    pub request_id: String,
+    pub tenant_id: String,
+    pub key_id: String,
+    pub session_id: Option<String>,
+    pub model: String,
+    pub provider: String,
+    pub upstream_model: String,
     pub stream: bool,
-    pub bill: &'a crate::core::meter::Bill,
+    pub prompt_tokens: u64,
+    pub cached_prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub upstream_prompt_tokens: Option<u64>,
+    pub upstream_completion_tokens: Option<u64>,
+    pub local_prompt_tokens: u64,
+    pub local_completion_tokens: u64,
+    /// `upstream` or `local`.
+    pub usage_source: String,
+    /// The full charge (schema/0007: reservation, allowance, balance, then debt).
+    pub cost: u64,
     /// The `price_versions` row the cost was computed with.
     pub price_version: Option<u64>,
     pub multiplier_bps: u64,
-    pub idempotency_key: Option<&'a str>,
+    pub idempotency_key: Option<String>,
     pub reserved: u64,
-    pub status: &'a str,
+    pub status: String,
     pub http_status: u16,
-    pub error_code: Option<&'a str>,
+    pub error_code: Option<String>,
     pub latency_ms: u64,
     pub ttfb_ms: Option<u64>,
     pub created_at: u64,
     /// JSON array of the routes that failed before the serving one.
-    pub routes_tried: Option<&'a str>,
+    pub routes_tried: Option<String>,
+}
+
+impl UsageRow {
+    /// The token and money columns of `bill`.
+    pub fn set_bill(&mut self, b: &crate::core::meter::Bill) {
+        self.prompt_tokens = b.prompt_tokens;
+        self.cached_prompt_tokens = b.cached_prompt_tokens;
+        self.completion_tokens = b.completion_tokens;
+        self.reasoning_tokens = b.reasoning_tokens;
+        self.upstream_prompt_tokens = b.upstream_prompt_tokens;
+        self.upstream_completion_tokens = b.upstream_completion_tokens;
+        self.local_prompt_tokens = b.local_prompt_tokens;
+        self.local_completion_tokens = b.local_completion_tokens;
+        self.usage_source = b.source.as_str().to_string();
+        self.cost = b.cost;
+    }
 }
 
 /// Session totals, as cached in KV.
@@ -349,22 +406,18 @@ pub struct Settled {
     pub alert_rules: Vec<super::alerts::Observed>,
 }
 
-/// Settles a request in one batch: returns the reservation, writes the usage row (which charges
-/// the cost and updates the session), reads the tenant's alert rules with its new figures, and
-/// the session back when `read_session`. Safe to repeat: a second run finds no reservation and
-/// an existing row, and changes nothing.
+/// Settles a request in one batch: writes the usage row, whose trigger (schema/0007) charges the
+/// cost from the request's reservation, then allowance, balance and debt, returns what the
+/// reservation held beyond it, and updates the session and month totals; reads the tenant's alert
+/// rules with its new figures, and the session back when `read_session`. Safe to repeat: a second
+/// run finds an existing row (`INSERT OR IGNORE` fires nothing) and changes nothing. The final
+/// `DELETE` only matters when the row already existed.
 pub async fn settle(
     db: &D1Database,
-    row: &UsageRow<'_>,
+    row: &UsageRow,
     read_session: bool,
     now: u64,
 ) -> Result<Settled, GatewayError> {
-    let b = row.bill;
-    let release = statement(
-        db,
-        "DELETE FROM reservations WHERE id = ?1",
-        &[row.request_id.into()],
-    )?;
     let insert = statement(
         db,
         "INSERT OR IGNORE INTO usage (request_id, tenant_id, key_id, session_id, model, provider,
@@ -376,45 +429,51 @@ pub async fn settle(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 0, 0, ?18,
            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?16, ?17, ?27, ?28, ?29, ?30)",
         &[
-            row.request_id.into(),
-            row.tenant_id.into(),
-            row.key_id.into(),
-            row.session_id.into(),
-            row.model.into(),
-            row.provider.into(),
-            row.upstream_model.into(),
+            row.request_id.as_str().into(),
+            row.tenant_id.as_str().into(),
+            row.key_id.as_str().into(),
+            row.session_id.as_deref().into(),
+            row.model.as_str().into(),
+            row.provider.as_str().into(),
+            row.upstream_model.as_str().into(),
             i64::from(row.stream).into(),
-            b.prompt_tokens.into(),
-            b.completion_tokens.into(),
-            b.upstream_prompt_tokens.into(),
-            b.upstream_completion_tokens.into(),
-            b.local_prompt_tokens.into(),
-            b.local_completion_tokens.into(),
-            b.source.as_str().into(),
+            row.prompt_tokens.into(),
+            row.completion_tokens.into(),
+            row.upstream_prompt_tokens.into(),
+            row.upstream_completion_tokens.into(),
+            row.local_prompt_tokens.into(),
+            row.local_completion_tokens.into(),
+            row.usage_source.as_str().into(),
             row.price_version.into(),
-            b.cached_prompt_tokens.into(),
+            row.cached_prompt_tokens.into(),
             row.reserved.into(),
-            b.cost.into(),
-            b.uncharged.into(),
-            row.status.into(),
+            row.cost.into(),
+            // `uncharged` (0001): no longer used, a charge beyond the reservation is taken or owed.
+            Arg::Int(0),
+            row.status.as_str().into(),
             i64::from(row.http_status).into(),
-            row.error_code.into(),
+            row.error_code.as_deref().into(),
             row.latency_ms.into(),
             row.ttfb_ms.into(),
             row.created_at.into(),
-            b.reasoning_tokens.into(),
+            row.reasoning_tokens.into(),
             row.multiplier_bps.into(),
-            row.idempotency_key.into(),
-            row.routes_tried.into(),
+            row.idempotency_key.as_deref().into(),
+            row.routes_tried.as_deref().into(),
         ],
     )?;
-    let alerts = super::alerts::observe_statement(db, row.tenant_id, now)?;
-    let mut statements = vec![release, insert, alerts];
-    if let (Some(session), true) = (row.session_id, read_session) {
+    let release = statement(
+        db,
+        "DELETE FROM reservations WHERE id = ?1",
+        &[row.request_id.as_str().into()],
+    )?;
+    let alerts = super::alerts::observe_statement(db, &row.tenant_id, now)?;
+    let mut statements = vec![insert, release, alerts];
+    if let (Some(session), true) = (row.session_id.as_deref(), read_session) {
         statements.push(statement(
             db,
             &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE tenant_id = ?1 AND id = ?2"),
-            &[row.tenant_id.into(), session.into()],
+            &[row.tenant_id.as_str().into(), session.into()],
         )?);
     }
     let results = batch(db, statements).await?;

@@ -225,7 +225,9 @@ struct AssignPlan {
 }
 
 /// `PUT /admin/tenants/{id}/plan` `{plan_id}`: assigns a plan (its full allowance is available
-/// at once, for the current month) or, with `null`, removes it (the allowance left is dropped).
+/// at once, for the current month, less what requests in flight already hold of this month's
+/// allowance: their holds return to it when they settle, so re-assigning a plan never pays
+/// twice) or, with `null`, removes it (the allowance left is dropped).
 pub async fn assign_plan(
     db: &D1Database,
     tenant_id: &str,
@@ -237,7 +239,9 @@ pub async fn assign_plan(
         Some(plan) => {
             db::first(
                 db,
-                "UPDATE tenants SET plan_id = p.id, allowance_remaining = p.allowance,
+                "UPDATE tenants SET plan_id = p.id,
+                   allowance_remaining = MAX(p.allowance - (SELECT COALESCE(SUM(r.allowance_amount), 0)
+                     FROM reservations r WHERE r.tenant_id = ?1 AND r.allowance_period = ?3), 0),
                    allowance_period = ?3
                  FROM (SELECT id, allowance FROM plans WHERE id = ?2) AS p
                  WHERE tenants.id = ?1 RETURNING tenants.id",
@@ -308,11 +312,11 @@ pub async fn set_pricing(
     tenant_billing(db, tenant_id).await
 }
 
-/// A tenant's billing state: balance, reservations, plan and allowance, multiplier.
+/// A tenant's billing state: balance, debt, reservations, plan and allowance, multiplier.
 async fn tenant_billing(db: &D1Database, tenant_id: &str) -> Result<Response, GatewayError> {
     let row: Option<Value> = db::first(
         db,
-        "SELECT t.id, t.name, t.balance, t.price_multiplier_bps, t.plan_id,
+        "SELECT t.id, t.name, t.balance, t.debt, t.price_multiplier_bps, t.plan_id,
            p.allowance AS plan_allowance, t.allowance_remaining, t.allowance_period,
            (SELECT COALESCE(SUM(r.amount), 0) FROM reservations r WHERE r.tenant_id = t.id) AS reserved,
            (SELECT COALESCE(SUM(r.allowance_amount), 0) FROM reservations r WHERE r.tenant_id = t.id)

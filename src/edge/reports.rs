@@ -326,6 +326,7 @@ pub async fn balance(req: &Request, env: &Env) -> Result<Response, GatewayError>
     #[derive(Deserialize)]
     struct Row {
         balance: u64,
+        debt: u64,
         reserved: u64,
         month_requests: u64,
         month_prompt_tokens: u64,
@@ -336,7 +337,7 @@ pub async fn balance(req: &Request, env: &Env) -> Result<Response, GatewayError>
     let month = crate::core::alerts::Observation::month_of(super::now_ms());
     let row: Option<Row> = db::first(
         &db::database(env)?,
-        "SELECT t.balance,
+        "SELECT t.balance, t.debt,
            (SELECT COALESCE(SUM(r.amount), 0) FROM reservations r WHERE r.tenant_id = t.id) AS reserved,
            COALESCE(m.requests, 0) AS month_requests,
            COALESCE(m.prompt_tokens, 0) AS month_prompt_tokens,
@@ -355,6 +356,7 @@ pub async fn balance(req: &Request, env: &Env) -> Result<Response, GatewayError>
             "object": "balance",
             "tenant_id": caller.tenant_id,
             "balance": row.balance,
+            "debt": row.debt,
             "reserved": row.reserved,
             "total": row.balance + row.reserved,
             "balance_display": display(row.balance),
@@ -364,7 +366,9 @@ pub async fn balance(req: &Request, env: &Env) -> Result<Response, GatewayError>
                 "explanation": "Amounts are integers in micro-units of the operator's currency: \
                     1,000,000 micro-units = 1.00. `balance` is spendable now; `reserved` is held \
                     for requests in flight and returns to the balance, less their cost, when they \
-                    finish; `total` = balance + reserved.",
+                    finish; `total` = balance + reserved. `debt` is what earlier requests cost \
+                    beyond what could be taken; while it is above 0 new requests are refused, and \
+                    credit pays it first.",
             },
             "month": {
                 "period": month,

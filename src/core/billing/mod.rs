@@ -87,6 +87,15 @@ pub const LIST_PRICE_BPS: u64 = 10_000;
 /// The largest tenant multiplier accepted (100×).
 pub const MAX_MULTIPLIER_BPS: u64 = 1_000_000;
 
+/// The largest integer stored or bound in D1: 2⁵³ − 1. D1 takes and returns numbers as JavaScript
+/// doubles, which are exact only up to here, so money, token counts and times stay at or below it.
+pub const MAX_SAFE_INT: u64 = (1 << 53) - 1;
+
+/// Whether `v` survives a round trip through a JavaScript number exactly.
+pub fn is_js_safe(v: i64) -> bool {
+    v.unsigned_abs() <= MAX_SAFE_INT
+}
+
 /// What `usage` costs at `price`, in micro-units, rounded up once; see the module docs.
 pub fn cost_micros(usage: &TokenUsage, price: &Price) -> u64 {
     cost_micros_scaled(usage, price, LIST_PRICE_BPS)
@@ -461,6 +470,17 @@ mod tests {
             reservation_micros_scaled(u64::MAX, u64::MAX, &PRICE, MAX_MULTIPLIER_BPS),
             u64::MAX
         );
+    }
+
+    #[test]
+    fn js_safe_bounds() {
+        assert!(is_js_safe(0));
+        assert!(is_js_safe(MAX_SAFE_INT as i64));
+        assert!(is_js_safe(-(MAX_SAFE_INT as i64)));
+        assert!(!is_js_safe(MAX_SAFE_INT as i64 + 1));
+        assert!(!is_js_safe(-(MAX_SAFE_INT as i64) - 1));
+        assert!(!is_js_safe(i64::MAX));
+        assert!(!is_js_safe(i64::MIN));
     }
 
     #[test]

@@ -608,16 +608,8 @@ async fn invoke_plugin(
         cost: charged,
         created_at,
     };
-    // Retried like a settlement: the batch is idempotent. A record that cannot be written
-    // leaves the price reserved (not charged, not lost) for the operator to see.
-    for attempt in 1..=3 {
-        match store::record_call(&scope.db, &record).await {
-            Ok(()) => break,
-            Err(e) => {
-                worker::console_error!("recording plugin call {call_id} failed ({attempt}): {e}")
-            }
-        }
-    }
+    // Retried like a settlement, then kept in KV for the scheduled handler (store.rs).
+    store::record_call_durably(&scope.env, &scope.db, &record).await;
     (result, charged)
 }
 

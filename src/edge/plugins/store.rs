@@ -324,13 +324,14 @@ pub struct CallRecord<'a> {
     pub created_at: u64,
 }
 
-/// Records a call in one batch: returns its price reservation (if any) and inserts the row,
-/// whose trigger charges `cost`. Safe to repeat.
+/// Records a call in one batch: inserts the row, whose trigger (schema/0007) charges `cost` from
+/// the call's price reservation (allowance part, then balance part), then the allowance, the
+/// balance and debt, and returns what the reservation held beyond it; then deletes the
+/// reservation (only needed when the row already existed). Safe to repeat.
 pub async fn record_call(db: &D1Database, c: &CallRecord<'_>) -> Result<(), GatewayError> {
     db::batch(
         db,
         vec![
-            db::statement(db, "DELETE FROM reservations WHERE id = ?1", &[c.id.into()])?,
             db::statement(
                 db,
                 "INSERT OR IGNORE INTO plugin_calls (id, request_id, tenant_id, key_id, session_id,
@@ -352,10 +353,93 @@ pub async fn record_call(db: &D1Database, c: &CallRecord<'_>) -> Result<(), Gate
                     c.created_at.into(),
                 ],
             )?,
+            db::statement(db, "DELETE FROM reservations WHERE id = ?1", &[c.id.into()])?,
         ],
     )
     .await?;
     Ok(())
+}
+
+/// [`record_call`], retried like a settlement (the batch is idempotent); when every attempt
+/// fails, the record is kept in KV for the scheduled handler to write (`edge::cron`), so no
+/// call row, and no charge, is lost. The price stays reserved meanwhile.
+pub async fn record_call_durably(env: &worker::Env, db: &D1Database, c: &CallRecord<'_>) {
+    const ATTEMPTS: u32 = 3;
+    let fault = crate::edge::cron::fault(env, "record_call_d1");
+    for attempt in 1..=ATTEMPTS {
+        let result = if fault {
+            Err(db::d1_error(
+                "injected fault record_call_d1 (TOLLGATE_FAULTS)",
+            ))
+        } else {
+            record_call(db, c).await
+        };
+        match result {
+            Ok(()) => return,
+            Err(e) => {
+                worker::console_error!("recording plugin call {} failed ({attempt}): {e}", c.id)
+            }
+        }
+    }
+    crate::edge::cron::keep_pending_call(env, &CallRow::from(c)).await;
+}
+
+/// A [`CallRecord`] that owns its strings: what is kept in KV for replay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallRow {
+    pub id: String,
+    pub request_id: String,
+    pub tenant_id: String,
+    pub key_id: String,
+    pub session_id: String,
+    pub plugin_id: String,
+    pub api: String,
+    pub mode: String,
+    pub status: String,
+    pub http_status: Option<u16>,
+    pub latency_ms: u64,
+    pub cost: u64,
+    pub created_at: u64,
+}
+
+impl From<&CallRecord<'_>> for CallRow {
+    fn from(c: &CallRecord<'_>) -> Self {
+        CallRow {
+            id: c.id.to_string(),
+            request_id: c.request_id.to_string(),
+            tenant_id: c.tenant_id.to_string(),
+            key_id: c.key_id.to_string(),
+            session_id: c.session_id.to_string(),
+            plugin_id: c.plugin_id.to_string(),
+            api: c.api.to_string(),
+            mode: c.mode.to_string(),
+            status: c.status.to_string(),
+            http_status: c.http_status,
+            latency_ms: c.latency_ms,
+            cost: c.cost,
+            created_at: c.created_at,
+        }
+    }
+}
+
+impl CallRow {
+    pub fn as_record(&self) -> CallRecord<'_> {
+        CallRecord {
+            id: &self.id,
+            request_id: &self.request_id,
+            tenant_id: &self.tenant_id,
+            key_id: &self.key_id,
+            session_id: &self.session_id,
+            plugin_id: &self.plugin_id,
+            api: &self.api,
+            mode: &self.mode,
+            status: &self.status,
+            http_status: self.http_status,
+            latency_ms: self.latency_ms,
+            cost: self.cost,
+            created_at: self.created_at,
+        }
+    }
 }
 
 /// Per-tenant call counts of one plugin.
