@@ -542,7 +542,7 @@ describe('gateway whose stale-reservation sweep is 4 s (deadline 3 s)', () => {
     await odd?.close();
   });
 
-  test('a stream that would outlive the sweep ends cleanly at the deadline and is settled', async () => {
+  test('a stream that would outlive the sweep ends cleanly at the deadline and is settled', { timeout: 60_000 }, async () => {
     const { data: stream, response } = await client.chat.completions
       .create({ model: 'relay-endless', stream: true, stream_options: { include_usage: true }, messages: hello })
       .withResponse();
@@ -564,7 +564,7 @@ describe('gateway whose stale-reservation sweep is 4 s (deadline 3 s)', () => {
     assert.equal(row.cost, costOf(row.prompt_tokens, row.completion_tokens));
   });
 
-  test('a client that does not read: the deadline still ends and settles the stream', async () => {
+  test('a client that does not read: the deadline still ends and settles the stream', { timeout: 60_000 }, async () => {
     const { id, socket } = await rawRequest(gw, key.key, { model: 'relay-endless', stream: true, messages: hello }, {
       // Reads the headers, then nothing more.
       onData: (received, s) => /x-request-id/i.test(received) && s.pause(),
@@ -580,7 +580,7 @@ describe('gateway whose stale-reservation sweep is 4 s (deadline 3 s)', () => {
     }
   });
 
-  test('a plain request without a route timeout stops at the deadline, charged', async () => {
+  test('a plain request without a route timeout stops at the deadline, charged', { timeout: 60_000 }, async () => {
     const quick = new OpenAI({ apiKey: key.key, baseURL: `${gw.url}/v1`, maxRetries: 0, timeout: 60_000 });
     let id = null;
     await assert.rejects(quick.chat.completions.create({ model: 'relay-silent', messages: hello }), (e) => {
