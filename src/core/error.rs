@@ -48,8 +48,16 @@ pub enum ErrorKind {
     UpstreamRejected(u16),
     /// 502: the provider failed, answered garbage or could not be reached.
     UpstreamFailed,
-    /// 504: the provider did not answer in time.
+    /// 504: the provider said it timed out (an answered 408), or a stream went quiet.
     UpstreamTimeout,
+    /// 504: the request was sent and no complete answer came in time. The provider may have done
+    /// (and billed) the work: never retried elsewhere, not held against the route's breaker, and
+    /// charged by the rule of the README's table of endings.
+    UpstreamUnanswered,
+    /// 502: the provider answered 2xx but the gateway cannot use the answer (too large, broken
+    /// off, unparseable). The provider billed it: not retried elsewhere, charged like
+    /// [`ErrorKind::UpstreamUnanswered`].
+    UpstreamUnusable,
     /// 500: Tollgate's own fault (storage, configuration).
     Internal,
     /// 503: a dependency of Tollgate (D1, KV) is unavailable.
@@ -111,8 +119,8 @@ impl GatewayError {
             ErrorKind::UpstreamRateLimited => 429,
             ErrorKind::UpstreamRejected(status) if (400..500).contains(&status) => status,
             ErrorKind::UpstreamRejected(_) => 400,
-            ErrorKind::UpstreamFailed => 502,
-            ErrorKind::UpstreamTimeout => 504,
+            ErrorKind::UpstreamFailed | ErrorKind::UpstreamUnusable => 502,
+            ErrorKind::UpstreamTimeout | ErrorKind::UpstreamUnanswered => 504,
             ErrorKind::Internal => 500,
             ErrorKind::Unavailable => 503,
         }
@@ -133,7 +141,10 @@ impl GatewayError {
             ErrorKind::ModelNotAllowed => "permission_error",
             ErrorKind::InsufficientQuota => "insufficient_quota",
             ErrorKind::UpstreamRateLimited => "rate_limit_error",
-            ErrorKind::UpstreamFailed | ErrorKind::UpstreamTimeout => "upstream_error",
+            ErrorKind::UpstreamFailed
+            | ErrorKind::UpstreamTimeout
+            | ErrorKind::UpstreamUnanswered
+            | ErrorKind::UpstreamUnusable => "upstream_error",
             ErrorKind::Internal | ErrorKind::Unavailable => "server_error",
         }
     }
@@ -157,7 +168,8 @@ impl GatewayError {
             ErrorKind::UpstreamRateLimited => "upstream_rate_limited",
             ErrorKind::UpstreamRejected(_) => "upstream_rejected",
             ErrorKind::UpstreamFailed => "upstream_error",
-            ErrorKind::UpstreamTimeout => "upstream_timeout",
+            ErrorKind::UpstreamTimeout | ErrorKind::UpstreamUnanswered => "upstream_timeout",
+            ErrorKind::UpstreamUnusable => "upstream_unusable",
             ErrorKind::Internal => "internal_error",
             ErrorKind::Unavailable => "service_unavailable",
         }
@@ -169,14 +181,41 @@ impl GatewayError {
             ErrorKind::UpstreamRateLimited
             | ErrorKind::UpstreamRejected(_)
             | ErrorKind::UpstreamFailed
-            | ErrorKind::UpstreamTimeout => ErrorSource::Upstream,
+            | ErrorKind::UpstreamTimeout
+            | ErrorKind::UpstreamUnanswered
+            | ErrorKind::UpstreamUnusable => ErrorSource::Upstream,
             ErrorKind::Internal | ErrorKind::Unavailable => ErrorSource::Internal,
             _ => ErrorSource::Downstream,
         }
     }
 
+    /// A provider that answered with a redirect, which the gateway never follows (a provider's
+    /// key must travel only to its own `base_url`). The work was not done: retryable.
+    pub fn upstream_redirect(status: u16) -> Self {
+        Self::new(
+            ErrorKind::UpstreamFailed,
+            format!(
+                "The provider answered with a redirect (HTTP {status}), which the gateway does not \
+                 follow; check the provider's base_url."
+            ),
+        )
+        .with_code("upstream_redirect")
+    }
+
+    /// Whether the provider may have done, and billed, the work although the gateway has no usable
+    /// answer: such a failure is charged (see the README's table of endings), never retried on
+    /// another route, and not held against the route's circuit breaker.
+    pub fn provider_may_have_billed(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::UpstreamUnanswered | ErrorKind::UpstreamUnusable
+        )
+    }
+
     /// Whether the same request may be tried on another provider route: only when the provider
-    /// failed in a way that says nothing about the request itself.
+    /// answered with a failure that says nothing about the request itself (5xx, 429, an answered
+    /// timeout) or could not be reached. A request that may have been served
+    /// ([`GatewayError::provider_may_have_billed`]) is never sent twice.
     pub fn retryable(&self) -> bool {
         matches!(
             self.kind,
@@ -261,6 +300,26 @@ mod tests {
         assert!(GatewayError::new(ErrorKind::UpstreamFailed, "x").retryable());
         assert!(!GatewayError::new(ErrorKind::UpstreamRejected(400), "x").retryable());
         assert!(!GatewayError::new(ErrorKind::InvalidRequest, "x").retryable());
+    }
+
+    #[test]
+    fn a_request_the_provider_may_have_served_is_not_retried_and_is_charged() {
+        let unanswered = GatewayError::new(ErrorKind::UpstreamUnanswered, "x");
+        assert_eq!(unanswered.status(), 504);
+        assert_eq!(unanswered.code(), "upstream_timeout");
+        assert!(!unanswered.retryable() && unanswered.provider_may_have_billed());
+        let unusable = GatewayError::new(ErrorKind::UpstreamUnusable, "x");
+        assert_eq!(unusable.status(), 502);
+        assert_eq!(unusable.code(), "upstream_unusable");
+        assert_eq!(unusable.error_type(), "upstream_error");
+        assert!(!unusable.retryable() && unusable.provider_may_have_billed());
+        // An answered timeout (HTTP 408) and a redirect: the work was not done.
+        let answered = GatewayError::new(ErrorKind::UpstreamTimeout, "x");
+        assert!(answered.retryable() && !answered.provider_may_have_billed());
+        let redirect = GatewayError::upstream_redirect(307);
+        assert_eq!(redirect.status(), 502);
+        assert_eq!(redirect.code(), "upstream_redirect");
+        assert!(redirect.retryable() && !redirect.provider_may_have_billed());
     }
 
     #[test]

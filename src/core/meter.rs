@@ -23,8 +23,14 @@ pub enum RequestStatus {
     ClientAbort,
     /// The provider failed; nothing is charged before the first token, what was delivered after.
     UpstreamError,
-    /// Output was cut short by the gateway (reservation exhausted).
+    /// Output was cut short by the gateway (reservation exhausted, or the stream's deadline).
     Truncated,
+    /// The request was sent and no complete answer came in time: the provider may have done the
+    /// work, so the reservation is charged.
+    UpstreamTimeout,
+    /// The provider answered 2xx with something the gateway cannot use (too large, broken off,
+    /// unparseable): the provider billed it, so the reservation is charged.
+    UpstreamUnusable,
 }
 
 impl RequestStatus {
@@ -34,6 +40,8 @@ impl RequestStatus {
             RequestStatus::ClientAbort => "client_abort",
             RequestStatus::UpstreamError => "upstream_error",
             RequestStatus::Truncated => "truncated",
+            RequestStatus::UpstreamTimeout => "upstream_timeout",
+            RequestStatus::UpstreamUnusable => "upstream_unusable",
         }
     }
 }
@@ -186,6 +194,33 @@ impl StreamMeter {
         out.extend_from_slice(&encode_data(crate::core::sse::DONE));
     }
 
+    /// Whether the client asked for the usage chunk, the provider has sent none and the stream is
+    /// still open: then [`StreamMeter::local_usage`] must come before `[DONE]`.
+    pub fn owes_usage(&self) -> bool {
+        self.wants_usage && self.usage.is_none() && !self.done && self.error.is_none()
+    }
+
+    /// The usage chunk the provider did not send (`usage`: local counts), for a client that asked
+    /// for one: `choices: []` and the stream's id, model and created.
+    pub fn local_usage(&mut self, usage: Usage, out: &mut Vec<u8>) {
+        if !self.owes_usage() {
+            return;
+        }
+        let (id, model, created) = self.last_header.clone().unwrap_or_default();
+        let chunk = ChatCompletionChunk {
+            id,
+            object: "chat.completion.chunk".to_string(),
+            created,
+            model,
+            choices: Vec::new(),
+            usage: Some(usage),
+            extra: Default::default(),
+        };
+        if let Ok(json) = serde_json::to_string(&chunk) {
+            out.extend_from_slice(&encode_data(&json));
+        }
+    }
+
     /// Whether [`StreamMeter::cut`] ended the stream.
     pub fn truncated(&self) -> bool {
         self.truncated
@@ -302,6 +337,28 @@ pub fn bill(input: &BillInput<'_>) -> Bill {
         local_completion_tokens: safe(local_completion),
         source,
         cost: safe(cost),
+    }
+}
+
+/// The charge of a request the provider may have served although the gateway learnt no usage
+/// (README, "how a request ends": a timeout after the request was sent, an unusable 2xx, a client
+/// that left while the provider kept generating past the drain deadline): the whole amount held,
+/// `input.reserved`, recorded as the local prompt count plus `covered_output`, the output the
+/// reservation covered. A provider's usage, when there is one, wins: then [`bill`] decides.
+pub fn bill_reserved(input: &BillInput<'_>, covered_output: u64) -> Bill {
+    if input.upstream_usage.is_some() {
+        return bill(input);
+    }
+    let local = bill(input);
+    Bill {
+        prompt_tokens: input.local_prompt_tokens,
+        cached_prompt_tokens: 0,
+        completion_tokens: covered_output.max(local.local_completion_tokens),
+        reasoning_tokens: 0,
+        source: UsageSource::Local,
+        cost: input.reserved,
+        uncharged: 0,
+        ..local
     }
 }
 
@@ -456,6 +513,72 @@ mod tests {
         assert_eq!(b.completion_tokens, MAX_SAFE_INT);
         assert_eq!(b.upstream_prompt_tokens, Some(MAX_SAFE_INT));
         assert_eq!(b.local_prompt_tokens, MAX_SAFE_INT);
+    }
+
+    #[test]
+    fn a_request_the_provider_may_have_served_is_charged_the_reservation() {
+        let p = price();
+        let input = BillInput {
+            status: RequestStatus::UpstreamTimeout,
+            delivered_output: false,
+            local_prompt_tokens: 6,
+            completion_text: "",
+            encoding: Some(Encoding::O200kBase),
+            upstream_usage: None,
+            price: &p,
+            multiplier_bps: 10_000,
+            reserved: 2_006,
+        };
+        let b = bill_reserved(&input, 1_000);
+        assert_eq!((b.cost, b.uncharged), (2_006, 0));
+        assert_eq!((b.prompt_tokens, b.completion_tokens), (6, 1_000));
+        assert_eq!((b.local_prompt_tokens, b.local_completion_tokens), (6, 0));
+        assert_eq!(b.source, UsageSource::Local);
+        // Text already received counts when it is more than the covered output.
+        let b = bill_reserved(
+            &BillInput {
+                completion_text: "Hi there",
+                ..input.clone()
+            },
+            1,
+        );
+        assert_eq!((b.completion_tokens, b.cost), (2, 2_006));
+        // The provider's usage, when known, is billed as usual.
+        let usage = Usage::new(5, 2);
+        let b = bill_reserved(
+            &BillInput {
+                status: RequestStatus::ClientAbort,
+                upstream_usage: Some(&usage),
+                ..input
+            },
+            1_000,
+        );
+        assert_eq!((b.source, b.cost), (UsageSource::Upstream, 9));
+    }
+
+    #[test]
+    fn usage_chunk_from_local_counts_when_the_provider_sent_none() {
+        let mut m = StreamMeter::new(true);
+        let mut out = Vec::new();
+        m.forward(chunk(CONTENT), &mut out);
+        assert!(m.owes_usage());
+        out.clear();
+        m.local_usage(Usage::new(5, 2), &mut out);
+        m.forward(StreamItem::Done, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+        assert_eq!(events.len(), 2, "{text}");
+        assert!(events[0].contains(r#""choices":[]"#) && events[0].contains(r#""id":"c""#));
+        assert!(events[0].contains(r#""completion_tokens":2"#));
+        assert_eq!(events[1], "data: [DONE]");
+        // Not owed when the provider sent usage, nor when the client did not ask.
+        let mut m = StreamMeter::new(true);
+        m.forward(chunk(USAGE), &mut Vec::new());
+        assert!(!m.owes_usage());
+        let mut m = StreamMeter::new(false);
+        let mut out = Vec::new();
+        m.local_usage(Usage::new(5, 2), &mut out);
+        assert!(out.is_empty() && !m.owes_usage());
     }
 
     #[test]

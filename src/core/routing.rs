@@ -71,6 +71,37 @@ pub fn may_fall_back(err: &GatewayError, sent_to_client: bool) -> bool {
     !sent_to_client && err.retryable()
 }
 
+/// Default of `STALE_RESERVATION_SECONDS` (the scheduled sweep's age of a dead reservation).
+pub const DEFAULT_STALE_RESERVATION_SECONDS: u64 = 900;
+
+/// How long after a client left a stream the gateway keeps reading the provider for its usage
+/// (`CLIENT_ABORT_DRAIN_MS`). Workers lets `waitUntil` work run about 30 s after the client is
+/// gone; the rest is left for the settlement.
+pub const DEFAULT_CLIENT_ABORT_DRAIN_MS: u64 = 25_000;
+
+/// The wall-clock deadline (UTC ms) of a request that started at `started_at`: every upstream
+/// call, plain or streamed, ends before the scheduled sweep could take its reservation for dead.
+/// `stale_seconds` is `STALE_RESERVATION_SECONDS` as set (the sweep uses at least 60 s, never
+/// less than this); the margin is a minute, or a quarter of the setting when that is shorter.
+pub fn request_deadline(started_at: u64, stale_seconds: u64) -> u64 {
+    let stale_ms = stale_seconds.max(1).saturating_mul(1000);
+    let margin = (stale_ms / 4).min(60_000);
+    started_at.saturating_add(stale_ms - margin)
+}
+
+/// The time (ms) a plain request may take, headers and body together, from `now`: the route's
+/// own timeout or the gateway-wide one, and never past the request's `deadline`.
+pub fn plain_timeout_ms(route_ms: Option<u64>, default_ms: u64, now: u64, deadline: u64) -> u64 {
+    route_ms
+        .unwrap_or(default_ms)
+        .min(deadline.saturating_sub(now))
+}
+
+/// Until when (UTC ms) a stream whose client left at `now` is still read for the provider's usage.
+pub fn drain_until(now: u64, drain_ms: u64, deadline: u64) -> u64 {
+    now.saturating_add(drain_ms).min(deadline)
+}
+
 /// Circuit-breaker settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BreakerConfig {
@@ -218,6 +249,35 @@ mod tests {
         assert!(may_fall_back(&limited, false));
         assert!(!may_fall_back(&failed, true));
         assert!(!may_fall_back(&rejected, false));
+    }
+
+    #[test]
+    fn a_timeout_after_sending_never_falls_back() {
+        // The request reached the provider and no answer came: it may have been served.
+        let unanswered = GatewayError::new(ErrorKind::UpstreamUnanswered, "no answer in time");
+        let unusable = GatewayError::new(ErrorKind::UpstreamUnusable, "too large");
+        assert!(!may_fall_back(&unanswered, false));
+        assert!(!may_fall_back(&unusable, false));
+        // Unreachable, redirected or answered 5xx: the work was not done.
+        assert!(may_fall_back(&GatewayError::upstream_redirect(307), false));
+    }
+
+    #[test]
+    fn time_limits() {
+        // Default: 900 s sweep, a minute of margin.
+        assert_eq!(request_deadline(1_000, 900), 1_000 + 840_000);
+        // Short settings keep three quarters; the sweep's 60 s floor is never undercut.
+        assert_eq!(request_deadline(0, 4), 3_000);
+        assert_eq!(request_deadline(0, 60), 45_000);
+        assert_eq!(request_deadline(0, 0), 750);
+        assert_eq!(request_deadline(u64::MAX - 5, 900), u64::MAX);
+        // A plain request: the route's timeout, else the gateway's, capped by the deadline.
+        assert_eq!(plain_timeout_ms(Some(400), 600_000, 0, 840_000), 400);
+        assert_eq!(plain_timeout_ms(None, 600_000, 0, 840_000), 600_000);
+        assert_eq!(plain_timeout_ms(None, 600_000, 800_000, 840_000), 40_000);
+        assert_eq!(plain_timeout_ms(Some(5), 10, 900, 840), 0);
+        assert_eq!(drain_until(100, 25_000, 1_000_000), 25_100);
+        assert_eq!(drain_until(100, 25_000, 10_000), 10_000);
     }
 
     #[test]

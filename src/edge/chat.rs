@@ -8,22 +8,26 @@ use worker::{Context, D1Database, Delay, Env, Headers, Request, Response, Respon
 use super::config::Settings;
 use super::guard::StreamGuard;
 use super::idempotency::{self, Claim, ClaimedKey};
-use super::relay::{self, Source, StreamEnd};
+use super::relay::{self, Limits, Source, StreamEnd};
 use super::{auth, db, http, now_ms, routes, upstream};
 use crate::core::billing::guard::OutputGuard;
 use crate::core::billing::{reservation_micros_scaled, Price};
 use crate::core::error::{ErrorKind, GatewayError};
-use crate::core::meter::{self, bill, BillInput, RequestStatus, StreamMeter};
+use crate::core::meter::{self, bill, bill_reserved, BillInput, RequestStatus, StreamMeter};
 use crate::core::openai::{ChatCompletionRequest, Usage};
 use crate::core::providers::{
     echo, ProviderKind, ResponseContext, Route, RouteTimeouts, UpstreamRequest,
 };
-use crate::core::routing::may_fall_back;
+use crate::core::routing::{
+    may_fall_back, plain_timeout_ms, request_deadline, DEFAULT_CLIENT_ABORT_DRAIN_MS,
+    DEFAULT_STALE_RESERVATION_SECONDS,
+};
 use crate::core::tokens::{count_chat_prompt, encoding_for_model, Encoding};
 use crate::core::{ids, session};
 
-/// Plain responses larger than this are refused as an upstream failure.
-const MAX_UPSTREAM_BODY: usize = 32 * 1024 * 1024;
+/// Plain answers larger than this are refused (`upstream_unusable`, charged): never buffered past
+/// it, never cut silently. 8 MiB is far above any ordinary completion.
+const MAX_UPSTREAM_BODY: usize = 8 * 1024 * 1024;
 
 /// Everything the settlement of one request needs, owned so it can outlive the response.
 pub(crate) struct Pending {
@@ -71,6 +75,9 @@ pub(crate) struct End {
     pub(crate) ended_at: u64,
     /// Micro-units added to the reservation while streaming.
     pub(crate) extended: u64,
+    /// The provider may have served more than the gateway saw and gave no usage: the whole
+    /// reservation is charged ([`bill_reserved`]).
+    pub(crate) usage_unknown: bool,
 }
 
 impl End {
@@ -79,13 +86,19 @@ impl End {
         End::without_output(RequestStatus::ClientAbort, 200, None)
     }
 
-    /// A request that failed before any output reached the client.
+    /// A request that failed before any output reached the client. Free, unless the provider
+    /// may have done the work (a timeout after sending, an unusable 2xx): then the reservation
+    /// is charged.
     pub(crate) fn failed(err: &GatewayError) -> Self {
-        End::without_output(
-            RequestStatus::UpstreamError,
-            err.status(),
-            Some(err.code().to_string()),
-        )
+        let status = match err.kind {
+            ErrorKind::UpstreamUnanswered => RequestStatus::UpstreamTimeout,
+            ErrorKind::UpstreamUnusable => RequestStatus::UpstreamUnusable,
+            _ => RequestStatus::UpstreamError,
+        };
+        End {
+            usage_unknown: err.provider_may_have_billed(),
+            ..End::without_output(status, err.status(), Some(err.code().to_string()))
+        }
     }
 
     /// An end before any output reached the client, now.
@@ -100,6 +113,7 @@ impl End {
             ttfb_ms: None,
             ended_at: now_ms(),
             extended: 0,
+            usage_unknown: false,
         }
     }
 }
@@ -109,13 +123,18 @@ impl From<StreamEnd> for End {
         End {
             status: e.status,
             http_status: 200,
-            error_code: e.error.as_ref().map(|err| err.code().to_string()),
+            error_code: e
+                .error
+                .as_ref()
+                .map(|err| err.code().to_string())
+                .or_else(|| e.code.map(str::to_string)),
             completion_text: e.completion_text,
             upstream_usage: e.upstream_usage,
             delivered_output: e.delivered_output,
             ttfb_ms: e.ttfb_ms,
             ended_at: e.ended_at,
             extended: e.extended,
+            usage_unknown: e.usage_unknown,
         }
     }
 }
@@ -146,7 +165,7 @@ impl Pending {
     }
 
     pub(crate) fn bill(&self, end: &End) -> meter::Bill {
-        bill(&BillInput {
+        let input = BillInput {
             status: end.status,
             delivered_output: end.delivered_output,
             local_prompt_tokens: self.local_prompt_tokens,
@@ -156,7 +175,36 @@ impl Pending {
             price: &self.price,
             multiplier_bps: self.multiplier_bps,
             reserved: self.reserved.saturating_add(end.extended),
-        })
+        };
+        if end.usage_unknown {
+            bill_reserved(&input, self.covered_output)
+        } else {
+            bill(&input)
+        }
+    }
+
+    /// The wall-clock deadline of this request's upstream calls (below the stale-reservation
+    /// sweep, `STALE_RESERVATION_SECONDS`).
+    pub(crate) fn deadline(&self) -> u64 {
+        let stale = var_u64(
+            &self.env,
+            "STALE_RESERVATION_SECONDS",
+            DEFAULT_STALE_RESERVATION_SECONDS,
+        );
+        request_deadline(self.started_at, stale)
+    }
+
+    /// The clocks of this request's stream relay.
+    pub(crate) fn relay_limits(&self) -> Limits {
+        Limits {
+            started_at: self.started_at,
+            deadline: self.deadline(),
+            drain_ms: var_u64(
+                &self.env,
+                "CLIENT_ABORT_DRAIN_MS",
+                DEFAULT_CLIENT_ABORT_DRAIN_MS,
+            ),
+        }
     }
 
     /// Writes the usage row and returns the reservation, retrying on D1 errors (the batch is
@@ -263,6 +311,14 @@ impl Pending {
             worker::console_error!("idempotency key of {}: {e}", self.request_id);
         }
     }
+}
+
+/// A numeric `[vars]` setting, or `default`.
+fn var_u64(env: &Env, name: &str, default: u64) -> u64 {
+    env.var(name)
+        .ok()
+        .and_then(|v| v.to_string().trim().parse().ok())
+        .unwrap_or(default)
 }
 
 pub async fn chat_completions(
@@ -441,16 +497,43 @@ pub async fn chat_completions(
     let response = match reply {
         Ok(Reply::Plain(body)) => finish_plain(pending, body, ctx).await,
         Ok(Reply::Stream(source)) => stream_response(pending, source, &chat, ctx),
-        Err(err) => {
-            ctx.wait_until(pending.settle(End::failed(&err)));
-            Err(err)
-        }
+        Err(err) => Err(fail(pending, err, ctx).await),
+    };
+    let response = match response {
+        Err(charged) if charged.provider_may_have_billed() => charged_failure(&charged),
+        other => other,
     };
     let mut response = response?;
     let headers = response.headers_mut();
     let _ = headers.set("x-session-id", &session_id);
     let _ = headers.set("x-request-id", request_id);
     Ok(response)
+}
+
+/// Settles a request that failed before any output and returns its error. A failure the provider
+/// may have billed is charged ([`End::failed`]); its idempotency key then keeps the error as the
+/// request's answer, so that a retry with the key replays it instead of paying again.
+async fn fail(pending: Pending, err: GatewayError, ctx: &Context) -> GatewayError {
+    if err.provider_may_have_billed() {
+        if let Some(key) = &pending.idempotency {
+            let body = err.to_json();
+            if let Err(e) =
+                idempotency::complete(&pending.db, key, err.status(), Some(body.as_bytes())).await
+            {
+                worker::console_error!("idempotency key of {}: {e}", pending.request_id);
+            }
+        }
+    }
+    ctx.wait_until(pending.settle(End::failed(&err)));
+    err
+}
+
+/// The answer to a failure that was charged: the OpenAI error, with `x-should-retry: false` (an
+/// SDK's automatic retry would be charged again).
+fn charged_failure(err: &GatewayError) -> Result<Response, GatewayError> {
+    let mut resp = http::error_response(err).map_err(|e| http::internal("error response", e))?;
+    let _ = resp.headers_mut().set("x-should-retry", "false");
+    Ok(resp)
 }
 
 /// What the provider answered, before it is relayed.
@@ -520,13 +603,9 @@ pub(crate) fn stream_response(
         .adapter()
         .stream_decoder(&pending.response_context());
     let guard = pending.stream_guard();
-    let (stream, ended) = relay::relay(source, decoder, meter, pending.started_at, Some(guard));
+    let (stream, pump) = relay::relay(source, decoder, meter, Some(guard), pending.relay_limits());
     ctx.wait_until(async move {
-        let end = match ended.await {
-            Ok(end) => End::from(end),
-            // The relay always reports; a dropped sender means the runtime dropped it unpolled.
-            Err(_) => End::abandoned(),
-        };
+        let end = End::from(pump.await);
         pending.settle(end).await;
     });
     ResponseBuilder::new()
@@ -554,9 +633,11 @@ pub(crate) fn echo_reply(
     )
 }
 
-/// Tries the routes in order: a retryable failure before anything was sent moves on to the next
-/// route; each route's circuit breaker is consulted and updated (an open breaker is skipped
-/// unless no route has been tried yet and it is the last).
+/// Tries the routes in order: a retryable failure (unreachable, redirected, answered 5xx/429)
+/// moves on to the next route; a request the provider may have served (no answer in time after
+/// sending, an unusable 2xx) never does. Each route's circuit breaker is consulted and updated
+/// with retryable failures only, so one tenant's long requests cannot open a route for everyone
+/// (an open breaker is skipped unless no route has been tried yet and it is the last).
 async fn call_routes(
     pending: &mut Pending,
     env: &Env,
@@ -616,16 +697,34 @@ pub(crate) async fn call_upstream(
     up: &UpstreamRequest,
     settings: &Settings,
 ) -> Result<Reply, GatewayError> {
-    let connect_ms = pending
-        .timeouts
-        .connect_ms
-        .unwrap_or(settings.upstream_connect_timeout_ms);
+    let started = now_ms();
+    let deadline = pending.deadline();
     let first_byte_ms = pending
         .timeouts
         .first_byte_ms
         .unwrap_or(settings.upstream_timeout_ms);
-    let (mut resp, abort) = upstream::send(up, connect_ms).await?;
+    // A stream's headers come when the provider starts; a plain answer's only when it is done, so
+    // a plain request has one timeout for headers and body together.
+    let headers_ms = if chat.is_stream() {
+        pending
+            .timeouts
+            .connect_ms
+            .unwrap_or(settings.upstream_connect_timeout_ms)
+            .min(deadline.saturating_sub(started))
+    } else {
+        plain_timeout_ms(
+            pending.timeouts.first_byte_ms,
+            settings.upstream_timeout_ms,
+            started,
+            deadline,
+        )
+    };
+    let (mut resp, abort) = upstream::send(up, headers_ms).await?;
     let status = resp.status_code();
+    if (300..400).contains(&status) {
+        abort.abort();
+        return Err(GatewayError::upstream_redirect(status));
+    }
     if !(200..300).contains(&status) {
         let body = upstream::read_error_body(&mut resp).await;
         abort.abort();
@@ -646,8 +745,12 @@ pub(crate) async fn call_upstream(
             received: false,
         }));
     }
-    let body = upstream::read_body(&mut resp, MAX_UPSTREAM_BODY, first_byte_ms).await?;
-    Ok(Reply::Plain(body))
+    let left_ms = headers_ms.saturating_sub(now_ms().saturating_sub(started));
+    let body = upstream::read_answer(&mut resp, MAX_UPSTREAM_BODY, left_ms).await;
+    if body.is_err() {
+        abort.abort();
+    }
+    Ok(Reply::Plain(body?))
 }
 
 /// Answers a plain (non-stream) completion and settles it.
@@ -660,8 +763,12 @@ async fn finish_plain(
     let parsed = match adapter.parse_response(&body, &pending.response_context()) {
         Ok(parsed) => parsed,
         Err(err) => {
-            ctx.wait_until(pending.settle(End::failed(&err)));
-            return Err(err);
+            // A 2xx the gateway cannot read: the provider billed it.
+            let err = GatewayError::new(
+                ErrorKind::UpstreamUnusable,
+                format!("The provider's answer could not be used: {}", err.message),
+            );
+            return Err(fail(pending, err, ctx).await);
         }
     };
     let end = End {
@@ -674,8 +781,24 @@ async fn finish_plain(
         ttfb_ms: Some(now_ms().saturating_sub(pending.started_at)),
         ended_at: now_ms(),
         extended: 0,
+        usage_unknown: false,
     };
     let cost = pending.bill(&end).cost;
+    // The bytes the client receives: the provider's own for OpenAI-shaped providers, else the
+    // OpenAI encoding of the native answer (which is also what an idempotent replay returns).
+    let body = if adapter.forwards_plain_body() {
+        Ok(body)
+    } else {
+        serde_json::to_vec(&parsed)
+            .map_err(|e| GatewayError::internal(format!("cannot encode the response: {e}")))
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(err) => {
+            ctx.wait_until(pending.settle(end));
+            return Err(err);
+        }
+    };
     if let Some(key) = &pending.idempotency {
         // Before the response leaves: a retry that arrives after it must find it stored.
         if let Err(e) = idempotency::complete(&pending.db, key, 200, Some(&body)).await {
@@ -683,12 +806,6 @@ async fn finish_plain(
         }
     }
     ctx.wait_until(pending.settle(end));
-    let body = if adapter.forwards_plain_body() {
-        body
-    } else {
-        serde_json::to_vec(&parsed)
-            .map_err(|e| GatewayError::internal(format!("cannot encode the response: {e}")))?
-    };
     let mut resp = http::bytes_response(200, "application/json", body)?;
     let _ = resp.headers_mut().set("x-tollgate-cost", &cost.to_string());
     Ok(resp)

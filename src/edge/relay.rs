@@ -1,23 +1,36 @@
 //! Relays a stream to the client as it arrives, metering on the way.
 //!
-//! Each upstream read is decoded and passed through [`StreamMeter`]; whatever the meter emits is
-//! sent at once (no buffering to the end). When the stream ends — finished, failed, or dropped
-//! because the client went away — the relay reports a [`StreamEnd`] exactly once through a
-//! oneshot channel, which the settlement task (registered with `wait_until`) is waiting on.
+//! The relay is a pump that runs in `wait_until`, not inside the client's reads: it reads the
+//! provider, decodes, meters, and pushes what the client should receive into a small bounded
+//! channel whose receiving end is the response body. So its clocks run whatever the client does:
+//! - a client that reads slowly (or not at all) only fills the channel; the pump waits for room
+//!   no longer than the request's wall-clock deadline, which ends the stream like a reservation
+//!   cut (`truncated`) before the scheduled sweep could take the reservation for dead;
+//! - a client that left is seen at the next chunk (the runtime drops the body, the channel is
+//!   closed); the pump then keeps reading the provider, forwarding nothing, until the provider
+//!   ends or the drain deadline passes, so that the row gets the provider's usage
+//!   (`client_abort`; see the README's table of endings for the rule when none comes).
+//!
+//! Whatever happens, [`relay`]'s future resolves exactly once with the [`StreamEnd`].
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::time::Duration;
 
-use futures::channel::oneshot;
+use futures::channel::mpsc;
 use futures::future::{select, Either};
-use futures::{Stream, StreamExt};
+use futures::{SinkExt, Stream, StreamExt};
 use worker::{AbortController, ByteStream, Delay};
 
 use super::guard::StreamGuard;
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::meter::{RequestStatus, StreamMeter};
 use crate::core::openai::Usage;
-use crate::core::providers::StreamDecoder;
+use crate::core::providers::{StreamDecoder, StreamItem};
+use crate::core::routing::drain_until;
+
+/// Pieces the pump may be ahead of the client before it waits for room.
+const CHANNEL_PIECES: usize = 8;
 
 /// Where stream bytes come from.
 pub enum Source {
@@ -66,6 +79,11 @@ impl Source {
                         format!("The provider's stream broke off: {e}"),
                     )),
                     Either::Left((None, _)) => Ok(None),
+                    // Nothing yet: the provider accepted the request and may be working on it.
+                    Either::Right(_) if !*received => Err(GatewayError::new(
+                        ErrorKind::UpstreamUnanswered,
+                        format!("The provider sent nothing for {wait_ms} ms."),
+                    )),
                     Either::Right(_) => Err(GatewayError::new(
                         ErrorKind::UpstreamTimeout,
                         format!("The provider sent nothing for {wait_ms} ms."),
@@ -96,6 +114,17 @@ impl Source {
     }
 }
 
+/// The clocks of one relay.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// When the request started (UTC ms), for the time to first byte.
+    pub started_at: u64,
+    /// The wall-clock end of the whole relay (UTC ms), below the stale-reservation sweep.
+    pub deadline: u64,
+    /// How long the provider is still read after the client left.
+    pub drain_ms: u64,
+}
+
 /// How a relayed stream ended.
 #[derive(Debug)]
 pub struct StreamEnd {
@@ -103,137 +132,208 @@ pub struct StreamEnd {
     pub completion_text: String,
     pub upstream_usage: Option<Usage>,
     pub error: Option<GatewayError>,
+    /// The row's `error_code` when the end is not an error: `stream_deadline`, `drain_deadline`.
+    pub code: Option<&'static str>,
     pub delivered_output: bool,
+    /// The provider may have produced more than the gateway saw and sent no usage: the
+    /// reservation is charged (README, "how a request ends").
+    pub usage_unknown: bool,
     pub ttfb_ms: Option<u64>,
     pub ended_at: u64,
     /// Micro-units the stream added to its reservation (see [`StreamGuard`]).
     pub extended: u64,
 }
 
-struct Relay {
+/// Waits until `at` (UTC ms).
+fn sleep_until(at: u64) -> Delay {
+    Delay::from(Duration::from_millis(at.saturating_sub(super::now_ms())))
+}
+
+struct Pump {
     source: Source,
     decoder: Box<dyn StreamDecoder>,
     meter: StreamMeter,
-    started_at: u64,
-    ttfb_ms: Option<u64>,
-    report: Option<oneshot::Sender<StreamEnd>>,
-    finished: bool,
     guard: Option<StreamGuard>,
+    limits: Limits,
+    ttfb_ms: Option<u64>,
+    /// The client's end; `None` once the client has left (or the stream was ended for it).
+    client: Option<mpsc::Sender<Vec<u8>>>,
+    /// When the client was seen gone.
+    client_left_at: Option<u64>,
 }
 
-impl Relay {
-    async fn next_bytes(&mut self) -> Option<Vec<u8>> {
-        while !self.finished {
+impl Pump {
+    async fn run(mut self) -> StreamEnd {
+        loop {
+            let until = match self.client_left_at {
+                Some(left) => drain_until(left, self.limits.drain_ms, self.limits.deadline),
+                None => self.limits.deadline,
+            };
+            let next = match select(Box::pin(self.source.next()), sleep_until(until)).await {
+                Either::Left((read, _)) => Some(read),
+                Either::Right(_) => None,
+            };
+            let Some(read) = next else {
+                return self.out_of_time();
+            };
             let mut out = Vec::new();
-            match self.source.next().await {
+            let finished = match read {
                 Ok(Some(bytes)) => {
                     let items = self.decoder.push(&bytes);
-                    self.forward_guarded(items, &mut out).await;
-                    if self.meter.completed() || self.meter.error().is_some() {
-                        self.end(RequestStatus::Ok);
-                    }
+                    self.forward(items, &mut out).await;
+                    self.meter.completed() || self.meter.error().is_some()
                 }
                 Ok(None) => {
                     let items = self.decoder.finish();
-                    self.forward_guarded(items, &mut out).await;
+                    self.forward(items, &mut out).await;
                     self.meter.upstream_closed(&mut out, None);
-                    self.end(RequestStatus::Ok);
+                    true
                 }
                 Err(e) => {
                     self.meter.upstream_closed(&mut out, Some(e));
-                    self.end(RequestStatus::Ok);
+                    true
                 }
+            };
+            if !out.is_empty() && !self.deliver(out).await {
+                return self.out_of_time();
             }
-            if !out.is_empty() {
-                if self.ttfb_ms.is_none() {
-                    self.ttfb_ms = Some(super::now_ms().saturating_sub(self.started_at));
-                }
-                return Some(out);
+            if finished {
+                return self.finish(None, false);
             }
         }
-        None
     }
 
-    /// Forwards `items` through the meter, each checked first by the guard; cuts the stream
-    /// cleanly at the first item the reservation cannot pay for.
-    async fn forward_guarded(
-        &mut self,
-        items: Vec<crate::core::providers::StreamItem>,
-        out: &mut Vec<u8>,
-    ) {
+    /// Forwards `items` through the meter. While the client is there, each is checked first by
+    /// the guard (the stream is cut cleanly at the first item the reservation cannot pay for), and
+    /// a client that asked for usage gets a usage chunk of local counts before `[DONE]` when the
+    /// provider sent none. After the client left, items are only metered.
+    async fn forward(&mut self, items: Vec<StreamItem>, out: &mut Vec<u8>) {
         for item in items {
-            if let Some(guard) = &mut self.guard {
-                if !self.meter.completed() && !guard.admit(self.meter.text(), &item).await {
-                    let usage = guard.usage(self.meter.text());
-                    self.meter.cut(guard.choices, usage, out);
-                    return;
+            if self.client.is_some() {
+                if let Some(guard) = &mut self.guard {
+                    if !self.meter.completed() && !guard.admit(self.meter.text(), &item).await {
+                        let usage = guard.usage(self.meter.text());
+                        self.meter.cut(guard.choices, usage, out);
+                        return;
+                    }
+                    if matches!(item, StreamItem::Done) && self.meter.owes_usage() {
+                        let usage = guard.usage(self.meter.text());
+                        self.meter.local_usage(usage, out);
+                    }
                 }
             }
             self.meter.forward(item, out);
         }
     }
 
-    /// Reports the end once. `status` is what a stream that completed counts as; a stream whose
-    /// meter saw an error is an upstream error whatever `status` says.
-    fn end(&mut self, status: RequestStatus) {
-        self.finished = true;
-        self.source.abort();
-        let Some(report) = self.report.take() else {
-            return;
+    /// Sends `bytes` to the client, waiting for room no later than the deadline. `false`: the
+    /// deadline passed. A client that left is noted, and the bytes are dropped.
+    async fn deliver(&mut self, bytes: Vec<u8>) -> bool {
+        let Some(client) = &mut self.client else {
+            return true;
         };
-        let status = if self.meter.error().is_some() {
+        let sent = match select(client.send(bytes), sleep_until(self.limits.deadline)).await {
+            Either::Left((sent, _)) => Some(sent.is_ok()),
+            Either::Right(_) => None,
+        };
+        match sent {
+            Some(true) => {
+                if self.ttfb_ms.is_none() {
+                    self.ttfb_ms = Some(super::now_ms().saturating_sub(self.limits.started_at));
+                }
+                true
+            }
+            Some(false) => {
+                self.client = None;
+                self.client_left_at = Some(super::now_ms());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The deadline (or, after the client left, the drain deadline) passed. A client still there
+    /// gets a clean end like a reservation cut (what fits in the channel); a drain that did not
+    /// reach the provider's usage leaves it unknown.
+    fn out_of_time(mut self) -> StreamEnd {
+        if self.client_left_at.is_some() {
+            let unknown = self.meter.upstream_usage().is_none();
+            return self.finish(Some("drain_deadline"), unknown);
+        }
+        let mut out = Vec::new();
+        let choices = self.guard.as_ref().map_or(1, |g| g.choices);
+        let usage = match &self.guard {
+            Some(guard) => guard.usage(self.meter.text()),
+            None => Usage::new(0, crate::core::meter::estimate_tokens(self.meter.text())),
+        };
+        self.meter.cut(choices, usage, &mut out);
+        if let Some(client) = &mut self.client {
+            // Best effort: a client too slow to have room for the end gets a stream that stops.
+            let _ = client.try_send(out);
+        }
+        self.finish(Some("stream_deadline"), false)
+    }
+
+    /// Ends the relay: stops the provider, closes the client's stream, and says how it ended.
+    fn finish(mut self, code: Option<&'static str>, usage_unknown: bool) -> StreamEnd {
+        self.source.abort();
+        self.client = None;
+        let error = self.meter.error().cloned();
+        let delivered_output = self.meter.delivered_output();
+        // Nothing arrived before the first-byte timeout: the provider accepted the request and may
+        // have worked on it, like a plain request that timed out.
+        let unanswered = !delivered_output
+            && error
+                .as_ref()
+                .is_some_and(|e| e.kind == ErrorKind::UpstreamUnanswered);
+        let status = if self.client_left_at.is_some() {
+            RequestStatus::ClientAbort
+        } else if unanswered {
+            RequestStatus::UpstreamTimeout
+        } else if error.is_some() {
             RequestStatus::UpstreamError
         } else if self.meter.truncated() {
             RequestStatus::Truncated
-        } else if self.meter.completed() {
-            RequestStatus::Ok
         } else {
-            status
+            RequestStatus::Ok
         };
-        let _ = report.send(StreamEnd {
+        StreamEnd {
             status,
             completion_text: self.meter.text().to_string(),
             upstream_usage: self.meter.upstream_usage().cloned(),
-            error: self.meter.error().cloned(),
-            delivered_output: self.meter.delivered_output(),
+            error,
+            code,
+            delivered_output,
+            usage_unknown: usage_unknown || unanswered,
             ttfb_ms: self.ttfb_ms,
             ended_at: super::now_ms(),
             extended: self.guard.as_ref().map_or(0, |g| g.extended),
-        });
+        }
     }
 }
 
-impl Drop for Relay {
-    fn drop(&mut self) {
-        // The runtime drops the stream when the client disconnects.
-        self.end(RequestStatus::ClientAbort);
-    }
-}
-
-/// Starts relaying `source`; returns the client-facing byte stream and the receiver of its end.
+/// Starts relaying `source`: returns the client-facing byte stream and the pump, a future to run
+/// in `wait_until` that relays until the end and resolves with it.
 pub fn relay(
     source: Source,
     decoder: Box<dyn StreamDecoder>,
     meter: StreamMeter,
-    started_at: u64,
     guard: Option<StreamGuard>,
+    limits: Limits,
 ) -> (
     impl Stream<Item = Result<Vec<u8>, worker::Error>> + 'static,
-    oneshot::Receiver<StreamEnd>,
+    impl Future<Output = StreamEnd> + 'static,
 ) {
-    let (tx, rx) = oneshot::channel();
-    let relay = Relay {
+    let (tx, rx) = mpsc::channel(CHANNEL_PIECES);
+    let pump = Pump {
         source,
         decoder,
         meter,
-        started_at,
-        ttfb_ms: None,
-        report: Some(tx),
-        finished: false,
         guard,
+        limits,
+        ttfb_ms: None,
+        client: Some(tx),
+        client_left_at: None,
     };
-    let stream = futures::stream::unfold(relay, |mut relay| async move {
-        relay.next_bytes().await.map(|bytes| (Ok(bytes), relay))
-    });
-    (stream, rx)
+    (rx.map(Ok), pump.run())
 }

@@ -1,10 +1,17 @@
 //! Sending an adapter's request to the provider, with timeouts.
+//!
+//! Redirects are never followed (`redirect: "manual"`): a provider's key travels only to its own
+//! `base_url`, and a 3xx is an upstream error. An unreachable provider is `UpstreamFailed` (the
+//! work was not done: another route may be tried); no answer in time after the request was sent
+//! is `UpstreamUnanswered` (it may have been done: not retried, charged).
 
 use std::time::Duration;
 
 use futures::future::{select, Either};
 use futures::StreamExt;
-use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, Response};
+use worker::{
+    AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response,
+};
 
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::providers::UpstreamRequest;
@@ -27,6 +34,7 @@ pub async fn send(
     let mut init = RequestInit::new();
     init.with_method(Method::Post)
         .with_headers(headers)
+        .with_redirect(RequestRedirect::Manual)
         .with_body(Some(js_body(&up.body)));
     let request = Request::new_with_init(&up.url, &init).map_err(|e| {
         GatewayError::new(
@@ -52,7 +60,7 @@ pub async fn send(
         None => {
             controller.abort();
             Err(GatewayError::new(
-                ErrorKind::UpstreamTimeout,
+                ErrorKind::UpstreamUnanswered,
                 format!("The provider sent no response within {timeout_ms} ms."),
             ))
         }
@@ -97,6 +105,66 @@ pub async fn read_body(
         Either::Right(_) => Err(GatewayError::new(
             ErrorKind::UpstreamTimeout,
             format!("The provider did not finish its response within {timeout_ms} ms."),
+        )),
+    }
+}
+
+/// Reads a 2xx answer whole within `timeout_ms`, failing closed: a body declared or found larger
+/// than `limit` bytes is refused before more than `limit` bytes are held (never cut silently).
+/// Every failure here comes after the provider accepted the request, so none is retryable: a
+/// body too large or broken off is `UpstreamUnusable`, a slow one `UpstreamUnanswered`.
+pub async fn read_answer(
+    resp: &mut Response,
+    limit: usize,
+    timeout_ms: u64,
+) -> Result<Vec<u8>, GatewayError> {
+    let too_large = |what: &str| {
+        GatewayError::new(
+            ErrorKind::UpstreamUnusable,
+            format!(
+                "The provider's answer is larger than the gateway accepts ({what}, limit \
+                 {limit} bytes)."
+            ),
+        )
+    };
+    let declared = resp
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|len| len.trim().parse::<u64>().ok());
+    if let Some(len) = declared.filter(|&len| len > limit as u64) {
+        return Err(too_large(&format!("{len} bytes declared")));
+    }
+    let mut stream = resp.stream().map_err(|e| {
+        GatewayError::new(
+            ErrorKind::UpstreamUnusable,
+            format!("The provider's answer has no readable body: {e}"),
+        )
+    })?;
+    let capacity = declared.map_or(0, |len| len as usize).min(limit);
+    let reading = Box::pin(async move {
+        let mut body = Vec::with_capacity(capacity);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                GatewayError::new(
+                    ErrorKind::UpstreamUnusable,
+                    format!("The provider's answer broke off: {e}"),
+                )
+            })?;
+            if chunk.len() > limit - body.len() {
+                return Err(too_large("more sent"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    });
+    let timer = Delay::from(Duration::from_millis(timeout_ms));
+    match select(reading, timer).await {
+        Either::Left((result, _)) => result,
+        Either::Right(_) => Err(GatewayError::new(
+            ErrorKind::UpstreamUnanswered,
+            format!("The provider did not finish its answer within {timeout_ms} ms."),
         )),
     }
 }

@@ -119,6 +119,7 @@ before(async () => {
       WEBHOOK_SECRET,
       MOCK_KEY: 'sk-mock',
       UPSTREAM_CONNECT_TIMEOUT_MS: '20000',
+      UPSTREAM_TIMEOUT_MS: '20000',
       SESSION_TTL_SECONDS: '60',
     },
   });

@@ -154,6 +154,7 @@ impl Current {
             ttfb_ms: self.ttfb_ms,
             ended_at: now_ms(),
             extended: self.guard.extended,
+            usage_unknown: false,
         }
     }
 }

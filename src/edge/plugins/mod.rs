@@ -339,6 +339,7 @@ async fn plain_round(
         ttfb_ms: Some(now_ms().saturating_sub(round.pending.started_at)),
         ended_at: now_ms(),
         extended: 0,
+        usage_unknown: false,
     };
     let bill = round.pending.bill(&end);
     round.pending.settle(end).await;
