@@ -357,7 +357,6 @@ pub fn bill_reserved(input: &BillInput<'_>, covered_output: u64) -> Bill {
         reasoning_tokens: 0,
         source: UsageSource::Local,
         cost: input.reserved,
-        uncharged: 0,
         ..local
     }
 }
@@ -530,7 +529,7 @@ mod tests {
             reserved: 2_006,
         };
         let b = bill_reserved(&input, 1_000);
-        assert_eq!((b.cost, b.uncharged), (2_006, 0));
+        assert_eq!(b.cost, 2_006);
         assert_eq!((b.prompt_tokens, b.completion_tokens), (6, 1_000));
         assert_eq!((b.local_prompt_tokens, b.local_completion_tokens), (6, 0));
         assert_eq!(b.source, UsageSource::Local);
