@@ -5,7 +5,6 @@
 //! because the client went away — the relay reports a [`StreamEnd`] exactly once through a
 //! oneshot channel, which the settlement task (registered with `wait_until`) is waiting on.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use futures::channel::oneshot;
@@ -31,9 +30,9 @@ pub enum Source {
         idle_timeout_ms: u64,
         received: bool,
     },
-    /// The built-in echo model's events, paced by `delay_ms`.
+    /// The built-in echo model's events, made as they are pulled, paced by `delay_ms`.
     Local {
-        events: VecDeque<Vec<u8>>,
+        events: crate::core::providers::echo::EchoEvents,
         delay_ms: u64,
         started: bool,
     },
@@ -77,11 +76,12 @@ impl Source {
                 delay_ms,
                 started,
             } => {
-                if *started && *delay_ms > 0 && !events.is_empty() {
+                let next = events.next();
+                if *started && *delay_ms > 0 && next.is_some() {
                     Delay::from(Duration::from_millis(*delay_ms)).await;
                 }
                 *started = true;
-                Ok(events.pop_front())
+                Ok(next)
             }
         }
     }
