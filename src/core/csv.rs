@@ -140,7 +140,10 @@ mod tests {
             "\"'=HYPERLINK(\"\"http://x\"\")\",'+1,'-1+2,'@SUM(A1),'\tx,\"'\rx\",-12,-0.5,a=b,'-\r\n"
         );
         // In a table too, whatever the column.
-        let csv = table(&["error_code"], &[json!({"error_code": "=cmd|' /C calc'!A0"})]);
+        let csv = table(
+            &["error_code"],
+            &[json!({"error_code": "=cmd|' /C calc'!A0"})],
+        );
         assert_eq!(csv, "error_code\r\n'=cmd|' /C calc'!A0\r\n");
     }
 

@@ -274,140 +274,145 @@ impl<'s> Validation<'s> {
             .ok_or_else(|| err(path, "`pattern` could not be compiled"))
     }
 
-fn at(&mut self, schema: &'s Value, value: &Value, path: &str, depth: usize) -> Result<(), SchemaError> {
-    if depth > MAX_DEPTH {
-        return Err(err(path, format!("nests deeper than {MAX_DEPTH} levels")));
-    }
-    let Value::Object(s) = schema else {
-        return Ok(());
-    };
-    if let Some(t) = s.get("type") {
-        let allowed: Vec<&str> = match t {
-            Value::String(t) => vec![t.as_str()],
-            Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
-            _ => Vec::new(),
+    fn at(
+        &mut self,
+        schema: &'s Value,
+        value: &Value,
+        path: &str,
+        depth: usize,
+    ) -> Result<(), SchemaError> {
+        if depth > MAX_DEPTH {
+            return Err(err(path, format!("nests deeper than {MAX_DEPTH} levels")));
+        }
+        let Value::Object(s) = schema else {
+            return Ok(());
         };
-        if !allowed.is_empty() && !allowed.iter().any(|t| has_type(value, t)) {
-            return Err(err(
-                path,
-                format!(
-                    "must be of type {}, not {}",
-                    allowed.join(" or "),
-                    type_name(value)
-                ),
-            ));
-        }
-    }
-    if let Some(Value::Array(options)) = s.get("enum") {
-        if !options.iter().any(|o| json_equal(o, value)) {
-            let listed: Vec<String> = options.iter().map(show).collect();
-            return Err(err(
-                path,
-                format!("{} is not one of {}", show(value), listed.join(", ")),
-            ));
-        }
-    }
-    if let Some(c) = s.get("const") {
-        if !json_equal(c, value) {
-            return Err(err(path, format!("must equal {}", show(c))));
-        }
-    }
-    match value {
-        Value::Object(obj) => self.object(s, obj, path, depth)?,
-        Value::Array(items) => {
-            bounds(s, "minItems", "maxItems", items.len(), "items", path)?;
-            if let Some(item_schema) = s.get("items") {
-                for (i, item) in items.iter().enumerate() {
-                    self.at(item_schema, item, &format!("{path}[{i}]"), depth + 1)?;
-                }
-            }
-        }
-        Value::String(text) => {
-            bounds(
-                s,
-                "minLength",
-                "maxLength",
-                text.chars().count(),
-                "characters",
-                path,
-            )?;
-            if let Some(Value::String(p)) = s.get("pattern") {
-                if !self.pattern(path, p)?.is_match(text) {
-                    return Err(err(path, format!("does not match the pattern {p:?}")));
-                }
-            }
-        }
-        Value::Number(n) => {
-            let x = n.as_f64().unwrap_or(f64::NAN);
-            let limit = |k: &str| s.get(k).and_then(Value::as_f64);
-            if let Some(m) = limit("minimum") {
-                if x < m {
-                    return Err(err(path, format!("{n} is less than the minimum {m}")));
-                }
-            }
-            if let Some(m) = limit("maximum") {
-                if x > m {
-                    return Err(err(path, format!("{n} is greater than the maximum {m}")));
-                }
-            }
-            if let Some(m) = limit("exclusiveMinimum") {
-                if x <= m {
-                    return Err(err(path, format!("{n} must be greater than {m}")));
-                }
-            }
-            if let Some(m) = limit("exclusiveMaximum") {
-                if x >= m {
-                    return Err(err(path, format!("{n} must be less than {m}")));
-                }
-            }
-        }
-        Value::Bool(_) | Value::Null => {}
-    }
-    Ok(())
-}
-
-fn object(
-    &mut self,
-    s: &'s Map<String, Value>,
-    obj: &Map<String, Value>,
-    path: &str,
-    depth: usize,
-) -> Result<(), SchemaError> {
-    bounds(
-        s,
-        "minProperties",
-        "maxProperties",
-        obj.len(),
-        "properties",
-        path,
-    )?;
-    if let Some(Value::Array(required)) = s.get("required") {
-        for name in required.iter().filter_map(Value::as_str) {
-            if !obj.contains_key(name) {
+        if let Some(t) = s.get("type") {
+            let allowed: Vec<&str> = match t {
+                Value::String(t) => vec![t.as_str()],
+                Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+                _ => Vec::new(),
+            };
+            if !allowed.is_empty() && !allowed.iter().any(|t| has_type(value, t)) {
                 return Err(err(
-                    &child(path, name),
-                    "is required but missing".to_string(),
+                    path,
+                    format!(
+                        "must be of type {}, not {}",
+                        allowed.join(" or "),
+                        type_name(value)
+                    ),
                 ));
             }
         }
-    }
-    let props = s.get("properties").and_then(Value::as_object);
-    for (name, v) in obj {
-        let here = child(path, name);
-        match props.and_then(|p| p.get(name)) {
-            Some(sub) => self.at(sub, v, &here, depth + 1)?,
-            None => match s.get("additionalProperties") {
-                Some(Value::Bool(false)) => {
-                    return Err(err(&here, "is not a declared property"));
-                }
-                Some(extra @ Value::Object(_)) => self.at(extra, v, &here, depth + 1)?,
-                _ => {}
-            },
+        if let Some(Value::Array(options)) = s.get("enum") {
+            if !options.iter().any(|o| json_equal(o, value)) {
+                let listed: Vec<String> = options.iter().map(show).collect();
+                return Err(err(
+                    path,
+                    format!("{} is not one of {}", show(value), listed.join(", ")),
+                ));
+            }
         }
+        if let Some(c) = s.get("const") {
+            if !json_equal(c, value) {
+                return Err(err(path, format!("must equal {}", show(c))));
+            }
+        }
+        match value {
+            Value::Object(obj) => self.object(s, obj, path, depth)?,
+            Value::Array(items) => {
+                bounds(s, "minItems", "maxItems", items.len(), "items", path)?;
+                if let Some(item_schema) = s.get("items") {
+                    for (i, item) in items.iter().enumerate() {
+                        self.at(item_schema, item, &format!("{path}[{i}]"), depth + 1)?;
+                    }
+                }
+            }
+            Value::String(text) => {
+                bounds(
+                    s,
+                    "minLength",
+                    "maxLength",
+                    text.chars().count(),
+                    "characters",
+                    path,
+                )?;
+                if let Some(Value::String(p)) = s.get("pattern") {
+                    if !self.pattern(path, p)?.is_match(text) {
+                        return Err(err(path, format!("does not match the pattern {p:?}")));
+                    }
+                }
+            }
+            Value::Number(n) => {
+                let x = n.as_f64().unwrap_or(f64::NAN);
+                let limit = |k: &str| s.get(k).and_then(Value::as_f64);
+                if let Some(m) = limit("minimum") {
+                    if x < m {
+                        return Err(err(path, format!("{n} is less than the minimum {m}")));
+                    }
+                }
+                if let Some(m) = limit("maximum") {
+                    if x > m {
+                        return Err(err(path, format!("{n} is greater than the maximum {m}")));
+                    }
+                }
+                if let Some(m) = limit("exclusiveMinimum") {
+                    if x <= m {
+                        return Err(err(path, format!("{n} must be greater than {m}")));
+                    }
+                }
+                if let Some(m) = limit("exclusiveMaximum") {
+                    if x >= m {
+                        return Err(err(path, format!("{n} must be less than {m}")));
+                    }
+                }
+            }
+            Value::Bool(_) | Value::Null => {}
+        }
+        Ok(())
     }
-    Ok(())
-}
 
+    fn object(
+        &mut self,
+        s: &'s Map<String, Value>,
+        obj: &Map<String, Value>,
+        path: &str,
+        depth: usize,
+    ) -> Result<(), SchemaError> {
+        bounds(
+            s,
+            "minProperties",
+            "maxProperties",
+            obj.len(),
+            "properties",
+            path,
+        )?;
+        if let Some(Value::Array(required)) = s.get("required") {
+            for name in required.iter().filter_map(Value::as_str) {
+                if !obj.contains_key(name) {
+                    return Err(err(
+                        &child(path, name),
+                        "is required but missing".to_string(),
+                    ));
+                }
+            }
+        }
+        let props = s.get("properties").and_then(Value::as_object);
+        for (name, v) in obj {
+            let here = child(path, name);
+            match props.and_then(|p| p.get(name)) {
+                Some(sub) => self.at(sub, v, &here, depth + 1)?,
+                None => match s.get("additionalProperties") {
+                    Some(Value::Bool(false)) => {
+                        return Err(err(&here, "is not a declared property"));
+                    }
+                    Some(extra @ Value::Object(_)) => self.at(extra, v, &here, depth + 1)?,
+                    _ => {}
+                },
+            }
+        }
+        Ok(())
+    }
 }
 
 fn bounds(

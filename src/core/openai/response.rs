@@ -177,7 +177,7 @@ mod tests {
           {"index":1,"message":{"role":"assistant","reasoning":"More. ","content":"B",
           "audio":{"id":"a","data":"xx","transcript":" said"}}}]}"#;
         let r: ChatCompletionResponse = serde_json::from_str(body).unwrap();
-        assert_eq!(r.generated_text(), "Think. Answer.More. B said");
+        assert_eq!(r.generated_text(), "Think. Answer.More.  saidB");
     }
 
     #[test]

@@ -103,7 +103,7 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
         }
     }
     let bytes = text.as_bytes();
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
     bytes
@@ -255,7 +255,9 @@ mod tests {
         let mut key = [0u8; 32];
         hk.expand(b"tollgate/plugin-settings/v1", &mut key).unwrap();
         assert_eq!(
-            cipher(&key).decrypt(Nonce::from_slice(nonce), payload()).unwrap(),
+            cipher(&key)
+                .decrypt(Nonce::from_slice(nonce), payload())
+                .unwrap(),
             b"x"
         );
         assert!(legacy_cipher(b"master")
@@ -265,7 +267,13 @@ mod tests {
 
     /// A value in the first format, as the previous release wrote it: `v1:` + hex under the key
     /// SHA-256(secret).
-    fn legacy_seal(master: &[u8], tenant: &str, plugin: &str, nonce: [u8; 12], plain: &[u8]) -> String {
+    fn legacy_seal(
+        master: &[u8],
+        tenant: &str,
+        plugin: &str,
+        nonce: [u8; 12],
+        plain: &[u8],
+    ) -> String {
         let sealed = legacy_cipher(master)
             .encrypt(
                 Nonce::from_slice(&nonce),
@@ -322,7 +330,11 @@ mod tests {
             format!("v1:{}", "€".repeat(40)),
             "v2:ééé:00".to_string(),
         ] {
-            assert_eq!(open(b"m", "t", "p", &bad), Err(SealError::Malformed), "{bad}");
+            assert_eq!(
+                open(b"m", "t", "p", &bad),
+                Err(SealError::Malformed),
+                "{bad}"
+            );
         }
         // Upper-case hex is still hex.
         assert_eq!(

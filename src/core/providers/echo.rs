@@ -148,7 +148,10 @@ enum Step {
     /// The role chunk of every choice.
     Role,
     /// Piece `piece` of choice `choice` (pieces go round the choices, as OpenAI interleaves).
-    Piece { piece: usize, choice: u64 },
+    Piece {
+        piece: usize,
+        choice: u64,
+    },
     /// The finish chunk of every choice.
     Finish,
     /// The usage chunk, if asked for.
@@ -383,23 +386,31 @@ mod tests {
             config: serde_json::Value::Null,
         };
         let build = |json: &str| {
-            EchoAdapter.build_request(&route, &ChatCompletionRequest::from_json(json.as_bytes()).unwrap())
+            EchoAdapter.build_request(
+                &route,
+                &ChatCompletionRequest::from_json(json.as_bytes()).unwrap(),
+            )
         };
         let msg = r#""messages":[{"role":"user","content":"hi"}]"#;
         let err = build(&format!(r#"{{"model":"tollgate-echo","n":5,{msg}}}"#)).unwrap_err();
         assert_eq!((err.status(), err.param.as_deref()), (400, Some("n")));
-        let err = build(&format!(r#"{{"model":"tollgate-echo","max_tokens":4097,{msg}}}"#)).unwrap_err();
+        let err = build(&format!(
+            r#"{{"model":"tollgate-echo","max_tokens":4097,{msg}}}"#
+        ))
+        .unwrap_err();
         assert_eq!(err.param.as_deref(), Some("max_tokens"));
         let err = build(&format!(
             r#"{{"model":"tollgate-echo","max_completion_tokens":500000,{msg}}}"#
         ))
         .unwrap_err();
         assert_eq!(err.param.as_deref(), Some("max_completion_tokens"));
-        assert!(build(&format!(r#"{{"model":"tollgate-echo","n":4,"max_tokens":4096,{msg}}}"#)).is_ok());
+        assert!(build(&format!(
+            r#"{{"model":"tollgate-echo","n":4,"max_tokens":4096,{msg}}}"#
+        ))
+        .is_ok());
         // serve() clamps a body that did not come through the check (a cap the gateway added).
-        let big = format!(
-            r#"{{"model":"tollgate-echo","n":16,"max_completion_tokens":500000,{msg}}}"#
-        );
+        let big =
+            format!(r#"{{"model":"tollgate-echo","n":16,"max_completion_tokens":500000,{msg}}}"#);
         let EchoReply::Json(json) = serve(big.as_bytes(), "x", 1).unwrap() else {
             panic!()
         };
@@ -421,9 +432,12 @@ mod tests {
         assert_eq!(events.step, Step::Role);
         assert_eq!(events.pieces.len(), 4096);
         let first = events.next().unwrap();
-        assert!(String::from_utf8(first).unwrap().contains(r#""role":"assistant""#));
+        assert!(String::from_utf8(first)
+            .unwrap()
+            .contains(r#""role":"assistant""#));
         let rest = events.by_ref().count();
-        assert_eq!(rest, 4096 * 4 + 1 + 1);
+        // pieces × n, finish, usage (the upstream request asks for it), [DONE]
+        assert_eq!(rest, 4096 * 4 + 1 + 1 + 1);
         assert!(events.next().is_none());
     }
 }

@@ -37,9 +37,10 @@
 //!   gateway cannot see: refused (400), as is any part type not listed here.
 //!
 //! For models without a local tokenizer the text is estimated with [`estimate_text_tokens`]:
-//! one token per 3 ASCII bytes and one per other character (CJK, emoji, accented letters), which
-//! is above what the BPE tokenizers of Claude, Gemini and Llama produce. Billing still uses the
-//! provider's reported usage; these counts only decide what is held before the call.
+//! one token per 3 ASCII bytes and, per other character, one per UTF-8 byte after its first (CJK
+//! characters count 2), which is above what the BPE tokenizers of Claude, Gemini and Llama
+//! produce. Billing still uses the provider's reported usage; these counts only decide what is
+//! held before the call.
 
 use serde_json::Value;
 
@@ -151,16 +152,28 @@ pub fn estimate_chat_prompt(req: &ChatCompletionRequest) -> u64 {
 }
 
 /// A conservative token estimate without a tokenizer: one token per 3 ASCII bytes (rounded up)
-/// plus one per non-ASCII character. English runs about 4 bytes per token in the BPE tokenizers
-/// in use (Claude's a little denser), and CJK characters are about one token each, where the
-/// old rule of 4 bytes per token counted a Chinese character as ¾ of a token.
+/// plus, for each other character, one token per UTF-8 byte after its first (accented letters,
+/// Cyrillic, Greek: 1; CJK: 2; emoji: 3). English runs about 4 bytes per token in the BPE
+/// tokenizers in use (Claude's a little denser); natural Chinese costs 0.6–1.2 tokens per
+/// character in `o200k_base`/`cl100k_base` and rare characters up to 3, where the old rule of 4
+/// bytes per token counted a Chinese character as ¾ of a token.
 pub fn estimate_text_tokens(text: &str) -> u64 {
-    let ascii = text.bytes().filter(u8::is_ascii).count() as u64;
-    let other = text.chars().filter(|c| !c.is_ascii()).count() as u64;
+    let mut ascii = 0u64;
+    let mut other = 0u64;
+    for c in text.chars() {
+        match c.len_utf8() {
+            1 => ascii += 1,
+            n => other += (n - 1) as u64,
+        }
+    }
     ascii.div_ceil(3).saturating_add(other)
 }
 
-fn count_prompt(framing: ChatFraming, counter: &dyn Fn(&str) -> u64, req: &ChatCompletionRequest) -> u64 {
+fn count_prompt(
+    framing: ChatFraming,
+    counter: &dyn Fn(&str) -> u64,
+    req: &ChatCompletionRequest,
+) -> u64 {
     let count = |text: &str| i64::try_from(counter(text)).unwrap_or(i64::MAX);
     let mut total = framing.reply_priming;
     for m in &req.messages {
@@ -318,22 +331,112 @@ pub const MAX_WAV_BYTES_PER_SECOND: u64 = 768_000;
 /// Keep in sync with OpenAI's guide "Images and vision", section "Calculating costs". Where the
 /// guide and measured bills disagree (gpt-4.1: tiles or patches), the larger rule is used.
 const OPENAI_IMAGE_RULES: &[(&str, ImageRule)] = &[
-    ("gpt-4.1-mini", ImageRule::Patches { multiplier_milli: 1_620 }),
-    ("gpt-4.1-nano", ImageRule::Patches { multiplier_milli: 2_460 }),
-    ("gpt-4.1", ImageRule::Patches { multiplier_milli: 1_000 }),
-    ("gpt-5-mini", ImageRule::Patches { multiplier_milli: 1_620 }),
-    ("gpt-5-nano", ImageRule::Patches { multiplier_milli: 2_460 }),
-    ("o4-mini", ImageRule::Patches { multiplier_milli: 1_720 }),
-    ("gpt-4o-mini", ImageRule::Tiles { base: 2_833, tile: 5_667 }),
-    ("gpt-4o", ImageRule::Tiles { base: 85, tile: 170 }),
-    ("chatgpt-4o", ImageRule::Tiles { base: 85, tile: 170 }),
-    ("gpt-4.5", ImageRule::Tiles { base: 85, tile: 170 }),
-    ("gpt-4-turbo", ImageRule::Tiles { base: 85, tile: 170 }),
-    ("gpt-4-vision", ImageRule::Tiles { base: 85, tile: 170 }),
-    ("gpt-5", ImageRule::Tiles { base: 70, tile: 140 }),
-    ("o1", ImageRule::Tiles { base: 75, tile: 150 }),
-    ("o3", ImageRule::Tiles { base: 75, tile: 150 }),
-    ("computer-use", ImageRule::Tiles { base: 65, tile: 129 }),
+    (
+        "gpt-4.1-mini",
+        ImageRule::Patches {
+            multiplier_milli: 1_620,
+        },
+    ),
+    (
+        "gpt-4.1-nano",
+        ImageRule::Patches {
+            multiplier_milli: 2_460,
+        },
+    ),
+    (
+        "gpt-4.1",
+        ImageRule::Patches {
+            multiplier_milli: 1_000,
+        },
+    ),
+    (
+        "gpt-5-mini",
+        ImageRule::Patches {
+            multiplier_milli: 1_620,
+        },
+    ),
+    (
+        "gpt-5-nano",
+        ImageRule::Patches {
+            multiplier_milli: 2_460,
+        },
+    ),
+    (
+        "o4-mini",
+        ImageRule::Patches {
+            multiplier_milli: 1_720,
+        },
+    ),
+    (
+        "gpt-4o-mini",
+        ImageRule::Tiles {
+            base: 2_833,
+            tile: 5_667,
+        },
+    ),
+    (
+        "gpt-4o",
+        ImageRule::Tiles {
+            base: 85,
+            tile: 170,
+        },
+    ),
+    (
+        "chatgpt-4o",
+        ImageRule::Tiles {
+            base: 85,
+            tile: 170,
+        },
+    ),
+    (
+        "gpt-4.5",
+        ImageRule::Tiles {
+            base: 85,
+            tile: 170,
+        },
+    ),
+    (
+        "gpt-4-turbo",
+        ImageRule::Tiles {
+            base: 85,
+            tile: 170,
+        },
+    ),
+    (
+        "gpt-4-vision",
+        ImageRule::Tiles {
+            base: 85,
+            tile: 170,
+        },
+    ),
+    (
+        "gpt-5",
+        ImageRule::Tiles {
+            base: 70,
+            tile: 140,
+        },
+    ),
+    (
+        "o1",
+        ImageRule::Tiles {
+            base: 75,
+            tile: 150,
+        },
+    ),
+    (
+        "o3",
+        ImageRule::Tiles {
+            base: 75,
+            tile: 150,
+        },
+    ),
+    (
+        "computer-use",
+        ImageRule::Tiles {
+            base: 65,
+            tile: 129,
+        },
+    ),
 ];
 
 impl ImageRule {
@@ -385,7 +488,10 @@ impl MediaRules {
             ProviderKind::Anthropic => ImageRule::Fixed(ANTHROPIC_IMAGE_TOKENS),
             ProviderKind::Gemini => ImageRule::Fixed(GEMINI_IMAGE_TOKENS),
             // The echo model behaves like gpt-4o.
-            ProviderKind::Echo => ImageRule::Tiles { base: 85, tile: 170 },
+            ProviderKind::Echo => ImageRule::Tiles {
+                base: 85,
+                tile: 170,
+            },
             ProviderKind::OpenAi
             | ProviderKind::Azure
             | ProviderKind::Ollama
@@ -465,7 +571,10 @@ fn part_tokens(media: MediaRules, part: &ContentPart, at: &str) -> Result<u64, G
         }
         "file" => {
             let file = field("file");
-            match file.and_then(|f| f.get("file_data")).and_then(Value::as_str) {
+            match file
+                .and_then(|f| f.get("file_data"))
+                .and_then(Value::as_str)
+            {
                 Some(data) => Ok(file_tokens(media.image.worst(), data)),
                 None => Err(GatewayError::invalid_param(
                     &format!("{at}.file"),
@@ -506,7 +615,10 @@ fn base64_value(b: u8) -> Option<u8> {
 /// Bytes that base64 `payload` decodes to (standard or URL-safe alphabet; padding, whitespace
 /// and stray characters ignored).
 fn decoded_len(payload: &str) -> u64 {
-    let digits = payload.bytes().filter(|&b| base64_value(b).is_some()).count() as u64;
+    let digits = payload
+        .bytes()
+        .filter(|&b| base64_value(b).is_some())
+        .count() as u64;
     digits * 3 / 4
 }
 
@@ -584,7 +696,10 @@ fn count_pdf_pages(payload: &str) -> u64 {
         let Some(rest) = window.strip_prefix(KEY) else {
             return false;
         };
-        let start = rest.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(rest.len());
+        let start = rest
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(rest.len());
         let rest = rest.get(start..).unwrap_or_default();
         match rest.strip_prefix(PAGE) {
             Some(after) => match after.first() {
@@ -773,14 +888,17 @@ mod tests {
         MediaRules::for_model(kind, &[model])
     }
 
-    const IMAGE_HIGH: &str = r#"{"type":"image_url","image_url":{"url":"https://x/a.png","detail":"high"}}"#;
-    const IMAGE_LOW: &str = r#"{"type":"image_url","image_url":{"url":"https://x/a.png","detail":"low"}}"#;
+    const IMAGE_HIGH: &str =
+        r#"{"type":"image_url","image_url":{"url":"https://x/a.png","detail":"high"}}"#;
+    const IMAGE_LOW: &str =
+        r#"{"type":"image_url","image_url":{"url":"https://x/a.png","detail":"low"}}"#;
     const IMAGE_AUTO: &str = r#"{"type":"image_url","image_url":{"url":"https://x/a.png"}}"#;
 
     #[test]
     fn images_are_priced_by_detail_and_family() {
         let gpt4o = media(ProviderKind::OpenAi, "gpt-4o");
-        let count = |rules, model: &str, part: &str| count_media(rules, &with_parts(model, part)).unwrap();
+        let count =
+            |rules, model: &str, part: &str| count_media(rules, &with_parts(model, part)).unwrap();
         // Tiles: low = 85; high and auto = 85 + 8 × 170 (the most tiles a scaled image covers).
         assert_eq!(count(gpt4o, "gpt-4o", IMAGE_LOW), 85);
         assert_eq!(count(gpt4o, "gpt-4o", IMAGE_HIGH), 85 + 8 * 170);
@@ -802,7 +920,11 @@ mod tests {
             ImageRule::Fixed(ANTHROPIC_IMAGE_TOKENS)
         );
         assert_eq!(
-            media(ProviderKind::OpenAi, "openrouter/anthropic/claude-3.5-sonnet").image,
+            media(
+                ProviderKind::OpenAi,
+                "openrouter/anthropic/claude-3.5-sonnet"
+            )
+            .image,
             ImageRule::Fixed(ANTHROPIC_IMAGE_TOKENS)
         );
         assert_eq!(
@@ -820,15 +942,23 @@ mod tests {
         // An Azure deployment with a made-up name is known by the model's public name.
         assert_eq!(
             MediaRules::for_model(ProviderKind::Azure, &["prod-vision", "gpt-4o"]).image,
-            ImageRule::Tiles { base: 85, tile: 170 }
+            ImageRule::Tiles {
+                base: 85,
+                tile: 170
+            }
         );
         assert_eq!(
             media(ProviderKind::OpenAi, "gpt-4.1-mini").image,
-            ImageRule::Patches { multiplier_milli: 1620 }
+            ImageRule::Patches {
+                multiplier_milli: 1620
+            }
         );
         assert_eq!(
             media(ProviderKind::OpenAi, "o1-2024-12-17").image,
-            ImageRule::Tiles { base: 75, tile: 150 }
+            ImageRule::Tiles {
+                base: 75,
+                tile: 150
+            }
         );
     }
 
@@ -855,7 +985,8 @@ mod tests {
         let rules = media(ProviderKind::OpenAi, "gpt-4o-audio-preview");
         // 10,000 bytes of MP3: at most 10 s at 8 kbit/s → 320 tokens.
         let mp3 = b64(&[0x55; 10_000]);
-        let part = format!(r#"{{"type":"input_audio","input_audio":{{"data":"{mp3}","format":"mp3"}}}}"#);
+        let part =
+            format!(r#"{{"type":"input_audio","input_audio":{{"data":"{mp3}","format":"mp3"}}}}"#);
         assert_eq!(count_media(rules, &with_parts("m", &part)).unwrap(), 320);
         // A WAV header declaring 16 kHz 16-bit mono (32,000 bytes/s): 64,044 bytes ≈ 2 s → 65.
         let mut wav = b"RIFF\0\0\0\0WAVEfmt \x10\0\0\0\x01\0\x01\0\x80\x3e\0\0".to_vec();
@@ -889,10 +1020,16 @@ mod tests {
         // No data: refused, naming the field.
         let err = count_media(
             rules,
-            &with_parts("m", r#"{"type":"input_audio","input_audio":{"format":"mp3"}}"#),
+            &with_parts(
+                "m",
+                r#"{"type":"input_audio","input_audio":{"format":"mp3"}}"#,
+            ),
         )
         .unwrap_err();
-        assert_eq!(err.param.as_deref(), Some("messages[0].content[1].input_audio.data"));
+        assert_eq!(
+            err.param.as_deref(),
+            Some("messages[0].content[1].input_audio.data")
+        );
     }
 
     #[test]
@@ -902,7 +1039,10 @@ mod tests {
         let part = format!(
             r#"{{"type":"file","file":{{"filename":"a.txt","file_data":"data:text/plain;base64,{text_file}"}}}}"#
         );
-        assert_eq!(count_media(rules, &with_parts("gpt-4o", &part)).unwrap(), 3_000);
+        assert_eq!(
+            count_media(rules, &with_parts("gpt-4o", &part)).unwrap(),
+            3_000
+        );
         // A PDF with three page objects (one `/Pages` tree that is not a page).
         let pdf = b"%PDF-1.4\n1 0 obj <</Type /Pages /Count 3>> endobj\n\
                     2 0 obj <</Type /Page>> endobj\n3 0 obj <</Type/Page /Parent 1 0 R>> endobj\n\
@@ -940,7 +1080,10 @@ mod tests {
         let rules = media(ProviderKind::OpenAi, "qwen2-vl");
         let err = count_media(
             rules,
-            &with_parts("m", r#"{"type":"video_url","video_url":{"url":"https://x/v.mp4"}}"#),
+            &with_parts(
+                "m",
+                r#"{"type":"video_url","video_url":{"url":"https://x/v.mp4"}}"#,
+            ),
         )
         .unwrap_err();
         assert_eq!(err.param.as_deref(), Some("messages[0].content[1].type"));
@@ -950,20 +1093,25 @@ mod tests {
             r#"{"model":"m","messages":[{"role":"assistant","content":[{"type":"refusal","refusal":"no way"}]}]}"#,
         );
         assert_eq!(count_media(rules, &ok).unwrap(), 0);
-        assert!(count_chat_prompt(Encoding::O200kBase, &ok) > count_chat_prompt(
-            Encoding::O200kBase,
-            &request(r#"{"model":"m","messages":[{"role":"assistant","content":[]}]}"#)
-        ));
+        assert!(
+            count_chat_prompt(Encoding::O200kBase, &ok)
+                > count_chat_prompt(
+                    Encoding::O200kBase,
+                    &request(r#"{"model":"m","messages":[{"role":"assistant","content":[]}]}"#)
+                )
+        );
     }
 
     #[test]
     fn the_estimate_without_a_tokenizer_is_conservative_for_cjk() {
-        // Every Chinese character is at least one token; ASCII one per 3 bytes.
-        assert_eq!(estimate_text_tokens("你好世界"), 4);
+        // A Chinese character is two tokens, ASCII one per 3 bytes, é one, an emoji three.
+        assert_eq!(estimate_text_tokens("你好世界"), 8);
         assert_eq!(estimate_text_tokens("hello world!"), 4);
         assert_eq!(estimate_text_tokens("héllo"), 2 + 1);
+        assert_eq!(estimate_text_tokens("🎉"), 3);
         // Above what o200k and cl100k count for natural text of either kind.
-        let zh = "人工智能正在改变我们的生活方式，机器学习和深度学习技术被广泛应用于各个领域。".repeat(20);
+        let zh = "人工智能正在改变我们的生活方式，机器学习和深度学习技术被广泛应用于各个领域。"
+            .repeat(20);
         let en = "The quick brown fox jumps over the lazy dog, again and again. ".repeat(20);
         for text in [zh.as_str(), en.as_str()] {
             for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {

@@ -223,7 +223,10 @@ async fn prepare_round(
 ) -> Result<Round, GatewayError> {
     let started_at = now_ms();
     // Text, images, audio and files, as for a request without plugins (core::tokens::chat).
-    let media = MediaRules::for_model(scope.kind, &[&scope.model.upstream_model, &scope.model.name]);
+    let media = MediaRules::for_model(
+        scope.kind,
+        &[&scope.model.upstream_model, &scope.model.name],
+    );
     let local_prompt_tokens = prompt_tokens_for_reservation(scope.encoding, media, round_chat)?;
     let max_output = round_chat
         .requested_max_output()
