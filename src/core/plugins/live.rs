@@ -510,6 +510,48 @@ mod tests {
     }
 
     #[test]
+    fn many_interleaved_calls_come_back_whole_and_in_index_order() {
+        // 300 plugin calls whose first deltas arrive in reverse index order, then their
+        // arguments interleaved: every call is assembled from its own fragments.
+        let mut r = LiveRound::new(vec!["weather".into()], None, false);
+        let mut out = Vec::new();
+        r.push(item(ROLE), &mut out);
+        let n = 300u32;
+        for i in (0..n).rev() {
+            let id = format!("call_{i}");
+            r.push(
+                item(&call_delta(
+                    i,
+                    Some(&id),
+                    Some("weather__get_forecast"),
+                    "{",
+                )),
+                &mut out,
+            );
+        }
+        for i in 0..n {
+            r.push(
+                item(&call_delta(i, None, None, &format!("\"d\":{i}"))),
+                &mut out,
+            );
+        }
+        for i in (0..n).step_by(7) {
+            r.push(item(&call_delta(i, None, None, "}")), &mut out);
+        }
+        r.push(item(&finish("c1", "tool_calls")), &mut out);
+        r.push(StreamItem::Done, &mut out);
+        let RoundEnd::CallPlugins { calls, .. } = r.end() else {
+            panic!("expected plugin calls")
+        };
+        assert_eq!(calls.len(), n as usize);
+        for (i, call) in calls.iter().enumerate() {
+            assert_eq!(call.id, format!("call_{i}"));
+            let closing = if i % 7 == 0 { "}" } else { "" };
+            assert_eq!(call.function.arguments, format!("{{\"d\":{i}{closing}"));
+        }
+    }
+
+    #[test]
     fn plugin_round_streams_text_and_keeps_plugin_calls_back() {
         let mut r = LiveRound::new(vec!["weather".into()], None, false);
         let mut out = Vec::new();
