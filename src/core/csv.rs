@@ -3,12 +3,43 @@
 //! Records end with CRLF. A field is quoted when it contains a comma, a double quote, CR or LF, or
 //! starts or ends with a space; a double quote inside a quoted field is doubled. `null` is an
 //! empty field, numbers are written as JSON writes them (integers stay integers), booleans as
-//! `true`/`false`. Values are never altered otherwise.
+//! `true`/`false`.
+//!
+//! Formula injection (CWE-1236): spreadsheet programs run a cell that starts with `=`, `+`, `-`,
+//! `@`, TAB or CR as a formula, and some report fields carry text a tenant or a provider chose
+//! (session ids, provider error codes). Such a field is written with a leading `'`, which the
+//! spreadsheet shows as text. Plain numbers (`-12`, `-0.5`) are left alone so that numeric
+//! columns stay numeric. Values are never altered otherwise.
 
 use serde_json::Value;
 
-/// Appends one field to `out`, quoted when needed.
+/// Whether a spreadsheet would read `field` as a formula.
+fn is_formula(field: &str) -> bool {
+    field.starts_with(['=', '+', '-', '@', '\t', '\r']) && !is_plain_number(field)
+}
+
+/// `-?digits(.digits)?`: a number, which a spreadsheet reads as a number and never runs.
+fn is_plain_number(field: &str) -> bool {
+    let digits = field.strip_prefix('-').unwrap_or(field);
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, "0"));
+    !int.is_empty()
+        && !frac.is_empty()
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && frac.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Appends one field to `out`, neutralised when it would run as a formula, quoted when needed.
 pub fn push_field(out: &mut String, field: &str) {
+    if is_formula(field) {
+        let mut safe = String::with_capacity(field.len() + 1);
+        safe.push('\'');
+        safe.push_str(field);
+        return push_quoted_if_needed(out, &safe);
+    }
+    push_quoted_if_needed(out, field);
+}
+
+fn push_quoted_if_needed(out: &mut String, field: &str) {
     let needs_quotes =
         field.contains([',', '"', '\r', '\n']) || field.starts_with(' ') || field.ends_with(' ');
     if needs_quotes {
@@ -87,6 +118,36 @@ mod tests {
     }
 
     #[test]
+    fn formula_cells_are_neutralised() {
+        let mut out = String::new();
+        push_record(
+            &mut out,
+            &[
+                "=HYPERLINK(\"http://x\")",
+                "+1",
+                "-1+2",
+                "@SUM(A1)",
+                "\tx",
+                "\rx",
+                "-12",
+                "-0.5",
+                "a=b",
+                "-",
+            ],
+        );
+        assert_eq!(
+            out,
+            "\"'=HYPERLINK(\"\"http://x\"\")\",'+1,'-1+2,'@SUM(A1),'\tx,\"'\rx\",-12,-0.5,a=b,'-\r\n"
+        );
+        // In a table too, whatever the column.
+        let csv = table(
+            &["error_code"],
+            &[json!({"error_code": "=cmd|' /C calc'!A0"})],
+        );
+        assert_eq!(csv, "error_code\r\n'=cmd|' /C calc'!A0\r\n");
+    }
+
+    #[test]
     fn table_with_header_nulls_and_numbers() {
         let rows = vec![
             json!({"model": "gpt-4o", "requests": 3, "cost": 9_007_199_254_740_991u64, "session_id": null}),
@@ -141,7 +202,7 @@ mod tests {
             "a\r\nb",
             " x ",
             "ünï,cødé",
-            "=1+2",
+            "-12",
             "\n",
         ];
         let mut out = String::new();

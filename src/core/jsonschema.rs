@@ -22,6 +22,8 @@
 //!
 //! An `integer` is a number with no fractional part (`3.0` counts). Bounds are compared as f64.
 
+use std::collections::HashMap;
+
 use regex_lite::Regex;
 use serde_json::{Map, Value};
 
@@ -248,141 +250,169 @@ fn show(v: &Value) -> String {
 /// Validates `value` against a schema that passed [`check_schema`]. `path` names the value in
 /// errors (e.g. `arguments`). Returns the first violation found.
 pub fn validate(schema: &Value, value: &Value, path: &str) -> Result<(), SchemaError> {
-    validate_at(schema, value, path, 0)
+    Validation::default().at(schema, value, path, 0)
 }
 
-fn validate_at(schema: &Value, value: &Value, path: &str, depth: usize) -> Result<(), SchemaError> {
-    if depth > MAX_DEPTH {
-        return Err(err(path, format!("nests deeper than {MAX_DEPTH} levels")));
+/// One validation: each `pattern` of the schema is compiled once, when first needed, and reused
+/// for every string it applies to (an array of thousands of strings costs one compilation).
+#[derive(Default)]
+struct Validation<'s> {
+    patterns: HashMap<&'s str, Regex>,
+    /// Compilations so far (for the tests).
+    compiled: usize,
+}
+
+impl<'s> Validation<'s> {
+    fn pattern(&mut self, path: &str, pattern: &'s str) -> Result<&Regex, SchemaError> {
+        if !self.patterns.contains_key(pattern) {
+            let re = compile_pattern(path, pattern)?;
+            self.compiled += 1;
+            self.patterns.insert(pattern, re);
+        }
+        self.patterns
+            .get(pattern)
+            .ok_or_else(|| err(path, "`pattern` could not be compiled"))
     }
-    let Value::Object(s) = schema else {
-        return Ok(());
-    };
-    if let Some(t) = s.get("type") {
-        let allowed: Vec<&str> = match t {
-            Value::String(t) => vec![t.as_str()],
-            Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
-            _ => Vec::new(),
+
+    fn at(
+        &mut self,
+        schema: &'s Value,
+        value: &Value,
+        path: &str,
+        depth: usize,
+    ) -> Result<(), SchemaError> {
+        if depth > MAX_DEPTH {
+            return Err(err(path, format!("nests deeper than {MAX_DEPTH} levels")));
+        }
+        let Value::Object(s) = schema else {
+            return Ok(());
         };
-        if !allowed.is_empty() && !allowed.iter().any(|t| has_type(value, t)) {
-            return Err(err(
-                path,
-                format!(
-                    "must be of type {}, not {}",
-                    allowed.join(" or "),
-                    type_name(value)
-                ),
-            ));
-        }
-    }
-    if let Some(Value::Array(options)) = s.get("enum") {
-        if !options.iter().any(|o| json_equal(o, value)) {
-            let listed: Vec<String> = options.iter().map(show).collect();
-            return Err(err(
-                path,
-                format!("{} is not one of {}", show(value), listed.join(", ")),
-            ));
-        }
-    }
-    if let Some(c) = s.get("const") {
-        if !json_equal(c, value) {
-            return Err(err(path, format!("must equal {}", show(c))));
-        }
-    }
-    match value {
-        Value::Object(obj) => validate_object(s, obj, path, depth)?,
-        Value::Array(items) => {
-            bounds(s, "minItems", "maxItems", items.len(), "items", path)?;
-            if let Some(item_schema) = s.get("items") {
-                for (i, item) in items.iter().enumerate() {
-                    validate_at(item_schema, item, &format!("{path}[{i}]"), depth + 1)?;
-                }
-            }
-        }
-        Value::String(text) => {
-            bounds(
-                s,
-                "minLength",
-                "maxLength",
-                text.chars().count(),
-                "characters",
-                path,
-            )?;
-            if let Some(Value::String(p)) = s.get("pattern") {
-                let re = compile_pattern(path, p)?;
-                if !re.is_match(text) {
-                    return Err(err(path, format!("does not match the pattern {p:?}")));
-                }
-            }
-        }
-        Value::Number(n) => {
-            let x = n.as_f64().unwrap_or(f64::NAN);
-            let limit = |k: &str| s.get(k).and_then(Value::as_f64);
-            if let Some(m) = limit("minimum") {
-                if x < m {
-                    return Err(err(path, format!("{n} is less than the minimum {m}")));
-                }
-            }
-            if let Some(m) = limit("maximum") {
-                if x > m {
-                    return Err(err(path, format!("{n} is greater than the maximum {m}")));
-                }
-            }
-            if let Some(m) = limit("exclusiveMinimum") {
-                if x <= m {
-                    return Err(err(path, format!("{n} must be greater than {m}")));
-                }
-            }
-            if let Some(m) = limit("exclusiveMaximum") {
-                if x >= m {
-                    return Err(err(path, format!("{n} must be less than {m}")));
-                }
-            }
-        }
-        Value::Bool(_) | Value::Null => {}
-    }
-    Ok(())
-}
-
-fn validate_object(
-    s: &Map<String, Value>,
-    obj: &Map<String, Value>,
-    path: &str,
-    depth: usize,
-) -> Result<(), SchemaError> {
-    bounds(
-        s,
-        "minProperties",
-        "maxProperties",
-        obj.len(),
-        "properties",
-        path,
-    )?;
-    if let Some(Value::Array(required)) = s.get("required") {
-        for name in required.iter().filter_map(Value::as_str) {
-            if !obj.contains_key(name) {
+        if let Some(t) = s.get("type") {
+            let allowed: Vec<&str> = match t {
+                Value::String(t) => vec![t.as_str()],
+                Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+                _ => Vec::new(),
+            };
+            if !allowed.is_empty() && !allowed.iter().any(|t| has_type(value, t)) {
                 return Err(err(
-                    &child(path, name),
-                    "is required but missing".to_string(),
+                    path,
+                    format!(
+                        "must be of type {}, not {}",
+                        allowed.join(" or "),
+                        type_name(value)
+                    ),
                 ));
             }
         }
-    }
-    let props = s.get("properties").and_then(Value::as_object);
-    for (name, v) in obj {
-        let here = child(path, name);
-        match props.and_then(|p| p.get(name)) {
-            Some(sub) => validate_at(sub, v, &here, depth + 1)?,
-            None => match s.get("additionalProperties") {
-                Some(Value::Bool(false)) => {
-                    return Err(err(&here, "is not a declared property"));
-                }
-                Some(extra @ Value::Object(_)) => validate_at(extra, v, &here, depth + 1)?,
-                _ => {}
-            },
+        if let Some(Value::Array(options)) = s.get("enum") {
+            if !options.iter().any(|o| json_equal(o, value)) {
+                let listed: Vec<String> = options.iter().map(show).collect();
+                return Err(err(
+                    path,
+                    format!("{} is not one of {}", show(value), listed.join(", ")),
+                ));
+            }
         }
+        if let Some(c) = s.get("const") {
+            if !json_equal(c, value) {
+                return Err(err(path, format!("must equal {}", show(c))));
+            }
+        }
+        match value {
+            Value::Object(obj) => self.object(s, obj, path, depth)?,
+            Value::Array(items) => {
+                bounds(s, "minItems", "maxItems", items.len(), "items", path)?;
+                if let Some(item_schema) = s.get("items") {
+                    for (i, item) in items.iter().enumerate() {
+                        self.at(item_schema, item, &format!("{path}[{i}]"), depth + 1)?;
+                    }
+                }
+            }
+            Value::String(text) => {
+                bounds(
+                    s,
+                    "minLength",
+                    "maxLength",
+                    text.chars().count(),
+                    "characters",
+                    path,
+                )?;
+                if let Some(Value::String(p)) = s.get("pattern") {
+                    if !self.pattern(path, p)?.is_match(text) {
+                        return Err(err(path, format!("does not match the pattern {p:?}")));
+                    }
+                }
+            }
+            Value::Number(n) => {
+                let x = n.as_f64().unwrap_or(f64::NAN);
+                let limit = |k: &str| s.get(k).and_then(Value::as_f64);
+                if let Some(m) = limit("minimum") {
+                    if x < m {
+                        return Err(err(path, format!("{n} is less than the minimum {m}")));
+                    }
+                }
+                if let Some(m) = limit("maximum") {
+                    if x > m {
+                        return Err(err(path, format!("{n} is greater than the maximum {m}")));
+                    }
+                }
+                if let Some(m) = limit("exclusiveMinimum") {
+                    if x <= m {
+                        return Err(err(path, format!("{n} must be greater than {m}")));
+                    }
+                }
+                if let Some(m) = limit("exclusiveMaximum") {
+                    if x >= m {
+                        return Err(err(path, format!("{n} must be less than {m}")));
+                    }
+                }
+            }
+            Value::Bool(_) | Value::Null => {}
+        }
+        Ok(())
     }
-    Ok(())
+
+    fn object(
+        &mut self,
+        s: &'s Map<String, Value>,
+        obj: &Map<String, Value>,
+        path: &str,
+        depth: usize,
+    ) -> Result<(), SchemaError> {
+        bounds(
+            s,
+            "minProperties",
+            "maxProperties",
+            obj.len(),
+            "properties",
+            path,
+        )?;
+        if let Some(Value::Array(required)) = s.get("required") {
+            for name in required.iter().filter_map(Value::as_str) {
+                if !obj.contains_key(name) {
+                    return Err(err(
+                        &child(path, name),
+                        "is required but missing".to_string(),
+                    ));
+                }
+            }
+        }
+        let props = s.get("properties").and_then(Value::as_object);
+        for (name, v) in obj {
+            let here = child(path, name);
+            match props.and_then(|p| p.get(name)) {
+                Some(sub) => self.at(sub, v, &here, depth + 1)?,
+                None => match s.get("additionalProperties") {
+                    Some(Value::Bool(false)) => {
+                        return Err(err(&here, "is not a declared property"));
+                    }
+                    Some(extra @ Value::Object(_)) => self.at(extra, v, &here, depth + 1)?,
+                    _ => {}
+                },
+            }
+        }
+        Ok(())
+    }
 }
 
 fn bounds(
@@ -517,6 +547,25 @@ mod tests {
             assert_eq!(e.path, path, "{value}: {e}");
             assert!(e.message.contains(needle), "{value}: {e}");
         }
+    }
+
+    #[test]
+    fn each_pattern_is_compiled_once_per_validation() {
+        let schema = json!({"type": "object", "properties": {
+            "tags": {"type": "array", "items": {"type": "string", "pattern": "^[a-z]+$"}},
+            "city": {"type": "string", "pattern": "^[a-z]+$"},
+            "code": {"type": "string", "pattern": "^[0-9]+$"}}});
+        let tags: Vec<String> = (0..1000).map(|i| "x".repeat(i % 7 + 1)).collect();
+        let value = json!({"tags": tags, "city": "oslo", "code": "42"});
+        let mut v = Validation::default();
+        v.at(&schema, &value, "a", 0).unwrap();
+        // 1002 strings checked, two distinct patterns: two compilations.
+        assert_eq!(v.compiled, 2);
+        // And a mismatch late in a long array is still found.
+        let mut bad = value.clone();
+        bad["tags"][999] = json!("NO");
+        let e = validate(&schema, &bad, "a").unwrap_err();
+        assert_eq!(e.path, "a.tags[999]");
     }
 
     #[test]

@@ -415,6 +415,34 @@ mod tests {
     }
 
     #[test]
+    fn reasoning_is_delivered_output_and_billed() {
+        // A reasoning model's stream that breaks off (or whose client leaves) after thinking only.
+        let thinking = r#"{"id":"c","choices":[{"index":0,"delta":{"reasoning_content":"First, consider the premise carefully."}}]}"#;
+        let mut m = StreamMeter::new(false);
+        let mut out = Vec::new();
+        m.forward(chunk(thinking), &mut out);
+        m.upstream_closed(&mut out, None);
+        assert!(m.delivered_output());
+        assert_eq!(m.text(), "First, consider the premise carefully.");
+        let p = price();
+        let b = bill(&BillInput {
+            status: RequestStatus::UpstreamError,
+            delivered_output: m.delivered_output(),
+            local_prompt_tokens: 10,
+            completion_text: m.text(),
+            encoding: Some(Encoding::O200kBase),
+            upstream_usage: None,
+            price: &p,
+            multiplier_bps: 10_000,
+            reserved: 1_000,
+        });
+        let thought = Encoding::O200kBase.count(m.text());
+        assert!(thought > 0);
+        assert_eq!(b.completion_tokens, thought);
+        assert_eq!(b.cost, 10 + 2 * thought);
+    }
+
+    #[test]
     fn broken_upstream_becomes_an_error_event() {
         let mut m = StreamMeter::new(false);
         let mut out = Vec::new();

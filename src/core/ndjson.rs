@@ -57,21 +57,39 @@ impl NdjsonSplitter {
     }
 
     /// Feeds bytes; returns every non-blank line they complete, without its line ending.
+    ///
+    /// # Errors
+    ///
+    /// [`LineTooLong`] once a line exceeds the limit. Lines completed earlier in the same push
+    /// are not lost: if there are any, this push returns them and the error is returned by the
+    /// next call to `push` or [`finish`](Self::finish) (as [`crate::core::sse::SseParser`]
+    /// does). After an error the splitter stays failed and ignores further input.
     pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<Vec<u8>>, LineTooLong> {
         if self.failed {
             return Err(self.too_long());
         }
         let mut lines = Vec::new();
+        if self.feed(bytes, &mut lines).is_err() {
+            self.failed = true;
+            self.pending = Vec::new();
+            if lines.is_empty() {
+                return Err(self.too_long());
+            }
+        }
+        Ok(lines)
+    }
+
+    fn feed(&mut self, bytes: &[u8], lines: &mut Vec<Vec<u8>>) -> Result<(), LineTooLong> {
         let mut rest = bytes;
         while let Some(lf) = rest.iter().position(|&b| b == b'\n') {
-            self.pending.extend_from_slice(&rest[..lf]);
-            rest = &rest[lf + 1..];
+            let (head, tail) = rest.split_at(lf);
+            self.pending.extend_from_slice(head);
+            rest = tail.get(1..).unwrap_or_default();
             let mut line = std::mem::take(&mut self.pending);
             if line.last() == Some(&b'\r') {
                 line.pop();
             }
             if line.len() > self.max_line_bytes {
-                self.failed = true;
                 return Err(self.too_long());
             }
             if !line.iter().all(u8::is_ascii_whitespace) {
@@ -80,10 +98,9 @@ impl NdjsonSplitter {
         }
         self.pending.extend_from_slice(rest);
         if self.pending.len() > self.max_line_bytes {
-            self.failed = true;
             return Err(self.too_long());
         }
-        Ok(lines)
+        Ok(())
     }
 
     /// The stream ended: returns the last line if it had no line ending.
@@ -145,6 +162,23 @@ mod tests {
         assert_eq!(s.push(b"12345678\n").unwrap(), vec![b"12345678".to_vec()]);
         assert_eq!(s.push(b"123456789"), Err(LineTooLong { limit: 8 }));
         assert!(s.push(b"\n").is_err());
+        assert!(s.finish().is_err());
+    }
+
+    #[test]
+    fn lines_before_an_over_long_line_are_kept() {
+        // Two good lines and an over-long one in the same push: the good lines come back now,
+        // the error with the next call.
+        let mut s = NdjsonSplitter::with_max_line_bytes(8);
+        assert_eq!(
+            s.push(b"{\"a\":1}\n{\"b\":2}\n123456789\n").unwrap(),
+            vec![b"{\"a\":1}".to_vec(), b"{\"b\":2}".to_vec()]
+        );
+        assert_eq!(s.push(b"{}\n"), Err(LineTooLong { limit: 8 }));
+        assert!(s.finish().is_err());
+        // An unfinished over-long tail after a good line: same.
+        let mut s = NdjsonSplitter::with_max_line_bytes(8);
+        assert_eq!(s.push(b"{}\n123456789").unwrap(), vec![b"{}".to_vec()]);
         assert!(s.finish().is_err());
     }
 

@@ -1,6 +1,5 @@
 //! `POST /v1/chat/completions`: authenticate, validate, count, reserve, call, relay, settle.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use worker::{Context, D1Database, Delay, Env, Headers, Request, Response, ResponseBuilder};
@@ -22,7 +21,9 @@ use crate::core::routing::{
     may_fall_back, plain_timeout_ms, request_deadline, DEFAULT_CLIENT_ABORT_DRAIN_MS,
     DEFAULT_STALE_RESERVATION_SECONDS,
 };
-use crate::core::tokens::{count_chat_prompt, encoding_for_model, Encoding};
+use crate::core::tokens::{
+    encoding_for_model, prompt_tokens_for_reservation, Encoding, MediaRules,
+};
 use crate::core::{ids, session};
 
 /// Plain answers larger than this are refused (`upstream_unusable`, charged): never buffered past
@@ -376,10 +377,9 @@ pub async fn chat_completions(
         .and_then(Encoding::from_name)
         .or_else(|| encoding_for_model(&model.upstream_model))
         .or_else(|| encoding_for_model(&model.name));
-    let local_prompt_tokens = match encoding {
-        Some(enc) => count_chat_prompt(enc, &chat),
-        None => meter::estimate_tokens(&String::from_utf8_lossy(&body)),
-    };
+    // Text, images, audio and files, priced conservatively; 400 for a part that cannot be.
+    let media = MediaRules::for_model(kind, &[&model.upstream_model, &model.name]);
+    let local_prompt_tokens = prompt_tokens_for_reservation(encoding, media, &chat)?;
     let price = Price {
         input: model.input_price,
         cached_input: model.cached_input_price,
@@ -625,7 +625,7 @@ pub(crate) fn echo_reply(
         match echo::serve(&up.body, &id, pending.started_at / 1000)? {
             echo::EchoReply::Json(body) => Reply::Plain(body),
             echo::EchoReply::Events(events) => Reply::Stream(Source::Local {
-                events: VecDeque::from(events),
+                events,
                 delay_ms: settings.echo_chunk_delay_ms,
                 started: false,
             }),

@@ -13,7 +13,6 @@
 //!
 //! Whatever happens, [`relay`]'s future resolves exactly once with the [`StreamEnd`].
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::time::Duration;
 
@@ -44,9 +43,9 @@ pub enum Source {
         idle_timeout_ms: u64,
         received: bool,
     },
-    /// The built-in echo model's events, paced by `delay_ms`.
+    /// The built-in echo model's events, made as they are pulled, paced by `delay_ms`.
     Local {
-        events: VecDeque<Vec<u8>>,
+        events: crate::core::providers::echo::EchoEvents,
         delay_ms: u64,
         started: bool,
     },
@@ -95,11 +94,12 @@ impl Source {
                 delay_ms,
                 started,
             } => {
-                if *started && *delay_ms > 0 && !events.is_empty() {
+                let next = events.next();
+                if *started && *delay_ms > 0 && next.is_some() {
                     Delay::from(Duration::from_millis(*delay_ms)).await;
                 }
                 *started = true;
-                Ok(events.pop_front())
+                Ok(next)
             }
         }
     }

@@ -167,7 +167,7 @@ describe('registration', () => {
       assert.ok(!res.text.includes(SETTINGS_SECRET));
     }
     const stored = gw.d1('SELECT settings FROM tenant_plugins WHERE plugin_id = ?', 'weather')[0].settings;
-    assert.match(stored, /^v1:[0-9a-f]+$/);
+    assert.match(stored, /^v2:[0-9a-f]{8}:[0-9a-f]+$/); // HKDF key, key id (core::plugins::sealed)
     assert.ok(!stored.includes(Buffer.from(SETTINGS_SECRET).toString('hex')));
 
     await adminOk('DELETE', '/admin/plugins/spare');

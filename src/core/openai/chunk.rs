@@ -77,11 +77,42 @@ pub struct FunctionCallDelta {
     pub arguments: Option<String>,
 }
 
+/// Appends the generated text a delta or message carries in fields outside OpenAI's core set:
+///
+/// * `reasoning_content` (DeepSeek, and what Tollgate's adapters emit for Anthropic thinking,
+///   Gemini thought parts and Ollama `thinking`);
+/// * `reasoning` (OpenRouter, vLLM, Ollama's `/v1`), unless it repeats `reasoning_content`
+///   (servers in transition send both with the same text);
+/// * `audio.transcript` (audio output: the transcript of what was spoken).
+///
+/// Reasoning is output the provider bills: it counts for the stream guard, for "delivered
+/// output" and for the local completion count like content does.
+pub(crate) fn append_extra_output(extra: &Map<String, Value>, out: &mut String) {
+    let reasoning_content = extra.get("reasoning_content").and_then(Value::as_str);
+    if let Some(r) = reasoning_content {
+        out.push_str(r);
+    }
+    if let Some(r) = extra.get("reasoning").and_then(Value::as_str) {
+        if reasoning_content != Some(r) {
+            out.push_str(r);
+        }
+    }
+    if let Some(t) = extra
+        .get("audio")
+        .and_then(|a| a.get("transcript"))
+        .and_then(Value::as_str)
+    {
+        out.push_str(t);
+    }
+}
+
 impl ChatCompletionChunk {
-    /// Appends the text this chunk generated (content, refusal, tool names and arguments).
+    /// Appends the text this chunk generated: content, refusal, tool names and arguments, and
+    /// reasoning and audio transcripts ([`append_extra_output`]).
     pub fn append_generated_text(&self, out: &mut String) {
         for choice in &self.choices {
             let d = &choice.delta;
+            append_extra_output(&d.extra, out);
             if let Some(c) = &d.content {
                 out.push_str(c);
             }
@@ -123,6 +154,64 @@ mod tests {
         let c: ChatCompletionChunk = serde_json::from_str(last).unwrap();
         assert!(c.is_usage_only());
         assert_eq!(c.usage.unwrap().completion_tokens, 7);
+    }
+
+    fn generated(json: &str) -> String {
+        let c: ChatCompletionChunk = serde_json::from_str(json).unwrap();
+        let mut s = String::new();
+        c.append_generated_text(&mut s);
+        s
+    }
+
+    #[test]
+    fn reasoning_and_transcripts_are_generated_text() {
+        // DeepSeek / Tollgate's adapters (Anthropic, Gemini, Ollama thinking).
+        assert_eq!(
+            generated(r#"{"choices":[{"index":0,"delta":{"reasoning_content":"Let me think"}}]}"#),
+            "Let me think"
+        );
+        // OpenRouter / vLLM / Ollama /v1.
+        assert_eq!(
+            generated(r#"{"choices":[{"index":0,"delta":{"reasoning":"hmm","content":"ok"}}]}"#),
+            "hmmok"
+        );
+        // Both fields with the same text count once; different texts both count.
+        assert_eq!(
+            generated(
+                r#"{"choices":[{"index":0,"delta":{"reasoning_content":"ab","reasoning":"ab"}}]}"#
+            ),
+            "ab"
+        );
+        assert_eq!(
+            generated(
+                r#"{"choices":[{"index":0,"delta":{"reasoning_content":"ab","reasoning":"cd"}}]}"#
+            ),
+            "abcd"
+        );
+        // Audio output: the transcript.
+        assert_eq!(
+            generated(
+                r#"{"choices":[{"index":0,"delta":{"audio":{"id":"a1","data":"UklGR","transcript":"Hello"}}}]}"#
+            ),
+            "Hello"
+        );
+        // Nulls and other shapes add nothing.
+        assert_eq!(
+            generated(
+                r#"{"choices":[{"index":0,"delta":{"reasoning_content":null,"reasoning":{"x":1},"audio":null}}]}"#
+            ),
+            ""
+        );
+    }
+
+    #[test]
+    fn adapter_reasoning_chunks_are_generated_text() {
+        // What mapping.rs emits for Anthropic thinking_delta, Gemini thought parts, Ollama thinking.
+        let ctx = crate::core::providers::mapping::testing::ctx();
+        let chunks = crate::core::providers::mapping::ChunkFactory::new(&ctx);
+        let mut s = String::new();
+        chunks.reasoning("step 1").append_generated_text(&mut s);
+        assert_eq!(s, "step 1");
     }
 
     #[test]

@@ -127,11 +127,13 @@ impl Usage {
 }
 
 impl ChatCompletionResponse {
-    /// All generated text of every choice (content, refusals, tool-call names and arguments),
-    /// which is what the local completion-token count measures.
+    /// All generated text of every choice (content, refusals, tool-call names and arguments,
+    /// reasoning and audio transcripts: see [`super::chunk::append_extra_output`]), which is what
+    /// the local completion-token count measures.
     pub fn generated_text(&self) -> String {
         let mut out = String::new();
         for choice in &self.choices {
+            super::chunk::append_extra_output(&choice.message.extra, &mut out);
             if let Some(c) = &choice.message.content {
                 out.push_str(c);
             }
@@ -166,6 +168,16 @@ mod tests {
         assert_eq!((u.cached_tokens(), u.reasoning_tokens()), (4, 2));
         assert_eq!(r.generated_text(), "Hello there");
         assert_eq!(r.extra["system_fingerprint"], "fp_44709d6fcb");
+    }
+
+    #[test]
+    fn reasoning_counts_as_generated_text() {
+        let body = r#"{"choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant",
+          "reasoning_content":"Think. ","content":"Answer."}},
+          {"index":1,"message":{"role":"assistant","reasoning":"More. ","content":"B",
+          "audio":{"id":"a","data":"xx","transcript":" said"}}}]}"#;
+        let r: ChatCompletionResponse = serde_json::from_str(body).unwrap();
+        assert_eq!(r.generated_text(), "Think. Answer.More.  saidB");
     }
 
     #[test]

@@ -27,38 +27,29 @@ use crate::core::sse::{encode_data, DONE};
 /// Builds complete tool calls from streamed deltas, the way OpenAI's SDKs do: the first delta of
 /// a call (per choice and `index`) brings its `id`, `type` and `function.name`; later deltas
 /// append fragments of `function.arguments`.
+///
+/// Calls are kept in a map keyed by (choice, index): each delta finds its call in O(log n), so a
+/// model emitting thousands of calls costs no quadratic search, and a choice's calls come out
+/// ordered by index without sorting.
 #[derive(Debug, Default, Clone)]
 pub struct ToolCallAssembler {
-    /// (choice index, tool-call index, the call so far), in order of first appearance.
-    calls: Vec<(u32, u32, ToolCall)>,
+    calls: BTreeMap<(u32, u32), ToolCall>,
 }
 
 impl ToolCallAssembler {
     /// Adds one delta of choice `choice`.
     pub fn push(&mut self, choice: u32, delta: &ToolCallDelta) {
-        let pos = match self
+        let call = self
             .calls
-            .iter()
-            .position(|(c, i, _)| *c == choice && *i == delta.index)
-        {
-            Some(pos) => pos,
-            None => {
-                self.calls.push((
-                    choice,
-                    delta.index,
-                    ToolCall {
-                        id: String::new(),
-                        kind: "function".to_string(),
-                        function: FunctionCall {
-                            name: String::new(),
-                            arguments: String::new(),
-                        },
-                    },
-                ));
-                self.calls.len() - 1
-            }
-        };
-        let call = &mut self.calls[pos].2;
+            .entry((choice, delta.index))
+            .or_insert_with(|| ToolCall {
+                id: String::new(),
+                kind: "function".to_string(),
+                function: FunctionCall {
+                    name: String::new(),
+                    arguments: String::new(),
+                },
+            });
         if let Some(id) = delta.id.as_deref().filter(|s| !s.is_empty()) {
             call.id = id.to_string();
         }
@@ -75,12 +66,16 @@ impl ToolCallAssembler {
         }
     }
 
+    /// The calls of `choice` with their `index`, ordered by it.
+    fn indexed(&self, choice: u32) -> impl Iterator<Item = (u32, &ToolCall)> {
+        self.calls
+            .range((choice, 0)..=(choice, u32::MAX))
+            .map(|(&(_, index), call)| (index, call))
+    }
+
     /// The calls of `choice`, ordered by their `index`.
     pub fn calls(&self, choice: u32) -> Vec<ToolCall> {
-        let mut found: Vec<&(u32, u32, ToolCall)> =
-            self.calls.iter().filter(|(c, _, _)| *c == choice).collect();
-        found.sort_by_key(|(_, i, _)| *i);
-        found.into_iter().map(|(_, _, call)| call.clone()).collect()
+        self.indexed(choice).map(|(_, call)| call.clone()).collect()
     }
 }
 
@@ -129,7 +124,8 @@ pub struct LiveRound {
     content: String,
     usage: Option<Usage>,
     assembler: ToolCallAssembler,
-    routes: Vec<((u32, u32), CallRoute)>,
+    /// The route of each (choice, tool-call index), decided by the call's first delta.
+    routes: BTreeMap<(u32, u32), CallRoute>,
     client_calls: BTreeMap<u32, u32>,
     finish: BTreeMap<u32, String>,
     done: bool,
@@ -151,7 +147,7 @@ impl LiveRound {
             content: String::new(),
             usage: None,
             assembler: ToolCallAssembler::default(),
-            routes: Vec::new(),
+            routes: BTreeMap::new(),
             client_calls: BTreeMap::new(),
             finish: BTreeMap::new(),
             done: false,
@@ -252,7 +248,7 @@ impl LiveRound {
     /// The route of a tool-call delta: decided by the name in the call's first delta.
     fn route(&mut self, choice: u32, delta: &ToolCallDelta) -> CallRoute {
         let key = (choice, delta.index);
-        if let Some((_, route)) = self.routes.iter().find(|(k, _)| *k == key) {
+        if let Some(route) = self.routes.get(&key) {
             return *route;
         }
         let name = delta
@@ -268,7 +264,7 @@ impl LiveRound {
             *next += 1;
             route
         };
-        self.routes.push((key, route));
+        self.routes.insert(key, route);
         route
     }
 
@@ -299,11 +295,9 @@ impl LiveRound {
         let has_client_calls = self.client_calls.values().any(|n| *n > 0);
         let plugin_calls: Vec<ToolCall> = self
             .assembler
-            .calls(0)
-            .into_iter()
-            .zip(self.routes_of(0))
-            .filter(|(_, route)| *route == CallRoute::Plugin)
-            .map(|(call, _)| call)
+            .indexed(0)
+            .filter(|(index, _)| self.routes.get(&(0, *index)) == Some(&CallRoute::Plugin))
+            .map(|(_, call)| call.clone())
             .collect();
         if plugin_calls.is_empty() || has_client_calls || self.last {
             return RoundEnd::Answer;
@@ -312,17 +306,6 @@ impl LiveRound {
             content: (!self.content.is_empty()).then(|| self.content.clone()),
             calls: plugin_calls,
         }
-    }
-
-    /// The routes of `choice`'s calls, in the order of [`ToolCallAssembler::calls`].
-    fn routes_of(&self, choice: u32) -> Vec<CallRoute> {
-        let mut found: Vec<&((u32, u32), CallRoute)> = self
-            .routes
-            .iter()
-            .filter(|((c, _), _)| *c == choice)
-            .collect();
-        found.sort_by_key(|((_, i), _)| *i);
-        found.into_iter().map(|(_, r)| *r).collect()
     }
 
     /// Ends the client's stream after the answer: the held finish chunk of each choice (a
@@ -524,6 +507,48 @@ mod tests {
         assert_eq!(calls[0].kind, "function");
         assert_eq!(a.calls(1)[0].function.name, "h");
         assert!(a.calls(2).is_empty());
+    }
+
+    #[test]
+    fn many_interleaved_calls_come_back_whole_and_in_index_order() {
+        // 300 plugin calls whose first deltas arrive in reverse index order, then their
+        // arguments interleaved: every call is assembled from its own fragments.
+        let mut r = LiveRound::new(vec!["weather".into()], None, false);
+        let mut out = Vec::new();
+        r.push(item(ROLE), &mut out);
+        let n = 300u32;
+        for i in (0..n).rev() {
+            let id = format!("call_{i}");
+            r.push(
+                item(&call_delta(
+                    i,
+                    Some(&id),
+                    Some("weather__get_forecast"),
+                    "{",
+                )),
+                &mut out,
+            );
+        }
+        for i in 0..n {
+            r.push(
+                item(&call_delta(i, None, None, &format!("\"d\":{i}"))),
+                &mut out,
+            );
+        }
+        for i in (0..n).step_by(7) {
+            r.push(item(&call_delta(i, None, None, "}")), &mut out);
+        }
+        r.push(item(&finish("c1", "tool_calls")), &mut out);
+        r.push(StreamItem::Done, &mut out);
+        let RoundEnd::CallPlugins { calls, .. } = r.end() else {
+            panic!("expected plugin calls")
+        };
+        assert_eq!(calls.len(), n as usize);
+        for (i, call) in calls.iter().enumerate() {
+            assert_eq!(call.id, format!("call_{i}"));
+            let closing = if i % 7 == 0 { "}" } else { "" };
+            assert_eq!(call.function.arguments, format!("{{\"d\":{i}{closing}"));
+        }
     }
 
     #[test]

@@ -18,6 +18,10 @@ mod table_hash;
 mod vocab;
 
 pub use chat::{count_chat_prompt, count_chat_prompt_with, ChatFraming, TOKENS_PER_TOOL_CALL};
+pub use chat::{
+    count_media, estimate_chat_prompt, estimate_text_tokens, prompt_tokens_for_reservation,
+    ImageRule, MediaRules,
+};
 pub use stream::StreamTokenCounter;
 
 use pretokenize::Text;

@@ -30,7 +30,7 @@ use super::{http, now_ms};
 use crate::core::billing::{reservation_micros_scaled, Price};
 use crate::core::error::GatewayError;
 use crate::core::jsonschema;
-use crate::core::meter::{self, RequestStatus};
+use crate::core::meter::RequestStatus;
 use crate::core::openai::{
     ChatCompletionRequest, ChatCompletionResponse, ChatMessage, MessageContent, Role, ToolCall,
     Usage,
@@ -41,7 +41,7 @@ use crate::core::plugins::reply::{
 };
 use crate::core::plugins::{sealed, split_tool_name, take_selection, EndpointPolicy, Selection};
 use crate::core::providers::{ProviderKind, Route, UpstreamRequest};
-use crate::core::tokens::{count_chat_prompt, Encoding};
+use crate::core::tokens::{prompt_tokens_for_reservation, Encoding, MediaRules};
 use store::Enabled;
 
 /// Default and largest number of model rounds per request (`PLUGIN_MAX_ROUNDS`).
@@ -222,10 +222,12 @@ async fn prepare_round(
     id: &str,
 ) -> Result<Round, GatewayError> {
     let started_at = now_ms();
-    let local_prompt_tokens = match scope.encoding {
-        Some(enc) => count_chat_prompt(enc, round_chat),
-        None => meter::estimate_tokens(&serde_json::to_string(round_chat).unwrap_or_default()),
-    };
+    // Text, images, audio and files, as for a request without plugins (core::tokens::chat).
+    let media = MediaRules::for_model(
+        scope.kind,
+        &[&scope.model.upstream_model, &scope.model.name],
+    );
+    let local_prompt_tokens = prompt_tokens_for_reservation(scope.encoding, media, round_chat)?;
     let max_output = round_chat
         .requested_max_output()
         .unwrap_or(scope.model.max_output_tokens);
