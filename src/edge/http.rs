@@ -31,6 +31,36 @@ pub fn bytes_response(
         .fixed(body))
 }
 
+/// What a client may see of `err`. Server-side failures (kind `Internal`, or `Unavailable`
+/// without the `configuration_error` code) carry storage errors, SQL constraint names, secret
+/// names and internal URLs: their message becomes a generic one with the request id (the
+/// caller logs the full detail). Everything else is the client's own business and kept.
+pub fn public_error(err: &GatewayError, request_id: &str) -> GatewayError {
+    let generic = match err.kind {
+        ErrorKind::Internal => Some(
+            "The gateway had an internal error while processing your request. If it persists, \
+             contact the operator and quote the request id",
+        ),
+        ErrorKind::Unavailable if err.code() != super::auth::CONFIG_ERROR_CODE => Some(
+            "The gateway's storage is temporarily unavailable. Retry shortly; if it persists, \
+             contact the operator and quote the request id",
+        ),
+        _ => None,
+    };
+    match generic {
+        Some(text) => GatewayError {
+            message: format!("{text} {request_id}."),
+            ..err.clone()
+        },
+        None => err.clone(),
+    }
+}
+
+/// [`error_response`] of [`public_error`]: the answer to a request that failed.
+pub fn public_error_response(err: &GatewayError, request_id: &str) -> worker::Result<Response> {
+    error_response(&public_error(err, request_id))
+}
+
 pub fn error_response(err: &GatewayError) -> worker::Result<Response> {
     let headers = Headers::new();
     headers.set("content-type", "application/json")?;

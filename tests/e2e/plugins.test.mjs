@@ -91,13 +91,13 @@ before(async () => {
   mock.setBehavior(toolModel({ delayMs: CHUNK_DELAY_MS }));
   gw = await startGateway({
     vars: {
-      MOCK_KEY: 'sk-mock-provider-secret',
+      PROVIDER_MOCK_KEY: 'sk-mock-provider-secret',
       PLUGINS_ALLOW_LOCAL_HTTP: 'true',
       PLUGIN_SETTINGS_KEY: 'test-master-key-for-plugin-settings',
       PLUGIN_MAX_ROUNDS: '3',
     },
   });
-  await adminOk('PUT', '/admin/providers/mock', { kind: 'openai', base_url: mock.url, api_key_secret: 'MOCK_KEY' });
+  await adminOk('PUT', '/admin/providers/mock', { kind: 'openai', base_url: mock.url, api_key_secret: 'PROVIDER_MOCK_KEY' });
   await adminOk('PUT', '/admin/models/tool-model', {
     provider: 'mock', upstream_model: 'gpt-4o-mini', input_price: PRICE_IN, output_price: PRICE_OUT, max_output_tokens: 500,
   });
@@ -529,7 +529,7 @@ describe('tool mode', () => {
 describe('command mode', () => {
   test('/weather 北京 answers with the plugin markdown, plain and streamed, without a model call', async () => {
     const seen = mock.requests.length;
-    const res = await chat({ model: 'tool-model', messages: [{ role: 'user', content: '/weather 北京' }] });
+    const res = await chat({ model: 'tool-model', plugin_commands: true, messages: [{ role: 'user', content: '/weather 北京' }] });
     assert.equal(res.status, 200);
     const body = await res.json();
     assert.equal(body.object, 'chat.completion');
@@ -540,6 +540,7 @@ describe('command mode', () => {
     const stream = await client.chat.completions.create({
       model: 'tool-model',
       stream: true,
+      plugin_commands: true,
       messages: [{ role: 'user', content: '/weather.get_forecast city="New York" days=3' }],
     });
     let text = '';
@@ -555,7 +556,7 @@ describe('command mode', () => {
   });
 
   test('a command with invalid arguments explains the problem', async () => {
-    const res = await chat({ model: 'tool-model', messages: [{ role: 'user', content: '/weather city=Oslo days=30' }] });
+    const res = await chat({ model: 'tool-model', plugin_commands: true, messages: [{ role: 'user', content: '/weather city=Oslo days=30' }] });
     assert.equal(res.status, 200);
     const body = await res.json();
     assert.match(body.choices[0].message.content, /invalid_arguments/);
