@@ -272,9 +272,8 @@ pub fn check_threshold(threshold: i64) -> Result<u64, GatewayError> {
 /// may send to (`core::outbound`: public https hosts only unless `allow_private`, the dev
 /// setting `ALLOW_PRIVATE_UPSTREAMS`).
 pub fn check_webhook_url(url: &str, allow_private: bool) -> Result<(), GatewayError> {
-    let invalid = |why: String| {
-        GatewayError::invalid_param("webhook_url", format!("`webhook_url` {why}."))
-    };
+    let invalid =
+        |why: String| GatewayError::invalid_param("webhook_url", format!("`webhook_url` {why}."));
     if url.len() > 2048 || url.contains(|c: char| c.is_whitespace() || c.is_control()) {
         return Err(invalid(
             "must be a URL of at most 2048 characters without spaces".to_string(),

@@ -53,15 +53,27 @@ impl SecretUse {
 
 /// Why `name` may not be used as a secret of `use_`, if it may not. `allowlist` is the value of
 /// [`SecretUse::allowlist_var`] (comma- or whitespace-separated names), if set.
-pub fn check_secret_name(name: &str, use_: SecretUse, allowlist: Option<&str>) -> Result<(), String> {
+pub fn check_secret_name(
+    name: &str,
+    use_: SecretUse,
+    allowlist: Option<&str>,
+) -> Result<(), String> {
     let well_formed = !name.is_empty()
         && name.len() <= 128
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
     if !well_formed {
-        return Err("must be the NAME of a Worker secret (letters, digits, _), not the secret itself".into());
+        return Err(
+            "must be the NAME of a Worker secret (letters, digits, _), not the secret itself"
+                .into(),
+        );
     }
-    if RESERVED_SECRETS.iter().any(|r| r.eq_ignore_ascii_case(name)) {
-        return Err(format!("names `{name}`, one of the gateway's own secrets, which is never sent anywhere"));
+    if RESERVED_SECRETS
+        .iter()
+        .any(|r| r.eq_ignore_ascii_case(name))
+    {
+        return Err(format!(
+            "names `{name}`, one of the gateway's own secrets, which is never sent anywhere"
+        ));
     }
     let prefix = use_.prefix();
     let prefixed = name.len() > prefix.len() && name.starts_with(prefix);
@@ -157,7 +169,9 @@ mod tests {
                 assert!(err.contains("gateway's own"), "{name}: {err}");
             }
         }
-        assert!(check_secret_name("admin_token", SecretUse::Provider, Some("admin_token")).is_err());
+        assert!(
+            check_secret_name("admin_token", SecretUse::Provider, Some("admin_token")).is_err()
+        );
     }
 
     #[test]

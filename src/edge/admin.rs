@@ -31,9 +31,7 @@ pub async fn route(
         (Method::Post, ["tenants"]) => create_tenant(db, body(&mut req).await?).await,
         (Method::Get, ["tenants"]) => list_tenants(db).await,
         (Method::Get, ["tenants", id]) => get_tenant(db, id).await,
-        (Method::Patch, ["tenants", id]) => {
-            update_tenant(db, env, id, body(&mut req).await?).await
-        }
+        (Method::Patch, ["tenants", id]) => update_tenant(db, env, id, body(&mut req).await?).await,
         (Method::Post, ["tenants", id, "keys"]) => {
             create_key(db, env, id, body(&mut req).await?).await
         }
@@ -104,8 +102,8 @@ pub async fn route(
 
 /// The answer to a refused admin request (429 with `Retry-After` when throttled).
 fn refused(refusal: &auth::AdminRefusal) -> Result<Response, GatewayError> {
-    let mut resp = http::error_response(&refusal.error)
-        .map_err(|e| http::internal("error response", e))?;
+    let mut resp =
+        http::error_response(&refusal.error).map_err(|e| http::internal("error response", e))?;
     if let Some(seconds) = refusal.retry_after {
         let _ = resp.headers_mut().set("retry-after", &seconds.to_string());
     }

@@ -530,7 +530,8 @@ fn deliverable(env: &Env, d: &DeliveryRow) -> Result<String, String> {
 async fn post_webhook(url: &str, headers: &[(&str, String)], payload: &str) -> Result<u16, String> {
     let h = Headers::new();
     for (k, v) in headers {
-        h.set(k, v).map_err(|e| format!("invalid header {k}: {e}"))?;
+        h.set(k, v)
+            .map_err(|e| format!("invalid header {k}: {e}"))?;
     }
     let mut init = RequestInit::new();
     init.with_method(Method::Post)
@@ -539,21 +540,22 @@ async fn post_webhook(url: &str, headers: &[(&str, String)], payload: &str) -> R
         .with_body(Some(wasm_bindgen::JsValue::from_str(payload)));
     let request = Request::new_with_init(url, &init).map_err(|e| format!("invalid URL: {e}"))?;
     let controller = AbortController::default();
-    let sending = Box::pin(Fetch::Request(request).send_with_signal(&controller.signal()));
+    let signal = controller.signal();
+    let fetch = Fetch::Request(request);
+    let sending = Box::pin(fetch.send_with_signal(&signal));
     let timer = Delay::from(Duration::from_millis(WEBHOOK_TIMEOUT_MS));
-    match select(sending, timer).await {
-        Either::Left((Ok(resp), _)) => {
-            // The body is not read; a 3xx is returned as is (not a 2xx: the delivery failed).
-            controller.abort();
-            Ok(resp.status_code())
-        }
-        Either::Left((Err(e), _)) => Err(format!("could not reach the webhook: {e}")),
-        Either::Right(_) => {
-            controller.abort();
-            Err(format!(
-                "the webhook sent no response within {WEBHOOK_TIMEOUT_MS} ms"
-            ))
-        }
+    let answered = match select(sending, timer).await {
+        Either::Left((result, _)) => Some(result.map(|resp| resp.status_code())),
+        Either::Right(_) => None,
+    };
+    // The body is not read; a 3xx is returned as is (not a 2xx: a failed delivery).
+    controller.abort();
+    match answered {
+        Some(Ok(code)) => Ok(code),
+        Some(Err(e)) => Err(format!("could not reach the webhook: {e}")),
+        None => Err(format!(
+            "the webhook sent no response within {WEBHOOK_TIMEOUT_MS} ms"
+        )),
     }
 }
 

@@ -312,7 +312,8 @@ pub async fn admit_admin(req: &Request, env: &Env) -> Result<(), AdminRefusal> {
     let mut shared = 0;
     if let Some(kv) = &kv {
         if let Ok(Some(text)) = kv.get(&admin_failure_name(&ip, window)).text().await {
-            shared = text.trim().parse::<u64>().unwrap_or(0);
+            // Written as a string; older KV bindings JSON-quote it.
+            shared = text.trim().trim_matches('"').parse::<u64>().unwrap_or(0);
         }
     }
     let seen = local.max(shared);

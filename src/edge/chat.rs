@@ -372,7 +372,7 @@ pub async fn chat_completions(
             // The upstream requests were built with the plugin fields the tool loop removed.
             attempts.iter_mut().try_for_each(|(route, up)| {
                 *up = route.kind.adapter().build_request(route, &chat)?;
-                Ok(())
+                Ok::<(), GatewayError>(())
             })
         }
         Ok(None) => Ok(()),

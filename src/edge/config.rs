@@ -64,11 +64,7 @@ pub fn allow_private_upstreams(env: &Env) -> bool {
 
 /// The secret `name` for `use_`, if its name is allowed for that use and it is set. `Err` says
 /// why the name is refused (for logs and the operator, never for tenants).
-pub fn named_secret(
-    env: &Env,
-    name: &str,
-    use_: SecretUse,
-) -> Result<Option<String>, String> {
+pub fn named_secret(env: &Env, name: &str, use_: SecretUse) -> Result<Option<String>, String> {
     check_secret_name(name, use_, var(env, use_.allowlist_var()).as_deref())?;
     Ok(secret(env, name))
 }

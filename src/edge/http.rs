@@ -148,3 +148,32 @@ pub async fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, Gatew
     }
     Ok(body)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_errors_reach_clients_generic_with_the_request_id() {
+        let d1 = GatewayError::new(
+            ErrorKind::Unavailable,
+            "Database error: D1_ERROR: UNIQUE constraint failed: usage.request_id",
+        );
+        let shown = public_error(&d1, "req_01abc");
+        assert!(!shown.message.contains("UNIQUE"), "{}", shown.message);
+        assert!(shown.message.contains("req_01abc"));
+        assert_eq!((shown.status(), shown.code()), (503, "service_unavailable"));
+
+        let internal =
+            GatewayError::internal("secret PROVIDER_X of provider `acme` at https://10.0.0.1");
+        let shown = public_error(&internal, "req_01abc");
+        assert!(!shown.message.contains("PROVIDER_X") && !shown.message.contains("10.0.0.1"));
+        assert_eq!((shown.status(), shown.code()), (500, "internal_error"));
+
+        // Configuration errors name what the operator must fix; client errors are kept.
+        let config = super::super::auth::config_error("The KEY_PEPPER secret is not set.");
+        assert_eq!(public_error(&config, "req_1"), config);
+        let client = GatewayError::invalid_param("model", "`model` is required.");
+        assert_eq!(public_error(&client, "req_1"), client);
+    }
+}

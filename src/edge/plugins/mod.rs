@@ -41,8 +41,8 @@ use crate::core::plugins::reply::{
     command_completion, completion_to_sse, total_usage, CallFailure,
 };
 use crate::core::plugins::{
-    incomplete_note, sealed, split_tool_name, take_commands_opt_in, take_selection,
-    EndpointPolicy, Selection,
+    incomplete_note, sealed, split_tool_name, take_commands_opt_in, take_selection, EndpointPolicy,
+    Selection,
 };
 use crate::core::providers::{ProviderKind, Route, UpstreamRequest};
 use crate::core::tokens::{count_chat_prompt, Encoding};
