@@ -9,7 +9,7 @@ import { createRequire } from 'node:module';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { sleep, startGateway } from './harness.mjs';
+import { sleep, startGateway, startMockOpenAI } from './harness.mjs';
 import { startPluginServer } from './plugin-mocks.mjs';
 
 const require = createRequire(import.meta.url);
@@ -102,6 +102,7 @@ before(async () => {
     vars: {
       WEBHOOK_SECRET: 'whsec_sec_0123456789abcdef',
       LEGACY_KEY: 'sk-legacy',
+      PROVIDER_STREAM_KEY: 'sk-stream',
       PROVIDER_SECRETS: 'LEGACY_KEY, KEY_PEPPER',
       PLUGINS_ALLOW_LOCAL_HTTP: 'true',
       PLUGIN_SETTINGS_KEY: 'test-master-key-for-plugin-settings',
@@ -206,6 +207,56 @@ describe('a disabled tenant is refused at once everywhere', () => {
     await gw.adminOk('PATCH', `/admin/tenants/${tenant.id}`, { disabled: false });
     assert.equal((await call(gw, 'POST', '/v1/chat/completions', key.key, echo('again'))).status, 200);
     assert.equal((await call(gw, 'GET', '/v1/models', key.key)).status, 200);
+  });
+});
+
+describe('a running stream stops growing once its tenant is disabled', () => {
+  test('the next extension is refused and the stream ends at what it reserved', async () => {
+    const mock = await startMockOpenAI();
+    let release;
+    const gate = new Promise((r) => (release = r));
+    const words = Array.from({ length: 30 }, (_, i) => ` w${i}`);
+    mock.setBehavior(async (record, res) => {
+      if (!record.body?.stream) return false;
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      const chunk = (delta, finish = null) =>
+        `data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+      res.write(chunk({ role: 'assistant', content: 'one' }));
+      await gate; // the test disables the tenant here
+      for (const w of words) res.write(chunk({ content: w }));
+      res.write(chunk({}, 'stop'));
+      res.end('data: [DONE]\n\n');
+      return true;
+    });
+    try {
+      await gw.adminOk('PUT', '/admin/providers/streamer', { kind: 'openai', base_url: mock.url, api_key_secret: 'PROVIDER_STREAM_KEY' });
+      // Covers 2 output tokens (o200k): "one" fits, the words after it need an extension.
+      await gw.adminOk('PUT', '/admin/models/tiny-cover', { provider: 'streamer', upstream_model: 'gpt-4o-mini', input_price: 1, output_price: 1, max_output_tokens: 2 });
+      const { tenant, key } = await gw.newTenant({ name: 'mid-stream', credit: 10_000_000 });
+      const res = await call(gw, 'POST', '/v1/chat/completions', key.key, { model: 'tiny-cover', stream: true, messages: [{ role: 'user', content: 'go' }] });
+      assert.equal(res.status, 200);
+      const reader = res.body.getReader();
+      const decoder = new TextDecoder();
+      let text = '';
+      while (!text.includes('one')) {
+        const { value, done } = await reader.read();
+        assert.ok(!done, 'stream ended before its first word');
+        text += decoder.decode(value, { stream: true });
+      }
+      await gw.adminOk('PATCH', `/admin/tenants/${tenant.id}`, { disabled: true });
+      release();
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += decoder.decode(value, { stream: true });
+      }
+      assert.ok(!text.includes(' w29'), 'the stream did not run to its end on an extension');
+      const row = await gw.usageRow(res.headers.get('x-request-id'));
+      assert.equal(row.status, 'truncated', JSON.stringify(row));
+    } finally {
+      release?.();
+      await mock.close();
+    }
   });
 });
 
