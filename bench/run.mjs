@@ -367,7 +367,7 @@ async function configureTollgate(gw, mockUrl) {
   await adminOk(gw, 'PUT', '/admin/providers/mock', {
     kind: 'openai',
     base_url: `${mockUrl}/v1`,
-    api_key_secret: 'MOCK_KEY',
+    api_key_secret: 'PROVIDER_MOCK_KEY',
   });
   for (const [name, upstream] of [
     [MODEL, MODEL],
@@ -1106,7 +1106,7 @@ async function main() {
   const mockUrl = `http://127.0.0.1:${mock.value}`;
   log(`mock upstream on ${mockUrl}`);
 
-  const vars = { MOCK_KEY: MOCK_SECRET };
+  const vars = { PROVIDER_MOCK_KEY: MOCK_SECRET };
   // One D1/KV state for the measured gateway and the cold restarts after it.
   const state = {
     persistDir: mkdtempSync(join(tmpdir(), 'tollgate-bench-')),

@@ -5,7 +5,9 @@
 #   bash scripts/dev.sh        (or: npm run dev)
 #   PORT=8888 bash scripts/dev.sh
 #
-# Secrets live in .dev.vars (created on first run with a random ADMIN_TOKEN and KEY_PEPPER).
+# Secrets live in .dev.vars (created on first run with a random ADMIN_TOKEN, KEY_PEPPER and
+# PLUGIN_SETTINGS_KEY; an older file gets the missing ones added; start-up stops, naming it, when
+# one is missing or the admin token is shorter than 32 bytes).
 # Local state (D1, KV) lives in .wrangler/state; the demo key is saved in .wrangler/tollgate-demo.json.
 set -euo pipefail
 
@@ -27,26 +29,32 @@ demo_file=.wrangler/tollgate-demo.json
 log_file=.wrangler/tollgate-dev.log
 
 # --- .dev.vars -----------------------------------------------------------------------------------
-random_secret() { od -An -N24 -tx1 /dev/urandom | tr -d ' \n'; } # 48 hex characters
+random_secret() { od -An -N32 -tx1 /dev/urandom | tr -d ' \n'; } # 64 hex characters
 if [[ ! -f .dev.vars ]]; then
   umask_was="$(umask)"
   umask 077
   cat >.dev.vars <<EOF
 # Local secrets for \`wrangler dev\` (never commit this file). In production: \`wrangler secret put NAME\`.
 
-# Bearer token for the admin API (/admin/*).
+# Bearer token for the admin API (/admin/*); at least 32 bytes.
 ADMIN_TOKEN=$(random_secret)
 # HMAC key for API-key digests. Changing it invalidates every issued key.
 KEY_PEPPER=$(random_secret)
+# Master secret sealing tenants' plugin settings. Changing it makes stored settings unreadable.
+PLUGIN_SETTINGS_KEY=$(random_secret)
+# Local development only: providers and webhooks may live on localhost / private hosts and plain
+# http (e.g. Ollama at http://localhost:11434). Never set this in production.
+ALLOW_PRIVATE_UPSTREAMS=true
 
 # To route real models through OpenAI, uncomment and set (then restart scripts/dev.sh):
 # the dev script registers provider "openai" and models gpt-4o-mini, gpt-4o and gpt-4.1-mini.
-# OPENAI_API_KEY=sk-...
+# Provider keys are secrets named PROVIDER_* (README, "Secrets").
+# PROVIDER_OPENAI_API_KEY=sk-...
 # Any OpenAI-compatible endpoint works; the default is https://api.openai.com/v1.
 # OPENAI_BASE_URL=https://api.openai.com/v1
 EOF
   umask "$umask_was"
-  say "created .dev.vars with a random ADMIN_TOKEN and KEY_PEPPER"
+  say "created .dev.vars with a random ADMIN_TOKEN, KEY_PEPPER and PLUGIN_SETTINGS_KEY"
 fi
 
 # dev_var NAME: the value of NAME in .dev.vars (last assignment wins; surrounding quotes removed).
@@ -61,10 +69,28 @@ dev_var() {
   done <.dev.vars
   printf '%s' "$value"
 }
+# An older .dev.vars lacks what later versions need: add it (never changes an existing value).
+add_dev_var() { # add_dev_var NAME VALUE COMMENT
+  if [[ -z "$(dev_var "$1")" ]]; then
+    printf '\n# %s (added by scripts/dev.sh)\n%s=%s\n' "$3" "$1" "$2" >>.dev.vars
+    say "added $1 to .dev.vars"
+  fi
+}
+add_dev_var PLUGIN_SETTINGS_KEY "$(random_secret)" "Master secret sealing tenants' plugin settings"
+add_dev_var ALLOW_PRIVATE_UPSTREAMS true "Local development only: providers and webhooks on localhost"
+
+# Every secret the gateway needs, checked before anything starts.
 admin_token="$(dev_var ADMIN_TOKEN)"
 [[ -n "$admin_token" ]] || die ".dev.vars has no ADMIN_TOKEN: add one (e.g. ADMIN_TOKEN=$(random_secret))"
+((${#admin_token} >= 32)) ||
+  die "ADMIN_TOKEN in .dev.vars is ${#admin_token} bytes; the gateway requires at least 32 (e.g. ADMIN_TOKEN=$(random_secret))"
 [[ -n "$(dev_var KEY_PEPPER)" ]] || die ".dev.vars has no KEY_PEPPER: add one (e.g. KEY_PEPPER=$(random_secret))"
-openai_key="$(dev_var OPENAI_API_KEY)"
+[[ -n "$(dev_var PLUGIN_SETTINGS_KEY)" ]] ||
+  die ".dev.vars has no PLUGIN_SETTINGS_KEY: add one (e.g. PLUGIN_SETTINGS_KEY=$(random_secret))"
+openai_key="$(dev_var PROVIDER_OPENAI_API_KEY)"
+if [[ -z "$openai_key" && -n "$(dev_var OPENAI_API_KEY)" ]]; then
+  say "WARNING: .dev.vars sets OPENAI_API_KEY, but provider secrets are named PROVIDER_* now: rename it to PROVIDER_OPENAI_API_KEY"
+fi
 openai_base="${OPENAI_BASE_URL:-$(dev_var OPENAI_BASE_URL)}"
 openai_base="${openai_base:-https://api.openai.com/v1}"
 
@@ -188,11 +214,11 @@ json.dump({"url": sys.argv[1], "tenant_id": sys.argv[2], "key_id": sys.argv[3], 
   fi
 fi
 
-# Providers and models are PUT on every start (idempotent), so adding OPENAI_API_KEY later just works.
+# Providers and models are PUT on every start (idempotent), so adding PROVIDER_OPENAI_API_KEY later just works.
 openai_models=""
 if [[ -n "$openai_key" ]]; then
   provider_json="$(python3 -c 'import json,sys
-print(json.dumps({"kind": "openai", "base_url": sys.argv[1], "api_key_secret": "OPENAI_API_KEY"}))' "$openai_base")"
+print(json.dumps({"kind": "openai", "base_url": sys.argv[1], "api_key_secret": "PROVIDER_OPENAI_API_KEY"}))' "$openai_base")"
   api PUT /admin/providers/openai "$provider_json"
   if ! api_ok; then
     seed_warn "PUT /admin/providers/openai"
@@ -230,7 +256,7 @@ cat <<EOF
  Admin token:   ADMIN_TOKEN in $root/.dev.vars
                 (Authorization: Bearer <ADMIN_TOKEN> on /admin/*)
  Models:        tollgate-echo (built in)${openai_models:+, $openai_models (OpenAI at $openai_base)}
-$([[ -z "$openai_key" ]] && echo " Real models:   set OPENAI_API_KEY in .dev.vars and restart")
+$([[ -z "$openai_key" ]] && echo " Real models:   set PROVIDER_OPENAI_API_KEY in .dev.vars and restart")
 
  Stream a reply:
 

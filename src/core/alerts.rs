@@ -15,6 +15,7 @@ use sha2::Sha256;
 use crate::core::calendar::{format_time, Bucket};
 use crate::core::error::GatewayError;
 use crate::core::keys::constant_time_eq;
+use crate::core::outbound::{self, check_destination, SecretUse};
 
 /// What a rule watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -267,35 +268,26 @@ pub fn check_threshold(threshold: i64) -> Result<u64, GatewayError> {
     Ok(threshold as u64)
 }
 
-/// Validates a webhook URL: `http://` or `https://`, no spaces, at most 2048 bytes.
-pub fn check_webhook_url(url: &str) -> Result<(), GatewayError> {
-    let valid = (url.starts_with("https://") || url.starts_with("http://"))
-        && url.len() <= 2048
-        && url.len() > "https://".len()
-        && !url.contains(|c: char| c.is_whitespace() || c.is_control());
-    if valid {
-        Ok(())
-    } else {
-        Err(GatewayError::invalid_param(
-            "webhook_url",
-            "`webhook_url` must be an http:// or https:// URL.",
-        ))
+/// Validates a webhook URL: at most 2048 bytes, no whitespace, and a destination the gateway
+/// may send to (`core::outbound`: public https hosts only unless `allow_private`, the dev
+/// setting `ALLOW_PRIVATE_UPSTREAMS`).
+pub fn check_webhook_url(url: &str, allow_private: bool) -> Result<(), GatewayError> {
+    let invalid =
+        |why: String| GatewayError::invalid_param("webhook_url", format!("`webhook_url` {why}."));
+    if url.len() > 2048 || url.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        return Err(invalid(
+            "must be a URL of at most 2048 characters without spaces".to_string(),
+        ));
     }
+    check_destination(url, allow_private).map_err(invalid)
 }
 
-/// Validates the NAME of the Worker secret that holds a signing secret.
-pub fn check_secret_name(name: &str) -> Result<(), GatewayError> {
-    let valid = !name.is_empty()
-        && name.len() <= 128
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if valid {
-        Ok(())
-    } else {
-        Err(GatewayError::invalid_param(
-            "signing_secret",
-            "`signing_secret` is the NAME of a Worker secret (letters, digits, _), not the secret itself.",
-        ))
-    }
+/// Validates the NAME of the Worker secret that holds a signing secret (`core::outbound`:
+/// prefix `WEBHOOK_` or listed in `WEBHOOK_SECRETS`, never one of the gateway's own secrets).
+pub fn check_secret_name(name: &str, allowlist: Option<&str>) -> Result<(), GatewayError> {
+    outbound::check_secret_name(name, SecretUse::Webhook, allowlist).map_err(|why| {
+        GatewayError::invalid_param("signing_secret", format!("`signing_secret` {why}."))
+    })
 }
 
 #[cfg(test)]
@@ -483,12 +475,17 @@ mod tests {
     fn validates_inputs() {
         assert!(check_threshold(-1).is_err());
         assert_eq!(check_threshold(500_000).unwrap(), 500_000);
-        assert!(check_webhook_url("ftp://x").is_err());
-        assert!(check_webhook_url("https://").is_err());
-        assert!(check_webhook_url("https://hooks.example.com/a b").is_err());
-        assert!(check_webhook_url("http://127.0.0.1:9000/hook").is_ok());
-        assert!(check_secret_name("WEBHOOK_SECRET").is_ok());
-        assert!(check_secret_name("whsec_abc-def").is_err());
+        assert!(check_webhook_url("ftp://x", true).is_err());
+        assert!(check_webhook_url("https://", false).is_err());
+        assert!(check_webhook_url("https://hooks.example.com/a b", false).is_err());
+        assert!(check_webhook_url("https://hooks.example.com/a", false).is_ok());
+        assert!(check_webhook_url("http://hooks.example.com/a", false).is_err());
+        assert!(check_webhook_url("https://127.0.0.1:9000/hook", false).is_err());
+        assert!(check_webhook_url("http://127.0.0.1:9000/hook", true).is_ok());
+        assert!(check_secret_name("WEBHOOK_SECRET", None).is_ok());
+        assert!(check_secret_name("whsec_abc-def", None).is_err());
+        assert!(check_secret_name("KEY_PEPPER", Some("KEY_PEPPER")).is_err());
+        assert!(check_secret_name("SIGNING", Some("SIGNING")).is_ok());
         assert_eq!(
             AlertKind::parse("balance_below"),
             Some(AlertKind::BalanceBelow)

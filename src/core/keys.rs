@@ -14,6 +14,7 @@ use std::fmt;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use subtle::ConstantTimeEq;
 
 use super::ids::{is_valid_id, new_id, random_token, RandomError, ID_LEN};
 
@@ -128,14 +129,65 @@ pub fn key_digest(pepper: &[u8], key: &str) -> String {
 }
 
 /// Compares two byte strings in time that depends only on their lengths, never on where they
-/// differ. Lengths are not hidden: unequal lengths return `false` at once.
+/// differ (`subtle::ConstantTimeEq`). Lengths are not hidden: compare fixed-length digests
+/// (as [`admin_token_matches`] does) when the length is secret too.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
+    bool::from(a.ct_eq(b))
+}
+
+/// The shortest admin token the gateway accepts, in bytes: a shorter one is a configuration
+/// error (the admin API answers 503 and does not compare).
+pub const MIN_ADMIN_TOKEN_BYTES: usize = 32;
+
+/// Why a configured admin token is unusable, if it is.
+pub fn admin_token_problem(configured: &str) -> Option<String> {
+    (configured.len() < MIN_ADMIN_TOKEN_BYTES).then(|| {
+        format!(
+            "The ADMIN_TOKEN secret is too short ({} bytes; at least {MIN_ADMIN_TOKEN_BYTES} \
+             are required): the admin API is disabled until it is replaced with a long random \
+             token (e.g. `openssl rand -hex 32`).",
+            configured.len()
+        )
+    })
+}
+
+/// Whether a presented admin token equals the configured one. Both are hashed (HMAC-SHA256
+/// under a fixed domain key) and the 32-byte digests compared in constant time, so neither
+/// the position of a difference nor the configured token's length shows in the timing.
+pub fn admin_token_matches(presented: &str, configured: &str) -> bool {
+    let digest = |token: &str| {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(b"tollgate/admin-token/v1") else {
+            return [0u8; 32];
+        };
+        mac.update(token.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(&mac.finalize().into_bytes());
+        out
+    };
+    let (a, b) = (digest(presented), digest(configured));
+    // An empty configured token never matches (the digests of "" would).
+    !configured.is_empty() && bool::from(a.ct_eq(&b))
+}
+
+/// Failed admin attempts allowed per client address and window before it is refused.
+pub const ADMIN_FAILURES_PER_WINDOW: u64 = 10;
+/// Length of an admin-failure window, in ms.
+pub const ADMIN_FAILURE_WINDOW_MS: u64 = 60_000;
+
+/// The window (its start, in ms) that `now_ms` falls in.
+pub fn admin_failure_window(now_ms: u64) -> u64 {
+    now_ms - now_ms % ADMIN_FAILURE_WINDOW_MS
+}
+
+/// With `failures` failed attempts already seen in the window of `now_ms`: `None` to let the
+/// attempt through, or the seconds until the window ends (`Retry-After`) to refuse it before
+/// any comparison.
+pub fn admin_throttle(now_ms: u64, failures: u64) -> Option<u64> {
+    if failures < ADMIN_FAILURES_PER_WINDOW {
+        return None;
     }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    // Keep the optimizer from turning the fold into an early-exit comparison.
-    std::hint::black_box(diff) == 0
+    let ends = admin_failure_window(now_ms) + ADMIN_FAILURE_WINDOW_MS;
+    Some((ends - now_ms).div_ceil(1000).max(1))
 }
 
 /// Whether `key` hashes to `stored_hex_digest` (as made by [`key_digest`] with the same
@@ -350,5 +402,30 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"ab"));
         assert!(!constant_time_eq(b"", b"a"));
         assert!(!constant_time_eq(&[0x80], &[0x00]));
+    }
+
+    #[test]
+    fn admin_tokens_are_compared_by_digest_and_must_be_long() {
+        let token = "0123456789abcdef0123456789abcdef";
+        assert!(admin_token_problem(token).is_none());
+        let short = admin_token_problem(&token[1..]).expect("31 bytes is too short");
+        assert!(short.contains("ADMIN_TOKEN") && short.contains("31 bytes"));
+        assert!(admin_token_problem("").is_some());
+        assert!(admin_token_matches(token, token));
+        assert!(!admin_token_matches(&token[1..], token));
+        assert!(!admin_token_matches(&format!("{token}0"), token));
+        assert!(!admin_token_matches("", token));
+        assert!(!admin_token_matches("", ""));
+    }
+
+    #[test]
+    fn admin_failures_are_throttled_per_window() {
+        let start = 1_767_225_600_000; // a window boundary
+        assert_eq!(admin_failure_window(start + 59_999), start);
+        assert_eq!(admin_failure_window(start + 60_000), start + 60_000);
+        assert_eq!(admin_throttle(start, ADMIN_FAILURES_PER_WINDOW - 1), None);
+        assert_eq!(admin_throttle(start, ADMIN_FAILURES_PER_WINDOW), Some(60));
+        assert_eq!(admin_throttle(start + 59_500, 50), Some(1));
+        assert_eq!(admin_throttle(start + 30_000, 10), Some(30));
     }
 }

@@ -13,6 +13,7 @@ pub mod keys;
 pub mod meter;
 pub mod ndjson;
 pub mod openai;
+pub mod outbound;
 pub mod plugins;
 pub mod providers;
 pub mod reports;

@@ -5,10 +5,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use worker::{D1Database, Env, Method, Request, Response};
 
-use super::{auth, db, http, ledger, now_ms};
+use super::{auth, config, db, http, ledger, now_ms};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::ids::prefixed_id;
 use crate::core::keys;
+use crate::core::outbound::{check_destination, check_secret_name, SecretUse};
 use crate::core::providers::ProviderKind;
 use crate::core::tokens::Encoding;
 
@@ -21,14 +22,16 @@ pub async fn route(
     method: &Method,
     rest: &[&str],
 ) -> Result<Response, GatewayError> {
-    auth::authorize_admin(&req, env)?;
+    if let Err(refusal) = auth::admit_admin(&req, env).await {
+        return refused(&refusal);
+    }
     let database = db::database(env)?;
     let db = &database;
     match (method, rest) {
         (Method::Post, ["tenants"]) => create_tenant(db, body(&mut req).await?).await,
         (Method::Get, ["tenants"]) => list_tenants(db).await,
         (Method::Get, ["tenants", id]) => get_tenant(db, id).await,
-        (Method::Patch, ["tenants", id]) => update_tenant(db, id, body(&mut req).await?).await,
+        (Method::Patch, ["tenants", id]) => update_tenant(db, env, id, body(&mut req).await?).await,
         (Method::Post, ["tenants", id, "keys"]) => {
             create_key(db, env, id, body(&mut req).await?).await
         }
@@ -39,7 +42,9 @@ pub async fn route(
         (Method::Get, ["tenants", id, "ledger"]) => ledger(db, id).await,
         (Method::Delete, ["keys", id]) => revoke_key(db, env, id).await,
         (Method::Get, ["providers"]) => list_providers(db).await,
-        (Method::Put, ["providers", name]) => put_provider(db, name, body(&mut req).await?).await,
+        (Method::Put, ["providers", name]) => {
+            put_provider(db, env, name, body(&mut req).await?).await
+        }
         (Method::Delete, ["providers", name]) => delete_provider(db, name).await,
         (Method::Get, ["models"]) => list_models(db).await,
         (Method::Get, ["models", name @ .., "prices"]) if !name.is_empty() => {
@@ -93,6 +98,16 @@ pub async fn route(
             format!("Unknown admin route: {method:?} /admin/{}", rest.join("/")),
         )),
     }
+}
+
+/// The answer to a refused admin request (429 with `Retry-After` when throttled).
+fn refused(refusal: &auth::AdminRefusal) -> Result<Response, GatewayError> {
+    let mut resp =
+        http::error_response(&refusal.error).map_err(|e| http::internal("error response", e))?;
+    if let Some(seconds) = refusal.retry_after {
+        let _ = resp.headers_mut().set("retry-after", &seconds.to_string());
+    }
+    Ok(resp)
 }
 
 async fn raw(req: &mut Request) -> Result<Vec<u8>, GatewayError> {
@@ -216,6 +231,7 @@ struct TenantPatch {
 
 async fn update_tenant(
     db: &D1Database,
+    env: &Env,
     id: &str,
     patch: TenantPatch,
 ) -> Result<Response, GatewayError> {
@@ -235,8 +251,28 @@ async fn update_tenant(
             "UPDATE tenants SET disabled_at = NULL WHERE id = ?1 AND ?2 IS NOT NULL"
         };
         db::run(db, sql, &[id.into(), now_ms().into()]).await?;
+        // Every copy of the tenant's keys goes (KV; this isolate's caches are cleared after
+        // any admin write), behind a marker that stops a concurrent load from writing a
+        // stale copy back; re-enabling removes the markers.
+        let keys: Vec<KeyId> = db::all(
+            db,
+            "SELECT id FROM api_keys WHERE tenant_id = ?1",
+            &[id.into()],
+        )
+        .await?;
+        let ids: Vec<String> = keys.into_iter().map(|k| k.id).collect();
+        if disabled {
+            auth::forget_keys(env, &ids).await;
+        } else {
+            auth::revive_keys(env, &ids).await;
+        }
     }
     tenant_response(db, id, 200).await
+}
+
+#[derive(Deserialize)]
+struct KeyId {
+    id: String,
 }
 
 #[derive(Deserialize)]
@@ -366,6 +402,8 @@ async fn create_key(
     if changed == 0 {
         return Err(not_found("tenant", tenant_id));
     }
+    // A marker left by a flood of random ids must not hide the new key.
+    auth::revive_keys(env, std::slice::from_ref(&generated.key_id)).await;
     http::json(
         201,
         &json!({"id": generated.key_id, "object": "api_key", "key": generated.key,
@@ -393,9 +431,7 @@ async fn revoke_key(db: &D1Database, env: &Env, id: &str) -> Result<Response, Ga
         &[id.into(), now_ms().into()],
     )
     .await?;
-    if let Ok(kv) = env.kv("KV") {
-        let _ = kv.delete(&auth::key_cache_name(id)).await;
-    }
+    auth::forget_keys(env, &[id.to_string()]).await;
     let row: Option<KeyRow> = db::first(
         db,
         "SELECT id, tenant_id, name, models, created_at, revoked_at FROM api_keys WHERE id = ?1",
@@ -420,6 +456,7 @@ struct ProviderBody {
 
 async fn put_provider(
     db: &D1Database,
+    env: &Env,
     name: &str,
     p: ProviderBody,
 ) -> Result<Response, GatewayError> {
@@ -451,26 +488,15 @@ async fn put_provider(
             "`config` must be a JSON object.",
         ));
     }
-    if kind != ProviderKind::Echo
-        && !(base_url.starts_with("https://") || base_url.starts_with("http://"))
-    {
-        return Err(GatewayError::invalid_param(
-            "base_url",
-            "`base_url` must be an http:// or https:// URL.",
-        ));
+    if kind != ProviderKind::Echo {
+        check_destination(&base_url, config::allow_private_upstreams(env))
+            .map_err(|why| GatewayError::invalid_param("base_url", format!("`base_url` {why}.")))?;
     }
     if let Some(secret) = &p.api_key_secret {
-        let valid = !secret.is_empty()
-            && secret.len() <= 128
-            && secret
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
-        if !valid {
-            return Err(GatewayError::invalid_param(
-                "api_key_secret",
-                "`api_key_secret` is the NAME of a Worker secret (letters, digits, _), not the key itself.",
-            ));
-        }
+        let allowlist = config::var(env, SecretUse::Provider.allowlist_var());
+        check_secret_name(secret, SecretUse::Provider, allowlist.as_deref()).map_err(|why| {
+            GatewayError::invalid_param("api_key_secret", format!("`api_key_secret` {why}."))
+        })?;
     }
     let config = p.config.as_ref().map(Value::to_string);
     db::run(

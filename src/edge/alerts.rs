@@ -9,17 +9,23 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use worker::{D1Database, Env, Response};
+use std::time::Duration;
+
+use futures::future::{select, Either};
+use worker::{
+    AbortController, D1Database, Delay, Env, Fetch, Headers, Method, Request, RequestInit,
+    RequestRedirect, Response,
+};
 
 use super::db::{self, Arg};
-use super::{config, http, now_ms, upstream};
+use super::{config, http, now_ms};
 use crate::core::alerts::{
     self, check_secret_name, check_threshold, check_webhook_url, evaluate, retry_delay_ms,
     AlertKind, Decision, Observation, RuleInfo, SIGNATURE_HEADER,
 };
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::ids::prefixed_id;
-use crate::core::providers::UpstreamRequest;
+use crate::core::outbound::SecretUse;
 
 /// How long a delivery being attempted is hidden from other senders (a lease), in ms.
 const ATTEMPT_LEASE_MS: u64 = 120_000;
@@ -99,8 +105,11 @@ pub async fn create_rule(
         )
     })?;
     let threshold = check_threshold(new.threshold)?;
-    check_webhook_url(&new.webhook_url)?;
-    check_secret_name(&new.signing_secret)?;
+    check_webhook_url(&new.webhook_url, config::allow_private_upstreams(env))?;
+    check_secret_name(
+        &new.signing_secret,
+        config::var(env, SecretUse::Webhook.allowlist_var()).as_deref(),
+    )?;
     if config::secret(env, &new.signing_secret).is_none() {
         return Err(GatewayError::invalid_param(
             "signing_secret",
@@ -469,27 +478,20 @@ async fn attempt(
     now: u64,
 ) -> Result<(), GatewayError> {
     let attempt_no = d.attempts + 1;
-    let outcome: Result<u16, String> = match config::secret(env, &d.secret_name) {
-        None => Err(format!("the signing secret `{}` is not set", d.secret_name)),
-        Some(secret) => {
+    let outcome: Result<u16, String> = match deliverable(env, d) {
+        Err(why) => Err(why),
+        Ok(secret) => {
             // Signed with the real clock: receivers compare `t` with theirs.
             let header =
                 alerts::signature_header(secret.as_bytes(), now_ms() / 1000, d.payload.as_bytes());
-            let request = UpstreamRequest {
-                url: d.webhook_url.clone(),
-                headers: vec![
-                    ("content-type".into(), "application/json".into()),
-                    ("user-agent".into(), "Tollgate-Webhooks/1".into()),
-                    (SIGNATURE_HEADER.into(), header),
-                    ("x-tollgate-event-id".into(), d.id.clone()),
-                    ("x-tollgate-delivery-attempt".into(), attempt_no.to_string()),
-                ],
-                body: d.payload.as_bytes().to_vec(),
-            };
-            match upstream::send(&request, WEBHOOK_TIMEOUT_MS).await {
-                Ok((resp, _abort)) => Ok(resp.status_code()),
-                Err(e) => Err(e.message),
-            }
+            let headers = [
+                ("content-type", "application/json".to_string()),
+                ("user-agent", "Tollgate-Webhooks/1".to_string()),
+                (SIGNATURE_HEADER, header),
+                ("x-tollgate-event-id", d.id.clone()),
+                ("x-tollgate-delivery-attempt", attempt_no.to_string()),
+            ];
+            post_webhook(&d.webhook_url, &headers, &d.payload).await
         }
     };
     let (status, last_status, last_error, next, delivered_at) = match &outcome {
@@ -529,6 +531,52 @@ async fn attempt(
         );
     }
     Ok(())
+}
+
+/// The signing secret of a delivery, if its URL and secret name are still allowed (the rules
+/// may have been written before `core::outbound` existed, or the dev setting turned off).
+fn deliverable(env: &Env, d: &DeliveryRow) -> Result<String, String> {
+    alerts::check_webhook_url(&d.webhook_url, config::allow_private_upstreams(env))
+        .map_err(|e| e.message)?;
+    match config::named_secret(env, &d.secret_name, SecretUse::Webhook) {
+        Ok(Some(secret)) => Ok(secret),
+        Ok(None) => Err(format!("the signing secret `{}` is not set", d.secret_name)),
+        Err(why) => Err(format!("the signing secret name `{}` {why}", d.secret_name)),
+    }
+}
+
+/// POSTs one webhook: redirects are not followed (a 3xx is a failed delivery, so the payload
+/// and signature reach only the configured host), headers within [`WEBHOOK_TIMEOUT_MS`].
+async fn post_webhook(url: &str, headers: &[(&str, String)], payload: &str) -> Result<u16, String> {
+    let h = Headers::new();
+    for (k, v) in headers {
+        h.set(k, v)
+            .map_err(|e| format!("invalid header {k}: {e}"))?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_headers(h)
+        .with_redirect(RequestRedirect::Manual)
+        .with_body(Some(wasm_bindgen::JsValue::from_str(payload)));
+    let request = Request::new_with_init(url, &init).map_err(|e| format!("invalid URL: {e}"))?;
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    let fetch = Fetch::Request(request);
+    let sending = Box::pin(fetch.send_with_signal(&signal));
+    let timer = Delay::from(Duration::from_millis(WEBHOOK_TIMEOUT_MS));
+    let answered = match select(sending, timer).await {
+        Either::Left((result, _)) => Some(result.map(|resp| resp.status_code())),
+        Either::Right(_) => None,
+    };
+    // The body is not read; a 3xx is returned as is (not a 2xx: a failed delivery).
+    controller.abort();
+    match answered {
+        Some(Ok(code)) => Ok(code),
+        Some(Err(e)) => Err(format!("could not reach the webhook: {e}")),
+        None => Err(format!(
+            "the webhook sent no response within {WEBHOOK_TIMEOUT_MS} ms"
+        )),
+    }
 }
 
 /// Retries the deliveries that are due (scheduled handler). Each is claimed with a lease first,

@@ -1,5 +1,6 @@
 //! Short-lived caches, inside one isolate, of the configuration rows every request reads: API
-//! keys, models (with the tenant's multiplier), a model's extra routes and a tenant's plugins.
+//! keys (and key ids known to be unusable), models (with the tenant's multiplier), a model's
+//! extra routes and a tenant's plugins.
 //! With them warm, a chat completion makes a single D1 round trip before the upstream call: the
 //! reservation.
 //!
@@ -63,6 +64,8 @@ thread_local! {
     static TTL_MS: Cell<u64> = const { Cell::new(DEFAULT_TTL_MS) };
     /// Key id → what the digest check needs (`auth`).
     pub static KEYS: Ttl<super::auth::CachedKey> = Ttl::new();
+    /// Key ids with no usable key (unknown, revoked, tenant disabled): refused without D1.
+    pub static DEAD_KEYS: Ttl<()> = Ttl::new();
     /// Model name and tenant → the model row with the tenant's multiplier (`db::load_model`).
     pub static MODELS: Ttl<super::db::ModelRow> = Ttl::new();
     /// Model name → its extra routes (`routes::load_extra_routes`).
@@ -120,6 +123,7 @@ where
 /// Drops every entry of every cache (after an admin write).
 pub fn clear_all() {
     KEYS.with(Ttl::clear);
+    DEAD_KEYS.with(Ttl::clear);
     MODELS.with(Ttl::clear);
     ROUTES.with(Ttl::clear);
     PLUGINS.with(Ttl::clear);

@@ -399,9 +399,33 @@ pub async fn chat_completions(
 
     let attempts = routes::prepare_routes(env, &database, &model, kind, &chat, request_id).await?;
     let first_route = attempts[0].0.clone();
-    // ---- plugins (src/edge/plugins): slash commands and requests that enable plugins are
-    // served by the tool loop; the `plugins` field is removed from every request.
-    let had_plugins_field = chat.extra.contains_key("plugins");
+    // ---- idempotency and plugins. The key is claimed before plugins see the request, so a
+    // retried plugin request (tool loop or command) is answered from its record, never run and
+    // charged twice; a replay is refused once the key or its tenant is no longer live.
+    let claimed = match idempotency::claim(
+        &database,
+        &req,
+        &caller.tenant_id,
+        request_id,
+        &body,
+        chat.is_stream(),
+        started_at,
+    )
+    .await?
+    {
+        Claim::Replay(resp) => {
+            super::tenant::ensure_live(&database, &caller).await?;
+            return Ok(resp);
+        }
+        Claim::Fresh(key) => Some(key),
+        Claim::None => None,
+    };
+    // Slash commands and requests that enable plugins are served by the tool loop
+    // (src/edge/plugins), which settles the claimed key itself; the plugin fields are removed
+    // from every request.
+    let had_plugins_field = crate::core::plugins::PLUGIN_FIELDS
+        .iter()
+        .any(|f| chat.extra.contains_key(*f));
     let turn = super::plugins::Turn {
         env,
         ctx,
@@ -415,34 +439,30 @@ pub async fn chat_completions(
         encoding,
         price,
         settings: &settings,
+        idempotency: claimed.as_ref(),
     };
-    if let Some(response) = super::plugins::intercept(&turn, &mut chat).await? {
-        return Ok(response);
-    }
+    let intercepted = super::plugins::intercept(&turn, &mut chat).await;
     let mut attempts = attempts;
-    if had_plugins_field {
-        // The upstream requests were built with the `plugins` field the tool loop removed.
-        for (route, up) in attempts.iter_mut() {
-            *up = route.kind.adapter().build_request(route, &chat)?;
+    let rebuilt = match intercepted {
+        Ok(Some(response)) => return Ok(response),
+        Ok(None) if had_plugins_field => {
+            // The upstream requests were built with the plugin fields the tool loop removed.
+            attempts.iter_mut().try_for_each(|(route, up)| {
+                *up = route.kind.adapter().build_request(route, &chat)?;
+                Ok::<(), GatewayError>(())
+            })
         }
-    }
-    // ---- end plugins
-
-    let claimed = match idempotency::claim(
-        &database,
-        &req,
-        &caller.tenant_id,
-        request_id,
-        &body,
-        chat.is_stream(),
-        started_at,
-    )
-    .await?
-    {
-        Claim::Replay(resp) => return Ok(resp),
-        Claim::Fresh(key) => Some(key),
-        Claim::None => None,
+        Ok(None) => Ok(()),
+        Err(err) => Err(err),
     };
+    if let Err(err) = rebuilt {
+        if let Some(key) = &claimed {
+            let _ = idempotency::release(&database, key).await;
+        }
+        return Err(err);
+    }
+    // ---- end idempotency and plugins
+
     let reserve = db::reserve(&database, request_id, &caller.key_id, reserved, started_at).await;
     if !matches!(reserve, Ok(true)) {
         if let Some(key) = &claimed {

@@ -1,6 +1,8 @@
-//! Settings from `[vars]` in wrangler.toml, with defaults.
+//! Settings from `[vars]` in wrangler.toml, with defaults, and secrets by name.
 
 use worker::Env;
+
+use crate::core::outbound::{check_secret_name, SecretUse};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -30,11 +32,39 @@ impl Settings {
     }
 }
 
-/// A secret (or plain var) by name, if set and non-empty.
+/// A secret by name, if set and non-empty. Only `env.secret`: a setting meant to be secret is
+/// never looked up among plain vars by this code. (At run time the Workers platform hands
+/// secrets and `[vars]` to a Worker the same way; what keeps secrets out of `[vars]` is the
+/// operator: wrangler.toml lists none, and `wrangler secret put` / `.dev.vars` hold them.)
 pub fn secret(env: &Env, name: &str) -> Option<String> {
     env.secret(name)
         .map(|s| s.to_string())
-        .or_else(|_| env.var(name).map(|v| v.to_string()))
         .ok()
         .filter(|s| !s.is_empty())
+}
+
+/// A plain setting by name, if set and non-empty.
+pub fn var(env: &Env, name: &str) -> Option<String> {
+    env.var(name)
+        .map(|v| v.to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// A boolean setting: `1`, `true` or `yes` turn it on.
+pub fn flag(env: &Env, name: &str) -> bool {
+    var(env, name).is_some_and(|v| matches!(v.trim(), "1" | "true" | "yes"))
+}
+
+/// The dev setting that lets providers and webhooks live on private hosts and plain http
+/// (`core::outbound`). scripts/dev.sh and the e2e tests set it; production must not.
+pub fn allow_private_upstreams(env: &Env) -> bool {
+    flag(env, "ALLOW_PRIVATE_UPSTREAMS")
+}
+
+/// The secret `name` for `use_`, if its name is allowed for that use and it is set. `Err` says
+/// why the name is refused (for logs and the operator, never for tenants).
+pub fn named_secret(env: &Env, name: &str, use_: SecretUse) -> Result<Option<String>, String> {
+    check_secret_name(name, use_, var(env, use_.allowlist_var()).as_deref())?;
+    Ok(secret(env, name))
 }

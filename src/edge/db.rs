@@ -271,7 +271,8 @@ pub async fn reserve(
 
 /// Grows the reservation of a request in flight by `amount`, in one conditional statement:
 /// allowance first (if the reservation's period is still current), then balance; refused when
-/// the two together cannot cover it. Returns whether it did.
+/// the two together cannot cover it, or when the key has been revoked or its tenant disabled
+/// since (the stream then stops at its cover). Returns whether it did.
 pub async fn extend_reservation(
     db: &D1Database,
     request_id: &str,
@@ -288,7 +289,9 @@ pub async fn extend_reservation(
                amount = amount + ?2 - {allowance_part}
              WHERE id = ?1 AND (SELECT t.balance + CASE WHEN t.allowance_period IS
                  reservations.allowance_period THEN t.allowance_remaining ELSE 0 END
-               FROM tenants t WHERE t.id = reservations.tenant_id) >= ?2
+               FROM tenants t WHERE t.id = reservations.tenant_id AND t.disabled_at IS NULL) >= ?2
+               AND EXISTS (SELECT 1 FROM api_keys k
+                 WHERE k.id = reservations.key_id AND k.revoked_at IS NULL)
              RETURNING id"
         ),
         &[request_id.into(), amount.into()],

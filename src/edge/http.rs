@@ -31,6 +31,36 @@ pub fn bytes_response(
         .fixed(body))
 }
 
+/// What a client may see of `err`. Server-side failures (kind `Internal`, or `Unavailable`
+/// without the `configuration_error` code) carry storage errors, SQL constraint names, secret
+/// names and internal URLs: their message becomes a generic one with the request id (the
+/// caller logs the full detail). Everything else is the client's own business and kept.
+pub fn public_error(err: &GatewayError, request_id: &str) -> GatewayError {
+    let generic = match err.kind {
+        ErrorKind::Internal => Some(
+            "The gateway had an internal error while processing your request. If it persists, \
+             contact the operator and quote the request id",
+        ),
+        ErrorKind::Unavailable if err.code() != super::auth::CONFIG_ERROR_CODE => Some(
+            "The gateway's storage is temporarily unavailable. Retry shortly; if it persists, \
+             contact the operator and quote the request id",
+        ),
+        _ => None,
+    };
+    match generic {
+        Some(text) => GatewayError {
+            message: format!("{text} {request_id}."),
+            ..err.clone()
+        },
+        None => err.clone(),
+    }
+}
+
+/// [`error_response`] of [`public_error`]: the answer to a request that failed.
+pub fn public_error_response(err: &GatewayError, request_id: &str) -> worker::Result<Response> {
+    error_response(&public_error(err, request_id))
+}
+
 pub fn error_response(err: &GatewayError) -> worker::Result<Response> {
     let headers = Headers::new();
     headers.set("content-type", "application/json")?;
@@ -117,4 +147,33 @@ pub async fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, Gatew
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_errors_reach_clients_generic_with_the_request_id() {
+        let d1 = GatewayError::new(
+            ErrorKind::Unavailable,
+            "Database error: D1_ERROR: UNIQUE constraint failed: usage.request_id",
+        );
+        let shown = public_error(&d1, "req_01abc");
+        assert!(!shown.message.contains("UNIQUE"), "{}", shown.message);
+        assert!(shown.message.contains("req_01abc"));
+        assert_eq!((shown.status(), shown.code()), (503, "service_unavailable"));
+
+        let internal =
+            GatewayError::internal("secret PROVIDER_X of provider `acme` at https://10.0.0.1");
+        let shown = public_error(&internal, "req_01abc");
+        assert!(!shown.message.contains("PROVIDER_X") && !shown.message.contains("10.0.0.1"));
+        assert_eq!((shown.status(), shown.code()), (500, "internal_error"));
+
+        // Configuration errors name what the operator must fix; client errors are kept.
+        let config = super::super::auth::config_error("The KEY_PEPPER secret is not set.");
+        assert_eq!(public_error(&config, "req_1"), config);
+        let client = GatewayError::invalid_param("model", "`model` is required.");
+        assert_eq!(public_error(&client, "req_1"), client);
+    }
 }

@@ -24,7 +24,7 @@ pub mod upstream;
 use worker::{Context, Env, Method, Request, Response};
 
 use crate::core::error::{ErrorKind, GatewayError};
-use http::{error_response, with_common_headers};
+use http::{public_error_response, with_common_headers};
 
 /// Answers one request. Every failure becomes an OpenAI-shaped error response.
 pub async fn handle(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
@@ -39,7 +39,7 @@ pub async fn handle(req: Request, env: Env, ctx: Context) -> worker::Result<Resp
             if err.status() >= 500 {
                 worker::console_error!("{request_id} {method:?} {path}: {err}");
             }
-            error_response(&err)?
+            public_error_response(&err, &request_id)?
         }
     };
     with_common_headers(response, &request_id)

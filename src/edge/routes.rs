@@ -9,6 +9,7 @@ use super::{config, db};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::meter::estimate_tokens;
 use crate::core::openai::ChatCompletionRequest;
+use crate::core::outbound::{check_destination, SecretUse};
 use crate::core::providers::{ProviderKind, Route, UpstreamRequest};
 use crate::core::routing::{
     auto_tier, try_order, Admission, BreakerConfig, BreakerState, RouteOption, Tier,
@@ -45,7 +46,7 @@ pub fn resolve_auto(
         Tier::Cheap => "AUTO_CHEAP_MODEL",
         Tier::Strong => "AUTO_STRONG_MODEL",
     };
-    config::secret(env, var).ok_or_else(|| {
+    config::var(env, var).ok_or_else(|| {
         GatewayError::new(
             ErrorKind::ModelNotFound,
             format!(
@@ -88,19 +89,35 @@ pub async fn load_extra_routes(
 pub type Candidate = Result<Route, GatewayError>;
 
 /// Builds a route from provider settings, reading its key from the named secret.
+///
+/// A secret name the policy refuses (`core::outbound`: prefix `PROVIDER_` or the
+/// `PROVIDER_SECRETS` list, never the gateway's own secrets), a secret that is not set, or a
+/// `base_url` on a private host without `ALLOW_PRIVATE_UPSTREAMS` fail only this route. The
+/// detail goes to the log; the tenant learns only that the provider is not configured.
 pub fn make_route(env: &Env, row: &RouteRow, max_output_tokens: u64) -> Candidate {
     let provider = row.provider.as_str();
     let kind = row.kind.as_str();
-    let kind = ProviderKind::parse(kind).ok_or_else(|| {
-        GatewayError::internal(format!("provider `{provider}` has unknown kind `{kind}`"))
-    })?;
+    let not_configured = |detail: String| {
+        worker::console_error!("provider `{provider}` is not usable: {detail}");
+        GatewayError::new(
+            ErrorKind::UpstreamFailed,
+            "This model's provider is not configured correctly on this gateway; the operator \
+             has been told (see the gateway's logs).",
+        )
+        .with_code("provider_not_configured")
+    };
+    let kind = ProviderKind::parse(kind)
+        .ok_or_else(|| not_configured(format!("unknown kind `{kind}`")))?;
+    if kind != ProviderKind::Echo {
+        check_destination(&row.base_url, config::allow_private_upstreams(env))
+            .map_err(|why| not_configured(format!("base_url {why}")))?;
+    }
     let api_key = match row.api_key_secret.as_deref() {
-        Some(name) => Some(config::secret(env, name).ok_or_else(|| {
-            GatewayError::new(
-                ErrorKind::UpstreamFailed,
-                format!("Provider `{provider}` is not configured: its secret `{name}` is not set."),
-            )
-        })?),
+        Some(name) => match config::named_secret(env, name, SecretUse::Provider) {
+            Ok(Some(key)) => Some(key),
+            Ok(None) => return Err(not_configured(format!("its secret `{name}` is not set"))),
+            Err(why) => return Err(not_configured(format!("api_key_secret `{name}` {why}"))),
+        },
         None => None,
     };
     Ok(Route {

@@ -11,24 +11,40 @@ use crate::core::session::validate_session_id;
 #[derive(Deserialize)]
 struct ModelListRow {
     name: String,
-    provider: String,
     created_at: u64,
 }
 
+/// What `owned_by` says of every model: which provider serves a model (and through which
+/// account or deployment) is the operator's business, not the tenants'.
+const OWNED_BY: &str = "tollgate";
+
 fn model_object(row: &ModelListRow) -> serde_json::Value {
-    json!({"id": row.name, "object": "model", "created": row.created_at / 1000, "owned_by": row.provider})
+    json!({"id": row.name, "object": "model", "created": row.created_at / 1000, "owned_by": OWNED_BY})
 }
 
-/// Authenticates and checks the key is still live in D1 (revocation is immediate).
+/// Authenticates and checks the key is still live in D1 (revocation and a tenant's
+/// disablement are immediate).
 pub async fn live_caller(req: &Request, env: &Env) -> Result<auth::Caller, GatewayError> {
     let caller = auth::authenticate(req, env).await?;
-    if !db::key_active(&db::database(env)?, &caller.key_id).await? {
-        return Err(GatewayError::new(
-            ErrorKind::InvalidApiKey,
-            "Incorrect API key provided: this key has been revoked.",
-        ));
-    }
+    ensure_live(&db::database(env)?, &caller).await?;
     Ok(caller)
+}
+
+/// Refuses (401) a caller whose key is revoked or gone, or whose tenant is disabled, as D1
+/// says now (caches may lag by seconds).
+pub async fn ensure_live(
+    database: &worker::D1Database,
+    caller: &auth::Caller,
+) -> Result<(), GatewayError> {
+    let refused = |message: &str| Err(GatewayError::new(ErrorKind::InvalidApiKey, message));
+    match db::key_state(database, &caller.key_id).await? {
+        Some(k) if k.revoked_at.is_some() => {
+            refused("Incorrect API key provided: this key has been revoked.")
+        }
+        Some(k) if k.disabled_at.is_some() => refused("This API key's tenant is disabled."),
+        Some(_) => Ok(()),
+        None => refused("Incorrect API key provided: unknown or revoked key."),
+    }
 }
 
 /// `GET /v1/models`: the models this key may use.
@@ -36,7 +52,7 @@ pub async fn list_models(req: &Request, env: &Env) -> Result<Response, GatewayEr
     let caller = live_caller(req, env).await?;
     let rows: Vec<ModelListRow> = db::all(
         &db::database(env)?,
-        "SELECT name, provider, created_at FROM models ORDER BY name",
+        "SELECT name, created_at FROM models ORDER BY name",
         &[],
     )
     .await?;
@@ -53,7 +69,7 @@ pub async fn get_model(req: &Request, env: &Env, model: &str) -> Result<Response
     let caller = live_caller(req, env).await?;
     let row: Option<ModelListRow> = db::first(
         &db::database(env)?,
-        "SELECT name, provider, created_at FROM models WHERE name = ?1",
+        "SELECT name, created_at FROM models WHERE name = ?1",
         &[model.into()],
     )
     .await?;

@@ -36,10 +36,10 @@ pub async fn count_tokens(mut req: Request, env: &Env) -> Result<Response, Gatew
         GatewayError::invalid_param(
             "model",
             format!(
-                "Tollgate has no local tokenizer for the model `{}` (upstream `{}`): exact \
-                     counts are available for o200k_base and cl100k_base models only. An operator \
-                     can set the model's `encoding` if it uses one of them.",
-                model.name, model.upstream_model
+                "Tollgate has no local tokenizer for the model `{}`: exact counts are available \
+                 for o200k_base and cl100k_base models only. An operator can set the model's \
+                 `encoding` if it uses one of them.",
+                model.name
             ),
         )
         .with_code("tokenizer_unavailable")

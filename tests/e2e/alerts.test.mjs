@@ -117,13 +117,13 @@ before(async () => {
   gw = await startGateway({
     vars: {
       WEBHOOK_SECRET,
-      MOCK_KEY: 'sk-mock',
+      PROVIDER_MOCK_KEY: 'sk-mock',
       UPSTREAM_CONNECT_TIMEOUT_MS: '20000',
       UPSTREAM_TIMEOUT_MS: '20000',
       SESSION_TTL_SECONDS: '60',
     },
   });
-  await adminOk('PUT', '/admin/providers/mock', { kind: 'openai', base_url: mock.url, api_key_secret: 'MOCK_KEY' });
+  await adminOk('PUT', '/admin/providers/mock', { kind: 'openai', base_url: mock.url, api_key_secret: 'PROVIDER_MOCK_KEY' });
   await adminOk('PUT', '/admin/models/mock-hang', {
     provider: 'mock',
     upstream_model: 'mock-hang',

@@ -32,9 +32,9 @@ const bearer = (k) => ({ authorization: `Bearer ${k}`, 'content-type': 'applicat
 before(async () => {
   mock = await startMockOpenAI({ chunkDelayMs: 40 });
   gw = await startGateway({
-    vars: { MOCK_KEY: MOCK_SECRET, MAX_BODY_BYTES: '65536', UPSTREAM_CONNECT_TIMEOUT_MS: '2000', UPSTREAM_TIMEOUT_MS: '2000' },
+    vars: { PROVIDER_MOCK_KEY: MOCK_SECRET, MAX_BODY_BYTES: '65536', UPSTREAM_CONNECT_TIMEOUT_MS: '2000', UPSTREAM_TIMEOUT_MS: '2000' },
   });
-  await adminOk('PUT', '/admin/providers/mock', { kind: 'openai', base_url: mock.url, api_key_secret: 'MOCK_KEY' });
+  await adminOk('PUT', '/admin/providers/mock', { kind: 'openai', base_url: mock.url, api_key_secret: 'PROVIDER_MOCK_KEY' });
   for (const [name, upstream] of [
     ['mock-model', 'gpt-4o-mini'],
     ['mock-500', 'mock-500'],

@@ -193,7 +193,15 @@ export async function startGateway({ vars = {}, startupTimeoutMs = 180_000, stat
     throw err;
   }
 
-  const allVars = { ADMIN_TOKEN: adminToken, KEY_PEPPER: pepper, ECHO_CHUNK_DELAY_MS: '5', ...vars };
+  // ALLOW_PRIVATE_UPSTREAMS: the mock providers and webhooks live on http://127.0.0.1 (a test
+  // that checks the production rule passes `ALLOW_PRIVATE_UPSTREAMS: null`).
+  const allVars = {
+    ADMIN_TOKEN: adminToken,
+    KEY_PEPPER: pepper,
+    ECHO_CHUNK_DELAY_MS: '5',
+    ALLOW_PRIVATE_UPSTREAMS: 'true',
+    ...vars,
+  };
   const varArgs = Object.entries(allVars)
     .filter(([, v]) => v !== null && v !== undefined)
     .flatMap(([k, v]) => ['--var', `${k}:${v}`]);

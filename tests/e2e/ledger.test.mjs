@@ -42,8 +42,8 @@ async function settled(tenantId) {
 
 before(async () => {
   mock = await startMockOpenAI({ promptTokens: PROMPT, chunkDelayMs: 15 });
-  gw = await startGateway({ vars: { MOCK_KEY: 'sk-mock', UPSTREAM_CONNECT_TIMEOUT_MS: '3000' } });
-  await adminOk('PUT', '/admin/providers/mock', { kind: 'openai', base_url: mock.url, api_key_secret: 'MOCK_KEY' });
+  gw = await startGateway({ vars: { PROVIDER_MOCK_KEY: 'sk-mock', UPSTREAM_CONNECT_TIMEOUT_MS: '3000' } });
+  await adminOk('PUT', '/admin/providers/mock', { kind: 'openai', base_url: mock.url, api_key_secret: 'PROVIDER_MOCK_KEY' });
   for (const [name, upstream, max] of [
     ['mock-model', 'gpt-4o-mini', 1000],
     ['mock-small', 'gpt-4o-mini', 3],

@@ -73,12 +73,12 @@ before(async () => {
   mock.setBehavior(toolModel());
   gw = await startGateway({
     vars: {
-      MOCK_KEY: PROVIDER_SECRET,
+      PROVIDER_MOCK_KEY: PROVIDER_SECRET,
       PLUGIN_SETTINGS_KEY: 'test-master-key-for-plugin-settings',
     },
     services: { UNITS_PLUGIN: 'tests/e2e/plugin-worker/wrangler.toml' },
   });
-  await adminOk('PUT', '/admin/providers/mock', { kind: 'openai', base_url: mock.url, api_key_secret: 'MOCK_KEY' });
+  await adminOk('PUT', '/admin/providers/mock', { kind: 'openai', base_url: mock.url, api_key_secret: 'PROVIDER_MOCK_KEY' });
   await adminOk('PUT', '/admin/models/tool-model', {
     provider: 'mock', upstream_model: 'gpt-4o-mini', input_price: 1_000_000, output_price: 2_000_000, max_output_tokens: 500,
   });
@@ -124,7 +124,7 @@ describe('a plugin Worker behind a service binding', () => {
     const res = await fetch(`${gw.url}/v1/chat/completions`, {
       method: 'POST',
       headers: { authorization: `Bearer ${key.key}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'tool-model', messages: [{ role: 'user', content: '/units value=3 from=mi to=km' }] }),
+      body: JSON.stringify({ model: 'tool-model', plugin_commands: true, messages: [{ role: 'user', content: '/units value=3 from=mi to=km' }] }),
     });
     assert.equal(res.status, 200);
     const content = (await res.json()).choices[0].message.content;

@@ -91,13 +91,13 @@ before(async () => {
   mock.setBehavior(toolModel({ delayMs: CHUNK_DELAY_MS }));
   gw = await startGateway({
     vars: {
-      MOCK_KEY: 'sk-mock-provider-secret',
+      PROVIDER_MOCK_KEY: 'sk-mock-provider-secret',
       PLUGINS_ALLOW_LOCAL_HTTP: 'true',
       PLUGIN_SETTINGS_KEY: 'test-master-key-for-plugin-settings',
       PLUGIN_MAX_ROUNDS: '3',
     },
   });
-  await adminOk('PUT', '/admin/providers/mock', { kind: 'openai', base_url: mock.url, api_key_secret: 'MOCK_KEY' });
+  await adminOk('PUT', '/admin/providers/mock', { kind: 'openai', base_url: mock.url, api_key_secret: 'PROVIDER_MOCK_KEY' });
   await adminOk('PUT', '/admin/models/tool-model', {
     provider: 'mock', upstream_model: 'gpt-4o-mini', input_price: PRICE_IN, output_price: PRICE_OUT, max_output_tokens: 500,
   });
@@ -529,7 +529,7 @@ describe('tool mode', () => {
 describe('command mode', () => {
   test('/weather 北京 answers with the plugin markdown, plain and streamed, without a model call', async () => {
     const seen = mock.requests.length;
-    const res = await chat({ model: 'tool-model', messages: [{ role: 'user', content: '/weather 北京' }] });
+    const res = await chat({ model: 'tool-model', plugin_commands: true, messages: [{ role: 'user', content: '/weather 北京' }] });
     assert.equal(res.status, 200);
     const body = await res.json();
     assert.equal(body.object, 'chat.completion');
@@ -540,6 +540,7 @@ describe('command mode', () => {
     const stream = await client.chat.completions.create({
       model: 'tool-model',
       stream: true,
+      plugin_commands: true,
       messages: [{ role: 'user', content: '/weather.get_forecast city="New York" days=3' }],
     });
     let text = '';
@@ -555,10 +556,132 @@ describe('command mode', () => {
   });
 
   test('a command with invalid arguments explains the problem', async () => {
-    const res = await chat({ model: 'tool-model', messages: [{ role: 'user', content: '/weather city=Oslo days=30' }] });
+    const res = await chat({ model: 'tool-model', plugin_commands: true, messages: [{ role: 'user', content: '/weather city=Oslo days=30' }] });
     assert.equal(res.status, 200);
     const body = await res.json();
     assert.match(body.choices[0].message.content, /invalid_arguments/);
     assert.match(body.choices[0].message.content, /maximum 7/);
+  });
+});
+
+describe('Idempotency-Key on plugin requests', () => {
+  const idemChat = (body, idemKey) =>
+    fetch(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key.key}`, 'content-type': 'application/json', 'idempotency-key': idemKey },
+      body: JSON.stringify(body),
+    });
+  const chargedSince = (since) => gw.d1('SELECT COUNT(*) AS n FROM usage WHERE created_at >= ?', since)[0].n;
+
+  test('a retried plain tool loop is replayed, never run or charged again', async () => {
+    const body = { model: 'tool-model', plugins: ['notes'], messages: toolMsg([{ name: 'notes__run', arguments: { text: 'idem' } }]) };
+    const first = await idemChat(body, 'plugin-loop-1');
+    assert.equal(first.status, 200);
+    const firstText = await first.text();
+    assert.match(JSON.parse(firstText).choices[0].message.content, /^Result: /);
+    const requestId = first.headers.get('x-request-id');
+    await waitFor(() => usageRows(requestId).length === 2, 'two rounds settled');
+    const before = balance();
+    const calls = plugins.calls.length;
+    const modelCalls = mock.requests.length;
+
+    const retry = await idemChat(body, 'plugin-loop-1');
+    assert.equal(retry.status, 200);
+    assert.equal(retry.headers.get('idempotent-replayed'), 'true');
+    assert.equal(await retry.text(), firstText);
+    await sleep(300);
+    assert.equal(plugins.calls.length, calls, 'the plugin was not called again');
+    assert.equal(mock.requests.length, modelCalls, 'the model was not called again');
+    assert.equal(balance(), before, 'nothing charged again');
+    assert.equal(callRows(requestId).length, 1);
+  });
+
+  test('a retried slash command is replayed; the plugin runs once', async () => {
+    const body = { model: 'tool-model', plugin_commands: true, messages: [{ role: 'user', content: '/weather Lyon' }] };
+    const first = await idemChat(body, 'plugin-cmd-1');
+    assert.equal(first.status, 200);
+    const firstText = await first.text();
+    const calls = plugins.calls.length;
+    const before = balance();
+    const retry = await idemChat(body, 'plugin-cmd-1');
+    assert.equal(retry.status, 200);
+    assert.equal(retry.headers.get('idempotent-replayed'), 'true');
+    assert.equal(await retry.text(), firstText);
+    assert.equal(plugins.calls.length, calls);
+    assert.equal(balance(), before);
+  });
+
+  test('a retried streamed tool loop is refused as used, not run again', async () => {
+    const body = { model: 'tool-model', stream: true, plugins: ['notes'], messages: toolMsg([{ name: 'notes__run', arguments: { text: 's' } }]) };
+    const first = await idemChat(body, 'plugin-stream-1');
+    assert.equal(first.status, 200);
+    await first.text();
+    const calls = plugins.calls.length;
+    const since = Date.now();
+    const retry = await idemChat(body, 'plugin-stream-1');
+    assert.equal(retry.status, 409);
+    assert.equal((await retry.json()).error.code, 'idempotency_key_used');
+    assert.equal(plugins.calls.length, calls);
+    assert.equal(chargedSince(since), 0);
+  });
+
+  test('a plain tool loop whose round 2 fails answers round 1 with a note; a retry replays it', async () => {
+    const model = toolModel({ delayMs: 0 });
+    mock.setBehavior((record, res) => {
+      const messages = record.body?.messages ?? [];
+      if (messages.at(-1)?.role === 'tool' && JSON.stringify(messages).includes('FAIL-PLAIN-2')) {
+        res.writeHead(502, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: { message: 'bad gateway', type: 'server_error', param: null, code: null } }));
+        return true;
+      }
+      return model(record, res);
+    });
+    try {
+      const body = {
+        model: 'tool-model',
+        plugins: ['notes'],
+        messages: [{ role: 'user', content: `TOOL ${JSON.stringify({ say: 'FAIL-PLAIN-2 soon.', calls: [{ name: 'notes__run', arguments: { text: 'p' } }] })}` }],
+      };
+      const first = await idemChat(body, 'plugin-partial-1');
+      assert.equal(first.status, 200, 'not an HTTP error once round 1 and its call were charged');
+      assert.equal(first.headers.get('x-tollgate-incomplete'), 'upstream_error');
+      const text = await first.text();
+      const answer = JSON.parse(text);
+      const message = answer.choices[0].message;
+      assert.match(message.content, /^FAIL-PLAIN-2 soon\.\n\n\[Tollgate: this answer is incomplete/);
+      assert.equal(message.tool_calls ?? null, null);
+      assert.equal(answer.choices[0].finish_reason, 'stop');
+      const requestId = first.headers.get('x-request-id');
+      const rows = await waitFor(() => {
+        const r = usageRows(requestId);
+        return r.length === 2 ? r : null;
+      }, 'two usage rows');
+      assert.equal(rows[0].status, 'ok');
+      assert.equal(rows[1].status, 'upstream_error');
+      const before = balance();
+      const calls = plugins.calls.length;
+      const retry = await idemChat(body, 'plugin-partial-1');
+      assert.equal(retry.status, 200);
+      assert.equal(retry.headers.get('idempotent-replayed'), 'true');
+      assert.equal(await retry.text(), text);
+      assert.equal(plugins.calls.length, calls);
+      assert.equal(balance(), before);
+    } finally {
+      mock.setBehavior(toolModel({ delayMs: CHUNK_DELAY_MS }));
+    }
+  });
+});
+
+describe('slash commands are opt-in', () => {
+  test('without `plugin_commands: true` a /command is an ordinary message for the model', async () => {
+    const calls = plugins.calls.length;
+    const res = await chat({ model: 'tool-model', messages: [{ role: 'user', content: '/weather Rome' }] });
+    assert.equal(res.status, 200);
+    const body = await res.json();
+    assert.equal(body.choices[0].message.content, 'mock reply to /weather Rome');
+    assert.equal(plugins.calls.length, calls, 'no plugin ran');
+    const bad = await chat({ model: 'tool-model', plugin_commands: 'yes', messages: [{ role: 'user', content: '/weather Rome' }] });
+    assert.equal(bad.status, 400);
+    assert.equal((await bad.json()).error.param, 'plugin_commands');
   });
 });

@@ -21,12 +21,12 @@ let client;
 // name → provider settings, upstream model, and what its failure looks like to the client
 const PROVIDERS = {
   anthropic: {
-    provider: () => ({ kind: 'anthropic', base_url: `${mock.url}/anthropic/v1`, api_key_secret: 'ANTHROPIC_KEY' }),
+    provider: () => ({ kind: 'anthropic', base_url: `${mock.url}/anthropic/v1`, api_key_secret: 'PROVIDER_ANTHROPIC_KEY' }),
     upstream: 'claude-sonnet-4-5',
     failure: { status: 502, message: /Overloaded/ },
   },
   gemini: {
-    provider: () => ({ kind: 'gemini', base_url: `${mock.url}/gemini/v1beta`, api_key_secret: 'GEMINI_KEY' }),
+    provider: () => ({ kind: 'gemini', base_url: `${mock.url}/gemini/v1beta`, api_key_secret: 'PROVIDER_GEMINI_KEY' }),
     upstream: 'gemini-2.5-flash',
     failure: { status: 502, message: /overloaded/ },
   },
@@ -36,12 +36,12 @@ const PROVIDERS = {
     failure: { status: 502, message: /try pulling it first/ },
   },
   azure: {
-    provider: () => ({ kind: 'azure', base_url: `${mock.url}/azure`, api_key_secret: 'AZURE_KEY', config: { api_version: '2024-10-21' } }),
+    provider: () => ({ kind: 'azure', base_url: `${mock.url}/azure`, api_key_secret: 'PROVIDER_AZURE_KEY', config: { api_version: '2024-10-21' } }),
     upstream: 'gpt4o-deployment',
     failure: { status: 400, code: 'content_filter', message: /content management policy/ },
   },
   hf: {
-    provider: () => ({ kind: 'huggingface', base_url: `${mock.url}/hf`, api_key_secret: 'HF_KEY' }),
+    provider: () => ({ kind: 'huggingface', base_url: `${mock.url}/hf`, api_key_secret: 'PROVIDER_HF_KEY' }),
     upstream: 'tgi',
     failure: { status: 422, code: 'validation', message: /must have less than 4096 tokens/ },
     // TGI reports `eos_token`, which says nothing about tools: the gateway reports `stop`.
@@ -94,10 +94,10 @@ before(async () => {
   mock = await startMockProviders({ keys: KEYS });
   gw = await startGateway({
     vars: {
-      ANTHROPIC_KEY: KEYS.anthropic,
-      GEMINI_KEY: KEYS.gemini,
-      AZURE_KEY: KEYS.azure,
-      HF_KEY: KEYS.hf,
+      PROVIDER_ANTHROPIC_KEY: KEYS.anthropic,
+      PROVIDER_GEMINI_KEY: KEYS.gemini,
+      PROVIDER_AZURE_KEY: KEYS.azure,
+      PROVIDER_HF_KEY: KEYS.hf,
       UPSTREAM_CONNECT_TIMEOUT_MS: '5000',
       ROUTE_FAILURE_THRESHOLD: '2',
       ROUTE_COOLDOWN_MS: '600000',
@@ -135,7 +135,7 @@ test('provider list shows kinds and config; presets fill in base URLs', async ()
   const azure = list.data.find((p) => p.name === 'azure');
   assert.equal(azure.kind, 'azure');
   assert.deepEqual(azure.config, { api_version: '2024-10-21' });
-  const ds = await adminOk('PUT', '/admin/providers/deepseek', { kind: 'deepseek', api_key_secret: 'DEEPSEEK_API_KEY' });
+  const ds = await adminOk('PUT', '/admin/providers/deepseek', { kind: 'deepseek', api_key_secret: 'PROVIDER_DEEPSEEK_API_KEY' });
   assert.equal(ds.kind, 'openai');
   assert.equal(ds.base_url, 'https://api.deepseek.com/v1');
   const bad = await gw.admin('PUT', '/admin/providers/x', { kind: 'nope', base_url: 'http://127.0.0.1:1' });

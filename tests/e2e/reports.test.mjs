@@ -104,8 +104,8 @@ function assertTotalsAreSums(report) {
 
 before(async () => {
   mock = await startMockOpenAI({ promptTokens: 11, chunkDelayMs: 1 });
-  gw = await startGateway({ vars: { MOCK_KEY: 'sk-mock' } });
-  await adminOk('PUT', '/admin/providers/mock', { kind: 'openai', base_url: mock.url, api_key_secret: 'MOCK_KEY' });
+  gw = await startGateway({ vars: { PROVIDER_MOCK_KEY: 'sk-mock' } });
+  await adminOk('PUT', '/admin/providers/mock', { kind: 'openai', base_url: mock.url, api_key_secret: 'PROVIDER_MOCK_KEY' });
   // An odd price so costs round per request.
   await adminOk('PUT', '/admin/models/mock-model', {
     provider: 'mock',

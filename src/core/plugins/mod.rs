@@ -157,6 +157,10 @@ pub fn check_url(
             "points at `{host}`, which is not in the plugin's allowed_hosts"
         ));
     }
+    if !policy.allow_local_http {
+        // IP literals, localhost, .internal and other private names (`core::outbound`).
+        crate::core::outbound::check_destination(url, false)?;
+    }
     Ok(())
 }
 
@@ -466,6 +470,38 @@ pub enum Selection {
     Named(Vec<String>),
 }
 
+/// The note appended to the answer of a plain tool loop that stopped after its first round was
+/// charged (the next round failed with `err`): the client gets the last answer, marked
+/// incomplete, instead of an error that would invite a retry paying for the rounds again.
+pub fn incomplete_note(err: &GatewayError) -> String {
+    format!(
+        "[Tollgate: this answer is incomplete. The plugin results were not passed back to the \
+         model because its next round failed ({}); the rounds so far are charged.]",
+        err.code()
+    )
+}
+
+/// The request field that turns on slash-command mode (`"plugin_commands": true`).
+pub const COMMANDS_FIELD: &str = "plugin_commands";
+
+/// The request fields that belong to plugins and are never sent upstream.
+pub const PLUGIN_FIELDS: &[&str] = &["plugins", COMMANDS_FIELD];
+
+/// Removes [`COMMANDS_FIELD`] from a request's pass-through fields and says whether the request
+/// opted in to slash commands. Commands are opt-in per request: a last user message that
+/// happens to start with `/name` (typed by an end user of the tenant's app) runs nothing unless
+/// the tenant's own code asked for command mode.
+pub fn take_commands_opt_in(extra: &mut Map<String, Value>) -> Result<bool, GatewayError> {
+    match extra.remove(COMMANDS_FIELD) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(on)) => Ok(on),
+        Some(_) => Err(GatewayError::invalid_param(
+            COMMANDS_FIELD,
+            "`plugin_commands` must be true or false.",
+        )),
+    }
+}
+
 /// Removes the `plugins` field from a request's pass-through fields (it is never sent upstream)
 /// and says what it selects.
 pub fn take_selection(extra: &mut Map<String, Value>) -> Result<Selection, GatewayError> {
@@ -505,6 +541,41 @@ pub fn call_body(api: &str, arguments: &Value, settings: Option<&Value>) -> Vec<
         "settings": settings.cloned().unwrap_or_else(|| json!({})),
     });
     serde_json::to_vec(&body).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod opt_in_tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_opt_in_per_request() {
+        let mut extra = Map::new();
+        assert!(!take_commands_opt_in(&mut extra).unwrap());
+        extra.insert(COMMANDS_FIELD.into(), json!(true));
+        assert!(take_commands_opt_in(&mut extra).unwrap());
+        assert!(!extra.contains_key(COMMANDS_FIELD), "never sent upstream");
+        extra.insert(COMMANDS_FIELD.into(), json!(false));
+        assert!(!take_commands_opt_in(&mut extra).unwrap());
+        extra.insert(COMMANDS_FIELD.into(), json!("yes"));
+        let err = take_commands_opt_in(&mut extra).unwrap_err();
+        assert_eq!(err.param.as_deref(), Some(COMMANDS_FIELD));
+    }
+
+    #[test]
+    fn https_plugins_on_private_hosts_need_the_dev_setting() {
+        let hosts = |h: &str| vec![h.to_string()];
+        let off = EndpointPolicy {
+            allow_local_http: false,
+        };
+        let on = EndpointPolicy {
+            allow_local_http: true,
+        };
+        assert!(check_url("https://127.0.0.1/x", &hosts("127.0.0.1"), off).is_err());
+        assert!(check_url("https://10.1.2.3/x", &hosts("10.1.2.3"), off).is_err());
+        assert!(check_url("https://svc.internal/x", &hosts("svc.internal"), off).is_err());
+        assert!(check_url("https://127.0.0.1/x", &hosts("127.0.0.1"), on).is_ok());
+        assert!(check_url("https://wx.example.com/x", &hosts("wx.example.com"), off).is_ok());
+    }
 }
 
 #[cfg(test)]

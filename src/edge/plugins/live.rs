@@ -314,6 +314,10 @@ impl Live {
 
     /// Ends the stream with an error event.
     fn fail(&mut self, err: GatewayError, out: &mut Vec<u8>) {
+        if err.status() >= 500 {
+            worker::console_error!("{} (tool loop stream): {err}", self.scope.request_id);
+        }
+        let err = http::public_error(&err, &self.scope.request_id);
         out.extend_from_slice(&encode_data(&err.to_json()));
         self.finished = true;
     }

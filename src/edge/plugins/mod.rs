@@ -26,6 +26,7 @@ use super::auth::Caller;
 use super::chat::{self, End, Pending, Reply};
 use super::config::{self, Settings};
 use super::db::{self, ModelRow};
+use super::idempotency::{self, ClaimedKey};
 use super::{http, now_ms};
 use crate::core::billing::{reservation_micros_scaled, Price};
 use crate::core::error::GatewayError;
@@ -39,7 +40,10 @@ use crate::core::plugins::command::{command_arguments, split_command};
 use crate::core::plugins::reply::{
     command_completion, completion_to_sse, total_usage, CallFailure,
 };
-use crate::core::plugins::{sealed, split_tool_name, take_selection, EndpointPolicy, Selection};
+use crate::core::plugins::{
+    incomplete_note, sealed, split_tool_name, take_commands_opt_in, take_selection, EndpointPolicy,
+    Selection,
+};
 use crate::core::providers::{ProviderKind, Route, UpstreamRequest};
 use crate::core::tokens::{prompt_tokens_for_reservation, Encoding, MediaRules};
 use store::Enabled;
@@ -64,6 +68,9 @@ pub(crate) struct Turn<'a> {
     pub encoding: Option<Encoding>,
     pub price: Price,
     pub settings: &'a Settings,
+    /// The request's claimed `Idempotency-Key`: the plugin path marks it done with what it
+    /// answered (the caller releases it when the plugin path fails before charging).
+    pub idempotency: Option<&'a ClaimedKey>,
 }
 
 /// What the tool loop needs of a request, owned: a live stream outlives the handler.
@@ -79,6 +86,7 @@ pub(crate) struct Scope {
     encoding: Option<Encoding>,
     price: Price,
     settings: Settings,
+    idempotency: Option<ClaimedKey>,
 }
 
 impl Scope {
@@ -95,18 +103,26 @@ impl Scope {
             encoding: turn.encoding,
             price: turn.price,
             settings: turn.settings.clone(),
+            idempotency: turn.idempotency.cloned(),
         })
+    }
+
+    /// Marks the request's `Idempotency-Key` done with the answer sent (plain `body`, kept for
+    /// replay) or without one (a stream: retries are refused as `idempotency_key_used`). Runs
+    /// before the response leaves, so a retry that arrives after it finds the record.
+    async fn complete_key(&self, body: Option<&[u8]>) {
+        if let Some(key) = &self.idempotency {
+            if let Err(e) = idempotency::complete(&self.db, key, 200, body).await {
+                worker::console_error!("idempotency key of {}: {e}", self.request_id);
+            }
+        }
     }
 }
 
-/// The dev setting that allows `http://127.0.0.1` plugins.
+/// The dev setting that allows plugins on `http://127.0.0.1` and other private hosts.
 pub(crate) fn policy(env: &Env) -> EndpointPolicy {
-    let on = env
-        .var("PLUGINS_ALLOW_LOCAL_HTTP")
-        .map(|v| matches!(v.to_string().trim(), "1" | "true" | "yes"))
-        .unwrap_or(false);
     EndpointPolicy {
-        allow_local_http: on,
+        allow_local_http: config::flag(env, "PLUGINS_ALLOW_LOCAL_HTTP"),
     }
 }
 
@@ -115,8 +131,10 @@ pub(crate) fn settings_key(env: &Env) -> Result<Vec<u8>, GatewayError> {
     config::secret(env, "PLUGIN_SETTINGS_KEY")
         .map(String::into_bytes)
         .ok_or_else(|| {
-            GatewayError::internal(
-                "Plugin settings need the PLUGIN_SETTINGS_KEY secret, which is not set.",
+            super::auth::config_error(
+                "Plugin settings need the PLUGIN_SETTINGS_KEY secret, which is not set \
+                 (wrangler secret put PLUGIN_SETTINGS_KEY; scripts/dev.sh writes one into \
+                 .dev.vars).",
             )
         })
 }
@@ -136,10 +154,11 @@ pub(crate) async fn intercept(
     chat: &mut ChatCompletionRequest,
 ) -> Result<Option<Response>, GatewayError> {
     let selection = take_selection(&mut chat.extra)?;
+    let commands = take_commands_opt_in(&mut chat.extra)?;
     let command = chat
         .messages
         .last()
-        .filter(|m| m.role == Role::User)
+        .filter(|m| commands && m.role == Role::User)
         .and_then(|m| split_command(&m.text_content()));
     if selection == Selection::Named(Vec::new()) && command.is_none() {
         return Ok(None);
@@ -147,6 +166,9 @@ pub(crate) async fn intercept(
     let enabled = store::enabled_for_tenant(turn.db, &turn.caller.tenant_id).await?;
     if let Some(cmd) = command {
         if let Some(plugin) = enabled.iter().find(|p| p.id() == cmd.plugin) {
+            // A free command reserves nothing, so D1 is asked here whether the key and its
+            // tenant are still live (a cached key record may lag).
+            super::tenant::ensure_live(turn.db, turn.caller).await?;
             let scope = Scope::new(turn)?;
             return run_command(&scope, chat, plugin, cmd.api.as_deref(), &cmd.rest)
                 .await
@@ -192,9 +214,12 @@ pub(crate) async fn intercept(
     }
     let scope = Scope::new(turn)?;
     if chat.is_stream() {
-        return live::run(Rc::new(scope), turn.ctx, chat, selected)
-            .await
-            .map(Some);
+        let scope = Rc::new(scope);
+        let response = live::run(scope.clone(), turn.ctx, chat, selected).await?;
+        // The first round is reserved and streaming: whatever it and later rounds cost is
+        // charged once; a retry with the same key is refused rather than run again.
+        scope.complete_key(None).await;
+        return Ok(Some(response));
     }
     run_tools(&scope, chat, &selected).await.map(Some)
 }
@@ -397,16 +422,35 @@ async fn run_tools(
     let mut billed: Vec<Usage> = Vec::new();
     let mut cost = 0u64;
     let mut calls = 0u64;
+    // The last settled round's answer, once money has moved (its plugin calls were run).
+    let mut previous: Option<ChatCompletionResponse> = None;
     for index in 0..rounds {
         let last = index + 1 == rounds;
         let id = round_id(&scope.request_id, index);
         let round_chat = round_request(chat, &messages, plugins, last);
-        let result = plain_round(scope, &round_chat, &id).await?;
+        let result = match plain_round(scope, &round_chat, &id).await {
+            Ok(result) => result,
+            Err(err) => match previous.take() {
+                // Earlier rounds and plugin calls were charged: an HTTP error would invite a
+                // retry that pays for them again. Answer with what the last round said, and
+                // why the loop stopped.
+                Some(answer) => {
+                    worker::console_warn!(
+                        "tool loop of {} stopped at round {index}: {err}",
+                        scope.request_id
+                    );
+                    let answer = stopped_early(answer, &err);
+                    return finish(scope, answer, &billed, cost, index, Some(&err)).await;
+                }
+                None => return Err(err),
+            },
+        };
         billed.push(result.billed);
         cost += result.cost;
         let mut response = result.response;
+        let snapshot = response.clone();
         let Some(choice) = response.choices.first_mut() else {
-            return finish(scope, response, &billed, cost, index + 1);
+            return finish(scope, response, &billed, cost, index + 1, None).await;
         };
         let tool_calls = choice.message.tool_calls.clone().unwrap_or_default();
         let owned = |c: &ToolCall| {
@@ -416,7 +460,7 @@ async fn run_tools(
         let (mine, theirs): (Vec<ToolCall>, Vec<ToolCall>) =
             tool_calls.into_iter().partition(|c| owned(c));
         if mine.is_empty() {
-            return finish(scope, response, &billed, cost, index + 1);
+            return finish(scope, response, &billed, cost, index + 1, None).await;
         }
         if last {
             // No plugin tools were offered this round; a plugin call now is not the client's.
@@ -424,18 +468,19 @@ async fn run_tools(
                 choice.finish_reason = Some("stop".to_string());
             }
             choice.message.tool_calls = (!theirs.is_empty()).then_some(theirs);
-            return finish(scope, response, &billed, cost, index + 1);
+            return finish(scope, response, &billed, cost, index + 1, None).await;
         }
         if !theirs.is_empty() {
             // The client's own tools: hand those calls back untouched, without the plugin calls
             // the client could not answer.
             choice.message.tool_calls = Some(theirs);
-            return finish(scope, response, &billed, cost, index + 1);
+            return finish(scope, response, &billed, cost, index + 1, None).await;
         }
         messages.push(assistant_message(choice.message.content.clone(), &mine));
         let (results, charged) = run_calls(scope, plugins, &mine, &mut calls).await;
         cost += charged;
         messages.extend(results);
+        previous = Some(snapshot);
     }
     Err(GatewayError::internal(
         "the tool loop ended without an answer",
@@ -480,20 +525,47 @@ async fn run_calls(
     (messages, cost)
 }
 
-/// Answers with the final round's completion, usage summed over every round.
-fn finish(
+/// Answers with the final round's completion, usage summed over every round, and marks the
+/// request's idempotency key done with it. `stopped` is the error that ended the loop early
+/// (header `x-tollgate-incomplete: <code>`).
+async fn finish(
     scope: &Scope,
     mut response: ChatCompletionResponse,
     billed: &[Usage],
     cost: u64,
     rounds: u64,
+    stopped: Option<&GatewayError>,
 ) -> Result<Response, GatewayError> {
     response.usage = Some(total_usage(billed));
     let body = serde_json::to_vec(&response)
         .map_err(|e| GatewayError::internal(format!("encode response: {e}")))?;
+    scope.complete_key(Some(&body)).await;
     let mut resp = http::bytes_response(200, "application/json", body)?;
     set_headers(&mut resp, scope, Some(rounds), Some(cost));
+    if let Some(err) = stopped {
+        let _ = resp.headers_mut().set("x-tollgate-incomplete", err.code());
+    }
     Ok(resp)
+}
+
+/// The answer of a tool loop that stopped after money moved: the last settled round's message
+/// without its plugin calls (they ran, but the model never saw their results), finished as
+/// `stop`, with a note saying why it is incomplete.
+fn stopped_early(
+    mut response: ChatCompletionResponse,
+    err: &GatewayError,
+) -> ChatCompletionResponse {
+    if let Some(choice) = response.choices.first_mut() {
+        let note = incomplete_note(err);
+        let content = match choice.message.content.take() {
+            Some(text) if !text.trim().is_empty() => format!("{text}\n\n{note}"),
+            _ => note,
+        };
+        choice.message.content = Some(content);
+        choice.message.tool_calls = None;
+        choice.finish_reason = Some("stop".to_string());
+    }
+    response
 }
 
 fn sse_response(body: Vec<u8>) -> Result<Response, GatewayError> {
@@ -674,10 +746,12 @@ async fn run_command(
         &text,
     );
     let mut resp = if chat.is_stream() {
+        scope.complete_key(None).await;
         sse_response(completion_to_sse(&response, chat.wants_stream_usage()))?
     } else {
         let body = serde_json::to_vec(&response)
             .map_err(|e| GatewayError::internal(format!("encode response: {e}")))?;
+        scope.complete_key(Some(&body)).await;
         http::bytes_response(200, "application/json", body)?
     };
     set_headers(&mut resp, scope, Some(0), Some(charged));
