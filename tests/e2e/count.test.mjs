@@ -47,8 +47,8 @@ function reasoningStream(reasoning, { hang = false } = {}) {
 
 before(async () => {
   mock = await startMockOpenAI({ chunkDelayMs: 5 });
-  gw = await startGateway({ vars: { MOCK_KEY: 'sk-mock' } });
-  await gw.adminOk('PUT', '/admin/providers/mock', { kind: 'openai', base_url: mock.url, api_key_secret: 'MOCK_KEY' });
+  gw = await startGateway({ vars: { PROVIDER_MOCK_KEY: 'sk-mock' } });
+  await gw.adminOk('PUT', '/admin/providers/mock', { kind: 'openai', base_url: mock.url, api_key_secret: 'PROVIDER_MOCK_KEY' });
   await gw.adminOk('PUT', '/admin/models/reasoner', {
     provider: 'mock',
     upstream_model: 'gpt-4o-mini',

@@ -179,12 +179,12 @@ async function startOddUpstream() {
 
 /** Registers provider `m` (and friends) and one model per upstream behaviour. */
 async function setUp(gw, odd, extra = async () => {}) {
-  await gw.adminOk('PUT', '/admin/providers/m', { kind: 'openai', base_url: odd.url, api_key_secret: 'MOCK_KEY' });
+  await gw.adminOk('PUT', '/admin/providers/m', { kind: 'openai', base_url: odd.url, api_key_secret: 'PROVIDER_MOCK_KEY' });
   // The same upstream with a short timeout of its own for plain requests.
   await gw.adminOk('PUT', '/admin/providers/m-quick', {
     kind: 'openai',
     base_url: odd.url,
-    api_key_secret: 'MOCK_KEY',
+    api_key_secret: 'PROVIDER_MOCK_KEY',
     config: { first_byte_timeout_ms: 500 },
   });
   const model = (name, upstream, provider = 'm') =>
@@ -271,8 +271,8 @@ describe('gateway with default deadlines', () => {
     deadPort = await freePort(); // nothing listens here: connection refused
     gw = await startGateway({
       vars: {
-        MOCK_KEY: 'sk-mock',
-        ANTHROPIC_KEY: 'sk-ant-mock',
+        PROVIDER_MOCK_KEY: 'sk-mock',
+        PROVIDER_ANTHROPIC_KEY: 'sk-ant-mock',
         UPSTREAM_CONNECT_TIMEOUT_MS: '500',
         CLIENT_ABORT_DRAIN_MS: '4000',
         ROUTE_FAILURE_THRESHOLD: '2',
@@ -285,7 +285,7 @@ describe('gateway with default deadlines', () => {
       await gw.adminOk('PUT', '/admin/providers/anth', {
         kind: 'anthropic',
         base_url: `${providers.url}/anthropic/v1`,
-        api_key_secret: 'ANTHROPIC_KEY',
+        api_key_secret: 'PROVIDER_ANTHROPIC_KEY',
       });
       await model('relay-claude', 'claude-sonnet-4-5', 'anth');
     });
@@ -532,7 +532,7 @@ describe('gateway whose stale-reservation sweep is 4 s (deadline 3 s)', () => {
 
   before(async () => {
     odd = await startOddUpstream();
-    gw = await startGateway({ vars: { MOCK_KEY: 'sk-mock', STALE_RESERVATION_SECONDS: '4' } });
+    gw = await startGateway({ vars: { PROVIDER_MOCK_KEY: 'sk-mock', STALE_RESERVATION_SECONDS: '4' } });
     await setUp(gw, odd);
     ({ key, client } = await gw.newTenant({ name: 'deadline', credit: 100_000_000 }));
   });

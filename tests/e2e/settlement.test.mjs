@@ -68,13 +68,13 @@ before(async () => {
   plugins = await startPluginServer();
   gw = await startGateway({
     vars: {
-      MOCK_KEY: 'sk-mock',
+      PROVIDER_MOCK_KEY: 'sk-mock',
       STALE_RESERVATION_SECONDS: String(100 * 86_400),
       PLUGINS_ALLOW_LOCAL_HTTP: 'true',
       PLUGIN_SETTINGS_KEY: 'test-master-key-for-plugin-settings',
     },
   });
-  await adminOk('PUT', '/admin/providers/mock', { kind: 'openai', base_url: mock.url, api_key_secret: 'MOCK_KEY' });
+  await adminOk('PUT', '/admin/providers/mock', { kind: 'openai', base_url: mock.url, api_key_secret: 'PROVIDER_MOCK_KEY' });
   await adminOk('PUT', '/admin/models/mock-model', {
     provider: 'mock', upstream_model: 'gpt-4o-mini', input_price: PRICE_IN, output_price: PRICE_OUT,
     max_output_tokens: 1000, encoding: 'o200k_base',
