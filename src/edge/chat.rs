@@ -141,7 +141,7 @@ impl Pending {
         ResponseContext {
             id: format!("chatcmpl-{}", self.request_id),
             created: self.started_at / 1000,
-            model: self.upstream_model.clone(),
+            model: self.model.clone(),
         }
     }
 
@@ -633,6 +633,10 @@ async fn finish_plain(
             ctx.wait_until(pending.settle(End::failed(&err)));
             return Err(err);
         }
+    };
+    let body = match adapter.forwards_plain_body() {
+        true => crate::core::providers::openai::public_body(body, &pending.model),
+        false => body,
     };
     let end = End {
         status: RequestStatus::Ok,
