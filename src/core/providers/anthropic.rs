@@ -295,7 +295,9 @@ struct Message {
     usage: Counts,
 }
 
-/// Maps `{"type":"error","error":{"type","message"}}` with the HTTP status.
+/// Maps `{"type":"error","error":{"type","message"}}` with the HTTP status. Anthropic answers
+/// an exhausted account with 400 `invalid_request_error` "Your credit balance is too low…": that
+/// is the operator's billing (as a 402), not the tenant's request.
 pub fn map_anthropic_error(status: u16, body: &[u8]) -> GatewayError {
     let value: Option<Value> = serde_json::from_slice(body).ok();
     let err = value.as_ref().and_then(|v| v.get("error"));
@@ -305,6 +307,11 @@ pub fn map_anthropic_error(status: u16, body: &[u8]) -> GatewayError {
         .map(str::to_string)
         .unwrap_or_else(|| mapping::body_text(body));
     let kind = err.and_then(|e| e.get("type")).and_then(Value::as_str);
+    let status = if message.contains("credit balance") {
+        402
+    } else {
+        status
+    };
     error_for_status(status, &message, kind.map(str::to_string), None)
 }
 
@@ -752,6 +759,8 @@ mod tests {
         let e = AnthropicAdapter.map_error(429, br#"{"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your per-minute rate limit"}}"#);
         assert!(e.retryable() && e.status() == 429);
         assert!(!e.message.contains("per-minute"), "{}", e.message);
+        let e = AnthropicAdapter.map_error(400, br#"{"type":"error","error":{"type":"invalid_request_error","message":"Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits."}}"#);
+        assert!(e.retryable() && e.status() == 502 && !e.message.contains("credit balance"));
         let e = AnthropicAdapter.map_error(401, br#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key sk-ant-api03-abc"}}"#);
         assert!(
             e.status() == 502 && !e.message.contains("sk-ant") && !e.message.contains("x-api-key")

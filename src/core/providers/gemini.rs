@@ -295,7 +295,9 @@ pub fn usage_of(meta: &Value) -> Option<Usage> {
     ))
 }
 
-/// Maps `{"error":{"code","message","status"}}` (also inside a one-element array).
+/// Maps `{"error":{"code","message","status"}}` (also inside a one-element array). Gemini
+/// answers a bad or expired key with 400 `INVALID_ARGUMENT` and reason `API_KEY_INVALID`: that is
+/// the gateway's credential failure (as a 401), not the tenant's request.
 pub fn map_gemini_error(status: u16, body: &[u8]) -> GatewayError {
     let value: Option<Value> = serde_json::from_slice(body).ok();
     let err = value.as_ref().and_then(|v| match v {
@@ -308,6 +310,15 @@ pub fn map_gemini_error(status: u16, body: &[u8]) -> GatewayError {
         .map(str::to_string)
         .unwrap_or_else(|| mapping::body_text(body));
     let code = err.and_then(|e| e.get("status")).and_then(Value::as_str);
+    let key_refused = err
+        .and_then(|e| e.get("details"))
+        .and_then(Value::as_array)
+        .is_some_and(|details| {
+            details
+                .iter()
+                .any(|d| d.get("reason").and_then(Value::as_str) == Some("API_KEY_INVALID"))
+        });
+    let status = if key_refused { 401 } else { status };
     error_for_status(status, &message, code.map(str::to_string), None)
 }
 
@@ -735,6 +746,8 @@ mod tests {
         assert!(e.message.contains("Invalid JSON payload"));
         let e = GeminiAdapter.map_error(429, br#"[{"error":{"code":429,"message":"Resource has been exhausted (e.g. check quota).","status":"RESOURCE_EXHAUSTED"}}]"#);
         assert!(e.retryable() && e.status() == 429 && !e.message.contains("exhausted"));
+        let e = GeminiAdapter.map_error(400, br#"{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID","domain":"googleapis.com"}]}}"#);
+        assert!(e.retryable() && e.status() == 502 && !e.message.contains("API key not valid"));
         let e = GeminiAdapter.map_error(503, br#"{"error":{"code":503,"message":"The model is overloaded. Please try again later.","status":"UNAVAILABLE"}}"#);
         assert!(e.retryable() && e.status() == 502);
         let mut dec = GeminiAdapter.stream_decoder(&ctx());
