@@ -182,6 +182,43 @@ mod tests {
     }
 
     #[test]
+    fn cap_field_follows_the_api_version() {
+        let req = request(
+            br#"{"model":"m","max_tokens":50,"messages":[{"role":"user","content":"hi"}]}"#,
+        );
+        let sent = |config: Value| -> (Option<u64>, Option<u64>) {
+            let up = AzureAdapter.build_request(&route(config), &req).unwrap();
+            let b: Value = serde_json::from_slice(&up.body).unwrap();
+            (
+                b["max_completion_tokens"].as_u64(),
+                b["max_tokens"].as_u64(),
+            )
+        };
+        assert_eq!(sent(Value::Null), (Some(50), None));
+        assert_eq!(sent(json!({"api_version": "v1"})), (Some(50), None));
+        assert_eq!(
+            sent(json!({"api_version": "2024-09-01-preview"})),
+            (Some(50), None)
+        );
+        assert_eq!(sent(json!({"api_version": "2024-06-01"})), (None, Some(50)));
+        assert_eq!(
+            sent(json!({"api_version": "2024-08-01-preview"})),
+            (None, Some(50))
+        );
+        assert_eq!(
+            sent(json!({"api_version": "2024-06-01", "output_cap_field": "both"})),
+            (Some(50), Some(50))
+        );
+        // No client cap: the model's (4096 on this route).
+        let req = request(br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#);
+        let up = AzureAdapter
+            .build_request(&route(Value::Null), &req)
+            .unwrap();
+        let b: Value = serde_json::from_slice(&up.body).unwrap();
+        assert_eq!(b["max_completion_tokens"], 4096);
+    }
+
+    #[test]
     fn plain_response_with_filter_results() {
         let body = fixture(include_bytes!(
             "../../../tests/fixtures/azure/response.json"

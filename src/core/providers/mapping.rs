@@ -735,6 +735,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn sanitize_redacts_keys_ids_and_urls_and_never_panics() {
+        assert_eq!(
+            sanitize("  Invalid value for 'temperature': 3 is greater than 2.  "),
+            "Invalid value for 'temperature': 3 is greater than 2."
+        );
+        assert_eq!(
+            sanitize(
+                "ключ=sk-proj-ab12 ünï «org-9x» AIzaSyXX http://10.0.0.1:8080/x www.corp.example"
+            ),
+            "[redacted] ünï [redacted] [redacted] [url] [url]"
+        );
+        assert_eq!(
+            sanitize("task-based risk-free ask-me"),
+            "task-based risk-free ask-me"
+        );
+        assert_eq!(
+            sanitize("Authorization: Bearer abc.def"),
+            "Authorization: Bearer [redacted]"
+        );
+        assert_eq!(sanitize(" \n "), "The provider rejected the request.");
+        assert_eq!(sanitize(&"é".repeat(2000)).chars().count(), 500);
+        let e = error_for_status(
+            400,
+            "bad sk-123",
+            Some("x\"y".into()),
+            Some("messages[0].content".into()),
+        );
+        assert_eq!(e.message, "bad [redacted]");
+        assert_eq!(
+            (e.code.as_deref(), e.param.as_deref()),
+            (None, Some("messages[0].content"))
+        );
+    }
+
+    #[test]
     fn copy_params_renames_what_the_request_sets() {
         let req = testing::request(
             br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":0.2,"top_p":null,"seed":7}"#,
