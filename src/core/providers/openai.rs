@@ -928,6 +928,24 @@ mod tests {
     }
 
     #[test]
+    fn with_model_never_panics_on_cut_or_mangled_input() {
+        let sample = br#"data: {"id":"c","model":"up","choices":[{"delta":{"content":"a\"b\\"}}],"x":[1,{"model":"n"}]}"#;
+        for cut in 0..=sample.len() {
+            let _ = with_model(&sample[..cut], "public");
+        }
+        for i in 0..sample.len() {
+            for b in [b'"', b'\\', b'{', b'}', b'[', b']', b',', b':', 0xff] {
+                let mut mangled = sample.to_vec();
+                mangled[i] = b;
+                if let Some(out) = with_model(&mangled, "public") {
+                    assert!(out.windows(8).any(|w| w == br#""public""#));
+                }
+                let _ = public_body(mangled, "public");
+            }
+        }
+    }
+
+    #[test]
     fn chunks_and_responses_name_the_public_model() {
         let ctx = ResponseContext {
             id: "chatcmpl-x".into(),
