@@ -1,6 +1,7 @@
-//! Pieces shared by the adapters of native (non-OpenAI) APIs: building OpenAI chunks and
-//! responses, reading OpenAI content parts, and turning upstream HTTP failures into
-//! [`GatewayError`]s that keep the provider's message.
+//! Pieces shared by the adapters: building OpenAI chunks and responses, reading OpenAI content
+//! parts, the request-field policy (billable options refused unless allowed, operator-allowed
+//! fields copied), and turning upstream HTTP failures into [`GatewayError`]s whose text is fit for
+//! a tenant ([`error_for_status`], [`sanitize`]).
 
 use serde_json::{Map, Value};
 
