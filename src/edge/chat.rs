@@ -161,7 +161,7 @@ impl Pending {
         ResponseContext {
             id: format!("chatcmpl-{}", self.request_id),
             created: self.started_at / 1000,
-            model: self.upstream_model.clone(),
+            model: self.model.clone(),
         }
     }
 
@@ -790,6 +790,10 @@ async fn finish_plain(
             );
             return Err(fail(pending, err, ctx).await);
         }
+    };
+    let body = match adapter.forwards_plain_body() {
+        true => crate::core::providers::openai::public_body(body, &pending.model),
+        false => body,
     };
     let end = End {
         status: RequestStatus::Ok,

@@ -23,27 +23,33 @@ const PROVIDERS = {
   anthropic: {
     provider: () => ({ kind: 'anthropic', base_url: `${mock.url}/anthropic/v1`, api_key_secret: 'PROVIDER_ANTHROPIC_KEY' }),
     upstream: 'claude-sonnet-4-5',
-    failure: { status: 502, message: /Overloaded/ },
+    failure: { status: 502, message: /^The provider failed \(HTTP 529\)\.$/ },
+    cap: (body) => body.max_tokens,
   },
   gemini: {
     provider: () => ({ kind: 'gemini', base_url: `${mock.url}/gemini/v1beta`, api_key_secret: 'PROVIDER_GEMINI_KEY' }),
     upstream: 'gemini-2.5-flash',
-    failure: { status: 502, message: /overloaded/ },
+    failure: { status: 502, message: /^The provider failed \(HTTP 503\)\.$/ },
+    cap: (body) => body.generationConfig?.maxOutputTokens,
   },
   ollama: {
     provider: () => ({ kind: 'ollama', base_url: `${mock.url}/ollama` }),
     upstream: 'llama3.2',
-    failure: { status: 502, message: /try pulling it first/ },
+    failure: { status: 502, message: /^The provider does not know this model or route \(HTTP 404\)\.$/ },
+    cap: (body) => body.options?.num_predict,
   },
   azure: {
     provider: () => ({ kind: 'azure', base_url: `${mock.url}/azure`, api_key_secret: 'PROVIDER_AZURE_KEY', config: { api_version: '2024-10-21' } }),
     upstream: 'gpt4o-deployment',
     failure: { status: 400, code: 'content_filter', message: /content management policy/ },
+    // api_version 2024-10-21 knows max_completion_tokens (required by reasoning deployments).
+    cap: (body) => (body.max_tokens === undefined ? body.max_completion_tokens : 'max_tokens sent'),
   },
   hf: {
     provider: () => ({ kind: 'huggingface', base_url: `${mock.url}/hf`, api_key_secret: 'PROVIDER_HF_KEY' }),
     upstream: 'tgi',
     failure: { status: 422, code: 'validation', message: /must have less than 4096 tokens/ },
+    cap: (body) => (body.max_completion_tokens === undefined ? body.max_tokens : 'max_completion_tokens sent'),
     // TGI reports `eos_token`, which says nothing about tools: the gateway reports `stop`.
     toolFinish: 'stop',
   },
@@ -52,6 +58,12 @@ const PROVIDERS = {
 const adminOk = (...args) => gw.adminOk(...args);
 
 const usageRow = (requestId) => gw.usageRow(requestId);
+
+/** Every output cap an upstream body carries, whatever the provider's field. */
+const capsOf = (body) =>
+  [body.max_tokens, body.max_completion_tokens, body.generationConfig?.maxOutputTokens, body.options?.num_predict].filter(
+    (v) => v !== undefined,
+  );
 
 function assertUsage(usage, [prompt, cached, completion, reasoning]) {
   assert.equal(usage.prompt_tokens, prompt);
@@ -72,9 +84,10 @@ const WEATHER_TOOL = {
 
 /** Reads an SDK stream into text, tool calls, finish reason, usage and chunk count. */
 async function collect(stream) {
-  const out = { text: '', calls: [], finish: null, usage: null, chunks: 0 };
+  const out = { text: '', calls: [], finish: null, usage: null, chunks: 0, models: new Set() };
   for await (const chunk of stream) {
     out.chunks += 1;
+    out.models.add(chunk.model);
     if (chunk.usage) out.usage = chunk.usage;
     for (const c of chunk.choices) {
       out.text += c.delta?.content ?? '';
@@ -161,6 +174,7 @@ for (const [name, p] of Object.entries(PROVIDERS)) {
         })
         .withResponse();
       assert.equal(data.object, 'chat.completion');
+      assert.equal(data.model, model, 'the public model name, not the upstream one');
       assert.equal(data.choices.length, 1);
       assert.equal(data.choices[0].message.role, 'assistant');
       assert.equal(data.choices[0].message.content, 'mock reply to hello there');
@@ -179,6 +193,10 @@ for (const [name, p] of Object.entries(PROVIDERS)) {
       // The provider saw its own protocol.
       assert.equal(mock.requests.length, before + 1);
       const seen = mock.requests.at(-1);
+      // No client cap: the cap the reservation covers (the model's max_output_tokens) is sent, in the
+      // provider's own field, and no other cap.
+      assert.equal(p.cap(seen.body), 777, JSON.stringify(seen.body));
+      assert.deepEqual(capsOf(seen.body), [777]);
       if (name === 'anthropic') {
         assert.deepEqual(seen.body.system, [{ type: 'text', text: 'Be brief.' }]);
         assert.equal(seen.body.max_tokens, 777, "max_tokens defaults to the model's max_output_tokens");
@@ -209,6 +227,7 @@ for (const [name, p] of Object.entries(PROVIDERS)) {
       });
       const out = await collect(stream);
       assert.equal(out.text, 'mock reply to a b c d');
+      assert.deepEqual([...out.models], [model], 'every chunk names the public model');
       assert.equal(out.finish, 'stop');
       assert.ok(out.chunks >= 6, `one chunk per word: ${out.chunks}`);
       assertUsage(out.usage, expected(7));
@@ -294,7 +313,37 @@ for (const [name, p] of Object.entries(PROVIDERS)) {
       }
     });
 
-    test('provider failure: OpenAI-shaped error keeping the message, nothing charged', async () => {
+    test('two client caps: only the smaller reaches the provider; billable options refused; unknown fields dropped', async () => {
+      const before = mock.requests.length;
+      await client.chat.completions.create({
+        model,
+        max_completion_tokens: 5,
+        max_tokens: 8000,
+        x_unknown_option: { a: 1 },
+        messages: [{ role: 'user', content: 'hi' }],
+      });
+      assert.equal(mock.requests.length, before + 1);
+      const seen = mock.requests.at(-1).body;
+      assert.equal(p.cap(seen), 5, JSON.stringify(seen));
+      assert.deepEqual(capsOf(seen), [5]);
+      assert.equal(JSON.stringify(seen).includes('x_unknown_option'), false);
+      for (const [param, value] of [['service_tier', 'priority'], ['store', true], ['modalities', ['text', 'audio']]]) {
+        const err = await client.chat.completions
+          .create({ model, [param]: value, messages: [{ role: 'user', content: 'hi' }] })
+          .then(
+            () => null,
+            (e) => e,
+          );
+        assert.ok(err, `${param} must be refused`);
+        assert.equal(err.status, 400);
+        assert.equal(err.code, 'unsupported_parameter');
+        assert.equal(err.param, param);
+        assert.equal(err.error.type, 'invalid_request_error');
+      }
+      assert.equal(mock.requests.length, before + 1, 'refused before any provider call');
+    });
+
+    test('provider failure: OpenAI-shaped error, generic unless the provider rejected the request, nothing charged', async () => {
       const err = await client.chat.completions
         .create({ model: `${name}-fail`, messages: [{ role: 'user', content: 'hi' }] })
         .withResponse()
@@ -312,6 +361,42 @@ for (const [name, p] of Object.entries(PROVIDERS)) {
     });
   });
 }
+
+describe('OpenAI-compatible server of unknown kind (kind openai)', () => {
+  before(async () => {
+    // The mock's TGI endpoint speaks OpenAI chat completions.
+    await adminOk('PUT', '/admin/providers/compat', {
+      kind: 'openai',
+      base_url: `${mock.url}/hf/v1`,
+      api_key_secret: 'HF_KEY',
+      config: { allowed_params: ['top_k', 'service_tier'] },
+    });
+    await adminOk('PUT', '/admin/models/compat-model', {
+      provider: 'compat',
+      upstream_model: 'org/served-model',
+      input_price: PRICE_IN,
+      output_price: PRICE_OUT,
+      max_output_tokens: 321,
+    });
+  });
+
+  test('both cap fields carry the reserved cap; operator-allowed options pass, others are dropped; public model name', async () => {
+    const before = mock.requests.length;
+    const { data, response } = await client.chat.completions
+      .create({ model: 'compat-model', top_k: 4, service_tier: 'priority', min_p: 0.1, messages: [{ role: 'user', content: 'hi' }] })
+      .withResponse();
+    assert.equal(mock.requests.length, before + 1);
+    const seen = mock.requests.at(-1).body;
+    assert.equal(seen.max_tokens, 321);
+    assert.equal(seen.max_completion_tokens, 321);
+    assert.equal(seen.top_k, 4);
+    assert.equal(seen.service_tier, 'priority');
+    assert.equal(seen.min_p, undefined);
+    assert.equal(seen.model, 'org/served-model');
+    assert.equal(data.model, 'compat-model');
+    assert.equal((await usageRow(response.headers.get('x-request-id'))).upstream_model, 'org/served-model');
+  });
+});
 
 describe('routing: fallback routes and circuit breaker', () => {
   const hello = { messages: [{ role: 'user', content: 'hello' }] };

@@ -245,9 +245,15 @@ impl ChatCompletionRequest {
             .unwrap_or(false)
     }
 
-    /// The output cap the client set, if any (`max_completion_tokens` wins over `max_tokens`).
+    /// The output cap per choice the client set, if any. When it sets both `max_tokens` and
+    /// `max_completion_tokens`, the smaller one: that is what the reservation covers, and the
+    /// only cap the adapters forward (a provider that honours the other field could otherwise
+    /// generate past what was reserved).
     pub fn requested_max_output(&self) -> Option<u64> {
-        self.max_completion_tokens.or(self.max_tokens)
+        match (self.max_completion_tokens, self.max_tokens) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn choices(&self) -> u64 {
@@ -339,8 +345,30 @@ mod tests {
         )
         .unwrap();
         assert!(req.is_stream() && req.wants_stream_usage());
-        assert_eq!(req.requested_max_output(), Some(20));
+        assert_eq!(req.requested_max_output(), Some(10));
         assert_eq!(req.choices(), 2);
         assert_eq!(req.last_user_text().as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn the_smaller_of_two_caps_is_the_cap() {
+        let cap = |fields: &str| {
+            let body =
+                format!(r#"{{"model":"m","messages":[{{"role":"user","content":"a"}}]{fields}}}"#);
+            ChatCompletionRequest::from_json(body.as_bytes())
+                .unwrap()
+                .requested_max_output()
+        };
+        assert_eq!(
+            cap(r#","max_completion_tokens":1,"max_tokens":8000"#),
+            Some(1)
+        );
+        assert_eq!(
+            cap(r#","max_completion_tokens":8000,"max_tokens":3"#),
+            Some(3)
+        );
+        assert_eq!(cap(r#","max_tokens":5"#), Some(5));
+        assert_eq!(cap(r#","max_completion_tokens":6"#), Some(6));
+        assert_eq!(cap(""), None);
     }
 }

@@ -95,6 +95,7 @@ fn content_blocks(
 
 /// The Messages API body for a request.
 pub fn request_body(route: &Route, req: &ChatCompletionRequest) -> Result<Value, GatewayError> {
+    mapping::check_billable(route, req)?;
     if req.choices() > 1 {
         return Err(unsupported("n", NAME, "more than one choice (`n`)"));
     }
@@ -162,10 +163,7 @@ pub fn request_body(route: &Route, req: &ChatCompletionRequest) -> Result<Value,
     if !system.is_empty() {
         body.insert("system".into(), Value::Array(system));
     }
-    let max_tokens = req
-        .requested_max_output()
-        .or(route.max_output_tokens)
-        .unwrap_or(DEFAULT_MAX_TOKENS);
+    let max_tokens = route.output_cap(req).unwrap_or(DEFAULT_MAX_TOKENS);
     body.insert("max_tokens".into(), max_tokens.into());
     if req.is_stream() {
         body.insert("stream".into(), true.into());
@@ -232,6 +230,7 @@ pub fn request_body(route: &Route, req: &ChatCompletionRequest) -> Result<Value,
     if let Some(c) = choice {
         body.insert("tool_choice".into(), c);
     }
+    mapping::copy_allowed(route, req, &mut body);
     Ok(Value::Object(body))
 }
 
@@ -289,8 +288,6 @@ struct Message {
     #[serde(default)]
     id: Option<String>,
     #[serde(default)]
-    model: Option<String>,
-    #[serde(default)]
     content: Vec<Value>,
     #[serde(default)]
     stop_reason: Option<String>,
@@ -298,7 +295,9 @@ struct Message {
     usage: Counts,
 }
 
-/// Maps `{"type":"error","error":{"type","message"}}` with the HTTP status.
+/// Maps `{"type":"error","error":{"type","message"}}` with the HTTP status. Anthropic answers
+/// an exhausted account with 400 `invalid_request_error` "Your credit balance is too low…": that
+/// is the operator's billing (as a 402), not the tenant's request.
 pub fn map_anthropic_error(status: u16, body: &[u8]) -> GatewayError {
     let value: Option<Value> = serde_json::from_slice(body).ok();
     let err = value.as_ref().and_then(|v| v.get("error"));
@@ -308,6 +307,11 @@ pub fn map_anthropic_error(status: u16, body: &[u8]) -> GatewayError {
         .map(str::to_string)
         .unwrap_or_else(|| mapping::body_text(body));
     let kind = err.and_then(|e| e.get("type")).and_then(Value::as_str);
+    let status = if message.contains("credit balance") {
+        402
+    } else {
+        status
+    };
     error_for_status(status, &message, kind.map(str::to_string), None)
 }
 
@@ -387,7 +391,6 @@ impl Adapter for AnthropicAdapter {
         let mut resp = mapping::response(
             ctx,
             msg.id.clone(),
-            msg.model.clone(),
             has_text.then_some(text),
             calls,
             finish_reason(msg.stop_reason.as_deref()),
@@ -456,9 +459,6 @@ impl AnthropicStreamDecoder {
                 let m = &v["message"];
                 if let Some(id) = m["id"].as_str() {
                     self.chunks.id = id.to_string();
-                }
-                if let Some(model) = m["model"].as_str() {
-                    self.chunks.model = model.to_string();
                 }
                 if let Ok(c) = serde_json::from_value::<Counts>(m["usage"].clone()) {
                     self.counts.update(&c);
@@ -659,7 +659,7 @@ mod tests {
         ));
         let r = AnthropicAdapter.parse_response(body, &ctx()).unwrap();
         assert_eq!(r.id, "msg_01Aq9w938a90dw8q");
-        assert_eq!(r.model, "claude-sonnet-4-5-20250929");
+        assert_eq!(r.model, ctx().model, "the public model, not the provider's");
         let c = &r.choices[0];
         assert_eq!(c.finish_reason.as_deref(), Some("tool_calls"));
         assert_eq!(
@@ -728,7 +728,11 @@ mod tests {
         let d = decode_every_way(&|| AnthropicAdapter.stream_decoder(&ctx()), transcript);
         assert_eq!(d.text, "Hel");
         assert_eq!(d.errors.len(), 1);
-        assert!(d.errors[0].retryable() && d.errors[0].message.contains("Overloaded"));
+        assert!(d.errors[0].retryable() && d.errors[0].status() == 502);
+        assert!(
+            !d.errors[0].message.contains("Overloaded"),
+            "generic, not the provider's text"
+        );
         assert!(!d.done);
 
         let mut dec = AnthropicAdapter.stream_decoder(&ctx());
@@ -750,8 +754,16 @@ mod tests {
             529,
             br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
         );
-        assert!(e.retryable() && e.status() == 502 && e.message.contains("Overloaded"));
+        assert!(e.retryable() && e.status() == 502);
+        assert_eq!(e.message, "The provider failed (HTTP 529).");
         let e = AnthropicAdapter.map_error(429, br#"{"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your per-minute rate limit"}}"#);
         assert!(e.retryable() && e.status() == 429);
+        assert!(!e.message.contains("per-minute"), "{}", e.message);
+        let e = AnthropicAdapter.map_error(400, br#"{"type":"error","error":{"type":"invalid_request_error","message":"Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits."}}"#);
+        assert!(e.retryable() && e.status() == 502 && !e.message.contains("credit balance"));
+        let e = AnthropicAdapter.map_error(401, br#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key sk-ant-api03-abc"}}"#);
+        assert!(
+            e.status() == 502 && !e.message.contains("sk-ant") && !e.message.contains("x-api-key")
+        );
     }
 }

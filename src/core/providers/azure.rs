@@ -10,10 +10,16 @@
 //! the version-less v1 API (`{base}/openai/v1/chat/completions`, model in the body).
 //!
 //! Bodies, streams and errors are OpenAI's (content-filter refusals are 400s with code
-//! `content_filter`, kept as such and never retried elsewhere).
+//! `content_filter`, kept as such and never retried elsewhere). The output cap is sent as
+//! `max_completion_tokens` (required by reasoning deployments) on API versions from
+//! `2024-09-01` on and on `v1`, as `max_tokens` on older versions, which refuse the newer field;
+//! the provider config's `output_cap_field` overrides. `data_sources` ("On Your Data") is refused
+//! unless allowed (see `openai`).
 
-use super::openai::OpenAiStreamDecoder;
-use super::openai::{base_headers, map_openai_error, openai_body, parse_openai_response};
+use super::openai::{
+    base_headers, map_openai_error, openai_body, parse_openai_response, CapField, Dialect,
+    OpenAiStreamDecoder,
+};
 use super::{join_url, Adapter, ResponseContext, Route, StreamDecoder, UpstreamRequest};
 use crate::core::error::GatewayError;
 use crate::core::openai::{ChatCompletionRequest, ChatCompletionResponse};
@@ -36,11 +42,25 @@ pub fn percent_encode(s: &str) -> String {
     out
 }
 
+/// The field of the output cap for an API version (see the module doc).
+pub fn cap_field_for_version(version: &str) -> CapField {
+    if version == "v1" || version >= "2024-09-01" {
+        CapField::MaxCompletionTokens
+    } else {
+        CapField::MaxTokens
+    }
+}
+
 /// The chat-completions URL of a route.
-pub fn azure_url(route: &Route) -> String {
-    let version = route
+/// The route's API version: the provider config's `api_version`, else [`DEFAULT_API_VERSION`].
+pub fn api_version(route: &Route) -> &str {
+    route
         .config_str("api_version")
-        .unwrap_or(DEFAULT_API_VERSION);
+        .unwrap_or(DEFAULT_API_VERSION)
+}
+
+pub fn azure_url(route: &Route) -> String {
+    let version = api_version(route);
     let base = route.base_url.trim_end_matches('/');
     let base = base.strip_suffix("/openai").unwrap_or(base);
     if version == "v1" {
@@ -75,24 +95,31 @@ impl Adapter for AzureAdapter {
         Ok(UpstreamRequest {
             url: azure_url(route),
             headers,
-            body: openai_body(route, req, None)?,
+            body: openai_body(
+                route,
+                req,
+                Dialect {
+                    stream_options: true,
+                    cap_field: CapField::of_route(route, cap_field_for_version(api_version(route))),
+                },
+            )?,
         })
     }
 
     fn parse_response(
         &self,
         body: &[u8],
-        _ctx: &ResponseContext,
+        ctx: &ResponseContext,
     ) -> Result<ChatCompletionResponse, GatewayError> {
-        parse_openai_response(body)
+        parse_openai_response(body, ctx)
     }
 
     fn forwards_plain_body(&self) -> bool {
         true
     }
 
-    fn stream_decoder(&self, _ctx: &ResponseContext) -> Box<dyn StreamDecoder> {
-        Box::new(OpenAiStreamDecoder::default())
+    fn stream_decoder(&self, ctx: &ResponseContext) -> Box<dyn StreamDecoder> {
+        Box::new(OpenAiStreamDecoder::default().for_model(&ctx.model))
     }
 
     fn map_error(&self, status: u16, body: &[u8]) -> GatewayError {
@@ -155,6 +182,43 @@ mod tests {
     }
 
     #[test]
+    fn cap_field_follows_the_api_version() {
+        let req = request(
+            br#"{"model":"m","max_tokens":50,"messages":[{"role":"user","content":"hi"}]}"#,
+        );
+        let sent = |config: Value| -> (Option<u64>, Option<u64>) {
+            let up = AzureAdapter.build_request(&route(config), &req).unwrap();
+            let b: Value = serde_json::from_slice(&up.body).unwrap();
+            (
+                b["max_completion_tokens"].as_u64(),
+                b["max_tokens"].as_u64(),
+            )
+        };
+        assert_eq!(sent(Value::Null), (Some(50), None));
+        assert_eq!(sent(json!({"api_version": "v1"})), (Some(50), None));
+        assert_eq!(
+            sent(json!({"api_version": "2024-09-01-preview"})),
+            (Some(50), None)
+        );
+        assert_eq!(sent(json!({"api_version": "2024-06-01"})), (None, Some(50)));
+        assert_eq!(
+            sent(json!({"api_version": "2024-08-01-preview"})),
+            (None, Some(50))
+        );
+        assert_eq!(
+            sent(json!({"api_version": "2024-06-01", "output_cap_field": "both"})),
+            (Some(50), Some(50))
+        );
+        // No client cap: the model's (4096 on this route).
+        let req = request(br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#);
+        let up = AzureAdapter
+            .build_request(&route(Value::Null), &req)
+            .unwrap();
+        let b: Value = serde_json::from_slice(&up.body).unwrap();
+        assert_eq!(b["max_completion_tokens"], 4096);
+    }
+
+    #[test]
     fn plain_response_with_filter_results() {
         let body = fixture(include_bytes!(
             "../../../tests/fixtures/azure/response.json"
@@ -192,7 +256,7 @@ mod tests {
         assert_eq!(e.code(), "content_filter");
         assert!(!e.retryable());
         assert!(e.message.contains("content management policy"));
-        let e = AzureAdapter.map_error(429, br#"{"error":{"code":"429","message":"Requests to the ChatCompletions_Create Operation have exceeded call rate limit"}}"#);
-        assert!(e.retryable() && e.message.contains("exceeded call rate limit"));
+        let e = AzureAdapter.map_error(429, br#"{"error":{"code":"429","message":"Requests to the ChatCompletions_Create Operation under Azure OpenAI API version 2024-10-21 have exceeded call rate limit of your current OpenAI S0 pricing tier."}}"#);
+        assert!(e.retryable() && e.status() == 429 && !e.message.contains("S0"));
     }
 }

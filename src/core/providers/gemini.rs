@@ -84,6 +84,7 @@ pub fn clean_schema(schema: &Value) -> Value {
 
 /// The `generateContent` body for a request.
 pub fn request_body(route: &Route, req: &ChatCompletionRequest) -> Result<Value, GatewayError> {
+    mapping::check_billable(route, req)?;
     let names = tool_names_by_id(&req.messages);
     let mut system = Vec::new();
     let mut contents: Vec<(&'static str, Vec<Value>)> = Vec::new();
@@ -234,7 +235,7 @@ pub fn request_body(route: &Route, req: &ChatCompletionRequest) -> Result<Value,
         ],
         &mut config,
     );
-    if let Some(cap) = req.requested_max_output() {
+    if let Some(cap) = route.output_cap(req) {
         config.insert("maxOutputTokens".into(), cap.into());
     }
     if let Some(stop) = stop_sequences(req) {
@@ -264,6 +265,7 @@ pub fn request_body(route: &Route, req: &ChatCompletionRequest) -> Result<Value,
     if let Some(safety) = route.config.get("safety_settings") {
         body.insert("safetySettings".into(), safety.clone());
     }
+    mapping::copy_allowed(route, req, &mut body);
     Ok(Value::Object(body))
 }
 
@@ -293,7 +295,9 @@ pub fn usage_of(meta: &Value) -> Option<Usage> {
     ))
 }
 
-/// Maps `{"error":{"code","message","status"}}` (also inside a one-element array).
+/// Maps `{"error":{"code","message","status"}}` (also inside a one-element array). Gemini
+/// answers a bad or expired key with 400 `INVALID_ARGUMENT` and reason `API_KEY_INVALID`: that is
+/// the gateway's credential failure (as a 401), not the tenant's request.
 pub fn map_gemini_error(status: u16, body: &[u8]) -> GatewayError {
     let value: Option<Value> = serde_json::from_slice(body).ok();
     let err = value.as_ref().and_then(|v| match v {
@@ -306,6 +310,15 @@ pub fn map_gemini_error(status: u16, body: &[u8]) -> GatewayError {
         .map(str::to_string)
         .unwrap_or_else(|| mapping::body_text(body));
     let code = err.and_then(|e| e.get("status")).and_then(Value::as_str);
+    let key_refused = err
+        .and_then(|e| e.get("details"))
+        .and_then(Value::as_array)
+        .is_some_and(|details| {
+            details
+                .iter()
+                .any(|d| d.get("reason").and_then(Value::as_str) == Some("API_KEY_INVALID"))
+        });
+    let status = if key_refused { 401 } else { status };
     error_for_status(status, &message, code.map(str::to_string), None)
 }
 
@@ -406,25 +419,17 @@ impl Adapter for GeminiAdapter {
         }
         if choices.is_empty() {
             // The prompt itself was blocked (`promptFeedback.blockReason`).
-            let mut resp = mapping::response(
-                ctx,
-                None,
-                None,
-                None,
-                Vec::new(),
-                mapping::CONTENT_FILTER,
-                None,
-            );
+            let mut resp =
+                mapping::response(ctx, None, None, Vec::new(), mapping::CONTENT_FILTER, None);
             resp.choices[0].message.content = None;
             choices = resp.choices;
         }
         let id = v["responseId"].as_str().map(str::to_string);
-        let model = v["modelVersion"].as_str().map(str::to_string);
         Ok(ChatCompletionResponse {
             id: id.unwrap_or_else(|| ctx.id.clone()),
             object: "chat.completion".into(),
             created: ctx.created,
-            model: model.unwrap_or_else(|| ctx.model.clone()),
+            model: ctx.model.clone(),
             choices,
             usage: usage_of(&v["usageMetadata"]),
             extra: Map::new(),
@@ -496,9 +501,6 @@ impl GeminiStreamDecoder {
         }
         if let Some(id) = v["responseId"].as_str() {
             self.chunks.id = id.to_string();
-        }
-        if let Some(model) = v["modelVersion"].as_str() {
-            self.chunks.model = model.to_string();
         }
         if let Some(u) = usage_of(&v["usageMetadata"]) {
             self.usage = Some(u);
@@ -664,7 +666,7 @@ mod tests {
             "../../../tests/fixtures/gemini/response_tools.json"
         ));
         let r = GeminiAdapter.parse_response(body, &ctx()).unwrap();
-        assert_eq!(r.model, "gemini-2.5-flash");
+        assert_eq!(r.model, ctx().model, "the public model, not `modelVersion`");
         assert_eq!(r.id, "abc123resp");
         let c = &r.choices[0];
         assert_eq!(c.finish_reason.as_deref(), Some("tool_calls"));
@@ -743,11 +745,13 @@ mod tests {
         assert!(!e.retryable());
         assert!(e.message.contains("Invalid JSON payload"));
         let e = GeminiAdapter.map_error(429, br#"[{"error":{"code":429,"message":"Resource has been exhausted (e.g. check quota).","status":"RESOURCE_EXHAUSTED"}}]"#);
-        assert!(e.retryable() && e.status() == 429 && e.message.contains("exhausted"));
+        assert!(e.retryable() && e.status() == 429 && !e.message.contains("exhausted"));
+        let e = GeminiAdapter.map_error(400, br#"{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID","domain":"googleapis.com"}]}}"#);
+        assert!(e.retryable() && e.status() == 502 && !e.message.contains("API key not valid"));
         let e = GeminiAdapter.map_error(503, br#"{"error":{"code":503,"message":"The model is overloaded. Please try again later.","status":"UNAVAILABLE"}}"#);
         assert!(e.retryable() && e.status() == 502);
         let mut dec = GeminiAdapter.stream_decoder(&ctx());
         let d = summarise(dec.push(b"data: {\"error\":{\"code\":500,\"message\":\"An internal error has occurred.\",\"status\":\"INTERNAL\"}}\n\n"));
-        assert!(d.errors[0].retryable() && d.errors[0].message.contains("internal error"));
+        assert!(d.errors[0].retryable() && d.errors[0].message.contains("HTTP 500"));
     }
 }

@@ -22,9 +22,10 @@
 
 use serde_json::Value;
 
-use super::mapping::{body_text, error_for_status};
+use super::mapping::{body_text, error_for_status, provider_failure};
 use super::openai::{
-    base_headers, map_openai_error, normalize_usage, openai_body, OpenAiStreamDecoder,
+    base_headers, map_openai_error, normalize_usage, openai_body, CapField, Dialect,
+    OpenAiStreamDecoder,
 };
 use super::{join_url, Adapter, ResponseContext, Route, StreamDecoder, UpstreamRequest};
 use crate::core::error::{ErrorKind, GatewayError};
@@ -71,14 +72,21 @@ impl Adapter for HuggingFaceAdapter {
         Ok(UpstreamRequest {
             url: chat_url(&route.base_url),
             headers,
-            body: openai_body(&routed, req, None)?,
+            body: openai_body(
+                &routed,
+                req,
+                Dialect {
+                    stream_options: true,
+                    cap_field: CapField::of_route(route, CapField::MaxTokens),
+                },
+            )?,
         })
     }
 
     fn parse_response(
         &self,
         body: &[u8],
-        _ctx: &ResponseContext,
+        ctx: &ResponseContext,
     ) -> Result<ChatCompletionResponse, GatewayError> {
         let invalid = |e: serde_json::Error| {
             GatewayError::new(
@@ -88,11 +96,13 @@ impl Adapter for HuggingFaceAdapter {
         };
         let mut value: Value = serde_json::from_slice(body).map_err(invalid)?;
         normalize_tgi(&mut value);
-        serde_json::from_value(value).map_err(invalid)
+        let mut resp: ChatCompletionResponse = serde_json::from_value(value).map_err(invalid)?;
+        resp.model = ctx.model.clone();
+        Ok(resp)
     }
 
-    fn stream_decoder(&self, _ctx: &ResponseContext) -> Box<dyn StreamDecoder> {
-        Box::new(OpenAiStreamDecoder::with_hooks(map_hf_error, normalize_tgi))
+    fn stream_decoder(&self, ctx: &ResponseContext) -> Box<dyn StreamDecoder> {
+        Box::new(OpenAiStreamDecoder::with_hooks(map_hf_error, normalize_tgi).for_model(&ctx.model))
     }
 
     fn map_error(&self, status: u16, body: &[u8]) -> GatewayError {
@@ -171,10 +181,7 @@ pub fn map_hf_error(status: u16, body: &[u8]) -> GatewayError {
         .and_then(|v| v.get("error_type"))
         .and_then(Value::as_str);
     match error_type {
-        Some("overloaded") => GatewayError::new(
-            ErrorKind::UpstreamRateLimited,
-            format!("The provider is overloaded: {message}"),
-        ),
+        Some("overloaded") => provider_failure(ErrorKind::UpstreamRateLimited, "is overloaded"),
         Some("validation") => {
             let status = if (400..500).contains(&status) {
                 status
@@ -183,10 +190,9 @@ pub fn map_hf_error(status: u16, body: &[u8]) -> GatewayError {
             };
             error_for_status(status, &message, Some("validation".to_string()), None)
         }
-        Some("generation") | Some("incomplete_generation") => GatewayError::new(
-            ErrorKind::UpstreamFailed,
-            format!("The provider failed while generating: {message}"),
-        ),
+        Some("generation") | Some("incomplete_generation") => {
+            provider_failure(ErrorKind::UpstreamFailed, "failed while generating")
+        }
         _ => error_for_status(status, &message, None, None),
     }
 }
@@ -307,18 +313,26 @@ mod tests {
             br#"{"error":"Model meta-llama/Llama-3.1-8B-Instruct is currently loading","estimated_time":20.0}"#,
         );
         assert_eq!(e.status(), 502);
-        assert!(e.retryable() && e.message.contains("currently loading"));
+        assert!(
+            e.retryable() && !e.message.contains("Llama"),
+            "{}",
+            e.message
+        );
         let e = map_hf_error(
             401,
-            br#"{"error":{"message":"Invalid credentials in Authorization header"}}"#,
+            br#"{"error":{"message":"Invalid credentials in Authorization header: hf_abc"}}"#,
         );
-        assert!(e.retryable() && e.message.contains("Invalid credentials"));
+        assert!(e.retryable() && !e.message.contains("hf_") && e.message.contains("HTTP 401"));
 
         let mut dec = HuggingFaceAdapter.stream_decoder(&ctx());
         let items = dec.push(b"data: {\"error\":\"Request failed during generation: CUDA out of memory\",\"error_type\":\"generation\"}\n\n");
         let d = crate::core::providers::mapping::testing::summarise(items);
         assert_eq!(d.errors.len(), 1);
-        assert!(d.errors[0].message.contains("CUDA out of memory"));
+        assert!(
+            !d.errors[0].message.contains("CUDA"),
+            "{}",
+            d.errors[0].message
+        );
         assert_eq!(d.errors[0].status(), 502);
     }
 }

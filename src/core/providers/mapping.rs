@@ -1,10 +1,11 @@
-//! Pieces shared by the adapters of native (non-OpenAI) APIs: building OpenAI chunks and
-//! responses, reading OpenAI content parts, and turning upstream HTTP failures into
-//! [`GatewayError`]s that keep the provider's message.
+//! Pieces shared by the adapters: building OpenAI chunks and responses, reading OpenAI content
+//! parts, the request-field policy (billable options refused unless allowed, operator-allowed
+//! fields copied), and turning upstream HTTP failures into [`GatewayError`]s whose text is fit for
+//! a tenant ([`error_for_status`], [`sanitize`]).
 
 use serde_json::{Map, Value};
 
-use super::ResponseContext;
+use super::{ResponseContext, Route};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::openai::{chunk::FunctionCallDelta, CompletionTokensDetails, PromptTokensDetails};
 use crate::core::openai::{
@@ -39,11 +40,10 @@ pub struct GeneratedCall {
     pub arguments: String,
 }
 
-/// Builds a one-choice plain response.
+/// Builds a one-choice plain response; it names the public model (`ctx.model`).
 pub fn response(
     ctx: &ResponseContext,
     id: Option<String>,
-    model: Option<String>,
     text: Option<String>,
     calls: Vec<GeneratedCall>,
     finish_reason: &str,
@@ -66,7 +66,7 @@ pub fn response(
         id: id.unwrap_or_else(|| ctx.id.clone()),
         object: "chat.completion".to_string(),
         created: ctx.created,
-        model: model.unwrap_or_else(|| ctx.model.clone()),
+        model: ctx.model.clone(),
         choices: vec![Choice {
             index: 0,
             message: ResponseMessage {
@@ -309,6 +309,82 @@ pub fn copy_params(
     }
 }
 
+/// Request fields that change what the provider charges or where the tenant's data goes, which
+/// the gateway does not price: priority or scale tiers (`service_tier`), audio output
+/// (`modalities`, `audio`), web search fees (`web_search_options`), predicted outputs
+/// (`prediction`, billed per rejected token), stored completions (`store`, `metadata`: tenant data
+/// kept in the operator's account), Azure "On Your Data" (`data_sources`: the resource queries
+/// search indexes with its own identity), and OpenRouter's routing (`models`, `route`, `provider`,
+/// `transforms`: another, possibly dearer, model may answer). Every adapter refuses them with a
+/// 400 unless the operator allows them on the route (`allowed_params`, [`Route::allows_param`]).
+pub const BILLABLE_PARAMS: &[&str] = &[
+    "service_tier",
+    "modalities",
+    "audio",
+    "web_search_options",
+    "prediction",
+    "store",
+    "metadata",
+    "data_sources",
+    "models",
+    "route",
+    "provider",
+    "transforms",
+];
+
+/// Whether a billable field's value asks for nothing beyond the provider's default (then it is
+/// accepted and not forwarded): null, `store: false`, `service_tier: "default"`, text-only
+/// `modalities`, empty `metadata`.
+fn is_default_value(name: &str, value: &Value) -> bool {
+    match (name, value) {
+        (_, Value::Null) => true,
+        ("store", Value::Bool(false)) => true,
+        ("service_tier", Value::String(s)) => s == "default",
+        ("modalities", Value::Array(list)) => list.iter().all(|m| m == "text"),
+        ("metadata", Value::Object(o)) => o.is_empty(),
+        _ => false,
+    }
+}
+
+/// Refuses a request that sets a [`BILLABLE_PARAMS`] field the route does not allow: a 400 with
+/// `param` naming the field and code `unsupported_parameter`.
+pub fn check_billable(
+    route: &Route,
+    req: &crate::core::openai::ChatCompletionRequest,
+) -> Result<(), GatewayError> {
+    for &name in BILLABLE_PARAMS {
+        let Some(value) = req.extra.get(name) else {
+            continue;
+        };
+        if is_default_value(name, value) || route.allows_param(name) {
+            continue;
+        }
+        return Err(GatewayError::invalid_param(
+            name,
+            format!(
+                "`{name}` is not available on this model: it changes what the provider charges or \
+                 where the request's data is kept, and this gateway has not enabled it."
+            ),
+        )
+        .with_code("unsupported_parameter"));
+    }
+    Ok(())
+}
+
+/// Copies the request fields the operator allows on the route (`allowed_params`) into a native
+/// body, unchanged and under their own names, without overwriting what the adapter set.
+pub fn copy_allowed(
+    route: &Route,
+    req: &crate::core::openai::ChatCompletionRequest,
+    into: &mut Map<String, Value>,
+) {
+    for (name, value) in &req.extra {
+        if route.allows_param(name) && !value.is_null() && !into.contains_key(name) {
+            into.insert(name.clone(), value.clone());
+        }
+    }
+}
+
 /// The `stop` parameter as a list.
 pub fn stop_sequences(req: &crate::core::openai::ChatCompletionRequest) -> Option<Vec<Value>> {
     match req.extra.get("stop")? {
@@ -347,11 +423,17 @@ pub fn body_text(body: &[u8]) -> String {
     }
 }
 
-/// Maps an upstream HTTP failure to a gateway error that keeps the provider's message.
+/// Maps an upstream HTTP failure to a gateway error.
 ///
-/// Rejections of the request itself (4xx other than auth, 404, 408 and 429) keep their status
-/// and are never retried elsewhere. Credential, routing, availability and overload failures are
-/// the gateway's problem (502/504/429) and may be retried on another route.
+/// What reaches the tenant is decided here, once for every adapter (review I1): only the
+/// provider's rejection of the request itself (a 4xx other than 401/402/403/404/408/429) keeps its
+/// status and message, [`sanitize`]d, with its `code` and `param` when they are plain
+/// identifiers, and is never retried elsewhere. Every other failure is the gateway's problem and
+/// gets a generic message that names only the provider's HTTP status: credentials (401/403),
+/// the operator's provider billing (402), routing (404, whose text names upstream models or
+/// deployments), timeouts (408 → 504), rate limits (429, whose text names the operator's
+/// organisation and limits) and server errors (5xx); all of these may be retried on another
+/// route. `detail` is the provider's own text, for the rejections only.
 pub fn error_for_status(
     status: u16,
     detail: &str,
@@ -361,32 +443,110 @@ pub fn error_for_status(
     let (kind, message) = match status {
         401 | 403 => (
             ErrorKind::UpstreamFailed,
-            format!("The provider refused the gateway's credentials (HTTP {status}): {detail}"),
+            format!("The provider refused the gateway's credentials (HTTP {status})."),
+        ),
+        402 => (
+            ErrorKind::UpstreamFailed,
+            "The provider refused the gateway's account for billing reasons (HTTP 402)."
+                .to_string(),
         ),
         404 => (
             ErrorKind::UpstreamFailed,
-            format!("The provider does not know this model or route (HTTP 404): {detail}"),
+            "The provider does not know this model or route (HTTP 404).".to_string(),
         ),
         408 => (
             ErrorKind::UpstreamTimeout,
-            format!("The provider timed out (HTTP 408): {detail}"),
+            "The provider timed out (HTTP 408).".to_string(),
         ),
         429 => (
             ErrorKind::UpstreamRateLimited,
-            format!("The provider is rate limiting requests (HTTP 429): {detail}"),
+            "The provider is rate limiting requests (HTTP 429); try again shortly.".to_string(),
         ),
-        400..=499 => (ErrorKind::UpstreamRejected(status), detail.to_string()),
+        400..=499 => (ErrorKind::UpstreamRejected(status), sanitize(detail)),
         _ => (
             ErrorKind::UpstreamFailed,
-            format!("The provider failed (HTTP {status}): {detail}"),
+            format!("The provider failed (HTTP {status})."),
         ),
     };
     let mut err = GatewayError::new(kind, message);
     if let ErrorKind::UpstreamRejected(_) = kind {
-        err.code = code;
-        err.param = param;
+        err.code = code.filter(|c| is_identifier(c));
+        err.param = param.filter(|p| is_identifier(p));
     }
     err
+}
+
+/// A provider failure that the adapter recognised (overload, a failed generation) but whose
+/// text stays with the gateway: `what` is the gateway's own words.
+pub fn provider_failure(kind: ErrorKind, what: &str) -> GatewayError {
+    GatewayError::new(kind, format!("The provider {what}."))
+}
+
+/// Longest provider message passed on to a tenant, in characters.
+const MAX_DETAIL_CHARS: usize = 500;
+
+/// Whether `s` is a short field name or error code (`context_length_exceeded`,
+/// `messages[0].content`), safe to pass on as `code` or `param`.
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'[' | b']'))
+}
+
+/// Prefixes of provider credentials and account identifiers: OpenAI keys (`sk-`, `sk-proj-`),
+/// organisations and projects (`org-`, `proj_`), Anthropic (`sk-ant-`), Hugging Face (`hf_`),
+/// Google (`AIza`), Groq (`gsk_`), xAI (`xai-`).
+const SECRET_PREFIXES: &[&str] = &[
+    "sk-", "sk_", "org-", "proj_", "proj-", "hf_", "aiza", "gsk_", "xai-",
+];
+
+/// A provider message made fit for a tenant: every word holding a URL becomes `[url]`; every
+/// word holding something that starts like a key or account id (at the start of the word or
+/// after a non-alphanumeric character), and the word after `Bearer`, become `[redacted]`; the
+/// text is cut to 500 characters.
+pub fn sanitize(text: &str) -> String {
+    /// Appends `word` or its replacement; returns whether the next word is a bearer token.
+    fn redact(word: &str, after_bearer: bool, out: &mut String) -> bool {
+        let lower = word.to_ascii_lowercase();
+        let bytes = lower.as_bytes();
+        let secret = (0..bytes.len()).any(|i| {
+            (i == 0 || !bytes[i - 1].is_ascii_alphanumeric())
+                && SECRET_PREFIXES
+                    .iter()
+                    .any(|p| bytes[i..].starts_with(p.as_bytes()))
+        });
+        if lower.contains("://") || lower.contains("www.") {
+            out.push_str("[url]");
+        } else if secret || after_bearer {
+            out.push_str("[redacted]");
+        } else {
+            out.push_str(word);
+        }
+        lower.trim_matches(|c: char| !c.is_ascii_alphanumeric()) == "bearer"
+    }
+    let text: String = text.trim().chars().take(MAX_DETAIL_CHARS).collect();
+    let mut out = String::with_capacity(text.len());
+    let mut word_start = None;
+    let mut after_bearer = false;
+    for (i, c) in text.char_indices() {
+        if c.is_whitespace() {
+            if let Some(start) = word_start.take() {
+                after_bearer = redact(&text[start..i], after_bearer, &mut out);
+            }
+            out.push(c);
+        } else if word_start.is_none() {
+            word_start = Some(i);
+        }
+    }
+    if let Some(start) = word_start {
+        redact(&text[start..], after_bearer, &mut out);
+    }
+    if out.is_empty() {
+        "The provider rejected the request.".to_string()
+    } else {
+        out
+    }
 }
 
 /// A stream event the adapter could not understand.
@@ -457,7 +617,7 @@ pub(crate) mod testing {
         ResponseContext {
             id: "chatcmpl-req_test".to_string(),
             created: 1_700_000_000,
-            model: "upstream-model".to_string(),
+            model: "public-model".to_string(),
         }
     }
 
@@ -574,6 +734,41 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sanitize_redacts_keys_ids_and_urls_and_never_panics() {
+        assert_eq!(
+            sanitize("  Invalid value for 'temperature': 3 is greater than 2.  "),
+            "Invalid value for 'temperature': 3 is greater than 2."
+        );
+        assert_eq!(
+            sanitize(
+                "ключ=sk-proj-ab12 ünï «org-9x» AIzaSyXX http://10.0.0.1:8080/x www.corp.example"
+            ),
+            "[redacted] ünï [redacted] [redacted] [url] [url]"
+        );
+        assert_eq!(
+            sanitize("task-based risk-free ask-me"),
+            "task-based risk-free ask-me"
+        );
+        assert_eq!(
+            sanitize("Authorization: Bearer abc.def"),
+            "Authorization: Bearer [redacted]"
+        );
+        assert_eq!(sanitize(" \n "), "The provider rejected the request.");
+        assert_eq!(sanitize(&"é".repeat(2000)).chars().count(), 500);
+        let e = error_for_status(
+            400,
+            "bad sk-123",
+            Some("x\"y".into()),
+            Some("messages[0].content".into()),
+        );
+        assert_eq!(e.message, "bad [redacted]");
+        assert_eq!(
+            (e.code.as_deref(), e.param.as_deref()),
+            (None, Some("messages[0].content"))
+        );
+    }
 
     #[test]
     fn copy_params_renames_what_the_request_sets() {

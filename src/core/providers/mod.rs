@@ -114,7 +114,8 @@ pub struct Route {
     /// The upstream key, read from the Worker secret the provider names.
     pub api_key: Option<String>,
     pub upstream_model: String,
-    /// The model's output cap, for APIs that require one (Anthropic's `max_tokens`).
+    /// The model's `max_output_tokens`: the output cap per choice the reservation covers when
+    /// the client sets none, and therefore the cap every adapter sends then ([`Route::output_cap`]).
     pub max_output_tokens: Option<u64>,
     /// The provider's adapter-specific JSON (`providers.config`), `Null` when unset.
     pub config: Value,
@@ -149,6 +150,23 @@ impl Route {
     pub fn config_str(&self, name: &str) -> Option<&str> {
         self.config.get(name).and_then(Value::as_str)
     }
+
+    /// The output cap per choice to send upstream: the client's (the smaller of `max_tokens` and
+    /// `max_completion_tokens` when it sets both), else the model's `max_output_tokens`. This is
+    /// exactly the cover of the reservation (edge/chat.rs), so a provider can never be asked for
+    /// more output than was reserved. `None` only for a route built without a model cap.
+    pub fn output_cap(&self, req: &ChatCompletionRequest) -> Option<u64> {
+        req.requested_max_output().or(self.max_output_tokens)
+    }
+
+    /// Whether the operator lets request field `name` through on this route: the provider
+    /// config's `allowed_params` list (e.g. `{"allowed_params": ["service_tier", "top_k"]}`).
+    pub fn allows_param(&self, name: &str) -> bool {
+        self.config
+            .get("allowed_params")
+            .and_then(Value::as_array)
+            .is_some_and(|list| list.iter().any(|v| v.as_str() == Some(name)))
+    }
 }
 
 /// What the gateway knows about a response that native APIs do not send in OpenAI's shape.
@@ -158,7 +176,8 @@ pub struct ResponseContext {
     pub id: String,
     /// Unix seconds.
     pub created: u64,
-    /// The upstream model, when the provider does not name one.
+    /// The public model name (the model the client asked for): every response and chunk shows
+    /// it, never the upstream model or deployment.
     pub model: String,
 }
 
@@ -219,8 +238,9 @@ pub trait Adapter: Sync {
     /// A decoder for a successful streamed response.
     fn stream_decoder(&self, ctx: &ResponseContext) -> Box<dyn StreamDecoder>;
 
-    /// Maps a non-2xx upstream response to an OpenAI-shaped error that keeps the provider's
-    /// message.
+    /// Maps a non-2xx upstream response to an OpenAI-shaped error. Only the provider's own
+    /// rejections of the request (4xx other than 401/402/403/404/408/429) keep its message,
+    /// sanitized; every other failure gets a generic message ([`mapping::error_for_status`]).
     fn map_error(&self, status: u16, body: &[u8]) -> GatewayError;
 }
 
@@ -273,6 +293,148 @@ mod tests {
             Some(ProviderKind::OpenAi)
         );
         assert_eq!(ProviderKind::parse("nope"), None);
+    }
+
+    fn adapter_route(kind: ProviderKind, base_url: &str, config: serde_json::Value) -> Route {
+        Route {
+            provider: "p".into(),
+            kind,
+            base_url: base_url.into(),
+            api_key: Some("k".into()),
+            upstream_model: "up-model".into(),
+            max_output_tokens: Some(777),
+            config,
+        }
+    }
+
+    /// Every kind that calls a provider, with a base URL of each OpenAI dialect.
+    fn every_adapter(config: serde_json::Value) -> Vec<Route> {
+        [
+            (ProviderKind::OpenAi, "http://127.0.0.1:9/v1"),
+            (ProviderKind::OpenAi, "https://api.openai.com/v1"),
+            (ProviderKind::OpenAi, "https://api.deepseek.com/v1"),
+            (ProviderKind::OpenAi, "https://api.mistral.ai/v1"),
+            (ProviderKind::OpenAi, "https://api.groq.com/openai/v1"),
+            (ProviderKind::OpenAi, "https://openrouter.ai/api/v1"),
+            (ProviderKind::Azure, "https://r.openai.azure.com"),
+            (ProviderKind::HuggingFace, huggingface::ROUTER_BASE_URL),
+            (ProviderKind::Anthropic, anthropic::DEFAULT_BASE_URL),
+            (ProviderKind::Gemini, gemini::DEFAULT_BASE_URL),
+            (ProviderKind::Ollama, ollama::DEFAULT_BASE_URL),
+        ]
+        .into_iter()
+        .map(|(kind, base)| adapter_route(kind, base, config.clone()))
+        .collect()
+    }
+
+    /// Every output cap an upstream body carries, in whichever field its API reads.
+    fn caps_sent(body: &[u8]) -> Vec<u64> {
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        [
+            &v["max_tokens"],
+            &v["max_completion_tokens"],
+            &v["generationConfig"]["maxOutputTokens"],
+            &v["options"]["num_predict"],
+        ]
+        .into_iter()
+        .filter_map(serde_json::Value::as_u64)
+        .collect()
+    }
+
+    fn chat(extra: &str) -> ChatCompletionRequest {
+        ChatCompletionRequest::from_json(
+            format!(r#"{{"model":"m","messages":[{{"role":"user","content":"hi"}}]{extra}}}"#)
+                .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn every_adapter_sends_the_reserved_cap_when_the_client_sets_none() {
+        for stream in ["", r#","stream":true"#] {
+            let req = chat(stream);
+            for route in every_adapter(serde_json::Value::Null) {
+                let up = route.kind.adapter().build_request(&route, &req).unwrap();
+                let caps = caps_sent(&up.body);
+                assert!(!caps.is_empty(), "{} sends no cap", route.base_url);
+                assert!(
+                    caps.iter().all(|&c| c == 777),
+                    "{}: {caps:?}",
+                    route.base_url
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn with_two_client_caps_only_the_smaller_is_sent() {
+        for fields in [
+            r#","max_completion_tokens":1,"max_tokens":8000"#,
+            r#","max_completion_tokens":8000,"max_tokens":1"#,
+        ] {
+            let req = chat(fields);
+            assert_eq!(req.requested_max_output(), Some(1));
+            for route in every_adapter(serde_json::Value::Null) {
+                let up = route.kind.adapter().build_request(&route, &req).unwrap();
+                let caps = caps_sent(&up.body);
+                assert!(!caps.is_empty(), "{}", route.base_url);
+                assert!(caps.iter().all(|&c| c == 1), "{}: {caps:?}", route.base_url);
+            }
+        }
+    }
+
+    #[test]
+    fn every_adapter_refuses_billable_options_unless_allowed() {
+        for (field, value) in [
+            ("service_tier", r#""priority""#),
+            ("modalities", r#"["text","audio"]"#),
+            ("audio", r#"{"voice":"alloy","format":"wav"}"#),
+            ("web_search_options", "{}"),
+            ("prediction", r#"{"type":"content","content":"x"}"#),
+            ("store", "true"),
+            ("metadata", r#"{"a":"b"}"#),
+            ("data_sources", "[]"),
+            ("models", r#"["a","b"]"#),
+            ("route", r#""fallback""#),
+            ("provider", r#"{"order":["x"]}"#),
+            ("transforms", r#"["middle-out"]"#),
+        ] {
+            let req = chat(&format!(r#","{field}":{value}"#));
+            for route in every_adapter(serde_json::Value::Null) {
+                let err = route
+                    .kind
+                    .adapter()
+                    .build_request(&route, &req)
+                    .unwrap_err();
+                assert_eq!(err.status(), 400, "{field} on {}", route.base_url);
+                assert_eq!(err.param.as_deref(), Some(field));
+                assert_eq!(err.code(), "unsupported_parameter");
+                let body: serde_json::Value = serde_json::from_str(&err.to_json()).unwrap();
+                assert_eq!(body["error"]["type"], "invalid_request_error");
+            }
+            let allowed = serde_json::json!({ "allowed_params": [field] });
+            for route in every_adapter(allowed) {
+                let up = route.kind.adapter().build_request(&route, &req).unwrap();
+                let body: serde_json::Value = serde_json::from_slice(&up.body).unwrap();
+                let sent: serde_json::Value = serde_json::from_str(value).unwrap();
+                assert_eq!(body[field], sent, "{field} allowed on {}", route.base_url);
+            }
+        }
+        // Values that ask for nothing beyond the default are accepted, and not sent.
+        let req = chat(
+            r#","store":false,"service_tier":"default","modalities":["text"],"metadata":{},"audio":null"#,
+        );
+        for route in every_adapter(serde_json::Value::Null) {
+            let up = route.kind.adapter().build_request(&route, &req).unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&up.body).unwrap();
+            for field in mapping::BILLABLE_PARAMS {
+                assert!(
+                    body.get(field).is_none(),
+                    "{field} sent to {}",
+                    route.base_url
+                );
+            }
+        }
     }
 
     #[test]

@@ -97,6 +97,7 @@ fn message_json(req: &ChatCompletionRequest) -> Result<Vec<Value>, GatewayError>
 
 /// The `/api/chat` body for a request.
 pub fn request_body(route: &Route, req: &ChatCompletionRequest) -> Result<Value, GatewayError> {
+    mapping::check_billable(route, req)?;
     if req.choices() > 1 {
         return Err(unsupported("n", NAME, "more than one choice (`n`)"));
     }
@@ -122,7 +123,7 @@ pub fn request_body(route: &Route, req: &ChatCompletionRequest) -> Result<Value,
         ],
         &mut options,
     );
-    if let Some(cap) = req.requested_max_output() {
+    if let Some(cap) = route.output_cap(req) {
         options.insert("num_predict".into(), cap.into());
     }
     if let Some(stop) = stop_sequences(req) {
@@ -151,6 +152,7 @@ pub fn request_body(route: &Route, req: &ChatCompletionRequest) -> Result<Value,
     if let Some(keep_alive) = route.config.get("keep_alive") {
         body.insert("keep_alive".into(), keep_alive.clone());
     }
+    mapping::copy_allowed(route, req, &mut body);
     Ok(Value::Object(body))
 }
 
@@ -180,8 +182,6 @@ struct OllamaFunction {
 
 #[derive(Debug, Deserialize)]
 struct OllamaChat {
-    #[serde(default)]
-    model: Option<String>,
     #[serde(default)]
     message: OllamaMessage,
     #[serde(default)]
@@ -273,7 +273,6 @@ impl Adapter for OllamaAdapter {
         let mut resp = mapping::response(
             ctx,
             None,
-            chat.model.clone(),
             Some(chat.message.content.clone()),
             calls,
             finish,
@@ -345,9 +344,6 @@ impl OllamaStreamDecoder {
             let body = json!({ "error": err }).to_string();
             out.push(StreamItem::Error(map_ollama_error(500, body.as_bytes())));
             return;
-        }
-        if let Some(model) = chat.model.as_ref().filter(|m| !m.is_empty()) {
-            self.chunks.model = model.clone();
         }
         let chunk = |c| StreamItem::Chunk {
             chunk: c,
@@ -473,7 +469,7 @@ mod tests {
             "../../../tests/fixtures/ollama/response_tools.json"
         ));
         let r = OllamaAdapter.parse_response(body, &ctx()).unwrap();
-        assert_eq!(r.model, "llama3.2");
+        assert_eq!(r.model, ctx().model, "the public model, not Ollama's");
         assert_eq!(r.id, "chatcmpl-req_test");
         let c = &r.choices[0];
         assert_eq!(c.finish_reason.as_deref(), Some("tool_calls"));
@@ -526,9 +522,14 @@ mod tests {
             "../../../tests/fixtures/ollama/error_not_found.json"
         ));
         let e = OllamaAdapter.map_error(404, body);
-        assert!(e.retryable() && e.message.contains("try pulling it first"));
+        assert!(
+            e.retryable() && !e.message.contains("llama"),
+            "{}",
+            e.message
+        );
         let e = OllamaAdapter.map_error(400, br#"{"error":"invalid options"}"#);
         assert_eq!(e.status(), 400);
+        assert_eq!(e.message, "invalid options");
         assert!(!e.retryable());
         let mut dec = OllamaAdapter.stream_decoder(&ctx());
         let mut items = dec.push(b"{\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"Hi\"},\"done\":false}\n{\"error\":\"an error was encountered while running the model\"}\n");
@@ -536,7 +537,7 @@ mod tests {
         let d = crate::core::providers::mapping::testing::summarise(items);
         assert_eq!(d.text, "Hi");
         assert_eq!(d.errors.len(), 1);
-        assert!(d.errors[0].message.contains("while running the model"));
+        assert!(d.errors[0].retryable() && !d.errors[0].message.contains("running the model"));
         // A stream that stops without `done: true` is an error.
         let mut dec = OllamaAdapter.stream_decoder(&ctx());
         let mut items = dec.push(b"{\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"Hi\"},\"done\":false}");

@@ -7,14 +7,28 @@
 //! forwarded with their original bytes unless their usage needs normalising.
 //!
 //! Known OpenAI-compatible services are recognised by the host of the base URL ([`PRESETS`]) and
-//! get their documented differences applied: DeepSeek and Mistral take `max_tokens` (not
-//! `max_completion_tokens`); Mistral rejects `stream_options` (it reports usage in the last chunk
-//! anyway); DeepSeek reports cache hits as `prompt_cache_hit_tokens`; Groq has reported stream
-//! usage under `x_groq.usage`. Each is mapped to OpenAI's shape.
+//! get their documented differences applied: DeepSeek, Mistral, DashScope and OpenRouter take
+//! `max_tokens` (not `max_completion_tokens`); Mistral rejects `stream_options` (it reports usage
+//! in the last chunk anyway); DeepSeek reports cache hits as `prompt_cache_hit_tokens`; Groq has
+//! reported stream usage under `x_groq.usage`. Each is mapped to OpenAI's shape.
+//!
+//! **What is forwarded.** The body is rebuilt from the parsed request, never the client's bytes:
+//! the typed fields, the standard Chat Completions options of [`FORWARDED_PARAMS`], and the
+//! fields the operator lists in the provider config's `allowed_params`. The billable options of
+//! [`super::mapping::BILLABLE_PARAMS`] are refused (400) unless allowed; any other field is dropped.
+//! **The output cap is always sent** ([`Route::output_cap`]: the client's, else the model's
+//! `max_output_tokens`, which is what the reservation covers), in the field the server honours
+//! ([`CapField`]): `max_completion_tokens` for OpenAI and Groq, `max_tokens` for the presets that
+//! document only it, and both (same value) for an unknown compatible server, which may honour
+//! either. The provider config's `output_cap_field` overrides the choice.
+//!
+//! **Model names.** Responses and stream chunks name the public model (the [`ResponseContext`]
+//! model), never the upstream model or deployment: plain bodies and chunks keep their bytes
+//! except for that one value ([`with_model`]).
 
 use serde_json::{Map, Value};
 
-use super::mapping::error_for_status;
+use super::mapping::{check_billable, error_for_status};
 use super::{
     join_url, Adapter, ResponseContext, Route, StreamDecoder, StreamItem, UpstreamRequest,
 };
@@ -37,47 +51,119 @@ pub struct Preset {
     pub hosts: &'static [&'static str],
     /// Whether the service accepts `stream_options`.
     pub stream_options: bool,
-    /// Whether the output cap must be sent as `max_tokens`.
-    pub legacy_max_tokens: bool,
+    /// The field the service reads the output cap from.
+    pub cap_field: CapField,
+}
+
+/// Where an OpenAI-compatible server reads the output cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapField {
+    /// `max_completion_tokens` (OpenAI's field; its reasoning models refuse `max_tokens`).
+    MaxCompletionTokens,
+    /// `max_tokens`, the older field most compatible servers know.
+    MaxTokens,
+    /// Both, with the same value: for servers that may honour either.
+    Both,
+}
+
+impl CapField {
+    /// The provider config's `output_cap_field` value: `max_completion_tokens`, `max_tokens`
+    /// or `both`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "max_completion_tokens" => Some(CapField::MaxCompletionTokens),
+            "max_tokens" => Some(CapField::MaxTokens),
+            "both" => Some(CapField::Both),
+            _ => None,
+        }
+    }
+
+    /// The route's cap field: its config's `output_cap_field` when valid, else `default`.
+    pub fn of_route(route: &Route, default: CapField) -> CapField {
+        route
+            .config_str("output_cap_field")
+            .and_then(CapField::parse)
+            .unwrap_or(default)
+    }
+}
+
+/// Standard Chat Completions options (OpenAI API reference) forwarded as the client sent them,
+/// besides the typed fields (`model`, `messages`, `stream`, `stream_options`, `n`, `tools` and the
+/// output cap). None of them changes the price of a token or where data is kept.
+pub const FORWARDED_PARAMS: &[&str] = &[
+    "temperature",
+    "top_p",
+    "stop",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "seed",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "user",
+    "safety_identifier",
+    "prompt_cache_key",
+    "reasoning_effort",
+    "verbosity",
+    "functions",
+    "function_call",
+];
+
+/// How an OpenAI-compatible body is shaped for one server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dialect {
+    /// Whether the server accepts `stream_options`.
+    pub stream_options: bool,
+    pub cap_field: CapField,
 }
 
 /// Known OpenAI-compatible services (keep in sync with each provider's API reference; the README
 /// lists them).
 pub const PRESETS: &[Preset] = &[
     Preset {
+        name: "openai",
+        base_url: "https://api.openai.com/v1",
+        hosts: &["api.openai.com"],
+        stream_options: true,
+        cap_field: CapField::MaxCompletionTokens,
+    },
+    Preset {
         name: "deepseek",
         base_url: "https://api.deepseek.com/v1",
         hosts: &["api.deepseek.com"],
         stream_options: true,
-        legacy_max_tokens: true,
+        cap_field: CapField::MaxTokens,
     },
     Preset {
         name: "mistral",
         base_url: "https://api.mistral.ai/v1",
         hosts: &["api.mistral.ai"],
         stream_options: false,
-        legacy_max_tokens: true,
+        cap_field: CapField::MaxTokens,
     },
     Preset {
         name: "groq",
         base_url: "https://api.groq.com/openai/v1",
         hosts: &["api.groq.com"],
         stream_options: true,
-        legacy_max_tokens: false,
+        cap_field: CapField::MaxCompletionTokens,
     },
     Preset {
         name: "openrouter",
         base_url: "https://openrouter.ai/api/v1",
         hosts: &["openrouter.ai"],
         stream_options: true,
-        legacy_max_tokens: false,
+        cap_field: CapField::MaxTokens,
     },
     Preset {
         name: "dashscope",
         base_url: "https://dashscope-intl.aliyuncs.com/compatible-mode/v1",
         hosts: &["dashscope-intl.aliyuncs.com", "dashscope.aliyuncs.com"],
         stream_options: true,
-        legacy_max_tokens: true,
+        cap_field: CapField::MaxTokens,
     },
 ];
 
@@ -87,19 +173,18 @@ pub fn preset_by_name(name: &str) -> Option<&'static Preset> {
     PRESETS.iter().find(|p| p.name == name)
 }
 
-/// The host of a URL, lowercased, without port or credentials.
+/// The host of a URL (WHATWG parsing, as the runtime's `fetch` does), lowercased, without port,
+/// credentials or IPv6 brackets; empty when the URL does not parse or has no host.
 pub fn url_host(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit('@').next().unwrap_or("");
-    let host = if host.starts_with('[') {
-        host.split(']')
-            .next()
-            .map_or("", |h| h.trim_start_matches('['))
-    } else {
-        host.split(':').next().unwrap_or("")
-    };
-    host.to_ascii_lowercase()
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| {
+            u.host().map(|h| match h {
+                url::Host::Ipv6(ip) => ip.to_string(),
+                other => other.to_string(),
+            })
+        })
+        .unwrap_or_default()
 }
 
 /// The preset whose host serves `base_url`, if any.
@@ -108,17 +193,42 @@ pub fn preset_for_url(base_url: &str) -> Option<&'static Preset> {
     PRESETS.iter().find(|p| p.hosts.contains(&host.as_str()))
 }
 
-/// The OpenAI-shaped body for `route`: model replaced, stream usage requested, preset
-/// differences applied.
+/// The dialect of an `openai` route: its preset's, else `stream_options` and both cap fields
+/// (an unknown compatible server may honour either field); `output_cap_field` overrides.
+pub fn dialect_for(route: &Route) -> Dialect {
+    let preset = preset_for_url(&route.base_url);
+    Dialect {
+        stream_options: preset.is_none_or(|p| p.stream_options),
+        cap_field: CapField::of_route(route, preset.map_or(CapField::Both, |p| p.cap_field)),
+    }
+}
+
+/// The OpenAI-shaped body for `route`: billable options refused unless allowed, only known or
+/// allowed fields kept, model replaced, the output cap always set in the dialect's field(s),
+/// stream usage requested.
 pub fn openai_body(
     route: &Route,
     req: &ChatCompletionRequest,
-    preset: Option<&Preset>,
+    dialect: Dialect,
 ) -> Result<Vec<u8>, GatewayError> {
+    check_billable(route, req)?;
     let mut upstream = req.clone();
     upstream.model = route.upstream_model.clone();
-    let stream_options = preset.is_none_or(|p| p.stream_options);
-    if upstream.is_stream() && stream_options {
+    upstream
+        .extra
+        .retain(|name, _| FORWARDED_PARAMS.contains(&name.as_str()) || route.allows_param(name));
+    let cap = route.output_cap(req);
+    upstream.max_tokens = None;
+    upstream.max_completion_tokens = None;
+    if let Some(cap) = cap {
+        if dialect.cap_field != CapField::MaxTokens {
+            upstream.max_completion_tokens = Some(cap);
+        }
+        if dialect.cap_field != CapField::MaxCompletionTokens {
+            upstream.max_tokens = Some(cap);
+        }
+    }
+    if upstream.is_stream() && dialect.stream_options {
         let opts = upstream
             .stream_options
             .get_or_insert_with(|| StreamOptions {
@@ -127,13 +237,8 @@ pub fn openai_body(
             });
         opts.include_usage = Some(true);
     }
-    if !stream_options {
+    if !dialect.stream_options {
         upstream.stream_options = None;
-    }
-    if preset.is_some_and(|p| p.legacy_max_tokens) {
-        if let Some(cap) = upstream.max_completion_tokens.take() {
-            upstream.max_tokens = Some(cap);
-        }
     }
     serde_json::to_vec(&upstream)
         .map_err(|e| GatewayError::internal(format!("cannot encode upstream request: {e}")))
@@ -162,7 +267,7 @@ impl Adapter for OpenAiAdapter {
         route: &Route,
         req: &ChatCompletionRequest,
     ) -> Result<UpstreamRequest, GatewayError> {
-        let body = openai_body(route, req, preset_for_url(&route.base_url))?;
+        let body = openai_body(route, req, dialect_for(route))?;
         let mut headers = base_headers(route, req.is_stream());
         if let Some(key) = &route.api_key {
             headers.push(("authorization".to_string(), format!("Bearer {key}")));
@@ -177,17 +282,17 @@ impl Adapter for OpenAiAdapter {
     fn parse_response(
         &self,
         body: &[u8],
-        _ctx: &ResponseContext,
+        ctx: &ResponseContext,
     ) -> Result<ChatCompletionResponse, GatewayError> {
-        parse_openai_response(body)
+        parse_openai_response(body, ctx)
     }
 
     fn forwards_plain_body(&self) -> bool {
         true
     }
 
-    fn stream_decoder(&self, _ctx: &ResponseContext) -> Box<dyn StreamDecoder> {
-        Box::new(OpenAiStreamDecoder::default())
+    fn stream_decoder(&self, ctx: &ResponseContext) -> Box<dyn StreamDecoder> {
+        Box::new(OpenAiStreamDecoder::default().for_model(&ctx.model))
     }
 
     fn map_error(&self, status: u16, body: &[u8]) -> GatewayError {
@@ -195,8 +300,98 @@ impl Adapter for OpenAiAdapter {
     }
 }
 
+/// `json` (a JSON object, or an SSE event whose data is one) with the string value of its
+/// top-level `model` member replaced by `model`; every other byte is kept. `None` when there is
+/// no such member (then the caller re-encodes).
+///
+/// A hand-written scan rather than parse-and-reserialize: forwarded bodies and stream events stay
+/// byte-identical to the provider's (field order, number formatting, unknown fields), and the hot
+/// path costs one pass over the bytes. The scan tracks strings (with escapes) and nesting depth,
+/// so a `"model"` inside content or a nested object is never touched.
+pub fn with_model(json: &[u8], model: &str) -> Option<Vec<u8>> {
+    let (start, end) = top_level_model(json)?;
+    let encoded = serde_json::to_string(model).ok()?;
+    let mut out = Vec::with_capacity(json.len() + encoded.len());
+    out.extend_from_slice(json.get(..start)?);
+    out.extend_from_slice(encoded.as_bytes());
+    out.extend_from_slice(json.get(end..)?);
+    Some(out)
+}
+
+/// The byte span (quotes included) of the string value of the first JSON object's top-level
+/// `model` member.
+fn top_level_model(json: &[u8]) -> Option<(usize, usize)> {
+    /// The index of the quote closing the string that opens at `start`.
+    fn string_end(json: &[u8], start: usize) -> Option<usize> {
+        let mut i = start + 1;
+        while i < json.len() {
+            match json[i] {
+                b'\\' => i += 2,
+                b'"' => return Some(i),
+                _ => i += 1,
+            }
+        }
+        None
+    }
+    let mut i = json.iter().position(|&b| b == b'{')? + 1;
+    let mut depth = 1usize;
+    let mut expect_key = true;
+    let mut after_model_key = false;
+    while i < json.len() {
+        match json[i] {
+            b'"' => {
+                let end = string_end(json, i)?;
+                if depth == 1 {
+                    if expect_key {
+                        after_model_key = &json[i + 1..end] == b"model";
+                        expect_key = false;
+                    } else if after_model_key {
+                        return Some((i, end + 1));
+                    }
+                }
+                i = end + 1;
+                continue;
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                after_model_key = false;
+            }
+            b'}' | b']' => {
+                depth -= 1;
+                if depth == 0 {
+                    return None;
+                }
+            }
+            b',' if depth == 1 => {
+                expect_key = true;
+                after_model_key = false;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// A forwarded plain body as the client gets it: the provider's bytes with `model` showing the
+/// public model name (unchanged when it already does or names none).
+pub fn public_body(body: Vec<u8>, model: &str) -> Vec<u8> {
+    match top_level_model(&body) {
+        Some((start, end))
+            if serde_json::from_slice::<String>(&body[start..end]).is_ok_and(|m| m != model) =>
+        {
+            with_model(&body, model).unwrap_or(body)
+        }
+        _ => body,
+    }
+}
+
 /// Parses an OpenAI chat completion, normalising provider-specific usage fields.
-pub fn parse_openai_response(body: &[u8]) -> Result<ChatCompletionResponse, GatewayError> {
+/// The response names the public model (`ctx.model`).
+pub fn parse_openai_response(
+    body: &[u8],
+    ctx: &ResponseContext,
+) -> Result<ChatCompletionResponse, GatewayError> {
     let invalid = |e: serde_json::Error| {
         GatewayError::new(
             ErrorKind::UpstreamFailed,
@@ -205,7 +400,9 @@ pub fn parse_openai_response(body: &[u8]) -> Result<ChatCompletionResponse, Gate
     };
     let mut value: Value = serde_json::from_slice(body).map_err(invalid)?;
     normalize_usage(&mut value);
-    serde_json::from_value(value).map_err(invalid)
+    let mut resp: ChatCompletionResponse = serde_json::from_value(value).map_err(invalid)?;
+    resp.model = ctx.model.clone();
+    Ok(resp)
 }
 
 /// Rewrites provider-specific usage fields into OpenAI's; returns whether anything changed.
@@ -292,6 +489,8 @@ pub struct OpenAiStreamDecoder {
     map_error: fn(u16, &[u8]) -> GatewayError,
     /// Rewrites a chunk into OpenAI's shape; returns whether it changed anything.
     normalize: fn(&mut Value) -> bool,
+    /// The public model name every chunk shows, when set ([`OpenAiStreamDecoder::for_model`]).
+    model: Option<String>,
 }
 
 impl Default for OpenAiStreamDecoder {
@@ -311,7 +510,15 @@ impl OpenAiStreamDecoder {
             sse: SseParser::new(),
             map_error,
             normalize,
+            model: None,
         }
+    }
+
+    /// Chunks name `model` (the public model) instead of the upstream's model or deployment;
+    /// their bytes are otherwise forwarded unchanged.
+    pub fn for_model(mut self, model: &str) -> Self {
+        self.model = Some(model.to_string());
+        self
     }
 
     fn decode(&self, event: crate::core::sse::SseEvent) -> StreamItem {
@@ -338,11 +545,16 @@ impl OpenAiStreamDecoder {
             return StreamItem::Error((self.map_error)(500, data.as_bytes()));
         }
         let changed = (self.normalize)(&mut value);
+        let mut raw = (!changed).then_some(event.raw);
+        if let Some(public) = &self.model {
+            let shown = value.get("model").and_then(Value::as_str);
+            if shown.is_some_and(|m| m != public) {
+                raw = raw.and_then(|bytes| with_model(&bytes, public));
+                value["model"] = Value::String(public.clone());
+            }
+        }
         match serde_json::from_value::<ChatCompletionChunk>(value) {
-            Ok(chunk) => StreamItem::Chunk {
-                chunk,
-                raw: (!changed).then_some(event.raw),
-            },
+            Ok(chunk) => StreamItem::Chunk { chunk, raw },
             Err(e) => StreamItem::Error(GatewayError::new(
                 ErrorKind::UpstreamFailed,
                 format!("The provider sent an invalid stream chunk: {e}"),
@@ -423,7 +635,7 @@ mod tests {
     }
 
     #[test]
-    fn errors_keep_the_provider_message() {
+    fn request_errors_keep_the_provider_message() {
         let body = br#"{"error":{"message":"This model's maximum context length is 8192 tokens","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#;
         let e = map_openai_error(400, body);
         assert_eq!(e.status(), 400);
@@ -431,17 +643,60 @@ mod tests {
         assert_eq!(e.param.as_deref(), Some("messages"));
         assert!(!e.retryable());
         assert!(e.message.contains("maximum context length"));
+    }
 
-        let e = map_openai_error(503, b"<html>bad gateway</html>");
-        assert_eq!(e.status(), 502);
-        assert!(e.retryable());
-        assert!(e.message.contains("bad gateway"));
+    #[test]
+    fn provider_failures_keep_their_text_to_the_gateway() {
+        let cases: [(u16, &[u8], u16); 6] = [
+            (401, br#"{"error":{"message":"Incorrect API key provided: sk-proj-abcd****wxyz. You can find your API key at https://platform.openai.com/account/api-keys.","type":"invalid_request_error","code":"invalid_api_key"}}"#, 502),
+            (403, br#"{"error":{"message":"Project proj_Abc123 does not have access to model gpt-x","code":"model_not_found"}}"#, 502),
+            (402, br#"{"error":{"message":"Insufficient credits on org-XyZ987. Add more at https://openrouter.ai/settings/credits"}}"#, 502),
+            (429, br#"{"error":{"message":"Rate limit reached for gpt-4o in organization org-XyZ987 on tokens per min (TPM): Limit 30000, Used 29000","type":"tokens","code":"rate_limit_exceeded"}}"#, 429),
+            (503, b"<html>bad gateway at internal-lb.corp.example:8443</html>", 502),
+            (404, br#"{"error":{"message":"The model `gpt4o-prod-eastus` does not exist"}}"#, 502),
+        ];
+        for (status, body, client_status) in cases {
+            let e = map_openai_error(status, body);
+            assert_eq!(e.status(), client_status, "{status}");
+            assert!(e.retryable(), "{status}");
+            assert!(
+                e.message.contains(&format!("HTTP {status}")),
+                "{}",
+                e.message
+            );
+            for leak in [
+                "sk-",
+                "org-",
+                "proj_",
+                "http",
+                "Incorrect",
+                "internal-lb",
+                "TPM",
+                "gpt4o-prod",
+                "gpt-x",
+            ] {
+                assert!(
+                    !e.message.contains(leak),
+                    "{status} leaks {leak}: {}",
+                    e.message
+                );
+            }
+            assert!(e.code.is_none() && e.param.is_none(), "{status}");
+        }
+    }
 
-        let e = map_openai_error(401, br#"{"error":{"message":"Incorrect API key"}}"#);
-        assert_eq!(e.status(), 502);
-        let e = map_openai_error(429, b"");
-        assert_eq!(e.status(), 429);
-        assert!(e.retryable());
+    #[test]
+    fn rejections_are_sanitized() {
+        let e = map_openai_error(
+            400,
+            br#"{"error":{"message":"Invalid key sk-abc123 for org-1; see https://x.example/docs or (Bearer tok_9)","param":"x; drop","code":"bad code!"}}"#,
+        );
+        assert_eq!(e.status(), 400);
+        assert_eq!(
+            e.message,
+            "Invalid key [redacted] for [redacted] see [url] or (Bearer [redacted]"
+        );
+        assert!(e.param.is_none() && e.code.is_none());
     }
 
     #[test]
@@ -483,7 +738,9 @@ mod tests {
         let mut d = OpenAiStreamDecoder::default();
         let items =
             d.push(b"data: {\"error\":{\"message\":\"overloaded\"}}\n\ndata: {not json\n\n");
-        assert!(matches!(&items[0], StreamItem::Error(e) if e.message.contains("overloaded")));
+        assert!(
+            matches!(&items[0], StreamItem::Error(e) if e.retryable() && !e.message.contains("overloaded"))
+        );
         assert!(matches!(&items[1], StreamItem::Error(e) if e.status() == 502));
     }
 
@@ -500,6 +757,17 @@ mod tests {
             "api.deepseek.com"
         );
         assert_eq!(url_host("http://[::1]:8080/v1"), "::1");
+        assert_eq!(url_host("http://127.1:8080/v1"), "127.0.0.1");
+        assert_eq!(
+            url_host("https://api.openai.com.evil.example/v1"),
+            "api.openai.com.evil.example"
+        );
+        assert_eq!(
+            url_host("https://evil.example\\@api.openai.com/v1"),
+            "evil.example"
+        );
+        assert_eq!(url_host("builtin:"), "");
+        assert_eq!(url_host("not a url"), "");
         assert_eq!(
             preset_for_url("https://api.mistral.ai/v1").unwrap().name,
             "mistral"
@@ -530,9 +798,182 @@ mod tests {
         let deepseek = body("https://api.deepseek.com/v1");
         assert_eq!(deepseek["stream_options"]["include_usage"], true);
         assert_eq!(deepseek["max_tokens"], 9);
-        let groq = body("https://api.groq.com/openai/v1");
-        assert_eq!(groq["max_completion_tokens"], 9);
-        assert!(groq.get("max_tokens").is_none());
+        for only_new in [
+            "https://api.groq.com/openai/v1",
+            "https://api.openai.com/v1",
+        ] {
+            let b = body(only_new);
+            assert_eq!(b["max_completion_tokens"], 9);
+            assert!(b.get("max_tokens").is_none(), "{only_new}");
+        }
+        let openrouter = body("https://openrouter.ai/api/v1");
+        assert_eq!(openrouter["max_tokens"], 9);
+        assert!(openrouter.get("max_completion_tokens").is_none());
+        // An unknown compatible server may honour either field: both carry the cap.
+        let unknown = body("http://10.0.0.5:8000/v1");
+        assert_eq!(
+            (
+                unknown["max_tokens"].as_u64(),
+                unknown["max_completion_tokens"].as_u64()
+            ),
+            (Some(9), Some(9))
+        );
+        // The operator may name the field.
+        let mut r = preset_route("http://10.0.0.5:8000/v1");
+        r.config = serde_json::json!({"output_cap_field": "max_tokens"});
+        let b: Value =
+            serde_json::from_slice(&OpenAiAdapter.build_request(&r, &req).unwrap().body).unwrap();
+        assert_eq!(b["max_tokens"], 9);
+        assert!(b.get("max_completion_tokens").is_none());
+    }
+
+    #[test]
+    fn only_standard_and_allowed_fields_are_forwarded() {
+        let req = ChatCompletionRequest::from_json(
+            br#"{"model":"m","messages":[{"role":"user","content":"hi","name":"u1"}],
+            "temperature":0.3,"top_p":0.9,"stop":["x"],"presence_penalty":0.1,"frequency_penalty":0.2,
+            "logit_bias":{"1":2},"logprobs":true,"top_logprobs":2,"seed":7,"tool_choice":"auto",
+            "parallel_tool_calls":false,"response_format":{"type":"json_object"},"user":"end-user",
+            "reasoning_effort":"low","n":2,
+            "top_k":40,"repetition_penalty":1.1,"enable_search":true,"x_anything":{"a":1}}"#,
+        )
+        .unwrap();
+        let body = |config: Value| -> Value {
+            let mut r = route();
+            r.config = config;
+            serde_json::from_slice(&OpenAiAdapter.build_request(&r, &req).unwrap().body).unwrap()
+        };
+        let sent = body(Value::Null);
+        for kept in [
+            "temperature",
+            "top_p",
+            "stop",
+            "presence_penalty",
+            "frequency_penalty",
+            "logit_bias",
+            "logprobs",
+            "top_logprobs",
+            "seed",
+            "tool_choice",
+            "parallel_tool_calls",
+            "response_format",
+            "user",
+            "reasoning_effort",
+            "n",
+            "messages",
+            "model",
+        ] {
+            assert!(sent.get(kept).is_some(), "{kept} must be forwarded");
+        }
+        assert_eq!(sent["messages"][0]["name"], "u1");
+        for dropped in ["top_k", "repetition_penalty", "enable_search", "x_anything"] {
+            assert!(sent.get(dropped).is_none(), "{dropped} must be dropped");
+        }
+        let sent = body(serde_json::json!({"allowed_params": ["top_k", "enable_search"]}));
+        assert_eq!(sent["top_k"], 40);
+        assert_eq!(sent["enable_search"], true);
+        assert!(sent.get("x_anything").is_none());
+    }
+
+    #[test]
+    fn with_model_replaces_only_the_top_level_value() {
+        let cases: [(&str, &str); 5] = [
+            (
+                r#"{"id":"c","model":"gpt-4o-2024-08-06","choices":[]}"#,
+                r#"{"id":"c","model":"gpt-4o","choices":[]}"#,
+            ),
+            (
+                r#"{"choices":[{"message":{"model":"inner","content":""model":"x""}}], "model" : "up" ,"z":1}"#,
+                r#"{"choices":[{"message":{"model":"inner","content":""model":"x""}}], "model" : "gpt-4o" ,"z":1}"#,
+            ),
+            (
+                "data: {\"content\":\"a\\\\\",\"model\":\"up\"}\r\n\r\n",
+                "data: {\"content\":\"a\\\\\",\"model\":\"gpt-4o\"}\r\n\r\n",
+            ),
+            (
+                r#"{"usage":{"model":"n"},"model":"up"}"#,
+                r#"{"usage":{"model":"n"},"model":"gpt-4o"}"#,
+            ),
+            (
+                r#"{"model":"up","x":"ünï"}"#,
+                r#"{"model":"gpt-4o","x":"ünï"}"#,
+            ),
+        ];
+        for (input, expected) in cases {
+            let out = with_model(input.as_bytes(), "gpt-4o").unwrap();
+            assert_eq!(String::from_utf8(out).unwrap(), expected);
+        }
+        for none in [
+            r#"{"id":"c"}"#,
+            r#"{"x":{"model":"n"}}"#,
+            r#"{"model":5}"#,
+            "not json",
+            r#"{"a":"b"#,
+        ] {
+            assert_eq!(with_model(none.as_bytes(), "m"), None, "{none}");
+        }
+        assert_eq!(
+            with_model(br#"{"model":"up"}"#, "we\"ird").unwrap(),
+            br#"{"model":"we\"ird"}"#.to_vec()
+        );
+        let body = br#"{"model":"gpt-4o","id":"c"}"#.to_vec();
+        assert_eq!(public_body(body.clone(), "gpt-4o"), body);
+        assert_eq!(
+            public_body(
+                br#"{"model":"gpt-4o-2024-08-06","id":"c"}"#.to_vec(),
+                "gpt-4o"
+            ),
+            body
+        );
+    }
+
+    #[test]
+    fn with_model_never_panics_on_cut_or_mangled_input() {
+        let sample = br#"data: {"id":"c","model":"up","choices":[{"delta":{"content":"a\"b\\"}}],"x":[1,{"model":"n"}]}"#;
+        for cut in 0..=sample.len() {
+            let _ = with_model(&sample[..cut], "public");
+        }
+        for i in 0..sample.len() {
+            for b in [b'"', b'\\', b'{', b'}', b'[', b']', b',', b':', 0xff] {
+                let mut mangled = sample.to_vec();
+                mangled[i] = b;
+                if let Some(out) = with_model(&mangled, "public") {
+                    assert!(out.windows(8).any(|w| w == br#""public""#));
+                }
+                let _ = public_body(mangled, "public");
+            }
+        }
+    }
+
+    #[test]
+    fn chunks_and_responses_name_the_public_model() {
+        let ctx = ResponseContext {
+            id: "chatcmpl-x".into(),
+            created: 1,
+            model: "gpt-4o".into(),
+        };
+        let transcript = concat!(
+            "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-2024-08-06\",\"system_fingerprint\":\"fp_1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}]}\n\n",
+            "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[]}\n\n",
+        );
+        let mut d = OpenAiAdapter.stream_decoder(&ctx);
+        let items = d.push(transcript.as_bytes());
+        assert_eq!(items.len(), 2);
+        for item in &items {
+            let StreamItem::Chunk { chunk, raw } = item else {
+                panic!("chunk expected")
+            };
+            assert_eq!(chunk.model, "gpt-4o");
+            let raw = String::from_utf8(raw.clone().expect("bytes kept")).unwrap();
+            assert!(raw.contains(r#""model":"gpt-4o","#), "{raw}");
+            assert!(!raw.contains("2024-08-06"));
+            assert!(raw.contains("fp_1") || !raw.contains("system_fingerprint"));
+        }
+        let body = br#"{"id":"c","object":"chat.completion","created":1,"model":"gpt-4o-2024-08-06","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}]}"#;
+        assert_eq!(
+            OpenAiAdapter.parse_response(body, &ctx).unwrap().model,
+            "gpt-4o"
+        );
     }
 
     #[test]
@@ -595,6 +1036,6 @@ mod tests {
             e.message
         );
         let e = map_openai_error(404, br#"{"error":"model 'x' not found"}"#);
-        assert!(e.message.contains("model 'x' not found"));
+        assert!(e.retryable() && !e.message.contains("'x'"), "{}", e.message);
     }
 }
