@@ -368,7 +368,7 @@ describe('OpenAI-compatible server of unknown kind (kind openai)', () => {
     await adminOk('PUT', '/admin/providers/compat', {
       kind: 'openai',
       base_url: `${mock.url}/hf/v1`,
-      api_key_secret: 'HF_KEY',
+      api_key_secret: 'PROVIDER_HF_KEY',
       config: { allowed_params: ['top_k', 'service_tier'] },
     });
     await adminOk('PUT', '/admin/models/compat-model', {
