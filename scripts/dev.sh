@@ -48,7 +48,7 @@ ALLOW_PRIVATE_UPSTREAMS=true
 
 # To route real models through OpenAI, uncomment and set (then restart scripts/dev.sh):
 # the dev script registers provider "openai" and models gpt-4o-mini, gpt-4o and gpt-4.1-mini.
-# Provider keys are secrets named PROVIDER_* (README, "Secrets").
+# Provider keys are secrets named PROVIDER_* (docs/configuration.md, "Secrets and destinations").
 # PROVIDER_OPENAI_API_KEY=sk-...
 # Any OpenAI-compatible endpoint works; the default is https://api.openai.com/v1.
 # OPENAI_BASE_URL=https://api.openai.com/v1
