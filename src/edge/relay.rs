@@ -31,6 +31,9 @@ use crate::core::routing::drain_until;
 /// Pieces the pump may be ahead of the client before it waits for room.
 const CHANNEL_PIECES: usize = 8;
 
+/// How often a pump waiting on a silent provider checks whether its client is still there.
+const CLIENT_CHECK_MS: u64 = 1_000;
+
 /// Where stream bytes come from.
 pub enum Source {
     /// A provider's response body. Dropping the controller aborts the fetch.
@@ -165,13 +168,38 @@ struct Pump {
 impl Pump {
     async fn run(mut self) -> StreamEnd {
         loop {
-            let until = match self.client_left_at {
-                Some(left) => drain_until(left, self.limits.drain_ms, self.limits.deadline),
-                None => self.limits.deadline,
-            };
-            let next = match select(Box::pin(self.source.next()), sleep_until(until)).await {
-                Either::Left((read, _)) => Some(read),
-                Either::Right(_) => None,
+            // One read of the provider, kept alive across the checks below (a dropped read would
+            // lose its bytes). While it waits, the client is looked at every `CLIENT_CHECK_MS`:
+            // a client that hung up while the provider is silent (a long think, a stalled
+            // provider) starts the drain clock then, not at the provider's next chunk — else
+            // the settlement could wait for the stream deadline, past what `wait_until` allows.
+            let next = {
+                let mut read = Box::pin(self.source.next());
+                loop {
+                    let until = match self.client_left_at {
+                        Some(left) => {
+                            drain_until(left, self.limits.drain_ms, self.limits.deadline)
+                        }
+                        None => self.limits.deadline,
+                    };
+                    let now = super::now_ms();
+                    if now >= until {
+                        break None;
+                    }
+                    let wake = match &self.client {
+                        Some(_) => until.min(now.saturating_add(CLIENT_CHECK_MS)),
+                        None => until,
+                    };
+                    match select(read.as_mut(), sleep_until(wake)).await {
+                        Either::Left((read, _)) => break Some(read),
+                        Either::Right(_) => {
+                            if self.client.as_ref().is_some_and(|c| c.is_closed()) {
+                                self.client = None;
+                                self.client_left_at = Some(super::now_ms());
+                            }
+                        }
+                    }
+                }
             };
             let Some(read) = next else {
                 return self.out_of_time();

@@ -349,16 +349,22 @@ describe('scheduled handler', () => {
     assert.equal(expiry.amount, reservation.amount);
     assert.equal(expiry.created_at, reservation.created_at);
     assert.equal(gw.d1('SELECT COUNT(*) AS c FROM usage WHERE request_id = ?', reservation.id)[0].c, 0);
-    // The request itself times out later (nothing delivered): its own row, charged nothing.
+    // The request itself times out later, after it was sent: the provider may have served it, so
+    // its late settlement charges the reservation (docs/money.md, "How a request ends") from the
+    // balance the sweep returned.
     const res = await pending;
     assert.equal(res.status, 504);
     const row = await until('the usage row', () =>
       gw.d1('SELECT * FROM usage WHERE request_id = ?', reservation.id)[0],
     );
-    assert.equal(row.status, 'upstream_error');
+    assert.equal(row.status, 'upstream_timeout');
     assert.equal(row.error_code, 'upstream_timeout');
-    assert.equal(row.cost, 0);
-    assert.equal((await adminOk('GET', `/admin/tenants/${tenant.id}`)).balance, 10_000_000);
+    assert.equal(row.cost, reservation.amount);
+    const after = await until('the charge', async () => {
+      const s = await adminOk('GET', `/admin/tenants/${tenant.id}`);
+      return s.reserved === 0 && s;
+    });
+    assert.equal(after.balance, 10_000_000 - reservation.amount);
   });
 
   test('expires idle sessions in D1 and KV; their request history stays', async () => {

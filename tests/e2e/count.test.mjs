@@ -47,7 +47,7 @@ function reasoningStream(reasoning, { hang = false } = {}) {
 
 before(async () => {
   mock = await startMockOpenAI({ chunkDelayMs: 5 });
-  gw = await startGateway({ vars: { PROVIDER_MOCK_KEY: 'sk-mock' } });
+  gw = await startGateway({ vars: { PROVIDER_MOCK_KEY: 'sk-mock', CLIENT_ABORT_DRAIN_MS: '1500' } });
   await gw.adminOk('PUT', '/admin/providers/mock', { kind: 'openai', base_url: mock.url, api_key_secret: 'PROVIDER_MOCK_KEY' });
   await gw.adminOk('PUT', '/admin/models/reasoner', {
     provider: 'mock',
@@ -112,7 +112,10 @@ describe('reasoning is output', () => {
       assert.equal(row.status, 'client_abort');
       assert.equal(row.usage_source, 'local');
       assert.ok(row.completion_tokens >= 4, `billed ${row.completion_tokens} completion tokens`);
-      assert.equal(row.cost, costOf(row.prompt_tokens, row.completion_tokens));
+      // The provider is still generating when the drain ends: the reservation is charged
+      // (docs/money.md, "How a request ends").
+      assert.equal(row.error_code, 'drain_deadline');
+      assert.equal(row.cost, row.reserved);
       assert.ok(row.cost > costOf(row.prompt_tokens, 0));
     } finally {
       mock.setBehavior(null);

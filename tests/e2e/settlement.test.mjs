@@ -250,7 +250,7 @@ describe('plugin calls', () => {
     const { tenant, key } = await gw.newTenant({ name: 'plan-plugins', credit: 0 });
     await adminOk('PUT', `/admin/tenants/${tenant.id}/plan`, { plan_id: 'plugins-plan' });
     await adminOk('PUT', `/admin/tenants/${tenant.id}/plugins/notes`, {});
-    const res = await post(gw, key.key, { model: 'mock-model', messages: say('/notes.run text=hi') });
+    const res = await post(gw, key.key, { model: 'mock-model', messages: say('/notes.run text=hi'), plugin_commands: true });
     assert.equal(res.status, 200, await res.clone().text());
     const requestId = res.headers.get('x-request-id');
     const call = await until('the call row', () =>
@@ -345,7 +345,7 @@ describe('settlements D1 refuses (injected faults)', () => {
     }, 201);
     const { tenant, key } = await faulty.newTenant({ name: 'kv-call', credit: 1_000_000 });
     await faulty.adminOk('PUT', `/admin/tenants/${tenant.id}/plugins/notes`, {});
-    const res = await post(faulty, key.key, { model: 'tollgate-echo', messages: say('/notes.run text=hi') });
+    const res = await post(faulty, key.key, { model: 'tollgate-echo', messages: say('/notes.run text=hi'), plugin_commands: true });
     assert.equal(res.status, 200, await res.clone().text());
     const requestId = res.headers.get('x-request-id');
     assert.equal(faulty.d1('SELECT COUNT(*) AS n FROM plugin_calls WHERE request_id = ?', requestId)[0].n, 0);
