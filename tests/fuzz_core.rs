@@ -1677,3 +1677,49 @@ fn fuzz_plain_and_error_bodies() {
     }
     f.finish("fuzz_plain_and_error_bodies", cases);
 }
+
+// ---- regressions the fuzzer found --------------------------------------------------------------------
+
+/// Token counts near `u64::MAX` from a provider used to overflow the usage sums (a panic natively,
+/// a wrapped, wrong count in the release wasm). They saturate now.
+#[test]
+fn extreme_token_counts_saturate() {
+    const MAX: u64 = u64::MAX;
+    let big = "18446744073709551615";
+    let half = "9223372036854775808";
+
+    // Ollama, plain: prompt + completion.
+    let body = format!(
+        r#"{{"model":"llama3.2","created_at":"2024-07-22T20:33:28Z","message":{{"role":"assistant","content":"hi"}},
+            "done":true,"done_reason":"stop","prompt_eval_count":{half},"eval_count":{big}}}"#
+    );
+    let resp = ProviderKind::Ollama
+        .adapter()
+        .parse_response(body.as_bytes(), &ctx())
+        .expect("an Ollama body");
+    assert_eq!(resp.usage.expect("usage").total_tokens, MAX);
+
+    // Anthropic, stream: input + cache reads + cache writes.
+    let events = format!(
+        "event: message_start\ndata: {{\"type\":\"message_start\",\"message\":{{\"id\":\"m\",\"model\":\"c\",\"usage\":\
+         {{\"input_tokens\":{half},\"cache_read_input_tokens\":{half},\"cache_creation_input_tokens\":7,\"output_tokens\":1}}}}}}\n\n\
+         event: message_delta\ndata: {{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"end_turn\"}},\"usage\":{{\"output_tokens\":{big}}}}}\n\n\
+         event: message_stop\ndata: {{\"type\":\"message_stop\"}}\n\n"
+    );
+    let run = run_stream(ProviderKind::Anthropic, events.as_bytes(), &[], true);
+    let usage: serde_json::Value =
+        serde_json::from_str(run.usage.as_deref().expect("usage")).expect("usage JSON");
+    assert_eq!(usage["prompt_tokens"], MAX);
+    assert_eq!(usage["total_tokens"], MAX);
+
+    // Gemini, stream: candidates + thoughts, prompt + tool-use prompt.
+    let events = format!(
+        "data: {{\"candidates\":[{{\"content\":{{\"parts\":[{{\"text\":\"hi\"}}],\"role\":\"model\"}},\"finishReason\":\"STOP\",\"index\":0}}],\
+         \"usageMetadata\":{{\"promptTokenCount\":{half},\"toolUsePromptTokenCount\":{half},\"candidatesTokenCount\":{big},\"thoughtsTokenCount\":30}}}}\n\n"
+    );
+    let run = run_stream(ProviderKind::Gemini, events.as_bytes(), &[], true);
+    let usage: serde_json::Value =
+        serde_json::from_str(run.usage.as_deref().expect("usage")).expect("usage JSON");
+    assert_eq!(usage["prompt_tokens"], MAX);
+    assert_eq!(usage["completion_tokens"], MAX);
+}
