@@ -1723,3 +1723,37 @@ fn extreme_token_counts_saturate() {
     assert_eq!(usage["prompt_tokens"], MAX);
     assert_eq!(usage["completion_tokens"], MAX);
 }
+
+/// A stream whose last block lacks its blank line (`data:` or a whole chunk, then the connection
+/// closes) used to have those bytes forwarded as they were, so the gateway's own error event ran
+/// into them: the client got `data:data: {"error":…}`, which is not JSON.
+#[test]
+fn an_unterminated_last_block_does_not_corrupt_the_error_event() {
+    let chunk = r#"data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"Hi"}}]}"#;
+    for transcript in [
+        "data:".to_string(),
+        ": keep-alive".to_string(),
+        format!("{chunk}\n\ndata:"),
+        chunk.to_string(),
+        format!("{chunk}\n"),
+        format!("{chunk}\r\n"),
+        format!("{chunk}\r"),
+    ] {
+        for kind in [
+            ProviderKind::OpenAi,
+            ProviderKind::Azure,
+            ProviderKind::HuggingFace,
+        ] {
+            let run = run_stream(kind, transcript.as_bytes(), &[], false);
+            let f = Findings::new(0);
+            check_client_events(&f, &run.meter_out, &|| format!("{kind:?} {transcript:?}"));
+            let problems = f.list.into_inner();
+            assert!(problems.is_empty(), "{problems:?}");
+            let out = String::from_utf8_lossy(&run.meter_out);
+            assert!(
+                out.contains(r#"data: {"error":{"message":"The provider closed the stream"#),
+                "{kind:?} {transcript:?}: {out:?}"
+            );
+        }
+    }
+}
