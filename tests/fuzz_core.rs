@@ -16,8 +16,8 @@
 //! - a request's reservation covers the cost of any usage within its bounds;
 //! - a stream decodes to the same items however its bytes are split (valid and mutated streams),
 //!   and the meter's text of a valid stream split anywhere equals the unsplit run's;
-//! - every event the meter sends the client is `[DONE]` or a JSON object, and errors are
-//!   OpenAI-shaped.
+//! - every event the meter sends the client is `[DONE]` or a JSON object, errors are
+//!   OpenAI-shaped, and nothing follows `[DONE]` or an error event.
 
 use std::cell::{Cell, RefCell};
 use std::panic::{self, catch_unwind, AssertUnwindSafe};
@@ -1188,11 +1188,27 @@ fn check_client_events(f: &Findings, out: &[u8], input: &dyn Fn() -> String) {
     if let Ok(Some(last)) = parser.finish() {
         events.push(last);
     }
+    let mut ended: Option<String> = None;
     for event in events {
         let Some(data) = event.data else { continue };
         let data = data.trim();
-        if data.is_empty() || data == "[DONE]" {
+        if data.is_empty() {
             continue;
+        }
+        if let Some(end) = &ended {
+            f.add(format!(
+                "client gets an event after {end}: {}\n    input: {}",
+                show(data.as_bytes()),
+                input()
+            ));
+            return;
+        }
+        if data == "[DONE]" {
+            ended = Some("[DONE]".into());
+            continue;
+        }
+        if serde_json::from_str::<Value>(data).is_ok_and(|v| v.get("error").is_some()) {
+            ended = Some("an error event".into());
         }
         match serde_json::from_str::<Value>(data) {
             Ok(Value::Object(m)) => {
@@ -1755,5 +1771,41 @@ fn an_unterminated_last_block_does_not_corrupt_the_error_event() {
                 "{kind:?} {transcript:?}: {out:?}"
             );
         }
+    }
+}
+
+/// Events the upstream sends after `[DONE]` or after an error event, in the same read, used to
+/// reach the client (which had stopped at the end) and to be metered as delivered output.
+#[test]
+fn nothing_follows_the_end_of_a_stream() {
+    let chunk = |text: &str| {
+        format!(
+            "data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\
+             \"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{text}\"}}}}]}}\n\n"
+        )
+    };
+    let error = "data: {\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}\n\n";
+    for (transcript, ends_with) in [
+        (
+            format!("{}{error}{}data: [DONE]\n\n", chunk("Hi"), chunk(" more")),
+            "boom",
+        ),
+        (
+            format!("{}data: [DONE]\n\n{}{error}", chunk("Hi"), chunk(" more")),
+            "[DONE]",
+        ),
+        (
+            format!("{}data: null\n\n{}", chunk("Hi"), chunk(" more")),
+            "invalid stream chunk",
+        ),
+    ] {
+        let run = run_stream(ProviderKind::OpenAi, transcript.as_bytes(), &[], false);
+        assert_eq!(run.meter_text, "Hi", "{transcript:?}");
+        let out = String::from_utf8_lossy(&run.meter_out);
+        let last = out.trim_end().rsplit("\n\n").next().unwrap_or_default();
+        assert!(last.contains(ends_with), "{transcript:?} → {out:?}");
+        let f = Findings::new(0);
+        check_client_events(&f, &run.meter_out, &|| transcript.clone());
+        assert!(f.list.into_inner().is_empty());
     }
 }

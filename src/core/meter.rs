@@ -84,15 +84,18 @@ impl StreamMeter {
         }
     }
 
-    /// Takes one decoded item and appends what the client should receive to `out`.
+    /// Takes one decoded item and appends what the client should receive to `out`. Once the
+    /// stream has ended for the client (`[DONE]` or an error event sent), later items are
+    /// neither sent nor metered: the upstream may send more in the same read.
     pub fn forward(&mut self, item: StreamItem, out: &mut Vec<u8>) {
+        if self.done || self.error.is_some() {
+            return;
+        }
         match item {
             StreamItem::KeepAlive(raw) => out.extend_from_slice(&raw),
             StreamItem::Done => {
-                if !self.done {
-                    self.done = true;
-                    out.extend_from_slice(&encode_data(crate::core::sse::DONE));
-                }
+                self.done = true;
+                out.extend_from_slice(&encode_data(crate::core::sse::DONE));
             }
             StreamItem::Error(err) => {
                 out.extend_from_slice(&encode_data(&err.to_json()));

@@ -266,13 +266,17 @@ function answerProblems(status, contentType, buf, { complete = true } = {}) {
         if (why) problems.push(`stream error event not OpenAI-shaped (${why}): ${data.slice(0, 200)}`);
         last = 'error';
       } else {
-        if (value.object !== 'chat.completion.chunk' || !Array.isArray(value.choices)) {
+        // Chunks are forwarded with the provider's own bytes (Azure's content-filter chunk has
+        // `"object":""`), so only the shape clients rely on is checked.
+        if (!Array.isArray(value.choices) || value.choices.some((c) => !c || typeof c !== 'object')) {
           problems.push(`stream chunk of the wrong shape: ${data.slice(0, 200)}`);
         }
         last = 'chunk';
       }
     }
-    if (complete && last !== '[DONE]' && last !== 'error') problems.push(`stream ended without [DONE] or an error event (last: ${last})`);
+    if (complete && last !== '[DONE]' && last !== 'error') {
+      problems.push(`stream ended without [DONE] or an error event (last: ${last}); its end: ${JSON.stringify(textBody.slice(-400))}`);
+    }
     return problems;
   }
   let value;
@@ -495,7 +499,11 @@ const WEIGHTS = { echoBody: 30, upstream: 34, headers: 12, keys: 4, abort: 5, ch
 describe('fuzzing the chat endpoint', () => {
   test(`${REQUESTS} seeded requests get well-formed answers`, async (t) => {
     const rng = makeRng(SEED);
-    const plan = Array.from({ length: REQUESTS }, (_, i) => ({ i, kind: rng.weighted(WEIGHTS), rng: rng.fork() }));
+    // TOLLGATE_FUZZ_ONLY=3,57 replays only those cases of the seed's sequence.
+    const only = process.env.TOLLGATE_FUZZ_ONLY?.split(',').map(Number);
+    const plan = Array.from({ length: REQUESTS }, (_, i) => ({ i, kind: rng.weighted(WEIGHTS), rng: rng.fork() })).filter(
+      ({ i }) => !only || only.includes(i),
+    );
     const failures = [];
     const statuses = {};
     let next = 0;
@@ -523,7 +531,7 @@ describe('fuzzing the chat endpoint', () => {
     t.diagnostic(`raw requests without a worker answer: ${JSON.stringify(runtimeAnswers)}`);
     assert.deepEqual(failures, [], `seed ${SEED}: ${failures.length} bad answers:\n${failures.slice(0, 30).join('\n')}`);
     // The run reached both kinds of outcome and the upstream's stream and plain paths.
-    assert.ok(statuses[200] > 0 && Object.keys(statuses).some((s) => s >= 400), JSON.stringify(statuses));
+    if (!only) assert.ok(statuses[200] > 0 && Object.keys(statuses).some((s) => s >= 400), JSON.stringify(statuses));
   });
 
   test('afterwards the worker is healthy, printed no panic, and every reservation settled', async () => {
