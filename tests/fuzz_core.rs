@@ -33,6 +33,7 @@ use tollgate::core::meter::{bill, BillInput, RequestStatus, StreamMeter};
 use tollgate::core::openai::ChatCompletionRequest;
 use tollgate::core::providers::echo::{self, EchoReply};
 use tollgate::core::providers::{ProviderKind, ResponseContext, Route, StreamItem};
+use tollgate::core::routing::auto_tier;
 use tollgate::core::sse::SseParser;
 use tollgate::core::tokens::{count_chat_prompt, Encoding};
 
@@ -943,6 +944,9 @@ fn fuzz_request(f: &Findings, rng: &mut Rng, case: usize) {
     f.guard("reservation", &input, || {
         check_reservation(f, rng, &req, prompt)
     });
+    f.guard("auto_tier", &input, || {
+        auto_tier(&req, prompt, *rng.pick(&[0, 1, 8000, u64::MAX]))
+    });
     for kind in KINDS {
         let route = route(rng, kind);
         let input = || format!("{} with {:?}", input(), route);
@@ -1025,6 +1029,65 @@ fn fuzz_request_bodies() {
         fuzz_request(&f, &mut case_rng, case);
     }
     f.finish("fuzz_request_bodies", cases);
+}
+
+// ---- header values -----------------------------------------------------------------------------
+
+/// A header value as a client may send it: a plausible one mangled, or junk.
+fn header_value(rng: &mut Rng, plausible: &str) -> String {
+    match rng.below(6) {
+        0 => plausible.to_string(),
+        1 => {
+            let mut cut = rng.below(plausible.len() + 1);
+            while !plausible.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            plausible[..cut].to_string()
+        }
+        2 => format!("{plausible}{}", text(rng)),
+        3 => text(rng),
+        4 => rng
+            .pick(&[" ", "\t", ",", "é", "\u{0}", "Bearer", "tg-", "\r\n"])
+            .repeat(1 + rng.below(300)),
+        _ => plausible.repeat(1 + rng.below(5)),
+    }
+}
+
+/// `Authorization`, `X-Session-Id` and `Idempotency-Key` values through the core's parsers.
+#[test]
+fn fuzz_header_values() {
+    quiet_panics();
+    let seed = seed();
+    let f = Findings::new(seed);
+    let mut rng = Rng(seed ^ 0x4845_4144);
+    let cases = 3000 * scale();
+    let key = format!("tg-01JABCDEFGHJKMNPQRSTVWXYZ0-{}", "a".repeat(40));
+    for case in 0..cases {
+        let mut rng = rng.fork();
+        let auth = header_value(&mut rng, &format!("Bearer {key}"));
+        let input = || format!("case {case}: {auth:?}");
+        f.guard("bearer_token/parse_api_key", &input, || {
+            if let Some(token) = tollgate::core::keys::bearer_token(&auth) {
+                let _ = tollgate::core::keys::parse_api_key(token);
+            }
+            let _ = tollgate::core::keys::parse_api_key(&auth);
+        });
+        let session = header_value(&mut rng, "sess-abc_1.2:3");
+        let input = || format!("case {case}: session {session:?}");
+        if let Some(Err(e)) = f.guard("validate_session_id", &input, || {
+            tollgate::core::session::validate_session_id(&session).map(str::to_string)
+        }) {
+            f.check_error("validate_session_id", &input, &e);
+        }
+        let idem = header_value(&mut rng, "idem-key-42");
+        let input = || format!("case {case}: idempotency key {idem:?}");
+        if let Some(Err(e)) = f.guard("idempotency validate_key", &input, || {
+            tollgate::core::idempotency::validate_key(idem.trim()).map(str::to_string)
+        }) {
+            f.check_error("idempotency validate_key", &input, &e);
+        }
+    }
+    f.finish("fuzz_header_values", cases);
 }
 
 // ---- upstream streams ------------------------------------------------------------------------------

@@ -179,6 +179,7 @@ function headersFor(rng, { hostile, key = keys.main }) {
   if (a !== null) h.push(['authorization', a]);
   if (rng.chance(8)) h.push(['authorization', auth(keys.revoked)]);
   if (rng.chance(8)) h.push(['x-api-key', key]);
+  if (rng.chance(8)) h.push(['api-key', rng.pick([key, `${key}x`, '', 'tg-'])]);
   const ct = rng.pick([
     'application/json', 'application/json', null, 'text/plain', 'application/json; charset=utf-16', 'multipart/form-data; boundary=x',
     'application/x-www-form-urlencoded', '*/*', 'application/json\u00ff', 'text/event-stream',
