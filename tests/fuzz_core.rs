@@ -16,8 +16,8 @@
 //! - a request's reservation covers the cost of any usage within its bounds;
 //! - a stream decodes to the same items however its bytes are split (valid and mutated streams),
 //!   and the meter's text of a valid stream split anywhere equals the unsplit run's;
-//! - every event the meter sends the client is `[DONE]` or a JSON object, errors are
-//!   OpenAI-shaped, and nothing follows `[DONE]` or an error event.
+//! - every event the meter sends the client is `[DONE]`, an OpenAI-shaped error or a JSON object
+//!   with a `choices` array, and nothing follows `[DONE]` or an error event.
 
 use std::cell::{Cell, RefCell};
 use std::panic::{self, catch_unwind, AssertUnwindSafe};
@@ -1275,6 +1275,13 @@ fn check_client_events(f: &Findings, out: &[u8], input: &dyn Fn() -> String) {
         }
         match serde_json::from_str::<Value>(data) {
             Ok(Value::Object(m)) => {
+                if !m.contains_key("error") && !m.get("choices").is_some_and(Value::is_array) {
+                    f.add(format!(
+                        "client gets a chunk without a `choices` array: {}\n    input: {}",
+                        show(data.as_bytes()),
+                        input()
+                    ));
+                }
                 if m.contains_key("error") {
                     if let Err(why) = openai_error_shape(data) {
                         f.add(format!(
@@ -1870,5 +1877,23 @@ fn nothing_follows_the_end_of_a_stream() {
         let f = Findings::new(0);
         check_client_events(&f, &run.meter_out, &|| transcript.clone());
         assert!(f.list.into_inner().is_empty());
+    }
+}
+
+/// An upstream chunk without `choices` (`data: {}`, or one whose `choices` was dropped) used to
+/// reach the client as its raw bytes, and SDK code that indexes `chunk.choices` broke on it.
+#[test]
+fn a_chunk_without_choices_reaches_the_client_with_them() {
+    for data in [
+        "{}",
+        r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m"}"#,
+    ] {
+        let transcript = format!("data: {data}\n\ndata: [DONE]\n\n");
+        let run = run_stream(ProviderKind::OpenAi, transcript.as_bytes(), &[], false);
+        let f = Findings::new(0);
+        check_client_events(&f, &run.meter_out, &|| transcript.clone());
+        let problems = f.list.into_inner();
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(run.completed);
     }
 }

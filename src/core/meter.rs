@@ -124,6 +124,9 @@ impl StreamMeter {
                     }
                     chunk.usage = Some(usage);
                 }
+                // The raw bytes of a chunk without choices or usage may lack the `choices` array
+                // clients index into (`data: {}`): such a chunk is sent re-encoded.
+                let raw = raw.filter(|_| !chunk.choices.is_empty() || chunk.usage.is_some());
                 match raw {
                     Some(raw) => out.extend_from_slice(&raw),
                     None => {

@@ -397,7 +397,7 @@ function rawHead(lines) {
 const CASES = {
   /** The echo model with random and mutated bodies. */
   echoBody: async (rng) => {
-    const body = bodyFor(rng, rng.chance(85) ? 'tollgate-echo' : rng.pick([...MODELS, 'nope', '', 'tollgate/auto']), { mutate: true });
+    const body = bodyFor(rng, rng.chance(85) ? 'tollgate-echo' : rng.pick([...MODELS, 'nope', '', 'tollgate/auto']), { mutate: rng.chance(75) });
     return { label: `body ${body.toString('utf8').slice(0, 160)}`, answer: await send({ headers: headersFor(rng, { hostile: false }), body }) };
   },
   /** Every provider kind, the upstream answering with valid, mutated, split or broken fixtures. */
