@@ -300,7 +300,8 @@ const NUMBERS: &[&str] = &[
 ];
 
 fn number(rng: &mut Rng) -> Value {
-    serde_json::from_str(*rng.pick(NUMBERS)).unwrap_or(Value::Null)
+    let literal: &&str = rng.pick(NUMBERS);
+    serde_json::from_str(literal).unwrap_or(Value::Null)
 }
 
 /// A random JSON value of any type, nested at most `depth` deep.
@@ -1701,7 +1702,7 @@ fn fuzz_plain_and_error_bodies() {
     quiet_panics();
     let seed = seed();
     let f = Findings::new(seed);
-    let mut rng = Rng(seed ^ 0x504c_4149_4e);
+    let mut rng = Rng(seed ^ 0x50_4c41_494e);
     let plain = plain_fixtures();
     let errors = error_fixtures();
     let mut cases = 0;
