@@ -548,7 +548,8 @@ describe('fuzzing the chat endpoint', () => {
 
     for (const tenant of [tenants.rich, tenants.poor]) {
       let state;
-      for (let i = 0; i < 200; i++) {
+      // Settlement runs after the responses (wait_until); bounded so that a leak fails the test.
+      for (let i = 0; i < 400; i++) {
         state = await gw.adminOk('GET', `/admin/tenants/${tenant.id}/billing`);
         if (state.reserved === 0 && state.allowance_reserved === 0) break;
         await sleep(150);
