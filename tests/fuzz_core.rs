@@ -1271,19 +1271,23 @@ fn check_client_events(f: &Findings, out: &[u8], input: &dyn Fn() -> String) {
             ended = Some("[DONE]".into());
             continue;
         }
-        if serde_json::from_str::<Value>(data).is_ok_and(|v| v.get("error").is_some()) {
+        // An `error` that is null is not an error (the SDKs test it for truth).
+        if serde_json::from_str::<Value>(data)
+            .is_ok_and(|v| v.get("error").is_some_and(|e| !e.is_null()))
+        {
             ended = Some("an error event".into());
         }
         match serde_json::from_str::<Value>(data) {
             Ok(Value::Object(m)) => {
-                if !m.contains_key("error") && !m.get("choices").is_some_and(Value::is_array) {
+                let is_error = m.get("error").is_some_and(|e| !e.is_null());
+                if !is_error && !m.get("choices").is_some_and(Value::is_array) {
                     f.add(format!(
                         "client gets a chunk without a `choices` array: {}\n    input: {}",
                         show(data.as_bytes()),
                         input()
                     ));
                 }
-                if m.contains_key("error") {
+                if is_error {
                     if let Err(why) = openai_error_shape(data) {
                         f.add(format!(
                             "client gets a non-OpenAI error event ({why}): {}\n    input: {}",
@@ -1885,12 +1889,24 @@ fn nothing_follows_the_end_of_a_stream() {
 /// reach the client as its raw bytes, and SDK code that indexes `chunk.choices` broke on it.
 #[test]
 fn a_chunk_without_choices_reaches_the_client_with_them() {
-    for data in [
-        "{}",
-        r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m"}"#,
+    for (data, wants_usage) in [
+        ("{}", false),
+        (
+            r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m"}"#,
+            false,
+        ),
+        (
+            r#"{"id":"c","usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#,
+            true,
+        ),
     ] {
         let transcript = format!("data: {data}\n\ndata: [DONE]\n\n");
-        let run = run_stream(ProviderKind::OpenAi, transcript.as_bytes(), &[], false);
+        let run = run_stream(
+            ProviderKind::OpenAi,
+            transcript.as_bytes(),
+            &[],
+            wants_usage,
+        );
         let f = Findings::new(0);
         check_client_events(&f, &run.meter_out, &|| transcript.clone());
         let problems = f.list.into_inner();

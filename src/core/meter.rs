@@ -11,7 +11,7 @@ use crate::core::billing::{cost_micros_scaled, Price, TokenUsage};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::openai::{ChatCompletionChunk, ChunkChoice, Delta, Usage};
 use crate::core::providers::StreamItem;
-use crate::core::sse::encode_data;
+use crate::core::sse::{encode_data, SseParser};
 use crate::core::tokens::Encoding;
 
 /// How a request ended, as recorded in `usage.status`.
@@ -124,9 +124,9 @@ impl StreamMeter {
                     }
                     chunk.usage = Some(usage);
                 }
-                // The raw bytes of a chunk without choices or usage may lack the `choices` array
-                // clients index into (`data: {}`): such a chunk is sent re-encoded.
-                let raw = raw.filter(|_| !chunk.choices.is_empty() || chunk.usage.is_some());
+                // Clients index `choices`: a chunk whose raw bytes lack the array (`data: {}`) is
+                // sent re-encoded, with it.
+                let raw = raw.filter(|raw| !chunk.choices.is_empty() || has_choices(raw));
                 match raw {
                     Some(raw) => out.extend_from_slice(&raw),
                     None => {
@@ -218,6 +218,20 @@ impl StreamMeter {
     pub fn delivered_output(&self) -> bool {
         self.content_chunks > 0
     }
+}
+
+/// Whether the SSE block `raw` holds a JSON object with a `choices` array. Asked only of chunks
+/// without choices (the usage chunk, a provider's notice), so the extra parse is rare.
+fn has_choices(raw: &[u8]) -> bool {
+    let mut parser = SseParser::new();
+    let event = match parser.push(raw) {
+        Ok(mut events) if !events.is_empty() => events.pop(),
+        _ => parser.finish().ok().flatten(),
+    };
+    event
+        .and_then(|e| e.data)
+        .and_then(|data| serde_json::from_str::<serde_json::Value>(&data).ok())
+        .is_some_and(|v| v.get("choices").is_some_and(serde_json::Value::is_array))
 }
 
 /// Everything a usage row records about tokens and money.

@@ -262,7 +262,8 @@ function answerProblems(status, contentType, buf, { complete = true } = {}) {
       }
       if (value === null || typeof value !== 'object' || Array.isArray(value)) {
         problems.push(`stream event is not an object: ${data.slice(0, 200)}`);
-      } else if ('error' in value) {
+      } else if (value.error !== undefined && value.error !== null) {
+        // (an `error` that is null is not one: the SDKs test it for truth)
         const why = errorShapeProblem(value);
         if (why) problems.push(`stream error event not OpenAI-shaped (${why}): ${data.slice(0, 200)}`);
         last = 'error';
