@@ -11,7 +11,7 @@ use crate::core::billing::{cost_micros_scaled, Price, TokenUsage, MAX_SAFE_INT};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::openai::{ChatCompletionChunk, ChunkChoice, Delta, Usage};
 use crate::core::providers::StreamItem;
-use crate::core::sse::encode_data;
+use crate::core::sse::{encode_data, SseParser};
 use crate::core::tokens::Encoding;
 
 /// How a request ended, as recorded in `usage.status`.
@@ -92,15 +92,18 @@ impl StreamMeter {
         }
     }
 
-    /// Takes one decoded item and appends what the client should receive to `out`.
+    /// Takes one decoded item and appends what the client should receive to `out`. Once the
+    /// stream has ended for the client (`[DONE]` or an error event sent), later items are
+    /// neither sent nor metered: the upstream may send more in the same read.
     pub fn forward(&mut self, item: StreamItem, out: &mut Vec<u8>) {
+        if self.done || self.error.is_some() {
+            return;
+        }
         match item {
             StreamItem::KeepAlive(raw) => out.extend_from_slice(&raw),
             StreamItem::Done => {
-                if !self.done {
-                    self.done = true;
-                    out.extend_from_slice(&encode_data(crate::core::sse::DONE));
-                }
+                self.done = true;
+                out.extend_from_slice(&encode_data(crate::core::sse::DONE));
             }
             StreamItem::Error(err) => {
                 out.extend_from_slice(&encode_data(&err.to_json()));
@@ -129,6 +132,9 @@ impl StreamMeter {
                     }
                     chunk.usage = Some(usage);
                 }
+                // Clients index `choices`: a chunk whose raw bytes lack the array (`data: {}`) is
+                // sent re-encoded, with it.
+                let raw = raw.filter(|raw| !chunk.choices.is_empty() || has_choices(raw));
                 match raw {
                     Some(raw) => out.extend_from_slice(&raw),
                     None => {
@@ -247,6 +253,20 @@ impl StreamMeter {
     pub fn delivered_output(&self) -> bool {
         self.content_chunks > 0
     }
+}
+
+/// Whether the SSE block `raw` holds a JSON object with a `choices` array. Asked only of chunks
+/// without choices (the usage chunk, a provider's notice), so the extra parse is rare.
+fn has_choices(raw: &[u8]) -> bool {
+    let mut parser = SseParser::new();
+    let event = match parser.push(raw) {
+        Ok(mut events) if !events.is_empty() => events.pop(),
+        _ => parser.finish().ok().flatten(),
+    };
+    event
+        .and_then(|e| e.data)
+        .and_then(|data| serde_json::from_str::<serde_json::Value>(&data).ok())
+        .is_some_and(|v| v.get("choices").is_some_and(serde_json::Value::is_array))
 }
 
 /// Everything a usage row records about tokens and money.

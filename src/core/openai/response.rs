@@ -107,7 +107,8 @@ impl Usage {
         Usage {
             prompt_tokens,
             completion_tokens,
-            total_tokens: prompt_tokens + completion_tokens,
+            // Saturating: the counts come from the provider and may be anything.
+            total_tokens: prompt_tokens.saturating_add(completion_tokens),
             prompt_tokens_details: None,
             completion_tokens_details: None,
         }

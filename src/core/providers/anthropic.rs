@@ -273,7 +273,9 @@ impl Counts {
     fn usage(&self) -> Option<Usage> {
         let input = self.input_tokens?;
         let read = self.cache_read_input_tokens.unwrap_or(0);
-        let prompt = input + self.cache_creation_input_tokens.unwrap_or(0) + read;
+        let prompt = input
+            .saturating_add(self.cache_creation_input_tokens.unwrap_or(0))
+            .saturating_add(read);
         Some(mapping::usage(
             prompt,
             self.cache_read_input_tokens,

@@ -284,9 +284,11 @@ pub fn finish_reason(reason: &str, called_functions: bool) -> &'static str {
 /// OpenAI usage from `usageMetadata`.
 pub fn usage_of(meta: &Value) -> Option<Usage> {
     let n = |k: &str| meta.get(k).and_then(Value::as_u64);
-    let prompt = n("promptTokenCount")? + n("toolUsePromptTokenCount").unwrap_or(0);
+    let prompt = n("promptTokenCount")?.saturating_add(n("toolUsePromptTokenCount").unwrap_or(0));
     let thoughts = n("thoughtsTokenCount");
-    let completion = n("candidatesTokenCount").unwrap_or(0) + thoughts.unwrap_or(0);
+    let completion = n("candidatesTokenCount")
+        .unwrap_or(0)
+        .saturating_add(thoughts.unwrap_or(0));
     Some(mapping::usage(
         prompt,
         n("cachedContentTokenCount"),

@@ -580,9 +580,31 @@ impl StreamDecoder for OpenAiStreamDecoder {
 
     fn finish(&mut self) -> Vec<StreamItem> {
         match self.sse.finish() {
-            Ok(event) => event.into_iter().map(|e| self.decode(e)).collect(),
+            Ok(event) => event
+                .into_iter()
+                .map(|mut e| {
+                    end_block(&mut e.raw);
+                    self.decode(e)
+                })
+                .collect(),
             Err(e) => vec![oversized(e)],
         }
+    }
+}
+
+/// Ends a block the upstream left without its blank line (the parser returns it at the end of
+/// the stream as received): forwarded as it is, it would run into the next event the gateway
+/// writes (the error event of a broken stream) and corrupt it for the client.
+fn end_block(raw: &mut Vec<u8>) {
+    let strip = |b: &[u8]| -> Option<usize> {
+        [&b"\r\n"[..], b"\n", b"\r"]
+            .iter()
+            .find(|eol| b.ends_with(eol))
+            .map(|eol| b.len() - eol.len())
+    };
+    let ended = strip(raw).is_some_and(|end| strip(&raw[..end]).is_some());
+    if !ended {
+        raw.extend_from_slice(if raw.ends_with(b"\n") { b"\n" } else { b"\n\n" });
     }
 }
 
