@@ -26,6 +26,7 @@ esbuild="${ESBUILD_BIN:-}"
 # a half-written tree.
 stage="$(mktemp -d "$root/ui/.dist.XXXXXX")"
 trap 'rm -rf "$stage"' EXIT
+chmod 755 "$stage"
 mkdir -p "$stage/console/assets" "$stage/console/operator"
 "$esbuild" ui/src/user.jsx ui/src/operator.jsx \
   --bundle --minify --format=esm --target=es2020 \

@@ -248,7 +248,7 @@ describe('browser console', { skip: !existsSync(CHROMIUM) && `no Chromium at ${C
     await page.fill('[data-testid=request-filters] input[name=session_id]', 'chat-1');
     await page.press('[data-testid=request-filters] input[name=session_id]', 'Enter');
     await page.waitForFunction(() => document.querySelectorAll('[data-testid=request-table] tbody tr').length === 2);
-    await page.selectOption('[data-testid=request-filters] select[name=status]', 'error');
+    await page.selectOption('[data-testid=request-filters] select[name=status]', 'truncated');
     await page.waitForSelector('text=No requests.');
     await page.selectOption('[data-testid=request-filters] select[name=status]', '');
     await page.waitForSelector('[data-testid=request-table] tbody tr');

@@ -226,7 +226,6 @@ function Requests() {
           <select name="status" value={f.status} onChange={set('status')}>
             <option value="">any</option>
             <option value="ok">ok</option>
-            <option value="error">error</option>
             <option value="client_abort">client_abort</option>
             <option value="upstream_error">upstream_error</option>
             <option value="truncated">truncated</option>
