@@ -417,7 +417,7 @@ function App() {
   const [tab, setTab] = useHashTab('tenants');
   const [notice, setNotice] = useState(null);
   useEffect(() => {
-    api('operator/session').then((s) => { setCsrf(s.csrf_token); setSession(s); }).catch(() => setSession(null));
+    api('operator/session').then((s) => { setCsrf(s.csrf_token); setSession(s.signed_in ? s : null); }).catch(() => setSession(null));
   }, []);
   if (session === undefined) return <p class="muted">Loading…</p>;
   if (session === null) return <SignIn onSignedIn={(s) => { setCsrf(s.csrf_token); setSession(s); }} />;

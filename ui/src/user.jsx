@@ -391,7 +391,7 @@ function App() {
   const refresh = () => api('me').then(setMe).catch(() => setSession(null));
   useEffect(() => {
     api('session')
-      .then((s) => { setCsrf(s.csrf_token); setSession(s); })
+      .then((s) => { setCsrf(s.csrf_token); setSession(s.signed_in ? s : null); })
       .catch(() => setSession(null));
     const q = new URLSearchParams(location.search);
     if (q.get('checkout') === 'success') setFlash({ kind: 'ok', text: 'Payment received: your balance updates as soon as Stripe confirms it.' });

@@ -68,10 +68,7 @@ async fn api(
         // ---- tenant ----
         (Method::Post, ["login"]) => session::login(req, env).await,
         (Method::Post, ["logout"]) => session::logout(&req, Scope::Tenant),
-        (Method::Get, ["session"]) => {
-            let s = Session::require(&req, env, Scope::Tenant, false).await?;
-            http::json(200, &s.describe())
-        }
+        (Method::Get, ["session"]) => session_state(&req, env, Scope::Tenant).await,
         (Method::Get, ["me"]) => {
             let s = Session::require(&req, env, Scope::Tenant, false).await?;
             me(&req, env, &s).await
@@ -118,10 +115,7 @@ async fn api(
         // ---- operator ----
         (Method::Post, ["operator", "login"]) => session::operator_login(req, env).await,
         (Method::Post, ["operator", "logout"]) => session::logout(&req, Scope::Operator),
-        (Method::Get, ["operator", "session"]) => {
-            let s = Session::require(&req, env, Scope::Operator, false).await?;
-            http::json(200, &s.describe())
-        }
+        (Method::Get, ["operator", "session"]) => session_state(&req, env, Scope::Operator).await,
         (_, ["admin", admin_rest @ ..]) if !admin_rest.is_empty() => {
             let write = *method != Method::Get;
             let mut req = req;
@@ -143,6 +137,22 @@ async fn api(
             ErrorKind::NotFound,
             "Unknown console route.",
         )),
+    }
+}
+
+/// `GET /console/api/[operator/]session`: the page's session (with its CSRF token), or
+/// `{"signed_in": false}` — a page asking whether to show its sign-in form is not an error.
+async fn session_state(req: &Request, env: &Env, scope: Scope) -> Result<Response, GatewayError> {
+    match Session::require(req, env, scope, false).await {
+        Ok(s) => {
+            let mut body = s.describe();
+            body["signed_in"] = json!(true);
+            http::json(200, &body)
+        }
+        Err(e) if e.status() == 401 => {
+            http::json(200, &json!({"signed_in": false, "reason": e.message}))
+        }
+        Err(e) => Err(e),
     }
 }
 
