@@ -22,7 +22,7 @@ const require = createRequire(import.meta.url);
 
 let gw;
 let stripe;
-let browser;
+let browser; // the persistent browser context
 let demo; // { tenant, key }
 let userDataDir;
 
@@ -163,8 +163,12 @@ describe('browser console', { skip: !existsSync(CHROMIUM) && `no Chromium at ${C
     await chat(demo.key.key, { session: 'chat-2', content: 'Another conversation entirely' });
     const { chromium } = require('playwright-core');
     userDataDir = mkdtempSync(join(tmpdir(), 'tollgate-chromium-'));
-    browser = await chromium.launch({
+    // A fresh profile for this run (launchPersistentContext passes it as --user-data-dir).
+    browser = await chromium.launchPersistentContext(userDataDir, {
       executablePath: CHROMIUM,
+      headless: true,
+      acceptDownloads: true,
+      viewport: { width: 1280, height: 860 },
       args: [
         '--no-sandbox',
         '--headless',
@@ -173,7 +177,6 @@ describe('browser console', { skip: !existsSync(CHROMIUM) && `no Chromium at ${C
         '--disable-component-update',
         '--disable-sync',
         '--no-first-run',
-        `--user-data-dir=${userDataDir}`,
       ],
     });
   });
@@ -204,7 +207,7 @@ describe('browser console', { skip: !existsSync(CHROMIUM) && `no Chromium at ${C
   });
 
   test('user center: sign in, balance, charts, log filters, CSV, redeem, Stripe, sign out', async () => {
-    const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 860 } });
+    const context = browser;
     const page = await context.newPage();
     const errors = [];
     page.on('pageerror', (e) => errors.push(String(e)));
@@ -345,7 +348,7 @@ describe('browser console', { skip: !existsSync(CHROMIUM) && `no Chromium at ${C
     await page.waitForSelector('[data-testid=signin-form]');
     assert.equal((await context.cookies()).find((c) => c.name === 'tg_console'), undefined);
     assert.deepEqual(errors, []);
-    await context.close();
+    await page.close();
   });
 
   test('a revoked key ends its console session', async () => {
@@ -382,7 +385,7 @@ describe('browser console', { skip: !existsSync(CHROMIUM) && `no Chromium at ${C
   });
 
   test('operator console: sign in, create a tenant and a key, credit it, see it in the list', async () => {
-    const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+    const context = browser;
     const page = await context.newPage();
     const errors = [];
     page.on('pageerror', (e) => errors.push(String(e)));
@@ -428,6 +431,6 @@ describe('browser console', { skip: !existsSync(CHROMIUM) && `no Chromium at ${C
     await page.click('[data-testid=signout]');
     await page.waitForSelector('[data-testid=operator-signin-form]');
     assert.deepEqual(errors, []);
-    await context.close();
+    await page.close();
   });
 });

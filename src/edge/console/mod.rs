@@ -51,8 +51,10 @@ pub async fn route(
                 Err(e) => secure(http::error_response(&e).map_err(|e| http::internal("error", e))?),
             }
         }
-        ["console"] => redirect("/console/"),
-        ["console", "operator"] => redirect("/console/operator/"),
+        // The pages live at `/console/` and `/console/operator/` (relative to their directory).
+        ["console"] | ["console", "operator"] if !req.path().ends_with('/') => {
+            redirect(&format!("{}/", req.path()))
+        }
         ["console", ..] => assets(req, env).await,
         _ => Err(GatewayError::new(ErrorKind::NotFound, "Unknown route.")),
     }

@@ -192,7 +192,8 @@ pub async fn webhook(mut req: Request, env: &Env) -> Result<Response, GatewayErr
         ],
     )
     .await?;
-    if inserted == 1 {
+    // D1 counts the trigger's writes too: any change means this delivery inserted the row.
+    if inserted > 0 {
         return http::json(
             200,
             &json!({"received": true, "credited": credit.amount, "tenant_id": credit.tenant_id,
