@@ -53,7 +53,8 @@ export function apiUrl(path, query) {
 /** 12345678 micro-units → "12.345678"; with `short`, two decimals (truncated, never rounded up). */
 export function money(micros, short = false) {
   if (micros === null || micros === undefined) return '–';
-  const n = BigInt(micros);
+  // API amounts are integers; chart axis ticks may not be (rounded to the micro-unit for display).
+  const n = typeof micros === 'bigint' ? micros : BigInt(Math.round(Number(micros)));
   const neg = n < 0n;
   const abs = neg ? -n : n;
   const whole = abs / 1000000n;

@@ -239,7 +239,7 @@ function Usage() {
       </div>
       {report && (
         <div class="charts">
-          <DayChart title={`Spend by ${range.by}`} testId="op-chart-spend" days={spend.days} groups={spend.groups} format={(v) => money(v, true)} />
+          <DayChart title={`Spend by ${range.by}`} testId="op-chart-spend" days={spend.days} groups={spend.groups} format={(v) => money(v, Math.abs(v) >= 10000)} />
           <DayChart title={`Tokens by ${range.by}`} testId="op-chart-tokens" days={toks.days} groups={toks.groups} format={(v) => tokens(v)} />
         </div>
       )}

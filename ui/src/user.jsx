@@ -136,7 +136,7 @@ function Overview({ me }) {
               {tokens(report.totals.requests)} requests, {tokens(report.totals.total_tokens)} tokens, {money(report.totals.cost)} in this range. Click a day to see its requests.
             </p>
             <div class="charts">
-              <DayChart title={`Spend by ${range.by}`} testId="chart-spend" days={spend.days} groups={spend.groups} format={(v) => money(v, true)} onPick={setDay} />
+              <DayChart title={`Spend by ${range.by}`} testId="chart-spend" days={spend.days} groups={spend.groups} format={(v) => money(v, Math.abs(v) >= 10000)} onPick={setDay} />
               <DayChart title={`Tokens by ${range.by}`} testId="chart-tokens" days={toks.days} groups={toks.groups} format={(v) => tokens(v)} onPick={setDay} />
             </div>
             <table class="days" data-testid="days">
