@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
-import { startGateway } from './harness.mjs';
+import { freePort, startGateway } from './harness.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const SHOTS = join(ROOT, 'target', 'screenshots');
@@ -154,6 +154,8 @@ describe('browser console', { skip: !existsSync(CHROMIUM) && `no Chromium at ${C
         STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET,
         STRIPE_API_BASE: stripe.url,
         CONSOLE_TENANT_KEYS: 'true',
+        ROUTE_FAILURE_THRESHOLD: '2',
+        ROUTE_COOLDOWN_MS: '600000',
       },
     });
     stripe.setGateway(gw.url);
@@ -419,7 +421,29 @@ describe('browser console', { skip: !existsSync(CHROMIUM) && `no Chromium at ${C
     assert.deepEqual(acme.map((r) => [r.amount, r.reason]), [[1_000_000, 'initial credit'], [4_250_000, 'welcome bonus']]);
     await shot(page, 'operator-tenants');
 
-    for (const tab of ['usage', 'models', 'providers', 'plans', 'codes', 'plugins', 'alerts']) {
+    // A model whose only provider refuses connections: two failures open its breaker.
+    const deadPort = await freePort();
+    await gw.adminOk('PUT', '/admin/providers/deadend', { kind: 'openai', base_url: `http://127.0.0.1:${deadPort}/v1` });
+    await gw.adminOk('PUT', '/admin/models/dead-model', { provider: 'deadend', upstream_model: 'gone', input_price: 1000, output_price: 1000 });
+    for (let i = 0; i < 2; i++) {
+      const r = await fetch(`${gw.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${demo.key.key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'dead-model', messages: [{ role: 'user', content: 'hi' }] }),
+      });
+      await r.text();
+      assert.ok(r.status >= 500, `dead route answered ${r.status}`);
+    }
+    await page.click('[data-testid=tab-models]');
+    await page.click('tr[data-model=dead-model] button');
+    await page.waitForSelector('[data-testid=routes] [data-testid=breaker]');
+    assert.equal(await page.textContent('[data-testid=routes] [data-testid=breaker]'), 'open');
+    await shot(page, 'operator-models');
+    await page.click('tr[data-model=tollgate-echo] button');
+    await page.waitForFunction(() => document.querySelector('[data-testid=routes] td')?.textContent.startsWith('builtin/'));
+    assert.equal(await page.textContent('[data-testid=routes] [data-testid=breaker]'), 'closed');
+
+    for (const tab of ['usage', 'providers', 'plans', 'codes', 'plugins', 'alerts']) {
       await page.click(`[data-testid=tab-${tab}]`);
       await page.waitForSelector('main h2');
       if (tab === 'usage') await page.waitForSelector('[data-testid=op-chart-spend] canvas');

@@ -279,7 +279,7 @@ function Models() {
   useEffect(() => {
     if (!model) return;
     admin(`models/${model}/prices`).then((r) => setPrices(r.data)).catch(() => setPrices([]));
-    admin(`routes/${model}`).then((r) => setRoutes(r.data || r.routes || [])).catch(() => setRoutes([]));
+    api(`routes/${model}`).then((r) => setRoutes([r.primary, ...(r.routes || [])])).catch(() => setRoutes([]));
   }, [model]);
   return (
     <section>
@@ -288,7 +288,7 @@ function Models() {
         <table>
           <thead><tr><th>Model</th><th>Provider</th><th>Upstream</th><th class="num">Input</th><th class="num">Output</th><th>Price version</th><th /></tr></thead>
           <tbody>{models.map((m) => (
-            <tr key={m.name}><td>{m.name}</td><td>{m.provider}</td><td>{m.upstream_model}</td><td class="num">{tokens(m.input_price)}</td><td class="num">{tokens(m.output_price)}</td><td>{m.price_version}</td>
+            <tr key={m.name} data-model={m.name}><td>{m.name}</td><td>{m.provider}</td><td>{m.upstream_model}</td><td class="num">{tokens(m.input_price)}</td><td class="num">{tokens(m.output_price)}</td><td>{m.price_version}</td>
               <td><button class="link" onClick={() => setModel(m.name)}>Prices and routes</button></td></tr>
           ))}</tbody>
         </table>
@@ -297,8 +297,17 @@ function Models() {
         <>
           <h3>Price versions of {model}</h3>
           <JsonTable rows={prices} />
-          <h3>Routes of {model}</h3>
-          <JsonTable rows={routes} />
+          <h3>Routes of {model} and their circuit breakers</h3>
+          {routes && (
+            <table data-testid="routes">
+              <thead><tr><th>Route</th><th class="num">Priority</th><th class="num">Weight</th><th>Breaker</th><th class="num">Consecutive failures</th><th>Opened</th></tr></thead>
+              <tbody>{routes.map((r) => (
+                <tr key={r.breaker.route}><td>{r.breaker.route}</td><td class="num">{r.priority}</td><td class="num">{r.weight ?? ''}</td>
+                  <td><span class={`pill ${r.breaker.state === 'closed' ? 'closed' : 'open'}`} data-testid="breaker">{r.breaker.state}</span></td>
+                  <td class="num">{r.breaker.consecutive_failures}</td><td>{r.breaker.opened_at ? isoTime(r.breaker.opened_at) : ''}</td></tr>
+              ))}</tbody>
+            </table>
+          )}
         </>
       )}
     </section>

@@ -18,6 +18,7 @@ use worker::{Env, Headers, Method, Request, RequestInit, Response, ResponseBuild
 use super::{admin, cache, http, ledger, reports, tenant};
 use crate::core::console::{self as rules, Scope, SECURITY_HEADERS};
 use crate::core::error::{ErrorKind, GatewayError};
+use crate::core::routing::{Admission, BreakerState};
 use session::Session;
 
 /// Whether the console answers `segments` (the router asks before its own table).
@@ -118,6 +119,10 @@ async fn api(
         (Method::Post, ["operator", "login"]) => session::operator_login(req, env).await,
         (Method::Post, ["operator", "logout"]) => session::logout(&req, Scope::Operator),
         (Method::Get, ["operator", "session"]) => session_state(&req, env, Scope::Operator).await,
+        (Method::Get, ["routes", model @ ..]) if !model.is_empty() => {
+            Session::require(&req, env, Scope::Operator, false).await?;
+            routes_with_breakers(env, &model.join("/")).await
+        }
         (_, ["admin", admin_rest @ ..]) if !admin_rest.is_empty() => {
             let write = *method != Method::Get;
             let mut req = req;
@@ -187,6 +192,60 @@ async fn me(req: &Request, env: &Env, s: &Session) -> Result<Response, GatewayEr
             "stripe": stripe::public_config(env),
         }),
     )
+}
+
+/// `GET /console/api/routes/{model}` (operator): the model's routes (`GET /admin/routes/{model}`)
+/// with each route's circuit breaker as the gateway sees it now: `closed`, `open` or `half_open`
+/// (cooled down: the next request is a trial), with its consecutive failures.
+async fn routes_with_breakers(env: &Env, model: &str) -> Result<Response, GatewayError> {
+    let database = super::db::database(env)?;
+    let mut view = super::routes::get_routes(&database, model).await?;
+    let cfg = super::routes::breaker_config(env);
+    let now = super::now_ms();
+    let kv = env.kv("KV").ok();
+    let primary = breaker_json(kv.as_ref(), &view["primary"], now, &cfg).await;
+    view["primary"]["breaker"] = primary;
+    let count = view["routes"].as_array().map_or(0, Vec::len);
+    for i in 0..count {
+        let state = breaker_json(kv.as_ref(), &view["routes"][i], now, &cfg).await;
+        view["routes"][i]["breaker"] = state;
+    }
+    http::json(200, &view)
+}
+
+/// One route's breaker, read from the key `edge::routes` keeps it under
+/// (`breaker:<provider>/<upstream_model>`).
+async fn breaker_json(
+    kv: Option<&worker::kv::KvStore>,
+    route: &Value,
+    now: u64,
+    cfg: &crate::core::routing::BreakerConfig,
+) -> Value {
+    let name = format!(
+        "{}/{}",
+        route["provider"].as_str().unwrap_or_default(),
+        route["upstream_model"].as_str().unwrap_or_default()
+    );
+    let state: BreakerState = match kv {
+        Some(kv) => kv
+            .get(&format!("breaker:{name}"))
+            .json::<BreakerState>()
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default(),
+        None => BreakerState::default(),
+    };
+    json!({
+        "route": name,
+        "state": match state.admission(now, cfg) {
+            Admission::Closed => "closed",
+            Admission::HalfOpen => "half_open",
+            Admission::Open => "open",
+        },
+        "consecutive_failures": state.consecutive_failures,
+        "opened_at": state.opened_at,
+    })
 }
 
 /// `GET /console/api/plans`: the plans a tenant can ask for (id, name, allowance).
