@@ -421,10 +421,13 @@ describe('browser console', { skip: !existsSync(CHROMIUM) && `no Chromium at ${C
     assert.deepEqual(acme.map((r) => [r.amount, r.reason]), [[1_000_000, 'initial credit'], [4_250_000, 'welcome bonus']]);
     await shot(page, 'operator-tenants');
 
-    // A model whose only provider refuses connections: two failures open its breaker.
+    // A model whose two routes both refuse connections: two failed requests open their breakers.
     const deadPort = await freePort();
-    await gw.adminOk('PUT', '/admin/providers/deadend', { kind: 'openai', base_url: `http://127.0.0.1:${deadPort}/v1` });
+    for (const name of ['deadend', 'deadend2']) {
+      await gw.adminOk('PUT', `/admin/providers/${name}`, { kind: 'openai', base_url: `http://127.0.0.1:${deadPort}/v1` });
+    }
     await gw.adminOk('PUT', '/admin/models/dead-model', { provider: 'deadend', upstream_model: 'gone', input_price: 1000, output_price: 1000 });
+    await gw.adminOk('PUT', '/admin/routes/dead-model', { routes: [{ provider: 'deadend2' }] });
     for (let i = 0; i < 2; i++) {
       const r = await fetch(`${gw.url}/v1/chat/completions`, {
         method: 'POST',
@@ -437,7 +440,8 @@ describe('browser console', { skip: !existsSync(CHROMIUM) && `no Chromium at ${C
     await page.click('[data-testid=tab-models]');
     await page.click('tr[data-model=dead-model] button');
     await page.waitForSelector('[data-testid=routes] [data-testid=breaker]');
-    assert.equal(await page.textContent('[data-testid=routes] [data-testid=breaker]'), 'open');
+    const states = await page.locator('[data-testid=routes] [data-testid=breaker]').allTextContents();
+    assert.deepEqual(states, ['open', 'open']);
     await shot(page, 'operator-models');
     await page.click('tr[data-model=tollgate-echo] button');
     await page.waitForFunction(() => document.querySelector('[data-testid=routes] td')?.textContent.startsWith('builtin/'));
