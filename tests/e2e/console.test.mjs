@@ -341,6 +341,12 @@ describe('browser console', { skip: !existsSync(CHROMIUM) && `no Chromium at ${C
     assert.match(created, /^tg-/);
     assert.equal(await balanceOf(created), afterStripe, 'the new key belongs to the same tenant');
     await shot(page, 'user-keys');
+    // Revoke it from the list: it stops working at once. The signed-in key has no Revoke button.
+    assert.equal(await page.locator(`tr:has-text("${demo.key.id}") button.danger`).count(), 0);
+    await page.click('tr:has-text("laptop") button.danger');
+    await page.waitForFunction(() => [...document.querySelectorAll('tr')].some((r) => r.textContent.includes('laptop') && !r.querySelector('button.danger')));
+    const revoked = await fetch(`${gw.url}/v1/balance`, { headers: { authorization: `Bearer ${created}` } });
+    assert.equal(revoked.status, 401);
     await page.click('[data-testid=tab-plugins]');
     await page.waitForSelector('text=Plugins');
     await shot(page, 'user-plugins');
@@ -362,7 +368,15 @@ describe('browser console', { skip: !existsSync(CHROMIUM) && `no Chromium at ${C
     });
     assert.equal(login.status, 200);
     const cookie = login.headers.get('set-cookie').split(';')[0];
+    const { csrf_token: csrf } = await login.json();
     assert.equal((await fetch(`${gw.url}/console/api/me`, { headers: { cookie } })).status, 200);
+    // Another tenant's key cannot be revoked from this session.
+    const other = await fetch(`${gw.url}/console/api/keys/${demo.key.id}`, {
+      method: 'DELETE',
+      headers: { cookie, origin: gw.url, 'x-csrf-token': csrf },
+    });
+    assert.equal(other.status, 404);
+    assert.equal((await fetch(`${gw.url}/v1/balance`, { headers: { authorization: `Bearer ${demo.key.key}` } })).status, 200);
     await gw.adminOk('DELETE', `/admin/keys/${t.key.id}`);
     const after = await fetch(`${gw.url}/console/api/me`, { headers: { cookie } });
     assert.equal(after.status, 401);
