@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the worker: build/index.js + build/index_bg.wasm (worker-build --release). wrangler.toml's build command.
+# Builds the worker: build/index.js + build/index_bg.wasm (worker-build --release), and the console's
+# static assets (scripts/build-ui.sh → ui/dist). wrangler.toml's build command.
 #
 #   TOLLGATE_SKIP_BUILD=1   exit at once when build/index.js exists (tests build once, then start many wranglers)
 #   TOLLGATE_FORCE_BUILD=1  build even when build/ is newer than every source file
@@ -7,6 +8,10 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+
+# The browser console (static assets, ui/dist): fast when up to date, so it runs even when the
+# worker build is skipped.
+bash scripts/build-ui.sh
 
 if [[ "${TOLLGATE_SKIP_BUILD:-}" == 1 && -f build/index.js ]]; then
   exit 0

@@ -255,6 +255,8 @@ cat <<EOF
                 ($key_note)
  Admin token:   ADMIN_TOKEN in $root/.dev.vars
                 (Authorization: Bearer <ADMIN_TOKEN> on /admin/*)
+ User center:   $url/console/   (sign in with the demo API key above)
+ Operator:      $url/console/operator/   (sign in with the ADMIN_TOKEN)
  Models:        tollgate-echo (built in)${openai_models:+, $openai_models (OpenAI at $openai_base)}
 $([[ -z "$openai_key" ]] && echo " Real models:   set PROVIDER_OPENAI_API_KEY in .dev.vars and restart")
 

@@ -13,6 +13,7 @@
 #   - node_modules (npm ci) when missing or older than package-lock.json.
 #   - .tools/py: a Python venv with the OpenAI SDK pinned in tests/e2e/requirements.txt, and OpenAI's
 #     tiktoken (pinned here) for the token-count cross-check.
+#   - Chromium (/usr/bin/chromium, Debian's package) for the console's browser test, when root.
 #   - .tools/env.sh: PATH and the variables that keep worker-build and wrangler off the network
 #     (worker-build would otherwise download wasm-bindgen, wasm-opt and esbuild from GitHub).
 #
@@ -156,6 +157,15 @@ tollgate_setup() (
     run_logged py-tiktoken "$repo/.tools/py/bin/python" -m pip install --quiet --disable-pip-version-check \
       "tiktoken==$tiktoken_version"
     touch "$tiktoken_stamp"
+  fi
+
+  # --- Chromium for the browser tests of the console (tests/e2e/console.test.mjs) ----------------
+  # Debian's package: the browser downloads of Playwright/Puppeteer are not reachable everywhere.
+  # Installed only when missing, and only as root (CI); elsewhere the browser test says it skips.
+  if [[ ! -x /usr/bin/chromium && "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+    say "installing Chromium (apt-get, ~1 min)"
+    run_logged apt-update apt-get update
+    run_logged chromium env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
   fi
 
   # --- wipe local wrangler state written by another wrangler version ---------------------------

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod cache;
 pub mod chat;
 pub mod config;
+pub mod console;
 pub mod cron;
 pub mod db;
 pub mod guard;
@@ -56,6 +57,9 @@ async fn route(
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     if *method == Method::Options {
         return http::preflight();
+    }
+    if console::owns(&segments) {
+        return console::route(req, env, method, &segments).await;
     }
     match segments.as_slice() {
         ["healthz"] | [""] => http::json(

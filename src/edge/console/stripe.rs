@@ -1,0 +1,230 @@
+//! Card top-ups through Stripe Checkout: the worker creates the Checkout Session (against
+//! `STRIPE_API_BASE`, default `https://api.stripe.com`, with the `STRIPE_SECRET_KEY` secret) and
+//! credits the tenant when Stripe's `checkout.session.completed` webhook arrives, verified with the
+//! `STRIPE_WEBHOOK_SECRET` signing secret. A session credits once however often it is delivered
+//! (`stripe_payments`, schema/0010_console.sql).
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use worker::{Env, Fetch, Headers, Method, Request, RequestInit, Response};
+
+use super::super::{config, db, http, now_ms, tenant};
+use super::session::Session;
+use crate::core::console::{self as rules, WebhookAction};
+use crate::core::error::{ErrorKind, GatewayError};
+use crate::core::ids::prefixed_id;
+
+const DEFAULT_API_BASE: &str = "https://api.stripe.com";
+const DEFAULT_TOLERANCE_S: u64 = 300;
+const MAX_EVENT_BYTES: usize = 256 * 1024;
+
+fn var(env: &Env, name: &str) -> Option<String> {
+    env.var(name)
+        .ok()
+        .map(|v| v.to_string().trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+fn currency(env: &Env) -> String {
+    var(env, "STRIPE_CURRENCY")
+        .unwrap_or_else(|| "usd".into())
+        .to_ascii_lowercase()
+}
+
+/// Whether card top-ups are offered: both Stripe secrets are set.
+fn enabled(env: &Env) -> bool {
+    config::secret(env, "STRIPE_SECRET_KEY").is_some()
+        && config::secret(env, "STRIPE_WEBHOOK_SECRET").is_some()
+}
+
+/// What the user center needs to offer card top-ups.
+pub fn public_config(env: &Env) -> Value {
+    json!({
+        "enabled": enabled(env),
+        "currency": currency(env),
+        "min_cents": rules::MIN_TOP_UP_CENTS,
+        "max_cents": rules::MAX_TOP_UP_CENTS,
+        "micro_units_per_cent": rules::MICRO_PER_CENT,
+    })
+}
+
+fn not_configured() -> GatewayError {
+    GatewayError::new(
+        ErrorKind::NotFound,
+        "Card payments are not configured on this gateway (STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET).",
+    )
+    .with_code("stripe_not_configured")
+}
+
+/// `POST /console/api/checkout` `{amount_cents}` → `{id, url}` of a new Checkout Session.
+pub async fn create_checkout(
+    mut req: Request,
+    env: &Env,
+    s: &Session,
+) -> Result<Response, GatewayError> {
+    #[derive(Deserialize)]
+    struct Body {
+        amount_cents: u64,
+    }
+    let secret = config::secret(env, "STRIPE_SECRET_KEY")
+        .filter(|_| enabled(env))
+        .ok_or_else(not_configured)?;
+    let body = http::read_body(&mut req, 4096).await?;
+    let body: Body = serde_json::from_slice(&body).map_err(|_| {
+        GatewayError::invalid_param("amount_cents", "Send {\"amount_cents\": <integer>}.")
+    })?;
+    let amount = rules::check_top_up(body.amount_cents)
+        .map_err(|m| GatewayError::invalid_param("amount_cents", m))?;
+    let probe = s.as_tenant_request(&req, "/v1/balance", Method::Get, None)?;
+    let caller = tenant::live_caller(&probe, env).await?;
+
+    let url = req.url().map_err(|e| http::internal("url", e))?;
+    let origin = url.origin().ascii_serialization();
+    let success = format!("{origin}/console/?checkout=success&session_id={{CHECKOUT_SESSION_ID}}");
+    let cancel = format!("{origin}/console/?checkout=cancelled");
+    let currency = currency(env);
+    let form = rules::checkout_form(&rules::CheckoutRequest {
+        tenant_id: &caller.tenant_id,
+        amount_cents: amount,
+        currency: &currency,
+        success_url: &success,
+        cancel_url: &cancel,
+    });
+    let base = var(env, "STRIPE_API_BASE").unwrap_or_else(|| DEFAULT_API_BASE.into());
+    let endpoint = format!("{}/v1/checkout/sessions", base.trim_end_matches('/'));
+    let headers = Headers::new();
+    let set = |k: &str, v: &str| {
+        headers
+            .set(k, v)
+            .map_err(|e| http::internal("set header", e))
+    };
+    set("authorization", &format!("Bearer {secret}"))?;
+    set("content-type", "application/x-www-form-urlencoded")?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_headers(headers.clone())
+        .with_body(Some(form.into()));
+    let stripe_req = Request::new_with_init(&endpoint, &init)
+        .map_err(|e| http::internal("stripe request", e))?;
+    let mut resp = Fetch::Request(stripe_req).send().await.map_err(|e| {
+        GatewayError::new(
+            ErrorKind::UpstreamFailed,
+            format!("Stripe could not be reached: {e}"),
+        )
+    })?;
+    let status = resp.status_code();
+    let answer: Value = resp.json().await.unwrap_or(Value::Null);
+    if !(200..300).contains(&status) {
+        let message = answer["error"]["message"]
+            .as_str()
+            .unwrap_or("no error message");
+        return Err(GatewayError::new(
+            ErrorKind::UpstreamFailed,
+            format!("Stripe refused the Checkout Session (HTTP {status}): {message}"),
+        )
+        .with_code("stripe_error"));
+    }
+    let (Some(id), Some(checkout_url)) = (answer["id"].as_str(), answer["url"].as_str()) else {
+        return Err(GatewayError::new(
+            ErrorKind::UpstreamFailed,
+            "Stripe's Checkout Session has no id or url.",
+        ));
+    };
+    http::json(
+        200,
+        &json!({"object": "checkout_session", "id": id, "url": checkout_url,
+                "amount_cents": amount, "currency": currency}),
+    )
+}
+
+/// `POST /stripe/webhook`: a signed Stripe event. Credits a paid Checkout Session once.
+pub async fn webhook(mut req: Request, env: &Env) -> Result<Response, GatewayError> {
+    let secret = config::secret(env, "STRIPE_WEBHOOK_SECRET").ok_or_else(not_configured)?;
+    let signature = req
+        .headers()
+        .get("stripe-signature")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let payload = http::read_body(&mut req, MAX_EVENT_BYTES).await?;
+    let tolerance = var(env, "STRIPE_WEBHOOK_TOLERANCE_SECONDS")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_TOLERANCE_S);
+    rules::verify_stripe_signature(
+        secret.as_bytes(),
+        &signature,
+        &payload,
+        now_ms() / 1000,
+        tolerance,
+    )
+    .map_err(|e| {
+        GatewayError::new(ErrorKind::InvalidRequest, format!("Webhook refused: {e}."))
+            .with_code("invalid_signature")
+    })?;
+    let action = rules::webhook_action(&payload, &currency(env)).map_err(|m| {
+        GatewayError::invalid_request(format!("Webhook refused: {m}.")).with_code("invalid_event")
+    })?;
+    let credit = match action {
+        WebhookAction::Ignore(why) => {
+            return http::json(200, &json!({"received": true, "ignored": why}))
+        }
+        WebhookAction::Credit(c) => c,
+    };
+    let database = db::database(env)?;
+    let now = now_ms();
+    let ledger_id = prefixed_id("cred", now);
+    // One statement: the row exists once per session and event; its trigger credits the tenant.
+    let inserted = db::run(
+        &database,
+        "INSERT INTO stripe_payments
+           (session_id, event_id, tenant_id, amount, amount_paid, currency, ledger_id, created_at)
+         SELECT ?1, ?2, id, ?4, ?5, ?6, ?7, ?8 FROM tenants WHERE id = ?3
+         ON CONFLICT DO NOTHING",
+        &[
+            credit.session_id.as_str().into(),
+            credit.event_id.as_str().into(),
+            credit.tenant_id.as_str().into(),
+            credit.amount.into(),
+            credit.amount_paid.into(),
+            credit.currency.as_str().into(),
+            ledger_id.as_str().into(),
+            now.into(),
+        ],
+    )
+    .await?;
+    // D1 counts the trigger's writes too: any change means this delivery inserted the row.
+    if inserted > 0 {
+        return http::json(
+            200,
+            &json!({"received": true, "credited": credit.amount, "tenant_id": credit.tenant_id,
+                    "ledger_id": ledger_id}),
+        );
+    }
+    let known: Option<Value> = db::first(
+        &database,
+        "SELECT ledger_id FROM stripe_payments WHERE session_id = ?1 OR event_id = ?2",
+        &[
+            credit.session_id.as_str().into(),
+            credit.event_id.as_str().into(),
+        ],
+    )
+    .await?;
+    match known {
+        Some(row) => http::json(
+            200,
+            &json!({"received": true, "duplicate": true, "ledger_id": row["ledger_id"]}),
+        ),
+        None => {
+            // A paid session for a tenant that does not exist: keep Stripe retrying and say so.
+            worker::console_error!(
+                "stripe: paid session {} for unknown tenant {}",
+                credit.session_id,
+                credit.tenant_id
+            );
+            Err(GatewayError::new(
+                ErrorKind::NotFound,
+                format!("No tenant {}.", credit.tenant_id),
+            ))
+        }
+    }
+}

@@ -1,0 +1,478 @@
+// End to end in a real browser: the user center and the operator console (issue 16), driven with
+// playwright-core and Debian's Chromium (/usr/bin/chromium; scripts/setup.sh installs it). A mock of
+// Stripe's API on 127.0.0.1 serves the Checkout page and delivers the signed webhook twice.
+// Screenshots of each page go to target/screenshots/.
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, test } from 'node:test';
+import { freePort, startGateway } from './harness.mjs';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const SHOTS = join(ROOT, 'target', 'screenshots');
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const WEBHOOK_SECRET = 'whsec_console_e2e';
+// CommonJS resolution (honours NODE_PATH), as playwright-core is a CommonJS package.
+const require = createRequire(import.meta.url);
+
+let gw;
+let stripe;
+let browser; // the persistent browser context
+let demo; // { tenant, key }
+let userDataDir;
+
+/** A signed Stripe-Signature header for `payload` at time `t` (seconds). */
+function sign(payload, t = Math.floor(Date.now() / 1000), secret = WEBHOOK_SECRET) {
+  const v1 = createHmac('sha256', secret).update(`${t}.${payload}`).digest('hex');
+  return `t=${t},v1=${v1}`;
+}
+
+/**
+ * A mock of the part of Stripe the gateway uses: POST /v1/checkout/sessions (form body, bearer
+ * secret key) returns a session whose `url` is this server's checkout page; paying there delivers
+ * `checkout.session.completed` to the gateway's webhook twice, then redirects to success_url.
+ */
+async function startMockStripe() {
+  const sessions = new Map();
+  const deliveries = [];
+  let gatewayUrl = '';
+  let n = 0;
+  const server = createServer(async (req, res) => {
+    const chunks = [];
+    for await (const c of req) chunks.push(c);
+    const body = Buffer.concat(chunks).toString();
+    const url = new URL(req.url, 'http://127.0.0.1');
+    if (req.method === 'POST' && url.pathname === '/v1/checkout/sessions') {
+      if (req.headers.authorization !== 'Bearer sk_test_console') {
+        res.writeHead(401, { 'content-type': 'application/json' });
+        return res.end(JSON.stringify({ error: { message: 'Invalid API Key provided' } }));
+      }
+      const form = Object.fromEntries(new URLSearchParams(body));
+      const id = `cs_test_${++n}`;
+      const session = {
+        id,
+        object: 'checkout.session',
+        url: `http://127.0.0.1:${server.address().port}/pay/${id}`,
+        amount_total: Number(form['line_items[0][price_data][unit_amount]']),
+        currency: form['line_items[0][price_data][currency]'],
+        client_reference_id: form.client_reference_id,
+        metadata: { tenant_id: form['metadata[tenant_id]'] },
+        success_url: form.success_url,
+        payment_status: 'unpaid',
+        form,
+      };
+      sessions.set(id, session);
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify(session));
+    }
+    const pay = /^\/pay\/(cs_test_\d+)$/.exec(url.pathname);
+    if (pay && req.method === 'GET') {
+      res.writeHead(200, { 'content-type': 'text/html' });
+      return res.end(`<!doctype html><title>Mock Checkout</title><h1>Mock Stripe Checkout</h1>
+        <form method="post"><button id="pay" type="submit">Pay</button></form>`);
+    }
+    if (pay && req.method === 'POST') {
+      const session = sessions.get(pay[1]);
+      session.payment_status = 'paid';
+      const event = JSON.stringify({
+        id: `evt_${session.id}`,
+        object: 'event',
+        type: 'checkout.session.completed',
+        data: { object: { ...session, form: undefined } },
+      });
+      // Stripe delivers at least once: here, twice.
+      for (let i = 0; i < 2; i++) {
+        const r = await fetch(`${gatewayUrl}/stripe/webhook`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'stripe-signature': sign(event) },
+          body: event,
+        });
+        deliveries.push({ status: r.status, body: await r.json(), event });
+      }
+      res.writeHead(303, { location: session.success_url.replace('{CHECKOUT_SESSION_ID}', session.id) });
+      return res.end();
+    }
+    res.writeHead(404);
+    res.end();
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    sessions,
+    deliveries,
+    setGateway: (u) => {
+      gatewayUrl = u;
+    },
+    close: () => new Promise((r) => server.close(r)),
+  };
+}
+
+async function chat(key, { session, content = 'Hello from the console test', stream = false } = {}) {
+  const res = await fetch(`${gw.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: {
+      authorization: `Bearer ${key}`,
+      'content-type': 'application/json',
+      ...(session ? { 'x-session-id': session } : {}),
+    },
+    body: JSON.stringify({ model: 'tollgate-echo', stream, messages: [{ role: 'user', content }] }),
+  });
+  await res.text();
+  assert.equal(res.status, 200);
+  const id = res.headers.get('x-request-id');
+  await gw.usageRow(id);
+  return id;
+}
+
+async function balanceOf(key) {
+  const res = await fetch(`${gw.url}/v1/balance`, { headers: { authorization: `Bearer ${key}` } });
+  assert.equal(res.status, 200);
+  return (await res.json()).balance;
+}
+
+const money = (micros) => {
+  const whole = Math.floor(micros / 1e6).toLocaleString('en-US');
+  return `${whole}.${String(micros % 1e6).padStart(6, '0')}`;
+};
+
+async function shot(page, name) {
+  mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+describe('browser console', { skip: !existsSync(CHROMIUM) && `no Chromium at ${CHROMIUM}` }, () => {
+  before(async () => {
+    stripe = await startMockStripe();
+    gw = await startGateway({
+      vars: {
+        STRIPE_SECRET_KEY: 'sk_test_console',
+        STRIPE_WEBHOOK_SECRET: WEBHOOK_SECRET,
+        STRIPE_API_BASE: stripe.url,
+        CONSOLE_TENANT_KEYS: 'true',
+        ROUTE_FAILURE_THRESHOLD: '2',
+        ROUTE_COOLDOWN_MS: '600000',
+      },
+    });
+    stripe.setGateway(gw.url);
+    demo = await gw.newTenant({ name: 'demo', credit: 10_000_000 });
+    await chat(demo.key.key, { session: 'chat-1' });
+    await chat(demo.key.key, { session: 'chat-1', stream: true, content: 'A second, streamed question' });
+    await chat(demo.key.key, { session: 'chat-2', content: 'Another conversation entirely' });
+    const { chromium } = require('playwright-core');
+    userDataDir = mkdtempSync(join(tmpdir(), 'tollgate-chromium-'));
+    // A fresh profile for this run (launchPersistentContext passes it as --user-data-dir).
+    browser = await chromium.launchPersistentContext(userDataDir, {
+      executablePath: CHROMIUM,
+      headless: true,
+      acceptDownloads: true,
+      viewport: { width: 1280, height: 860 },
+      args: [
+        '--no-sandbox',
+        '--headless',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+      ],
+    });
+  });
+
+  after(async () => {
+    await browser?.close();
+    await gw?.kill();
+    await stripe?.close();
+    if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
+  });
+
+  test('pages carry a strict CSP and no inline script', async () => {
+    for (const path of ['/console/', '/console/operator/']) {
+      const res = await fetch(gw.url + path);
+      assert.equal(res.status, 200, path);
+      const csp = res.headers.get('content-security-policy');
+      assert.match(csp, /script-src 'self'/);
+      assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
+      assert.match(csp, /frame-ancestors 'none'/);
+      assert.equal(res.headers.get('x-frame-options'), 'DENY');
+      const html = await res.text();
+      assert.doesNotMatch(html, /<script(?![^>]*\bsrc=)[^>]*>/, 'an inline script');
+      assert.doesNotMatch(html, /<style|style=/, 'an inline style');
+    }
+    // The API is unchanged: JSON, no console headers.
+    const health = await fetch(`${gw.url}/healthz`);
+    assert.equal((await health.json()).status, 'ok');
+  });
+
+  test('user center: sign in, balance, charts, log filters, CSV, redeem, Stripe, sign out', async () => {
+    const context = browser;
+    const page = await context.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    // Console errors (a CSP violation would show here), except the network errors of the refusals
+    // this test provokes on purpose.
+    page.on('console', (m) => m.type() === 'error' && !/Failed to load resource/.test(m.text()) && errors.push(m.text()));
+    await page.goto(`${gw.url}/console/`);
+    await shot(page, 'user-signin');
+    await page.fill('input[name=key]', demo.key.key);
+    await page.click('[data-testid=signin-form] button[type=submit]');
+
+    // Balance as the API reports it.
+    const before = await balanceOf(demo.key.key);
+    await page.waitForSelector('[data-testid=balance-spendable]');
+    assert.equal(await page.textContent('[data-testid=balance-spendable]'), money(before));
+    // The key is kept nowhere the page can read; the cookie is HttpOnly.
+    const stored = await page.evaluate(() => [document.cookie, JSON.stringify(localStorage), JSON.stringify(sessionStorage)].join('|'));
+    assert.ok(!stored.includes(demo.key.key), stored);
+    const cookies = await context.cookies();
+    const session = cookies.find((c) => c.name === 'tg_console');
+    assert.ok(session, 'session cookie set');
+    assert.equal(session.httpOnly, true);
+    assert.equal(session.secure, true);
+    assert.equal(session.sameSite, 'Strict');
+    assert.ok(!session.value.includes(demo.key.key));
+
+    // Charts drawn from the three requests.
+    await page.waitForSelector('[data-testid=chart-spend] canvas');
+    await page.waitForSelector('[data-testid=chart-tokens] canvas');
+    assert.match(await page.textContent('[data-testid=range-totals]'), /^3 requests/);
+    await page.selectOption('[data-testid=chart-by]', 'session');
+    await page.waitForFunction(() => document.querySelector('[data-testid=chart-spend] .u-legend')?.textContent.includes('chat-2'));
+    // Drill into today.
+    await page.click('[data-testid=days] button');
+    await page.waitForSelector('[data-testid=day-detail] [data-testid=request-table]');
+    assert.equal(await page.locator('[data-testid=day-detail] tbody tr').count(), 3);
+    await shot(page, 'user-overview');
+
+    // Request log and its filters.
+    await page.click('[data-testid=tab-requests]');
+    await page.waitForSelector('[data-testid=request-table] tbody tr');
+    assert.equal(await page.locator('[data-testid=request-table] tbody tr').count(), 3);
+    await page.fill('[data-testid=request-filters] input[name=session_id]', 'chat-1');
+    await page.press('[data-testid=request-filters] input[name=session_id]', 'Enter');
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid=request-table] tbody tr').length === 2);
+    await page.selectOption('[data-testid=request-filters] select[name=status]', 'truncated');
+    await page.waitForSelector('text=No requests.');
+    await page.selectOption('[data-testid=request-filters] select[name=status]', '');
+    await page.waitForSelector('[data-testid=request-table] tbody tr');
+    await shot(page, 'user-requests');
+
+    // CSV of the filtered log, through the report API.
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('[data-testid=csv-download]')]);
+    const csv = readFileSync(await download.path(), 'utf8');
+    const lines = csv.trim().split('\r\n');
+    assert.match(lines[0], /^request_id,created_at,key_id,session_id,model/);
+    assert.equal(lines.length, 3, csv); // header + the two chat-1 requests
+    assert.ok(lines.slice(1).every((l) => l.includes(',chat-1,')), csv);
+
+    // Redeem a code and watch the balance change.
+    const codes = await gw.adminOk('POST', '/admin/redemption-codes', { count: 1, amount: 2_500_000 }, 201);
+    const code = (codes.data ?? codes.codes)[0].code ?? (codes.data ?? codes.codes)[0];
+    await page.click('[data-testid=tab-topup]');
+    await page.fill('[data-testid=redeem-form] input[name=code]', code);
+    await page.click('[data-testid=redeem-form] button[type=submit]');
+    await page.waitForSelector('[data-testid=notice-ok]');
+    const afterRedeem = await balanceOf(demo.key.key);
+    assert.equal(afterRedeem, before + 2_500_000);
+    assert.match(await page.textContent('[data-testid=notice-ok]'), new RegExp(`New balance: ${money(afterRedeem).replace('.', '\\.')}`));
+    await page.click('[data-testid=tab-overview]');
+    await page.waitForFunction((t) => document.querySelector('[data-testid=balance-spendable]')?.textContent === t, money(afterRedeem));
+
+    // CSRF: the same request without the token, or from another origin, is refused.
+    const noToken = await page.evaluate(async (c) => {
+      const r = await fetch('/console/api/redeem', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ code: c }) });
+      return [r.status, (await r.json()).error.code];
+    }, 'ANY-CODE');
+    assert.deepEqual(noToken, [403, 'csrf_check_failed']);
+    const cookieHeader = `tg_console=${session.value}`;
+    const session2 = await (await fetch(`${gw.url}/console/api/session`, { headers: { cookie: cookieHeader } })).json();
+    assert.equal(session2.signed_in, true);
+    const foreign = await fetch(`${gw.url}/console/api/redeem`, {
+      method: 'POST',
+      headers: { cookie: cookieHeader, origin: 'http://evil.example', 'x-csrf-token': session2.csrf_token, 'content-type': 'application/json' },
+      body: JSON.stringify({ code: 'X' }),
+    });
+    assert.equal(foreign.status, 403);
+    assert.equal(await balanceOf(demo.key.key), afterRedeem);
+
+    // Stripe Checkout against the mock; the webhook arrives twice and credits once.
+    await page.click('[data-testid=tab-topup]');
+    await page.fill('[data-testid=checkout-form] input[name=amount_cents]', '1500');
+    await shot(page, 'user-topup');
+    await page.click('[data-testid=checkout-form] button[type=submit]');
+    await page.waitForURL(/\/pay\/cs_test_/);
+    await page.click('#pay');
+    await page.waitForURL(/\/console\/\?checkout=success/);
+    await page.waitForSelector('[data-testid=notice-ok]');
+    assert.equal(stripe.deliveries.length, 2);
+    assert.deepEqual(stripe.deliveries.map((d) => d.status), [200, 200]);
+    assert.equal(stripe.deliveries[0].body.credited, 15_000_000);
+    assert.equal(stripe.deliveries[1].body.duplicate, true);
+    const afterStripe = await balanceOf(demo.key.key);
+    assert.equal(afterStripe, afterRedeem + 15_000_000);
+    const [sent] = [...stripe.sessions.values()];
+    assert.equal(sent.client_reference_id, demo.tenant.id);
+    assert.equal(sent.amount_total, 1500);
+    // A third delivery, a forged signature and a stale one change nothing.
+    const event = stripe.deliveries[0].event;
+    const again = await fetch(`${gw.url}/stripe/webhook`, { method: 'POST', headers: { 'stripe-signature': sign(event) }, body: event });
+    assert.equal((await again.json()).duplicate, true);
+    const forged = await fetch(`${gw.url}/stripe/webhook`, { method: 'POST', headers: { 'stripe-signature': sign(event, undefined, 'whsec_wrong') }, body: event.replace('cs_test_1', 'cs_test_9') });
+    assert.equal(forged.status, 400);
+    const stale = await fetch(`${gw.url}/stripe/webhook`, { method: 'POST', headers: { 'stripe-signature': sign(event.replace('cs_test_1', 'cs_test_8'), Math.floor(Date.now() / 1000) - 3600) }, body: event.replace('cs_test_1', 'cs_test_8') });
+    assert.equal(stale.status, 400);
+    assert.equal(await balanceOf(demo.key.key), afterStripe);
+    const ledger = gw.d1("SELECT amount FROM credit_ledger WHERE reason LIKE 'stripe checkout %'");
+    assert.deepEqual(ledger.map((r) => r.amount), [15_000_000]);
+    await page.waitForFunction((t) => document.querySelector('[data-testid=balance-spendable]')?.textContent === t, money(afterStripe));
+
+    // Plan, keys (the operator allows tenants to manage them here) and plugins pages.
+    await page.click('[data-testid=tab-plan]');
+    await page.waitForSelector('[data-testid=plan-current]');
+    await shot(page, 'user-plan');
+    await page.click('[data-testid=tab-keys]');
+    await page.fill('form.row input', 'laptop');
+    await page.click('form.row button[type=submit]');
+    const created = await page.textContent('[data-testid=new-key]');
+    assert.match(created, /^tg-/);
+    assert.equal(await balanceOf(created), afterStripe, 'the new key belongs to the same tenant');
+    await shot(page, 'user-keys');
+    // Revoke it from the list: it stops working at once. The signed-in key has no Revoke button.
+    assert.equal(await page.locator(`tr:has-text("${demo.key.id}") button.danger`).count(), 0);
+    await page.click('tr:has-text("laptop") button.danger');
+    await page.waitForFunction(() => [...document.querySelectorAll('tr')].some((r) => r.textContent.includes('laptop') && !r.querySelector('button.danger')));
+    const revoked = await fetch(`${gw.url}/v1/balance`, { headers: { authorization: `Bearer ${created}` } });
+    assert.equal(revoked.status, 401);
+    await page.click('[data-testid=tab-plugins]');
+    await page.waitForSelector('text=Plugins');
+    await shot(page, 'user-plugins');
+
+    // Sign out: the cookie is gone and the session no longer works.
+    await page.click('[data-testid=signout]');
+    await page.waitForSelector('[data-testid=signin-form]');
+    assert.equal((await context.cookies()).find((c) => c.name === 'tg_console'), undefined);
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  test('a revoked key ends its console session', async () => {
+    const t = await gw.newTenant({ name: 'revoked', credit: 1_000_000 });
+    const login = await fetch(`${gw.url}/console/api/login`, {
+      method: 'POST',
+      headers: { origin: gw.url, 'content-type': 'application/json' },
+      body: JSON.stringify({ key: t.key.key }),
+    });
+    assert.equal(login.status, 200);
+    const cookie = login.headers.get('set-cookie').split(';')[0];
+    const { csrf_token: csrf } = await login.json();
+    assert.equal((await fetch(`${gw.url}/console/api/me`, { headers: { cookie } })).status, 200);
+    // Another tenant's key cannot be revoked from this session.
+    const other = await fetch(`${gw.url}/console/api/keys/${demo.key.id}`, {
+      method: 'DELETE',
+      headers: { cookie, origin: gw.url, 'x-csrf-token': csrf },
+    });
+    assert.equal(other.status, 404);
+    assert.equal((await fetch(`${gw.url}/v1/balance`, { headers: { authorization: `Bearer ${demo.key.key}` } })).status, 200);
+    await gw.adminOk('DELETE', `/admin/keys/${t.key.id}`);
+    const after = await fetch(`${gw.url}/console/api/me`, { headers: { cookie } });
+    assert.equal(after.status, 401);
+    // Sign-in from another origin is refused outright.
+    const foreign = await fetch(`${gw.url}/console/api/login`, {
+      method: 'POST',
+      headers: { origin: 'http://evil.example', 'content-type': 'application/json' },
+      body: JSON.stringify({ key: demo.key.key }),
+    });
+    assert.equal(foreign.status, 403);
+    // A tenant cookie is not an operator session.
+    assert.equal((await fetch(`${gw.url}/console/api/admin/tenants`, { headers: { cookie: cookie.replace('tg_console', 'tg_operator') } })).status, 401);
+  });
+
+  test('GET /v1/plugins lists the plugins enabled for the caller', async () => {
+    const res = await fetch(`${gw.url}/v1/plugins`, { headers: { authorization: `Bearer ${demo.key.key}` } });
+    assert.equal(res.status, 200);
+    const body = await res.json();
+    assert.equal(body.object, 'list');
+    assert.deepEqual(body.data, []);
+    assert.equal((await fetch(`${gw.url}/v1/plugins`)).status, 401);
+  });
+
+  test('operator console: sign in, create a tenant and a key, credit it, see it in the list', async () => {
+    const context = browser;
+    const page = await context.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    page.on('console', (m) => m.type() === 'error' && !/Failed to load resource/.test(m.text()) && errors.push(m.text()));
+    await page.goto(`${gw.url}/console/operator/`);
+    await shot(page, 'operator-signin');
+    await page.fill('input[name=token]', 'wrong-token');
+    await page.click('[data-testid=operator-signin-form] button[type=submit]');
+    await page.waitForSelector('[data-testid=notice-error]');
+    await page.fill('input[name=token]', gw.adminToken);
+    await page.click('[data-testid=operator-signin-form] button[type=submit]');
+    await page.waitForSelector('[data-testid=tenant-table]');
+    const opCookie = (await context.cookies()).find((c) => c.name === 'tg_operator');
+    assert.ok(opCookie?.httpOnly && opCookie.secure && opCookie.sameSite === 'Strict');
+    assert.ok(!opCookie.value.includes(gw.adminToken));
+
+    await page.fill('[data-testid=tenant-form] input[name=name]', 'acme');
+    await page.fill('[data-testid=tenant-form] input[name=credit]', '1.00');
+    await page.click('[data-testid=tenant-form] button[type=submit]');
+    await page.waitForSelector('[data-testid=tenant-detail]');
+    await page.fill('[data-testid=key-form] input[name=key_name]', 'acme-main');
+    await page.click('[data-testid=key-form] button[type=submit]');
+    const key = await page.textContent('[data-testid=created-key]');
+    assert.match(key, /^tg-/);
+    await page.fill('[data-testid=credit-form] input[name=amount]', '4.25');
+    await page.fill('[data-testid=credit-form] input[name=reason]', 'welcome bonus');
+    await page.click('[data-testid=credit-form] button[type=submit]');
+    await page.waitForFunction(() => document.querySelector('tr[data-tenant=acme] [data-testid=tenant-balance]')?.textContent === '5.250000');
+    assert.equal(await balanceOf(key), 5_250_000);
+    const acme = gw.d1("SELECT l.amount, l.reason FROM credit_ledger l JOIN tenants t ON t.id = l.tenant_id WHERE t.name = 'acme' ORDER BY l.created_at");
+    assert.deepEqual(acme.map((r) => [r.amount, r.reason]), [[1_000_000, 'initial credit'], [4_250_000, 'welcome bonus']]);
+    await shot(page, 'operator-tenants');
+
+    // A model whose two routes both refuse connections: two failed requests open their breakers.
+    const deadPort = await freePort();
+    for (const name of ['deadend', 'deadend2']) {
+      await gw.adminOk('PUT', `/admin/providers/${name}`, { kind: 'openai', base_url: `http://127.0.0.1:${deadPort}/v1` });
+    }
+    await gw.adminOk('PUT', '/admin/models/dead-model', { provider: 'deadend', upstream_model: 'gone', input_price: 1000, output_price: 1000 });
+    await gw.adminOk('PUT', '/admin/routes/dead-model', { routes: [{ provider: 'deadend2' }] });
+    for (let i = 0; i < 2; i++) {
+      const r = await fetch(`${gw.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${demo.key.key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'dead-model', messages: [{ role: 'user', content: 'hi' }] }),
+      });
+      await r.text();
+      assert.ok(r.status >= 500, `dead route answered ${r.status}`);
+    }
+    await page.click('[data-testid=tab-models]');
+    await page.click('tr[data-model=dead-model] button');
+    await page.waitForSelector('[data-testid=routes] [data-testid=breaker]');
+    const states = await page.locator('[data-testid=routes] [data-testid=breaker]').allTextContents();
+    assert.deepEqual(states, ['open', 'open']);
+    await shot(page, 'operator-models');
+    await page.click('tr[data-model=tollgate-echo] button');
+    await page.waitForFunction(() => document.querySelector('[data-testid=routes] td')?.textContent.startsWith('builtin/'));
+    assert.equal(await page.textContent('[data-testid=routes] [data-testid=breaker]'), 'closed');
+
+    for (const tab of ['usage', 'providers', 'plans', 'codes', 'plugins', 'alerts']) {
+      await page.click(`[data-testid=tab-${tab}]`);
+      await page.waitForSelector('main h2');
+      if (tab === 'usage') await page.waitForSelector('[data-testid=op-chart-spend] canvas');
+      await shot(page, `operator-${tab}`);
+    }
+    // Operator writes need the CSRF token too.
+    const denied = await page.evaluate(async () => (await fetch('/console/api/admin/tenants', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"name":"x"}' })).status);
+    assert.equal(denied, 403);
+    await page.click('[data-testid=signout]');
+    await page.waitForSelector('[data-testid=operator-signin-form]');
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+});

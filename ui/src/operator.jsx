@@ -1,0 +1,461 @@
+// The operator console: the admin token is exchanged for an operator session; every call goes to
+// the admin API through /console/api/admin/… (the worker adds its own ADMIN_TOKEN).
+import { render } from 'preact';
+import { useEffect, useState } from 'preact/hooks';
+import { api, apiUrl, setCsrf, money, parseMoney, tokens, isoDay, isoTime, DAY_MS, dayStart } from './api.js';
+import { DayChart, toSeries } from './chart.jsx';
+import { Notice, Tabs, Field, useHashTab } from './ui.jsx';
+import './style.css';
+
+const TABS = [
+  ['tenants', 'Tenants'],
+  ['usage', 'Usage'],
+  ['models', 'Models'],
+  ['providers', 'Providers'],
+  ['plans', 'Plans'],
+  ['codes', 'Codes'],
+  ['plugins', 'Plugins'],
+  ['alerts', 'Alerts'],
+];
+
+const admin = (path, opts) => api(`admin/${path}`, opts);
+
+function monthStart() {
+  const d = new Date();
+  return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1);
+}
+
+function SignIn({ onSignedIn }) {
+  const [token, setToken] = useState('');
+  const [error, setError] = useState('');
+  const submit = async (e) => {
+    e.preventDefault();
+    try {
+      const s = await api('operator/login', { method: 'POST', body: { token } });
+      setToken('');
+      onSignedIn(s);
+    } catch (err) {
+      setError(err.message);
+    }
+  };
+  return (
+    <main class="signin">
+      <h1>Tollgate operator</h1>
+      <p class="muted">Sign in with the admin token (ADMIN_TOKEN). It is exchanged for a short session and not kept by this page.</p>
+      <form onSubmit={submit} data-testid="operator-signin-form">
+        <Field label="Admin token"><input type="password" name="token" autocomplete="off" value={token} onInput={(e) => setToken(e.target.value)} required /></Field>
+        <button type="submit">Sign in</button>
+      </form>
+      {error && <Notice kind="error">{error}</Notice>}
+      <p class="muted small"><a href="/console/">User center</a></p>
+    </main>
+  );
+}
+
+function TenantDetail({ tenant, plans, onChange, say }) {
+  const [amount, setAmount] = useState('');
+  const [reason, setReason] = useState('');
+  const [keyName, setKeyName] = useState('');
+  const [newKey, setNewKey] = useState(null);
+  const [keys, setKeys] = useState([]);
+  const [billing, setBilling] = useState(null);
+  const [ledger, setLedger] = useState([]);
+  const [plan, setPlan] = useState('');
+  const [mult, setMult] = useState('');
+  const load = () => {
+    admin(`tenants/${tenant.id}/keys`).then((r) => setKeys(r.data)).catch(() => {});
+    admin(`tenants/${tenant.id}/billing`).then((b) => { setBilling(b); setPlan(b.plan_id || ''); setMult(String(b.price_multiplier_bps)); }).catch(() => {});
+    admin(`tenants/${tenant.id}/ledger`).then((r) => setLedger(r.data || [])).catch(() => {});
+  };
+  useEffect(load, [tenant.id]);
+  const act = (fn) => async (e) => {
+    e?.preventDefault?.();
+    try { await fn(); load(); onChange(); } catch (err) { say('error', err.message); }
+  };
+  const credit = act(async () => {
+    const micros = parseMoney(amount);
+    if (micros === null || micros === 0) throw new Error('Enter an amount like 12.50 (negative to debit).');
+    await admin(`tenants/${tenant.id}/credit`, { method: 'POST', body: { amount: micros, reason: reason || undefined } });
+    say('ok', `${micros > 0 ? 'Credited' : 'Debited'} ${money(Math.abs(micros))} ${micros > 0 ? 'to' : 'from'} ${tenant.name}.`);
+    setAmount(''); setReason('');
+  });
+  const createKey = act(async () => {
+    const k = await admin(`tenants/${tenant.id}/keys`, { method: 'POST', body: { name: keyName } });
+    setNewKey(k.key); setKeyName('');
+  });
+  const revoke = (id) => act(async () => { await admin(`keys/${id}`, { method: 'DELETE' }); say('ok', `Key ${id} revoked.`); })();
+  const toggle = act(async () => {
+    await admin(`tenants/${tenant.id}`, { method: 'PATCH', body: { disabled: !tenant.disabled_at } });
+  });
+  const savePlan = act(async () => {
+    await admin(`tenants/${tenant.id}/plan`, { method: 'PUT', body: { plan_id: plan || null } });
+    say('ok', 'Plan saved.');
+  });
+  const saveMult = act(async () => {
+    await admin(`tenants/${tenant.id}/pricing`, { method: 'PUT', body: { price_multiplier_bps: Number(mult) } });
+    say('ok', 'Multiplier saved.');
+  });
+  return (
+    <section class="card" data-testid="tenant-detail">
+      <h2>{tenant.name} <span class="mono muted">{tenant.id}</span></h2>
+      <div class="cards">
+        <form class="card" onSubmit={credit} data-testid="credit-form">
+          <h3>Credit or debit</h3>
+          <Field label="Amount (e.g. 25.00; negative debits)"><input name="amount" value={amount} onInput={(e) => setAmount(e.target.value)} required /></Field>
+          <Field label="Reason"><input name="reason" value={reason} onInput={(e) => setReason(e.target.value)} /></Field>
+          <button type="submit">Apply</button>
+        </form>
+        <form class="card" onSubmit={createKey} data-testid="key-form">
+          <h3>Keys</h3>
+          <Field label="New key name"><input name="key_name" value={keyName} onInput={(e) => setKeyName(e.target.value)} required /></Field>
+          <button type="submit">Create key</button>
+          {newKey && <Notice kind="ok">Shown once: <code data-testid="created-key">{newKey}</code></Notice>}
+        </form>
+        <div class="card">
+          <h3>Plan and pricing</h3>
+          <form class="row" onSubmit={savePlan}>
+            <Field label="Plan">
+              <select value={plan} onChange={(e) => setPlan(e.target.value)}>
+                <option value="">none</option>
+                {plans.map((p) => <option key={p.id} value={p.id}>{p.id}</option>)}
+              </select>
+            </Field>
+            <button type="submit">Save</button>
+          </form>
+          <form class="row" onSubmit={saveMult}>
+            <Field label="Multiplier (bps, 10000 = list)"><input type="number" min="1" value={mult} onInput={(e) => setMult(e.target.value)} /></Field>
+            <button type="submit">Save</button>
+          </form>
+          {billing && <p class="muted small">Allowance left {money(billing.allowance_remaining)}{billing.allowance_resets_at ? `, resets ${isoTime(billing.allowance_resets_at)}` : ''}</p>}
+          <button class={tenant.disabled_at ? '' : 'danger'} onClick={toggle}>{tenant.disabled_at ? 'Re-enable tenant' : 'Disable tenant'}</button>
+        </div>
+      </div>
+      <table>
+        <thead><tr><th>Key id</th><th>Name</th><th>Created</th><th>Revoked</th><th /></tr></thead>
+        <tbody>{keys.map((k) => (
+          <tr key={k.id}><td class="mono">{k.id}</td><td>{k.name}</td><td>{isoTime(k.created_at)}</td><td>{k.revoked_at ? isoTime(k.revoked_at) : ''}</td>
+            <td>{!k.revoked_at && <button class="danger small" onClick={() => revoke(k.id)}>Revoke</button>}</td></tr>
+        ))}</tbody>
+      </table>
+      <h3>Ledger</h3>
+      <table>
+        <thead><tr><th>Time</th><th class="num">Amount</th><th>Reason</th></tr></thead>
+        <tbody>{ledger.slice(0, 20).map((l) => <tr key={l.id}><td>{isoTime(l.created_at)}</td><td class="num">{money(l.amount)}</td><td>{l.reason}</td></tr>)}</tbody>
+      </table>
+    </section>
+  );
+}
+
+function Tenants({ say }) {
+  const [list, setList] = useState(null);
+  const [spend, setSpend] = useState({});
+  const [plans, setPlans] = useState([]);
+  const [name, setName] = useState('');
+  const [credit, setCredit] = useState('');
+  const [selected, setSelected] = useState(null);
+  const load = () => {
+    admin('tenants').then((r) => setList(r.data)).catch((e) => say('error', e.message));
+    admin('usage', { query: { group_by: 'tenant', start: monthStart() } })
+      .then((r) => setSpend(Object.fromEntries(r.rows.map((row) => [row.tenant_id, row]))))
+      .catch(() => {});
+    admin('plans').then((r) => setPlans(r.data || [])).catch(() => {});
+  };
+  useEffect(load, []);
+  const create = async (e) => {
+    e.preventDefault();
+    try {
+      const micros = credit ? parseMoney(credit) : 0;
+      if (micros === null || micros < 0) throw new Error('Initial credit: a positive amount like 10.00.');
+      const t = await admin('tenants', { method: 'POST', body: { name, credit: micros } });
+      say('ok', `Tenant ${t.name} created.`);
+      setName(''); setCredit('');
+      setSelected(t.id);
+      load();
+    } catch (err) { say('error', err.message); }
+  };
+  const current = list && list.find((t) => t.id === selected);
+  return (
+    <>
+      <section>
+        <h2>Tenants</h2>
+        <form class="row" onSubmit={create} data-testid="tenant-form">
+          <Field label="Name"><input name="name" value={name} onInput={(e) => setName(e.target.value)} required /></Field>
+          <Field label="Initial credit"><input name="credit" value={credit} onInput={(e) => setCredit(e.target.value)} placeholder="0.00" /></Field>
+          <button type="submit">Create tenant</button>
+        </form>
+        {list && (
+          <table data-testid="tenant-table">
+            <thead><tr><th>Name</th><th>Id</th><th class="num">Balance</th><th class="num">Reserved</th><th class="num">Month spend</th><th class="num">Month tokens</th><th>Status</th><th /></tr></thead>
+            <tbody>{list.map((t) => (
+              <tr key={t.id} data-tenant={t.name}>
+                <td>{t.name}</td><td class="mono">{t.id}</td>
+                <td class="num" data-testid="tenant-balance">{money(t.balance)}</td><td class="num">{money(t.reserved)}</td>
+                <td class="num">{money(spend[t.id]?.cost || 0)}</td><td class="num">{tokens(spend[t.id]?.total_tokens || 0)}</td>
+                <td>{t.disabled_at ? <span class="pill open">disabled</span> : <span class="pill closed">active</span>}</td>
+                <td><button class="link" onClick={() => setSelected(t.id)}>Manage</button></td>
+              </tr>
+            ))}</tbody>
+          </table>
+        )}
+      </section>
+      {current && <TenantDetail tenant={current} plans={plans} onChange={load} say={say} />}
+    </>
+  );
+}
+
+function Usage() {
+  const today = dayStart(Date.now());
+  const [range, setRange] = useState({ start: isoDay(today - 13 * DAY_MS), end: isoDay(today), by: 'tenant' });
+  const [report, setReport] = useState(null);
+  const [listing, setListing] = useState(null);
+  const startMs = Date.parse(range.start);
+  const endMs = Date.parse(range.end) + DAY_MS;
+  useEffect(() => {
+    admin('usage', { query: { group_by: `day,${range.by}`, start: startMs, end: endMs } }).then(setReport).catch(() => {});
+    admin('usage', { query: { start: startMs, end: endMs, limit: 1000 } }).then((r) => setListing(r.data)).catch(() => {});
+  }, [range.start, range.end, range.by]);
+  const dim = { tenant: 'tenant_id', model: 'model', key: 'key_id' }[range.by];
+  const spend = report && toSeries(report.rows, dim, 'cost', startMs, endMs);
+  const toks = report && toSeries(report.rows, dim, 'total_tokens', startMs, endMs);
+  // Drift: provider-reported vs Tollgate's own counts, per model, over requests the provider
+  // reported usage for (the newest 1000 of the range).
+  const drift = {};
+  for (const r of listing || []) {
+    if (r.usage_source !== 'upstream') continue;
+    const d = (drift[r.model] ||= { requests: 0, provider: 0, local: 0 });
+    d.requests += 1;
+    d.provider += Number(r.prompt_tokens) + Number(r.completion_tokens);
+    d.local += Number(r.local_prompt_tokens) + Number(r.local_completion_tokens);
+  }
+  const set = (k) => (e) => setRange({ ...range, [k]: e.target.value });
+  return (
+    <section>
+      <h2>Usage across tenants</h2>
+      <div class="row">
+        <Field label="From"><input type="date" value={range.start} onInput={set('start')} /></Field>
+        <Field label="To (inclusive)"><input type="date" value={range.end} onInput={set('end')} /></Field>
+        <Field label="By"><select value={range.by} onChange={set('by')}><option>tenant</option><option>model</option><option>key</option></select></Field>
+        <a class="button" href={apiUrl('admin/usage', { group_by: `day,${range.by}`, start: startMs, end: endMs, format: 'csv' })} download>CSV</a>
+      </div>
+      {report && (
+        <div class="charts">
+          <DayChart title={`Spend by ${range.by}`} testId="op-chart-spend" days={spend.days} groups={spend.groups} format={(v) => money(v, Math.abs(v) >= 10000)} />
+          <DayChart title={`Tokens by ${range.by}`} testId="op-chart-tokens" days={toks.days} groups={toks.groups} format={(v) => tokens(v)} />
+        </div>
+      )}
+      <h2>Drift: provider-reported vs local token counts</h2>
+      <table data-testid="drift">
+        <thead><tr><th>Model</th><th class="num">Requests</th><th class="num">Provider tokens</th><th class="num">Local tokens</th><th class="num">Drift</th></tr></thead>
+        <tbody>{Object.entries(drift).map(([m, d]) => (
+          <tr key={m}><td>{m}</td><td class="num">{d.requests}</td><td class="num">{tokens(d.provider)}</td><td class="num">{tokens(d.local)}</td>
+            <td class="num">{d.provider ? `${(((d.local - d.provider) * 100) / d.provider).toFixed(2)} %` : '–'}</td></tr>
+        ))}</tbody>
+      </table>
+      {listing && Object.keys(drift).length === 0 && <p class="muted">No provider-reported usage in this range.</p>}
+    </section>
+  );
+}
+
+/** A read-only table of whatever rows an admin list route returns. */
+function JsonTable({ rows, columns }) {
+  if (!rows) return <p class="muted">Loading…</p>;
+  if (!rows.length) return <p class="muted">None.</p>;
+  const cols = columns || Object.keys(rows[0]);
+  const cell = (v) => (v === null || v === undefined ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v));
+  return (
+    <table>
+      <thead><tr>{cols.map((c) => <th key={c}>{c}</th>)}</tr></thead>
+      <tbody>{rows.map((r, i) => <tr key={i}>{cols.map((c) => <td key={c} class={typeof r[c] === 'number' ? 'num' : ''}>{cell(r[c])}</td>)}</tr>)}</tbody>
+    </table>
+  );
+}
+
+function Models() {
+  const [models, setModels] = useState(null);
+  const [prices, setPrices] = useState(null);
+  const [routes, setRoutes] = useState(null);
+  const [model, setModel] = useState(null);
+  useEffect(() => { admin('models').then((r) => setModels(r.data)).catch(() => setModels([])); }, []);
+  useEffect(() => {
+    if (!model) return;
+    admin(`models/${model}/prices`).then((r) => setPrices(r.data)).catch(() => setPrices([]));
+    api(`routes/${model}`).then((r) => setRoutes([r.primary, ...(r.routes || [])])).catch(() => setRoutes([]));
+  }, [model]);
+  return (
+    <section>
+      <h2>Models and prices <span class="muted small">(micro-units per 1M tokens)</span></h2>
+      {models && (
+        <table>
+          <thead><tr><th>Model</th><th>Provider</th><th>Upstream</th><th class="num">Input</th><th class="num">Output</th><th>Price version</th><th /></tr></thead>
+          <tbody>{models.map((m) => (
+            <tr key={m.name} data-model={m.name}><td>{m.name}</td><td>{m.provider}</td><td>{m.upstream_model}</td><td class="num">{tokens(m.input_price)}</td><td class="num">{tokens(m.output_price)}</td><td>{m.price_version}</td>
+              <td><button class="link" onClick={() => setModel(m.name)}>Prices and routes</button></td></tr>
+          ))}</tbody>
+        </table>
+      )}
+      {model && (
+        <>
+          <h3>Price versions of {model}</h3>
+          <JsonTable rows={prices} />
+          <h3>Routes of {model} and their circuit breakers</h3>
+          {routes && (
+            <table data-testid="routes">
+              <thead><tr><th>Route</th><th class="num">Priority</th><th class="num">Weight</th><th>Breaker</th><th class="num">Consecutive failures</th><th>Opened</th></tr></thead>
+              <tbody>{routes.map((r) => (
+                <tr key={r.breaker.route}><td>{r.breaker.route}</td><td class="num">{r.priority}</td><td class="num">{r.weight ?? ''}</td>
+                  <td><span class={`pill ${r.breaker.state === 'closed' ? 'closed' : 'open'}`} data-testid="breaker">{r.breaker.state}</span></td>
+                  <td class="num">{r.breaker.consecutive_failures}</td><td>{r.breaker.opened_at ? isoTime(r.breaker.opened_at) : ''}</td></tr>
+              ))}</tbody>
+            </table>
+          )}
+        </>
+      )}
+    </section>
+  );
+}
+
+function ListPage({ title, path, columns, pick = (r) => r.data }) {
+  const [rows, setRows] = useState(null);
+  useEffect(() => { admin(path).then((r) => setRows(pick(r))).catch(() => setRows([])); }, [path]);
+  return <section><h2>{title}</h2><JsonTable rows={rows} columns={columns} /></section>;
+}
+
+function Plans({ say }) {
+  const [id, setId] = useState('');
+  const [name, setName] = useState('');
+  const [allowance, setAllowance] = useState('');
+  const [n, setN] = useState(0);
+  const save = async (e) => {
+    e.preventDefault();
+    try {
+      const micros = parseMoney(allowance);
+      if (micros === null || micros < 0) throw new Error('Allowance: an amount like 20.00.');
+      await admin(`plans/${id}`, { method: 'PUT', body: { name, allowance: micros } });
+      say('ok', `Plan ${id} saved.`);
+      setN(n + 1);
+    } catch (err) { say('error', err.message); }
+  };
+  return (
+    <>
+      <section>
+        <h2>Plans</h2>
+        <form class="row" onSubmit={save}>
+          <Field label="Id"><input value={id} onInput={(e) => setId(e.target.value)} required /></Field>
+          <Field label="Name"><input value={name} onInput={(e) => setName(e.target.value)} required /></Field>
+          <Field label="Monthly allowance"><input value={allowance} onInput={(e) => setAllowance(e.target.value)} placeholder="20.00" required /></Field>
+          <button type="submit">Save plan</button>
+        </form>
+      </section>
+      <ListPage key={n} title="" path="plans" />
+    </>
+  );
+}
+
+function Codes({ say }) {
+  const [count, setCount] = useState('10');
+  const [amount, setAmount] = useState('5.00');
+  const [batch, setBatch] = useState(null);
+  const [n, setN] = useState(0);
+  const generate = async (e) => {
+    e.preventDefault();
+    try {
+      const micros = parseMoney(amount);
+      if (!micros || micros <= 0) throw new Error('Amount: a positive amount like 5.00.');
+      const r = await admin('redemption-codes', { method: 'POST', body: { count: Number(count), amount: micros } });
+      setBatch(r);
+      setN(n + 1);
+    } catch (err) { say('error', err.message); }
+  };
+  const codes = batch ? (batch.data || batch.codes || []) : [];
+  const csv = codes.length
+    ? 'data:text/csv;charset=utf-8,' + encodeURIComponent('code,amount\r\n' + codes.map((c) => `${c.code ?? c},${c.amount ?? batch.amount ?? ''}`).join('\r\n') + '\r\n')
+    : null;
+  return (
+    <>
+      <section>
+        <h2>Redemption codes</h2>
+        <form class="row" onSubmit={generate} data-testid="codes-form">
+          <Field label="How many"><input type="number" min="1" max="1000" value={count} onInput={(e) => setCount(e.target.value)} /></Field>
+          <Field label="Amount each"><input value={amount} onInput={(e) => setAmount(e.target.value)} /></Field>
+          <button type="submit">Generate batch</button>
+        </form>
+        {codes.length > 0 && (
+          <Notice kind="ok">
+            {codes.length} codes generated (shown only now). <a href={csv} download="redemption-codes.csv" data-testid="codes-csv">Download CSV</a>
+            <pre data-testid="codes">{codes.map((c) => c.code ?? c).join('\n')}</pre>
+          </Notice>
+        )}
+      </section>
+      <ListPage key={n} title="Issued codes" path="redemption-codes" />
+    </>
+  );
+}
+
+function Alerts() {
+  const [tenants, setTenants] = useState([]);
+  const [tenant, setTenant] = useState('');
+  const [rules, setRules] = useState(null);
+  const [deliveries, setDeliveries] = useState(null);
+  useEffect(() => { admin('tenants').then((r) => setTenants(r.data)).catch(() => {}); }, []);
+  useEffect(() => { if (tenant) admin(`tenants/${tenant}/alerts`).then((r) => setRules(r.data)).catch(() => setRules([])); }, [tenant]);
+  return (
+    <section>
+      <h2>Alert rules and deliveries</h2>
+      <Field label="Tenant">
+        <select value={tenant} onChange={(e) => setTenant(e.target.value)}>
+          <option value="">choose…</option>
+          {tenants.map((t) => <option key={t.id} value={t.id}>{t.name}</option>)}
+        </select>
+      </Field>
+      {rules && (
+        <table>
+          <thead><tr><th>Rule</th><th>Kind</th><th class="num">Threshold</th><th>State</th><th>Fired</th><th /></tr></thead>
+          <tbody>{rules.map((r) => (
+            <tr key={r.id}><td class="mono">{r.id}</td><td>{r.kind}</td><td class="num">{r.threshold}</td><td>{r.state}</td><td>{r.fire_count}</td>
+              <td><button class="link" onClick={() => admin(`alerts/${r.id}/deliveries`).then((d) => setDeliveries(d.data)).catch(() => setDeliveries([]))}>Deliveries</button></td></tr>
+          ))}</tbody>
+        </table>
+      )}
+      {deliveries && <JsonTable rows={deliveries} columns={['id', 'status', 'attempts', 'last_status', 'last_error', 'next_attempt_at']} />}
+    </section>
+  );
+}
+
+function App() {
+  const [session, setSession] = useState(undefined);
+  const [tab, setTab] = useHashTab('tenants');
+  const [notice, setNotice] = useState(null);
+  useEffect(() => {
+    api('operator/session').then((s) => { setCsrf(s.csrf_token); setSession(s.signed_in ? s : null); }).catch(() => setSession(null));
+  }, []);
+  if (session === undefined) return <p class="muted">Loading…</p>;
+  if (session === null) return <SignIn onSignedIn={(s) => { setCsrf(s.csrf_token); setSession(s); }} />;
+  const say = (kind, text) => setNotice({ kind, text });
+  const signOut = async () => {
+    await api('operator/logout', { method: 'POST' }).catch(() => {});
+    setCsrf('');
+    setSession(null);
+  };
+  return (
+    <>
+      <header>
+        <b>Tollgate operator</b>
+        <Tabs tabs={TABS} tab={tab} setTab={(t) => { setNotice(null); setTab(t); }} />
+        <button class="link" onClick={signOut} data-testid="signout">Sign out</button>
+      </header>
+      <main>
+        {notice && <Notice kind={notice.kind}>{notice.text}</Notice>}
+        {tab === 'tenants' && <Tenants say={say} />}
+        {tab === 'usage' && <Usage />}
+        {tab === 'models' && <Models />}
+        {tab === 'providers' && <ListPage title="Providers" path="providers" />}
+        {tab === 'plans' && <Plans say={say} />}
+        {tab === 'codes' && <Codes say={say} />}
+        {tab === 'plugins' && <ListPage title="Plugins" path="plugins" pick={(r) => (r.data || []).map((p) => ({ id: p.id ?? p.identifier, title: p.manifest?.title ?? p.title, price_per_call: p.price_per_call, apis: (p.manifest?.apis ?? p.apis ?? []).map((a) => a.name).join(', ') }))} />}
+        {tab === 'alerts' && <Alerts />}
+      </main>
+    </>
+  );
+}
+
+render(<App />, document.getElementById('app'));

@@ -1,0 +1,431 @@
+// The user center: a tenant signs in with one of its API keys and sees its balance, charts,
+// request log, top-ups, plan, keys and plugins.
+import { render } from 'preact';
+import { useEffect, useState, useCallback } from 'preact/hooks';
+import { api, apiUrl, setCsrf, money, tokens, isoDay, isoTime, DAY_MS, dayStart } from './api.js';
+import { DayChart, toSeries } from './chart.jsx';
+import { Notice, Tabs, Field, useHashTab } from './ui.jsx';
+import './style.css';
+
+const TABS = [
+  ['overview', 'Overview'],
+  ['requests', 'Requests'],
+  ['topup', 'Top up'],
+  ['plan', 'Plan'],
+  ['keys', 'Keys'],
+  ['plugins', 'Plugins'],
+];
+
+function SignIn({ onSignedIn }) {
+  const [key, setKey] = useState('');
+  const [error, setError] = useState('');
+  const submit = async (e) => {
+    e.preventDefault();
+    setError('');
+    try {
+      const s = await api('login', { method: 'POST', body: { key } });
+      setKey('');
+      onSignedIn(s);
+    } catch (err) {
+      setError(err.message);
+    }
+  };
+  return (
+    <main class="signin">
+      <h1>Tollgate</h1>
+      <p class="muted">Sign in with one of your API keys. The key is exchanged for a short session; this page does not keep it.</p>
+      <form onSubmit={submit} data-testid="signin-form">
+        <Field label="API key">
+          <input type="password" name="key" autocomplete="off" value={key} onInput={(e) => setKey(e.target.value)} placeholder="tg-…" required />
+        </Field>
+        <button type="submit">Sign in</button>
+      </form>
+      {error && <Notice kind="error">{error}</Notice>}
+      <p class="muted small"><a href="/console/operator/">Operator console</a></p>
+    </main>
+  );
+}
+
+function Balance({ me }) {
+  const b = me.balance;
+  const p = me.plan;
+  return (
+    <section class="cards" data-testid="balance">
+      <div class="card">
+        <h3>Spendable</h3>
+        <p class="big" data-testid="balance-spendable">{money(b.balance)}</p>
+        <p class="muted small">Reserved for requests in flight: {money(b.reserved)}</p>
+      </div>
+      <div class="card">
+        <h3>Plan allowance left</h3>
+        {p.id ? (
+          <>
+            <p class="big">{money(p.allowance_remaining)}</p>
+            <p class="muted small">of {money(p.allowance)} ({p.id}); resets {p.allowance_resets_at ? isoTime(p.allowance_resets_at) : 'at the next month'}</p>
+          </>
+        ) : (
+          <p class="muted">No plan</p>
+        )}
+      </div>
+      <div class="card">
+        <h3>This month ({b.month.period})</h3>
+        <p class="big" data-testid="month-spend">{money(b.month.cost)}</p>
+        <p class="muted small">{tokens(b.month.total_tokens)} tokens in {tokens(b.month.requests)} requests</p>
+      </div>
+    </section>
+  );
+}
+
+function RangePicker({ range, setRange }) {
+  const set = (k) => (e) => setRange({ ...range, [k]: e.target.value });
+  return (
+    <div class="row">
+      <Field label="From"><input type="date" value={range.start} onInput={set('start')} /></Field>
+      <Field label="To (inclusive)"><input type="date" value={range.end} onInput={set('end')} /></Field>
+      <Field label="By">
+        <select value={range.by} onChange={set('by')} data-testid="chart-by">
+          <option value="model">model</option>
+          <option value="key">key</option>
+          <option value="session">session</option>
+        </select>
+      </Field>
+    </div>
+  );
+}
+
+const DIM_COLUMN = { model: 'model', key: 'key_id', session: 'session_id' };
+
+function defaultRange() {
+  const today = dayStart(Date.now());
+  return { start: isoDay(today - 13 * DAY_MS), end: isoDay(today), by: 'model' };
+}
+
+function Overview({ me }) {
+  const [range, setRange] = useState(defaultRange);
+  const [report, setReport] = useState(null);
+  const [day, setDay] = useState(null);
+  const [dayRows, setDayRows] = useState(null);
+  const [error, setError] = useState('');
+  const startMs = Date.parse(range.start);
+  const endMs = Date.parse(range.end) + DAY_MS;
+  useEffect(() => {
+    if (!(endMs > startMs)) return;
+    api('usage', { query: { group_by: `day,${range.by}`, start: startMs, end: endMs } })
+      .then((r) => { setReport(r); setError(''); })
+      .catch((e) => setError(e.message));
+  }, [range.start, range.end, range.by]);
+  useEffect(() => {
+    if (day === null) return;
+    api('usage', { query: { start: day, end: day + DAY_MS, limit: 200 } })
+      .then((r) => setDayRows(r.data))
+      .catch((e) => setError(e.message));
+  }, [day]);
+  const dim = DIM_COLUMN[range.by];
+  const spend = report && toSeries(report.rows, dim, 'cost', startMs, endMs);
+  const toks = report && toSeries(report.rows, dim, 'total_tokens', startMs, endMs);
+  return (
+    <>
+      <Balance me={me} />
+      <section>
+        <h2>Spend and tokens per day</h2>
+        <RangePicker range={range} setRange={setRange} />
+        {error && <Notice kind="error">{error}</Notice>}
+        {report && (
+          <>
+            <p class="muted small" data-testid="range-totals">
+              {tokens(report.totals.requests)} requests, {tokens(report.totals.total_tokens)} tokens, {money(report.totals.cost)} in this range. Click a day to see its requests.
+            </p>
+            <div class="charts">
+              <DayChart title={`Spend by ${range.by}`} testId="chart-spend" days={spend.days} groups={spend.groups} format={(v) => money(v, Math.abs(v) >= 10000)} onPick={setDay} />
+              <DayChart title={`Tokens by ${range.by}`} testId="chart-tokens" days={toks.days} groups={toks.groups} format={(v) => tokens(v)} onPick={setDay} />
+            </div>
+            <table class="days" data-testid="days">
+              <thead><tr><th>Day</th><th>Spend</th><th>Tokens</th><th /></tr></thead>
+              <tbody>
+                {spend.days.map((d, i) => {
+                  const cost = spend.groups.reduce((a, g) => a + g.values[i], 0);
+                  const count = toks.groups.reduce((a, g) => a + g.values[i], 0);
+                  if (cost === 0 && count === 0) return null;
+                  return (
+                    <tr key={d}>
+                      <td>{isoDay(d * 1000)}</td>
+                      <td>{money(cost)}</td>
+                      <td>{tokens(count)}</td>
+                      <td><button class="link" onClick={() => setDay(d * 1000)}>Requests of the day</button></td>
+                    </tr>
+                  );
+                })}
+              </tbody>
+            </table>
+          </>
+        )}
+      </section>
+      {day !== null && dayRows && (
+        <section data-testid="day-detail">
+          <h2>Requests on {isoDay(day)} <button class="link" onClick={() => setDay(null)}>close</button></h2>
+          <RequestTable rows={dayRows} />
+        </section>
+      )}
+    </>
+  );
+}
+
+function RequestTable({ rows }) {
+  if (!rows.length) return <p class="muted">No requests.</p>;
+  return (
+    <table data-testid="request-table">
+      <thead>
+        <tr><th>Time (UTC)</th><th>Model</th><th>Key</th><th>Session</th><th>Status</th><th class="num">Prompt</th><th class="num">Completion</th><th class="num">Cost</th></tr>
+      </thead>
+      <tbody>
+        {rows.map((r) => (
+          <tr key={r.request_id}>
+            <td>{isoTime(r.created_at)}</td>
+            <td>{r.model}</td>
+            <td class="mono">{(r.key_id || '').slice(-8)}</td>
+            <td class="mono">{r.session_id || ''}</td>
+            <td>{r.status}{r.error_code ? ` (${r.error_code})` : ''}</td>
+            <td class="num">{tokens(r.prompt_tokens)}</td>
+            <td class="num">{tokens(r.completion_tokens)}</td>
+            <td class="num">{money(r.cost)}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
+function Requests() {
+  const [f, setF] = useState({ model: '', key_id: '', session_id: '', status: '', start: '', end: '' });
+  const [page, setPage] = useState(null);
+  const [error, setError] = useState('');
+  const query = {
+    model: f.model,
+    key_id: f.key_id,
+    session_id: f.session_id,
+    start: f.start ? Date.parse(f.start) : '',
+    end: f.end ? Date.parse(f.end) + DAY_MS : '',
+  };
+  const load = useCallback((cursor) => {
+    api('usage', { query: { ...query, limit: 100, cursor } })
+      .then((r) => { setPage(r); setError(''); })
+      .catch((e) => setError(e.message));
+  }, [JSON.stringify(query)]);
+  useEffect(() => load(), [load]);
+  const set = (k) => (e) => setF({ ...f, [k]: e.target.value });
+  // The report API filters model, key, session and time; status is filtered here, on the page.
+  const rows = page ? page.data.filter((r) => !f.status || r.status === f.status) : [];
+  return (
+    <section>
+      <h2>Request log</h2>
+      <form class="row" onSubmit={(e) => e.preventDefault()} data-testid="request-filters">
+        <Field label="Model"><input name="model" value={f.model} onChange={set('model')} /></Field>
+        <Field label="Key id"><input name="key_id" value={f.key_id} onChange={set('key_id')} /></Field>
+        <Field label="Session"><input name="session_id" value={f.session_id} onChange={set('session_id')} /></Field>
+        <Field label="Status">
+          <select name="status" value={f.status} onChange={set('status')}>
+            <option value="">any</option>
+            <option value="ok">ok</option>
+            <option value="client_abort">client_abort</option>
+            <option value="upstream_error">upstream_error</option>
+            <option value="truncated">truncated</option>
+          </select>
+        </Field>
+        <Field label="From"><input type="date" name="start" value={f.start} onChange={set('start')} /></Field>
+        <Field label="To"><input type="date" name="end" value={f.end} onChange={set('end')} /></Field>
+      </form>
+      <p>
+        <a class="button" data-testid="csv-download" href={apiUrl('usage', { ...query, format: 'csv', limit: 1000 })} download="tollgate-usage.csv">Download CSV</a>
+      </p>
+      {error && <Notice kind="error">{error}</Notice>}
+      {page && <RequestTable rows={rows} />}
+      {page && page.has_more && <button onClick={() => load(page.next_cursor)}>Next page</button>}
+    </section>
+  );
+}
+
+function TopUp({ me, refresh }) {
+  const [code, setCode] = useState('');
+  const [msg, setMsg] = useState(null);
+  const [cents, setCents] = useState('1000');
+  const redeem = async (e) => {
+    e.preventDefault();
+    try {
+      const r = await api('redeem', { method: 'POST', body: { code } });
+      setMsg({ kind: 'ok', text: `Redeemed ${money(r.amount)}. New balance: ${money(r.balance)}.` });
+      setCode('');
+      refresh();
+    } catch (err) {
+      setMsg({ kind: 'error', text: err.message });
+    }
+  };
+  const checkout = async (e) => {
+    e.preventDefault();
+    try {
+      const r = await api('checkout', { method: 'POST', body: { amount_cents: Number(cents) } });
+      location.assign(r.url);
+    } catch (err) {
+      setMsg({ kind: 'error', text: err.message });
+    }
+  };
+  const stripe = me.stripe;
+  return (
+    <section>
+      <h2>Top up</h2>
+      {msg && <Notice kind={msg.kind}>{msg.text}</Notice>}
+      <div class="cards">
+        <form class="card" onSubmit={redeem} data-testid="redeem-form">
+          <h3>Redeem a code</h3>
+          <Field label="Code"><input name="code" value={code} onInput={(e) => setCode(e.target.value)} required /></Field>
+          <button type="submit">Redeem</button>
+        </form>
+        <form class="card" onSubmit={checkout} data-testid="checkout-form">
+          <h3>Pay by card</h3>
+          {stripe.enabled ? (
+            <>
+              <Field label={`Amount (${stripe.currency.toUpperCase()} cents)`}>
+                <input name="amount_cents" type="number" min={stripe.min_cents} max={stripe.max_cents} step="1" value={cents} onInput={(e) => setCents(e.target.value)} />
+              </Field>
+              <p class="muted small">Credit: {money(Number(cents || 0) * stripe.micro_units_per_cent)}</p>
+              <button type="submit">Continue to Stripe Checkout</button>
+            </>
+          ) : (
+            <p class="muted">Card payments are not configured on this gateway.</p>
+          )}
+        </form>
+      </div>
+    </section>
+  );
+}
+
+function Plan({ me }) {
+  const [plans, setPlans] = useState(null);
+  useEffect(() => { api('plans').then((r) => setPlans(r.data)).catch(() => setPlans([])); }, []);
+  return (
+    <section>
+      <h2>Plan</h2>
+      <p data-testid="plan-current">Current plan: <b>{me.plan.id || 'none (prepaid balance only)'}</b>{me.plan.id ? `, monthly allowance ${money(me.plan.allowance)}, ${money(me.plan.allowance_remaining)} left` : ''}.</p>
+      <p class="muted small">Price multiplier: {(Number(me.plan.price_multiplier_bps || 10000) / 100).toFixed(2)} % of list price.</p>
+      <h3>Available plans</h3>
+      {plans && plans.length === 0 && <p class="muted">The operator has not published plans.</p>}
+      {plans && plans.length > 0 && (
+        <table>
+          <thead><tr><th>Plan</th><th>Name</th><th class="num">Monthly allowance</th></tr></thead>
+          <tbody>{plans.map((p) => <tr key={p.id}><td>{p.id}</td><td>{p.name}</td><td class="num">{money(p.allowance)}</td></tr>)}</tbody>
+        </table>
+      )}
+      <p class="muted small">To change plan, contact the operator of this gateway.</p>
+    </section>
+  );
+}
+
+function Keys({ me }) {
+  const [keys, setKeys] = useState(null);
+  const [name, setName] = useState('');
+  const [created, setCreated] = useState(null);
+  const [error, setError] = useState('');
+  const load = () => api('keys').then((r) => setKeys(r.data)).catch((e) => setError(e.message));
+  useEffect(() => { if (me.keys_managed_by_tenant) load(); }, []);
+  if (!me.keys_managed_by_tenant) {
+    return <section><h2>Keys</h2><p class="muted">The operator manages the keys of this gateway. You are signed in with key <span class="mono">{me.key_id}</span>.</p></section>;
+  }
+  const create = async (e) => {
+    e.preventDefault();
+    try {
+      setCreated(await api('keys', { method: 'POST', body: { name } }));
+      setName('');
+      load();
+    } catch (err) { setError(err.message); }
+  };
+  const revoke = async (id) => {
+    try { await api(`keys/${id}`, { method: 'DELETE' }); load(); } catch (err) { setError(err.message); }
+  };
+  return (
+    <section>
+      <h2>Keys</h2>
+      {error && <Notice kind="error">{error}</Notice>}
+      {created && <Notice kind="ok">New key (shown once, copy it now): <code data-testid="new-key">{created.key}</code></Notice>}
+      <form class="row" onSubmit={create}>
+        <Field label="Name"><input value={name} onInput={(e) => setName(e.target.value)} required /></Field>
+        <button type="submit">Create key</button>
+      </form>
+      {keys && (
+        <table>
+          <thead><tr><th>Id</th><th>Name</th><th>Created</th><th>Revoked</th><th /></tr></thead>
+          <tbody>{keys.map((k) => (
+            <tr key={k.id}>
+              <td class="mono">{k.id}</td><td>{k.name}</td><td>{isoTime(k.created_at)}</td><td>{k.revoked_at ? isoTime(k.revoked_at) : ''}</td>
+              <td>{!k.revoked_at && k.id !== me.key_id && <button class="danger" onClick={() => revoke(k.id)}>Revoke</button>}</td>
+            </tr>
+          ))}</tbody>
+        </table>
+      )}
+    </section>
+  );
+}
+
+function Plugins() {
+  const [list, setList] = useState(null);
+  useEffect(() => { api('plugins').then((r) => setList(r.data)).catch(() => setList([])); }, []);
+  return (
+    <section>
+      <h2>Plugins</h2>
+      <p class="muted small">Enabled for your account. A chat request uses them as tools (<code>"plugins": ["id"]</code>), or call one directly with its command as the last user message. Front ends read the same list from <code>GET /v1/plugins</code>.</p>
+      {list && list.length === 0 && <p class="muted">No plugins are enabled for you.</p>}
+      {list && list.map((p) => (
+        <div class="card" key={p.identifier}>
+          <h3>{p.title} <span class="mono muted">{p.identifier}</span></h3>
+          <p>{p.description}</p>
+          <ul>{p.apis.map((a) => <li key={a.name}><b>{a.name}</b>: {a.description} — <code>{a.command_example}</code></li>)}</ul>
+        </div>
+      ))}
+    </section>
+  );
+}
+
+function App() {
+  const [session, setSession] = useState(undefined);
+  const [me, setMe] = useState(null);
+  const [tab, setTab] = useHashTab('overview');
+  const [flash, setFlash] = useState(null);
+  const refresh = () => api('me').then(setMe).catch(() => setSession(null));
+  useEffect(() => {
+    api('session')
+      .then((s) => { setCsrf(s.csrf_token); setSession(s.signed_in ? s : null); })
+      .catch(() => setSession(null));
+    const q = new URLSearchParams(location.search);
+    if (q.get('checkout') === 'success') setFlash({ kind: 'ok', text: 'Payment received: your balance updates as soon as Stripe confirms it.' });
+    if (q.get('checkout') === 'cancelled') setFlash({ kind: 'error', text: 'Payment cancelled.' });
+  }, []);
+  useEffect(() => { if (session) refresh(); }, [session]);
+  if (session === undefined) return <p class="muted">Loading…</p>;
+  if (session === null) return <SignIn onSignedIn={(s) => { setCsrf(s.csrf_token); setSession(s); }} />;
+  const signOut = async () => {
+    await api('logout', { method: 'POST' }).catch(() => {});
+    setCsrf('');
+    setMe(null);
+    setSession(null);
+  };
+  return (
+    <>
+      <header>
+        <b>Tollgate</b>
+        <span class="muted">{me ? `${me.tenant_name || me.tenant_id}` : ''}</span>
+        <Tabs tabs={TABS} tab={tab} setTab={setTab} />
+        <button class="link" onClick={signOut} data-testid="signout">Sign out</button>
+      </header>
+      <main>
+        {flash && <Notice kind={flash.kind}>{flash.text}</Notice>}
+        {!me && <p class="muted">Loading…</p>}
+        {me && tab === 'overview' && <Overview me={me} />}
+        {me && tab === 'requests' && <Requests />}
+        {me && tab === 'topup' && <TopUp me={me} refresh={refresh} />}
+        {me && tab === 'plan' && <Plan me={me} />}
+        {me && tab === 'keys' && <Keys me={me} />}
+        {me && tab === 'plugins' && <Plugins />}
+      </main>
+    </>
+  );
+}
+
+render(<App />, document.getElementById('app'));
