@@ -106,6 +106,26 @@ chats = [
                   {"role": "assistant", "content": "Bytes merge into words\nranks decide the order\ncounts agree at last"},
                   {"role": "user", "content": "Another, in code:\n```py\nprint('hi')\n```"}]},
 ]
+# Tool definitions with their keys in sorted order: Tollgate re-serializes a request's JSON with
+# sorted keys, where the template keeps the client's order (README "Token counting").
+weather = {"function": {"description": "Get the weather", "name": "get_weather",
+                        "parameters": {"properties": {"city": {"type": "string"}}, "required": ["city"],
+                                       "type": "object"}},
+           "type": "function"}
+call = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}
+for content in (None, ""):
+    chats.append({"tools": [weather], "messages": [
+        {"role": "system", "content": "Use tools."},
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": content, "tool_calls": [call, call]},
+        {"role": "tool", "tool_call_id": "c1", "content": "18°C, sunny"},
+        {"role": "tool", "tool_call_id": "c1", "content": "18°C, sunny"},
+        {"role": "assistant", "content": "It is 18°C and sunny."},
+        {"role": "user", "content": "Thanks"}]})
+chats.append({"messages": [
+    {"role": "user", "content": "Think first."},
+    {"role": "assistant", "content": "<think>\nLet me see.\n</think>\n\nDone."},
+    {"role": "user", "content": "Again"}]})
 with open(os.path.join(root, "corpus", "english.txt"), encoding="utf-8") as f:
     chats.append({"messages": [{"role": "user", "content": f.read()[:2000]}]})
 
@@ -117,6 +137,14 @@ with open(out_path, "w", encoding="utf-8") as out:
             lines += 1
         if name in templates:
             for chat in chats:
-                out.write(json.dumps({"encoding": name, "count": count(render(name, chat)), "chat": chat}) + "\n")
+                if name == "llama3" and any(m.get("content", "") is None for m in chat["messages"]):
+                    # Llama 3's template writes a null content as the text "None" (Python's str of
+                    # it); Tollgate counts a null content as empty.
+                    continue
+                try:
+                    rendered = render(name, chat)
+                except (jinja2.exceptions.TemplateError, TypeError):
+                    continue  # the template refuses these messages (Gemma: roles must alternate)
+                out.write(json.dumps({"encoding": name, "count": count(rendered), "chat": chat}) + "\n")
                 lines += 1
 print(f"python_reference_open: {lines} counts (tokenizers, tiktoken {tiktoken.__version__}) in {out_path}")
