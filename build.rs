@@ -544,59 +544,47 @@ fn base64_decode(s: &str) -> Vec<u8> {
     out
 }
 
-/// Writes `<name>.open.{pool,offsets,slots,mstart,mentries,added}`:
-/// - `pool`: the token bytes in id order; `offsets`: u32 per id and one at the end;
-/// - `slots`: an open-addressing hash (linear probing, `table_hash::hash_bytes`) of u32 ids, all
-///   ones when empty, over the tokens with bytes;
-/// - `mstart` (u32 per id, and one at the end) indexes `mentries`: the merges that make each
-///   token, one u32 each, rank in the low 24 bits and the byte length of the left part above;
-/// - `added`: the added tokens, each as a u8 length then its bytes; `added_slots`: a hash (as
-///   `slots`) of their offsets in `added`; `added_lens`: per first byte, a u128 mask of lengths.
+/// Writes `<name>.open.*`, the compact form that the worker expands on first use
+/// (`src/core/tokens/open.rs`, `Tables::build`), so that the worker's gzip stays small:
+/// - `pool`: the token bytes in id order; `lens`: one u8 per id (0 for a token without bytes);
+/// - `merge_ids`: the id each merge makes, in rank order, as the zigzag delta from the previous
+///   merge's, in three byte planes (low bytes of every merge, then middle, then high: trained
+///   vocabularies make id ≈ rank + 256, so the planes are nearly constant); `merge_left`: the
+///   byte length of each merge's left part;
+/// - `added`: the added tokens, each as a u8 length then its bytes; `added_slots`: an
+///   open-addressing hash (linear probing, `table_hash::hash_bytes`, all ones when empty) of
+///   their offsets in `added`; `added_lens`: per first byte, a u128 mask of their lengths.
 fn write_open_family(out: &Path, name: &str, family: &OpenFamily) {
-    let n = family.tokens.len();
     let mut pool = Vec::new();
-    let mut offsets = Vec::with_capacity(4 * (n + 1));
+    let mut lens = Vec::with_capacity(family.tokens.len());
     for token in &family.tokens {
-        offsets.extend_from_slice(&(pool.len() as u32).to_le_bytes());
+        lens.push(u8::try_from(token.len()).expect("a token under 256 bytes"));
         pool.extend_from_slice(token);
     }
-    offsets.extend_from_slice(&(pool.len() as u32).to_le_bytes());
-
-    let mask = (n * 3 / 2).next_power_of_two() - 1;
-    let mut slots = vec![u32::MAX; mask + 1];
-    for (id, token) in family.tokens.iter().enumerate() {
-        if token.is_empty() {
-            continue;
+    let m = family.merges.len();
+    let mut planes = vec![0u8; 3 * m];
+    let mut merge_left = Vec::with_capacity(m);
+    let mut previous = 0i64;
+    for (rank, &(id, left_len)) in family.merges.iter().enumerate() {
+        assert!(
+            rank < 1 << 24 && left_len < 256,
+            "{name}: merge fits the tables"
+        );
+        let delta = i64::from(id) - previous;
+        previous = i64::from(id);
+        let zigzag = ((delta << 1) ^ (delta >> 63)) as u64;
+        assert!(zigzag < 1 << 24, "{name}: merge delta fits three bytes");
+        for k in 0..3 {
+            planes[k * m + rank] = (zigzag >> (8 * k)) as u8;
         }
-        let mut i = table_hash::hash_bytes(token) as usize & mask;
-        while slots[i] != u32::MAX {
-            i = (i + 1) & mask;
-        }
-        slots[i] = id as u32;
+        merge_left.push(left_len as u8);
     }
-
-    let mut by_token: Vec<Vec<u32>> = vec![Vec::new(); n];
-    for (rank, &(id, left_len)) in (0u32..).zip(&family.merges) {
-        assert!(rank < 1 << 24 && left_len < 256, "{name}: merge fits a u32");
-        by_token[id as usize].push(rank | left_len << 24);
-    }
-    let mut mstart = Vec::with_capacity(4 * (n + 1));
-    let mut mentries = Vec::new();
-    let mut at = 0u32;
-    for merges in &by_token {
-        mstart.extend_from_slice(&at.to_le_bytes());
-        for m in merges {
-            mentries.extend_from_slice(&m.to_le_bytes());
-        }
-        at += merges.len() as u32;
-    }
-    mstart.extend_from_slice(&at.to_le_bytes());
 
     // Added tokens: entries `len, bytes`; a hash of entry offsets; per first byte, a mask of the
     // lengths of the added tokens that start with it (bit `len - 1`), for a leftmost-longest match.
     let mut added = Vec::new();
     let mut added_at = Vec::new();
-    let mut lens = vec![0u128; 256];
+    let mut first_lens = vec![0u128; 256];
     let mut unique: Vec<&Vec<u8>> = family.added.iter().collect();
     unique.sort();
     unique.dedup();
@@ -609,7 +597,7 @@ fn write_open_family(out: &Path, name: &str, family: &OpenFamily) {
         added_at.push(added.len() as u32);
         added.push(token.len() as u8);
         added.extend_from_slice(token);
-        lens[usize::from(token[0])] |= 1 << (token.len() - 1);
+        first_lens[usize::from(token[0])] |= 1 << (token.len() - 1);
     }
     let added_mask = (added_at.len() * 2 + 1).next_power_of_two() - 1;
     let mut added_slots = vec![u32::MAX; added_mask + 1];
@@ -622,14 +610,13 @@ fn write_open_family(out: &Path, name: &str, family: &OpenFamily) {
         }
         added_slots[i] = at;
     }
-    let added_lens: Vec<u8> = lens.iter().flat_map(|m| m.to_le_bytes()).collect();
+    let added_lens: Vec<u8> = first_lens.iter().flat_map(|m| m.to_le_bytes()).collect();
     let u32s = |v: Vec<u32>| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
     for (ext, bytes) in [
         ("pool", pool),
-        ("offsets", offsets),
-        ("slots", u32s(slots)),
-        ("mstart", mstart),
-        ("mentries", mentries),
+        ("lens", lens),
+        ("merge_ids", planes),
+        ("merge_left", merge_left),
         ("added", added),
         ("added_slots", u32s(added_slots)),
         ("added_lens", added_lens),

@@ -115,3 +115,35 @@ fn token_pieces_rejoin_to_the_text() {
         assert_eq!(used, enc.count(text), "{enc:?}");
     }
 }
+
+/// Tekken's chat framing against mistral-common 1.13.1's `encode_chat_completion` on
+/// tekken_240911.json (InstructTokenizerV3), recorded here: mistral-common is not in the test
+/// command's venv (its dependencies are heavy).
+#[test]
+fn tekken_framing_matches_mistral_common() {
+    let cases = [
+        (r#"[{"role":"user","content":"Hello!"}]"#, 5),
+        (
+            r#"[{"role":"system","content":"Be brief."},{"role":"user","content":"  Hi  "}]"#,
+            9,
+        ),
+        (
+            r#"[{"role":"system","content":"Answer in Chinese."},
+                {"role":"user","content":"你好，今天天气怎么样？"},
+                {"role":"assistant","content":"今天天气很好。"},
+                {"role":"user","content":"明天呢？\n"}]"#,
+            26,
+        ),
+    ];
+    for (messages, want) in cases {
+        let req: ChatCompletionRequest = serde_json::from_str(&format!(
+            r#"{{"model":"mistral-nemo","messages":{messages}}}"#
+        ))
+        .expect("a request");
+        assert_eq!(
+            count_chat_prompt(Encoding::Tekken, &req),
+            want,
+            "{messages}"
+        );
+    }
+}

@@ -26,6 +26,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::sync::OnceLock;
 
 use super::pretokenize::{deepseek_v3_pieces, Text};
 use super::table_hash::hash_bytes;
@@ -55,11 +56,13 @@ enum Split {
 
 /// One open family's tables (see `build.rs`, `write_open_family`) and rules.
 pub(crate) struct Family {
+    /// Token bytes in id order, and one length per id.
     pool: &'static [u8],
-    offsets: &'static [u8],
-    slots: &'static [u8],
-    mstart: &'static [u8],
-    mentries: &'static [u8],
+    lens: &'static [u8],
+    /// The id each merge makes, in rank order: zigzag deltas in three byte planes.
+    merge_ids: &'static [u8],
+    /// The byte length of each merge's left part.
+    merge_left: &'static [u8],
     added: &'static [u8],
     added_slots: &'static [u8],
     added_lens: &'static [u8],
@@ -67,22 +70,24 @@ pub(crate) struct Family {
     split: Split,
     /// NFC before the split (Qwen).
     nfc: bool,
+    /// The lookup tables, built from the above on first use ([`Tables::build`]).
+    tables: OnceLock<Tables>,
 }
 
 macro_rules! family {
     ($name:literal, $rule:expr, $split:expr, $nfc:expr) => {
         Family {
             pool: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".open.pool")),
-            offsets: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".open.offsets")),
-            slots: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".open.slots")),
-            mstart: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".open.mstart")),
-            mentries: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".open.mentries")),
+            lens: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".open.lens")),
+            merge_ids: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".open.merge_ids")),
+            merge_left: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".open.merge_left")),
             added: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".open.added")),
             added_slots: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".open.added_slots")),
             added_lens: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".open.added_lens")),
             rule: $rule,
             split: $split,
             nfc: $nfc,
+            tables: OnceLock::new(),
         }
     };
 }
@@ -146,25 +151,105 @@ pub(crate) struct OpenScratch {
     text: String,
 }
 
-impl Family {
+/// A family's lookup tables, built once per isolate on the family's first use, from the compact
+/// static form (the worker's gzip holds ~0.6–1.6 MB per family instead of 1.6–4 MB of ready
+/// tables): token offsets, an open-addressing hash of the tokens, and the merges by the token
+/// they make.
+struct Tables {
+    pool: &'static [u8],
+    /// `offsets[id]..offsets[id + 1]` is the token's bytes in the pool.
+    offsets: Vec<u32>,
+    /// Token ids by `hash_bytes` (linear probing), `u32::MAX` when empty.
+    slots: Vec<u32>,
+    mask: usize,
+    /// `mentries[mstart[id]..mstart[id + 1]]`: the merges that make the token `id`, as rank in
+    /// the low 24 bits and the byte length of the left part above.
+    mstart: Vec<u32>,
+    mentries: Vec<u32>,
+    rule: Rule,
+    /// Gemma: the merge starts from characters (with byte fallback), not bytes.
+    chars: bool,
+}
+
+impl Tables {
+    fn build(f: &Family) -> Tables {
+        let n = f.lens.len();
+        let mut offsets = Vec::with_capacity(n + 1);
+        let mut at = 0u32;
+        for &len in f.lens {
+            offsets.push(at);
+            at += u32::from(len);
+        }
+        offsets.push(at);
+
+        let mask = (n * 3 / 2).next_power_of_two() - 1;
+        let mut slots = vec![u32::MAX; mask + 1];
+        for id in 0..n {
+            let token = &f.pool[offsets[id] as usize..offsets[id + 1] as usize];
+            if token.is_empty() {
+                continue;
+            }
+            let mut i = hash_bytes(token) as usize & mask;
+            while slots[i] != u32::MAX {
+                i = (i + 1) & mask;
+            }
+            slots[i] = id as u32;
+        }
+
+        // The merges by the token they make (a counting sort of the rank-ordered ids).
+        let m = f.merge_left.len();
+        let mut made = Vec::with_capacity(m);
+        let mut previous = 0i64;
+        for rank in 0..m {
+            let zigzag = u64::from(f.merge_ids[rank])
+                | u64::from(f.merge_ids[m + rank]) << 8
+                | u64::from(f.merge_ids[2 * m + rank]) << 16;
+            let delta = (zigzag >> 1) as i64 ^ -((zigzag & 1) as i64);
+            previous += delta;
+            made.push(previous as usize);
+        }
+        let mut mstart = vec![0u32; n + 1];
+        for &id in &made {
+            mstart[id + 1] += 1;
+        }
+        for id in 0..n {
+            mstart[id + 1] += mstart[id];
+        }
+        let mut fill: Vec<u32> = mstart[..n].to_vec();
+        let mut mentries = vec![0u32; m];
+        for (rank, &id) in made.iter().enumerate() {
+            mentries[fill[id] as usize] = rank as u32 | u32::from(f.merge_left[rank]) << 24;
+            fill[id] += 1;
+        }
+        Tables {
+            pool: f.pool,
+            offsets,
+            slots,
+            mask,
+            mstart,
+            mentries,
+            rule: f.rule,
+            chars: f.split == Split::Sentencepiece,
+        }
+    }
+
     /// The id of the token whose bytes are `key`.
     #[inline]
     fn id(&self, key: &[u8]) -> Option<u32> {
-        let mask = self.slots.len() / 4 - 1;
-        let mut i = hash_bytes(key) as usize & mask;
+        let mut i = hash_bytes(key) as usize & self.mask;
         loop {
-            let id = u32_at(self.slots, i);
+            let id = self.slots[i];
             if id == u32::MAX {
                 return None;
             }
             let (start, end) = (
-                u32_at(self.offsets, id as usize) as usize,
-                u32_at(self.offsets, id as usize + 1) as usize,
+                self.offsets[id as usize] as usize,
+                self.offsets[id as usize + 1] as usize,
             );
             if &self.pool[start..end] == key {
                 return Some(id);
             }
-            i = (i + 1) & mask;
+            i = (i + 1) & self.mask;
         }
     }
 
@@ -178,142 +263,16 @@ impl Family {
             Rule::Tiktoken => id,
             Rule::Hf { .. } => {
                 let (from, to) = (
-                    u32_at(self.mstart, id as usize) as usize,
-                    u32_at(self.mstart, id as usize + 1) as usize,
+                    self.mstart[id as usize] as usize,
+                    self.mstart[id as usize + 1] as usize,
                 );
                 let left = (m - s) as u32;
-                (from..to)
-                    .map(|i| u32_at(self.mentries, i))
-                    .find(|entry| entry >> 24 == left)
-                    .map_or(NONE, |entry| entry & 0xFF_FFFF)
+                self.mentries[from..to]
+                    .iter()
+                    .find(|&&entry| entry >> 24 == left)
+                    .map_or(NONE, |&entry| entry & 0xFF_FFFF)
             }
         }
-    }
-
-    /// The tokens of `text`: added tokens, then the normalizer, the split and the merge.
-    pub(crate) fn count(&self, text: &str, scratch: &mut OpenScratch) -> u64 {
-        let mut total = 0u64;
-        self.for_each_token_end(text, scratch, |_| total += 1);
-        total
-    }
-
-    /// Calls `f` with the end of each token of `text` (a byte offset in `text`, in order). A
-    /// token of normalized text that is not in `text` (NFC) ends at the end of its stretch.
-    pub(crate) fn for_each_token_end(
-        &self,
-        text: &str,
-        scratch: &mut OpenScratch,
-        mut f: impl FnMut(usize),
-    ) {
-        let mut start = 0;
-        let mut pos = 0;
-        let bytes = text.as_bytes();
-        while pos < bytes.len() {
-            match self.added_at(bytes, pos) {
-                Some(len) => {
-                    self.stretch(text, start, pos, scratch, &mut f);
-                    pos += len;
-                    f(pos);
-                    start = pos;
-                }
-                None => pos += 1,
-            }
-        }
-        self.stretch(text, start, text.len(), scratch, &mut f);
-    }
-
-    /// The length of the longest added token at `bytes[pos..]`, if any.
-    #[inline]
-    fn added_at(&self, bytes: &[u8], pos: usize) -> Option<usize> {
-        let first = usize::from(bytes[pos]);
-        let b = &self.added_lens[first * 16..first * 16 + 16];
-        let mut lens = u128::from_le_bytes(b.try_into().ok()?);
-        while lens != 0 {
-            let len = 128 - lens.leading_zeros() as usize;
-            lens &= !(1u128 << (len - 1));
-            if let Some(key) = bytes.get(pos..pos + len) {
-                if self.is_added(key) {
-                    return Some(len);
-                }
-            }
-        }
-        None
-    }
-
-    fn is_added(&self, key: &[u8]) -> bool {
-        let mask = self.added_slots.len() / 4 - 1;
-        let mut i = hash_bytes(key) as usize & mask;
-        loop {
-            let at = u32_at(self.added_slots, i);
-            if at == u32::MAX {
-                return false;
-            }
-            let at = at as usize;
-            let len = usize::from(self.added[at]);
-            if &self.added[at + 1..at + 1 + len] == key {
-                return true;
-            }
-            i = (i + 1) & mask;
-        }
-    }
-
-    /// The tokens of `text[start..end]`, a stretch without added tokens.
-    fn stretch(
-        &self,
-        text: &str,
-        start: usize,
-        end: usize,
-        scratch: &mut OpenScratch,
-        f: &mut impl FnMut(usize),
-    ) {
-        if start >= end {
-            return;
-        }
-        let raw = &text[start..end];
-        let mut normalized = std::mem::take(&mut scratch.text);
-        normalized.clear();
-        let (work, exact_offsets) = match self.split {
-            Split::Sentencepiece => {
-                for c in raw.chars() {
-                    normalized.push(if c == ' ' { '▁' } else { c });
-                }
-                (normalized.as_str(), false)
-            }
-            _ if self.nfc && !is_nfc(raw) => {
-                normalized.extend(unicode_normalization::UnicodeNormalization::nfc(raw));
-                (normalized.as_str(), false)
-            }
-            _ => (raw, true),
-        };
-        // Token ends in `work`; mapped back to `text` when `work` is `raw` itself.
-        let mut emit = |e: usize| f(if exact_offsets { start + e } else { end });
-        let base = work.as_ptr() as usize;
-        match self.split {
-            Split::Llama3(digits) => {
-                let t = Text::new(work);
-                let mut pos = 0;
-                while pos < work.len() {
-                    let e = t.llama3(pos, digits);
-                    self.word(work.as_bytes(), pos, e, scratch, &mut emit);
-                    pos = e;
-                }
-            }
-            Split::Tekken => {
-                let t = Text::new(work);
-                let mut pos = 0;
-                while pos < work.len() {
-                    let e = t.tekken(pos);
-                    self.word(work.as_bytes(), pos, e, scratch, &mut emit);
-                    pos = e;
-                }
-            }
-            Split::DeepseekV3 => deepseek_v3_pieces(work, |piece| {
-                let s = piece.as_ptr() as usize - base;
-                self.word(work.as_bytes(), s, s + piece.len(), scratch, &mut emit);
-            }),
-            Split::Sentencepiece => self.word(work.as_bytes(), 0, work.len(), scratch, &mut emit),
-        }
-        scratch.text = normalized;
     }
 
     /// Merges the word `text[s..e]` and calls `f` with each token's end (an offset in `text`).
@@ -361,7 +320,7 @@ impl Family {
     /// that is not (byte fallback: `<0xNN>` tokens, which no merge makes or uses).
     fn initial_symbols(&self, word: &[u8], starts: &mut Vec<usize>) {
         starts.clear();
-        if self.split != Split::Sentencepiece {
+        if !self.chars {
             starts.extend(0..=word.len());
             return;
         }
@@ -477,6 +436,140 @@ impl Family {
     }
 }
 
+impl Family {
+    /// The lookup tables, built on first use.
+    fn tables(&self) -> &Tables {
+        self.tables.get_or_init(|| Tables::build(self))
+    }
+
+    /// The tokens of `text`: added tokens, then the normalizer, the split and the merge.
+    pub(crate) fn count(&self, text: &str, scratch: &mut OpenScratch) -> u64 {
+        let mut total = 0u64;
+        self.for_each_token_end(text, scratch, |_| total += 1);
+        total
+    }
+
+    /// Calls `f` with the end of each token of `text` (a byte offset in `text`, in order). A
+    /// token of normalized text that is not in `text` (NFC) ends at the end of its stretch.
+    pub(crate) fn for_each_token_end(
+        &self,
+        text: &str,
+        scratch: &mut OpenScratch,
+        mut f: impl FnMut(usize),
+    ) {
+        let mut start = 0;
+        let mut pos = 0;
+        let bytes = text.as_bytes();
+        while pos < bytes.len() {
+            match self.added_at(bytes, pos) {
+                Some(len) => {
+                    self.stretch(text, start, pos, scratch, &mut f);
+                    pos += len;
+                    f(pos);
+                    start = pos;
+                }
+                None => pos += 1,
+            }
+        }
+        self.stretch(text, start, text.len(), scratch, &mut f);
+    }
+
+    /// The length of the longest added token at `bytes[pos..]`, if any.
+    #[inline]
+    fn added_at(&self, bytes: &[u8], pos: usize) -> Option<usize> {
+        let first = usize::from(bytes[pos]);
+        let b = &self.added_lens[first * 16..first * 16 + 16];
+        let mut lens = u128::from_le_bytes(b.try_into().ok()?);
+        while lens != 0 {
+            let len = 128 - lens.leading_zeros() as usize;
+            lens &= !(1u128 << (len - 1));
+            if let Some(key) = bytes.get(pos..pos + len) {
+                if self.is_added(key) {
+                    return Some(len);
+                }
+            }
+        }
+        None
+    }
+
+    fn is_added(&self, key: &[u8]) -> bool {
+        let mask = self.added_slots.len() / 4 - 1;
+        let mut i = hash_bytes(key) as usize & mask;
+        loop {
+            let at = u32_at(self.added_slots, i);
+            if at == u32::MAX {
+                return false;
+            }
+            let at = at as usize;
+            let len = usize::from(self.added[at]);
+            if &self.added[at + 1..at + 1 + len] == key {
+                return true;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// The tokens of `text[start..end]`, a stretch without added tokens.
+    fn stretch(
+        &self,
+        text: &str,
+        start: usize,
+        end: usize,
+        scratch: &mut OpenScratch,
+        f: &mut impl FnMut(usize),
+    ) {
+        if start >= end {
+            return;
+        }
+        let tables = self.tables();
+        let raw = &text[start..end];
+        let mut normalized = std::mem::take(&mut scratch.text);
+        normalized.clear();
+        let (work, exact_offsets) = match self.split {
+            Split::Sentencepiece => {
+                for c in raw.chars() {
+                    normalized.push(if c == ' ' { '▁' } else { c });
+                }
+                (normalized.as_str(), false)
+            }
+            _ if self.nfc && !is_nfc(raw) => {
+                normalized.extend(unicode_normalization::UnicodeNormalization::nfc(raw));
+                (normalized.as_str(), false)
+            }
+            _ => (raw, true),
+        };
+        // Token ends in `work`; mapped back to `text` when `work` is `raw` itself.
+        let mut emit = |e: usize| f(if exact_offsets { start + e } else { end });
+        let base = work.as_ptr() as usize;
+        match self.split {
+            Split::Llama3(digits) => {
+                let t = Text::new(work);
+                let mut pos = 0;
+                while pos < work.len() {
+                    let e = t.llama3(pos, digits);
+                    tables.word(work.as_bytes(), pos, e, scratch, &mut emit);
+                    pos = e;
+                }
+            }
+            Split::Tekken => {
+                let t = Text::new(work);
+                let mut pos = 0;
+                while pos < work.len() {
+                    let e = t.tekken(pos);
+                    tables.word(work.as_bytes(), pos, e, scratch, &mut emit);
+                    pos = e;
+                }
+            }
+            Split::DeepseekV3 => deepseek_v3_pieces(work, |piece| {
+                let s = piece.as_ptr() as usize - base;
+                tables.word(work.as_bytes(), s, s + piece.len(), scratch, &mut emit);
+            }),
+            Split::Sentencepiece => tables.word(work.as_bytes(), 0, work.len(), scratch, &mut emit),
+        }
+        scratch.text = normalized;
+    }
+}
+
 /// The UTF-8 length of a character from its first byte.
 #[inline]
 fn utf8_len(b: u8) -> usize {
@@ -508,17 +601,18 @@ mod tests {
     fn every_byte_and_known_pieces_are_tokens() {
         for f in [&LLAMA3, &QWEN3, &DEEPSEEK_V3, &TEKKEN] {
             for b in 0..=255u8 {
-                assert!(f.id(&[b]).is_some(), "byte {b} is a token");
+                assert!(f.tables().id(&[b]).is_some(), "byte {b} is a token");
             }
-            assert!(f.id(b" the").is_some());
+            assert!(f.tables().id(b" the").is_some());
         }
-        assert!(GEMMA3.id("▁the".as_bytes()).is_some());
+        assert!(GEMMA3.tables().id("▁the".as_bytes()).is_some());
     }
 
     #[test]
     fn short_and_long_merges_agree() {
         let mut scratch = OpenScratch::default();
         for f in [&LLAMA3, &QWEN3, &DEEPSEEK_V3, &GEMMA3, &TEKKEN] {
+            let f = f.tables();
             for word in [
                 "x".repeat(40) + &"ab".repeat(30),
                 "antidisestablishmentarianism".repeat(3),
