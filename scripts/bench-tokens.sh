@@ -38,15 +38,24 @@ fi
 echo "### Counting (release builds)"
 echo
 rows() { grep -E '^\| ' || true; }
+native="$(cargo test --release --test bench_tokens -- --ignored --nocapture --test-threads=1 2>/dev/null | rows)"
+wasm="$(CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+  cargo test --release --target wasm32-unknown-unknown --test bench_tokens 2>/dev/null | rows)"
+# The tiktoken table has 6 columns, the open families' 4: split the rows by their column count
+# (libtest prints its own "test … " prefix before the native headers: headers are dropped).
+table() { printf '%s\n%s\n' "$native" "$wasm" | awk -F'|' -v nf="$1" 'NF == nf' | grep -v '^| platform\|^|---' || true; }
 echo "| platform | measure | encoding | Tollgate | tiktoken-rs | ratio |"
 echo "|---|---|---|---|---|---|"
-# (libtest prints its own "test … " prefix before the native table's header: drop both headers)
-cargo test --release --test bench_tokens -- --ignored --nocapture --test-threads=1 2>/dev/null | rows | grep -v '| platform\|^|---'
-CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-  cargo test --release --target wasm32-unknown-unknown --test bench_tokens 2>/dev/null | rows | grep -v '^| platform\|^|---'
+table 8
+echo
+echo "### Open families (release builds; counts checked against Hugging Face tokenizers by tests/tokens_open.rs)"
+echo
+echo "| platform | measure | encoding | Tollgate |"
+echo "|---|---|---|---|"
+table 6
 echo
 
-echo "### Worker wasm (scripts/build.sh, both encodings)"
+echo "### Worker wasm (scripts/build.sh, all encodings)"
 echo
 bash scripts/build.sh >/dev/null 2>&1 || TOLLGATE_FORCE_BUILD=1 bash scripts/build.sh
 raw=$(stat -c %s build/index_bg.wasm)
@@ -62,7 +71,7 @@ script="$(ls -t target/debug/build/tollgate-*/build-script-build 2>/dev/null | h
 if [[ -n "$script" ]]; then
   out="$(mktemp -d)"
   start=$(date +%s%N)
-  OUT_DIR="$out" "$script" >/dev/null
+  OUT_DIR="$out" CARGO_MANIFEST_DIR="$root" "$script" >/dev/null
   echo "build.rs (debug build script, as cargo runs it): $((($(date +%s%N) - start) / 1000000)) ms, tables $(du -sb "$out" | cut -f1) bytes"
   rm -rf "$out"
 else

@@ -193,6 +193,11 @@ impl Encoding {
     }
 }
 
+/// The names of every encoding, for messages: `o200k_base, cl100k_base, llama3, …`.
+pub fn encoding_names() -> String {
+    Encoding::ALL.map(Encoding::name).join(", ")
+}
+
 /// Model-name prefixes and their encodings.
 /// Keep in sync with tiktoken's `tiktoken/model.py` (MODEL_PREFIX_TO_ENCODING, MODEL_TO_ENCODING).
 const PREFIX_TO_ENCODING: &[(&str, Encoding)] = &[

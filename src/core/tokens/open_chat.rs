@@ -6,8 +6,8 @@
 //! Each renderer follows, statement by statement, the `chat_template` of the tokenizer_config.json
 //! that the family's vocabulary comes from (keep in sync with it; `src/core/tokens/LICENSES.md`
 //! names the files), with the generation prompt on:
-//! - Llama 3: `<|begin_of_text|>`, per message `<|start_header_id|>{role}<|end_header_id|>\n\n`
-//!   + trimmed content + `<|eot_id|>`; no default system prompt; tools are not rendered (the
+//! - Llama 3: `<|begin_of_text|>`, per message `<|start_header_id|>{role}<|end_header_id|>\n\n`,
+//!   the trimmed content, `<|eot_id|>`; no default system prompt; tools are not rendered (the
 //!   Llama 3 template has none; Llama 3.1+ templates add a dated system header, not counted);
 //! - Qwen 3: ChatML (`<|im_start|>{role}\n…<|im_end|>\n`), the `# Tools` system block with each
 //!   tool as JSON, tool calls as `<tool_call>` JSON, tool results grouped into one user turn,
