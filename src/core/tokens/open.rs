@@ -166,6 +166,9 @@ struct Tables {
     /// the low 24 bits and the byte length of the left part above.
     mstart: Vec<u32>,
     mentries: Vec<u32>,
+    /// The rank of merging two one-byte symbols `a`, `b` at `a << 8 | b` ([`NONE`] when they do
+    /// not merge): the first merge of every piece, read without hashing.
+    byte_pairs: Vec<u32>,
     rule: Rule,
     /// Gemma: the merge starts from characters (with byte fallback), not bytes.
     chars: bool,
@@ -221,16 +224,25 @@ impl Tables {
             mentries[fill[id] as usize] = rank as u32 | u32::from(f.merge_left[rank]) << 24;
             fill[id] += 1;
         }
-        Tables {
+        let mut tables = Tables {
             pool: f.pool,
             offsets,
             slots,
             mask,
             mstart,
             mentries,
+            byte_pairs: Vec::new(),
             rule: f.rule,
             chars: f.split == Split::Sentencepiece,
-        }
+        };
+        let byte_pairs: Vec<u32> = (0..=u16::MAX)
+            .map(|ab| {
+                let [a, b] = ab.to_be_bytes();
+                tables.pair_rank_hashed(&[a, b], 0, 1, 2)
+            })
+            .collect();
+        tables.byte_pairs = byte_pairs;
+        tables
     }
 
     /// The id of the token whose bytes are `key`.
@@ -256,6 +268,15 @@ impl Tables {
     /// The rank of merging the symbols `word[s..m]` and `word[m..e]`, or [`NONE`].
     #[inline]
     fn pair_rank(&self, word: &[u8], s: usize, m: usize, e: usize) -> u32 {
+        if e - s == 2 && m - s == 1 {
+            return self.byte_pairs[usize::from(word[s]) << 8 | usize::from(word[m])];
+        }
+        self.pair_rank_hashed(word, s, m, e)
+    }
+
+    /// [`Tables::pair_rank`] through the hash.
+    #[inline]
+    fn pair_rank_hashed(&self, word: &[u8], s: usize, m: usize, e: usize) -> u32 {
         let Some(id) = self.id(&word[s..e]) else {
             return NONE;
         };
