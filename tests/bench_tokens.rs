@@ -174,7 +174,7 @@ fn run(platform: &str) {
 /// `tokenizers` by tests/tokens_open.rs): cold (the first count in the process, which builds the
 /// family's lookup tables) and throughput.
 fn run_open(platform: &str) {
-    print("| platform | measure | encoding | Tollgate |\n|---|---|---|---|");
+    print("| platform | measure | encoding | Tollgate | yardstick: tiktoken-rs o200k_base, same text | ratio |\n|---|---|---|---|---|---|");
     let open = [
         Encoding::Llama3,
         Encoding::Qwen3,
@@ -188,7 +188,7 @@ fn run_open(platform: &str) {
         let ms = now_ms() - t0;
         assert!(n > 0);
         print(&format!(
-            "| {platform} | cold: tables built + first count | {} | {ms:.1} ms |",
+            "| {platform} | cold: tables built + first count | {} | {ms:.1} ms | — | — |",
             enc.name()
         ));
     }
@@ -207,16 +207,28 @@ fn run_open(platform: &str) {
             inputs.push((desc.to_string(), text, 1_000.0));
         }
         for (desc, input, min_ms) in inputs {
+            // A yardstick that a busy machine slows alike: tiktoken-rs's o200k_base on the same
+            // text, in alternating rounds; the ratio is what compares across runs.
+            let yardstick =
+                |t: &str| reference(Encoding::O200kBase).encode_ordinary(t).len() as u64;
             enc.count(&input); // warm-up
-            let rounds: Vec<f64> = (0..ROUNDS)
-                .map(|_| throughput(&input, min_ms / ROUNDS as f64, &|t| enc.count(t)).0)
-                .collect();
+            yardstick(&input);
+            let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..ROUNDS {
+                let (x, _) = throughput(&input, min_ms / ROUNDS as f64, &|t| enc.count(t));
+                let (y, _) = throughput(&input, min_ms / ROUNDS as f64, &yardstick);
+                ours.push(x);
+                theirs.push(y);
+                ratios.push(x / y);
+            }
             print(&format!(
-                "| {platform} | {desc} ({} tokens, {} KB) | {} | {:.2} M tok/s |",
+                "| {platform} | {desc} ({} tokens, {} KB) | {} | {:.2} M tok/s | {:.2} M tok/s | {:.1}× |",
                 enc.count(&input),
                 input.len() / 1024,
                 enc.name(),
-                median(rounds) / 1e6
+                median(ours) / 1e6,
+                median(theirs) / 1e6,
+                median(ratios)
             ));
         }
     }
