@@ -24,6 +24,7 @@
 //! Performance choices as in [`super::vocab`]: the tables are static (nothing is built at
 //! start-up), the merge is a scan over a small vector for short pieces and a heap for long ones.
 
+use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::OnceLock;
@@ -70,12 +71,14 @@ pub(crate) struct Family {
     split: Split,
     /// NFC before the split (Qwen).
     nfc: bool,
+    /// The family's index in the word cache.
+    index: usize,
     /// The lookup tables, built from the above on first use ([`Tables::build`]).
     tables: OnceLock<Tables>,
 }
 
 macro_rules! family {
-    ($name:literal, $rule:expr, $split:expr, $nfc:expr) => {
+    ($name:literal, $index:expr, $rule:expr, $split:expr, $nfc:expr) => {
         Family {
             pool: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".open.pool")),
             lens: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".open.lens")),
@@ -87,6 +90,7 @@ macro_rules! family {
             rule: $rule,
             split: $split,
             nfc: $nfc,
+            index: $index,
             tables: OnceLock::new(),
         }
     };
@@ -94,6 +98,7 @@ macro_rules! family {
 
 pub(crate) static LLAMA3: Family = family!(
     "llama3",
+    0,
     Rule::Hf {
         ignore_merges: true
     },
@@ -102,6 +107,7 @@ pub(crate) static LLAMA3: Family = family!(
 );
 pub(crate) static QWEN3: Family = family!(
     "qwen3",
+    1,
     Rule::Hf {
         ignore_merges: false
     },
@@ -110,6 +116,7 @@ pub(crate) static QWEN3: Family = family!(
 );
 pub(crate) static DEEPSEEK_V3: Family = family!(
     "deepseek_v3",
+    2,
     Rule::Hf {
         ignore_merges: false
     },
@@ -118,13 +125,44 @@ pub(crate) static DEEPSEEK_V3: Family = family!(
 );
 pub(crate) static GEMMA3: Family = family!(
     "gemma3",
+    3,
     Rule::Hf {
         ignore_merges: false
     },
     Split::Sentencepiece,
     false
 );
-pub(crate) static TEKKEN: Family = family!("tekken", Rule::Tiktoken, Split::Tekken, false);
+pub(crate) static TEKKEN: Family = family!("tekken", 4, Rule::Tiktoken, Split::Tekken, false);
+
+/// Words up to this many bytes have their merge cached ([`WORD_CACHE`]).
+const CACHED_WORD: usize = 23;
+/// Entries of a family's word cache (a power of two).
+const CACHE_ENTRIES: usize = 4096;
+
+/// A cached merge: the word and its token ends.
+#[derive(Clone, Copy)]
+struct CacheEntry {
+    len: u8,
+    key: [u8; CACHED_WORD],
+    n: u8,
+    ends: [u8; CACHED_WORD],
+}
+
+impl CacheEntry {
+    const EMPTY: CacheEntry = CacheEntry {
+        len: u8::MAX,
+        key: [0; CACHED_WORD],
+        n: 0,
+        ends: [0; CACHED_WORD],
+    };
+}
+
+thread_local! {
+    /// Per family (its index), a direct-mapped cache of the merges of short words, as Hugging
+    /// Face's BPE keeps one: a word's tokens depend on its bytes only, and common words recur.
+    /// Bounded (4,096 entries of 48 bytes per family); a collision overwrites.
+    static WORD_CACHE: RefCell<Vec<Vec<CacheEntry>>> = const { RefCell::new(Vec::new()) };
+}
 
 /// Not a merge: orders after every rank.
 const NONE: u32 = u32::MAX;
@@ -172,6 +210,8 @@ struct Tables {
     rule: Rule,
     /// Gemma: the merge starts from characters (with byte fallback), not bytes.
     chars: bool,
+    /// The family's index in [`WORD_CACHE`].
+    family: usize,
 }
 
 impl Tables {
@@ -234,6 +274,7 @@ impl Tables {
             byte_pairs: Vec::new(),
             rule: f.rule,
             chars: f.split == Split::Sentencepiece,
+            family: f.index,
         };
         let byte_pairs: Vec<u32> = (0..=u16::MAX)
             .map(|ab| {
@@ -320,18 +361,64 @@ impl Tables {
             f(e);
             return;
         }
+        if word.len() <= CACHED_WORD {
+            let home = hash_bytes(word) as usize & (CACHE_ENTRIES - 1);
+            let hit = WORD_CACHE.with(|cache| {
+                let cache = cache.borrow();
+                let entry = cache.get(self.family)?.get(home)?;
+                (usize::from(entry.len) == word.len() && entry.key[..word.len()] == *word)
+                    .then_some(*entry)
+            });
+            if let Some(entry) = hit {
+                for &end in &entry.ends[..usize::from(entry.n)] {
+                    f(s + usize::from(end));
+                }
+                return;
+            }
+            let mut entry = CacheEntry {
+                len: word.len() as u8,
+                key: [0; CACHED_WORD],
+                n: 0,
+                ends: [0; CACHED_WORD],
+            };
+            entry.key[..word.len()].copy_from_slice(word);
+            self.merge(word, scratch, &mut |end| {
+                entry.ends[usize::from(entry.n)] = end as u8;
+                entry.n += 1;
+            });
+            WORD_CACHE.with(|cache| {
+                let mut cache = cache.borrow_mut();
+                if cache.len() <= self.family {
+                    cache.resize_with(self.family + 1, Vec::new);
+                }
+                let table = &mut cache[self.family];
+                if table.is_empty() {
+                    table.resize(CACHE_ENTRIES, CacheEntry::EMPTY);
+                }
+                table[home] = entry;
+            });
+            for &end in &entry.ends[..usize::from(entry.n)] {
+                f(s + usize::from(end));
+            }
+            return;
+        }
+        self.merge(word, scratch, &mut |end| f(s + end));
+    }
+
+    /// The merge of `word` (two bytes or more): calls `f` with each token's end in it.
+    fn merge(&self, word: &[u8], scratch: &mut OpenScratch, f: &mut impl FnMut(usize)) {
         self.initial_symbols(word, &mut scratch.starts);
         if word.len() >= LONG_PIECE {
             self.merge_long(word, scratch);
             let mut p = 0;
             while p < word.len() {
                 p = scratch.ends[p];
-                f(s + p);
+                f(p);
             }
         } else {
             self.merge_short(word, scratch);
             for &end in &scratch.starts[1..] {
-                f(s + end);
+                f(end);
             }
         }
     }
