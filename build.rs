@@ -105,6 +105,7 @@ fn main() {
     write_filter(&out, "cl100k_base", &cl100k, 10);
 
     write_classes(&out);
+    write_open_families(&out);
 }
 
 /// The ordinary tokens of `bpe` in rank order (ranks `0..expected` with no gaps).
@@ -257,6 +258,9 @@ const CLASSES: &[(&str, u8)] = &[
     (r"\s", 4),                              // SPACE
     (r"[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]", 8), // UPPERISH (o200k)
     (r"[\p{Ll}\p{Lm}\p{Lo}\p{M}]", 16),      // LOWERISH (o200k)
+    (r"\p{P}", 32),                          // PUNCT (deepseek_v3)
+    (r"\p{S}", 64),                          // SYMBOL (deepseek_v3)
+    (r"\p{M}", 128),                         // MARK (deepseek_v3)
 ];
 
 /// Characters per block of the two-level class table.
@@ -332,5 +336,291 @@ fn ranges_of(hir: &Hir) -> Option<Vec<(u32, u32)>> {
             chars.next().is_none().then(|| vec![(c as u32, c as u32)])
         }
         _ => None,
+    }
+}
+
+/// The open model families (`src/core/tokens/open.rs`): where `build.rs` reads each vocabulary
+/// (under `.tools/vocab`, or `$TOLLGATE_VOCAB_DIR`, filled by `scripts/setup.sh`; sources and
+/// licences in `src/core/tokens/LICENSES.md`) and how its tokens are spelled there.
+const OPEN_FAMILIES: &[(&str, &str, Spelling)] = &[
+    ("llama3", "llama3/tokenizer.json", Spelling::ByteLevel),
+    ("qwen3", "qwen3/tokenizer.json", Spelling::ByteLevel),
+    (
+        "deepseek_v3",
+        "deepseek_v3/tokenizer.json",
+        Spelling::ByteLevel,
+    ),
+    ("gemma3", "gemma3/tokenizer.json", Spelling::Utf8),
+    ("tekken", "tekken/tekken.json", Spelling::Tekken),
+];
+
+/// How a vocabulary file spells its tokens.
+#[derive(Clone, Copy, PartialEq)]
+enum Spelling {
+    /// Hugging Face byte-level BPE: each byte is a printable character (GPT-2's table).
+    ByteLevel,
+    /// Hugging Face BPE over characters (SentencePiece style, `▁` for a space).
+    Utf8,
+    /// Mistral's tekken.json: tiktoken ranks, base64 bytes.
+    Tekken,
+}
+
+/// Writes the tables of every open family: see [`write_open_family`].
+fn write_open_families(out: &Path) {
+    println!("cargo:rerun-if-env-changed=TOLLGATE_VOCAB_DIR");
+    let dir = std::env::var_os("TOLLGATE_VOCAB_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"))
+                .join(".tools/vocab")
+        });
+    for &(name, file, spelling) in OPEN_FAMILIES {
+        let path = dir.join(file);
+        println!("cargo:rerun-if-changed={}", path.display());
+        let text = fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "\n\nTollgate's build needs the vocabulary of {name} at {}: {e}.\n\
+                 Run `bash scripts/setup.sh` (it fetches the open models' tokenizer files into \
+                 .tools/vocab), or set TOLLGATE_VOCAB_DIR to a directory laid out the same way.\n\n",
+                path.display()
+            )
+        });
+        let json: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let family = if spelling == Spelling::Tekken {
+            read_tekken(&json)
+        } else {
+            read_hf_bpe(name, &json, spelling)
+        };
+        write_open_family(out, name, &family);
+    }
+}
+
+/// One vocabulary as the runtime needs it.
+struct OpenFamily {
+    /// Token bytes by id (empty for a token that no text spells, such as a special token).
+    tokens: Vec<Vec<u8>>,
+    /// Merges as (result id, byte length of the left part), in priority order (the rank).
+    merges: Vec<(u32, u32)>,
+    /// Added tokens: texts matched before the model, each one token.
+    added: Vec<Vec<u8>>,
+}
+
+/// GPT-2's byte-level alphabet: the byte of each printable stand-in character.
+fn byte_level_decoder() -> HashMap<char, u8> {
+    let mut printable: Vec<u32> = (u32::from(b'!')..=u32::from(b'~'))
+        .chain(0xA1..=0xAC)
+        .chain(0xAE..=0xFF)
+        .collect();
+    let mut chars = printable.clone();
+    let mut extra = 0;
+    for b in 0..256u32 {
+        if !printable.contains(&b) {
+            printable.push(b);
+            chars.push(256 + extra);
+            extra += 1;
+        }
+    }
+    printable
+        .iter()
+        .zip(&chars)
+        .map(|(&b, &c)| (char::from_u32(c).expect("a char"), b as u8))
+        .collect()
+}
+
+fn read_hf_bpe(name: &str, json: &serde_json::Value, spelling: Spelling) -> OpenFamily {
+    let model = &json["model"];
+    assert_eq!(model["type"], "BPE", "{name}: a BPE model");
+    let vocab = model["vocab"].as_object().expect("model.vocab");
+    let decoder = byte_level_decoder();
+    let spell = |s: &str| -> Option<Vec<u8>> {
+        match spelling {
+            Spelling::ByteLevel => s.chars().map(|c| decoder.get(&c).copied()).collect(),
+            _ => Some(s.as_bytes().to_vec()),
+        }
+    };
+    let mut tokens = vec![Vec::new(); vocab.len()];
+    let mut id_of: HashMap<&str, u32> = HashMap::new();
+    for (text, id) in vocab {
+        let id = u32::try_from(id.as_u64().expect("an id")).expect("a u32 id");
+        id_of.insert(text, id);
+        // Text that the byte-level alphabet cannot spell is a special token's: no text maps to it.
+        if let Some(bytes) = spell(text) {
+            tokens[id as usize] = bytes;
+        }
+    }
+    let merges = model["merges"]
+        .as_array()
+        .expect("model.merges")
+        .iter()
+        .map(|m| {
+            let (left, right) = match m {
+                serde_json::Value::String(s) => s.split_once(' ').expect("`left right`"),
+                serde_json::Value::Array(pair) => (
+                    pair[0].as_str().expect("a string"),
+                    pair[1].as_str().expect("a string"),
+                ),
+                other => panic!("{name}: a merge {other}"),
+            };
+            let result = format!("{left}{right}");
+            let id = id_of[result.as_str()];
+            let left_len = spell(left).expect("a spelled merge").len() as u32;
+            (id, left_len)
+        })
+        .collect();
+    let added = json["added_tokens"]
+        .as_array()
+        .expect("added_tokens")
+        .iter()
+        .map(|t| {
+            for flag in ["lstrip", "rstrip", "single_word"] {
+                assert_eq!(
+                    t[flag], false,
+                    "{name}: added token flag {flag} is not handled"
+                );
+            }
+            t["content"].as_str().expect("content").as_bytes().to_vec()
+        })
+        .collect();
+    OpenFamily {
+        tokens,
+        merges,
+        added,
+    }
+}
+
+/// Mistral's tekken.json: the first `default_vocab_size - default_num_special_tokens` ranks are
+/// the ordinary tokens (what mistral-common's `Tekkenizer` hands to tiktoken).
+fn read_tekken(json: &serde_json::Value) -> OpenFamily {
+    let config = &json["config"];
+    let n = config["default_vocab_size"]
+        .as_u64()
+        .expect("default_vocab_size")
+        - config["default_num_special_tokens"]
+            .as_u64()
+            .expect("default_num_special_tokens");
+    let tokens: Vec<Vec<u8>> = json["vocab"]
+        .as_array()
+        .expect("vocab")
+        .iter()
+        .take(n as usize)
+        .enumerate()
+        .map(|(rank, t)| {
+            assert_eq!(
+                t["rank"].as_u64(),
+                Some(rank as u64),
+                "tekken: ranks in order"
+            );
+            base64_decode(t["token_bytes"].as_str().expect("token_bytes"))
+        })
+        .collect();
+    OpenFamily {
+        tokens,
+        merges: Vec::new(),
+        added: Vec::new(),
+    }
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    let value = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => panic!("base64: {c}"),
+        }
+    };
+    let digits: Vec<u8> = s.bytes().filter(|&c| c != b'=').collect();
+    let mut out = Vec::new();
+    for chunk in digits.chunks(4) {
+        let mut acc = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            acc |= value(c) << (18 - 6 * i);
+        }
+        out.extend_from_slice(&acc.to_be_bytes()[1..chunk.len()]);
+    }
+    out
+}
+
+/// Writes `<name>.open.*`, the compact form that the worker expands on first use
+/// (`src/core/tokens/open.rs`, `Tables::build`), so that the worker's gzip stays small:
+/// - `pool`: the token bytes in id order; `lens`: one u8 per id (0 for a token without bytes);
+/// - `merge_ids`: the id each merge makes, in rank order, as the zigzag delta from the previous
+///   merge's, in three byte planes (low bytes of every merge, then middle, then high: trained
+///   vocabularies make id ≈ rank + 256, so the planes are nearly constant); `merge_left`: the
+///   byte length of each merge's left part;
+/// - `added`: the added tokens, each as a u8 length then its bytes; `added_slots`: an
+///   open-addressing hash (linear probing, `table_hash::hash_bytes`, all ones when empty) of
+///   their offsets in `added`; `added_lens`: per first byte, a u128 mask of their lengths.
+fn write_open_family(out: &Path, name: &str, family: &OpenFamily) {
+    let mut pool = Vec::new();
+    let mut lens = Vec::with_capacity(family.tokens.len());
+    for token in &family.tokens {
+        lens.push(u8::try_from(token.len()).expect("a token under 256 bytes"));
+        pool.extend_from_slice(token);
+    }
+    let m = family.merges.len();
+    let mut planes = vec![0u8; 3 * m];
+    let mut merge_left = Vec::with_capacity(m);
+    let mut previous = 0i64;
+    for (rank, &(id, left_len)) in family.merges.iter().enumerate() {
+        assert!(
+            rank < 1 << 24 && left_len < 256,
+            "{name}: merge fits the tables"
+        );
+        let delta = i64::from(id) - previous;
+        previous = i64::from(id);
+        let zigzag = ((delta << 1) ^ (delta >> 63)) as u64;
+        assert!(zigzag < 1 << 24, "{name}: merge delta fits three bytes");
+        for k in 0..3 {
+            planes[k * m + rank] = (zigzag >> (8 * k)) as u8;
+        }
+        merge_left.push(left_len as u8);
+    }
+
+    // Added tokens: entries `len, bytes`; a hash of entry offsets; per first byte, a mask of the
+    // lengths of the added tokens that start with it (bit `len - 1`), for a leftmost-longest match.
+    let mut added = Vec::new();
+    let mut added_at = Vec::new();
+    let mut first_lens = vec![0u128; 256];
+    let mut unique: Vec<&Vec<u8>> = family.added.iter().collect();
+    unique.sort();
+    unique.dedup();
+    for token in unique {
+        assert!(
+            !token.is_empty() && token.len() <= 128,
+            "{name}: an added token of {} bytes",
+            token.len()
+        );
+        added_at.push(added.len() as u32);
+        added.push(token.len() as u8);
+        added.extend_from_slice(token);
+        first_lens[usize::from(token[0])] |= 1 << (token.len() - 1);
+    }
+    let added_mask = (added_at.len() * 2 + 1).next_power_of_two() - 1;
+    let mut added_slots = vec![u32::MAX; added_mask + 1];
+    for &at in &added_at {
+        let len = usize::from(added[at as usize]);
+        let token = &added[at as usize + 1..at as usize + 1 + len];
+        let mut i = table_hash::hash_bytes(token) as usize & added_mask;
+        while added_slots[i] != u32::MAX {
+            i = (i + 1) & added_mask;
+        }
+        added_slots[i] = at;
+    }
+    let added_lens: Vec<u8> = first_lens.iter().flat_map(|m| m.to_le_bytes()).collect();
+    let u32s = |v: Vec<u32>| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+    for (ext, bytes) in [
+        ("pool", pool),
+        ("lens", lens),
+        ("merge_ids", planes),
+        ("merge_left", merge_left),
+        ("added", added),
+        ("added_slots", u32s(added_slots)),
+        ("added_lens", added_lens),
+    ] {
+        fs::write(out.join(format!("{name}.open.{ext}")), bytes).expect("write an open table");
     }
 }

@@ -38,15 +38,28 @@ fi
 echo "### Counting (release builds)"
 echo
 rows() { grep -E '^\| ' || true; }
+native="$(cargo test --release --test bench_tokens -- --ignored --nocapture --test-threads=1 2>/dev/null | rows)"
+wasm="$(CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+  cargo test --release --target wasm32-unknown-unknown --test bench_tokens 2>/dev/null | rows)"
+# Both tables have 6 columns: the open families' rows are those of their encodings.
+open_re='\| (llama3|qwen3|deepseek_v3|tekken|gemma3) \|'
+table() { # table [-v]: the open families' rows, or (-v) the others
+  local flags=-E
+  if [[ "${1:-}" == -v ]]; then flags=-vE; fi
+  printf '%s\n%s\n' "$native" "$wasm" | grep -v '^| platform\|^|---' | grep "$flags" "$open_re" || true
+}
 echo "| platform | measure | encoding | Tollgate | tiktoken-rs | ratio |"
 echo "|---|---|---|---|---|---|"
-# (libtest prints its own "test … " prefix before the native table's header: drop both headers)
-cargo test --release --test bench_tokens -- --ignored --nocapture --test-threads=1 2>/dev/null | rows | grep -v '| platform\|^|---'
-CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-  cargo test --release --target wasm32-unknown-unknown --test bench_tokens 2>/dev/null | rows | grep -v '^| platform\|^|---'
+table -v
+echo
+echo "### Open families (release builds; counts checked against Hugging Face tokenizers by tests/tokens_open.rs)"
+echo
+echo "| platform | measure | encoding | Tollgate | yardstick: tiktoken-rs o200k_base, same text | ratio |"
+echo "|---|---|---|---|---|---|"
+table
 echo
 
-echo "### Worker wasm (scripts/build.sh, both encodings)"
+echo "### Worker wasm (scripts/build.sh, all encodings)"
 echo
 bash scripts/build.sh >/dev/null 2>&1 || TOLLGATE_FORCE_BUILD=1 bash scripts/build.sh
 raw=$(stat -c %s build/index_bg.wasm)
@@ -62,7 +75,7 @@ script="$(ls -t target/debug/build/tollgate-*/build-script-build 2>/dev/null | h
 if [[ -n "$script" ]]; then
   out="$(mktemp -d)"
   start=$(date +%s%N)
-  OUT_DIR="$out" "$script" >/dev/null
+  OUT_DIR="$out" CARGO_MANIFEST_DIR="$root" "$script" >/dev/null
   echo "build.rs (debug build script, as cargo runs it): $((($(date +%s%N) - start) / 1000000)) ms, tables $(du -sb "$out" | cut -f1) bytes"
   rm -rf "$out"
 else

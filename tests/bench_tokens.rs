@@ -25,6 +25,7 @@ fn reference(enc: Encoding) -> &'static CoreBPE {
     match enc {
         Encoding::O200kBase => tiktoken_rs::o200k_base_singleton(),
         Encoding::Cl100kBase => tiktoken_rs::cl100k_base_singleton(),
+        other => panic!("no tiktoken-rs reference for {other:?}"),
     }
 }
 
@@ -169,15 +170,81 @@ fn run(platform: &str) {
     ));
 }
 
+/// The open families (no Rust reference to race: their counts are checked against Hugging Face
+/// `tokenizers` by tests/tokens_open.rs): cold (the first count in the process, which builds the
+/// family's lookup tables) and throughput.
+fn run_open(platform: &str) {
+    print("| platform | measure | encoding | Tollgate | yardstick: tiktoken-rs o200k_base, same text | ratio |\n|---|---|---|---|---|---|");
+    let open = [
+        Encoding::Llama3,
+        Encoding::Qwen3,
+        Encoding::DeepseekV3,
+        Encoding::Tekken,
+        Encoding::Gemma3,
+    ];
+    for enc in open {
+        let t0 = now_ms();
+        let n = enc.count("hello world");
+        let ms = now_ms() - t0;
+        assert!(n > 0);
+        print(&format!(
+            "| {platform} | cold: tables built + first count | {} | {ms:.1} ms | — | — |",
+            enc.name()
+        ));
+    }
+    for enc in open {
+        let mut inputs: Vec<(String, String, f64)> = Vec::new();
+        for (name, text) in [("English", ENGLISH), ("code", CODE), ("Chinese", CHINESE)] {
+            for (size, tokens, min_ms) in [
+                ("2k-token prompt", 2_000u64, 300.0),
+                ("large text", 250_000, 600.0),
+            ] {
+                inputs.push((format!("{name}, {size}"), sized(text, tokens, enc), min_ms));
+            }
+        }
+        if let Some(text) = read_env_file("TOLLGATE_BENCH_NATURAL_ZH") {
+            let desc = "Chinese, natural text, not repeated (Rust by Example zh)";
+            inputs.push((desc.to_string(), text, 1_000.0));
+        }
+        for (desc, input, min_ms) in inputs {
+            // A yardstick that a busy machine slows alike: tiktoken-rs's o200k_base on the same
+            // text, in alternating rounds; the ratio is what compares across runs.
+            let yardstick =
+                |t: &str| reference(Encoding::O200kBase).encode_ordinary(t).len() as u64;
+            enc.count(&input); // warm-up
+            yardstick(&input);
+            let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..ROUNDS {
+                let (x, _) = throughput(&input, min_ms / ROUNDS as f64, &|t| enc.count(t));
+                let (y, _) = throughput(&input, min_ms / ROUNDS as f64, &yardstick);
+                ours.push(x);
+                theirs.push(y);
+                ratios.push(x / y);
+            }
+            print(&format!(
+                "| {platform} | {desc} ({} tokens, {} KB) | {} | {:.2} M tok/s | {:.2} M tok/s | {:.1}× |",
+                enc.count(&input),
+                input.len() / 1024,
+                enc.name(),
+                median(ours) / 1e6,
+                median(theirs) / 1e6,
+                median(ratios)
+            ));
+        }
+    }
+}
+
 #[cfg(not(target_arch = "wasm32"))]
 #[test]
 #[ignore = "benchmark: run by scripts/bench-tokens.sh"]
 fn bench_native() {
     run("native");
+    run_open("native");
 }
 
 #[cfg(target_arch = "wasm32")]
 #[wasm_bindgen_test::wasm_bindgen_test]
 fn bench_wasm() {
     run("wasm (Node)");
+    run_open("wasm (Node)");
 }

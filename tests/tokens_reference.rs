@@ -18,6 +18,7 @@ fn reference(enc: Encoding) -> &'static CoreBPE {
     match enc {
         Encoding::O200kBase => tiktoken_rs::o200k_base_singleton(),
         Encoding::Cl100kBase => tiktoken_rs::cl100k_base_singleton(),
+        other => panic!("no tiktoken-rs reference for {other:?}"),
     }
 }
 

@@ -22,6 +22,7 @@ fn counts_equal_tiktoken_rs_in_wasm() {
         let reference = match enc {
             Encoding::O200kBase => tiktoken_rs::o200k_base_singleton(),
             Encoding::Cl100kBase => tiktoken_rs::cl100k_base_singleton(),
+            other => panic!("no tiktoken-rs reference for {other:?}"),
         };
         let expect = |text: &str| reference.encode_ordinary(text).len() as u64;
         for text in CORPUS {
@@ -109,4 +110,35 @@ fn cost_in_wasm() {
     };
     // 800×2.5 + 200×1.25 + 333×10 = 2000 + 250 + 3330 = 5580 micro-units
     assert_eq!(cost_micros(&usage, &price), 5_580);
+}
+
+/// The open families in wasm: the corpora's counts by Hugging Face `tokenizers` 0.23.3 (Tekken:
+/// tiktoken on tekken.json), as tests/python_reference_open.py writes them, and a chat prompt.
+#[wasm_bindgen_test]
+fn open_families_count_like_their_references_in_wasm() {
+    // english, code, chinese, mixed (the order of CORPUS).
+    let expected: [(Encoding, [u64; 4]); 5] = [
+        (Encoding::Llama3, [489, 534, 487, 635]),
+        (Encoding::Qwen3, [503, 544, 455, 636]),
+        (Encoding::DeepseekV3, [500, 565, 414, 642]),
+        (Encoding::Gemma3, [535, 644, 390, 652]),
+        (Encoding::Tekken, [512, 578, 521, 794]),
+    ];
+    for (enc, counts) in expected {
+        for (text, want) in CORPUS.iter().zip(counts) {
+            assert_eq!(enc.count(text), want, "{enc:?}");
+        }
+        let mut counter = StreamTokenCounter::new(enc);
+        let chars: Vec<char> = CORPUS[3].chars().collect();
+        for chunk in chars.chunks(7) {
+            counter.push(&chunk.iter().collect::<String>());
+        }
+        assert_eq!(counter.total(), counts[3], "{enc:?} streamed");
+    }
+    let req = ChatCompletionRequest::from_json(
+        br#"{"model":"qwen3","messages":[{"role":"user","content":"Hello!"}]}"#,
+    )
+    .unwrap();
+    // <|im_start|>user\nHello!<|im_end|>\n<|im_start|>assistant\n (the template, jinja2-rendered)
+    assert_eq!(count_chat_prompt(Encoding::Qwen3, &req), 10);
 }

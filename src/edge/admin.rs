@@ -596,7 +596,10 @@ async fn put_model(db: &D1Database, name: &str, m: ModelBody) -> Result<Response
         if Encoding::from_name(enc).is_none() {
             return Err(GatewayError::invalid_param(
                 "encoding",
-                "`encoding` must be o200k_base or cl100k_base.",
+                format!(
+                    "`encoding` must be one of {}.",
+                    crate::core::tokens::encoding_names()
+                ),
             ));
         }
     }

@@ -37,9 +37,10 @@ pub async fn count_tokens(mut req: Request, env: &Env) -> Result<Response, Gatew
             "model",
             format!(
                 "Tollgate has no local tokenizer for the model `{}`: exact counts are available \
-                 for o200k_base and cl100k_base models only. An operator can set the model's \
-                 `encoding` if it uses one of them.",
-                model.name
+                 for the encodings {} only. An operator can set the model's `encoding` if it \
+                 uses one of them.",
+                model.name,
+                crate::core::tokens::encoding_names()
             ),
         )
         .with_code("tokenizer_unavailable")

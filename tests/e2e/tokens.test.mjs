@@ -49,6 +49,7 @@ before(async () => {
     ['gpt-4o', 'gpt-4o'],
     ['gpt-4', 'gpt-4'],
     ['my-llama', 'llama-3.1-8b-instruct'],
+    ['my-mystery', 'mystery-7b'],
   ]) {
     await adminOk('PUT', `/admin/models/${name}`, { provider: 'openai', upstream_model: upstream, input_price: 1, output_price: 1 });
   }
@@ -80,19 +81,28 @@ test('the built-in echo model counts with o200k_base', async () => {
   assert.equal(r.json.encoding, 'o200k_base');
 });
 
+test('open models count with their own tokenizer and chat template', async () => {
+  // Hugging Face tokenizers on Llama 3's tokenizer.json, its chat template rendered by jinja2.
+  const r = await count({ model: 'my-llama', messages: [{ role: 'user', content: 'Hello!' }] });
+  assert.equal(r.status, 200, JSON.stringify(r.json));
+  assert.equal(r.json.encoding, 'llama3');
+  assert.equal(r.json.prompt_tokens, 12);
+});
+
 test('models without a local tokenizer get a 400 that says so', async () => {
-  const r = await count({ model: 'my-llama', messages: MESSAGES });
+  const r = await count({ model: 'my-mystery', messages: MESSAGES });
   assert.equal(r.status, 400);
   assert.equal(r.json.error.code, 'tokenizer_unavailable');
   assert.equal(r.json.error.param, 'model');
   assert.match(r.json.error.message, /no local tokenizer/);
   // An operator can declare the encoding, and then it counts.
-  await adminOk('PUT', '/admin/models/my-llama', {
-    provider: 'openai', upstream_model: 'llama-3.1-8b-instruct', input_price: 1, output_price: 1, encoding: 'cl100k_base',
+  await adminOk('PUT', '/admin/models/my-mystery', {
+    provider: 'openai', upstream_model: 'mystery-7b', input_price: 1, output_price: 1, encoding: 'qwen3',
   });
-  const declared = await count({ model: 'my-llama', messages: MESSAGES });
+  const declared = await count({ model: 'my-mystery', messages: [{ role: 'user', content: 'Hello!' }] });
   assert.equal(declared.status, 200);
-  assert.equal(declared.json.encoding, 'cl100k_base');
+  assert.equal(declared.json.encoding, 'qwen3');
+  assert.equal(declared.json.prompt_tokens, 10); // Qwen 3's template, as jinja2 renders it
 });
 
 test('errors: bad key, unknown model, bad body, wrong method; the balance is untouched', async () => {

@@ -117,8 +117,9 @@ impl ChatFraming {
             .find(|(prefix, _)| name.starts_with(prefix))
             .map(|&(_, framing)| framing)
             .unwrap_or(match enc {
-                Encoding::O200kBase => O200K_FRAMING,
                 Encoding::Cl100kBase => CL100K_FRAMING,
+                // The open families frame with their chat template (`open_chat`), not this.
+                _ => O200K_FRAMING,
             })
     }
 }
@@ -126,6 +127,9 @@ impl ChatFraming {
 /// Prompt tokens of a chat request: messages, their framing and the tool definitions, with the
 /// framing of the request's model family.
 pub fn count_chat_prompt(enc: Encoding, req: &ChatCompletionRequest) -> u64 {
+    if let Some(count) = super::open_chat::count_chat_prompt(enc, req) {
+        return count;
+    }
     count_chat_prompt_with(ChatFraming::for_model(&req.model, enc), enc, req)
 }
 

@@ -12,6 +12,8 @@
 //!   re-counting it.
 
 mod chat;
+mod open;
+pub mod open_chat;
 mod pretokenize;
 mod stream;
 mod table_hash;
@@ -24,6 +26,7 @@ pub use chat::{
 };
 pub use stream::StreamTokenCounter;
 
+use open::{Family, OpenScratch};
 use pretokenize::Text;
 use vocab::{Scratch, Vocab};
 
@@ -34,39 +37,76 @@ pub enum Encoding {
     O200kBase,
     /// gpt-4, gpt-3.5-turbo, text-embedding-ada-002 / -3.
     Cl100kBase,
+    /// Meta Llama 3, 3.1, 3.2, 3.3 (Hugging Face tokenizer.json of Llama 3).
+    Llama3,
+    /// Qwen 2.5 and Qwen 3 (Qwen 3's tokenizer.json: Qwen 2.5's vocabulary and merges, plus the
+    /// added tokens `<think>`, `</think>`).
+    Qwen3,
+    /// DeepSeek V3, V3.1, R1 (and their distills' own tokenizer only when it is DeepSeek's).
+    DeepseekV3,
+    /// Mistral's Tekken (Mistral NeMo, Pixtral, Ministral, Mistral Small 3+ and Large 2411+).
+    Tekken,
+    /// Google Gemma 3 (SentencePiece-style BPE with byte fallback).
+    Gemma3,
 }
 
 impl Encoding {
-    /// The tiktoken name: `o200k_base`, `cl100k_base`.
+    /// Every encoding, in a fixed order.
+    pub const ALL: [Encoding; 7] = [
+        Encoding::O200kBase,
+        Encoding::Cl100kBase,
+        Encoding::Llama3,
+        Encoding::Qwen3,
+        Encoding::DeepseekV3,
+        Encoding::Tekken,
+        Encoding::Gemma3,
+    ];
+
+    /// The name of the encoding (the tiktoken name for OpenAI's): `o200k_base`, `cl100k_base`,
+    /// `llama3`, `qwen3`, `deepseek_v3`, `tekken`, `gemma3`. A model's `encoding` field takes it.
     pub fn name(self) -> &'static str {
         match self {
             Encoding::O200kBase => "o200k_base",
             Encoding::Cl100kBase => "cl100k_base",
+            Encoding::Llama3 => "llama3",
+            Encoding::Qwen3 => "qwen3",
+            Encoding::DeepseekV3 => "deepseek_v3",
+            Encoding::Tekken => "tekken",
+            Encoding::Gemma3 => "gemma3",
         }
     }
 
-    /// The encoding of a tiktoken name.
+    /// The encoding of a name ([`Encoding::name`]).
     pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "o200k_base" => Some(Encoding::O200kBase),
-            "cl100k_base" => Some(Encoding::Cl100kBase),
-            _ => None,
+        Encoding::ALL.into_iter().find(|e| e.name() == name)
+    }
+
+    /// The tables of an open family; `None` for OpenAI's encodings.
+    fn open(self) -> Option<&'static Family> {
+        match self {
+            Encoding::O200kBase | Encoding::Cl100kBase => None,
+            Encoding::Llama3 => Some(&open::LLAMA3),
+            Encoding::Qwen3 => Some(&open::QWEN3),
+            Encoding::DeepseekV3 => Some(&open::DEEPSEEK_V3),
+            Encoding::Tekken => Some(&open::TEKKEN),
+            Encoding::Gemma3 => Some(&open::GEMMA3),
         }
     }
 
+    /// The tiktoken vocabulary (OpenAI's encodings; the open families have [`Encoding::open`]).
     fn vocab(self) -> &'static Vocab {
         match self {
-            Encoding::O200kBase => &vocab::O200K_BASE,
             Encoding::Cl100kBase => &vocab::CL100K_BASE,
+            _ => &vocab::O200K_BASE,
         }
     }
 
-    /// The end of the pre-tokenizer piece of `text` that starts at `pos`.
+    /// The end of the pre-tokenizer piece of `text` that starts at `pos` (OpenAI's encodings).
     #[inline]
     fn piece_end(self, text: Text<'_>, pos: usize) -> usize {
         match self {
-            Encoding::O200kBase => text.o200k(pos),
             Encoding::Cl100kBase => text.cl100k(pos),
+            _ => text.o200k(pos),
         }
     }
 
@@ -83,7 +123,15 @@ impl Encoding {
 
     /// Tokens in `text`, with special-token text counted as ordinary text (as OpenAI does for
     /// user content). Equal to tiktoken's `len(encode_ordinary(text))`.
+    ///
+    /// For the open families: equal to Hugging Face `tokenizers`'
+    /// `len(encode(text, add_special_tokens=False))` (added tokens such as `<|im_start|>` in the
+    /// text count one token each, as in the prompt a server renders), and for Tekken to
+    /// mistral-common's tiktoken count.
     pub fn count(self, text: &str) -> u64 {
+        if let Some(family) = self.open() {
+            return family.count(text, &mut OpenScratch::default());
+        }
         let vocab = self.vocab();
         let mut scratch = Scratch::default();
         let mut total = 0u64;
@@ -95,6 +143,15 @@ impl Encoding {
 
     /// The tokens of `text` as byte ranges, in order.
     fn token_ranges(self, text: &str) -> Vec<(usize, usize)> {
+        if let Some(family) = self.open() {
+            let mut ranges = Vec::new();
+            let mut start = 0;
+            family.for_each_token_end(text, &mut OpenScratch::default(), |end| {
+                ranges.push((start, end));
+                start = end;
+            });
+            return ranges;
+        }
         let vocab = self.vocab();
         let mut scratch = Scratch::default();
         let mut ends = Vec::new();
@@ -124,7 +181,7 @@ impl Encoding {
         let mut pieces = Vec::new();
         let mut start = 0;
         for &(_, end) in &ranges[..take] {
-            if text.is_char_boundary(end) {
+            if end > start && text.is_char_boundary(end) {
                 pieces.push(text[start..end].to_string());
                 start = end;
             }
@@ -138,6 +195,11 @@ impl Encoding {
         }
         (pieces, take as u64)
     }
+}
+
+/// The names of every encoding, for messages: `o200k_base, cl100k_base, llama3, …`.
+pub fn encoding_names() -> String {
+    Encoding::ALL.map(Encoding::name).join(", ")
 }
 
 /// Model-name prefixes and their encodings.
@@ -159,13 +221,70 @@ const PREFIX_TO_ENCODING: &[(&str, Encoding)] = &[
     ("text-embedding-3", Encoding::Cl100kBase),
 ];
 
-/// The encoding of an OpenAI model name, or `None` for families without a local tokenizer.
-/// Accepts provider-qualified names such as `openai/gpt-4o`.
+/// Open model families by name, lower-case, as Ollama's library, vLLM (the Hugging Face repo
+/// name) and the hosted APIs spell them. A prefix matches only when the name ends there or goes
+/// on with a character other than a letter, digit or `.` (`qwen3:8b`, `qwen3-32b`, not
+/// `qwen3.5`; `gemma-3-27b-it`, not `gemma-3n`), so that a later generation with another
+/// tokenizer is not counted with this one. The first match wins: distills before their teacher.
+/// Keep in sync with each family's tokenizer_config.json on its model cards (the models that
+/// ship the same tokenizer) and Ollama's library tags.
+const OPEN_PREFIX_TO_ENCODING: &[(&str, Encoding)] = &[
+    // DeepSeek's R1 distills use their base model's vocabulary.
+    ("deepseek-r1-distill-llama", Encoding::Llama3),
+    ("deepseek-r1-distill-qwen", Encoding::Qwen3),
+    ("deepseek-v3", Encoding::DeepseekV3),
+    ("deepseek-v3.1", Encoding::DeepseekV3),
+    ("deepseek-v3.2", Encoding::DeepseekV3),
+    ("deepseek-r1", Encoding::DeepseekV3),
+    ("deepseek-chat", Encoding::DeepseekV3),
+    ("deepseek-reasoner", Encoding::DeepseekV3),
+    ("llama3", Encoding::Llama3),
+    ("llama3.1", Encoding::Llama3),
+    ("llama3.2", Encoding::Llama3),
+    ("llama3.3", Encoding::Llama3),
+    ("llama-3", Encoding::Llama3),
+    ("llama-3.1", Encoding::Llama3),
+    ("llama-3.2", Encoding::Llama3),
+    ("llama-3.3", Encoding::Llama3),
+    ("meta-llama-3", Encoding::Llama3),
+    ("meta-llama-3.1", Encoding::Llama3),
+    ("qwen2", Encoding::Qwen3),
+    ("qwen2.5", Encoding::Qwen3),
+    ("qwen-2.5", Encoding::Qwen3),
+    ("qwen3", Encoding::Qwen3),
+    ("qwen-3", Encoding::Qwen3),
+    ("qwq", Encoding::Qwen3),
+    ("mistral-nemo", Encoding::Tekken),
+    ("open-mistral-nemo", Encoding::Tekken),
+    ("pixtral", Encoding::Tekken),
+    ("ministral", Encoding::Tekken),
+    ("gemma3", Encoding::Gemma3),
+    ("gemma-3", Encoding::Gemma3),
+];
+
+/// The encoding of a model name, or `None` for families without a local tokenizer. Accepts
+/// provider-qualified names such as `openai/gpt-4o` or `meta-llama/Llama-3.1-8B-Instruct`.
 pub fn encoding_for_model(model: &str) -> Option<Encoding> {
     let name = model.rsplit('/').next().unwrap_or(model);
-    PREFIX_TO_ENCODING
+    if let Some(&(_, enc)) = PREFIX_TO_ENCODING
         .iter()
         .find(|(prefix, _)| name.starts_with(prefix))
+    {
+        return Some(enc);
+    }
+    let lower = name.to_ascii_lowercase();
+    OPEN_PREFIX_TO_ENCODING
+        .iter()
+        .filter(|(prefix, _)| {
+            lower.strip_prefix(prefix).is_some_and(|rest| {
+                !rest
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == '.')
+            })
+        })
+        // The longest prefix: `llama3.1` over `llama3`.
+        .max_by_key(|(prefix, _)| prefix.len())
         .map(|&(_, enc)| enc)
 }
 
@@ -208,19 +327,63 @@ mod tests {
             encoding_for_model("gpt-3.5-turbo"),
             Some(Encoding::Cl100kBase)
         );
-        assert_eq!(encoding_for_model("llama3"), None);
+        assert_eq!(encoding_for_model("llama3"), Some(Encoding::Llama3));
+        assert_eq!(encoding_for_model("llama2"), None);
         assert_eq!(
             resolve_encoding(Some("cl100k_base"), "gpt-4o", "x"),
             Some(Encoding::Cl100kBase)
         );
         assert_eq!(
-            resolve_encoding(None, "llama3", "gpt-4o-alias"),
+            resolve_encoding(None, "mystery", "gpt-4o-alias"),
             Some(Encoding::O200kBase)
         );
-        assert_eq!(resolve_encoding(None, "llama3", "my-llama"), None);
+        assert_eq!(resolve_encoding(None, "mystery", "my-llama"), None);
         assert_eq!(
             Encoding::from_name("cl100k_base"),
             Some(Encoding::Cl100kBase)
+        );
+    }
+
+    #[test]
+    fn open_model_table() {
+        let cases = [
+            ("llama3.1:8b", Some(Encoding::Llama3)),
+            ("meta-llama/Llama-3.3-70B-Instruct", Some(Encoding::Llama3)),
+            ("@cf/meta/llama-3.1-8b-instruct", Some(Encoding::Llama3)),
+            ("Meta-Llama-3-8B-Instruct", Some(Encoding::Llama3)),
+            ("llama4:scout", None),
+            ("llama-3b", None),
+            ("qwen2.5:7b", Some(Encoding::Qwen3)),
+            ("Qwen/Qwen3-32B", Some(Encoding::Qwen3)),
+            ("qwq:32b", Some(Encoding::Qwen3)),
+            ("qwen3.5-plus", None),
+            ("deepseek-ai/DeepSeek-V3", Some(Encoding::DeepseekV3)),
+            ("deepseek-reasoner", Some(Encoding::DeepseekV3)),
+            ("deepseek-r1:671b", Some(Encoding::DeepseekV3)),
+            ("DeepSeek-R1-Distill-Qwen-7B", Some(Encoding::Qwen3)),
+            ("deepseek-r1-distill-llama-8b", Some(Encoding::Llama3)),
+            ("deepseek-v2", None),
+            ("DeepSeek-V3.1-Terminus", Some(Encoding::DeepseekV3)),
+            (
+                "mistralai/Mistral-Nemo-Instruct-2407",
+                Some(Encoding::Tekken),
+            ),
+            ("pixtral-12b", Some(Encoding::Tekken)),
+            ("mistral:7b", None),
+            ("gemma3:27b", Some(Encoding::Gemma3)),
+            ("google/gemma-3-4b-it", Some(Encoding::Gemma3)),
+            ("gemma-3n-e4b", None),
+            ("gemma2", None),
+        ];
+        for (model, want) in cases {
+            assert_eq!(encoding_for_model(model), want, "{model}");
+        }
+        for enc in Encoding::ALL {
+            assert_eq!(Encoding::from_name(enc.name()), Some(enc));
+        }
+        assert_eq!(
+            resolve_encoding(Some("qwen3"), "my-model", "x"),
+            Some(Encoding::Qwen3)
         );
     }
 

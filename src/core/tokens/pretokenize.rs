@@ -38,6 +38,12 @@ const SPACE: u8 = 4;
 const UPPERISH: u8 = 8;
 /// `[\p{Ll}\p{Lm}\p{Lo}\p{M}]`.
 const LOWERISH: u8 = 16;
+/// `\p{P}`.
+const PUNCT: u8 = 32;
+/// `\p{S}`.
+const SYMBOL: u8 = 64;
+/// `\p{M}`.
+const MARK: u8 = 128;
 
 /// The class bits of a character.
 #[inline]
@@ -159,8 +165,14 @@ impl<'a> Text<'a> {
 
     /// The end of at most three `\p{N}` from `i` (`\p{N}{1,3}`); `i` when there is none.
     #[inline]
-    fn digits(self, mut i: usize) -> usize {
-        for _ in 0..3 {
+    fn digits(self, i: usize) -> usize {
+        self.digits_up_to(i, 3)
+    }
+
+    /// The end of at most `max` `\p{N}` from `i`; `i` when there is none.
+    #[inline]
+    fn digits_up_to(self, mut i: usize, max: usize) -> usize {
+        for _ in 0..max {
             match self.at(i) {
                 Some(ch) if ch.is(NUMBER) => i += ch.len,
                 _ => break,
@@ -255,14 +267,18 @@ impl<'a> Text<'a> {
     /// with the backtracking of the greedy star: the upper run gives characters back until a
     /// lower-class character follows.
     #[inline]
-    fn o200k_lower_word(self, p: usize) -> Option<usize> {
+    fn o200k_lower_word(self, p: usize, contractions: bool) -> Option<usize> {
         let upper_end = self.run(p, UPPERISH);
         let mut q = upper_end;
         loop {
             if let Some(ch) = self.at(q) {
                 if ch.is(LOWERISH) {
                     let end = self.run(q, LOWERISH);
-                    return Some(self.o200k_contraction(end));
+                    return Some(if contractions {
+                        self.o200k_contraction(end)
+                    } else {
+                        end
+                    });
                 }
             }
             if q == p {
@@ -274,17 +290,33 @@ impl<'a> Text<'a> {
 
     /// `[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*` and the contraction, from `p`.
     #[inline]
-    fn o200k_upper_word(self, p: usize) -> Option<usize> {
+    fn o200k_upper_word(self, p: usize, contractions: bool) -> Option<usize> {
         let upper_end = self.run(p, UPPERISH);
         if upper_end == p {
             return None;
         }
         let end = self.run(upper_end, LOWERISH);
-        Some(self.o200k_contraction(end))
+        Some(if contractions {
+            self.o200k_contraction(end)
+        } else {
+            end
+        })
     }
 
     /// The end of the o200k_base piece that starts at `pos` (< text length).
     pub(crate) fn o200k(self, pos: usize) -> usize {
+        self.o200k_like(pos, true, 3)
+    }
+
+    /// The end of the Tekken piece that starts at `pos`: o200k_base's pattern without the
+    /// contractions and with single digits (tekken.json `config.pattern`).
+    pub(crate) fn tekken(self, pos: usize) -> usize {
+        self.o200k_like(pos, false, 1)
+    }
+
+    /// o200k_base's rules, with or without the contractions and with `max_digits` per number.
+    #[inline]
+    fn o200k_like(self, pos: usize, contractions: bool, max_digits: usize) -> usize {
         let Some(first) = self.at(pos) else {
             return pos;
         };
@@ -292,24 +324,24 @@ impl<'a> Text<'a> {
         if first.is(UPPERISH | LOWERISH) || prefix {
             let after = pos + first.len;
             if prefix {
-                if let Some(end) = self.o200k_lower_word(after) {
+                if let Some(end) = self.o200k_lower_word(after, contractions) {
                     return end;
                 }
             }
-            if let Some(end) = self.o200k_lower_word(pos) {
+            if let Some(end) = self.o200k_lower_word(pos, contractions) {
                 return end;
             }
             if prefix {
-                if let Some(end) = self.o200k_upper_word(after) {
+                if let Some(end) = self.o200k_upper_word(after, contractions) {
                     return end;
                 }
             }
-            if let Some(end) = self.o200k_upper_word(pos) {
+            if let Some(end) = self.o200k_upper_word(pos, contractions) {
                 return end;
             }
         }
         if first.is(NUMBER) {
-            return self.digits(pos);
+            return self.digits_up_to(pos, max_digits);
         }
         if let Some(end) = self.punctuation(pos, first, true) {
             return end;
@@ -322,29 +354,116 @@ impl<'a> Text<'a> {
         }
     }
 
+    /// The end of the piece that starts at `pos` (< text length) under Llama 3's split regex
+    /// (Qwen 2/3 have the same with `\p{N}` instead of `\p{N}{1,3}`: `max_digits` 1):
+    /// ```text
+    /// (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+    /// ```
+    /// cl100k_base's rules up to the punctuation, o200k_base's for whitespace.
+    pub(crate) fn llama3(self, pos: usize, max_digits: usize) -> usize {
+        let Some(first) = self.at(pos) else {
+            return pos;
+        };
+        if let Some(end) = self.cl100k_contraction(pos, first) {
+            return end;
+        }
+        if first.is(LETTER) {
+            return self.run(pos, LETTER);
+        }
+        if first.is_word_prefix() {
+            let after = pos + first.len;
+            if let Some(next) = self.at(after) {
+                if next.is(LETTER) {
+                    return self.run(after, LETTER);
+                }
+            }
+        }
+        if first.is(NUMBER) {
+            return self.digits_up_to(pos, max_digits);
+        }
+        if let Some(end) = self.punctuation(pos, first, false) {
+            return end;
+        }
+        let (end, newline_end) = self.space_run(pos, first);
+        match newline_end {
+            Some(nl) => nl,
+            None => self.space_tail(pos, end),
+        }
+    }
+
+    /// The end of a match of DeepSeek V3's third split regex at `pos`, if one starts there:
+    /// ```text
+    /// [!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+
+    /// | ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+    /// ```
+    fn deepseek_match(self, pos: usize) -> Option<usize> {
+        let first = self.at(pos)?;
+        if first.c < 0x80 && (first.c as u8).is_ascii_punctuation() {
+            let mut end = pos + 1;
+            while self.bytes.get(end).is_some_and(|b| b.is_ascii_alphabetic()) {
+                end += 1;
+            }
+            if end > pos + 1 {
+                return Some(end);
+            }
+        }
+        if !first.is(LETTER | PUNCT | SYMBOL) && !first.is_newline() {
+            let end = self.run(pos + first.len, LETTER | MARK);
+            if end > pos + first.len {
+                return Some(end);
+            }
+        }
+        if first.is(LETTER | MARK) {
+            return Some(self.run(pos, LETTER | MARK));
+        }
+        let start = if first.c == u32::from(b' ') {
+            pos + 1
+        } else {
+            pos
+        };
+        let end = self.run(start, PUNCT | SYMBOL);
+        if end > start {
+            return Some(self.newline_run(end, false));
+        }
+        if first.is(SPACE) {
+            let (end, newline_end) = self.space_run(pos, first);
+            return Some(match newline_end {
+                Some(nl) => nl,
+                None => self.space_tail(pos, end),
+            });
+        }
+        None
+    }
+
+    /// `'(?i:[sdmt]|ll|ve|re)` at `pos` (whose character is `first`): the end of the match.
+    #[inline]
+    fn cl100k_contraction(self, pos: usize, first: Ch) -> Option<usize> {
+        if first.c != u32::from(b'\'') {
+            return None;
+        }
+        let c1 = self.at(pos + 1)?;
+        let l1 = char::from_u32(c1.c).map_or(0, contraction_letter);
+        let after = pos + 1 + c1.len;
+        match l1 {
+            b's' | b'd' | b'm' | b't' => Some(after),
+            b'l' | b'v' | b'r' => {
+                let want = if l1 == b'l' { b'l' } else { b'e' };
+                let c2 = self.at(after)?;
+                (char::from_u32(c2.c).map_or(0, contraction_letter) == want)
+                    .then_some(after + c2.len)
+            }
+            _ => None,
+        }
+    }
+
     /// The end of the cl100k_base piece that starts at `pos` (< text length).
     pub(crate) fn cl100k(self, pos: usize) -> usize {
         let Some(first) = self.at(pos) else {
             return pos;
         };
         // '(?i:[sdmt]|ll|ve|re)
-        if first.c == u32::from(b'\'') {
-            if let Some(c1) = self.at(pos + 1) {
-                let l1 = char::from_u32(c1.c).map_or(0, contraction_letter);
-                let after = pos + 1 + c1.len;
-                match l1 {
-                    b's' | b'd' | b'm' | b't' => return after,
-                    b'l' | b'v' | b'r' => {
-                        let want = if l1 == b'l' { b'l' } else { b'e' };
-                        if let Some(c2) = self.at(after) {
-                            if char::from_u32(c2.c).map_or(0, contraction_letter) == want {
-                                return after + c2.len;
-                            }
-                        }
-                    }
-                    _ => {}
-                }
-            }
+        if let Some(end) = self.cl100k_contraction(pos, first) {
+            return end;
         }
         // [^\r\n\p{L}\p{N}]?+\p{L}++ (possessive: a consumed prefix is never given back)
         if first.is(LETTER) {
@@ -376,6 +495,77 @@ impl<'a> Text<'a> {
     }
 }
 
+/// Whether `c` is in DeepSeek V3's CJK split class `[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]`.
+#[inline]
+fn is_deepseek_cjk(c: u32) -> bool {
+    (0x4E00..=0x9FA5).contains(&c) || (0x3040..=0x30FF).contains(&c)
+}
+
+/// Calls `f` with each pre-tokenizer piece of `text` under DeepSeek V3's sequence of splits,
+/// each applied to every piece of the one before ("Isolated": the matches and the text between
+/// them are pieces): `\p{N}{1,3}`, then runs of [`is_deepseek_cjk`] characters, then
+/// [`Text::deepseek_match`]'s regex, whose lookahead and end of text are the piece's end.
+pub(crate) fn deepseek_v3_pieces(text: &str, mut f: impl FnMut(&str)) {
+    let t = Text::new(text);
+    let (mut pos, mut gap) = (0, 0);
+    while let Some(ch) = t.at(pos) {
+        if ch.is(NUMBER) {
+            deepseek_cjk_split(&text[gap..pos], &mut f);
+            let end = t.digits(pos);
+            // The third regex matches nothing in a run of digits: the run stays one piece.
+            f(&text[pos..end]);
+            pos = end;
+            gap = end;
+        } else {
+            pos += ch.len;
+        }
+    }
+    deepseek_cjk_split(&text[gap..], &mut f);
+}
+
+/// The second split of [`deepseek_v3_pieces`], then the third on each part.
+fn deepseek_cjk_split(text: &str, f: &mut impl FnMut(&str)) {
+    let t = Text::new(text);
+    let (mut pos, mut start) = (0, 0);
+    while let Some(ch) = t.at(pos) {
+        if is_deepseek_cjk(ch.c) {
+            let mut end = pos + ch.len;
+            while let Some(next) = t.at(end).filter(|n| is_deepseek_cjk(n.c)) {
+                end += next.len;
+            }
+            deepseek_regex_split(&text[start..pos], f);
+            deepseek_regex_split(&text[pos..end], f);
+            pos = end;
+            start = end;
+        } else {
+            pos += ch.len;
+        }
+    }
+    deepseek_regex_split(&text[start..], f);
+}
+
+/// The third split of [`deepseek_v3_pieces`]: each match, and each stretch that no match covers.
+fn deepseek_regex_split(text: &str, f: &mut impl FnMut(&str)) {
+    let t = Text::new(text);
+    let (mut pos, mut gap) = (0, 0);
+    while let Some(ch) = t.at(pos) {
+        match t.deepseek_match(pos) {
+            Some(end) => {
+                if gap < pos {
+                    f(&text[gap..pos]);
+                }
+                f(&text[pos..end]);
+                pos = end;
+                gap = end;
+            }
+            None => pos += ch.len,
+        }
+    }
+    if gap < text.len() {
+        f(&text[gap..]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,12 +588,14 @@ mod tests {
         assert_eq!(class_of('a' as u32), LETTER | LOWERISH);
         assert_eq!(class_of('A' as u32), LETTER | UPPERISH);
         assert_eq!(class_of('中' as u32), LETTER | UPPERISH | LOWERISH); // Lo
-        assert_eq!(class_of('\u{301}' as u32), UPPERISH | LOWERISH); // Mn
+        assert_eq!(class_of('\u{301}' as u32), UPPERISH | LOWERISH | MARK); // Mn
         assert_eq!(class_of('7' as u32), NUMBER);
         assert_eq!(class_of('Ⅻ' as u32) & NUMBER, NUMBER); // Nl
         assert_eq!(class_of('\u{3000}' as u32), SPACE);
         assert_eq!(class_of('\u{85}' as u32), SPACE);
-        assert_eq!(class_of('!' as u32), 0);
+        assert_eq!(class_of('!' as u32), PUNCT);
+        assert_eq!(class_of('+' as u32), SYMBOL);
+        assert_eq!(class_of('・' as u32), PUNCT);
         assert_eq!(contraction_letter('ſ'), b's');
         assert_eq!(contraction_letter('S'), b's');
         assert_eq!(contraction_letter('x'), 0);

@@ -73,6 +73,12 @@ impl StreamTokenCounter {
     /// [`push`]: StreamTokenCounter::push
     pub fn settle(&mut self) {
         let enc = self.encoding;
+        if enc.open().is_some() {
+            // The open families' pipelines (added tokens, DeepSeek's three splits, Gemma's
+            // whole-stretch merge) have no "last two pieces" bound: their text stays pending and
+            // is counted whole (exact; each count costs the text so far).
+            return;
+        }
         let vocab = enc.vocab();
         let text = Text::new(&self.pending);
         // Starts of the last two pieces found; a piece is final once two more follow it.
