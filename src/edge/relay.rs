@@ -177,9 +177,7 @@ impl Pump {
                 let mut read = Box::pin(self.source.next());
                 loop {
                     let until = match self.client_left_at {
-                        Some(left) => {
-                            drain_until(left, self.limits.drain_ms, self.limits.deadline)
-                        }
+                        Some(left) => drain_until(left, self.limits.drain_ms, self.limits.deadline),
                         None => self.limits.deadline,
                     };
                     let now = super::now_ms();
