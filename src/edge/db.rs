@@ -289,7 +289,8 @@ pub async fn extend_reservation(
                amount = amount + ?2 - {allowance_part}
              WHERE id = ?1 AND (SELECT t.balance + CASE WHEN t.allowance_period IS
                  reservations.allowance_period THEN t.allowance_remaining ELSE 0 END
-               FROM tenants t WHERE t.id = reservations.tenant_id AND t.disabled_at IS NULL) >= ?2
+               FROM tenants t WHERE t.id = reservations.tenant_id AND t.disabled_at IS NULL
+                 AND t.debt = 0) >= ?2
                AND EXISTS (SELECT 1 FROM api_keys k
                  WHERE k.id = reservations.key_id AND k.revoked_at IS NULL)
              RETURNING id"

@@ -36,10 +36,13 @@ pub async fn send(
         .with_headers(headers)
         .with_redirect(RequestRedirect::Manual)
         .with_body(Some(js_body(&up.body)));
+    // The URL and the runtime's error text name the operator's provider: logged, never sent to
+    // the tenant (review I1).
     let request = Request::new_with_init(&up.url, &init).map_err(|e| {
+        worker::console_error!("provider URL {} is invalid: {e}", up.url);
         GatewayError::new(
             ErrorKind::UpstreamFailed,
-            format!("The provider URL is invalid ({}): {e}", up.url),
+            "The provider of this model is not configured correctly.",
         )
     })?;
     let controller = AbortController::default();
@@ -53,10 +56,13 @@ pub async fn send(
     };
     match answered {
         Some(Ok(resp)) => Ok((resp, controller)),
-        Some(Err(e)) => Err(GatewayError::new(
-            ErrorKind::UpstreamFailed,
-            format!("Could not reach the provider: {e}"),
-        )),
+        Some(Err(e)) => {
+            worker::console_error!("could not reach the provider at {}: {e}", up.url);
+            Err(GatewayError::new(
+                ErrorKind::UpstreamFailed,
+                "Could not reach the provider.",
+            ))
+        }
         None => {
             controller.abort();
             Err(GatewayError::new(
