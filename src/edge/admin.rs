@@ -5,13 +5,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use worker::{D1Database, Env, Method, Request, Response};
 
-use super::{auth, config, db, http, ledger, now_ms};
+use super::{auth, db, http, ledger};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::ids::prefixed_id;
 use crate::core::keys;
 use crate::core::outbound::{check_destination, check_secret_name, SecretUse};
 use crate::core::providers::ProviderKind;
 use crate::core::tokens::Encoding;
+use crate::edge::platform::clock::now_ms;
+use crate::edge::platform::env as config;
 
 /// Admin bodies are small.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
@@ -489,12 +491,17 @@ async fn put_provider(
         ));
     }
     if kind != ProviderKind::Echo {
-        check_destination(&base_url, config::allow_private_upstreams(env))
+        check_destination(&base_url, config::settings(env).allow_private_upstreams)
             .map_err(|why| GatewayError::invalid_param("base_url", format!("`base_url` {why}.")))?;
     }
     if let Some(secret) = &p.api_key_secret {
-        let allowlist = config::var(env, SecretUse::Provider.allowlist_var());
-        check_secret_name(secret, SecretUse::Provider, allowlist.as_deref()).map_err(|why| {
+        let settings = config::settings(env);
+        check_secret_name(
+            secret,
+            SecretUse::Provider,
+            settings.secret_allowlist(SecretUse::Provider),
+        )
+        .map_err(|why| {
             GatewayError::invalid_param("api_key_secret", format!("`api_key_secret` {why}."))
         })?;
     }

@@ -18,7 +18,7 @@ use worker::{
 };
 
 use super::db::{self, Arg};
-use super::{config, http, now_ms};
+use super::http;
 use crate::core::alerts::{
     self, check_secret_name, check_threshold, check_webhook_url, evaluate, retry_delay_ms,
     AlertKind, Decision, Observation, RuleInfo, SIGNATURE_HEADER,
@@ -26,6 +26,8 @@ use crate::core::alerts::{
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::ids::prefixed_id;
 use crate::core::outbound::SecretUse;
+use crate::edge::platform::clock::now_ms;
+use crate::edge::platform::env as config;
 
 /// How long a delivery being attempted is hidden from other senders (a lease), in ms.
 const ATTEMPT_LEASE_MS: u64 = 120_000;
@@ -105,10 +107,13 @@ pub async fn create_rule(
         )
     })?;
     let threshold = check_threshold(new.threshold)?;
-    check_webhook_url(&new.webhook_url, config::allow_private_upstreams(env))?;
+    check_webhook_url(
+        &new.webhook_url,
+        config::settings(env).allow_private_upstreams,
+    )?;
     check_secret_name(
         &new.signing_secret,
-        config::var(env, SecretUse::Webhook.allowlist_var()).as_deref(),
+        config::settings(env).secret_allowlist(SecretUse::Webhook),
     )?;
     if config::secret(env, &new.signing_secret).is_none() {
         return Err(GatewayError::invalid_param(
@@ -536,8 +541,11 @@ async fn attempt(
 /// The signing secret of a delivery, if its URL and secret name are still allowed (the rules
 /// may have been written before `core::outbound` existed, or the dev setting turned off).
 fn deliverable(env: &Env, d: &DeliveryRow) -> Result<String, String> {
-    alerts::check_webhook_url(&d.webhook_url, config::allow_private_upstreams(env))
-        .map_err(|e| e.message)?;
+    alerts::check_webhook_url(
+        &d.webhook_url,
+        config::settings(env).allow_private_upstreams,
+    )
+    .map_err(|e| e.message)?;
     match config::named_secret(env, &d.secret_name, SecretUse::Webhook) {
         Ok(Some(secret)) => Ok(secret),
         Ok(None) => Err(format!("the signing secret `{}` is not set", d.secret_name)),

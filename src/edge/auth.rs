@@ -9,9 +9,12 @@
 use serde::{Deserialize, Serialize};
 use worker::{Env, Request};
 
-use super::{cache, config, db};
+use super::db;
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::keys;
+use crate::edge::platform::clock::now_ms;
+use crate::edge::platform::env as config;
+use crate::edge::platform::ttl_cache::{self as cache, Ttl};
 
 /// An authenticated tenant key.
 #[derive(Debug, Clone)]
@@ -79,6 +82,13 @@ pub fn config_error(message: impl Into<String>) -> GatewayError {
 /// The `code` of [`config_error`].
 pub const CONFIG_ERROR_CODE: &str = "configuration_error";
 
+thread_local! {
+    /// Key id → what the digest check needs.
+    static KEYS: Ttl<CachedKey> = Ttl::new();
+    /// Key ids with no usable key (unknown, revoked, tenant disabled): refused without D1.
+    static DEAD_KEYS: Ttl<()> = Ttl::new();
+}
+
 /// The pepper that key digests are keyed with.
 pub fn pepper(env: &Env) -> Result<Vec<u8>, GatewayError> {
     config::secret(env, "KEY_PEPPER")
@@ -103,7 +113,7 @@ fn presented_token(req: &Request) -> Option<String> {
 /// Authenticates a tenant API key (`Authorization: Bearer tg-…`).
 ///
 /// A key id that is unknown, revoked or of a disabled tenant is remembered as such in the
-/// isolate (`cache::DEAD_KEYS`) and in KV ([`dead_key_name`]), so a flood of random
+/// isolate ([`DEAD_KEYS`]) and in KV ([`dead_key_name`]), so a flood of random
 /// well-formed keys costs no D1 query each.
 pub async fn authenticate(req: &Request, env: &Env) -> Result<Caller, GatewayError> {
     let token = presented_token(req).ok_or_else(|| {
@@ -115,15 +125,15 @@ pub async fn authenticate(req: &Request, env: &Env) -> Result<Caller, GatewayErr
     let pepper = pepper(env)?;
     let dead = || unauthorized("Incorrect API key provided: unknown or revoked key.");
 
-    if cache::get(&cache::DEAD_KEYS, &key_id).is_some() {
+    if cache::get(&DEAD_KEYS, &key_id).is_some() {
         return Err(dead());
     }
-    let record = match cache::get(&cache::KEYS, &key_id) {
+    let record = match cache::get(&KEYS, &key_id) {
         Some(hit) => hit,
         None => match load_key(env, &key_id).await? {
-            Some(record) => cache::put(&cache::KEYS, key_id.clone(), record),
+            Some(record) => cache::put(&KEYS, key_id.clone(), record),
             None => {
-                cache::put(&cache::DEAD_KEYS, key_id, ());
+                cache::put(&DEAD_KEYS, key_id, ());
                 return Err(dead());
             }
         },
@@ -145,7 +155,7 @@ pub async fn authenticate(req: &Request, env: &Env) -> Result<Caller, GatewayErr
 /// delete, then our copy written): revocations write the marker before deleting the copy, and
 /// a load writes its copy before reading the marker. Whichever comes last removes the copy.
 async fn load_key(env: &Env, key_id: &str) -> Result<Option<CachedKey>, GatewayError> {
-    let kv = env.kv("KV").ok();
+    let kv = crate::edge::platform::kv::namespace(env).ok();
     if let Some(kv) = &kv {
         if let Ok(Some(copy)) = kv.get(&key_cache_name(key_id)).json::<CachedKey>().await {
             return Ok(Some(copy));
@@ -217,7 +227,9 @@ async fn mark_dead(kv: &worker::kv::KvStore, key_id: &str, ttl_seconds: u64) {
 /// After a revocation or a tenant's disablement: the marker first, then the copy goes (the
 /// order [`load_key`] relies on).
 pub async fn forget_keys(env: &Env, key_ids: &[String]) {
-    let Ok(kv) = env.kv("KV") else { return };
+    let Ok(kv) = crate::edge::platform::kv::namespace(env) else {
+        return;
+    };
     for id in key_ids {
         mark_dead(&kv, id, DEAD_KEY_TTL_SECONDS).await;
         let _ = kv.delete(&key_cache_name(id)).await;
@@ -226,7 +238,9 @@ pub async fn forget_keys(env: &Env, key_ids: &[String]) {
 
 /// After a key is created or a tenant re-enabled: no marker may hide the keys.
 pub async fn revive_keys(env: &Env, key_ids: &[String]) {
-    let Ok(kv) = env.kv("KV") else { return };
+    let Ok(kv) = crate::edge::platform::kv::namespace(env) else {
+        return;
+    };
     for id in key_ids {
         let _ = kv.delete(&dead_key_name(id)).await;
     }
@@ -302,13 +316,13 @@ pub async fn admit_admin(req: &Request, env: &Env) -> Result<(), AdminRefusal> {
         .flatten()
         .filter(|ip| !ip.is_empty() && ip.len() <= 64)
         .unwrap_or_else(|| "unknown".to_string());
-    let now = super::now_ms();
+    let now = now_ms();
     let window = keys::admin_failure_window(now);
     let local = ADMIN_FAILURES.with(|f| match f.borrow().get(&ip) {
         Some((w, n)) if *w == window => *n,
         _ => 0,
     });
-    let kv = env.kv("KV").ok();
+    let kv = crate::edge::platform::kv::namespace(env).ok();
     let mut shared = 0;
     if let Some(kv) = &kv {
         if let Ok(Some(text)) = kv.get(&admin_failure_name(&ip, window)).text().await {

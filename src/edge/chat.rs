@@ -4,11 +4,10 @@ use std::time::Duration;
 
 use worker::{Context, D1Database, Delay, Env, Headers, Request, Response, ResponseBuilder};
 
-use super::config::Settings;
 use super::guard::StreamGuard;
 use super::idempotency::{self, Claim, ClaimedKey};
 use super::relay::{self, Limits, Source, StreamEnd};
-use super::{auth, db, http, now_ms, routes, upstream};
+use super::{auth, db, http, routes};
 use crate::core::billing::guard::OutputGuard;
 use crate::core::billing::{reservation_micros_scaled, Price};
 use crate::core::error::{ErrorKind, GatewayError};
@@ -17,14 +16,14 @@ use crate::core::openai::{ChatCompletionRequest, Usage};
 use crate::core::providers::{
     echo, ProviderKind, ResponseContext, Route, RouteTimeouts, UpstreamRequest,
 };
-use crate::core::routing::{
-    may_fall_back, plain_timeout_ms, request_deadline, DEFAULT_CLIENT_ABORT_DRAIN_MS,
-    DEFAULT_STALE_RESERVATION_SECONDS,
-};
+use crate::core::routing::{may_fall_back, plain_timeout_ms, request_deadline};
 use crate::core::tokens::{
     encoding_for_model, prompt_tokens_for_reservation, Encoding, MediaRules,
 };
 use crate::core::{ids, session};
+use crate::edge::platform::clock::now_ms;
+use crate::edge::platform::env::{settings, Settings};
+use crate::edge::platform::fetch as upstream;
 
 /// Plain answers larger than this are refused (`upstream_unusable`, charged): never buffered past
 /// it, never cut silently. 8 MiB is far above any ordinary completion.
@@ -187,11 +186,7 @@ impl Pending {
     /// The wall-clock deadline of this request's upstream calls (below the stale-reservation
     /// sweep, `STALE_RESERVATION_SECONDS`).
     pub(crate) fn deadline(&self) -> u64 {
-        let stale = var_u64(
-            &self.env,
-            "STALE_RESERVATION_SECONDS",
-            DEFAULT_STALE_RESERVATION_SECONDS,
-        );
+        let stale = settings(&self.env).stale_reservation_seconds;
         request_deadline(self.started_at, stale)
     }
 
@@ -200,11 +195,7 @@ impl Pending {
         Limits {
             started_at: self.started_at,
             deadline: self.deadline(),
-            drain_ms: var_u64(
-                &self.env,
-                "CLIENT_ABORT_DRAIN_MS",
-                DEFAULT_CLIENT_ABORT_DRAIN_MS,
-            ),
+            drain_ms: settings(&self.env).client_abort_drain_ms,
         }
     }
 
@@ -250,7 +241,7 @@ impl Pending {
         };
         row.set_bill(&bill);
         let cache_session = self.session_ttl_seconds > 0;
-        let fault = super::cron::fault(&self.env, "settle_d1");
+        let fault = crate::edge::platform::env::settings(&self.env).fault("settle_d1");
         const ATTEMPTS: u32 = 5;
         let mut delay_ms = 50;
         for attempt in 1..=ATTEMPTS {
@@ -314,14 +305,6 @@ impl Pending {
     }
 }
 
-/// A numeric `[vars]` setting, or `default`.
-fn var_u64(env: &Env, name: &str, default: u64) -> u64 {
-    env.var(name)
-        .ok()
-        .and_then(|v| v.to_string().trim().parse().ok())
-        .unwrap_or(default)
-}
-
 pub async fn chat_completions(
     mut req: Request,
     env: &Env,
@@ -329,7 +312,7 @@ pub async fn chat_completions(
     request_id: &str,
 ) -> Result<Response, GatewayError> {
     let started_at = now_ms();
-    let settings = Settings::from_env(env);
+    let settings = Settings::clone(&settings(env));
     let caller = auth::authenticate(&req, env).await?;
     let body = http::read_body(&mut req, settings.max_body_bytes).await?;
     let mut chat = ChatCompletionRequest::from_json(&body)?;

@@ -37,9 +37,8 @@ use super::plugins::store::{self as plugin_store, CallRow};
 use super::reports::roll_up_closed_days;
 use super::tenant::session_cache_name;
 use crate::core::error::GatewayError;
+use crate::edge::platform::clock::now_ms;
 
-/// Default age after which a reservation is considered dead, in seconds.
-const DEFAULT_STALE_RESERVATION_SECONDS: u64 = 900;
 /// Margin between the sweep cutoff and the last day rolled up, for clock skew between isolates.
 const ROLLUP_MARGIN_MS: u64 = 5 * 60_000;
 /// Days rolled up per run (a first run over a long history catches up over several runs).
@@ -53,14 +52,6 @@ const EXPIRY_RECORDS_MS: u64 = 30 * 86_400_000;
 /// KV prefixes of settlements kept for replay.
 pub const PENDING_SETTLE_PREFIX: &str = "pending-settle:";
 pub const PENDING_CALL_PREFIX: &str = "pending-call:";
-
-/// Whether the test-only fault `name` is switched on (module docs): only in a deployment whose var
-/// `TOLLGATE_TEST_DEPLOYMENT` is `true`.
-pub fn fault(env: &Env, name: &str) -> bool {
-    let var = |n: &str| env.var(n).ok().map(|v| v.to_string());
-    var("TOLLGATE_TEST_DEPLOYMENT").as_deref() == Some("true")
-        && var("TOLLGATE_FAULTS").is_some_and(|faults| faults.split(',').any(|f| f.trim() == name))
-}
 
 /// Keeps a settlement that D1 refused, for [`replay_pending`]: logs the whole row (so the bill can
 /// be rebuilt from the logs even if KV fails too) and stores it in KV.
@@ -83,7 +74,7 @@ pub async fn keep_pending_call(env: &Env, call: &CallRow) {
 }
 
 async fn keep(env: &Env, name: &str, json: &str) {
-    let stored = match env.kv("KV") {
+    let stored = match crate::edge::platform::kv::namespace(env) {
         Ok(kv) => match kv.put(name, json) {
             Ok(put) => put.execute().await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
@@ -95,13 +86,6 @@ async fn keep(env: &Env, name: &str, json: &str) {
     }
 }
 
-fn var_u64(env: &Env, name: &str, default: u64) -> u64 {
-    env.var(name)
-        .ok()
-        .and_then(|v| v.to_string().trim().parse().ok())
-        .unwrap_or(default)
-}
-
 /// Runs every scheduled task as of `now` (UTC ms); returns a line per task done.
 pub async fn run(env: &Env, now: u64) -> Vec<String> {
     let db = match db::database(env) {
@@ -111,14 +95,9 @@ pub async fn run(env: &Env, now: u64) -> Vec<String> {
             return vec![format!("failed: {e}")];
         }
     };
-    let stale_ms = var_u64(
-        env,
-        "STALE_RESERVATION_SECONDS",
-        DEFAULT_STALE_RESERVATION_SECONDS,
-    )
-    .max(60)
-        * 1000;
-    let session_ttl_ms = var_u64(env, "SESSION_TTL_SECONDS", 86_400).max(60) * 1000;
+    let settings = crate::edge::platform::env::settings(env);
+    let stale_ms = settings.stale_reservation_seconds.max(60) * 1000;
+    let session_ttl_ms = settings.session_ttl_seconds * 1000;
     let cutoff = now.saturating_sub(stale_ms);
 
     let mut report = Vec::new();
@@ -175,7 +154,7 @@ pub async fn run(env: &Env, now: u64) -> Vec<String> {
 /// (`wrangler dev --test-scheduled` always uses the real time). A `time` in the future treats
 /// requests in flight as dead and days not yet over as closed: use it on test data only.
 pub async fn run_now(env: &Env, time: Option<u64>) -> Result<worker::Response, GatewayError> {
-    let now = time.unwrap_or_else(super::now_ms);
+    let now = time.unwrap_or_else(now_ms);
     let done = run(env, now).await;
     super::http::json(
         200,
@@ -210,9 +189,7 @@ pub async fn replay_pending(env: &Env, db: &D1Database) -> Result<usize, Gateway
             };
             let written = if prefix == PENDING_SETTLE_PREFIX {
                 match serde_json::from_str::<UsageRow>(&text) {
-                    Ok(row) => db::settle(db, &row, false, super::now_ms())
-                        .await
-                        .map(|_| ()),
+                    Ok(row) => db::settle(db, &row, false, now_ms()).await.map(|_| ()),
                     Err(e) => Err(GatewayError::internal(format!("unreadable: {e}"))),
                 }
             } else {
@@ -345,7 +322,7 @@ async fn expire_sessions(env: &Env, db: &D1Database, cutoff: u64) -> Result<usiz
         &[cutoff.into()],
     )
     .await?;
-    if let Ok(kv) = env.kv("KV") {
+    if let Ok(kv) = crate::edge::platform::kv::namespace(env) {
         for s in &expired {
             if let Err(e) = kv.delete(&session_cache_name(&s.tenant_id, &s.id)).await {
                 worker::console_warn!("cron: KV delete of session {} failed: {e}", s.id);

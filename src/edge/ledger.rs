@@ -13,12 +13,13 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{D1Database, Env, Request, Response};
 
-use super::{auth, db, http, now_ms};
+use super::{auth, db, http};
 use crate::core::billing::allowance::{month_start_ms, next_month_start_ms};
 use crate::core::billing::codes::{code_digest, generate_code, normalize_code, MAX_BATCH};
 use crate::core::billing::MAX_MULTIPLIER_BPS;
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::ids::prefixed_id;
+use crate::edge::platform::clock::now_ms;
 
 /// Money and prices stay below 2^53 so they survive JavaScript numbers exactly.
 const MAX_SAFE: u64 = (1 << 53) - 1;

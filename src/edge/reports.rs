@@ -20,6 +20,7 @@ use crate::core::reports::{
     TENANT_REQUEST_COLUMNS,
 };
 use crate::core::session::validate_session_id;
+use crate::edge::platform::clock::now_ms;
 
 /// The `cron_state` row of the rollup watermark.
 pub const ROLLUP_MARK: &str = "usage_daily_through";
@@ -334,7 +335,7 @@ pub async fn balance(req: &Request, env: &Env) -> Result<Response, GatewayError>
         month_cost: u64,
     }
     let caller = tenant::live_caller(req, env).await?;
-    let month = crate::core::alerts::Observation::month_of(super::now_ms());
+    let month = crate::core::alerts::Observation::month_of(now_ms());
     let row: Option<Row> = db::first(
         &db::database(env)?,
         "SELECT t.balance, t.debt,

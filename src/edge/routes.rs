@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use worker::Env;
 
-use super::{config, db};
+use super::db;
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::meter::estimate_tokens;
 use crate::core::openai::ChatCompletionRequest;
@@ -14,6 +14,9 @@ use crate::core::providers::{ProviderKind, Route, UpstreamRequest};
 use crate::core::routing::{
     auto_tier, try_order, Admission, BreakerConfig, BreakerState, RouteOption, Tier,
 };
+use crate::edge::platform::env::{self as config, settings};
+use crate::edge::platform::kv;
+use crate::edge::platform::ttl_cache::{self, Ttl};
 
 /// The cost-aware virtual model.
 pub const AUTO_MODEL: &str = "tollgate/auto";
@@ -35,18 +38,15 @@ pub fn resolve_auto(
     if let Some(hint) = hint {
         chat.extra.insert("tollgate_tier".to_string(), hint);
     }
-    let long = env
-        .var("AUTO_LONG_PROMPT_TOKENS")
-        .ok()
-        .and_then(|v| v.to_string().trim().parse().ok())
-        .unwrap_or(8000);
+    let settings = settings(env);
+    let long = settings.auto_long_prompt_tokens;
     let (tier, _reason) = auto_tier(chat, estimate_tokens(&String::from_utf8_lossy(body)), long);
     chat.extra.remove("tollgate_tier");
-    let var = match tier {
-        Tier::Cheap => "AUTO_CHEAP_MODEL",
-        Tier::Strong => "AUTO_STRONG_MODEL",
+    let (var, model) = match tier {
+        Tier::Cheap => ("AUTO_CHEAP_MODEL", &settings.auto_cheap_model),
+        Tier::Strong => ("AUTO_STRONG_MODEL", &settings.auto_strong_model),
     };
-    config::var(env, var).ok_or_else(|| {
+    model.clone().ok_or_else(|| {
         GatewayError::new(
             ErrorKind::ModelNotFound,
             format!(
@@ -55,6 +55,11 @@ pub fn resolve_auto(
         )
         .with_code("model_not_found")
     })
+}
+
+thread_local! {
+    /// Model name → its extra routes ([`load_extra_routes`]).
+    static ROUTES: Ttl<Vec<RouteRow>> = Ttl::new();
 }
 
 /// An extra route row, joined with its provider.
@@ -109,7 +114,7 @@ pub fn make_route(env: &Env, row: &RouteRow, max_output_tokens: u64) -> Candidat
     let kind = ProviderKind::parse(kind)
         .ok_or_else(|| not_configured(format!("unknown kind `{kind}`")))?;
     if kind != ProviderKind::Echo {
-        check_destination(&row.base_url, config::allow_private_upstreams(env))
+        check_destination(&row.base_url, settings(env).allow_private_upstreams)
             .map_err(|why| not_configured(format!("base_url {why}")))?;
     }
     let api_key = match row.api_key_secret.as_deref() {
@@ -181,11 +186,10 @@ pub async fn prepare_routes(
     let extras = if kind == ProviderKind::Echo {
         Vec::new()
     } else {
-        let cached =
-            super::cache::get_or_load(&super::cache::ROUTES, model.name.clone(), || async {
-                load_extra_routes(database, &model.name).await.map(Some)
-            })
-            .await?;
+        let cached = ttl_cache::get_or_load(&ROUTES, model.name.clone(), || async {
+            load_extra_routes(database, &model.name).await.map(Some)
+        })
+        .await?;
         cached
             .map(|routes| routes.as_ref().clone())
             .unwrap_or_default()
@@ -239,23 +243,12 @@ fn breaker_key(route: &Route) -> String {
 
 /// The breaker settings (`ROUTE_FAILURE_THRESHOLD`, `ROUTE_COOLDOWN_MS`).
 pub fn breaker_config(env: &Env) -> BreakerConfig {
-    let var = |name: &str| -> Option<u64> {
-        env.var(name)
-            .ok()
-            .and_then(|v| v.to_string().trim().parse().ok())
-    };
-    let d = BreakerConfig::default();
-    BreakerConfig {
-        failure_threshold: var("ROUTE_FAILURE_THRESHOLD")
-            .and_then(|v| u32::try_from(v).ok())
-            .unwrap_or(d.failure_threshold),
-        cooldown_ms: var("ROUTE_COOLDOWN_MS").unwrap_or(d.cooldown_ms),
-    }
+    settings(env).breaker
 }
 
 /// The route's breaker state (closed when unknown or KV is unavailable).
 pub async fn breaker(env: &Env, route: &Route) -> BreakerState {
-    match env.kv("KV") {
+    match kv::namespace(env) {
         Ok(kv) => kv
             .get(&breaker_key(route))
             .json::<BreakerState>()
@@ -277,7 +270,7 @@ pub async fn record(env: &Env, route: &Route, before: BreakerState, after: Break
     if before == after {
         return;
     }
-    if let Ok(kv) = env.kv("KV") {
+    if let Ok(kv) = kv::namespace(env) {
         let key = breaker_key(route);
         if after == BreakerState::default() {
             let _ = kv.delete(&key).await;

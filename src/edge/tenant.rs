@@ -88,7 +88,7 @@ pub fn session_cache_name(tenant_id: &str, session_id: &str) -> String {
 
 /// Refreshes a session's KV copy (best effort: D1 stays the record).
 pub async fn cache_session(env: &Env, session: &db::SessionRow, ttl_seconds: u64) {
-    if let Ok(kv) = env.kv("KV") {
+    if let Ok(kv) = crate::edge::platform::kv::namespace(env) {
         if let Ok(put) = kv.put(
             &session_cache_name(&session.tenant_id, &session.id),
             session,
@@ -102,7 +102,7 @@ pub async fn cache_session(env: &Env, session: &db::SessionRow, ttl_seconds: u64
 pub async fn get_session(req: &Request, env: &Env, id: &str) -> Result<Response, GatewayError> {
     let caller = live_caller(req, env).await?;
     let id = validate_session_id(id)?;
-    if let Ok(kv) = env.kv("KV") {
+    if let Ok(kv) = crate::edge::platform::kv::namespace(env) {
         if let Ok(Some(session)) = kv
             .get(&session_cache_name(&caller.tenant_id, id))
             .json::<db::SessionRow>()

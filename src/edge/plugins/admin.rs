@@ -16,7 +16,8 @@ use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::ids::random_bytes;
 use crate::core::jsonschema;
 use crate::core::plugins::{sealed, valid_identifier, Manifest};
-use crate::edge::{http, now_ms};
+use crate::edge::http;
+use crate::edge::platform::clock::now_ms;
 
 const MAX_BODY: usize = 256 * 1024;
 const MAX_SETTINGS_BYTES: usize = 16 * 1024;

@@ -24,10 +24,9 @@ use worker::{Context, D1Database, Env, Response, ResponseBuilder};
 
 use super::auth::Caller;
 use super::chat::{self, End, Pending, Reply};
-use super::config::{self, Settings};
 use super::db::{self, ModelRow};
+use super::http;
 use super::idempotency::{self, ClaimedKey};
-use super::{http, now_ms};
 use crate::core::billing::{reservation_micros_scaled, Price};
 use crate::core::error::GatewayError;
 use crate::core::jsonschema;
@@ -46,11 +45,10 @@ use crate::core::plugins::{
 };
 use crate::core::providers::{ProviderKind, Route, UpstreamRequest};
 use crate::core::tokens::{prompt_tokens_for_reservation, Encoding, MediaRules};
+use crate::edge::platform::clock::now_ms;
+use crate::edge::platform::env::{self as config, Settings};
 use store::Enabled;
 
-/// Default and largest number of model rounds per request (`PLUGIN_MAX_ROUNDS`).
-const DEFAULT_MAX_ROUNDS: u64 = 4;
-const MAX_ROUNDS: u64 = 10;
 /// Plugin calls executed per round; further calls in the same round get an error result.
 const MAX_CALLS_PER_ROUND: usize = 8;
 
@@ -122,7 +120,7 @@ impl Scope {
 /// The dev setting that allows plugins on `http://127.0.0.1` and other private hosts.
 pub(crate) fn policy(env: &Env) -> EndpointPolicy {
     EndpointPolicy {
-        allow_local_http: config::flag(env, "PLUGINS_ALLOW_LOCAL_HTTP"),
+        allow_local_http: config::settings(env).plugins_allow_local_http,
     }
 }
 
@@ -140,11 +138,7 @@ pub(crate) fn settings_key(env: &Env) -> Result<Vec<u8>, GatewayError> {
 }
 
 fn max_rounds(env: &Env) -> u64 {
-    env.var("PLUGIN_MAX_ROUNDS")
-        .ok()
-        .and_then(|v| v.to_string().trim().parse::<u64>().ok())
-        .unwrap_or(DEFAULT_MAX_ROUNDS)
-        .clamp(1, MAX_ROUNDS)
+    config::settings(env).plugin_max_rounds
 }
 
 /// Serves the request if it is a slash command or enables plugins; otherwise leaves it to the
