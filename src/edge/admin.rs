@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use worker::{D1Database, Env, Method, Request, Response};
 
-use super::{auth, db, http, ledger};
+use super::{auth, http, ledger};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::ids::prefixed_id;
 use crate::core::keys;
@@ -13,7 +13,9 @@ use crate::core::outbound::{check_destination, check_secret_name, SecretUse};
 use crate::core::providers::ProviderKind;
 use crate::core::tokens::Encoding;
 use crate::edge::platform::clock::now_ms;
+use crate::edge::platform::d1 as db;
 use crate::edge::platform::env as config;
+use crate::edge::store;
 
 /// Admin bodies are small.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
@@ -264,9 +266,9 @@ async fn update_tenant(
         .await?;
         let ids: Vec<String> = keys.into_iter().map(|k| k.id).collect();
         if disabled {
-            auth::forget_keys(env, &ids).await;
+            store::keys::forget_keys(env, &ids).await;
         } else {
-            auth::revive_keys(env, &ids).await;
+            store::keys::revive_keys(env, &ids).await;
         }
     }
     tenant_response(db, id, 200).await
@@ -405,7 +407,7 @@ async fn create_key(
         return Err(not_found("tenant", tenant_id));
     }
     // A marker left by a flood of random ids must not hide the new key.
-    auth::revive_keys(env, std::slice::from_ref(&generated.key_id)).await;
+    store::keys::revive_keys(env, std::slice::from_ref(&generated.key_id)).await;
     http::json(
         201,
         &json!({"id": generated.key_id, "object": "api_key", "key": generated.key,
@@ -433,7 +435,7 @@ async fn revoke_key(db: &D1Database, env: &Env, id: &str) -> Result<Response, Ga
         &[id.into(), now_ms().into()],
     )
     .await?;
-    auth::forget_keys(env, &[id.to_string()]).await;
+    store::keys::forget_keys(env, &[id.to_string()]).await;
     let row: Option<KeyRow> = db::first(
         db,
         "SELECT id, tenant_id, name, models, created_at, revoked_at FROM api_keys WHERE id = ?1",

@@ -17,7 +17,6 @@ use worker::{
     RequestRedirect, Response,
 };
 
-use super::db::{self, Arg};
 use super::http;
 use crate::core::alerts::{
     self, check_secret_name, check_threshold, check_webhook_url, evaluate, retry_delay_ms,
@@ -27,14 +26,16 @@ use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::ids::prefixed_id;
 use crate::core::outbound::SecretUse;
 use crate::edge::platform::clock::now_ms;
+use crate::edge::platform::d1::{self as db, Arg};
 use crate::edge::platform::env as config;
+use crate::edge::store;
+use crate::edge::store::alerts::Observed;
 
 /// How long a delivery being attempted is hidden from other senders (a lease), in ms.
 const ATTEMPT_LEASE_MS: u64 = 120_000;
 /// Until the webhook's response headers, in ms.
 const WEBHOOK_TIMEOUT_MS: u64 = 10_000;
-/// Rules checked, and due deliveries retried, per scheduled run.
-const CRON_BATCH: u32 = 500;
+/// Due deliveries retried per scheduled run.
 const RETRY_BATCH: u32 = 50;
 
 // ---- admin routes ---------------------------------------------------------------------------
@@ -246,22 +247,8 @@ pub async fn list_deliveries(db: &D1Database, rule_id: &str) -> Result<Response,
 
 // ---- crossing checks ------------------------------------------------------------------------
 
-/// A rule with its tenant's current figures.
-#[derive(Deserialize)]
-pub struct Observed {
-    id: String,
-    tenant_id: String,
-    kind: String,
-    threshold: u64,
-    fired: Option<String>,
-    fire_count: u64,
-    balance: u64,
-    month_tokens: u64,
-    month_cost: u64,
-}
-
 /// The check that runs after a request is settled (from `ctx.wait_until`), on the rules its
-/// settlement batch read with [`observe_statement`]: nothing more to do when the tenant has no
+/// settlement batch read with [`store::alerts::observe_statement`]: nothing more to do when the tenant has no
 /// rules. Failures are logged, never raised: billing is already done.
 pub async fn after_settlement(
     env: &Env,
@@ -280,74 +267,25 @@ pub async fn after_settlement(
 
 /// Checks every rule (the scheduled handler: month roll-overs, top-ups and debits that no
 /// request settled). Returns the number of webhooks it queued.
-/// Pages through every rule by id ([`CRON_BATCH`] at a time, keyset: the next page starts after
+/// Pages through every rule by id ([`store::alerts::CRON_BATCH`] at a time, keyset: the next page starts after
 /// the last id seen), so no rule is left out however many there are.
 pub async fn check_all(env: &Env, db: &D1Database, now: u64) -> Result<u32, GatewayError> {
     let mut queued = 0;
     let mut after: Option<String> = None;
     loop {
-        let rows: Vec<Observed> = observe(db, None, after.as_deref(), now)?
+        let rows: Vec<Observed> = store::alerts::observe(db, None, after.as_deref(), now)?
             .all()
             .await
             .map_err(db::d1_error)?
             .results()
             .map_err(db::d1_error)?;
-        let full_page = rows.len() >= CRON_BATCH as usize;
+        let full_page = rows.len() >= store::alerts::CRON_BATCH as usize;
         after = rows.last().map(|r| r.id.clone());
         queued += act(env, db, rows, now).await?;
         if !full_page || after.is_none() {
             return Ok(queued);
         }
     }
-}
-
-/// The query of one tenant's rules with their current figures, to run in a settlement batch.
-pub fn observe_statement(
-    db: &D1Database,
-    tenant_id: &str,
-    now: u64,
-) -> Result<worker::D1PreparedStatement, GatewayError> {
-    observe(db, Some(tenant_id), None, now)
-}
-
-/// The rules (of `tenant_id`, or every tenant's) with their tenants' figures at `now`, in id
-/// order, from the first id after `after`: one page of [`CRON_BATCH`].
-fn observe(
-    db: &D1Database,
-    tenant_id: Option<&str>,
-    after: Option<&str>,
-    now: u64,
-) -> Result<worker::D1PreparedStatement, GatewayError> {
-    let month = Observation::month_of(now);
-    let mut args: Vec<Arg<'_>> = vec![month.as_str().into()];
-    let mut conds = Vec::new();
-    if let Some(t) = tenant_id {
-        args.push(t.into());
-        conds.push(format!("r.tenant_id = ?{}", args.len()));
-    }
-    if let Some(a) = after {
-        args.push(a.into());
-        conds.push(format!("r.id > ?{}", args.len()));
-    }
-    let filter = if conds.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conds.join(" AND "))
-    };
-    db::statement(
-        db,
-        &format!(
-            "SELECT r.id, r.tenant_id, r.kind, r.threshold, r.fired, r.fire_count,
-               t.balance + (SELECT COALESCE(SUM(v.amount), 0) FROM reservations v
-                            WHERE v.tenant_id = r.tenant_id) AS balance,
-               COALESCE(m.prompt_tokens + m.completion_tokens, 0) AS month_tokens,
-               COALESCE(m.cost, 0) AS month_cost
-             FROM alert_rules r JOIN tenants t ON t.id = r.tenant_id
-             LEFT JOIN usage_monthly m ON m.tenant_id = r.tenant_id AND m.month = ?1
-             {filter} ORDER BY r.id LIMIT {CRON_BATCH}"
-        ),
-        &args,
-    )
 }
 
 /// Fires or re-arms each observed rule as its figures say. Returns the webhooks queued.

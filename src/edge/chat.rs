@@ -1,13 +1,13 @@
 //! `POST /v1/chat/completions`: authenticate, validate, count, reserve, call, relay, settle.
 
+use crate::edge::store;
 use std::time::Duration;
 
 use worker::{Context, D1Database, Delay, Env, Headers, Request, Response, ResponseBuilder};
 
 use super::guard::StreamGuard;
-use super::idempotency::{self, Claim, ClaimedKey};
 use super::relay::{self, Limits, Source, StreamEnd};
-use super::{auth, db, http, routes};
+use super::{auth, http, routes};
 use crate::core::billing::guard::OutputGuard;
 use crate::core::billing::{reservation_micros_scaled, Price};
 use crate::core::error::{ErrorKind, GatewayError};
@@ -22,8 +22,10 @@ use crate::core::tokens::{
 };
 use crate::core::{ids, session};
 use crate::edge::platform::clock::now_ms;
+use crate::edge::platform::d1 as db;
 use crate::edge::platform::env::{settings, Settings};
 use crate::edge::platform::fetch as upstream;
+use crate::edge::store::idempotency::{self, Claim, ClaimedKey};
 
 /// Plain answers larger than this are refused (`upstream_unusable`, charged): never buffered past
 /// it, never cut silently. 8 MiB is far above any ordinary completion.
@@ -208,7 +210,7 @@ impl Pending {
         let routes_tried = (!self.routes_tried.is_empty())
             .then(|| serde_json::to_string(&self.routes_tried).ok())
             .flatten();
-        let mut row = db::UsageRow {
+        let mut row = store::ledger::UsageRow {
             request_id: self.request_id.clone(),
             tenant_id: self.tenant_id.clone(),
             key_id: self.key_id.clone(),
@@ -249,14 +251,18 @@ impl Pending {
             let result = if fault {
                 Err(db::d1_error("injected fault settle_d1 (TOLLGATE_FAULTS)"))
             } else {
-                db::settle(&self.db, &row, cache_session, now).await
+                store::ledger::settle(&self.db, &row, cache_session, now).await
             };
             match result {
                 Ok(settled) => {
                     self.settle_idempotency(&end, &bill).await;
                     if let Some(session) = settled.session {
-                        super::tenant::cache_session(&self.env, &session, self.session_ttl_seconds)
-                            .await;
+                        store::sessions::cache_session(
+                            &self.env,
+                            &session,
+                            self.session_ttl_seconds,
+                        )
+                        .await;
                     }
                     super::alerts::after_settlement(
                         &self.env,
@@ -280,7 +286,7 @@ impl Pending {
                 }
             }
         }
-        super::cron::keep_pending_settlement(&self.env, &row).await;
+        store::pending::keep_pending_settlement(&self.env, &row).await;
     }
 }
 
@@ -333,7 +339,7 @@ pub async fn chat_completions(
 
     let database = db::database(env)?;
     let model_name = routes::resolve_auto(env, &mut chat, &body)?;
-    let model = db::cached_model(&database, &model_name, &caller.tenant_id)
+    let model = store::models::cached_model(&database, &model_name, &caller.tenant_id)
         .await?
         .ok_or_else(|| {
             GatewayError::new(
@@ -387,7 +393,7 @@ pub async fn chat_completions(
     // charged twice; a replay is refused once the key or its tenant is no longer live.
     let claimed = match idempotency::claim(
         &database,
-        &req,
+        req.headers().get("idempotency-key").ok().flatten(),
         &caller.tenant_id,
         request_id,
         &body,
@@ -396,8 +402,17 @@ pub async fn chat_completions(
     )
     .await?
     {
-        Claim::Replay(resp) => {
+        Claim::Replay {
+            http_status,
+            body,
+            request_id,
+        } => {
             super::tenant::ensure_live(&database, &caller).await?;
+            let mut resp =
+                http::bytes_response(http_status, "application/json", body.into_bytes())?;
+            let headers = resp.headers_mut();
+            let _ = headers.set("idempotent-replayed", "true");
+            let _ = headers.set("x-request-id", &request_id);
             return Ok(resp);
         }
         Claim::Fresh(key) => Some(key),
@@ -446,7 +461,8 @@ pub async fn chat_completions(
     }
     // ---- end idempotency and plugins
 
-    let reserve = db::reserve(&database, request_id, &caller.key_id, reserved, started_at).await;
+    let reserve =
+        store::ledger::reserve(&database, request_id, &caller.key_id, reserved, started_at).await;
     if !matches!(reserve, Ok(true)) {
         if let Some(key) = &claimed {
             let _ = idempotency::release(&database, key).await;
@@ -553,7 +569,7 @@ pub(crate) async fn refusal(
     prompt_tokens: u64,
     max_output: u64,
 ) -> GatewayError {
-    match db::key_state(db, key_id).await {
+    match store::keys::key_state(db, key_id).await {
         Ok(Some(state)) if state.revoked_at.is_some() => GatewayError::new(
             ErrorKind::InvalidApiKey,
             "Incorrect API key provided: this key has been revoked.",

@@ -9,17 +9,19 @@
 //!
 //! Money moves only through the triggers of `schema/0003_ledger.sql`.
 
+use crate::edge::store;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{D1Database, Env, Request, Response};
 
-use super::{auth, db, http};
+use super::{auth, http};
 use crate::core::billing::allowance::{month_start_ms, next_month_start_ms};
 use crate::core::billing::codes::{code_digest, generate_code, normalize_code, MAX_BATCH};
 use crate::core::billing::MAX_MULTIPLIER_BPS;
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::ids::prefixed_id;
 use crate::edge::platform::clock::now_ms;
+use crate::edge::platform::d1 as db;
 
 /// Money and prices stay below 2^53 so they survive JavaScript numbers exactly.
 const MAX_SAFE: u64 = (1 << 53) - 1;
@@ -460,7 +462,7 @@ pub async fn redeem(mut req: Request, env: &Env) -> Result<Response, GatewayErro
     let digest = code_digest(&auth::pepper(env)?, &normalized);
     let database = db::database(env)?;
     let db = &database;
-    if !db::key_active(db, &caller.key_id).await? {
+    if !store::keys::key_active(db, &caller.key_id).await? {
         return Err(GatewayError::new(
             ErrorKind::InvalidApiKey,
             "Incorrect API key provided: this key has been revoked.",

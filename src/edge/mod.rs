@@ -6,16 +6,15 @@ pub mod alerts;
 pub mod auth;
 pub mod chat;
 pub mod cron;
-pub mod db;
 pub mod guard;
 pub mod http;
-pub mod idempotency;
 pub mod ledger;
 pub mod platform;
 pub mod plugins;
 pub mod relay;
 pub mod reports;
 pub mod routes;
+pub mod store;
 pub mod tenant;
 pub mod tokens;
 

@@ -10,7 +10,6 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use worker::{D1Database, Env, Request, Response};
 
-use super::db::{self, Arg};
 use super::{http, tenant};
 use crate::core::calendar::{Bucket, DAY_MS, MAX_TIME_MS};
 use crate::core::csv;
@@ -21,6 +20,7 @@ use crate::core::reports::{
 };
 use crate::core::session::validate_session_id;
 use crate::edge::platform::clock::now_ms;
+use crate::edge::platform::d1::{self as db, Arg};
 
 /// The `cron_state` row of the rollup watermark.
 pub const ROLLUP_MARK: &str = "usage_daily_through";

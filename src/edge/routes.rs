@@ -5,7 +5,6 @@ use serde::Deserialize;
 use serde_json::Value;
 use worker::Env;
 
-use super::db;
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::meter::estimate_tokens;
 use crate::core::openai::ChatCompletionRequest;
@@ -14,9 +13,10 @@ use crate::core::providers::{ProviderKind, Route, UpstreamRequest};
 use crate::core::routing::{
     auto_tier, try_order, Admission, BreakerConfig, BreakerState, RouteOption, Tier,
 };
+use crate::edge::platform::d1 as db;
 use crate::edge::platform::env::{self as config, settings};
-use crate::edge::platform::kv;
-use crate::edge::platform::ttl_cache::{self, Ttl};
+use crate::edge::store;
+use crate::edge::store::routes::RouteRow;
 
 /// The cost-aware virtual model.
 pub const AUTO_MODEL: &str = "tollgate/auto";
@@ -55,39 +55,6 @@ pub fn resolve_auto(
         )
         .with_code("model_not_found")
     })
-}
-
-thread_local! {
-    /// Model name → its extra routes ([`load_extra_routes`]).
-    static ROUTES: Ttl<Vec<RouteRow>> = Ttl::new();
-}
-
-/// An extra route row, joined with its provider.
-#[derive(Debug, Clone, Deserialize)]
-pub struct RouteRow {
-    pub provider: String,
-    pub upstream_model: String,
-    pub priority: u32,
-    pub weight: u32,
-    pub kind: String,
-    pub base_url: String,
-    pub api_key_secret: Option<String>,
-    pub config: Option<String>,
-}
-
-/// The extra routes of a model.
-pub async fn load_extra_routes(
-    database: &worker::D1Database,
-    model: &str,
-) -> Result<Vec<RouteRow>, GatewayError> {
-    db::all(
-        database,
-        "SELECT r.provider, r.upstream_model, r.priority, r.weight, p.kind, p.base_url,
-                p.api_key_secret, p.config
-         FROM model_routes r JOIN providers p ON p.name = r.provider WHERE r.model = ?1",
-        &[model.into()],
-    )
-    .await
 }
 
 /// A route ready to try, or why it cannot be (a missing secret fails only that route).
@@ -167,7 +134,7 @@ pub fn ordered(
 pub async fn prepare_routes(
     env: &Env,
     database: &worker::D1Database,
-    model: &db::ModelRow,
+    model: &store::models::ModelRow,
     kind: ProviderKind,
     chat: &ChatCompletionRequest,
     request_id: &str,
@@ -186,13 +153,7 @@ pub async fn prepare_routes(
     let extras = if kind == ProviderKind::Echo {
         Vec::new()
     } else {
-        let cached = ttl_cache::get_or_load(&ROUTES, model.name.clone(), || async {
-            load_extra_routes(database, &model.name).await.map(Some)
-        })
-        .await?;
-        cached
-            .map(|routes| routes.as_ref().clone())
-            .unwrap_or_default()
+        store::routes::cached_extra_routes(database, &model.name).await?
     };
     let extras = extras
         .iter()
@@ -237,48 +198,14 @@ pub fn seed(request_id: &str) -> u64 {
     })
 }
 
-fn breaker_key(route: &Route) -> String {
-    format!("breaker:{}", route_name(route))
-}
-
-/// The breaker settings (`ROUTE_FAILURE_THRESHOLD`, `ROUTE_COOLDOWN_MS`).
-pub fn breaker_config(env: &Env) -> BreakerConfig {
-    settings(env).breaker
-}
-
-/// The route's breaker state (closed when unknown or KV is unavailable).
-pub async fn breaker(env: &Env, route: &Route) -> BreakerState {
-    match kv::namespace(env) {
-        Ok(kv) => kv
-            .get(&breaker_key(route))
-            .json::<BreakerState>()
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_default(),
-        Err(_) => BreakerState::default(),
-    }
-}
-
 /// Whether to try the route now.
 pub fn admits(state: &BreakerState, now: u64, cfg: &BreakerConfig) -> bool {
     state.admission(now, cfg) != Admission::Open
 }
 
-/// Stores a breaker state after an attempt; a healthy route costs no write.
-pub async fn record(env: &Env, route: &Route, before: BreakerState, after: BreakerState) {
-    if before == after {
-        return;
-    }
-    if let Ok(kv) = kv::namespace(env) {
-        let key = breaker_key(route);
-        if after == BreakerState::default() {
-            let _ = kv.delete(&key).await;
-        } else if let Ok(put) = kv.put(&key, after) {
-            // KV's minimum TTL is 60 s; a state this old says nothing about the route any more.
-            let _ = put.expiration_ttl(86_400).execute().await;
-        }
-    }
+/// The breaker settings (`ROUTE_FAILURE_THRESHOLD`, `ROUTE_COOLDOWN_MS`).
+pub fn breaker_config(env: &Env) -> BreakerConfig {
+    settings(env).breaker
 }
 
 /// `PUT /admin/routes/{model}` body: the model's extra routes, replacing the previous ones.
@@ -306,7 +233,7 @@ pub async fn put_routes(
     model: &str,
     body: RoutesBody,
 ) -> Result<Value, GatewayError> {
-    let Some(m) = db::load_model(database, model, "").await? else {
+    let Some(m) = store::models::load_model(database, model, "").await? else {
         return Err(GatewayError::new(
             ErrorKind::NotFound,
             format!("No model `{model}`."),
@@ -369,13 +296,13 @@ pub async fn put_routes(
 
 /// A model's routes: its own provider and the extra ones.
 pub async fn get_routes(database: &worker::D1Database, model: &str) -> Result<Value, GatewayError> {
-    let Some(m) = db::load_model(database, model, "").await? else {
+    let Some(m) = store::models::load_model(database, model, "").await? else {
         return Err(GatewayError::new(
             ErrorKind::NotFound,
             format!("No model `{model}`."),
         ));
     };
-    let extras = load_extra_routes(database, model).await?;
+    let extras = store::routes::load_extra_routes(database, model).await?;
     let routes: Vec<Value> = extras
         .iter()
         .map(|r| {
@@ -387,4 +314,17 @@ pub async fn get_routes(database: &worker::D1Database, model: &str) -> Result<Va
         serde_json::json!({"model": model, "primary": {"provider": m.provider,
         "upstream_model": m.upstream_model, "priority": 0}, "routes": routes}),
     )
+}
+
+/// The route's breaker state (closed when unknown or KV is unavailable).
+pub async fn breaker(env: &Env, route: &Route) -> BreakerState {
+    store::routes::breaker(env, &route_name(route)).await
+}
+
+/// Stores a breaker state after an attempt; a healthy route costs no write.
+pub async fn record(env: &Env, route: &Route, before: BreakerState, after: BreakerState) {
+    if before == after {
+        return;
+    }
+    store::routes::record_breaker(env, &route_name(route), after).await;
 }

@@ -4,9 +4,11 @@ use serde::Deserialize;
 use serde_json::json;
 use worker::{Env, Request, Response};
 
-use super::{auth, db, http};
+use super::{auth, http};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::session::validate_session_id;
+use crate::edge::platform::d1 as db;
+use crate::edge::store;
 
 #[derive(Deserialize)]
 struct ModelListRow {
@@ -37,7 +39,7 @@ pub async fn ensure_live(
     caller: &auth::Caller,
 ) -> Result<(), GatewayError> {
     let refused = |message: &str| Err(GatewayError::new(ErrorKind::InvalidApiKey, message));
-    match db::key_state(database, &caller.key_id).await? {
+    match store::keys::key_state(database, &caller.key_id).await? {
         Some(k) if k.revoked_at.is_some() => {
             refused("Incorrect API key provided: this key has been revoked.")
         }
@@ -82,44 +84,11 @@ pub async fn get_model(req: &Request, env: &Env, model: &str) -> Result<Response
     }
 }
 
-pub fn session_cache_name(tenant_id: &str, session_id: &str) -> String {
-    format!("session:{tenant_id}:{session_id}")
-}
-
-/// Refreshes a session's KV copy (best effort: D1 stays the record).
-pub async fn cache_session(env: &Env, session: &db::SessionRow, ttl_seconds: u64) {
-    if let Ok(kv) = crate::edge::platform::kv::namespace(env) {
-        if let Ok(put) = kv.put(
-            &session_cache_name(&session.tenant_id, &session.id),
-            session,
-        ) {
-            let _ = put.expiration_ttl(ttl_seconds).execute().await;
-        }
-    }
-}
-
 /// `GET /v1/sessions/{id}`: the session's totals, from KV when cached, else D1.
 pub async fn get_session(req: &Request, env: &Env, id: &str) -> Result<Response, GatewayError> {
     let caller = live_caller(req, env).await?;
     let id = validate_session_id(id)?;
-    if let Ok(kv) = crate::edge::platform::kv::namespace(env) {
-        if let Ok(Some(session)) = kv
-            .get(&session_cache_name(&caller.tenant_id, id))
-            .json::<db::SessionRow>()
-            .await
-        {
-            return http::json(200, &session);
-        }
-    }
-    let row: Option<db::SessionRow> = db::first(
-        &db::database(env)?,
-        &format!(
-            "SELECT {} FROM sessions WHERE tenant_id = ?1 AND id = ?2",
-            db::SESSION_COLUMNS
-        ),
-        &[caller.tenant_id.as_str().into(), id.into()],
-    )
-    .await?;
+    let row = store::sessions::get(env, &caller.tenant_id, id).await?;
     match row {
         Some(session) => http::json(200, &session),
         None => Err(GatewayError::new(

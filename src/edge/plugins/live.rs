@@ -38,7 +38,7 @@ use crate::edge::http;
 use crate::edge::platform::clock::now_ms;
 use crate::edge::relay::Source;
 
-use super::store::Enabled;
+use crate::edge::store::plugins::Enabled;
 
 type Job = LocalBoxFuture<'static, ()>;
 

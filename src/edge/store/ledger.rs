@@ -1,4 +1,4 @@
-//! D1 access: every SQL statement Tollgate runs lives here.
+//! Reservations and settlement: the statements that move money.
 //!
 //! Money moves only through triggers (schema/0001_init.sql, 0003_ledger.sql): inserting a reservation takes credit,
 //! deleting it returns it, inserting a usage row charges it, inserting a ledger row credits it.
@@ -7,78 +7,10 @@
 use serde::Deserialize;
 use worker::D1Database;
 
-pub use super::platform::d1::{
-    all, batch, check_args, d1_error, database, first, run, statement, Arg,
-};
-
+use super::sessions::{SessionRow, SESSION_COLUMNS};
 use crate::core::billing::MAX_SAFE_INT;
 use crate::core::error::GatewayError;
-use crate::edge::platform::ttl_cache::{self, Ttl};
-
-/// A model, the provider that serves it, its current price version, and the multiplier of the
-/// tenant asking.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ModelRow {
-    pub name: String,
-    pub provider: String,
-    pub upstream_model: String,
-    pub input_price: u64,
-    pub cached_input_price: Option<u64>,
-    pub output_price: u64,
-    pub reasoning_price: Option<u64>,
-    /// The `price_versions` row these prices come from (NULL only before migration 0003 ran).
-    pub price_version: Option<u64>,
-    pub max_output_tokens: u64,
-    pub encoding: Option<String>,
-    pub kind: String,
-    pub base_url: String,
-    pub api_key_secret: Option<String>,
-    /// The provider's adapter-specific JSON.
-    #[serde(default)]
-    pub config: Option<String>,
-    pub created_at: u64,
-    /// The tenant's price multiplier in basis points (10,000 when unknown).
-    pub multiplier_bps: u64,
-}
-
-thread_local! {
-    /// Model name and tenant → the model row with the tenant's multiplier ([`load_model`]).
-    static MODELS: Ttl<ModelRow> = Ttl::new();
-}
-
-/// [`load_model`] through the isolate's cache (`edge::cache`): the row a chat request reads.
-pub async fn cached_model(
-    db: &D1Database,
-    name: &str,
-    tenant_id: &str,
-) -> Result<Option<std::rc::Rc<ModelRow>>, GatewayError> {
-    ttl_cache::get_or_load(&MODELS, format!("{name}\u{0}{tenant_id}"), || {
-        load_model(db, name, tenant_id)
-    })
-    .await
-}
-
-pub async fn load_model(
-    db: &D1Database,
-    name: &str,
-    tenant_id: &str,
-) -> Result<Option<ModelRow>, GatewayError> {
-    first(
-        db,
-        "SELECT m.name, m.provider, m.upstream_model,
-                COALESCE(v.input_price, m.input_price) AS input_price, v.cached_input_price,
-                COALESCE(v.output_price, m.output_price) AS output_price, v.reasoning_price,
-                m.price_version, m.max_output_tokens, m.encoding, m.created_at, p.kind, p.base_url,
-                p.api_key_secret, p.config,
-                COALESCE((SELECT t.price_multiplier_bps FROM tenants t WHERE t.id = ?2), 10000)
-                  AS multiplier_bps
-         FROM models m JOIN providers p ON p.name = m.provider
-         LEFT JOIN price_versions v ON v.id = m.price_version
-         WHERE m.name = ?1",
-        &[name.into(), tenant_id.into()],
-    )
-    .await
-}
+use crate::edge::platform::d1::{all, batch, first, statement, Arg};
 
 /// Starts a new allowance period for every tenant on a plan whose period is older than the
 /// calendar month of `now` (UTC): `allowance_remaining` becomes the plan's allowance. Idempotent,
@@ -173,35 +105,6 @@ pub async fn extend_reservation(
     Ok(extended.is_some())
 }
 
-/// The state of a key and its tenant, to explain a refused reservation.
-#[derive(Debug, Deserialize)]
-pub struct KeyState {
-    pub revoked_at: Option<u64>,
-    pub disabled_at: Option<u64>,
-    pub balance: u64,
-    /// Plan allowance left this period.
-    pub allowance_remaining: u64,
-    /// Owed from charges that balance and allowance could not cover (schema/0007).
-    pub debt: u64,
-}
-
-pub async fn key_state(db: &D1Database, key_id: &str) -> Result<Option<KeyState>, GatewayError> {
-    first(
-        db,
-        "SELECT k.revoked_at, t.disabled_at, t.balance, t.allowance_remaining, t.debt
-         FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.id = ?1",
-        &[key_id.into()],
-    )
-    .await
-}
-
-/// Whether a key exists and is not revoked (for routes that reserve nothing).
-pub async fn key_active(db: &D1Database, key_id: &str) -> Result<bool, GatewayError> {
-    Ok(key_state(db, key_id)
-        .await?
-        .is_some_and(|k| k.revoked_at.is_none() && k.disabled_at.is_none()))
-}
-
 /// One usage row, as written by [`settle`]. Owned and serializable: a settlement that cannot be
 /// written is kept as JSON (KV `pending-settle:<request id>`) and replayed by the scheduled handler.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
@@ -256,23 +159,6 @@ impl UsageRow {
         self.cost = b.cost;
     }
 }
-
-/// Session totals, as cached in KV.
-#[derive(Debug, Clone, serde::Serialize, Deserialize)]
-pub struct SessionRow {
-    pub id: String,
-    pub tenant_id: String,
-    pub last_model: Option<String>,
-    pub request_count: u64,
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    pub cost: u64,
-    pub created_at: u64,
-    pub last_seen: u64,
-}
-
-pub const SESSION_COLUMNS: &str =
-    "id, tenant_id, last_model, request_count, prompt_tokens, completion_tokens, cost, created_at, last_seen";
 
 /// What a settlement batch read back.
 pub struct Settled {
@@ -363,4 +249,58 @@ pub async fn settle(
             .and_then(|r| r.results().ok())
             .unwrap_or_default(),
     })
+}
+
+/// How long expired reservations are kept in `reservation_expiries`.
+const EXPIRY_RECORDS_MS: u64 = 30 * 86_400_000;
+
+/// Returns the credit of reservations created before `cutoff`, records them in
+/// `reservation_expiries` and releases the idempotency keys their requests held, in one batch.
+/// Writes no usage row: a request that is still alive settles later as usual. Returns how many it
+/// swept.
+pub async fn sweep_stale_reservations(
+    db: &D1Database,
+    cutoff: u64,
+    now: u64,
+) -> Result<usize, GatewayError> {
+    let results = batch(
+        db,
+        vec![
+            statement(
+                db,
+                "INSERT OR IGNORE INTO reservation_expiries (id, tenant_id, key_id, amount,
+                   allowance_amount, allowance_period, created_at, expired_at)
+                 SELECT id, tenant_id, key_id, amount, allowance_amount, allowance_period,
+                   created_at, ?2
+                 FROM reservations WHERE created_at < ?1",
+                &[cutoff.into(), now.into()],
+            )?,
+            statement(
+                db,
+                "DELETE FROM idempotency_keys WHERE state = 'pending' AND request_id IN
+                   (SELECT id FROM reservations WHERE created_at < ?1)",
+                &[cutoff.into()],
+            )?,
+            statement(
+                db,
+                "DELETE FROM reservations WHERE created_at < ?1 RETURNING id",
+                &[cutoff.into()],
+            )?,
+            statement(
+                db,
+                "DELETE FROM reservation_expiries WHERE expired_at < ?1",
+                &[now.saturating_sub(EXPIRY_RECORDS_MS).into()],
+            )?,
+        ],
+    )
+    .await?;
+    #[derive(Deserialize)]
+    struct Swept {
+        #[allow(dead_code)]
+        id: String,
+    }
+    Ok(results
+        .get(2)
+        .and_then(|r| r.results::<Swept>().ok())
+        .map_or(0, |rows| rows.len()))
 }

@@ -6,7 +6,7 @@ use worker::D1Database;
 
 use crate::core::error::GatewayError;
 use crate::core::plugins::Manifest;
-use crate::edge::db::{self, Arg};
+use crate::edge::platform::d1::{self as db, Arg};
 use crate::edge::platform::ttl_cache::{self, Ttl};
 
 thread_local! {
@@ -385,7 +385,9 @@ pub async fn record_call_durably(env: &worker::Env, db: &D1Database, c: &CallRec
             }
         }
     }
-    crate::edge::cron::keep_pending_call(env, &CallRow::from(c)).await;
+    let row = CallRow::from(c);
+    let json = serde_json::to_string(&row).unwrap_or_default();
+    super::pending::keep_pending_call(env, &row.id, &json).await;
 }
 
 /// A [`CallRecord`] that owns its strings: what is kept in KV for replay.
