@@ -13,7 +13,6 @@ use crate::core::providers::{ProviderKind, Route, UpstreamRequest};
 use crate::core::routing::{
     auto_tier, try_order, Admission, BreakerConfig, BreakerState, RouteOption, Tier,
 };
-use crate::edge::platform::d1 as db;
 use crate::edge::platform::env::{self as config, settings};
 use crate::edge::store;
 use crate::edge::store::routes::RouteRow;
@@ -239,20 +238,10 @@ pub async fn put_routes(
             format!("No model `{model}`."),
         ));
     };
-    let mut statements = vec![db::statement(
-        database,
-        "DELETE FROM model_routes WHERE model = ?1",
-        &[model.into()],
-    )?];
+    let mut rows = Vec::new();
     let mut out = Vec::new();
     for (i, r) in body.routes.iter().enumerate() {
-        let known: Option<Value> = db::first(
-            database,
-            "SELECT name FROM providers WHERE name = ?1",
-            &[r.provider.as_str().into()],
-        )
-        .await?;
-        if known.is_none() {
+        if !store::models::provider_exists(database, &r.provider).await? {
             return Err(GatewayError::invalid_param(
                 &format!("routes[{i}].provider"),
                 format!("No provider `{}`.", r.provider),
@@ -270,24 +259,18 @@ pub async fn put_routes(
             .clone()
             .unwrap_or_else(|| m.upstream_model.clone());
         let priority = r.priority.unwrap_or(1);
-        statements.push(db::statement(
-            database,
-            "INSERT OR REPLACE INTO model_routes (model, provider, upstream_model, priority, weight)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            &[
-                model.into(),
-                r.provider.as_str().into(),
-                upstream.as_str().into(),
-                i64::from(priority).into(),
-                i64::from(weight).into(),
-            ],
-        )?);
+        rows.push(store::routes::RouteSetting {
+            provider: r.provider.clone(),
+            upstream_model: upstream.clone(),
+            priority,
+            weight,
+        });
         out.push(
             serde_json::json!({"provider": r.provider, "upstream_model": upstream,
             "priority": priority, "weight": weight}),
         );
     }
-    db::batch(database, statements).await?;
+    store::routes::replace_routes(database, model, &rows).await?;
     Ok(
         serde_json::json!({"model": model, "primary": {"provider": m.provider,
         "upstream_model": m.upstream_model, "priority": 0}, "routes": out}),

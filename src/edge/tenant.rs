@@ -1,6 +1,5 @@
 //! Tenant-facing read routes: `/v1/models`, `/v1/sessions/{id}` (usage reports: `reports.rs`).
 
-use serde::Deserialize;
 use serde_json::json;
 use worker::{Env, Request, Response};
 
@@ -10,17 +9,11 @@ use crate::core::session::validate_session_id;
 use crate::edge::platform::d1 as db;
 use crate::edge::store;
 
-#[derive(Deserialize)]
-struct ModelListRow {
-    name: String,
-    created_at: u64,
-}
-
 /// What `owned_by` says of every model: which provider serves a model (and through which
 /// account or deployment) is the operator's business, not the tenants'.
 const OWNED_BY: &str = "tollgate";
 
-fn model_object(row: &ModelListRow) -> serde_json::Value {
+fn model_object(row: &store::models::ModelListRow) -> serde_json::Value {
     json!({"id": row.name, "object": "model", "created": row.created_at / 1000, "owned_by": OWNED_BY})
 }
 
@@ -52,12 +45,7 @@ pub async fn ensure_live(
 /// `GET /v1/models`: the models this key may use.
 pub async fn list_models(req: &Request, env: &Env) -> Result<Response, GatewayError> {
     let caller = live_caller(req, env).await?;
-    let rows: Vec<ModelListRow> = db::all(
-        &db::database(env)?,
-        "SELECT name, created_at FROM models ORDER BY name",
-        &[],
-    )
-    .await?;
+    let rows = store::models::list_names(&db::database(env)?).await?;
     let data: Vec<_> = rows
         .iter()
         .filter(|r| caller.may_use(&r.name))
@@ -69,12 +57,7 @@ pub async fn list_models(req: &Request, env: &Env) -> Result<Response, GatewayEr
 /// `GET /v1/models/{model}`.
 pub async fn get_model(req: &Request, env: &Env, model: &str) -> Result<Response, GatewayError> {
     let caller = live_caller(req, env).await?;
-    let row: Option<ModelListRow> = db::first(
-        &db::database(env)?,
-        "SELECT name, created_at FROM models WHERE name = ?1",
-        &[model.into()],
-    )
-    .await?;
+    let row = store::models::get_name(&db::database(env)?, model).await?;
     match row.filter(|r| caller.may_use(&r.name)) {
         Some(r) => http::json(200, &model_object(&r)),
         None => Err(GatewayError::new(

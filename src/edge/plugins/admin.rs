@@ -204,13 +204,7 @@ async fn enable(
 ) -> Result<Response, GatewayError> {
     let body: EnableBody = serde_json::from_value(body)
         .map_err(|e| GatewayError::invalid_request(format!("Invalid body: {e}")))?;
-    let tenant: Option<Value> = crate::edge::platform::d1::first(
-        db,
-        "SELECT id FROM tenants WHERE id = ?1",
-        &[tenant_id.into()],
-    )
-    .await?;
-    if tenant.is_none() {
+    if !store::tenants::exists(db, tenant_id).await? {
         return Err(not_found(&format!("tenant `{tenant_id}`")));
     }
     let plugin = store::plugins::get_plugin(db, plugin_id)

@@ -50,7 +50,7 @@ pub struct CachedKey {
 }
 
 #[derive(Deserialize)]
-struct KeyRow {
+struct StoredKey {
     tenant_id: String,
     digest: String,
     models: Option<String>,
@@ -119,7 +119,7 @@ async fn load_key(env: &Env, key_id: &str) -> Result<Option<CachedKey>, GatewayE
         }
     }
     let database = db::database(env)?;
-    let row: Option<KeyRow> = db::first(
+    let row: Option<StoredKey> = db::first(
         &database,
         "SELECT k.tenant_id, k.digest, k.models, k.revoked_at, t.disabled_at
          FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.id = ?1",
@@ -223,4 +223,75 @@ pub async fn record_admin_failures(env: &Env, ip: &str, window: u64, count: u64)
             .execute()
             .await;
     }
+}
+
+/// A key as the admin API lists it (never its digest).
+#[derive(Serialize, Deserialize)]
+pub struct KeyRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    /// JSON array of model names, NULL = every model.
+    pub models: Option<String>,
+    pub created_at: u64,
+    pub revoked_at: Option<u64>,
+}
+
+/// A key to store (its digest, never the key).
+pub struct NewKey<'a> {
+    pub id: &'a str,
+    pub tenant_id: &'a str,
+    pub name: &'a str,
+    pub digest: &'a str,
+    pub models: Option<&'a str>,
+    pub created_at: u64,
+}
+
+/// Stores a key for an existing tenant; `false` when there is no such tenant.
+pub async fn insert(db: &D1Database, key: &NewKey<'_>) -> Result<bool, GatewayError> {
+    let changed = db::run(
+        db,
+        "INSERT INTO api_keys (id, tenant_id, name, digest, models, created_at)
+         SELECT ?1, id, ?3, ?4, ?5, ?6 FROM tenants WHERE id = ?2",
+        &[
+            key.id.into(),
+            key.tenant_id.into(),
+            key.name.into(),
+            key.digest.into(),
+            key.models.into(),
+            key.created_at.into(),
+        ],
+    )
+    .await?;
+    Ok(changed > 0)
+}
+
+pub async fn list(db: &D1Database, tenant_id: &str) -> Result<Vec<KeyRow>, GatewayError> {
+    db::all(
+        db,
+        "SELECT id, tenant_id, name, models, created_at, revoked_at FROM api_keys
+         WHERE tenant_id = ?1 ORDER BY id",
+        &[tenant_id.into()],
+    )
+    .await
+}
+
+pub async fn get(db: &D1Database, id: &str) -> Result<Option<KeyRow>, GatewayError> {
+    db::first(
+        db,
+        "SELECT id, tenant_id, name, models, created_at, revoked_at FROM api_keys WHERE id = ?1",
+        &[id.into()],
+    )
+    .await
+}
+
+/// Revokes the key (keeping the first revocation time).
+pub async fn revoke(db: &D1Database, id: &str, now: u64) -> Result<(), GatewayError> {
+    db::run(
+        db,
+        "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+        &[id.into(), now.into()],
+    )
+    .await?;
+    Ok(())
 }

@@ -304,3 +304,16 @@ pub async fn sweep_stale_reservations(
         .and_then(|r| r.results::<Swept>().ok())
         .map_or(0, |rows| rows.len()))
 }
+
+/// The usage row of a request, every column.
+pub async fn usage_row(
+    db: &D1Database,
+    request_id: &str,
+) -> Result<Option<serde_json::Value>, GatewayError> {
+    first(
+        db,
+        "SELECT * FROM usage WHERE request_id = ?1",
+        &[request_id.into()],
+    )
+    .await
+}

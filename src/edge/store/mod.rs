@@ -8,6 +8,7 @@
 //! `pending` (writes kept in KV for replay).
 
 pub mod alerts;
+pub mod billing;
 pub mod idempotency;
 pub mod keys;
 pub mod ledger;
@@ -16,3 +17,4 @@ pub mod pending;
 pub mod plugins;
 pub mod routes;
 pub mod sessions;
+pub mod tenants;

@@ -88,3 +88,40 @@ pub async fn record_breaker(env: &Env, route_name: &str, after: BreakerState) {
         }
     }
 }
+
+/// One extra route of a model, as the admin API sets it.
+pub struct RouteSetting {
+    pub provider: String,
+    pub upstream_model: String,
+    pub priority: u32,
+    pub weight: u32,
+}
+
+/// Replaces the model's extra routes with `routes`, in one batch.
+pub async fn replace_routes(
+    database: &D1Database,
+    model: &str,
+    routes: &[RouteSetting],
+) -> Result<(), GatewayError> {
+    let mut statements = vec![db::statement(
+        database,
+        "DELETE FROM model_routes WHERE model = ?1",
+        &[model.into()],
+    )?];
+    for r in routes {
+        statements.push(db::statement(
+            database,
+            "INSERT OR REPLACE INTO model_routes (model, provider, upstream_model, priority, weight)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            &[
+                model.into(),
+                r.provider.as_str().into(),
+                r.upstream_model.as_str().into(),
+                i64::from(r.priority).into(),
+                i64::from(r.weight).into(),
+            ],
+        )?);
+    }
+    db::batch(database, statements).await?;
+    Ok(())
+}
