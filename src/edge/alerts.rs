@@ -7,7 +7,7 @@
 //! Concurrent checks that see the same crossing therefore write one delivery, and only the check
 //! whose insert took effect sends it at once; the scheduled handler retries what failed.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 use std::time::Duration;
 
@@ -26,10 +26,9 @@ use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::ids::prefixed_id;
 use crate::core::outbound::SecretUse;
 use crate::edge::platform::clock::now_ms;
-use crate::edge::platform::d1::{self as db, Arg};
 use crate::edge::platform::env as config;
 use crate::edge::store;
-use crate::edge::store::alerts::Observed;
+use crate::edge::store::alerts::{DeliveryRow, Observed, RuleRow};
 
 /// How long a delivery being attempted is hidden from other senders (a lease), in ms.
 const ATTEMPT_LEASE_MS: u64 = 120_000;
@@ -51,23 +50,6 @@ pub struct NewRule {
     signing_secret: String,
 }
 
-#[derive(Serialize, Deserialize)]
-struct RuleRow {
-    id: String,
-    tenant_id: String,
-    kind: String,
-    threshold: u64,
-    webhook_url: String,
-    secret_name: String,
-    fired: Option<String>,
-    fire_count: u64,
-    created_at: u64,
-    updated_at: u64,
-}
-
-const RULE_COLUMNS: &str = "id, tenant_id, kind, threshold, webhook_url, secret_name, fired, \
-                            fire_count, created_at, updated_at";
-
 fn rule_json(r: &RuleRow) -> serde_json::Value {
     json!({"id": r.id, "object": "alert_rule", "tenant_id": r.tenant_id, "kind": r.kind,
            "threshold": r.threshold, "webhook_url": r.webhook_url,
@@ -81,13 +63,9 @@ fn not_found(id: &str) -> GatewayError {
 }
 
 async fn load_rule(db: &D1Database, id: &str) -> Result<RuleRow, GatewayError> {
-    let row: Option<RuleRow> = db::first(
-        db,
-        &format!("SELECT {RULE_COLUMNS} FROM alert_rules WHERE id = ?1"),
-        &[id.into()],
-    )
-    .await?;
-    row.ok_or_else(|| not_found(id))
+    store::alerts::get_rule(db, id)
+        .await?
+        .ok_or_else(|| not_found(id))
 }
 
 /// `POST /admin/tenants/{id}/alerts`.
@@ -127,23 +105,23 @@ pub async fn create_rule(
     }
     let now = now_ms();
     let id = prefixed_id("alr", now);
-    let changed = db::run(
+    let created = store::alerts::insert_rule(
         db,
-        "INSERT INTO alert_rules (id, tenant_id, kind, threshold, webhook_url, secret_name,
-           fired, fire_count, created_at, updated_at)
-         SELECT ?1, id, ?3, ?4, ?5, ?6, NULL, 0, ?7, ?7 FROM tenants WHERE id = ?2",
-        &[
-            id.as_str().into(),
-            tenant_id.into(),
-            kind.as_str().into(),
-            threshold.into(),
-            new.webhook_url.as_str().into(),
-            new.signing_secret.as_str().into(),
-            now.into(),
-        ],
+        &RuleRow {
+            id: id.clone(),
+            tenant_id: tenant_id.to_string(),
+            kind: kind.as_str().to_string(),
+            threshold,
+            webhook_url: new.webhook_url.clone(),
+            secret_name: new.signing_secret.clone(),
+            fired: None,
+            fire_count: 0,
+            created_at: now,
+            updated_at: now,
+        },
     )
     .await?;
-    if changed == 0 {
+    if !created {
         return Err(GatewayError::new(
             ErrorKind::NotFound,
             format!("No tenant `{tenant_id}`."),
@@ -154,12 +132,7 @@ pub async fn create_rule(
 
 /// `GET /admin/tenants/{id}/alerts`.
 pub async fn list_rules(db: &D1Database, tenant_id: &str) -> Result<Response, GatewayError> {
-    let rows: Vec<RuleRow> = db::all(
-        db,
-        &format!("SELECT {RULE_COLUMNS} FROM alert_rules WHERE tenant_id = ?1 ORDER BY id"),
-        &[tenant_id.into()],
-    )
-    .await?;
+    let rows = store::alerts::list_rules(db, tenant_id).await?;
     let data: Vec<_> = rows.iter().map(rule_json).collect();
     http::json(200, &json!({"object": "list", "data": data}))
 }
@@ -172,25 +145,8 @@ pub async fn get_rule(db: &D1Database, id: &str) -> Result<Response, GatewayErro
 /// `DELETE /admin/alerts/{id}`: deletes the rule; its pending deliveries are cancelled, the
 /// delivery history is kept.
 pub async fn delete_rule(db: &D1Database, id: &str) -> Result<Response, GatewayError> {
-    let results = db::batch(
-        db,
-        vec![
-            db::statement(db, "DELETE FROM alert_rules WHERE id = ?1", &[id.into()])?,
-            db::statement(
-                db,
-                "UPDATE alert_deliveries SET status = 'cancelled', next_attempt_at = NULL
-                 WHERE rule_id = ?1 AND status = 'pending'",
-                &[id.into()],
-            )?,
-        ],
-    )
-    .await?;
-    let deleted = results
-        .first()
-        .and_then(|r| r.meta().ok().flatten())
-        .and_then(|m| m.changes)
-        .unwrap_or(0);
-    if deleted == 0 {
+    let deleted = store::alerts::delete_rule(db, id).await?;
+    if !deleted {
         return Err(not_found(id));
     }
     http::json(
@@ -199,38 +155,9 @@ pub async fn delete_rule(db: &D1Database, id: &str) -> Result<Response, GatewayE
     )
 }
 
-#[derive(Serialize, Deserialize)]
-struct DeliveryRow {
-    id: String,
-    rule_id: String,
-    tenant_id: String,
-    webhook_url: String,
-    secret_name: String,
-    payload: String,
-    status: String,
-    attempts: u32,
-    next_attempt_at: Option<u64>,
-    last_status: Option<u16>,
-    last_error: Option<String>,
-    created_at: u64,
-    delivered_at: Option<u64>,
-}
-
-const DELIVERY_COLUMNS: &str =
-    "id, rule_id, tenant_id, webhook_url, secret_name, payload, status, \
-     attempts, next_attempt_at, last_status, last_error, created_at, delivered_at";
-
 /// `GET /admin/alerts/{id}/deliveries`: the rule's webhook deliveries, newest first.
 pub async fn list_deliveries(db: &D1Database, rule_id: &str) -> Result<Response, GatewayError> {
-    let rows: Vec<DeliveryRow> = db::all(
-        db,
-        &format!(
-            "SELECT {DELIVERY_COLUMNS} FROM alert_deliveries WHERE rule_id = ?1
-             ORDER BY created_at DESC, id DESC LIMIT 1000"
-        ),
-        &[rule_id.into()],
-    )
-    .await?;
+    let rows = store::alerts::list_deliveries(db, rule_id).await?;
     let data: Vec<_> = rows
         .iter()
         .map(|d| {
@@ -273,12 +200,7 @@ pub async fn check_all(env: &Env, db: &D1Database, now: u64) -> Result<u32, Gate
     let mut queued = 0;
     let mut after: Option<String> = None;
     loop {
-        let rows: Vec<Observed> = store::alerts::observe(db, None, after.as_deref(), now)?
-            .all()
-            .await
-            .map_err(db::d1_error)?
-            .results()
-            .map_err(db::d1_error)?;
+        let rows = store::alerts::observed_page(db, after.as_deref(), now).await?;
         let full_page = rows.len() >= store::alerts::CRON_BATCH as usize;
         after = rows.last().map(|r| r.id.clone());
         queued += act(env, db, rows, now).await?;
@@ -310,13 +232,7 @@ async fn act(
         match evaluate(kind, rule.threshold, rule.fired.as_deref(), &obs) {
             Decision::Keep => {}
             Decision::Rearm => {
-                db::run(
-                    db,
-                    "UPDATE alert_rules SET fired = NULL, updated_at = ?3
-                     WHERE id = ?1 AND fire_count = ?2 AND fired IS NOT NULL",
-                    &[rule.id.as_str().into(), rule.fire_count.into(), now.into()],
-                )
-                .await?;
+                store::alerts::rearm(db, &rule.id, rule.fire_count, now).await?;
             }
             Decision::Fire { episode } => {
                 if let Some(delivery) = fire(db, &rule, kind, &episode, &obs, now).await? {
@@ -355,59 +271,20 @@ async fn fire(
         obs,
         now,
     );
-    let results = db::batch(
+    store::alerts::record_fire(
         db,
-        vec![
-            db::statement(
-                db,
-                "UPDATE alert_rules SET fired = ?2, fire_count = ?3, updated_at = ?4
-                 WHERE id = ?1 AND fire_count = ?5 AND fired IS ?6",
-                &[
-                    rule.id.as_str().into(),
-                    episode.into(),
-                    count.into(),
-                    now.into(),
-                    rule.fire_count.into(),
-                    rule.fired.as_deref().into(),
-                ],
-            )?,
-            db::statement(
-                db,
-                "INSERT OR IGNORE INTO alert_deliveries (id, rule_id, tenant_id, webhook_url,
-                   secret_name, payload, status, attempts, next_attempt_at, created_at)
-                 SELECT ?1, id, tenant_id, webhook_url, secret_name, ?2, 'pending', 0, ?3, ?4
-                 FROM alert_rules WHERE id = ?5 AND fire_count = ?6 AND fired = ?7",
-                &[
-                    event_id.as_str().into(),
-                    body.as_str().into(),
-                    (now + ATTEMPT_LEASE_MS).into(),
-                    now.into(),
-                    rule.id.as_str().into(),
-                    count.into(),
-                    episode.into(),
-                ],
-            )?,
-            db::statement(
-                db,
-                &format!("SELECT {DELIVERY_COLUMNS} FROM alert_deliveries WHERE id = ?1"),
-                &[event_id.as_str().into()],
-            )?,
-        ],
+        &store::alerts::Fire {
+            rule_id: &rule.id,
+            fire_count: rule.fire_count,
+            fired: rule.fired.as_deref(),
+            episode,
+            event_id: &event_id,
+            payload: &body,
+            lease_until: now + ATTEMPT_LEASE_MS,
+        },
+        now,
     )
-    .await?;
-    let inserted = results
-        .get(1)
-        .and_then(|r| r.meta().ok().flatten())
-        .and_then(|m| m.changes)
-        .unwrap_or(0)
-        > 0;
-    if !inserted {
-        return Ok(None);
-    }
-    Ok(results
-        .get(2)
-        .and_then(|r| r.results::<DeliveryRow>().ok())
-        .and_then(|mut rows| rows.pop()))
+    .await
 }
 
 // ---- delivery -------------------------------------------------------------------------------
@@ -450,20 +327,17 @@ async fn attempt(
             }
         }
     };
-    db::run(
+    store::alerts::record_attempt(
         db,
-        "UPDATE alert_deliveries SET status = ?2, attempts = ?3, last_status = ?4,
-           last_error = ?5, next_attempt_at = ?6, delivered_at = ?7
-         WHERE id = ?1 AND status = 'pending'",
-        &[
-            d.id.as_str().into(),
-            status.into(),
-            i64::from(attempt_no).into(),
-            last_status.map(i64::from).map_or(Arg::Null, Arg::Int),
-            last_error.as_deref().into(),
-            next.into(),
-            delivered_at.into(),
-        ],
+        &store::alerts::Attempt {
+            id: &d.id,
+            status,
+            attempts: attempt_no,
+            last_status,
+            last_error: last_error.as_deref(),
+            next_attempt_at: next,
+            delivered_at,
+        },
     )
     .await?;
     if status != "delivered" {
@@ -528,30 +402,13 @@ async fn post_webhook(url: &str, headers: &[(&str, String)], payload: &str) -> R
 /// Retries the deliveries that are due (scheduled handler). Each is claimed with a lease first,
 /// so overlapping runs never send the same attempt twice. Returns how many were attempted.
 pub async fn retry_due(env: &Env, db: &D1Database, now: u64) -> Result<u32, GatewayError> {
-    let due: Vec<DeliveryRow> = db::all(
-        db,
-        &format!(
-            "SELECT {DELIVERY_COLUMNS} FROM alert_deliveries
-             WHERE status = 'pending' AND next_attempt_at <= ?1
-             ORDER BY next_attempt_at LIMIT {RETRY_BATCH}"
-        ),
-        &[now.into()],
-    )
-    .await?;
+    let due = store::alerts::due_deliveries(db, now, RETRY_BATCH).await?;
     let mut attempted = 0;
     for d in due {
-        let claimed: Option<serde_json::Value> = db::first(
-            db,
-            "UPDATE alert_deliveries SET next_attempt_at = ?3
-             WHERE id = ?1 AND status = 'pending' AND next_attempt_at = ?2 RETURNING id",
-            &[
-                d.id.as_str().into(),
-                d.next_attempt_at.into(),
-                (now + ATTEMPT_LEASE_MS).into(),
-            ],
-        )
-        .await?;
-        if claimed.is_some() {
+        let claimed =
+            store::alerts::lease_delivery(db, &d.id, d.next_attempt_at, now + ATTEMPT_LEASE_MS)
+                .await?;
+        if claimed {
             attempt(env, db, &d, now).await?;
             attempted += 1;
         }

@@ -32,13 +32,13 @@
 use crate::edge::store;
 use worker::{D1Database, Env};
 
-use super::reports::roll_up_closed_days;
 use crate::core::error::GatewayError;
 use crate::edge::platform::clock::now_ms;
 use crate::edge::platform::d1 as db;
 use crate::edge::store::ledger::UsageRow;
 use crate::edge::store::pending::{self, PENDING_CALL_PREFIX, PENDING_SETTLE_PREFIX};
 use crate::edge::store::plugins::{self as plugin_store, CallRow};
+use crate::edge::store::reports::roll_up_closed_days;
 
 /// Margin between the sweep cutoff and the last day rolled up, for clock skew between isolates.
 const ROLLUP_MARGIN_MS: u64 = 5 * 60_000;

@@ -15,6 +15,7 @@ pub mod ledger;
 pub mod models;
 pub mod pending;
 pub mod plugins;
+pub mod reports;
 pub mod routes;
 pub mod sessions;
 pub mod tenants;
