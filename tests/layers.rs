@@ -38,6 +38,18 @@ fn module_of(rel: &Path) -> Vec<String> {
 
 /// `source` without comments, string and char literals, and from the first `#[cfg(test)]` on.
 fn code_only(source: &str) -> String {
+    lex(source).0
+}
+
+/// The string literals of `source` (before the first `#[cfg(test)]`).
+fn string_literals(source: &str) -> Vec<String> {
+    lex(source).1
+}
+
+/// `source` (up to the first `#[cfg(test)]`) split into code without comments and literals, and
+/// the contents of its string literals.
+fn lex(source: &str) -> (String, Vec<String>) {
+    let mut strings = Vec::new();
     let source = match source.find("#[cfg(test)]") {
         Some(at) => &source[..at],
         None => source,
@@ -82,16 +94,21 @@ fn code_only(source: &str) -> String {
                 }
                 j += 1;
             }
+            let start = (i + 2 + hashes).min(j);
+            let end = j.saturating_sub(1 + hashes).max(start);
+            strings.push(chars[start..end].iter().collect());
             out.push_str("\"\"");
             i = j;
         } else if c == '"' {
             i += 1;
+            let start = i;
             while i < chars.len() && chars[i] != '"' {
                 if chars[i] == '\\' {
                     i += 1;
                 }
                 i += 1;
             }
+            strings.push(chars[start..i.min(chars.len())].iter().collect());
             i += 1;
             out.push_str("\"\"");
         } else if c == '\'' {
@@ -113,7 +130,7 @@ fn code_only(source: &str) -> String {
             i += 1;
         }
     }
-    out
+    (out, strings)
 }
 
 fn ident_before(chars: &[char], i: usize) -> bool {
@@ -359,6 +376,72 @@ fn core_never_uses_edge() {
     assert!(offenders.is_empty(), "core uses edge: {offenders:?}");
 }
 
+/// Whether a string literal is (part of) an SQL statement (keywords in capitals, as all of
+/// Tollgate's SQL is written).
+fn is_sql(literal: &str) -> bool {
+    let words: Vec<&str> = literal
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let has = |w: &str| words.contains(&w);
+    let pair = |a: &str, b: &str| words.windows(2).any(|p| p[0] == a && p[1] == b);
+    (has("SELECT") && has("FROM"))
+        || pair("INSERT", "INTO")
+        || pair("INSERT", "OR")
+        || pair("DELETE", "FROM")
+        || (has("UPDATE") && has("SET"))
+}
+
+/// Files of `src/edge` (relative, `/`-separated) with what they must not hold.
+fn offenders(
+    dir: &Path,
+    allowed: impl Fn(&str) -> bool,
+    bad: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let mut files = Vec::new();
+    rust_files(dir, &mut files);
+    files
+        .iter()
+        .filter_map(|f| {
+            let rel = f
+                .strip_prefix(dir)
+                .ok()?
+                .to_string_lossy()
+                .replace('\\', "/");
+            let source = std::fs::read_to_string(f).ok()?;
+            (!allowed(&rel) && bad(&source)).then_some(rel)
+        })
+        .collect()
+}
+
+#[test]
+fn sql_lives_only_in_the_store() {
+    let found = offenders(
+        &src().join("edge"),
+        |rel| rel.starts_with("store/"),
+        |source| string_literals(source).iter().any(|l| is_sql(l)),
+    );
+    assert!(found.is_empty(), "SQL outside src/edge/store: {found:?}");
+}
+
+#[test]
+fn bindings_and_settings_are_read_only_in_the_platform() {
+    let found = offenders(
+        &src().join("edge"),
+        |rel| rel.starts_with("platform/"),
+        |source| {
+            let code = code_only(source);
+            [".var(", ".secret(", ".kv(", ".d1("]
+                .iter()
+                .any(|call| code.contains(&format!("env{call}")))
+        },
+    );
+    assert!(
+        found.is_empty(),
+        "Env read outside src/edge/platform: {found:?}"
+    );
+}
+
 // ---- the checker itself, on made-up sources --------------------------------------------------
 
 fn unit(path: &str, code: &str) -> Unit {
@@ -435,4 +518,22 @@ fn the_checker_flags_unlayered_targets_and_circles() {
     // The edge root counts as outside the layers too.
     let found = violations(&[unit("platform/clock.rs", "use crate::edge::now_ms;")]);
     assert_eq!(found.len(), 1, "{found:?}");
+}
+
+#[test]
+fn the_sql_check_knows_statements_from_prose() {
+    let sources = [
+        "let q = \"SELECT id FROM tenants WHERE id = ?1\";",
+        "db::run(db, \"DELETE FROM models WHERE name = ?1\", &[]);",
+        "let s = r#\"INSERT OR IGNORE INTO usage (a) VALUES (1)\"#;",
+        "let u = \"UPDATE tenants SET name = ?2\";",
+    ];
+    for source in sources {
+        assert!(
+            string_literals(source).iter().any(|l| is_sql(l)),
+            "{source}"
+        );
+    }
+    let prose = "let m = \"Select a model from the list; update your key.\"; // SELECT x FROM y";
+    assert!(!string_literals(prose).iter().any(|l| is_sql(l)));
 }

@@ -1,6 +1,6 @@
 //! Who is calling: tenant API keys (digest checked, cached in KV) and the admin token.
 //!
-//! The isolate's cache (`edge::cache`, seconds) and KV (minutes) hold only what a key's digest
+//! The isolate's cache (`store::keys` on `platform::ttl_cache`, seconds) and KV (minutes) hold only what a key's digest
 //! check needs; revocation deletes the KV entry and clears the isolate's cache, and every billed
 //! request re-checks `revoked_at` inside its D1 reservation statement (routes that reserve
 //! nothing check D1 directly: `tenant::live_caller`), so a revoked key stops working at once even

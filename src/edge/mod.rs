@@ -101,7 +101,7 @@ async fn route(
             let write = *method != Method::Get && auth::authorize_admin(&req, env).is_ok();
             let answer = admin::route(req, env, method, rest).await;
             if write {
-                // Configuration may have changed: this isolate sees it at once (`cache`).
+                // Configuration may have changed: this isolate sees it at once (`platform::ttl_cache`).
                 ttl_cache::clear_all();
             }
             answer

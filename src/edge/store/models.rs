@@ -40,7 +40,7 @@ thread_local! {
     static MODELS: Ttl<ModelRow> = Ttl::new();
 }
 
-/// [`load_model`] through the isolate's cache (`edge::cache`): the row a chat request reads.
+/// [`load_model`] through the isolate's cache (`platform::ttl_cache`): the row a chat request reads.
 pub async fn cached_model(
     db: &D1Database,
     name: &str,
