@@ -1,17 +1,21 @@
 //! The operator's API under `/admin/*`, authorised by the `ADMIN_TOKEN` secret.
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{D1Database, Env, Method, Request, Response};
 
-use super::{auth, config, db, http, ledger, now_ms};
+use super::{auth, http, ledger};
 use crate::core::error::{ErrorKind, GatewayError};
-use crate::core::ids::prefixed_id;
 use crate::core::keys;
 use crate::core::outbound::{check_destination, check_secret_name, SecretUse};
 use crate::core::providers::ProviderKind;
 use crate::core::tokens::Encoding;
+use crate::edge::platform::clock::now_ms;
+use crate::edge::platform::d1 as db;
+use crate::edge::platform::env as config;
+use crate::edge::store;
+use crate::edge::store::keys::KeyRow;
 
 /// Admin bodies are small.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
@@ -161,60 +165,22 @@ struct NewTenant {
     credit: i64,
 }
 
-#[derive(Serialize, Deserialize)]
-struct TenantRow {
-    id: String,
-    name: String,
-    balance: i64,
-    reserved: i64,
-    created_at: u64,
-    disabled_at: Option<u64>,
-}
-
-const TENANT_SELECT: &str = "SELECT t.id, t.name, t.balance, t.created_at, t.disabled_at,
-    (SELECT COALESCE(SUM(r.amount), 0) FROM reservations r WHERE r.tenant_id = t.id) AS reserved
-    FROM tenants t";
-
 async fn create_tenant(db: &D1Database, new: NewTenant) -> Result<Response, GatewayError> {
     check_name("name", &new.name)?;
     let credit = to_i64("credit", new.credit, 0)?;
-    let now = now_ms();
-    let id = prefixed_id("ten", now);
-    let mut statements = vec![db::statement(
-        db,
-        "INSERT INTO tenants (id, name, balance, created_at) VALUES (?1, ?2, 0, ?3)",
-        &[id.as_str().into(), new.name.trim().into(), now.into()],
-    )?];
-    if credit > 0 {
-        statements.push(db::statement(
-            db,
-            "INSERT INTO credit_ledger (id, tenant_id, amount, reason, created_at)
-             VALUES (?1, ?2, ?3, 'initial credit', ?4)",
-            &[
-                prefixed_id("cred", now).as_str().into(),
-                id.as_str().into(),
-                credit.into(),
-                now.into(),
-            ],
-        )?);
-    }
-    db::batch(db, statements).await?;
+    let id = store::tenants::create(db, new.name.trim(), credit, now_ms()).await?;
     tenant_response(db, &id, 201).await
 }
 
 async fn tenant_response(db: &D1Database, id: &str, status: u16) -> Result<Response, GatewayError> {
-    let row: Option<TenantRow> = db::first(
-        db,
-        &format!("{TENANT_SELECT} WHERE t.id = ?1"),
-        &[id.into()],
-    )
-    .await?;
-    let row = row.ok_or_else(|| not_found("tenant", id))?;
+    let row = store::tenants::get(db, id)
+        .await?
+        .ok_or_else(|| not_found("tenant", id))?;
     http::json(status, &row)
 }
 
 async fn list_tenants(db: &D1Database) -> Result<Response, GatewayError> {
-    let rows: Vec<TenantRow> = db::all(db, &format!("{TENANT_SELECT} ORDER BY t.id"), &[]).await?;
+    let rows = store::tenants::list(db).await?;
     http::json(200, &json!({"object": "list", "data": rows}))
 }
 
@@ -237,42 +203,21 @@ async fn update_tenant(
 ) -> Result<Response, GatewayError> {
     if let Some(name) = &patch.name {
         check_name("name", name)?;
-        db::run(
-            db,
-            "UPDATE tenants SET name = ?2 WHERE id = ?1",
-            &[id.into(), name.trim().into()],
-        )
-        .await?;
+        store::tenants::rename(db, id, name.trim()).await?;
     }
     if let Some(disabled) = patch.disabled {
-        let sql = if disabled {
-            "UPDATE tenants SET disabled_at = COALESCE(disabled_at, ?2) WHERE id = ?1"
-        } else {
-            "UPDATE tenants SET disabled_at = NULL WHERE id = ?1 AND ?2 IS NOT NULL"
-        };
-        db::run(db, sql, &[id.into(), now_ms().into()]).await?;
+        store::tenants::set_disabled(db, id, disabled, now_ms()).await?;
         // Every copy of the tenant's keys goes (KV; this isolate's caches are cleared after
         // any admin write), behind a marker that stops a concurrent load from writing a
         // stale copy back; re-enabling removes the markers.
-        let keys: Vec<KeyId> = db::all(
-            db,
-            "SELECT id FROM api_keys WHERE tenant_id = ?1",
-            &[id.into()],
-        )
-        .await?;
-        let ids: Vec<String> = keys.into_iter().map(|k| k.id).collect();
+        let ids = store::tenants::key_ids(db, id).await?;
         if disabled {
-            auth::forget_keys(env, &ids).await;
+            store::keys::forget_keys(env, &ids).await;
         } else {
-            auth::revive_keys(env, &ids).await;
+            store::keys::revive_keys(env, &ids).await;
         }
     }
     tenant_response(db, id, 200).await
-}
-
-#[derive(Deserialize)]
-struct KeyId {
-    id: String,
 }
 
 #[derive(Deserialize)]
@@ -290,33 +235,17 @@ async fn add_credit(db: &D1Database, id: &str, credit: Credit) -> Result<Respons
         ));
     }
     let amount = to_i64("amount", credit.amount.abs(), 1)? * credit.amount.signum();
-    let now = now_ms();
-    // One statement: the ledger row exists only if the balance stays within 0..=2^53-1 (exact
-    // in D1's numbers), and its trigger moves the balance (paying debt first, schema/0007).
-    let changed = db::run(
-        db,
-        "INSERT INTO credit_ledger (id, tenant_id, amount, reason, created_at)
-         SELECT ?1, id, ?3, ?4, ?5 FROM tenants WHERE id = ?2 AND balance + ?3 >= 0
-           AND balance + ?3 <= 9007199254740991",
-        &[
-            prefixed_id("cred", now).as_str().into(),
-            id.into(),
-            amount.into(),
-            credit.reason.as_deref().into(),
-            now.into(),
-        ],
-    )
-    .await?;
-    if changed == 0 {
-        let exists: Option<Value> =
-            db::first(db, "SELECT id FROM tenants WHERE id = ?1", &[id.into()]).await?;
+    let written =
+        store::tenants::add_credit(db, id, amount, credit.reason.as_deref(), now_ms()).await?;
+    if !written {
+        let exists = store::tenants::exists(db, id).await?;
         return Err(match exists {
-            None => not_found("tenant", id),
-            Some(_) if amount < 0 => GatewayError::new(
+            false => not_found("tenant", id),
+            true if amount < 0 => GatewayError::new(
                 ErrorKind::Conflict,
                 "The debit is larger than the tenant's available balance.",
             ),
-            Some(_) => GatewayError::new(
+            true => GatewayError::new(
                 ErrorKind::Conflict,
                 "The credit would take the balance above 9007199254740991 micro-units.",
             ),
@@ -326,13 +255,7 @@ async fn add_credit(db: &D1Database, id: &str, credit: Credit) -> Result<Respons
 }
 
 async fn ledger(db: &D1Database, id: &str) -> Result<Response, GatewayError> {
-    let rows: Vec<Value> = db::all(
-        db,
-        "SELECT id, tenant_id, amount, reason, created_at FROM credit_ledger
-         WHERE tenant_id = ?1 ORDER BY id DESC LIMIT 1000",
-        &[id.into()],
-    )
-    .await?;
+    let rows = store::tenants::ledger(db, id).await?;
     http::json(200, &json!({"object": "list", "data": rows}))
 }
 
@@ -343,16 +266,6 @@ async fn ledger(db: &D1Database, id: &str) -> Result<Response, GatewayError> {
 struct NewKey {
     name: String,
     models: Option<Vec<String>>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct KeyRow {
-    id: String,
-    tenant_id: String,
-    name: String,
-    models: Option<String>,
-    created_at: u64,
-    revoked_at: Option<u64>,
 }
 
 fn key_json(row: &KeyRow) -> Value {
@@ -385,25 +298,23 @@ async fn create_key(
         .models
         .as_ref()
         .map(|m| serde_json::to_string(m).unwrap_or_else(|_| "[]".into()));
-    let changed = db::run(
+    let created = store::keys::insert(
         db,
-        "INSERT INTO api_keys (id, tenant_id, name, digest, models, created_at)
-         SELECT ?1, id, ?3, ?4, ?5, ?6 FROM tenants WHERE id = ?2",
-        &[
-            generated.key_id.as_str().into(),
-            tenant_id.into(),
-            new.name.trim().into(),
-            digest.as_str().into(),
-            models_json.as_deref().into(),
-            now.into(),
-        ],
+        &store::keys::NewKey {
+            id: &generated.key_id,
+            tenant_id,
+            name: new.name.trim(),
+            digest: &digest,
+            models: models_json.as_deref(),
+            created_at: now,
+        },
     )
     .await?;
-    if changed == 0 {
+    if !created {
         return Err(not_found("tenant", tenant_id));
     }
     // A marker left by a flood of random ids must not hide the new key.
-    auth::revive_keys(env, std::slice::from_ref(&generated.key_id)).await;
+    store::keys::revive_keys(env, std::slice::from_ref(&generated.key_id)).await;
     http::json(
         201,
         &json!({"id": generated.key_id, "object": "api_key", "key": generated.key,
@@ -413,31 +324,15 @@ async fn create_key(
 }
 
 async fn list_keys(db: &D1Database, tenant_id: &str) -> Result<Response, GatewayError> {
-    let rows: Vec<KeyRow> = db::all(
-        db,
-        "SELECT id, tenant_id, name, models, created_at, revoked_at FROM api_keys
-         WHERE tenant_id = ?1 ORDER BY id",
-        &[tenant_id.into()],
-    )
-    .await?;
+    let rows = store::keys::list(db, tenant_id).await?;
     let data: Vec<Value> = rows.iter().map(key_json).collect();
     http::json(200, &json!({"object": "list", "data": data}))
 }
 
 async fn revoke_key(db: &D1Database, env: &Env, id: &str) -> Result<Response, GatewayError> {
-    db::run(
-        db,
-        "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-        &[id.into(), now_ms().into()],
-    )
-    .await?;
-    auth::forget_keys(env, &[id.to_string()]).await;
-    let row: Option<KeyRow> = db::first(
-        db,
-        "SELECT id, tenant_id, name, models, created_at, revoked_at FROM api_keys WHERE id = ?1",
-        &[id.into()],
-    )
-    .await?;
+    store::keys::revoke(db, id, now_ms()).await?;
+    store::keys::forget_keys(env, &[id.to_string()]).await;
+    let row = store::keys::get(db, id).await?;
     let row = row.ok_or_else(|| not_found("API key", id))?;
     http::json(200, &key_json(&row))
 }
@@ -489,31 +384,31 @@ async fn put_provider(
         ));
     }
     if kind != ProviderKind::Echo {
-        check_destination(&base_url, config::allow_private_upstreams(env))
+        check_destination(&base_url, config::settings(env).allow_private_upstreams)
             .map_err(|why| GatewayError::invalid_param("base_url", format!("`base_url` {why}.")))?;
     }
     if let Some(secret) = &p.api_key_secret {
-        let allowlist = config::var(env, SecretUse::Provider.allowlist_var());
-        check_secret_name(secret, SecretUse::Provider, allowlist.as_deref()).map_err(|why| {
+        let settings = config::settings(env);
+        check_secret_name(
+            secret,
+            SecretUse::Provider,
+            settings.secret_allowlist(SecretUse::Provider),
+        )
+        .map_err(|why| {
             GatewayError::invalid_param("api_key_secret", format!("`api_key_secret` {why}."))
         })?;
     }
     let config = p.config.as_ref().map(Value::to_string);
-    db::run(
+    store::models::put_provider(
         db,
-        "INSERT INTO providers (name, kind, base_url, api_key_secret, config, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, base_url = excluded.base_url,
-           api_key_secret = excluded.api_key_secret, config = excluded.config,
-           updated_at = excluded.updated_at",
-        &[
-            name.into(),
-            kind.as_str().into(),
-            base_url.as_str().into(),
-            p.api_key_secret.as_deref().into(),
-            config.as_deref().into(),
-            now_ms().into(),
-        ],
+        &store::models::ProviderRow {
+            name,
+            kind: kind.as_str(),
+            base_url: &base_url,
+            api_key_secret: p.api_key_secret.as_deref(),
+            config: config.as_deref(),
+        },
+        now_ms(),
     )
     .await?;
     http::json(
@@ -524,14 +419,8 @@ async fn put_provider(
 }
 
 async fn list_providers(db: &D1Database) -> Result<Response, GatewayError> {
-    let rows: Vec<Value> = db::all(
-        db,
-        "SELECT name, kind, base_url, api_key_secret, config, updated_at
-         FROM providers ORDER BY name",
-        &[],
-    )
-    .await?;
-    let rows: Vec<Value> = rows
+    let rows: Vec<Value> = store::models::list_providers(db)
+        .await?
         .into_iter()
         .map(|mut row| {
             let config = row["config"]
@@ -546,13 +435,7 @@ async fn list_providers(db: &D1Database) -> Result<Response, GatewayError> {
 }
 
 async fn delete_provider(db: &D1Database, name: &str) -> Result<Response, GatewayError> {
-    let in_use: Option<Value> = db::first(
-        db,
-        "SELECT name FROM models WHERE provider = ?1 LIMIT 1",
-        &[name.into()],
-    )
-    .await?;
-    if let Some(model) = in_use {
+    if let Some(model) = store::models::a_model_of_provider(db, name).await? {
         return Err(GatewayError::new(
             ErrorKind::Conflict,
             format!(
@@ -560,7 +443,7 @@ async fn delete_provider(db: &D1Database, name: &str) -> Result<Response, Gatewa
             ),
         ));
     }
-    if db::run(db, "DELETE FROM providers WHERE name = ?1", &[name.into()]).await? == 0 {
+    if !store::models::delete_provider(db, name).await? {
         return Err(not_found("provider", name));
     }
     http::json(200, &json!({"name": name, "deleted": true}))
@@ -605,13 +488,7 @@ async fn put_model(db: &D1Database, name: &str, m: ModelBody) -> Result<Response
     }
     let upstream_model = m.upstream_model.clone().unwrap_or_else(|| name.to_string());
     check_name("upstream_model", &upstream_model)?;
-    let provider: Option<Value> = db::first(
-        db,
-        "SELECT name FROM providers WHERE name = ?1",
-        &[m.provider.as_str().into()],
-    )
-    .await?;
-    if provider.is_none() {
+    if !store::models::provider_exists(db, &m.provider).await? {
         return Err(GatewayError::invalid_param(
             "provider",
             format!(
@@ -621,31 +498,24 @@ async fn put_model(db: &D1Database, name: &str, m: ModelBody) -> Result<Response
         ));
     }
     let now = now_ms();
-    db::run(
+    store::models::put_model(
         db,
-        "INSERT INTO models (name, provider, upstream_model, input_price, output_price,
-           max_output_tokens, encoding, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
-         ON CONFLICT (name) DO UPDATE SET provider = excluded.provider,
-           upstream_model = excluded.upstream_model, input_price = excluded.input_price,
-           output_price = excluded.output_price, max_output_tokens = excluded.max_output_tokens,
-           encoding = excluded.encoding, updated_at = excluded.updated_at",
-        &[
-            name.into(),
-            m.provider.as_str().into(),
-            upstream_model.as_str().into(),
-            input.into(),
-            output.into(),
-            max_out.into(),
-            m.encoding.as_deref().into(),
-            now.into(),
-        ],
+        &store::models::NewModel {
+            name,
+            provider: &m.provider,
+            upstream_model: &upstream_model,
+            input_price: input,
+            output_price: output,
+            max_output_tokens: max_out,
+            encoding: m.encoding.as_deref(),
+        },
+        now,
     )
     .await?;
-    let price_version = ledger::record_price_version(
+    let price_version = store::billing::record_price_version(
         db,
         name,
-        ledger::PriceSet {
+        store::billing::PriceSet {
             input: input.unsigned_abs(),
             cached_input: cached_input.map(i64::unsigned_abs),
             output: output.unsigned_abs(),
@@ -665,18 +535,12 @@ async fn put_model(db: &D1Database, name: &str, m: ModelBody) -> Result<Response
 }
 
 async fn list_models(db: &D1Database) -> Result<Response, GatewayError> {
-    let rows: Vec<Value> = db::all(
-        db,
-        "SELECT name, provider, upstream_model, input_price, output_price, max_output_tokens,
-           encoding, created_at, updated_at FROM models ORDER BY name",
-        &[],
-    )
-    .await?;
+    let rows = store::models::list_models(db).await?;
     http::json(200, &json!({"object": "list", "data": rows}))
 }
 
 async fn delete_model(db: &D1Database, name: &str) -> Result<Response, GatewayError> {
-    if db::run(db, "DELETE FROM models WHERE name = ?1", &[name.into()]).await? == 0 {
+    if !store::models::delete_model(db, name).await? {
         return Err(not_found("model", name));
     }
     http::json(200, &json!({"name": name, "deleted": true}))
@@ -692,13 +556,7 @@ struct CronRun {
 }
 
 async fn get_request(db: &D1Database, id: &str) -> Result<Response, GatewayError> {
-    let row: Option<Value> = db::first(
-        db,
-        "SELECT * FROM usage WHERE request_id = ?1",
-        &[id.into()],
-    )
-    .await?;
-    match row {
+    match store::ledger::usage_row(db, id).await? {
         Some(r) => http::json(200, &r),
         None => Err(not_found("request", id)),
     }

@@ -7,7 +7,7 @@
 //! Concurrent checks that see the same crossing therefore write one delivery, and only the check
 //! whose insert took effect sends it at once; the scheduled handler retries what failed.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 use std::time::Duration;
 
@@ -17,8 +17,7 @@ use worker::{
     RequestRedirect, Response,
 };
 
-use super::db::{self, Arg};
-use super::{config, http, now_ms};
+use super::http;
 use crate::core::alerts::{
     self, check_secret_name, check_threshold, check_webhook_url, evaluate, retry_delay_ms,
     AlertKind, Decision, Observation, RuleInfo, SIGNATURE_HEADER,
@@ -26,13 +25,16 @@ use crate::core::alerts::{
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::ids::prefixed_id;
 use crate::core::outbound::SecretUse;
+use crate::edge::platform::clock::now_ms;
+use crate::edge::platform::env as config;
+use crate::edge::store;
+use crate::edge::store::alerts::{DeliveryRow, Observed, RuleRow};
 
 /// How long a delivery being attempted is hidden from other senders (a lease), in ms.
 const ATTEMPT_LEASE_MS: u64 = 120_000;
 /// Until the webhook's response headers, in ms.
 const WEBHOOK_TIMEOUT_MS: u64 = 10_000;
-/// Rules checked, and due deliveries retried, per scheduled run.
-const CRON_BATCH: u32 = 500;
+/// Due deliveries retried per scheduled run.
 const RETRY_BATCH: u32 = 50;
 
 // ---- admin routes ---------------------------------------------------------------------------
@@ -48,23 +50,6 @@ pub struct NewRule {
     signing_secret: String,
 }
 
-#[derive(Serialize, Deserialize)]
-struct RuleRow {
-    id: String,
-    tenant_id: String,
-    kind: String,
-    threshold: u64,
-    webhook_url: String,
-    secret_name: String,
-    fired: Option<String>,
-    fire_count: u64,
-    created_at: u64,
-    updated_at: u64,
-}
-
-const RULE_COLUMNS: &str = "id, tenant_id, kind, threshold, webhook_url, secret_name, fired, \
-                            fire_count, created_at, updated_at";
-
 fn rule_json(r: &RuleRow) -> serde_json::Value {
     json!({"id": r.id, "object": "alert_rule", "tenant_id": r.tenant_id, "kind": r.kind,
            "threshold": r.threshold, "webhook_url": r.webhook_url,
@@ -78,13 +63,9 @@ fn not_found(id: &str) -> GatewayError {
 }
 
 async fn load_rule(db: &D1Database, id: &str) -> Result<RuleRow, GatewayError> {
-    let row: Option<RuleRow> = db::first(
-        db,
-        &format!("SELECT {RULE_COLUMNS} FROM alert_rules WHERE id = ?1"),
-        &[id.into()],
-    )
-    .await?;
-    row.ok_or_else(|| not_found(id))
+    store::alerts::get_rule(db, id)
+        .await?
+        .ok_or_else(|| not_found(id))
 }
 
 /// `POST /admin/tenants/{id}/alerts`.
@@ -105,10 +86,13 @@ pub async fn create_rule(
         )
     })?;
     let threshold = check_threshold(new.threshold)?;
-    check_webhook_url(&new.webhook_url, config::allow_private_upstreams(env))?;
+    check_webhook_url(
+        &new.webhook_url,
+        config::settings(env).allow_private_upstreams,
+    )?;
     check_secret_name(
         &new.signing_secret,
-        config::var(env, SecretUse::Webhook.allowlist_var()).as_deref(),
+        config::settings(env).secret_allowlist(SecretUse::Webhook),
     )?;
     if config::secret(env, &new.signing_secret).is_none() {
         return Err(GatewayError::invalid_param(
@@ -121,23 +105,23 @@ pub async fn create_rule(
     }
     let now = now_ms();
     let id = prefixed_id("alr", now);
-    let changed = db::run(
+    let created = store::alerts::insert_rule(
         db,
-        "INSERT INTO alert_rules (id, tenant_id, kind, threshold, webhook_url, secret_name,
-           fired, fire_count, created_at, updated_at)
-         SELECT ?1, id, ?3, ?4, ?5, ?6, NULL, 0, ?7, ?7 FROM tenants WHERE id = ?2",
-        &[
-            id.as_str().into(),
-            tenant_id.into(),
-            kind.as_str().into(),
-            threshold.into(),
-            new.webhook_url.as_str().into(),
-            new.signing_secret.as_str().into(),
-            now.into(),
-        ],
+        &RuleRow {
+            id: id.clone(),
+            tenant_id: tenant_id.to_string(),
+            kind: kind.as_str().to_string(),
+            threshold,
+            webhook_url: new.webhook_url.clone(),
+            secret_name: new.signing_secret.clone(),
+            fired: None,
+            fire_count: 0,
+            created_at: now,
+            updated_at: now,
+        },
     )
     .await?;
-    if changed == 0 {
+    if !created {
         return Err(GatewayError::new(
             ErrorKind::NotFound,
             format!("No tenant `{tenant_id}`."),
@@ -148,12 +132,7 @@ pub async fn create_rule(
 
 /// `GET /admin/tenants/{id}/alerts`.
 pub async fn list_rules(db: &D1Database, tenant_id: &str) -> Result<Response, GatewayError> {
-    let rows: Vec<RuleRow> = db::all(
-        db,
-        &format!("SELECT {RULE_COLUMNS} FROM alert_rules WHERE tenant_id = ?1 ORDER BY id"),
-        &[tenant_id.into()],
-    )
-    .await?;
+    let rows = store::alerts::list_rules(db, tenant_id).await?;
     let data: Vec<_> = rows.iter().map(rule_json).collect();
     http::json(200, &json!({"object": "list", "data": data}))
 }
@@ -166,25 +145,8 @@ pub async fn get_rule(db: &D1Database, id: &str) -> Result<Response, GatewayErro
 /// `DELETE /admin/alerts/{id}`: deletes the rule; its pending deliveries are cancelled, the
 /// delivery history is kept.
 pub async fn delete_rule(db: &D1Database, id: &str) -> Result<Response, GatewayError> {
-    let results = db::batch(
-        db,
-        vec![
-            db::statement(db, "DELETE FROM alert_rules WHERE id = ?1", &[id.into()])?,
-            db::statement(
-                db,
-                "UPDATE alert_deliveries SET status = 'cancelled', next_attempt_at = NULL
-                 WHERE rule_id = ?1 AND status = 'pending'",
-                &[id.into()],
-            )?,
-        ],
-    )
-    .await?;
-    let deleted = results
-        .first()
-        .and_then(|r| r.meta().ok().flatten())
-        .and_then(|m| m.changes)
-        .unwrap_or(0);
-    if deleted == 0 {
+    let deleted = store::alerts::delete_rule(db, id).await?;
+    if !deleted {
         return Err(not_found(id));
     }
     http::json(
@@ -193,38 +155,9 @@ pub async fn delete_rule(db: &D1Database, id: &str) -> Result<Response, GatewayE
     )
 }
 
-#[derive(Serialize, Deserialize)]
-struct DeliveryRow {
-    id: String,
-    rule_id: String,
-    tenant_id: String,
-    webhook_url: String,
-    secret_name: String,
-    payload: String,
-    status: String,
-    attempts: u32,
-    next_attempt_at: Option<u64>,
-    last_status: Option<u16>,
-    last_error: Option<String>,
-    created_at: u64,
-    delivered_at: Option<u64>,
-}
-
-const DELIVERY_COLUMNS: &str =
-    "id, rule_id, tenant_id, webhook_url, secret_name, payload, status, \
-     attempts, next_attempt_at, last_status, last_error, created_at, delivered_at";
-
 /// `GET /admin/alerts/{id}/deliveries`: the rule's webhook deliveries, newest first.
 pub async fn list_deliveries(db: &D1Database, rule_id: &str) -> Result<Response, GatewayError> {
-    let rows: Vec<DeliveryRow> = db::all(
-        db,
-        &format!(
-            "SELECT {DELIVERY_COLUMNS} FROM alert_deliveries WHERE rule_id = ?1
-             ORDER BY created_at DESC, id DESC LIMIT 1000"
-        ),
-        &[rule_id.into()],
-    )
-    .await?;
+    let rows = store::alerts::list_deliveries(db, rule_id).await?;
     let data: Vec<_> = rows
         .iter()
         .map(|d| {
@@ -241,22 +174,8 @@ pub async fn list_deliveries(db: &D1Database, rule_id: &str) -> Result<Response,
 
 // ---- crossing checks ------------------------------------------------------------------------
 
-/// A rule with its tenant's current figures.
-#[derive(Deserialize)]
-pub struct Observed {
-    id: String,
-    tenant_id: String,
-    kind: String,
-    threshold: u64,
-    fired: Option<String>,
-    fire_count: u64,
-    balance: u64,
-    month_tokens: u64,
-    month_cost: u64,
-}
-
 /// The check that runs after a request is settled (from `ctx.wait_until`), on the rules its
-/// settlement batch read with [`observe_statement`]: nothing more to do when the tenant has no
+/// settlement batch read with [`store::alerts::observe_statement`]: nothing more to do when the tenant has no
 /// rules. Failures are logged, never raised: billing is already done.
 pub async fn after_settlement(
     env: &Env,
@@ -275,74 +194,20 @@ pub async fn after_settlement(
 
 /// Checks every rule (the scheduled handler: month roll-overs, top-ups and debits that no
 /// request settled). Returns the number of webhooks it queued.
-/// Pages through every rule by id ([`CRON_BATCH`] at a time, keyset: the next page starts after
+/// Pages through every rule by id ([`store::alerts::CRON_BATCH`] at a time, keyset: the next page starts after
 /// the last id seen), so no rule is left out however many there are.
 pub async fn check_all(env: &Env, db: &D1Database, now: u64) -> Result<u32, GatewayError> {
     let mut queued = 0;
     let mut after: Option<String> = None;
     loop {
-        let rows: Vec<Observed> = observe(db, None, after.as_deref(), now)?
-            .all()
-            .await
-            .map_err(db::d1_error)?
-            .results()
-            .map_err(db::d1_error)?;
-        let full_page = rows.len() >= CRON_BATCH as usize;
+        let rows = store::alerts::observed_page(db, after.as_deref(), now).await?;
+        let full_page = rows.len() >= store::alerts::CRON_BATCH as usize;
         after = rows.last().map(|r| r.id.clone());
         queued += act(env, db, rows, now).await?;
         if !full_page || after.is_none() {
             return Ok(queued);
         }
     }
-}
-
-/// The query of one tenant's rules with their current figures, to run in a settlement batch.
-pub fn observe_statement(
-    db: &D1Database,
-    tenant_id: &str,
-    now: u64,
-) -> Result<worker::D1PreparedStatement, GatewayError> {
-    observe(db, Some(tenant_id), None, now)
-}
-
-/// The rules (of `tenant_id`, or every tenant's) with their tenants' figures at `now`, in id
-/// order, from the first id after `after`: one page of [`CRON_BATCH`].
-fn observe(
-    db: &D1Database,
-    tenant_id: Option<&str>,
-    after: Option<&str>,
-    now: u64,
-) -> Result<worker::D1PreparedStatement, GatewayError> {
-    let month = Observation::month_of(now);
-    let mut args: Vec<Arg<'_>> = vec![month.as_str().into()];
-    let mut conds = Vec::new();
-    if let Some(t) = tenant_id {
-        args.push(t.into());
-        conds.push(format!("r.tenant_id = ?{}", args.len()));
-    }
-    if let Some(a) = after {
-        args.push(a.into());
-        conds.push(format!("r.id > ?{}", args.len()));
-    }
-    let filter = if conds.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conds.join(" AND "))
-    };
-    db::statement(
-        db,
-        &format!(
-            "SELECT r.id, r.tenant_id, r.kind, r.threshold, r.fired, r.fire_count,
-               t.balance + (SELECT COALESCE(SUM(v.amount), 0) FROM reservations v
-                            WHERE v.tenant_id = r.tenant_id) AS balance,
-               COALESCE(m.prompt_tokens + m.completion_tokens, 0) AS month_tokens,
-               COALESCE(m.cost, 0) AS month_cost
-             FROM alert_rules r JOIN tenants t ON t.id = r.tenant_id
-             LEFT JOIN usage_monthly m ON m.tenant_id = r.tenant_id AND m.month = ?1
-             {filter} ORDER BY r.id LIMIT {CRON_BATCH}"
-        ),
-        &args,
-    )
 }
 
 /// Fires or re-arms each observed rule as its figures say. Returns the webhooks queued.
@@ -367,13 +232,7 @@ async fn act(
         match evaluate(kind, rule.threshold, rule.fired.as_deref(), &obs) {
             Decision::Keep => {}
             Decision::Rearm => {
-                db::run(
-                    db,
-                    "UPDATE alert_rules SET fired = NULL, updated_at = ?3
-                     WHERE id = ?1 AND fire_count = ?2 AND fired IS NOT NULL",
-                    &[rule.id.as_str().into(), rule.fire_count.into(), now.into()],
-                )
-                .await?;
+                store::alerts::rearm(db, &rule.id, rule.fire_count, now).await?;
             }
             Decision::Fire { episode } => {
                 if let Some(delivery) = fire(db, &rule, kind, &episode, &obs, now).await? {
@@ -412,59 +271,20 @@ async fn fire(
         obs,
         now,
     );
-    let results = db::batch(
+    store::alerts::record_fire(
         db,
-        vec![
-            db::statement(
-                db,
-                "UPDATE alert_rules SET fired = ?2, fire_count = ?3, updated_at = ?4
-                 WHERE id = ?1 AND fire_count = ?5 AND fired IS ?6",
-                &[
-                    rule.id.as_str().into(),
-                    episode.into(),
-                    count.into(),
-                    now.into(),
-                    rule.fire_count.into(),
-                    rule.fired.as_deref().into(),
-                ],
-            )?,
-            db::statement(
-                db,
-                "INSERT OR IGNORE INTO alert_deliveries (id, rule_id, tenant_id, webhook_url,
-                   secret_name, payload, status, attempts, next_attempt_at, created_at)
-                 SELECT ?1, id, tenant_id, webhook_url, secret_name, ?2, 'pending', 0, ?3, ?4
-                 FROM alert_rules WHERE id = ?5 AND fire_count = ?6 AND fired = ?7",
-                &[
-                    event_id.as_str().into(),
-                    body.as_str().into(),
-                    (now + ATTEMPT_LEASE_MS).into(),
-                    now.into(),
-                    rule.id.as_str().into(),
-                    count.into(),
-                    episode.into(),
-                ],
-            )?,
-            db::statement(
-                db,
-                &format!("SELECT {DELIVERY_COLUMNS} FROM alert_deliveries WHERE id = ?1"),
-                &[event_id.as_str().into()],
-            )?,
-        ],
+        &store::alerts::Fire {
+            rule_id: &rule.id,
+            fire_count: rule.fire_count,
+            fired: rule.fired.as_deref(),
+            episode,
+            event_id: &event_id,
+            payload: &body,
+            lease_until: now + ATTEMPT_LEASE_MS,
+        },
+        now,
     )
-    .await?;
-    let inserted = results
-        .get(1)
-        .and_then(|r| r.meta().ok().flatten())
-        .and_then(|m| m.changes)
-        .unwrap_or(0)
-        > 0;
-    if !inserted {
-        return Ok(None);
-    }
-    Ok(results
-        .get(2)
-        .and_then(|r| r.results::<DeliveryRow>().ok())
-        .and_then(|mut rows| rows.pop()))
+    .await
 }
 
 // ---- delivery -------------------------------------------------------------------------------
@@ -507,20 +327,17 @@ async fn attempt(
             }
         }
     };
-    db::run(
+    store::alerts::record_attempt(
         db,
-        "UPDATE alert_deliveries SET status = ?2, attempts = ?3, last_status = ?4,
-           last_error = ?5, next_attempt_at = ?6, delivered_at = ?7
-         WHERE id = ?1 AND status = 'pending'",
-        &[
-            d.id.as_str().into(),
-            status.into(),
-            i64::from(attempt_no).into(),
-            last_status.map(i64::from).map_or(Arg::Null, Arg::Int),
-            last_error.as_deref().into(),
-            next.into(),
-            delivered_at.into(),
-        ],
+        &store::alerts::Attempt {
+            id: &d.id,
+            status,
+            attempts: attempt_no,
+            last_status,
+            last_error: last_error.as_deref(),
+            next_attempt_at: next,
+            delivered_at,
+        },
     )
     .await?;
     if status != "delivered" {
@@ -536,8 +353,11 @@ async fn attempt(
 /// The signing secret of a delivery, if its URL and secret name are still allowed (the rules
 /// may have been written before `core::outbound` existed, or the dev setting turned off).
 fn deliverable(env: &Env, d: &DeliveryRow) -> Result<String, String> {
-    alerts::check_webhook_url(&d.webhook_url, config::allow_private_upstreams(env))
-        .map_err(|e| e.message)?;
+    alerts::check_webhook_url(
+        &d.webhook_url,
+        config::settings(env).allow_private_upstreams,
+    )
+    .map_err(|e| e.message)?;
     match config::named_secret(env, &d.secret_name, SecretUse::Webhook) {
         Ok(Some(secret)) => Ok(secret),
         Ok(None) => Err(format!("the signing secret `{}` is not set", d.secret_name)),
@@ -582,30 +402,13 @@ async fn post_webhook(url: &str, headers: &[(&str, String)], payload: &str) -> R
 /// Retries the deliveries that are due (scheduled handler). Each is claimed with a lease first,
 /// so overlapping runs never send the same attempt twice. Returns how many were attempted.
 pub async fn retry_due(env: &Env, db: &D1Database, now: u64) -> Result<u32, GatewayError> {
-    let due: Vec<DeliveryRow> = db::all(
-        db,
-        &format!(
-            "SELECT {DELIVERY_COLUMNS} FROM alert_deliveries
-             WHERE status = 'pending' AND next_attempt_at <= ?1
-             ORDER BY next_attempt_at LIMIT {RETRY_BATCH}"
-        ),
-        &[now.into()],
-    )
-    .await?;
+    let due = store::alerts::due_deliveries(db, now, RETRY_BATCH).await?;
     let mut attempted = 0;
     for d in due {
-        let claimed: Option<serde_json::Value> = db::first(
-            db,
-            "UPDATE alert_deliveries SET next_attempt_at = ?3
-             WHERE id = ?1 AND status = 'pending' AND next_attempt_at = ?2 RETURNING id",
-            &[
-                d.id.as_str().into(),
-                d.next_attempt_at.into(),
-                (now + ATTEMPT_LEASE_MS).into(),
-            ],
-        )
-        .await?;
-        if claimed.is_some() {
+        let claimed =
+            store::alerts::lease_delivery(db, &d.id, d.next_attempt_at, now + ATTEMPT_LEASE_MS)
+                .await?;
+        if claimed {
             attempt(env, db, &d, now).await?;
             attempted += 1;
         }

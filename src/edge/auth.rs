@@ -1,17 +1,18 @@
 //! Who is calling: tenant API keys (digest checked, cached in KV) and the admin token.
 //!
-//! The isolate's cache (`edge::cache`, seconds) and KV (minutes) hold only what a key's digest
+//! The isolate's cache (`store::keys` on `platform::ttl_cache`, seconds) and KV (minutes) hold only what a key's digest
 //! check needs; revocation deletes the KV entry and clears the isolate's cache, and every billed
 //! request re-checks `revoked_at` inside its D1 reservation statement (routes that reserve
 //! nothing check D1 directly: `tenant::live_caller`), so a revoked key stops working at once even
 //! where a stale copy survives.
 
-use serde::{Deserialize, Serialize};
 use worker::{Env, Request};
 
-use super::{cache, config, db};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::keys;
+use crate::edge::platform::clock::now_ms;
+use crate::edge::platform::env as config;
+use crate::edge::store;
 
 /// An authenticated tenant key.
 #[derive(Debug, Clone)]
@@ -28,42 +29,6 @@ impl Caller {
             .as_ref()
             .is_none_or(|allowed| allowed.iter().any(|m| m == model))
     }
-}
-
-/// What the digest check of a key needs, as cached.
-#[derive(Serialize, Deserialize)]
-pub struct CachedKey {
-    tenant_id: String,
-    digest: String,
-    models: Option<Vec<String>>,
-}
-
-#[derive(Deserialize)]
-struct KeyRow {
-    tenant_id: String,
-    digest: String,
-    models: Option<String>,
-    revoked_at: Option<u64>,
-    disabled_at: Option<u64>,
-}
-
-/// Lifetime of a key's KV copy.
-const KEY_CACHE_TTL_SECONDS: u64 = 300;
-/// Lifetime of the KV marker of a key id D1 does not know (KV's shortest TTL).
-const UNKNOWN_KEY_TTL_SECONDS: u64 = 60;
-/// Lifetime of the KV marker of a revoked key or a disabled tenant's key: longer than a copy
-/// lives, so no stale copy outlives its marker.
-const DEAD_KEY_TTL_SECONDS: u64 = 2 * KEY_CACHE_TTL_SECONDS;
-
-pub fn key_cache_name(key_id: &str) -> String {
-    format!("key:{key_id}")
-}
-
-/// The KV marker saying "no usable key with this id" (unknown, revoked, or its tenant
-/// disabled). Loaders check it after writing a copy, so a load racing a revocation cannot
-/// leave a stale copy behind (see [`load_key`]).
-pub fn dead_key_name(key_id: &str) -> String {
-    format!("nokey:{key_id}")
 }
 
 fn unauthorized(message: &str) -> GatewayError {
@@ -103,7 +68,7 @@ fn presented_token(req: &Request) -> Option<String> {
 /// Authenticates a tenant API key (`Authorization: Bearer tg-…`).
 ///
 /// A key id that is unknown, revoked or of a disabled tenant is remembered as such in the
-/// isolate (`cache::DEAD_KEYS`) and in KV ([`dead_key_name`]), so a flood of random
+/// isolate (`store::keys`) and in KV ([`dead_key_name`]), so a flood of random
 /// well-formed keys costs no D1 query each.
 pub async fn authenticate(req: &Request, env: &Env) -> Result<Caller, GatewayError> {
     let token = presented_token(req).ok_or_else(|| {
@@ -115,19 +80,9 @@ pub async fn authenticate(req: &Request, env: &Env) -> Result<Caller, GatewayErr
     let pepper = pepper(env)?;
     let dead = || unauthorized("Incorrect API key provided: unknown or revoked key.");
 
-    if cache::get(&cache::DEAD_KEYS, &key_id).is_some() {
-        return Err(dead());
-    }
-    let record = match cache::get(&cache::KEYS, &key_id) {
-        Some(hit) => hit,
-        None => match load_key(env, &key_id).await? {
-            Some(record) => cache::put(&cache::KEYS, key_id.clone(), record),
-            None => {
-                cache::put(&cache::DEAD_KEYS, key_id, ());
-                return Err(dead());
-            }
-        },
-    };
+    let record = store::keys::usable_key(env, &key_id)
+        .await?
+        .ok_or_else(dead)?;
     if !keys::key_matches(&pepper, &token, &record.digest) {
         return Err(unauthorized("Incorrect API key provided."));
     }
@@ -136,100 +91,6 @@ pub async fn authenticate(req: &Request, env: &Env) -> Result<Caller, GatewayErr
         tenant_id: record.tenant_id.clone(),
         models: record.models.clone(),
     })
-}
-
-/// A key's record from KV, else from D1 (then copied to KV); `None` when there is no usable key
-/// with this id.
-///
-/// Against a revocation racing this load (D1 read here, then the revocation's marker and
-/// delete, then our copy written): revocations write the marker before deleting the copy, and
-/// a load writes its copy before reading the marker. Whichever comes last removes the copy.
-async fn load_key(env: &Env, key_id: &str) -> Result<Option<CachedKey>, GatewayError> {
-    let kv = env.kv("KV").ok();
-    if let Some(kv) = &kv {
-        if let Ok(Some(copy)) = kv.get(&key_cache_name(key_id)).json::<CachedKey>().await {
-            return Ok(Some(copy));
-        }
-        if let Ok(Some(_)) = kv.get(&dead_key_name(key_id)).text().await {
-            return Ok(None);
-        }
-    }
-    let database = db::database(env)?;
-    let row: Option<KeyRow> = db::first(
-        &database,
-        "SELECT k.tenant_id, k.digest, k.models, k.revoked_at, t.disabled_at
-         FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.id = ?1",
-        &[key_id.into()],
-    )
-    .await?;
-    let row = match row {
-        Some(r) if r.revoked_at.is_none() && r.disabled_at.is_none() => r,
-        other => {
-            let ttl = if other.is_some() {
-                DEAD_KEY_TTL_SECONDS
-            } else {
-                UNKNOWN_KEY_TTL_SECONDS
-            };
-            if let Some(kv) = &kv {
-                mark_dead(kv, key_id, ttl).await;
-            }
-            return Ok(None);
-        }
-    };
-    let record = CachedKey {
-        tenant_id: row.tenant_id,
-        models: parse_models(key_id, row.models.as_deref()),
-        digest: row.digest,
-    };
-    if let Some(kv) = &kv {
-        if let Ok(put) = kv.put(&key_cache_name(key_id), &record) {
-            let _ = put.expiration_ttl(KEY_CACHE_TTL_SECONDS).execute().await;
-        }
-        if let Ok(Some(_)) = kv.get(&dead_key_name(key_id)).text().await {
-            let _ = kv.delete(&key_cache_name(key_id)).await;
-            return Ok(None);
-        }
-    }
-    Ok(Some(record))
-}
-
-/// A key's model list as stored (JSON array, NULL = every model). Unreadable JSON allows no
-/// model at all (fail closed) and is logged: a broken row must not lift a restriction.
-fn parse_models(key_id: &str, stored: Option<&str>) -> Option<Vec<String>> {
-    let json = stored?;
-    match serde_json::from_str::<Vec<String>>(json) {
-        Ok(models) => Some(models),
-        Err(e) => {
-            worker::console_error!(
-                "api_keys.models of key {key_id} is not a JSON array of names ({e}); the key may use no model"
-            );
-            Some(Vec::new())
-        }
-    }
-}
-
-async fn mark_dead(kv: &worker::kv::KvStore, key_id: &str, ttl_seconds: u64) {
-    if let Ok(put) = kv.put(&dead_key_name(key_id), "1") {
-        let _ = put.expiration_ttl(ttl_seconds).execute().await;
-    }
-}
-
-/// After a revocation or a tenant's disablement: the marker first, then the copy goes (the
-/// order [`load_key`] relies on).
-pub async fn forget_keys(env: &Env, key_ids: &[String]) {
-    let Ok(kv) = env.kv("KV") else { return };
-    for id in key_ids {
-        mark_dead(&kv, id, DEAD_KEY_TTL_SECONDS).await;
-        let _ = kv.delete(&key_cache_name(id)).await;
-    }
-}
-
-/// After a key is created or a tenant re-enabled: no marker may hide the keys.
-pub async fn revive_keys(env: &Env, key_ids: &[String]) {
-    let Ok(kv) = env.kv("KV") else { return };
-    for id in key_ids {
-        let _ = kv.delete(&dead_key_name(id)).await;
-    }
 }
 
 /// The configured admin token, or why the admin API is unusable.
@@ -285,10 +146,6 @@ thread_local! {
         std::cell::RefCell::new(std::collections::HashMap::new());
 }
 
-fn admin_failure_name(ip: &str, window: u64) -> String {
-    format!("adminfail:{ip}:{window}")
-}
-
 /// Authorises an admin request, throttling failures: after
 /// [`keys::ADMIN_FAILURES_PER_WINDOW`] failed attempts from one address in a minute (counted in
 /// the isolate and in KV), every attempt from it is refused with 429 until the minute ends,
@@ -302,20 +159,13 @@ pub async fn admit_admin(req: &Request, env: &Env) -> Result<(), AdminRefusal> {
         .flatten()
         .filter(|ip| !ip.is_empty() && ip.len() <= 64)
         .unwrap_or_else(|| "unknown".to_string());
-    let now = super::now_ms();
+    let now = now_ms();
     let window = keys::admin_failure_window(now);
     let local = ADMIN_FAILURES.with(|f| match f.borrow().get(&ip) {
         Some((w, n)) if *w == window => *n,
         _ => 0,
     });
-    let kv = env.kv("KV").ok();
-    let mut shared = 0;
-    if let Some(kv) = &kv {
-        if let Ok(Some(text)) = kv.get(&admin_failure_name(&ip, window)).text().await {
-            // Written as a string; older KV bindings JSON-quote it.
-            shared = text.trim().trim_matches('"').parse::<u64>().unwrap_or(0);
-        }
-    }
+    let shared = store::keys::admin_failures(env, &ip, window).await;
     let seen = local.max(shared);
     if let Some(retry_after) = keys::admin_throttle(now, seen) {
         return Err(AdminRefusal {
@@ -344,14 +194,7 @@ pub async fn admit_admin(req: &Request, env: &Env) -> Result<(), AdminRefusal> {
         }
         f.insert(ip.clone(), (window, count));
     });
-    if let Some(kv) = &kv {
-        if let Ok(put) = kv.put(&admin_failure_name(&ip, window), count.to_string()) {
-            let _ = put
-                .expiration_ttl(2 * keys::ADMIN_FAILURE_WINDOW_MS / 1000)
-                .execute()
-                .await;
-        }
-    }
+    store::keys::record_admin_failures(env, &ip, window, count).await;
     Err(presented
         .err()
         .unwrap_or_else(|| unauthorized("Incorrect admin token."))

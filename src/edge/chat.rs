@@ -1,14 +1,13 @@
 //! `POST /v1/chat/completions`: authenticate, validate, count, reserve, call, relay, settle.
 
+use crate::edge::store;
 use std::time::Duration;
 
 use worker::{Context, D1Database, Delay, Env, Headers, Request, Response, ResponseBuilder};
 
-use super::config::Settings;
 use super::guard::StreamGuard;
-use super::idempotency::{self, Claim, ClaimedKey};
 use super::relay::{self, Limits, Source, StreamEnd};
-use super::{auth, db, http, now_ms, routes, upstream};
+use super::{auth, http, routes};
 use crate::core::billing::guard::OutputGuard;
 use crate::core::billing::{reservation_micros_scaled, Price};
 use crate::core::error::{ErrorKind, GatewayError};
@@ -17,14 +16,16 @@ use crate::core::openai::{ChatCompletionRequest, Usage};
 use crate::core::providers::{
     echo, ProviderKind, ResponseContext, Route, RouteTimeouts, UpstreamRequest,
 };
-use crate::core::routing::{
-    may_fall_back, plain_timeout_ms, request_deadline, DEFAULT_CLIENT_ABORT_DRAIN_MS,
-    DEFAULT_STALE_RESERVATION_SECONDS,
-};
+use crate::core::routing::{may_fall_back, plain_timeout_ms, request_deadline};
 use crate::core::tokens::{
     encoding_for_model, prompt_tokens_for_reservation, Encoding, MediaRules,
 };
 use crate::core::{ids, session};
+use crate::edge::platform::clock::now_ms;
+use crate::edge::platform::d1 as db;
+use crate::edge::platform::env::{settings, Settings};
+use crate::edge::platform::fetch as upstream;
+use crate::edge::store::idempotency::{self, Claim, ClaimedKey};
 
 /// Plain answers larger than this are refused (`upstream_unusable`, charged): never buffered past
 /// it, never cut silently. 8 MiB is far above any ordinary completion.
@@ -187,11 +188,7 @@ impl Pending {
     /// The wall-clock deadline of this request's upstream calls (below the stale-reservation
     /// sweep, `STALE_RESERVATION_SECONDS`).
     pub(crate) fn deadline(&self) -> u64 {
-        let stale = var_u64(
-            &self.env,
-            "STALE_RESERVATION_SECONDS",
-            DEFAULT_STALE_RESERVATION_SECONDS,
-        );
+        let stale = settings(&self.env).stale_reservation_seconds;
         request_deadline(self.started_at, stale)
     }
 
@@ -200,11 +197,7 @@ impl Pending {
         Limits {
             started_at: self.started_at,
             deadline: self.deadline(),
-            drain_ms: var_u64(
-                &self.env,
-                "CLIENT_ABORT_DRAIN_MS",
-                DEFAULT_CLIENT_ABORT_DRAIN_MS,
-            ),
+            drain_ms: settings(&self.env).client_abort_drain_ms,
         }
     }
 
@@ -217,7 +210,7 @@ impl Pending {
         let routes_tried = (!self.routes_tried.is_empty())
             .then(|| serde_json::to_string(&self.routes_tried).ok())
             .flatten();
-        let mut row = db::UsageRow {
+        let mut row = store::ledger::UsageRow {
             request_id: self.request_id.clone(),
             tenant_id: self.tenant_id.clone(),
             key_id: self.key_id.clone(),
@@ -250,7 +243,7 @@ impl Pending {
         };
         row.set_bill(&bill);
         let cache_session = self.session_ttl_seconds > 0;
-        let fault = super::cron::fault(&self.env, "settle_d1");
+        let fault = crate::edge::platform::env::settings(&self.env).fault("settle_d1");
         const ATTEMPTS: u32 = 5;
         let mut delay_ms = 50;
         for attempt in 1..=ATTEMPTS {
@@ -258,14 +251,18 @@ impl Pending {
             let result = if fault {
                 Err(db::d1_error("injected fault settle_d1 (TOLLGATE_FAULTS)"))
             } else {
-                db::settle(&self.db, &row, cache_session, now).await
+                store::ledger::settle(&self.db, &row, cache_session, now).await
             };
             match result {
                 Ok(settled) => {
                     self.settle_idempotency(&end, &bill).await;
                     if let Some(session) = settled.session {
-                        super::tenant::cache_session(&self.env, &session, self.session_ttl_seconds)
-                            .await;
+                        store::sessions::cache_session(
+                            &self.env,
+                            &session,
+                            self.session_ttl_seconds,
+                        )
+                        .await;
                     }
                     super::alerts::after_settlement(
                         &self.env,
@@ -289,7 +286,7 @@ impl Pending {
                 }
             }
         }
-        super::cron::keep_pending_settlement(&self.env, &row).await;
+        store::pending::keep_pending_settlement(&self.env, &row).await;
     }
 }
 
@@ -314,14 +311,6 @@ impl Pending {
     }
 }
 
-/// A numeric `[vars]` setting, or `default`.
-fn var_u64(env: &Env, name: &str, default: u64) -> u64 {
-    env.var(name)
-        .ok()
-        .and_then(|v| v.to_string().trim().parse().ok())
-        .unwrap_or(default)
-}
-
 pub async fn chat_completions(
     mut req: Request,
     env: &Env,
@@ -329,7 +318,7 @@ pub async fn chat_completions(
     request_id: &str,
 ) -> Result<Response, GatewayError> {
     let started_at = now_ms();
-    let settings = Settings::from_env(env);
+    let settings = Settings::clone(&settings(env));
     let caller = auth::authenticate(&req, env).await?;
     let body = http::read_body(&mut req, settings.max_body_bytes).await?;
     let mut chat = ChatCompletionRequest::from_json(&body)?;
@@ -350,7 +339,7 @@ pub async fn chat_completions(
 
     let database = db::database(env)?;
     let model_name = routes::resolve_auto(env, &mut chat, &body)?;
-    let model = db::cached_model(&database, &model_name, &caller.tenant_id)
+    let model = store::models::cached_model(&database, &model_name, &caller.tenant_id)
         .await?
         .ok_or_else(|| {
             GatewayError::new(
@@ -404,7 +393,7 @@ pub async fn chat_completions(
     // charged twice; a replay is refused once the key or its tenant is no longer live.
     let claimed = match idempotency::claim(
         &database,
-        &req,
+        req.headers().get("idempotency-key").ok().flatten(),
         &caller.tenant_id,
         request_id,
         &body,
@@ -413,8 +402,17 @@ pub async fn chat_completions(
     )
     .await?
     {
-        Claim::Replay(resp) => {
+        Claim::Replay {
+            http_status,
+            body,
+            request_id,
+        } => {
             super::tenant::ensure_live(&database, &caller).await?;
+            let mut resp =
+                http::bytes_response(http_status, "application/json", body.into_bytes())?;
+            let headers = resp.headers_mut();
+            let _ = headers.set("idempotent-replayed", "true");
+            let _ = headers.set("x-request-id", &request_id);
             return Ok(resp);
         }
         Claim::Fresh(key) => Some(key),
@@ -463,7 +461,8 @@ pub async fn chat_completions(
     }
     // ---- end idempotency and plugins
 
-    let reserve = db::reserve(&database, request_id, &caller.key_id, reserved, started_at).await;
+    let reserve =
+        store::ledger::reserve(&database, request_id, &caller.key_id, reserved, started_at).await;
     if !matches!(reserve, Ok(true)) {
         if let Some(key) = &claimed {
             let _ = idempotency::release(&database, key).await;
@@ -570,7 +569,7 @@ pub(crate) async fn refusal(
     prompt_tokens: u64,
     max_output: u64,
 ) -> GatewayError {
-    match db::key_state(db, key_id).await {
+    match store::keys::key_state(db, key_id).await {
         Ok(Some(state)) if state.revoked_at.is_some() => GatewayError::new(
             ErrorKind::InvalidApiKey,
             "Incorrect API key provided: this key has been revoked.",

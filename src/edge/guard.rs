@@ -1,14 +1,15 @@
 //! The edge half of [`OutputGuard`]: checks each chunk of a stream before it is forwarded, grows
 //! the reservation in D1 when the client set no `max_tokens`, and says when to cut.
 
+use crate::edge::store;
 use worker::Env;
 
-use super::db;
 use crate::core::billing::guard::{OutputDecision, OutputGuard};
 use crate::core::billing::{reservation_micros_scaled, Price};
 use crate::core::openai::Usage;
 use crate::core::providers::StreamItem;
 use crate::core::tokens::Encoding;
+use crate::edge::platform::d1 as db;
 
 /// Everything a stream needs to keep its output paid for.
 pub struct StreamGuard {
@@ -45,7 +46,8 @@ impl StreamGuard {
                         reservation_micros_scaled(0, tokens, &self.price, self.multiplier_bps);
                     let extended = match db::database(&self.env) {
                         Ok(database) => {
-                            db::extend_reservation(&database, &self.request_id, amount).await
+                            store::ledger::extend_reservation(&database, &self.request_id, amount)
+                                .await
                         }
                         Err(e) => Err(e),
                     };

@@ -10,15 +10,18 @@
 //! Money moves only through the triggers of `schema/0003_ledger.sql`.
 
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use worker::{D1Database, Env, Request, Response};
 
-use super::{auth, db, http, now_ms};
+use super::{auth, http};
 use crate::core::billing::allowance::{month_start_ms, next_month_start_ms};
 use crate::core::billing::codes::{code_digest, generate_code, normalize_code, MAX_BATCH};
 use crate::core::billing::MAX_MULTIPLIER_BPS;
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::ids::prefixed_id;
+use crate::edge::platform::clock::now_ms;
+use crate::edge::platform::d1 as db;
+use crate::edge::store::{self, billing};
 
 /// Money and prices stay below 2^53 so they survive JavaScript numbers exactly.
 const MAX_SAFE: u64 = (1 << 53) - 1;
@@ -45,72 +48,10 @@ fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, GatewayError
 
 // ---- prices -----------------------------------------------------------------------------------
 
-/// The four prices of one version, micro-units per 1M tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PriceSet {
-    pub input: u64,
-    pub cached_input: Option<u64>,
-    pub output: u64,
-    pub reasoning: Option<u64>,
-}
-
-/// After `PUT /admin/models/{model}` wrote the model: makes `prices` its current price version,
-/// creating a new version only if they differ from the current one (history is never
-/// rewritten). One batch: insert-if-different, then point the model at the newest version.
-/// Returns the current version id.
-pub async fn record_price_version(
-    db: &D1Database,
-    model: &str,
-    prices: PriceSet,
-    now: u64,
-) -> Result<u64, GatewayError> {
-    let insert = db::statement(
-        db,
-        "INSERT INTO price_versions (model, input_price, cached_input_price, output_price,
-           reasoning_price, created_at)
-         SELECT ?1, ?2, ?3, ?4, ?5, ?6
-         WHERE NOT EXISTS (
-           SELECT 1 FROM models m JOIN price_versions v ON v.id = m.price_version
-           WHERE m.name = ?1 AND v.model = ?1 AND v.input_price = ?2
-             AND v.cached_input_price IS ?3 AND v.output_price = ?4 AND v.reasoning_price IS ?5)",
-        &[
-            model.into(),
-            prices.input.into(),
-            prices.cached_input.into(),
-            prices.output.into(),
-            prices.reasoning.into(),
-            now.into(),
-        ],
-    )?;
-    let point = db::statement(
-        db,
-        "UPDATE models SET price_version = (SELECT MAX(id) FROM price_versions WHERE model = ?1)
-         WHERE name = ?1 RETURNING price_version",
-        &[model.into()],
-    )?;
-    let results = db::batch(db, vec![insert, point]).await?;
-    results
-        .get(1)
-        .and_then(|r| r.results::<Value>().ok())
-        .and_then(|rows| rows.first().and_then(|r| r["price_version"].as_u64()))
-        .ok_or_else(|| GatewayError::internal(format!("model `{model}` has no price version")))
-}
-
 /// `GET /admin/models/{model}/prices`.
 pub async fn list_prices(db: &D1Database, model: &str) -> Result<Response, GatewayError> {
-    let current: Option<Value> = db::first(
-        db,
-        "SELECT price_version FROM models WHERE name = ?1",
-        &[model.into()],
-    )
-    .await?;
-    let rows: Vec<Value> = db::all(
-        db,
-        "SELECT id AS version, model, input_price, cached_input_price, output_price,
-           reasoning_price, created_at FROM price_versions WHERE model = ?1 ORDER BY id DESC",
-        &[model.into()],
-    )
-    .await?;
+    let current = billing::current_price_version(db, model).await?;
+    let rows = billing::price_versions(db, model).await?;
     if current.is_none() && rows.is_empty() {
         return Err(not_found("model", model));
     }
@@ -159,59 +100,29 @@ pub async fn put_plan(db: &D1Database, id: &str, body: &[u8]) -> Result<Response
     }
     let allowance = check_amount("allowance", plan.allowance, 0)?;
     let now = now_ms();
-    db::run(
-        db,
-        "INSERT INTO plans (id, name, allowance, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)
-         ON CONFLICT (id) DO UPDATE SET name = excluded.name, allowance = excluded.allowance,
-           updated_at = excluded.updated_at",
-        &[id.into(), plan.name.trim().into(), allowance.into(), now.into()],
-    )
-    .await?;
+    billing::put_plan(db, id, plan.name.trim(), allowance, now).await?;
     plan_response(db, id).await
 }
 
 async fn plan_response(db: &D1Database, id: &str) -> Result<Response, GatewayError> {
-    let row: Option<Value> = db::first(
-        db,
-        "SELECT id, name, allowance, created_at, updated_at,
-           (SELECT COUNT(*) FROM tenants t WHERE t.plan_id = plans.id) AS tenants
-         FROM plans WHERE id = ?1",
-        &[id.into()],
-    )
-    .await?;
+    let row = billing::plan(db, id).await?;
     http::json(200, &row.ok_or_else(|| not_found("plan", id))?)
 }
 
 /// `GET /admin/plans`.
 pub async fn list_plans(db: &D1Database) -> Result<Response, GatewayError> {
-    let rows: Vec<Value> = db::all(
-        db,
-        "SELECT id, name, allowance, created_at, updated_at,
-           (SELECT COUNT(*) FROM tenants t WHERE t.plan_id = plans.id) AS tenants
-         FROM plans ORDER BY id",
-        &[],
-    )
-    .await?;
+    let rows = billing::plans(db).await?;
     http::json(200, &json!({"object": "list", "data": rows}))
 }
 
 /// `DELETE /admin/plans/{id}`: refused with 409 while tenants are on it.
 pub async fn delete_plan(db: &D1Database, id: &str) -> Result<Response, GatewayError> {
-    let deleted: Option<Value> = db::first(
-        db,
-        "DELETE FROM plans WHERE id = ?1
-           AND NOT EXISTS (SELECT 1 FROM tenants t WHERE t.plan_id = ?1) RETURNING id",
-        &[id.into()],
-    )
-    .await?;
-    if deleted.is_some() {
+    if billing::delete_unused_plan(db, id).await? {
         return http::json(200, &json!({"id": id, "deleted": true}));
     }
-    let exists: Option<Value> =
-        db::first(db, "SELECT id FROM plans WHERE id = ?1", &[id.into()]).await?;
-    Err(match exists {
-        None => not_found("plan", id),
-        Some(_) => GatewayError::new(
+    Err(match billing::plan_exists(db, id).await? {
+        false => not_found("plan", id),
+        true => GatewayError::new(
             ErrorKind::Conflict,
             format!("Plan `{id}` is assigned to tenants; move them to another plan first."),
         ),
@@ -235,46 +146,22 @@ pub async fn assign_plan(
 ) -> Result<Response, GatewayError> {
     let assign: AssignPlan = parse(body)?;
     let now = now_ms();
-    let changed: Option<Value> = match &assign.plan_id {
-        Some(plan) => {
-            db::first(
-                db,
-                "UPDATE tenants SET plan_id = p.id,
-                   allowance_remaining = MAX(p.allowance - (SELECT COALESCE(SUM(r.allowance_amount), 0)
-                     FROM reservations r WHERE r.tenant_id = ?1 AND r.allowance_period = ?3), 0),
-                   allowance_period = ?3
-                 FROM (SELECT id, allowance FROM plans WHERE id = ?2) AS p
-                 WHERE tenants.id = ?1 RETURNING tenants.id",
-                &[
-                    tenant_id.into(),
-                    plan.as_str().into(),
-                    month_start_ms(now).into(),
-                ],
-            )
-            .await?
-        }
-        None => db::first(
-            db,
-            "UPDATE tenants SET plan_id = NULL, allowance_remaining = 0, allowance_period = NULL
-                 WHERE id = ?1 RETURNING id",
-            &[tenant_id.into()],
-        )
-        .await?,
-    };
-    if changed.is_none() {
-        let tenant: Option<Value> = db::first(
-            db,
-            "SELECT id FROM tenants WHERE id = ?1",
-            &[tenant_id.into()],
-        )
-        .await?;
+    let changed = billing::assign_plan(
+        db,
+        tenant_id,
+        assign.plan_id.as_deref(),
+        month_start_ms(now),
+    )
+    .await?;
+    if !changed {
+        let tenant = store::tenants::exists(db, tenant_id).await?;
         return Err(match (tenant, &assign.plan_id) {
-            (None, _) => not_found("tenant", tenant_id),
-            (Some(_), Some(plan)) => GatewayError::invalid_param(
+            (false, _) => not_found("tenant", tenant_id),
+            (true, Some(plan)) => GatewayError::invalid_param(
                 "plan_id",
                 format!("No plan `{plan}`; create it with PUT /admin/plans/{{id}} first."),
             ),
-            (Some(_), None) => not_found("tenant", tenant_id),
+            (true, None) => not_found("tenant", tenant_id),
         });
     }
     tenant_billing(db, tenant_id).await
@@ -300,13 +187,7 @@ pub async fn set_pricing(
             format!("`price_multiplier_bps` must be from 1 to {MAX_MULTIPLIER_BPS} (10000 = list price)."),
         ));
     }
-    let changed: Option<Value> = db::first(
-        db,
-        "UPDATE tenants SET price_multiplier_bps = ?2 WHERE id = ?1 RETURNING id",
-        &[tenant_id.into(), pricing.price_multiplier_bps.into()],
-    )
-    .await?;
-    if changed.is_none() {
+    if !billing::set_multiplier(db, tenant_id, pricing.price_multiplier_bps).await? {
         return Err(not_found("tenant", tenant_id));
     }
     tenant_billing(db, tenant_id).await
@@ -314,17 +195,7 @@ pub async fn set_pricing(
 
 /// A tenant's billing state: balance, debt, reservations, plan and allowance, multiplier.
 async fn tenant_billing(db: &D1Database, tenant_id: &str) -> Result<Response, GatewayError> {
-    let row: Option<Value> = db::first(
-        db,
-        "SELECT t.id, t.name, t.balance, t.debt, t.price_multiplier_bps, t.plan_id,
-           p.allowance AS plan_allowance, t.allowance_remaining, t.allowance_period,
-           (SELECT COALESCE(SUM(r.amount), 0) FROM reservations r WHERE r.tenant_id = t.id) AS reserved,
-           (SELECT COALESCE(SUM(r.allowance_amount), 0) FROM reservations r WHERE r.tenant_id = t.id)
-             AS allowance_reserved
-         FROM tenants t LEFT JOIN plans p ON p.id = t.plan_id WHERE t.id = ?1",
-        &[tenant_id.into()],
-    )
-    .await?;
+    let row = billing::tenant_billing(db, tenant_id).await?;
     let mut row = row.ok_or_else(|| not_found("tenant", tenant_id))?;
     if let Some(period) = row["allowance_period"].as_u64() {
         row["allowance_resets_at"] = json!(next_month_start_ms(period));
@@ -386,31 +257,7 @@ pub async fn create_codes(
         digests.push(code_digest(&pepper, &normalized));
         codes.push(code);
     }
-    // D1 binds at most 100 parameters per statement: 4 shared ones and up to 96 digests each.
-    // All statements run in one batch, one transaction: every code exists, or none does.
-    let mut statements = Vec::new();
-    for group in digests.chunks(96) {
-        let values: Vec<String> = (0..group.len())
-            .map(|i| format!("(?{}, ?1, ?2, ?3, ?4)", i + 5))
-            .collect();
-        let mut args = vec![
-            batch_id.as_str().into(),
-            amount.into(),
-            new.expires_at.into(),
-            now.into(),
-        ];
-        args.extend(group.iter().map(db::Arg::from));
-        statements.push(db::statement(
-            db,
-            &format!(
-                "INSERT INTO redemption_codes (digest, batch_id, amount, expires_at, created_at)
-                 VALUES {}",
-                values.join(", ")
-            ),
-            &args,
-        )?);
-    }
-    db::batch(db, statements).await?;
+    billing::insert_codes(db, &batch_id, amount, new.expires_at, now, &digests).await?;
     http::json(
         201,
         &json!({"object": "redemption_code_batch", "batch_id": batch_id, "amount": amount,
@@ -428,14 +275,7 @@ pub async fn list_codes(db: &D1Database, req: &Request) -> Result<Response, Gate
     let q: CodeQuery = req
         .query()
         .map_err(|e| GatewayError::invalid_request(format!("Invalid query string: {e}")))?;
-    let rows: Vec<Value> = db::all(
-        db,
-        "SELECT substr(digest, 1, 12) AS digest_prefix, batch_id, amount, expires_at, created_at,
-           redeemed_at, redeemed_by, ledger_id FROM redemption_codes
-         WHERE (?1 IS NULL OR batch_id = ?1) ORDER BY batch_id DESC, digest LIMIT 1000",
-        &[q.batch_id.as_deref().into()],
-    )
-    .await?;
+    let rows = billing::list_codes(db, q.batch_id.as_deref()).await?;
     http::json(200, &json!({"object": "list", "data": rows}))
 }
 
@@ -459,7 +299,7 @@ pub async fn redeem(mut req: Request, env: &Env) -> Result<Response, GatewayErro
     let digest = code_digest(&auth::pepper(env)?, &normalized);
     let database = db::database(env)?;
     let db = &database;
-    if !db::key_active(db, &caller.key_id).await? {
+    if !store::keys::key_active(db, &caller.key_id).await? {
         return Err(GatewayError::new(
             ErrorKind::InvalidApiKey,
             "Incorrect API key provided: this key has been revoked.",
@@ -467,32 +307,9 @@ pub async fn redeem(mut req: Request, env: &Env) -> Result<Response, GatewayErro
     }
     let now = now_ms();
     let ledger_id = prefixed_id("cred", now);
-    let claimed: Option<Value> = db::first(
-        db,
-        "UPDATE redemption_codes SET redeemed_at = ?2, redeemed_by = ?3, ledger_id = ?4
-         WHERE digest = ?1 AND redeemed_at IS NULL AND (expires_at IS NULL OR expires_at > ?2)
-           AND EXISTS (SELECT 1 FROM tenants WHERE id = ?3)
-         RETURNING amount",
-        &[
-            digest.as_str().into(),
-            now.into(),
-            caller.tenant_id.as_str().into(),
-            ledger_id.as_str().into(),
-        ],
-    )
-    .await?;
+    let claimed = billing::claim_code(db, &digest, now, &caller.tenant_id, &ledger_id).await?;
     let Some(claimed) = claimed else {
-        #[derive(Deserialize)]
-        struct CodeState {
-            redeemed_at: Option<u64>,
-            expires_at: Option<u64>,
-        }
-        let state: Option<CodeState> = db::first(
-            db,
-            "SELECT redeemed_at, expires_at FROM redemption_codes WHERE digest = ?1",
-            &[digest.as_str().into()],
-        )
-        .await?;
+        let state = billing::code_state(db, &digest).await?;
         return Err(match state {
             Some(s) if s.redeemed_at.is_some() => GatewayError::new(
                 ErrorKind::Conflict,
@@ -506,12 +323,7 @@ pub async fn redeem(mut req: Request, env: &Env) -> Result<Response, GatewayErro
             _ => invalid(),
         });
     };
-    let balance: Option<Value> = db::first(
-        db,
-        "SELECT balance FROM tenants WHERE id = ?1",
-        &[caller.tenant_id.as_str().into()],
-    )
-    .await?;
+    let balance = billing::tenant_balance(db, &caller.tenant_id).await?;
     http::json(
         200,
         &json!({"object": "redemption", "amount": claimed["amount"], "ledger_id": ledger_id,

@@ -4,35 +4,34 @@
 pub mod admin;
 pub mod alerts;
 pub mod auth;
-pub mod cache;
 pub mod chat;
-pub mod config;
 pub mod console;
 pub mod cron;
-pub mod db;
 pub mod guard;
 pub mod http;
-pub mod idempotency;
 pub mod ledger;
+pub mod platform;
 pub mod plugins;
 pub mod relay;
 pub mod reports;
 pub mod routes;
+pub mod store;
 pub mod tenant;
 pub mod tokens;
-pub mod upstream;
 
 use worker::{Context, Env, Method, Request, Response};
 
 use crate::core::error::{ErrorKind, GatewayError};
 use http::{public_error_response, with_common_headers};
+use platform::clock::now_ms;
+use platform::{env as settings, ttl_cache};
 
 /// Answers one request. Every failure becomes an OpenAI-shaped error response.
 pub async fn handle(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let request_id = crate::core::ids::prefixed_id("req", now_ms());
     let method = req.method();
     let path = req.path();
-    cache::configure(&env);
+    ttl_cache::configure(settings::settings(&env).config_cache_ttl_ms);
     let result = route(req, &env, &ctx, &method, &path, &request_id).await;
     let response = match result {
         Ok(resp) => resp,
@@ -106,8 +105,8 @@ async fn route(
             let write = *method != Method::Get && auth::authorize_admin(&req, env).is_ok();
             let answer = admin::route(req, env, method, rest).await;
             if write {
-                // Configuration may have changed: this isolate sees it at once (`cache`).
-                cache::clear_all();
+                // Configuration may have changed: this isolate sees it at once (`platform::ttl_cache`).
+                ttl_cache::clear_all();
             }
             answer
         }
@@ -128,10 +127,4 @@ pub fn require(method: &Method, expected: Method) -> Result<(), GatewayError> {
             format!("This route accepts {expected:?} only."),
         ))
     }
-}
-
-/// Milliseconds since the Unix epoch (UTC).
-pub fn now_ms() -> u64 {
-    // `Date.now()` itself: no Date object per call (the hot path asks several times).
-    worker::js_sys::Date::now() as u64
 }

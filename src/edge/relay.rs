@@ -27,6 +27,7 @@ use crate::core::meter::{RequestStatus, StreamMeter};
 use crate::core::openai::Usage;
 use crate::core::providers::{StreamDecoder, StreamItem};
 use crate::core::routing::drain_until;
+use crate::edge::platform::clock::now_ms;
 
 /// Pieces the pump may be ahead of the client before it waits for room.
 const CHANNEL_PIECES: usize = 8;
@@ -149,7 +150,7 @@ pub struct StreamEnd {
 
 /// Waits until `at` (UTC ms).
 fn sleep_until(at: u64) -> Delay {
-    Delay::from(Duration::from_millis(at.saturating_sub(super::now_ms())))
+    Delay::from(Duration::from_millis(at.saturating_sub(now_ms())))
 }
 
 struct Pump {
@@ -265,13 +266,13 @@ impl Pump {
         match sent {
             Some(true) => {
                 if self.ttfb_ms.is_none() {
-                    self.ttfb_ms = Some(super::now_ms().saturating_sub(self.limits.started_at));
+                    self.ttfb_ms = Some(now_ms().saturating_sub(self.limits.started_at));
                 }
                 true
             }
             Some(false) => {
                 self.client = None;
-                self.client_left_at = Some(super::now_ms());
+                self.client_left_at = Some(now_ms());
                 true
             }
             None => false,
@@ -332,7 +333,7 @@ impl Pump {
             delivered_output,
             usage_unknown: usage_unknown || unanswered,
             ttfb_ms: self.ttfb_ms,
-            ended_at: super::now_ms(),
+            ended_at: now_ms(),
             extended: self.guard.as_ref().map_or(0, |g| g.extended),
         }
     }

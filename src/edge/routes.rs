@@ -5,7 +5,6 @@ use serde::Deserialize;
 use serde_json::Value;
 use worker::Env;
 
-use super::{config, db};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::meter::estimate_tokens;
 use crate::core::openai::ChatCompletionRequest;
@@ -14,6 +13,9 @@ use crate::core::providers::{ProviderKind, Route, UpstreamRequest};
 use crate::core::routing::{
     auto_tier, try_order, Admission, BreakerConfig, BreakerState, RouteOption, Tier,
 };
+use crate::edge::platform::env::{self as config, settings};
+use crate::edge::store;
+use crate::edge::store::routes::RouteRow;
 
 /// The cost-aware virtual model.
 pub const AUTO_MODEL: &str = "tollgate/auto";
@@ -35,18 +37,15 @@ pub fn resolve_auto(
     if let Some(hint) = hint {
         chat.extra.insert("tollgate_tier".to_string(), hint);
     }
-    let long = env
-        .var("AUTO_LONG_PROMPT_TOKENS")
-        .ok()
-        .and_then(|v| v.to_string().trim().parse().ok())
-        .unwrap_or(8000);
+    let settings = settings(env);
+    let long = settings.auto_long_prompt_tokens;
     let (tier, _reason) = auto_tier(chat, estimate_tokens(&String::from_utf8_lossy(body)), long);
     chat.extra.remove("tollgate_tier");
-    let var = match tier {
-        Tier::Cheap => "AUTO_CHEAP_MODEL",
-        Tier::Strong => "AUTO_STRONG_MODEL",
+    let (var, model) = match tier {
+        Tier::Cheap => ("AUTO_CHEAP_MODEL", &settings.auto_cheap_model),
+        Tier::Strong => ("AUTO_STRONG_MODEL", &settings.auto_strong_model),
     };
-    config::var(env, var).ok_or_else(|| {
+    model.clone().ok_or_else(|| {
         GatewayError::new(
             ErrorKind::ModelNotFound,
             format!(
@@ -55,34 +54,6 @@ pub fn resolve_auto(
         )
         .with_code("model_not_found")
     })
-}
-
-/// An extra route row, joined with its provider.
-#[derive(Debug, Clone, Deserialize)]
-pub struct RouteRow {
-    pub provider: String,
-    pub upstream_model: String,
-    pub priority: u32,
-    pub weight: u32,
-    pub kind: String,
-    pub base_url: String,
-    pub api_key_secret: Option<String>,
-    pub config: Option<String>,
-}
-
-/// The extra routes of a model.
-pub async fn load_extra_routes(
-    database: &worker::D1Database,
-    model: &str,
-) -> Result<Vec<RouteRow>, GatewayError> {
-    db::all(
-        database,
-        "SELECT r.provider, r.upstream_model, r.priority, r.weight, p.kind, p.base_url,
-                p.api_key_secret, p.config
-         FROM model_routes r JOIN providers p ON p.name = r.provider WHERE r.model = ?1",
-        &[model.into()],
-    )
-    .await
 }
 
 /// A route ready to try, or why it cannot be (a missing secret fails only that route).
@@ -109,7 +80,7 @@ pub fn make_route(env: &Env, row: &RouteRow, max_output_tokens: u64) -> Candidat
     let kind = ProviderKind::parse(kind)
         .ok_or_else(|| not_configured(format!("unknown kind `{kind}`")))?;
     if kind != ProviderKind::Echo {
-        check_destination(&row.base_url, config::allow_private_upstreams(env))
+        check_destination(&row.base_url, settings(env).allow_private_upstreams)
             .map_err(|why| not_configured(format!("base_url {why}")))?;
     }
     let api_key = match row.api_key_secret.as_deref() {
@@ -162,7 +133,7 @@ pub fn ordered(
 pub async fn prepare_routes(
     env: &Env,
     database: &worker::D1Database,
-    model: &db::ModelRow,
+    model: &store::models::ModelRow,
     kind: ProviderKind,
     chat: &ChatCompletionRequest,
     request_id: &str,
@@ -181,14 +152,7 @@ pub async fn prepare_routes(
     let extras = if kind == ProviderKind::Echo {
         Vec::new()
     } else {
-        let cached =
-            super::cache::get_or_load(&super::cache::ROUTES, model.name.clone(), || async {
-                load_extra_routes(database, &model.name).await.map(Some)
-            })
-            .await?;
-        cached
-            .map(|routes| routes.as_ref().clone())
-            .unwrap_or_default()
+        store::routes::cached_extra_routes(database, &model.name).await?
     };
     let extras = extras
         .iter()
@@ -233,59 +197,14 @@ pub fn seed(request_id: &str) -> u64 {
     })
 }
 
-fn breaker_key(route: &Route) -> String {
-    format!("breaker:{}", route_name(route))
-}
-
-/// The breaker settings (`ROUTE_FAILURE_THRESHOLD`, `ROUTE_COOLDOWN_MS`).
-pub fn breaker_config(env: &Env) -> BreakerConfig {
-    let var = |name: &str| -> Option<u64> {
-        env.var(name)
-            .ok()
-            .and_then(|v| v.to_string().trim().parse().ok())
-    };
-    let d = BreakerConfig::default();
-    BreakerConfig {
-        failure_threshold: var("ROUTE_FAILURE_THRESHOLD")
-            .and_then(|v| u32::try_from(v).ok())
-            .unwrap_or(d.failure_threshold),
-        cooldown_ms: var("ROUTE_COOLDOWN_MS").unwrap_or(d.cooldown_ms),
-    }
-}
-
-/// The route's breaker state (closed when unknown or KV is unavailable).
-pub async fn breaker(env: &Env, route: &Route) -> BreakerState {
-    match env.kv("KV") {
-        Ok(kv) => kv
-            .get(&breaker_key(route))
-            .json::<BreakerState>()
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_default(),
-        Err(_) => BreakerState::default(),
-    }
-}
-
 /// Whether to try the route now.
 pub fn admits(state: &BreakerState, now: u64, cfg: &BreakerConfig) -> bool {
     state.admission(now, cfg) != Admission::Open
 }
 
-/// Stores a breaker state after an attempt; a healthy route costs no write.
-pub async fn record(env: &Env, route: &Route, before: BreakerState, after: BreakerState) {
-    if before == after {
-        return;
-    }
-    if let Ok(kv) = env.kv("KV") {
-        let key = breaker_key(route);
-        if after == BreakerState::default() {
-            let _ = kv.delete(&key).await;
-        } else if let Ok(put) = kv.put(&key, after) {
-            // KV's minimum TTL is 60 s; a state this old says nothing about the route any more.
-            let _ = put.expiration_ttl(86_400).execute().await;
-        }
-    }
+/// The breaker settings (`ROUTE_FAILURE_THRESHOLD`, `ROUTE_COOLDOWN_MS`).
+pub fn breaker_config(env: &Env) -> BreakerConfig {
+    settings(env).breaker
 }
 
 /// `PUT /admin/routes/{model}` body: the model's extra routes, replacing the previous ones.
@@ -313,26 +232,16 @@ pub async fn put_routes(
     model: &str,
     body: RoutesBody,
 ) -> Result<Value, GatewayError> {
-    let Some(m) = db::load_model(database, model, "").await? else {
+    let Some(m) = store::models::load_model(database, model, "").await? else {
         return Err(GatewayError::new(
             ErrorKind::NotFound,
             format!("No model `{model}`."),
         ));
     };
-    let mut statements = vec![db::statement(
-        database,
-        "DELETE FROM model_routes WHERE model = ?1",
-        &[model.into()],
-    )?];
+    let mut rows = Vec::new();
     let mut out = Vec::new();
     for (i, r) in body.routes.iter().enumerate() {
-        let known: Option<Value> = db::first(
-            database,
-            "SELECT name FROM providers WHERE name = ?1",
-            &[r.provider.as_str().into()],
-        )
-        .await?;
-        if known.is_none() {
+        if !store::models::provider_exists(database, &r.provider).await? {
             return Err(GatewayError::invalid_param(
                 &format!("routes[{i}].provider"),
                 format!("No provider `{}`.", r.provider),
@@ -350,24 +259,18 @@ pub async fn put_routes(
             .clone()
             .unwrap_or_else(|| m.upstream_model.clone());
         let priority = r.priority.unwrap_or(1);
-        statements.push(db::statement(
-            database,
-            "INSERT OR REPLACE INTO model_routes (model, provider, upstream_model, priority, weight)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            &[
-                model.into(),
-                r.provider.as_str().into(),
-                upstream.as_str().into(),
-                i64::from(priority).into(),
-                i64::from(weight).into(),
-            ],
-        )?);
+        rows.push(store::routes::RouteSetting {
+            provider: r.provider.clone(),
+            upstream_model: upstream.clone(),
+            priority,
+            weight,
+        });
         out.push(
             serde_json::json!({"provider": r.provider, "upstream_model": upstream,
             "priority": priority, "weight": weight}),
         );
     }
-    db::batch(database, statements).await?;
+    store::routes::replace_routes(database, model, &rows).await?;
     Ok(
         serde_json::json!({"model": model, "primary": {"provider": m.provider,
         "upstream_model": m.upstream_model, "priority": 0}, "routes": out}),
@@ -376,13 +279,13 @@ pub async fn put_routes(
 
 /// A model's routes: its own provider and the extra ones.
 pub async fn get_routes(database: &worker::D1Database, model: &str) -> Result<Value, GatewayError> {
-    let Some(m) = db::load_model(database, model, "").await? else {
+    let Some(m) = store::models::load_model(database, model, "").await? else {
         return Err(GatewayError::new(
             ErrorKind::NotFound,
             format!("No model `{model}`."),
         ));
     };
-    let extras = load_extra_routes(database, model).await?;
+    let extras = store::routes::load_extra_routes(database, model).await?;
     let routes: Vec<Value> = extras
         .iter()
         .map(|r| {
@@ -394,4 +297,17 @@ pub async fn get_routes(database: &worker::D1Database, model: &str) -> Result<Va
         serde_json::json!({"model": model, "primary": {"provider": m.provider,
         "upstream_model": m.upstream_model, "priority": 0}, "routes": routes}),
     )
+}
+
+/// The route's breaker state (closed when unknown or KV is unavailable).
+pub async fn breaker(env: &Env, route: &Route) -> BreakerState {
+    store::routes::breaker(env, &route_name(route)).await
+}
+
+/// Stores a breaker state after an attempt; a healthy route costs no write.
+pub async fn record(env: &Env, route: &Route, before: BreakerState, after: BreakerState) {
+    if before == after {
+        return;
+    }
+    store::routes::record_breaker(env, &route_name(route), after).await;
 }

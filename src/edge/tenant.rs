@@ -1,24 +1,19 @@
 //! Tenant-facing read routes: `/v1/models`, `/v1/sessions/{id}` (usage reports: `reports.rs`).
 
-use serde::Deserialize;
 use serde_json::json;
 use worker::{Env, Request, Response};
 
-use super::{auth, db, http};
+use super::{auth, http};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::session::validate_session_id;
-
-#[derive(Deserialize)]
-struct ModelListRow {
-    name: String,
-    created_at: u64,
-}
+use crate::edge::platform::d1 as db;
+use crate::edge::store;
 
 /// What `owned_by` says of every model: which provider serves a model (and through which
 /// account or deployment) is the operator's business, not the tenants'.
 const OWNED_BY: &str = "tollgate";
 
-fn model_object(row: &ModelListRow) -> serde_json::Value {
+fn model_object(row: &store::models::ModelListRow) -> serde_json::Value {
     json!({"id": row.name, "object": "model", "created": row.created_at / 1000, "owned_by": OWNED_BY})
 }
 
@@ -37,7 +32,7 @@ pub async fn ensure_live(
     caller: &auth::Caller,
 ) -> Result<(), GatewayError> {
     let refused = |message: &str| Err(GatewayError::new(ErrorKind::InvalidApiKey, message));
-    match db::key_state(database, &caller.key_id).await? {
+    match store::keys::key_state(database, &caller.key_id).await? {
         Some(k) if k.revoked_at.is_some() => {
             refused("Incorrect API key provided: this key has been revoked.")
         }
@@ -50,12 +45,7 @@ pub async fn ensure_live(
 /// `GET /v1/models`: the models this key may use.
 pub async fn list_models(req: &Request, env: &Env) -> Result<Response, GatewayError> {
     let caller = live_caller(req, env).await?;
-    let rows: Vec<ModelListRow> = db::all(
-        &db::database(env)?,
-        "SELECT name, created_at FROM models ORDER BY name",
-        &[],
-    )
-    .await?;
+    let rows = store::models::list_names(&db::database(env)?).await?;
     let data: Vec<_> = rows
         .iter()
         .filter(|r| caller.may_use(&r.name))
@@ -67,12 +57,7 @@ pub async fn list_models(req: &Request, env: &Env) -> Result<Response, GatewayEr
 /// `GET /v1/models/{model}`.
 pub async fn get_model(req: &Request, env: &Env, model: &str) -> Result<Response, GatewayError> {
     let caller = live_caller(req, env).await?;
-    let row: Option<ModelListRow> = db::first(
-        &db::database(env)?,
-        "SELECT name, created_at FROM models WHERE name = ?1",
-        &[model.into()],
-    )
-    .await?;
+    let row = store::models::get_name(&db::database(env)?, model).await?;
     match row.filter(|r| caller.may_use(&r.name)) {
         Some(r) => http::json(200, &model_object(&r)),
         None => Err(GatewayError::new(
@@ -82,44 +67,11 @@ pub async fn get_model(req: &Request, env: &Env, model: &str) -> Result<Response
     }
 }
 
-pub fn session_cache_name(tenant_id: &str, session_id: &str) -> String {
-    format!("session:{tenant_id}:{session_id}")
-}
-
-/// Refreshes a session's KV copy (best effort: D1 stays the record).
-pub async fn cache_session(env: &Env, session: &db::SessionRow, ttl_seconds: u64) {
-    if let Ok(kv) = env.kv("KV") {
-        if let Ok(put) = kv.put(
-            &session_cache_name(&session.tenant_id, &session.id),
-            session,
-        ) {
-            let _ = put.expiration_ttl(ttl_seconds).execute().await;
-        }
-    }
-}
-
 /// `GET /v1/sessions/{id}`: the session's totals, from KV when cached, else D1.
 pub async fn get_session(req: &Request, env: &Env, id: &str) -> Result<Response, GatewayError> {
     let caller = live_caller(req, env).await?;
     let id = validate_session_id(id)?;
-    if let Ok(kv) = env.kv("KV") {
-        if let Ok(Some(session)) = kv
-            .get(&session_cache_name(&caller.tenant_id, id))
-            .json::<db::SessionRow>()
-            .await
-        {
-            return http::json(200, &session);
-        }
-    }
-    let row: Option<db::SessionRow> = db::first(
-        &db::database(env)?,
-        &format!(
-            "SELECT {} FROM sessions WHERE tenant_id = ?1 AND id = ?2",
-            db::SESSION_COLUMNS
-        ),
-        &[caller.tenant_id.as_str().into(), id.into()],
-    )
-    .await?;
+    let row = store::sessions::get(env, &caller.tenant_id, id).await?;
     match row {
         Some(session) => http::json(200, &session),
         None => Err(GatewayError::new(

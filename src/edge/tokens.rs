@@ -1,23 +1,25 @@
 //! `POST /v1/tokens/count`: the prompt tokens a chat request would be counted (and reserved)
 //! for, without calling the model or touching the balance.
 
+use crate::edge::store;
 use serde_json::json;
 use worker::{Env, Request, Response};
 
-use super::config::Settings;
-use super::{db, http, tenant};
+use super::{http, tenant};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::openai::ChatCompletionRequest;
 use crate::core::tokens::{count_chat_prompt, resolve_encoding};
+use crate::edge::platform::d1 as db;
+use crate::edge::platform::env::settings;
 
 /// `{model, messages, tools?}` → `{object, model, prompt_tokens, encoding}`. The body is read
 /// like a chat completion request (other fields are accepted and ignored). 400 for models that
 /// Tollgate has no local tokenizer for.
 pub async fn count_tokens(mut req: Request, env: &Env) -> Result<Response, GatewayError> {
     let caller = tenant::live_caller(&req, env).await?;
-    let body = http::read_body(&mut req, Settings::from_env(env).max_body_bytes).await?;
+    let body = http::read_body(&mut req, settings(env).max_body_bytes).await?;
     let chat = ChatCompletionRequest::from_json(&body)?;
-    let model = db::cached_model(&db::database(env)?, &chat.model, &caller.tenant_id)
+    let model = store::models::cached_model(&db::database(env)?, &chat.model, &caller.tenant_id)
         .await?
         .filter(|m| caller.may_use(&m.name))
         .ok_or_else(|| {

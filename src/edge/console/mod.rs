@@ -15,7 +15,8 @@ pub mod stripe;
 use serde_json::{json, Value};
 use worker::{Env, Headers, Method, Request, RequestInit, Response, ResponseBuilder};
 
-use super::{admin, cache, http, ledger, reports, tenant};
+use super::platform::ttl_cache as cache;
+use super::{admin, http, ledger, reports, tenant};
 use crate::core::console::{self as rules, Scope, SECURITY_HEADERS};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::routing::{Admission, BreakerState};
@@ -171,8 +172,10 @@ async fn me(req: &Request, env: &Env, s: &Session) -> Result<Response, GatewayEr
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let billing =
-        json_of(ledger::get_tenant_billing(&super::db::database(env)?, &tenant_id).await?).await?;
+    let billing = json_of(
+        ledger::get_tenant_billing(&super::platform::d1::database(env)?, &tenant_id).await?,
+    )
+    .await?;
     http::json(
         200,
         &json!({
@@ -198,11 +201,11 @@ async fn me(req: &Request, env: &Env, s: &Session) -> Result<Response, GatewayEr
 /// with each route's circuit breaker as the gateway sees it now: `closed`, `open` or `half_open`
 /// (cooled down: the next request is a trial), with its consecutive failures.
 async fn routes_with_breakers(env: &Env, model: &str) -> Result<Response, GatewayError> {
-    let database = super::db::database(env)?;
+    let database = super::platform::d1::database(env)?;
     let mut view = super::routes::get_routes(&database, model).await?;
     let cfg = super::routes::breaker_config(env);
     let now = super::now_ms();
-    let kv = env.kv("KV").ok();
+    let kv = super::platform::kv::namespace(env).ok();
     let primary = breaker_json(kv.as_ref(), &view["primary"], now, &cfg).await;
     view["primary"]["breaker"] = primary;
     let count = view["routes"].as_array().map_or(0, Vec::len);
@@ -250,7 +253,7 @@ async fn breaker_json(
 
 /// `GET /console/api/plans`: the plans a tenant can ask for (id, name, allowance).
 async fn plans(env: &Env) -> Result<Response, GatewayError> {
-    let all = json_of(ledger::list_plans(&super::db::database(env)?).await?).await?;
+    let all = json_of(ledger::list_plans(&super::platform::d1::database(env)?).await?).await?;
     let data: Vec<Value> = all["data"]
         .as_array()
         .map(|rows| {
@@ -266,8 +269,8 @@ async fn plans(env: &Env) -> Result<Response, GatewayError> {
 /// offers them (identifier, title, description, each API with its parameters and command form).
 async fn plugins(req: &Request, env: &Env) -> Result<Response, GatewayError> {
     let caller = tenant::live_caller(req, env).await?;
-    let db = super::db::database(env)?;
-    let enabled = super::plugins::store::enabled_for_tenant(&db, &caller.tenant_id).await?;
+    let db = super::platform::d1::database(env)?;
+    let enabled = super::store::plugins::enabled_for_tenant(&db, &caller.tenant_id).await?;
     let data: Vec<Value> = enabled
         .iter()
         .map(|e| rules::plugin_listing(&e.manifest, e.is_default, e.price_per_call))

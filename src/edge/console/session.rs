@@ -5,7 +5,8 @@ use serde::Deserialize;
 use serde_json::json;
 use worker::{Env, Headers, Method, Request, RequestInit, Response};
 
-use super::super::{admin, auth, cache, config, http, now_ms, tenant};
+use super::super::platform::{env as config, ttl_cache as cache};
+use super::super::{admin, auth, http, now_ms, tenant};
 use crate::core::console::{self as rules, Claims, Scope, SessionError};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::ids::random_bytes;
@@ -39,9 +40,8 @@ fn console_secret(env: &Env) -> Result<Vec<u8>, GatewayError> {
 }
 
 fn session_seconds(env: &Env) -> u64 {
-    env.var("CONSOLE_SESSION_SECONDS")
-        .ok()
-        .and_then(|v| v.to_string().trim().parse::<u64>().ok())
+    config::settings(env)
+        .console_session_seconds
         .unwrap_or(DEFAULT_SESSION_SECONDS)
         .clamp(60, 86_400)
 }
@@ -49,9 +49,7 @@ fn session_seconds(env: &Env) -> u64 {
 /// Whether the operator lets tenants list, create and revoke their own keys in the user center
 /// (var `CONSOLE_TENANT_KEYS = "true"`; off by default).
 pub fn tenants_manage_keys(env: &Env) -> bool {
-    env.var("CONSOLE_TENANT_KEYS")
-        .map(|v| v.to_string().trim() == "true")
-        .unwrap_or(false)
+    config::settings(env).console_tenant_keys
 }
 
 fn random16() -> Result<[u8; 16], GatewayError> {

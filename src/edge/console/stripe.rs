@@ -8,7 +8,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{Env, Fetch, Headers, Method, Request, RequestInit, Response};
 
-use super::super::{config, db, http, now_ms, tenant};
+use super::super::platform::{d1 as db, env as config};
+use super::super::{http, now_ms, store, tenant};
 use super::session::Session;
 use crate::core::console::{self as rules, WebhookAction};
 use crate::core::error::{ErrorKind, GatewayError};
@@ -18,15 +19,10 @@ const DEFAULT_API_BASE: &str = "https://api.stripe.com";
 const DEFAULT_TOLERANCE_S: u64 = 300;
 const MAX_EVENT_BYTES: usize = 256 * 1024;
 
-fn var(env: &Env, name: &str) -> Option<String> {
-    env.var(name)
-        .ok()
-        .map(|v| v.to_string().trim().to_string())
-        .filter(|v| !v.is_empty())
-}
-
 fn currency(env: &Env) -> String {
-    var(env, "STRIPE_CURRENCY")
+    config::settings(env)
+        .stripe_currency
+        .clone()
         .unwrap_or_else(|| "usd".into())
         .to_ascii_lowercase()
 }
@@ -90,7 +86,10 @@ pub async fn create_checkout(
         success_url: &success,
         cancel_url: &cancel,
     });
-    let base = var(env, "STRIPE_API_BASE").unwrap_or_else(|| DEFAULT_API_BASE.into());
+    let base = config::settings(env)
+        .stripe_api_base
+        .clone()
+        .unwrap_or_else(|| DEFAULT_API_BASE.into());
     let endpoint = format!("{}/v1/checkout/sessions", base.trim_end_matches('/'));
     let headers = Headers::new();
     let set = |k: &str, v: &str| {
@@ -147,8 +146,8 @@ pub async fn webhook(mut req: Request, env: &Env) -> Result<Response, GatewayErr
         .flatten()
         .unwrap_or_default();
     let payload = http::read_body(&mut req, MAX_EVENT_BYTES).await?;
-    let tolerance = var(env, "STRIPE_WEBHOOK_TOLERANCE_SECONDS")
-        .and_then(|v| v.parse().ok())
+    let tolerance = config::settings(env)
+        .stripe_webhook_tolerance_seconds
         .unwrap_or(DEFAULT_TOLERANCE_S);
     rules::verify_stripe_signature(
         secret.as_bytes(),
@@ -174,24 +173,7 @@ pub async fn webhook(mut req: Request, env: &Env) -> Result<Response, GatewayErr
     let now = now_ms();
     let ledger_id = prefixed_id("cred", now);
     // One statement: the row exists once per session and event; its trigger credits the tenant.
-    let inserted = db::run(
-        &database,
-        "INSERT INTO stripe_payments
-           (session_id, event_id, tenant_id, amount, amount_paid, currency, ledger_id, created_at)
-         SELECT ?1, ?2, id, ?4, ?5, ?6, ?7, ?8 FROM tenants WHERE id = ?3
-         ON CONFLICT DO NOTHING",
-        &[
-            credit.session_id.as_str().into(),
-            credit.event_id.as_str().into(),
-            credit.tenant_id.as_str().into(),
-            credit.amount.into(),
-            credit.amount_paid.into(),
-            credit.currency.as_str().into(),
-            ledger_id.as_str().into(),
-            now.into(),
-        ],
-    )
-    .await?;
+    let inserted = store::payments::record_checkout(&database, &credit, &ledger_id, now).await?;
     // D1 counts the trigger's writes too: any change means this delivery inserted the row.
     if inserted > 0 {
         return http::json(
@@ -200,15 +182,7 @@ pub async fn webhook(mut req: Request, env: &Env) -> Result<Response, GatewayErr
                     "ledger_id": ledger_id}),
         );
     }
-    let known: Option<Value> = db::first(
-        &database,
-        "SELECT ledger_id FROM stripe_payments WHERE session_id = ?1 OR event_id = ?2",
-        &[
-            credit.session_id.as_str().into(),
-            credit.event_id.as_str().into(),
-        ],
-    )
-    .await?;
+    let known = store::payments::recorded_checkout(&database, &credit).await?;
     match known {
         Some(row) => http::json(
             200,

@@ -11,12 +11,14 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{D1Database, Env, Method, Request, Response};
 
-use super::{policy, settings_key, store};
+use super::{policy, settings_key};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::ids::random_bytes;
 use crate::core::jsonschema;
 use crate::core::plugins::{sealed, valid_identifier, Manifest};
-use crate::edge::{http, now_ms};
+use crate::edge::http;
+use crate::edge::platform::clock::now_ms;
+use crate::edge::store;
 
 const MAX_BODY: usize = 256 * 1024;
 const MAX_SETTINGS_BYTES: usize = 16 * 1024;
@@ -44,18 +46,18 @@ pub async fn route(
         (Method::Get, ["plugins", id]) => get(db, id).await,
         (Method::Delete, ["plugins", id]) => delete(db, id).await,
         (Method::Get, ["plugins", id, "usage"]) => {
-            let rows = store::plugin_usage(db, id).await?;
+            let rows = store::plugins::plugin_usage(db, id).await?;
             http::json(200, &json!({"object": "list", "data": rows}))
         }
         (Method::Get, ["tenants", tid, "plugins"]) => {
-            let rows = store::list_enablements(db, tid).await?;
+            let rows = store::plugins::list_enablements(db, tid).await?;
             http::json(200, &json!({"object": "list", "data": rows}))
         }
         (Method::Put, ["tenants", tid, "plugins", id]) => {
             enable(db, env, tid, id, body(&mut req).await?).await
         }
         (Method::Delete, ["tenants", tid, "plugins", id]) => {
-            if store::delete_enablement(db, tid, id).await? {
+            if store::plugins::delete_enablement(db, tid, id).await? {
                 http::json(
                     200,
                     &json!({"tenant_id": tid, "plugin_id": id, "deleted": true}),
@@ -67,7 +69,7 @@ pub async fn route(
             }
         }
         (Method::Get, ["requests", rid, "plugin-calls"]) => {
-            let rows = store::calls_of_request(db, rid).await?;
+            let rows = store::plugins::calls_of_request(db, rid).await?;
             http::json(200, &json!({"object": "list", "data": rows}))
         }
         _ => Err(GatewayError::new(
@@ -90,7 +92,7 @@ fn not_found(what: &str) -> GatewayError {
     GatewayError::new(ErrorKind::NotFound, format!("No {what}."))
 }
 
-fn view(row: &store::PluginRow) -> Result<Value, GatewayError> {
+fn view(row: &store::plugins::PluginRow) -> Result<Value, GatewayError> {
     let manifest: Value = serde_json::from_str(&row.manifest)
         .map_err(|e| GatewayError::internal(format!("stored manifest unreadable: {e}")))?;
     Ok(json!({
@@ -104,13 +106,13 @@ fn view(row: &store::PluginRow) -> Result<Value, GatewayError> {
 }
 
 async fn list(db: &D1Database) -> Result<Response, GatewayError> {
-    let rows = store::list_plugins(db).await?;
+    let rows = store::plugins::list_plugins(db).await?;
     let data = rows.iter().map(view).collect::<Result<Vec<_>, _>>()?;
     http::json(200, &json!({"object": "list", "data": data}))
 }
 
 async fn get(db: &D1Database, id: &str) -> Result<Response, GatewayError> {
-    let row = store::get_plugin(db, id)
+    let row = store::plugins::get_plugin(db, id)
         .await?
         .ok_or_else(|| not_found(&format!("plugin `{id}`")))?;
     http::json(200, &view(&row)?)
@@ -163,15 +165,15 @@ async fn put(db: &D1Database, env: &Env, id: &str, body: Value) -> Result<Respon
     };
     let stored = serde_json::to_string(&manifest)
         .map_err(|e| GatewayError::internal(format!("encode manifest: {e}")))?;
-    let created = store::put_plugin(db, id, &stored, price, now_ms()).await?;
-    let row = store::get_plugin(db, id)
+    let created = store::plugins::put_plugin(db, id, &stored, price, now_ms()).await?;
+    let row = store::plugins::get_plugin(db, id)
         .await?
         .ok_or_else(|| not_found(&format!("plugin `{id}`")))?;
     http::json(if created { 201 } else { 200 }, &view(&row)?)
 }
 
 async fn delete(db: &D1Database, id: &str) -> Result<Response, GatewayError> {
-    if store::delete_plugin(db, id).await? {
+    if store::plugins::delete_plugin(db, id).await? {
         http::json(200, &json!({"id": id, "object": "plugin", "deleted": true}))
     } else {
         Err(not_found(&format!("plugin `{id}`")))
@@ -202,22 +204,16 @@ async fn enable(
 ) -> Result<Response, GatewayError> {
     let body: EnableBody = serde_json::from_value(body)
         .map_err(|e| GatewayError::invalid_request(format!("Invalid body: {e}")))?;
-    let tenant: Option<Value> = crate::edge::db::first(
-        db,
-        "SELECT id FROM tenants WHERE id = ?1",
-        &[tenant_id.into()],
-    )
-    .await?;
-    if tenant.is_none() {
+    if !store::tenants::exists(db, tenant_id).await? {
         return Err(not_found(&format!("tenant `{tenant_id}`")));
     }
-    let plugin = store::get_plugin(db, plugin_id)
+    let plugin = store::plugins::get_plugin(db, plugin_id)
         .await?
         .ok_or_else(|| not_found(&format!("plugin `{plugin_id}`")))?;
     let manifest = plugin.manifest()?;
     let change = match body.settings {
-        None => store::SettingsChange::Keep,
-        Some(Value::Null) => store::SettingsChange::Clear,
+        None => store::plugins::SettingsChange::Keep,
+        Some(Value::Null) => store::plugins::SettingsChange::Clear,
         Some(settings) => {
             let schema = manifest.settings.as_ref().ok_or_else(|| {
                 GatewayError::invalid_param(
@@ -240,11 +236,14 @@ async fn enable(
             let mut nonce = [0u8; 12];
             random_bytes(&mut nonce)
                 .map_err(|e| GatewayError::internal(format!("no randomness: {e:?}")))?;
-            store::SettingsChange::Set(sealed::seal(&key, tenant_id, plugin_id, nonce, &plain))
+            store::plugins::SettingsChange::Set(sealed::seal(
+                &key, tenant_id, plugin_id, nonce, &plain,
+            ))
         }
     };
-    store::put_enablement(db, tenant_id, plugin_id, body.default, change, now_ms()).await?;
-    let view = store::get_enablement(db, tenant_id, plugin_id)
+    store::plugins::put_enablement(db, tenant_id, plugin_id, body.default, change, now_ms())
+        .await?;
+    let view = store::plugins::get_enablement(db, tenant_id, plugin_id)
         .await?
         .ok_or_else(|| GatewayError::internal("enablement vanished after writing it"))?;
     http::json(200, &view)

@@ -14,7 +14,8 @@ use crate::core::plugins::reply::{plugin_text, CallFailure};
 use crate::core::plugins::{
     call_body, check_url, Endpoint, EndpointPolicy, Manifest, MAX_REQUEST_BYTES,
 };
-use crate::edge::{now_ms, upstream};
+use crate::edge::platform::clock::now_ms;
+use crate::edge::platform::fetch as upstream;
 
 /// What one invocation produced.
 pub struct Outcome {

@@ -34,10 +34,11 @@ use crate::core::providers::{StreamDecoder, StreamItem};
 use crate::core::sse::encode_data;
 use crate::edge::chat::{self, End, Pending, Reply};
 use crate::edge::guard::StreamGuard;
+use crate::edge::http;
+use crate::edge::platform::clock::now_ms;
 use crate::edge::relay::Source;
-use crate::edge::{http, now_ms};
 
-use super::store::Enabled;
+use crate::edge::store::plugins::Enabled;
 
 type Job = LocalBoxFuture<'static, ()>;
 

@@ -15,8 +15,8 @@
 pub mod admin;
 pub mod exec;
 mod live;
-pub mod store;
 
+use crate::edge::store;
 use std::rc::Rc;
 
 use serde_json::Value;
@@ -24,10 +24,7 @@ use worker::{Context, D1Database, Env, Response, ResponseBuilder};
 
 use super::auth::Caller;
 use super::chat::{self, End, Pending, Reply};
-use super::config::{self, Settings};
-use super::db::{self, ModelRow};
-use super::idempotency::{self, ClaimedKey};
-use super::{http, now_ms};
+use super::http;
 use crate::core::billing::{reservation_micros_scaled, Price};
 use crate::core::error::GatewayError;
 use crate::core::jsonschema;
@@ -46,11 +43,13 @@ use crate::core::plugins::{
 };
 use crate::core::providers::{ProviderKind, Route, UpstreamRequest};
 use crate::core::tokens::{prompt_tokens_for_reservation, Encoding, MediaRules};
-use store::Enabled;
+use crate::edge::platform::clock::now_ms;
+use crate::edge::platform::d1 as db;
+use crate::edge::platform::env::{self as config, Settings};
+use crate::edge::store::idempotency::{self, ClaimedKey};
+use crate::edge::store::models::ModelRow;
+use store::plugins::Enabled;
 
-/// Default and largest number of model rounds per request (`PLUGIN_MAX_ROUNDS`).
-const DEFAULT_MAX_ROUNDS: u64 = 4;
-const MAX_ROUNDS: u64 = 10;
 /// Plugin calls executed per round; further calls in the same round get an error result.
 const MAX_CALLS_PER_ROUND: usize = 8;
 
@@ -122,7 +121,7 @@ impl Scope {
 /// The dev setting that allows plugins on `http://127.0.0.1` and other private hosts.
 pub(crate) fn policy(env: &Env) -> EndpointPolicy {
     EndpointPolicy {
-        allow_local_http: config::flag(env, "PLUGINS_ALLOW_LOCAL_HTTP"),
+        allow_local_http: config::settings(env).plugins_allow_local_http,
     }
 }
 
@@ -140,11 +139,7 @@ pub(crate) fn settings_key(env: &Env) -> Result<Vec<u8>, GatewayError> {
 }
 
 fn max_rounds(env: &Env) -> u64 {
-    env.var("PLUGIN_MAX_ROUNDS")
-        .ok()
-        .and_then(|v| v.to_string().trim().parse::<u64>().ok())
-        .unwrap_or(DEFAULT_MAX_ROUNDS)
-        .clamp(1, MAX_ROUNDS)
+    config::settings(env).plugin_max_rounds
 }
 
 /// Serves the request if it is a slash command or enables plugins; otherwise leaves it to the
@@ -163,7 +158,7 @@ pub(crate) async fn intercept(
     if selection == Selection::Named(Vec::new()) && command.is_none() {
         return Ok(None);
     }
-    let enabled = store::enabled_for_tenant(turn.db, &turn.caller.tenant_id).await?;
+    let enabled = store::plugins::enabled_for_tenant(turn.db, &turn.caller.tenant_id).await?;
     if let Some(cmd) = command {
         if let Some(plugin) = enabled.iter().find(|p| p.id() == cmd.plugin) {
             // A free command reserves nothing, so D1 is asked here whether the key and its
@@ -266,7 +261,7 @@ async fn prepare_round(
         .kind
         .adapter()
         .build_request(&scope.route, round_chat)?;
-    if !db::reserve(&scope.db, id, &scope.caller.key_id, reserved, started_at).await? {
+    if !store::ledger::reserve(&scope.db, id, &scope.caller.key_id, reserved, started_at).await? {
         return Err(chat::refusal(
             &scope.db,
             &scope.caller.key_id,
@@ -641,7 +636,7 @@ async fn invoke_plugin(
         let settings = open_settings(scope, plugin)?;
         let price = plugin.price_per_call;
         if price > 0
-            && !db::reserve(&scope.db, &call_id, &scope.caller.key_id, price, created_at)
+            && !store::ledger::reserve(&scope.db, &call_id, &scope.caller.key_id, price, created_at)
                 .await
                 .unwrap_or(false)
         {
@@ -668,7 +663,7 @@ async fn invoke_plugin(
         Ok(_) => "ok",
         Err(f) => f.code(),
     };
-    let record = store::CallRecord {
+    let record = store::plugins::CallRecord {
         id: &call_id,
         request_id: &scope.request_id,
         tenant_id: &scope.caller.tenant_id,
@@ -684,7 +679,7 @@ async fn invoke_plugin(
         created_at,
     };
     // Retried like a settlement, then kept in KV for the scheduled handler (store.rs).
-    store::record_call_durably(&scope.env, &scope.db, &record).await;
+    store::plugins::record_call_durably(&scope.env, &scope.db, &record).await;
     (result, charged)
 }
 

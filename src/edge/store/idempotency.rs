@@ -2,13 +2,13 @@
 
 use serde::Deserialize;
 use serde_json::Value;
-use worker::{D1Database, Request, Response};
+use worker::D1Database;
 
-use super::{db, http};
 use crate::core::error::GatewayError;
 use crate::core::idempotency::{
     body_digest, decide, validate_key, KeyRecord, Seen, MAX_STORED_RESPONSE, TTL_MS,
 };
+use crate::edge::platform::d1 as db;
 
 /// A key claimed by the request in flight.
 #[derive(Debug, Clone)]
@@ -24,8 +24,13 @@ pub enum Claim {
     None,
     /// The key is ours now: run the request, then [`complete`] or [`release`] it.
     Fresh(ClaimedKey),
-    /// The key's first request completed: answer with this (nothing is charged).
-    Replay(Response),
+    /// The key's first request completed: answer with its stored JSON body (nothing is
+    /// charged), marked `idempotent-replayed` and with the first request's id.
+    Replay {
+        http_status: u16,
+        body: String,
+        request_id: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -39,18 +44,18 @@ struct Row {
     created_at: u64,
 }
 
-/// Reads the `Idempotency-Key` header and claims it for `request_id` (one conditional insert),
+/// Claims the `Idempotency-Key` header's value `header` (none: [`Claim::None`]) for `request_id` (one conditional insert),
 /// or answers from the key's record.
 pub async fn claim(
     db: &D1Database,
-    req: &Request,
+    header: Option<String>,
     tenant_id: &str,
     request_id: &str,
     body: &[u8],
     stream: bool,
     now: u64,
 ) -> Result<Claim, GatewayError> {
-    let Some(header) = req.headers().get("idempotency-key").ok().flatten() else {
+    let Some(header) = header else {
         return Ok(Claim::None);
     };
     let key = validate_key(header.trim())?.to_string();
@@ -112,12 +117,11 @@ pub async fn claim(
                 .await?;
             }
             Seen::Replay { http_status, body } => {
-                let mut resp =
-                    http::bytes_response(http_status, "application/json", body.into_bytes())?;
-                let headers = resp.headers_mut();
-                let _ = headers.set("idempotent-replayed", "true");
-                let _ = headers.set("x-request-id", &record.request_id);
-                return Ok(Claim::Replay(resp));
+                return Ok(Claim::Replay {
+                    http_status,
+                    body,
+                    request_id: record.request_id,
+                });
             }
             Seen::Refuse(err) => return Err(err),
         }
@@ -179,4 +183,45 @@ pub async fn purge_idempotency_keys(db: &D1Database, now: u64) -> Result<usize, 
     )
     .await?;
     Ok(deleted.len())
+}
+
+/// The lease of `Idempotency-Key`s: a key still `pending` since before `cutoff` whose request
+/// holds no reservation is either done (its request has a usage row: marked done, so a retry is
+/// refused as used, unless that request was charged nothing and failed: then released) or dead
+/// (no usage row: released, so a retry runs). Returns how many keys it changed.
+pub async fn release_stale_idempotency_keys(
+    db: &D1Database,
+    cutoff: u64,
+) -> Result<usize, GatewayError> {
+    let stale = "i.state = 'pending' AND i.created_at < ?1
+         AND NOT EXISTS (SELECT 1 FROM reservations r WHERE r.id = i.request_id)";
+    let results = db::batch(
+        db,
+        vec![
+            db::statement(
+                db,
+                &format!(
+                    "UPDATE idempotency_keys AS i SET state = 'done',
+                       http_status = (SELECT u.http_status FROM usage u WHERE u.request_id = i.request_id)
+                     WHERE {stale} AND EXISTS (SELECT 1 FROM usage u WHERE u.request_id = i.request_id
+                       AND NOT (u.cost = 0 AND u.status = 'upstream_error'))
+                     RETURNING key"
+                ),
+                &[cutoff.into()],
+            )?,
+            db::statement(
+                db,
+                &format!("DELETE FROM idempotency_keys AS i WHERE {stale} RETURNING key"),
+                &[cutoff.into()],
+            )?,
+        ],
+    )
+    .await?;
+    Ok(results
+        .iter()
+        .map(|r| {
+            r.results::<serde_json::Value>()
+                .map_or(0, |rows| rows.len())
+        })
+        .sum())
 }

@@ -1,211 +1,16 @@
-//! D1 access: every SQL statement Tollgate runs lives here.
+//! Reservations and settlement: the statements that move money.
 //!
 //! Money moves only through triggers (schema/0001_init.sql, 0003_ledger.sql): inserting a reservation takes credit,
 //! deleting it returns it, inserting a usage row charges it, inserting a ledger row credits it.
 //! Each step is therefore one statement or one batch, atomic in D1.
 
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use wasm_bindgen::JsValue;
-use worker::{D1Database, D1PreparedStatement, Env};
+use worker::D1Database;
 
-use crate::core::billing::{is_js_safe, MAX_SAFE_INT};
-use crate::core::error::{ErrorKind, GatewayError};
-
-pub fn database(env: &Env) -> Result<D1Database, GatewayError> {
-    env.d1("DB")
-        .map_err(|e| GatewayError::internal(format!("D1 binding DB is missing: {e}")))
-}
-
-/// A bindable value.
-pub enum Arg<'a> {
-    Str(&'a str),
-    Int(i64),
-    Null,
-}
-
-impl From<&Arg<'_>> for JsValue {
-    fn from(a: &Arg<'_>) -> JsValue {
-        match a {
-            Arg::Str(s) => JsValue::from_str(s),
-            Arg::Int(i) => JsValue::from_f64(*i as f64),
-            Arg::Null => JsValue::NULL,
-        }
-    }
-}
-
-impl<'a> From<&'a str> for Arg<'a> {
-    fn from(s: &'a str) -> Self {
-        Arg::Str(s)
-    }
-}
-
-impl<'a> From<&'a String> for Arg<'a> {
-    fn from(s: &'a String) -> Self {
-        Arg::Str(s)
-    }
-}
-
-impl From<i64> for Arg<'_> {
-    fn from(i: i64) -> Self {
-        Arg::Int(i)
-    }
-}
-
-impl From<u64> for Arg<'_> {
-    fn from(i: u64) -> Self {
-        Arg::Int(i64::try_from(i).unwrap_or(i64::MAX))
-    }
-}
-
-impl<'a> From<Option<&'a str>> for Arg<'a> {
-    fn from(s: Option<&'a str>) -> Self {
-        s.map_or(Arg::Null, Arg::Str)
-    }
-}
-
-impl From<Option<u64>> for Arg<'_> {
-    fn from(i: Option<u64>) -> Self {
-        i.map_or(Arg::Null, Arg::from)
-    }
-}
-
-/// Refuses integers that a JavaScript number cannot hold exactly.
-pub fn check_args(args: &[Arg<'_>]) -> Result<(), GatewayError> {
-    for (i, a) in args.iter().enumerate() {
-        if let Arg::Int(v) = a {
-            if !is_js_safe(*v) {
-                return Err(GatewayError::internal(format!(
-                    "parameter ?{} = {v} is beyond 2^53 - 1 and cannot be stored exactly",
-                    i + 1
-                )));
-            }
-        }
-    }
-    Ok(())
-}
-
-pub fn d1_error(e: impl std::fmt::Display) -> GatewayError {
-    GatewayError::new(ErrorKind::Unavailable, format!("Database error: {e}"))
-}
-
-/// Prepares `sql` with `args`. An integer beyond 2⁵³ − 1 is refused (an internal error): D1 binds
-/// numbers as JavaScript doubles, which would round it silently (a `u64` too large for `i64`
-/// becomes `i64::MAX` in [`Arg::from`], so it is refused here too).
-pub fn statement(
-    db: &D1Database,
-    sql: &str,
-    args: &[Arg<'_>],
-) -> Result<D1PreparedStatement, GatewayError> {
-    check_args(args)?;
-    let values: Vec<JsValue> = args.iter().map(JsValue::from).collect();
-    db.prepare(sql).bind(&values).map_err(d1_error)
-}
-
-pub async fn first<T: DeserializeOwned>(
-    db: &D1Database,
-    sql: &str,
-    args: &[Arg<'_>],
-) -> Result<Option<T>, GatewayError> {
-    statement(db, sql, args)?
-        .first::<T>(None)
-        .await
-        .map_err(d1_error)
-}
-
-pub async fn all<T: DeserializeOwned>(
-    db: &D1Database,
-    sql: &str,
-    args: &[Arg<'_>],
-) -> Result<Vec<T>, GatewayError> {
-    statement(db, sql, args)?
-        .all()
-        .await
-        .map_err(d1_error)?
-        .results::<T>()
-        .map_err(d1_error)
-}
-
-/// Runs a write; returns the number of rows it changed, as D1 counts them (rows changed by
-/// triggers included).
-pub async fn run(db: &D1Database, sql: &str, args: &[Arg<'_>]) -> Result<usize, GatewayError> {
-    let result = statement(db, sql, args)?.run().await.map_err(d1_error)?;
-    Ok(result
-        .meta()
-        .map_err(d1_error)?
-        .and_then(|m| m.changes)
-        .unwrap_or(0))
-}
-
-/// Runs statements as one transaction; returns the rows changed by each.
-pub async fn batch(
-    db: &D1Database,
-    statements: Vec<D1PreparedStatement>,
-) -> Result<Vec<worker::D1Result>, GatewayError> {
-    db.batch(statements).await.map_err(d1_error)
-}
-
-/// A model, the provider that serves it, its current price version, and the multiplier of the
-/// tenant asking.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ModelRow {
-    pub name: String,
-    pub provider: String,
-    pub upstream_model: String,
-    pub input_price: u64,
-    pub cached_input_price: Option<u64>,
-    pub output_price: u64,
-    pub reasoning_price: Option<u64>,
-    /// The `price_versions` row these prices come from (NULL only before migration 0003 ran).
-    pub price_version: Option<u64>,
-    pub max_output_tokens: u64,
-    pub encoding: Option<String>,
-    pub kind: String,
-    pub base_url: String,
-    pub api_key_secret: Option<String>,
-    /// The provider's adapter-specific JSON.
-    #[serde(default)]
-    pub config: Option<String>,
-    pub created_at: u64,
-    /// The tenant's price multiplier in basis points (10,000 when unknown).
-    pub multiplier_bps: u64,
-}
-
-/// [`load_model`] through the isolate's cache (`edge::cache`): the row a chat request reads.
-pub async fn cached_model(
-    db: &D1Database,
-    name: &str,
-    tenant_id: &str,
-) -> Result<Option<std::rc::Rc<ModelRow>>, GatewayError> {
-    super::cache::get_or_load(
-        &super::cache::MODELS,
-        format!("{name}\u{0}{tenant_id}"),
-        || load_model(db, name, tenant_id),
-    )
-    .await
-}
-
-pub async fn load_model(
-    db: &D1Database,
-    name: &str,
-    tenant_id: &str,
-) -> Result<Option<ModelRow>, GatewayError> {
-    first(
-        db,
-        "SELECT m.name, m.provider, m.upstream_model,
-                COALESCE(v.input_price, m.input_price) AS input_price, v.cached_input_price,
-                COALESCE(v.output_price, m.output_price) AS output_price, v.reasoning_price,
-                m.price_version, m.max_output_tokens, m.encoding, m.created_at, p.kind, p.base_url,
-                p.api_key_secret, p.config,
-                COALESCE((SELECT t.price_multiplier_bps FROM tenants t WHERE t.id = ?2), 10000)
-                  AS multiplier_bps
-         FROM models m JOIN providers p ON p.name = m.provider
-         LEFT JOIN price_versions v ON v.id = m.price_version
-         WHERE m.name = ?1",
-        &[name.into(), tenant_id.into()],
-    )
-    .await
-}
+use super::sessions::{SessionRow, SESSION_COLUMNS};
+use crate::core::billing::MAX_SAFE_INT;
+use crate::core::error::GatewayError;
+use crate::edge::platform::d1::{all, batch, first, statement, Arg};
 
 /// Starts a new allowance period for every tenant on a plan whose period is older than the
 /// calendar month of `now` (UTC): `allowance_remaining` becomes the plan's allowance. Idempotent,
@@ -301,35 +106,6 @@ pub async fn extend_reservation(
     Ok(extended.is_some())
 }
 
-/// The state of a key and its tenant, to explain a refused reservation.
-#[derive(Debug, Deserialize)]
-pub struct KeyState {
-    pub revoked_at: Option<u64>,
-    pub disabled_at: Option<u64>,
-    pub balance: u64,
-    /// Plan allowance left this period.
-    pub allowance_remaining: u64,
-    /// Owed from charges that balance and allowance could not cover (schema/0007).
-    pub debt: u64,
-}
-
-pub async fn key_state(db: &D1Database, key_id: &str) -> Result<Option<KeyState>, GatewayError> {
-    first(
-        db,
-        "SELECT k.revoked_at, t.disabled_at, t.balance, t.allowance_remaining, t.debt
-         FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.id = ?1",
-        &[key_id.into()],
-    )
-    .await
-}
-
-/// Whether a key exists and is not revoked (for routes that reserve nothing).
-pub async fn key_active(db: &D1Database, key_id: &str) -> Result<bool, GatewayError> {
-    Ok(key_state(db, key_id)
-        .await?
-        .is_some_and(|k| k.revoked_at.is_none() && k.disabled_at.is_none()))
-}
-
 /// One usage row, as written by [`settle`]. Owned and serializable: a settlement that cannot be
 /// written is kept as JSON (KV `pending-settle:<request id>`) and replayed by the scheduled handler.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
@@ -384,23 +160,6 @@ impl UsageRow {
         self.cost = b.cost;
     }
 }
-
-/// Session totals, as cached in KV.
-#[derive(Debug, Clone, serde::Serialize, Deserialize)]
-pub struct SessionRow {
-    pub id: String,
-    pub tenant_id: String,
-    pub last_model: Option<String>,
-    pub request_count: u64,
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    pub cost: u64,
-    pub created_at: u64,
-    pub last_seen: u64,
-}
-
-pub const SESSION_COLUMNS: &str =
-    "id, tenant_id, last_model, request_count, prompt_tokens, completion_tokens, cost, created_at, last_seen";
 
 /// What a settlement batch read back.
 pub struct Settled {
@@ -491,4 +250,71 @@ pub async fn settle(
             .and_then(|r| r.results().ok())
             .unwrap_or_default(),
     })
+}
+
+/// How long expired reservations are kept in `reservation_expiries`.
+const EXPIRY_RECORDS_MS: u64 = 30 * 86_400_000;
+
+/// Returns the credit of reservations created before `cutoff`, records them in
+/// `reservation_expiries` and releases the idempotency keys their requests held, in one batch.
+/// Writes no usage row: a request that is still alive settles later as usual. Returns how many it
+/// swept.
+pub async fn sweep_stale_reservations(
+    db: &D1Database,
+    cutoff: u64,
+    now: u64,
+) -> Result<usize, GatewayError> {
+    let results = batch(
+        db,
+        vec![
+            statement(
+                db,
+                "INSERT OR IGNORE INTO reservation_expiries (id, tenant_id, key_id, amount,
+                   allowance_amount, allowance_period, created_at, expired_at)
+                 SELECT id, tenant_id, key_id, amount, allowance_amount, allowance_period,
+                   created_at, ?2
+                 FROM reservations WHERE created_at < ?1",
+                &[cutoff.into(), now.into()],
+            )?,
+            statement(
+                db,
+                "DELETE FROM idempotency_keys WHERE state = 'pending' AND request_id IN
+                   (SELECT id FROM reservations WHERE created_at < ?1)",
+                &[cutoff.into()],
+            )?,
+            statement(
+                db,
+                "DELETE FROM reservations WHERE created_at < ?1 RETURNING id",
+                &[cutoff.into()],
+            )?,
+            statement(
+                db,
+                "DELETE FROM reservation_expiries WHERE expired_at < ?1",
+                &[now.saturating_sub(EXPIRY_RECORDS_MS).into()],
+            )?,
+        ],
+    )
+    .await?;
+    #[derive(Deserialize)]
+    struct Swept {
+        #[allow(dead_code)]
+        id: String,
+    }
+    Ok(results
+        .get(2)
+        .and_then(|r| r.results::<Swept>().ok())
+        .map_or(0, |rows| rows.len()))
+}
+
+/// The usage row of a request, every column.
+pub async fn usage_row(
+    db: &D1Database,
+    request_id: &str,
+) -> Result<Option<serde_json::Value>, GatewayError> {
+    first(
+        db,
+        "SELECT * FROM usage WHERE request_id = ?1",
+        &[request_id.into()],
+    )
+    .await
 }

@@ -6,7 +6,13 @@ use worker::D1Database;
 
 use crate::core::error::GatewayError;
 use crate::core::plugins::Manifest;
-use crate::edge::db::{self, Arg};
+use crate::edge::platform::d1::{self as db, Arg};
+use crate::edge::platform::ttl_cache::{self, Ttl};
+
+thread_local! {
+    /// Tenant id → the plugins it has enabled ([`enabled_for_tenant`]).
+    static PLUGINS: Ttl<Vec<Enabled>> = Ttl::new();
+}
 
 /// A registered plugin as stored.
 #[derive(Debug, Clone, Deserialize)]
@@ -122,17 +128,15 @@ struct EnabledRow {
     plugin_id: String,
 }
 
-/// Every plugin the tenant has enabled (from the isolate's cache when fresh, `edge::cache`:
+/// Every plugin the tenant has enabled (from the isolate's cache when fresh, `edge::platform::ttl_cache`:
 /// every chat request asks, most tenants have none).
 pub async fn enabled_for_tenant(
     db: &D1Database,
     tenant_id: &str,
 ) -> Result<Vec<Enabled>, GatewayError> {
-    let enabled = crate::edge::cache::get_or_load(
-        &crate::edge::cache::PLUGINS,
-        tenant_id.to_string(),
-        || async { load_enabled(db, tenant_id).await.map(Some) },
-    )
+    let enabled = ttl_cache::get_or_load(&PLUGINS, tenant_id.to_string(), || async {
+        load_enabled(db, tenant_id).await.map(Some)
+    })
     .await?;
     Ok(enabled.map(|e| e.as_ref().clone()).unwrap_or_default())
 }
@@ -365,7 +369,7 @@ pub async fn record_call(db: &D1Database, c: &CallRecord<'_>) -> Result<(), Gate
 /// call row, and no charge, is lost. The price stays reserved meanwhile.
 pub async fn record_call_durably(env: &worker::Env, db: &D1Database, c: &CallRecord<'_>) {
     const ATTEMPTS: u32 = 3;
-    let fault = crate::edge::cron::fault(env, "record_call_d1");
+    let fault = crate::edge::platform::env::settings(env).fault("record_call_d1");
     for attempt in 1..=ATTEMPTS {
         let result = if fault {
             Err(db::d1_error(
@@ -381,7 +385,9 @@ pub async fn record_call_durably(env: &worker::Env, db: &D1Database, c: &CallRec
             }
         }
     }
-    crate::edge::cron::keep_pending_call(env, &CallRow::from(c)).await;
+    let row = CallRow::from(c);
+    let json = serde_json::to_string(&row).unwrap_or_default();
+    super::pending::keep_pending_call(env, &row.id, &json).await;
 }
 
 /// A [`CallRecord`] that owns its strings: what is kept in KV for replay.

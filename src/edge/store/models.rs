@@ -1,0 +1,221 @@
+//! Models with their provider, price version and the asking tenant's multiplier, cached in the
+//! isolate: the row every chat request reads.
+
+use serde::Deserialize;
+use serde_json::Value;
+use worker::D1Database;
+
+use crate::core::error::GatewayError;
+use crate::edge::platform::d1::{self, first};
+use crate::edge::platform::ttl_cache::{self, Ttl};
+
+/// A model, the provider that serves it, its current price version, and the multiplier of the
+/// tenant asking.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ModelRow {
+    pub name: String,
+    pub provider: String,
+    pub upstream_model: String,
+    pub input_price: u64,
+    pub cached_input_price: Option<u64>,
+    pub output_price: u64,
+    pub reasoning_price: Option<u64>,
+    /// The `price_versions` row these prices come from (NULL only before migration 0003 ran).
+    pub price_version: Option<u64>,
+    pub max_output_tokens: u64,
+    pub encoding: Option<String>,
+    pub kind: String,
+    pub base_url: String,
+    pub api_key_secret: Option<String>,
+    /// The provider's adapter-specific JSON.
+    #[serde(default)]
+    pub config: Option<String>,
+    pub created_at: u64,
+    /// The tenant's price multiplier in basis points (10,000 when unknown).
+    pub multiplier_bps: u64,
+}
+
+thread_local! {
+    /// Model name and tenant → the model row with the tenant's multiplier ([`load_model`]).
+    static MODELS: Ttl<ModelRow> = Ttl::new();
+}
+
+/// [`load_model`] through the isolate's cache (`platform::ttl_cache`): the row a chat request reads.
+pub async fn cached_model(
+    db: &D1Database,
+    name: &str,
+    tenant_id: &str,
+) -> Result<Option<std::rc::Rc<ModelRow>>, GatewayError> {
+    ttl_cache::get_or_load(&MODELS, format!("{name}\u{0}{tenant_id}"), || {
+        load_model(db, name, tenant_id)
+    })
+    .await
+}
+
+pub async fn load_model(
+    db: &D1Database,
+    name: &str,
+    tenant_id: &str,
+) -> Result<Option<ModelRow>, GatewayError> {
+    first(
+        db,
+        "SELECT m.name, m.provider, m.upstream_model,
+                COALESCE(v.input_price, m.input_price) AS input_price, v.cached_input_price,
+                COALESCE(v.output_price, m.output_price) AS output_price, v.reasoning_price,
+                m.price_version, m.max_output_tokens, m.encoding, m.created_at, p.kind, p.base_url,
+                p.api_key_secret, p.config,
+                COALESCE((SELECT t.price_multiplier_bps FROM tenants t WHERE t.id = ?2), 10000)
+                  AS multiplier_bps
+         FROM models m JOIN providers p ON p.name = m.provider
+         LEFT JOIN price_versions v ON v.id = m.price_version
+         WHERE m.name = ?1",
+        &[name.into(), tenant_id.into()],
+    )
+    .await
+}
+
+/// A provider to store.
+pub struct ProviderRow<'a> {
+    pub name: &'a str,
+    pub kind: &'a str,
+    pub base_url: &'a str,
+    pub api_key_secret: Option<&'a str>,
+    /// The adapter-specific JSON object, as text.
+    pub config: Option<&'a str>,
+}
+
+pub async fn put_provider(
+    db: &D1Database,
+    p: &ProviderRow<'_>,
+    now: u64,
+) -> Result<(), GatewayError> {
+    d1::run(
+        db,
+        "INSERT INTO providers (name, kind, base_url, api_key_secret, config, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, base_url = excluded.base_url,
+           api_key_secret = excluded.api_key_secret, config = excluded.config,
+           updated_at = excluded.updated_at",
+        &[
+            p.name.into(),
+            p.kind.into(),
+            p.base_url.into(),
+            p.api_key_secret.into(),
+            p.config.into(),
+            now.into(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Every provider (`config` as stored text).
+pub async fn list_providers(db: &D1Database) -> Result<Vec<Value>, GatewayError> {
+    d1::all(
+        db,
+        "SELECT name, kind, base_url, api_key_secret, config, updated_at
+         FROM providers ORDER BY name",
+        &[],
+    )
+    .await
+}
+
+pub async fn provider_exists(db: &D1Database, name: &str) -> Result<bool, GatewayError> {
+    let row: Option<Value> = d1::first(
+        db,
+        "SELECT name FROM providers WHERE name = ?1",
+        &[name.into()],
+    )
+    .await?;
+    Ok(row.is_some())
+}
+
+/// One model the provider serves (`{"name": …}`), if any.
+pub async fn a_model_of_provider(
+    db: &D1Database,
+    name: &str,
+) -> Result<Option<Value>, GatewayError> {
+    d1::first(
+        db,
+        "SELECT name FROM models WHERE provider = ?1 LIMIT 1",
+        &[name.into()],
+    )
+    .await
+}
+
+/// Deletes the provider; `false` when there was none.
+pub async fn delete_provider(db: &D1Database, name: &str) -> Result<bool, GatewayError> {
+    Ok(d1::run(db, "DELETE FROM providers WHERE name = ?1", &[name.into()]).await? > 0)
+}
+
+/// A model to store (its prices become a price version through `store::billing`).
+pub struct NewModel<'a> {
+    pub name: &'a str,
+    pub provider: &'a str,
+    pub upstream_model: &'a str,
+    pub input_price: i64,
+    pub output_price: i64,
+    pub max_output_tokens: i64,
+    pub encoding: Option<&'a str>,
+}
+
+pub async fn put_model(db: &D1Database, m: &NewModel<'_>, now: u64) -> Result<(), GatewayError> {
+    d1::run(
+        db,
+        "INSERT INTO models (name, provider, upstream_model, input_price, output_price,
+           max_output_tokens, encoding, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
+         ON CONFLICT (name) DO UPDATE SET provider = excluded.provider,
+           upstream_model = excluded.upstream_model, input_price = excluded.input_price,
+           output_price = excluded.output_price, max_output_tokens = excluded.max_output_tokens,
+           encoding = excluded.encoding, updated_at = excluded.updated_at",
+        &[
+            m.name.into(),
+            m.provider.into(),
+            m.upstream_model.into(),
+            m.input_price.into(),
+            m.output_price.into(),
+            m.max_output_tokens.into(),
+            m.encoding.into(),
+            now.into(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Every model, as the admin API lists them.
+pub async fn list_models(db: &D1Database) -> Result<Vec<Value>, GatewayError> {
+    d1::all(
+        db,
+        "SELECT name, provider, upstream_model, input_price, output_price, max_output_tokens,
+           encoding, created_at, updated_at FROM models ORDER BY name",
+        &[],
+    )
+    .await
+}
+
+/// Deletes the model; `false` when there was none.
+pub async fn delete_model(db: &D1Database, name: &str) -> Result<bool, GatewayError> {
+    Ok(d1::run(db, "DELETE FROM models WHERE name = ?1", &[name.into()]).await? > 0)
+}
+
+/// A model's name and creation time, as `/v1/models` lists them.
+#[derive(Debug, Deserialize)]
+pub struct ModelListRow {
+    pub name: String,
+    pub created_at: u64,
+}
+
+pub async fn list_names(db: &D1Database) -> Result<Vec<ModelListRow>, GatewayError> {
+    d1::all(db, "SELECT name, created_at FROM models ORDER BY name", &[]).await
+}
+
+pub async fn get_name(db: &D1Database, model: &str) -> Result<Option<ModelListRow>, GatewayError> {
+    d1::first(
+        db,
+        "SELECT name, created_at FROM models WHERE name = ?1",
+        &[model.into()],
+    )
+    .await
+}
