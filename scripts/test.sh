@@ -75,6 +75,7 @@ mkdir -p "$log_dir"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 stage "cargo fmt --check" quiet cargo fmt --all -- --check
+stage "doc links" quiet node scripts/check-doc-links.mjs
 stage "clippy (native)" quiet cargo clippy --all-targets -- -D warnings
 stage "clippy (wasm32)" quiet cargo clippy --target wasm32-unknown-unknown --lib -- -D warnings
 stage "cargo test (native)" stream cargo test
