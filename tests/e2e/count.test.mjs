@@ -34,8 +34,13 @@ function reasoningStream(reasoning, { hang = false } = {}) {
       await new Promise((r) => setTimeout(r, 10));
     }
     if (hang) {
-      // Leave the stream open until the gateway goes away.
-      await new Promise((r) => (res.destroyed ? r() : res.on('close', r)));
+      // Go on generating, slowly and without end, until the gateway goes away (a long answer).
+      let closed = res.destroyed;
+      res.on('close', () => (closed = true));
+      while (!closed) {
+        res.write(chunk({ content: ' more' }));
+        await new Promise((r) => setTimeout(r, 300));
+      }
       return true;
     }
     res.write(chunk({ content: 'Done.' }));
@@ -89,7 +94,7 @@ describe('reasoning is output', () => {
     }
   });
 
-  test('a client that leaves after reasoning only pays for the reasoning', async () => {
+  test('a client that leaves after the reasoning pays for it: the provider still generating at the drain deadline is charged the reservation', async () => {
     mock.setBehavior(reasoningStream([' First', ',', ' the', ' premise', '.', ' Then'], { hang: true }));
     try {
       const controller = new AbortController();
