@@ -210,9 +210,18 @@ impl Pump {
                     self.meter.completed() || self.meter.error().is_some()
                 }
                 Ok(None) => {
-                    let items = self.decoder.finish();
+                    let mut items = self.decoder.finish();
+                    // The decoder's complaint that the stream is incomplete is not the
+                    // provider's answer: it goes with the close (see `upstream_closed`).
+                    let incomplete = match items.last() {
+                        Some(StreamItem::Error(_)) => match items.pop() {
+                            Some(StreamItem::Error(e)) => Some(e),
+                            _ => None,
+                        },
+                        _ => None,
+                    };
                     self.forward(items, &mut out).await;
-                    self.meter.upstream_closed(&mut out, None);
+                    self.meter.upstream_closed(&mut out, incomplete);
                     true
                 }
                 Err(e) => {
@@ -306,16 +315,20 @@ impl Pump {
         self.client = None;
         let error = self.meter.error().cloned();
         let delivered_output = self.meter.delivered_output();
-        // Nothing arrived before the first-byte timeout: the provider accepted the request and may
-        // have worked on it, like a plain request that timed out.
-        let unanswered = !delivered_output
+        // Nothing arrived before the first-byte timeout, or nothing parseable before the end: the
+        // provider accepted the request and may have worked on it, like a plain request that
+        // timed out or answered an unusable 2xx.
+        let billed_unseen = !delivered_output
             && error
                 .as_ref()
-                .is_some_and(|e| e.kind == ErrorKind::UpstreamUnanswered);
+                .is_some_and(GatewayError::provider_may_have_billed);
         let status = if self.client_left_at.is_some() {
             RequestStatus::ClientAbort
-        } else if unanswered {
-            RequestStatus::UpstreamTimeout
+        } else if billed_unseen {
+            match error.as_ref().map(|e| e.kind) {
+                Some(ErrorKind::UpstreamUnusable) => RequestStatus::UpstreamUnusable,
+                _ => RequestStatus::UpstreamTimeout,
+            }
         } else if error.is_some() {
             RequestStatus::UpstreamError
         } else if self.meter.truncated() {
@@ -330,7 +343,7 @@ impl Pump {
             error,
             code,
             delivered_output,
-            usage_unknown: usage_unknown || unanswered,
+            usage_unknown: usage_unknown || billed_unseen,
             ttfb_ms: self.ttfb_ms,
             ended_at: super::now_ms(),
             extended: self.guard.as_ref().map_or(0, |g| g.extended),
