@@ -175,13 +175,8 @@ impl StreamMeter {
         let err = if self.answered || err.kind == ErrorKind::UpstreamUnanswered {
             err
         } else {
-            GatewayError::new(
-                ErrorKind::UpstreamUnusable,
-                format!(
-                    "The provider's stream could not be used (nothing parseable arrived): {}",
-                    err.message
-                ),
-            )
+            // Same words (the client learns what happened), the kind that is charged.
+            GatewayError::new(ErrorKind::UpstreamUnusable, err.message)
         };
         out.extend_from_slice(&encode_data(&err.to_json()));
         self.error = Some(err);
