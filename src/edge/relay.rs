@@ -204,6 +204,13 @@ impl ClientEnd {
         super::now_ms() >= self.until()
     }
 
+    /// Notes a client that hung up since it was last looked at.
+    pub(crate) fn check(&mut self) {
+        if self.sender.as_ref().is_some_and(|c| c.is_closed()) {
+            self.gone();
+        }
+    }
+
     fn gone(&mut self) {
         self.sender = None;
         self.left_at = Some(super::now_ms());
@@ -228,11 +235,7 @@ impl ClientEnd {
             };
             match select(&mut read, sleep_until(wake)).await {
                 Either::Left((read, _)) => return Some(read),
-                Either::Right(_) => {
-                    if self.sender.as_ref().is_some_and(|c| c.is_closed()) {
-                        self.gone();
-                    }
-                }
+                Either::Right(_) => self.check(),
             }
         }
     }

@@ -263,9 +263,22 @@ impl Live {
     /// reads the provider once (no later than the deadline, or the drain's once the client left).
     /// What the client should receive is appended to `out`.
     async fn step(&mut self, client: &mut ClientEnd, out: &mut Vec<u8>) {
+        if self.current.is_none() {
+            // Between rounds: no plugin call and no round for a client that left.
+            client.check();
+            if !client.here() {
+                self.finished = true;
+                return;
+            }
+        }
         if let Some((content, calls)) = self.todo.take() {
             if let Err(err) = self.call_plugins(content, calls).await {
                 self.fail(err, out);
+                return;
+            }
+            client.check();
+            if !client.here() {
+                self.finished = true;
                 return;
             }
         }
