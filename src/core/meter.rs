@@ -75,6 +75,9 @@ pub struct StreamMeter {
     /// `id`, `model` and `created` of the last chunk, for a chunk the gateway adds itself.
     last_header: Option<(String, String, u64)>,
     truncated: bool,
+    /// The provider sent something parseable: a chunk, `[DONE]` or an error event of its own
+    /// (keep-alives do not count: an HTML page read as SSE is nothing but ignored lines).
+    answered: bool,
 }
 
 impl StreamMeter {
@@ -89,6 +92,7 @@ impl StreamMeter {
             content_chunks: 0,
             last_header: None,
             truncated: false,
+            answered: false,
         }
     }
 
@@ -98,6 +102,9 @@ impl StreamMeter {
     pub fn forward(&mut self, item: StreamItem, out: &mut Vec<u8>) {
         if self.done || self.error.is_some() {
             return;
+        }
+        if !matches!(item, StreamItem::KeepAlive(_)) {
+            self.answered = true;
         }
         match item {
             StreamItem::KeepAlive(raw) => out.extend_from_slice(&raw),
@@ -148,7 +155,13 @@ impl StreamMeter {
     }
 
     /// The upstream connection ended (or broke). If it ended without `[DONE]` or an error, the
-    /// client gets an error event, and the stream counts as failed.
+    /// client gets an error event, and the stream counts as failed. `broken` is why (a broken
+    /// connection, a timeout, or the decoder's complaint about an incomplete stream).
+    ///
+    /// A 2xx stream that ends before anything parseable arrived (an HTML page, an empty body)
+    /// is an unusable answer like a plain one: the error becomes `UpstreamUnusable`, which the
+    /// provider may have billed (README, "how a request ends"). A stream that got no bytes at
+    /// all before its first-byte timeout keeps its own `UpstreamUnanswered`.
     pub fn upstream_closed(&mut self, out: &mut Vec<u8>, broken: Option<GatewayError>) {
         if self.done || self.error.is_some() {
             return;
@@ -159,7 +172,14 @@ impl StreamMeter {
                 "The provider closed the stream before it was complete.",
             )
         });
-        self.forward(StreamItem::Error(err), out);
+        let err = if self.answered || err.kind == ErrorKind::UpstreamUnanswered {
+            err
+        } else {
+            // Same words (the client learns what happened), the kind that is charged.
+            GatewayError::new(ErrorKind::UpstreamUnusable, err.message)
+        };
+        out.extend_from_slice(&encode_data(&err.to_json()));
+        self.error = Some(err);
     }
 
     /// Ends the stream cleanly before the provider did, because its output reached what the
@@ -460,6 +480,50 @@ mod tests {
         assert!(thought > 0);
         assert_eq!(b.completion_tokens, thought);
         assert_eq!(b.cost, 10 + 2 * thought);
+    }
+
+    #[test]
+    fn a_stream_with_nothing_parseable_is_unusable() {
+        // An HTML page read as SSE: its lines are ignored fields, i.e. keep-alives only.
+        let mut m = StreamMeter::new(false);
+        let mut out = Vec::new();
+        m.forward(StreamItem::KeepAlive(b"<html>\n\n".to_vec()), &mut out);
+        m.upstream_closed(&mut out, None);
+        assert_eq!(m.error().map(|e| e.kind), Some(ErrorKind::UpstreamUnusable));
+        assert!(m
+            .error()
+            .is_some_and(GatewayError::provider_may_have_billed));
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .contains("upstream_unusable"));
+        assert!(!m.delivered_output());
+        // Broken off before anything parseable: unusable too.
+        let mut m = StreamMeter::new(false);
+        let broke = GatewayError::new(ErrorKind::UpstreamFailed, "broke off");
+        m.upstream_closed(&mut Vec::new(), Some(broke));
+        assert_eq!(m.error().map(|e| e.kind), Some(ErrorKind::UpstreamUnusable));
+        // No byte before the first-byte timeout stays a timeout.
+        let mut m = StreamMeter::new(false);
+        let silent = GatewayError::new(ErrorKind::UpstreamUnanswered, "nothing");
+        m.upstream_closed(&mut Vec::new(), Some(silent));
+        assert_eq!(
+            m.error().map(|e| e.kind),
+            Some(ErrorKind::UpstreamUnanswered)
+        );
+        // The provider's own error event is an answer: free, as before.
+        let mut m = StreamMeter::new(false);
+        let overloaded = GatewayError::new(ErrorKind::UpstreamFailed, "overloaded");
+        m.forward(StreamItem::Error(overloaded), &mut Vec::new());
+        m.upstream_closed(&mut Vec::new(), None);
+        assert_eq!(m.error().map(|e| e.kind), Some(ErrorKind::UpstreamFailed));
+        // A chunk without content still answers: a later break is an ordinary upstream error.
+        let mut m = StreamMeter::new(false);
+        m.forward(
+            chunk(r#"{"id":"c","choices":[{"index":0,"delta":{"role":"assistant"}}]}"#),
+            &mut Vec::new(),
+        );
+        m.upstream_closed(&mut Vec::new(), None);
+        assert_eq!(m.error().map(|e| e.kind), Some(ErrorKind::UpstreamFailed));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::core::error::GatewayError;
+use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::openai::ChatCompletionRequest;
 
 /// One way to serve a model: a provider route with its place in the order and its traffic share.
@@ -69,6 +69,14 @@ pub fn try_order(options: &[RouteOption], seed: u64) -> Vec<usize> {
 /// client. Rejections of the request (4xx, content-policy refusals) are never retried.
 pub fn may_fall_back(err: &GatewayError, sent_to_client: bool) -> bool {
     !sent_to_client && err.retryable()
+}
+
+/// Whether a failed attempt counts against its route's shared circuit breaker: a retryable
+/// failure, except a rate limit. A 429 says the operator's key is busy, often because one
+/// tenant bursts; it still falls back to the next route for that request, but it never opens
+/// the route for every tenant (review R4).
+pub fn counts_for_breaker(err: &GatewayError) -> bool {
+    err.retryable() && err.kind != ErrorKind::UpstreamRateLimited
 }
 
 /// Default of `STALE_RESERVATION_SECONDS` (the scheduled sweep's age of a dead reservation).
@@ -214,7 +222,6 @@ pub fn auto_tier(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::error::ErrorKind;
 
     fn opt(priority: u32, weight: u32) -> RouteOption {
         RouteOption { priority, weight }
@@ -249,6 +256,29 @@ mod tests {
         assert!(may_fall_back(&limited, false));
         assert!(!may_fall_back(&failed, true));
         assert!(!may_fall_back(&rejected, false));
+    }
+
+    #[test]
+    fn a_rate_limit_falls_back_but_never_opens_the_breaker() {
+        let limited = GatewayError::new(ErrorKind::UpstreamRateLimited, "429");
+        let failed = GatewayError::new(ErrorKind::UpstreamFailed, "503");
+        let rejected = GatewayError::new(ErrorKind::UpstreamRejected(400), "bad");
+        let unanswered = GatewayError::new(ErrorKind::UpstreamUnanswered, "no answer in time");
+        assert!(may_fall_back(&limited, false));
+        assert!(!counts_for_breaker(&limited));
+        assert!(counts_for_breaker(&failed));
+        assert!(counts_for_breaker(&GatewayError::upstream_redirect(307)));
+        assert!(!counts_for_breaker(&rejected));
+        assert!(!counts_for_breaker(&unanswered));
+        // However many 429s one tenant's burst brings, the route stays closed for everyone.
+        let cfg = BreakerConfig::default();
+        let mut b = BreakerState::default();
+        for t in 0..50 {
+            if counts_for_breaker(&limited) {
+                b.on_failure(t, &cfg);
+            }
+        }
+        assert_eq!(b.admission(50, &cfg), Admission::Closed);
     }
 
     #[test]

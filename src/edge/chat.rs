@@ -16,7 +16,7 @@ use crate::core::openai::{ChatCompletionRequest, Usage};
 use crate::core::providers::{
     echo, ProviderKind, ResponseContext, Route, RouteTimeouts, UpstreamRequest,
 };
-use crate::core::routing::{may_fall_back, plain_timeout_ms, request_deadline};
+use crate::core::routing::{counts_for_breaker, may_fall_back, plain_timeout_ms, request_deadline};
 use crate::core::tokens::{
     encoding_for_model, prompt_tokens_for_reservation, Encoding, MediaRules,
 };
@@ -655,7 +655,8 @@ pub(crate) fn echo_reply(
 /// Tries the routes in order: a retryable failure (unreachable, redirected, answered 5xx/429)
 /// moves on to the next route; a request the provider may have served (no answer in time after
 /// sending, an unusable 2xx) never does. Each route's circuit breaker is consulted and updated
-/// with retryable failures only, so one tenant's long requests cannot open a route for everyone
+/// with retryable failures other than 429s (`counts_for_breaker`), so one tenant's long requests
+/// or bursts cannot open a route for everyone
 /// (an open breaker is skipped unless no route has been tried yet and it is the last).
 async fn call_routes(
     pending: &mut Pending,
@@ -689,7 +690,7 @@ async fn call_routes(
                 return Ok(reply);
             }
             Err(err) => {
-                if err.retryable() {
+                if counts_for_breaker(&err) {
                     let mut after = state;
                     after.on_failure(now_ms(), &cfg);
                     routes::record(env, route, state, after).await;

@@ -153,53 +153,138 @@ fn sleep_until(at: u64) -> Delay {
     Delay::from(Duration::from_millis(at.saturating_sub(now_ms())))
 }
 
+/// The client's end of a pushed stream and the clocks that bound it: the relay's, and the
+/// plugin tool loop's (`edge::plugins::live`). The pushing side owns it; the response body is
+/// the receiving end of its channel.
+pub(crate) struct ClientEnd {
+    limits: Limits,
+    /// `None` once the client has left (or the stream was ended for it).
+    sender: Option<mpsc::Sender<Vec<u8>>>,
+    /// When the client was seen gone.
+    left_at: Option<u64>,
+}
+
+impl ClientEnd {
+    /// A client end and the response body it feeds.
+    pub(crate) fn channel(
+        limits: Limits,
+    ) -> (
+        Self,
+        impl Stream<Item = Result<Vec<u8>, worker::Error>> + 'static,
+    ) {
+        let (tx, rx) = mpsc::channel(CHANNEL_PIECES);
+        let end = ClientEnd {
+            limits,
+            sender: Some(tx),
+            left_at: None,
+        };
+        (end, rx.map(Ok))
+    }
+
+    /// The client is still there (as far as the gateway knows).
+    pub(crate) fn here(&self) -> bool {
+        self.sender.is_some()
+    }
+
+    /// The client was seen gone (not: the stream was ended for it).
+    pub(crate) fn left(&self) -> bool {
+        self.left_at.is_some()
+    }
+
+    /// Until when (UTC ms) the provider is read: the deadline, or the drain's after the client
+    /// left.
+    fn until(&self) -> u64 {
+        match self.left_at {
+            Some(left) => drain_until(left, self.limits.drain_ms, self.limits.deadline),
+            None => self.limits.deadline,
+        }
+    }
+
+    /// The deadline (or the drain's) has passed.
+    pub(crate) fn out_of_time(&self) -> bool {
+        now_ms() >= self.until()
+    }
+
+    /// Notes a client that hung up since it was last looked at.
+    pub(crate) fn check(&mut self) {
+        if self.sender.as_ref().is_some_and(|c| c.is_closed()) {
+            self.gone();
+        }
+    }
+
+    fn gone(&mut self) {
+        self.sender = None;
+        self.left_at = Some(now_ms());
+    }
+
+    /// Awaits `read` (one read of the provider, kept alive across the checks: a dropped read
+    /// would lose its bytes); `None` if the deadline (or the drain's) passes first. While it
+    /// waits, the client is looked at every `CLIENT_CHECK_MS`: a client that hung up while the
+    /// provider is silent (a long think, a stalled provider) starts the drain clock then, not at
+    /// the provider's next chunk — else the settlement could wait for the stream deadline, past
+    /// what `wait_until` allows.
+    pub(crate) async fn wait<F: Future + Unpin>(&mut self, mut read: F) -> Option<F::Output> {
+        loop {
+            let until = self.until();
+            let now = now_ms();
+            if now >= until {
+                return None;
+            }
+            let wake = match &self.sender {
+                Some(_) => until.min(now.saturating_add(CLIENT_CHECK_MS)),
+                None => until,
+            };
+            match select(&mut read, sleep_until(wake)).await {
+                Either::Left((read, _)) => return Some(read),
+                Either::Right(_) => self.check(),
+            }
+        }
+    }
+
+    /// Sends `bytes` to the client, waiting for room no later than the deadline. `Some(true)`:
+    /// sent; `Some(false)`: the client left (noted; the bytes are dropped) or was already gone;
+    /// `None`: the deadline passed.
+    pub(crate) async fn deliver(&mut self, bytes: Vec<u8>) -> Option<bool> {
+        let Some(client) = &mut self.sender else {
+            return Some(false);
+        };
+        let sent = match select(client.send(bytes), sleep_until(self.limits.deadline)).await {
+            Either::Left((sent, _)) => Some(sent.is_ok()),
+            Either::Right(_) => None,
+        };
+        if sent == Some(false) {
+            self.gone();
+        }
+        sent
+    }
+
+    /// Best effort, no wait: a client too slow to have room for the end gets a stream that stops.
+    pub(crate) fn try_send(&mut self, bytes: Vec<u8>) {
+        if let Some(client) = &mut self.sender {
+            let _ = client.try_send(bytes);
+        }
+    }
+
+    /// Ends the client's stream.
+    pub(crate) fn close(&mut self) {
+        self.sender = None;
+    }
+}
+
 struct Pump {
     source: Source,
     decoder: Box<dyn StreamDecoder>,
     meter: StreamMeter,
     guard: Option<StreamGuard>,
-    limits: Limits,
+    started_at: u64,
     ttfb_ms: Option<u64>,
-    /// The client's end; `None` once the client has left (or the stream was ended for it).
-    client: Option<mpsc::Sender<Vec<u8>>>,
-    /// When the client was seen gone.
-    client_left_at: Option<u64>,
+    client: ClientEnd,
 }
 
 impl Pump {
     async fn run(mut self) -> StreamEnd {
         loop {
-            // One read of the provider, kept alive across the checks below (a dropped read would
-            // lose its bytes). While it waits, the client is looked at every `CLIENT_CHECK_MS`:
-            // a client that hung up while the provider is silent (a long think, a stalled
-            // provider) starts the drain clock then, not at the provider's next chunk — else
-            // the settlement could wait for the stream deadline, past what `wait_until` allows.
-            let next = {
-                let mut read = Box::pin(self.source.next());
-                loop {
-                    let until = match self.client_left_at {
-                        Some(left) => drain_until(left, self.limits.drain_ms, self.limits.deadline),
-                        None => self.limits.deadline,
-                    };
-                    let now = super::now_ms();
-                    if now >= until {
-                        break None;
-                    }
-                    let wake = match &self.client {
-                        Some(_) => until.min(now.saturating_add(CLIENT_CHECK_MS)),
-                        None => until,
-                    };
-                    match select(read.as_mut(), sleep_until(wake)).await {
-                        Either::Left((read, _)) => break Some(read),
-                        Either::Right(_) => {
-                            if self.client.as_ref().is_some_and(|c| c.is_closed()) {
-                                self.client = None;
-                                self.client_left_at = Some(super::now_ms());
-                            }
-                        }
-                    }
-                }
-            };
+            let next = self.client.wait(Box::pin(self.source.next())).await;
             let Some(read) = next else {
                 return self.out_of_time();
             };
@@ -211,9 +296,18 @@ impl Pump {
                     self.meter.completed() || self.meter.error().is_some()
                 }
                 Ok(None) => {
-                    let items = self.decoder.finish();
+                    let mut items = self.decoder.finish();
+                    // The decoder's complaint that the stream is incomplete is not the
+                    // provider's answer: it goes with the close (see `upstream_closed`).
+                    let incomplete = match items.last() {
+                        Some(StreamItem::Error(_)) => match items.pop() {
+                            Some(StreamItem::Error(e)) => Some(e),
+                            _ => None,
+                        },
+                        _ => None,
+                    };
                     self.forward(items, &mut out).await;
-                    self.meter.upstream_closed(&mut out, None);
+                    self.meter.upstream_closed(&mut out, incomplete);
                     true
                 }
                 Err(e) => {
@@ -236,7 +330,7 @@ impl Pump {
     /// provider sent none. After the client left, items are only metered.
     async fn forward(&mut self, items: Vec<StreamItem>, out: &mut Vec<u8>) {
         for item in items {
-            if self.client.is_some() {
+            if self.client.here() {
                 if let Some(guard) = &mut self.guard {
                     if !self.meter.completed() && !guard.admit(self.meter.text(), &item).await {
                         let usage = guard.usage(self.meter.text());
@@ -256,25 +350,14 @@ impl Pump {
     /// Sends `bytes` to the client, waiting for room no later than the deadline. `false`: the
     /// deadline passed. A client that left is noted, and the bytes are dropped.
     async fn deliver(&mut self, bytes: Vec<u8>) -> bool {
-        let Some(client) = &mut self.client else {
-            return true;
-        };
-        let sent = match select(client.send(bytes), sleep_until(self.limits.deadline)).await {
-            Either::Left((sent, _)) => Some(sent.is_ok()),
-            Either::Right(_) => None,
-        };
-        match sent {
+        match self.client.deliver(bytes).await {
             Some(true) => {
                 if self.ttfb_ms.is_none() {
-                    self.ttfb_ms = Some(now_ms().saturating_sub(self.limits.started_at));
+                    self.ttfb_ms = Some(now_ms().saturating_sub(self.started_at));
                 }
                 true
             }
-            Some(false) => {
-                self.client = None;
-                self.client_left_at = Some(now_ms());
-                true
-            }
+            Some(false) => true,
             None => false,
         }
     }
@@ -283,7 +366,7 @@ impl Pump {
     /// gets a clean end like a reservation cut (what fits in the channel); a drain that did not
     /// reach the provider's usage leaves it unknown.
     fn out_of_time(mut self) -> StreamEnd {
-        if self.client_left_at.is_some() {
+        if self.client.left() {
             let unknown = self.meter.upstream_usage().is_none();
             return self.finish(Some("drain_deadline"), unknown);
         }
@@ -294,29 +377,30 @@ impl Pump {
             None => Usage::new(0, crate::core::meter::estimate_tokens(self.meter.text())),
         };
         self.meter.cut(choices, usage, &mut out);
-        if let Some(client) = &mut self.client {
-            // Best effort: a client too slow to have room for the end gets a stream that stops.
-            let _ = client.try_send(out);
-        }
+        self.client.try_send(out);
         self.finish(Some("stream_deadline"), false)
     }
 
     /// Ends the relay: stops the provider, closes the client's stream, and says how it ended.
     fn finish(mut self, code: Option<&'static str>, usage_unknown: bool) -> StreamEnd {
         self.source.abort();
-        self.client = None;
+        self.client.close();
         let error = self.meter.error().cloned();
         let delivered_output = self.meter.delivered_output();
-        // Nothing arrived before the first-byte timeout: the provider accepted the request and may
-        // have worked on it, like a plain request that timed out.
-        let unanswered = !delivered_output
+        // Nothing arrived before the first-byte timeout, or nothing parseable before the end: the
+        // provider accepted the request and may have worked on it, like a plain request that
+        // timed out or answered an unusable 2xx.
+        let billed_unseen = !delivered_output
             && error
                 .as_ref()
-                .is_some_and(|e| e.kind == ErrorKind::UpstreamUnanswered);
-        let status = if self.client_left_at.is_some() {
+                .is_some_and(GatewayError::provider_may_have_billed);
+        let status = if self.client.left() {
             RequestStatus::ClientAbort
-        } else if unanswered {
-            RequestStatus::UpstreamTimeout
+        } else if billed_unseen {
+            match error.as_ref().map(|e| e.kind) {
+                Some(ErrorKind::UpstreamUnusable) => RequestStatus::UpstreamUnusable,
+                _ => RequestStatus::UpstreamTimeout,
+            }
         } else if error.is_some() {
             RequestStatus::UpstreamError
         } else if self.meter.truncated() {
@@ -331,7 +415,7 @@ impl Pump {
             error,
             code,
             delivered_output,
-            usage_unknown: usage_unknown || unanswered,
+            usage_unknown: usage_unknown || billed_unseen,
             ttfb_ms: self.ttfb_ms,
             ended_at: now_ms(),
             extended: self.guard.as_ref().map_or(0, |g| g.extended),
@@ -351,16 +435,15 @@ pub fn relay(
     impl Stream<Item = Result<Vec<u8>, worker::Error>> + 'static,
     impl Future<Output = StreamEnd> + 'static,
 ) {
-    let (tx, rx) = mpsc::channel(CHANNEL_PIECES);
+    let (client, body) = ClientEnd::channel(limits);
     let pump = Pump {
         source,
         decoder,
         meter,
         guard,
-        limits,
+        started_at: limits.started_at,
         ttfb_ms: None,
-        client: Some(tx),
-        client_left_at: None,
+        client,
     };
-    (rx.map(Ok), pump.run())
+    (body, pump.run())
 }

@@ -386,7 +386,7 @@ describe('tool mode', () => {
     assert.equal(upstream[2].body.tools, undefined);
   });
 
-  test('streamed: a client that leaves in round 2 is charged what round 2 delivered; round 1 and the call stand', async () => {
+  test("streamed: a client that leaves in round 2: round 2 is drained and charged the provider's usage; round 1 and the call stand", async () => {
     const controller = new AbortController();
     const res = await chat({
       model: 'tool-model',
@@ -413,8 +413,10 @@ describe('tool mode', () => {
     assert.equal(first.status, 'ok');
     assert.equal(second.request_id, `${requestId}.r1`);
     assert.equal(second.status, 'client_abort');
-    assert.equal(second.usage_source, 'local');
-    assert.ok(second.completion_tokens >= 1 && second.completion_tokens < 30, `delivered ${second.completion_tokens}`);
+    // The provider is read on after the client left (CLIENT_ABORT_DRAIN_MS), up to its usage.
+    assert.equal(second.usage_source, 'upstream');
+    assert.equal(second.error_code, null);
+    assert.ok(second.completion_tokens >= 1, `generated ${second.completion_tokens}`);
     assert.equal(second.cost, Math.ceil((second.prompt_tokens * PRICE_IN + second.completion_tokens * PRICE_OUT) / 1e6));
     assert.deepEqual(callRows(requestId).map((c) => c.status), ['ok']);
     await waitFor(() => gw.d1('SELECT COUNT(*) AS n FROM reservations')[0].n === 0, 'no reservation left');
@@ -683,5 +685,113 @@ describe('slash commands are opt-in', () => {
     const bad = await chat({ model: 'tool-model', plugin_commands: 'yes', messages: [{ role: 'user', content: '/weather Rome' }] });
     assert.equal(bad.status, 400);
     assert.equal((await bad.json()).error.param, 'plugin_commands');
+  });
+});
+
+describe('streamed tool loop on a gateway whose stale-reservation sweep is 4 s (deadline 3 s)', () => {
+  let gw2;
+  let mock2;
+  let client2;
+  let key2;
+  const tool = toolModel({ delayMs: 5 });
+  // Round 1 calls `notes`; round 2 (after the tool result) streams words until the gateway hangs up.
+  const endlessRound2 = (record, res) => {
+    if (record.body?.messages?.at(-1)?.role !== 'tool') return tool(record, res);
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    let i = 0;
+    const timer = setInterval(() => {
+      if (res.destroyed || res.writableEnded) return clearInterval(timer);
+      const chunk = { id: 'chatcmpl-endless', object: 'chat.completion.chunk', created: 1, model: 'gpt-4o-mini', choices: [{ index: 0, delta: { content: ` w${++i}` }, finish_reason: null }] };
+      res.write(`data: ${JSON.stringify(chunk)}\n\n`);
+    }, 100);
+    res.on('close', () => clearInterval(timer));
+    return true;
+  };
+  const body = {
+    model: 'tool-model',
+    stream: true,
+    plugins: ['notes'],
+    messages: toolMsg([{ name: 'notes__run', arguments: { text: 'deadline' } }]),
+  };
+  const rowsOf = (id) =>
+    gw2.d1('SELECT * FROM usage WHERE request_id = ? OR request_id LIKE ? ORDER BY created_at, request_id', id, `${id}.r%`);
+
+  before(async () => {
+    mock2 = await startMockOpenAI({ chunkDelayMs: 5 });
+    mock2.setBehavior(endlessRound2);
+    gw2 = await startGateway({
+      vars: {
+        PROVIDER_MOCK_KEY: 'sk-mock-provider-secret',
+        PLUGINS_ALLOW_LOCAL_HTTP: 'true',
+        PLUGIN_SETTINGS_KEY: 'test-master-key-for-plugin-settings',
+        STALE_RESERVATION_SECONDS: '4',
+        CLIENT_ABORT_DRAIN_MS: '500',
+      },
+    });
+    await gw2.adminOk('PUT', '/admin/providers/mock', { kind: 'openai', base_url: mock2.url, api_key_secret: 'PROVIDER_MOCK_KEY' });
+    await gw2.adminOk('PUT', '/admin/models/tool-model', {
+      provider: 'mock', upstream_model: 'gpt-4o-mini', input_price: PRICE_IN, output_price: PRICE_OUT, max_output_tokens: 500,
+    });
+    await gw2.adminOk('PUT', '/admin/plugins/notes', { manifest: manifest('notes', 'notes') }, 201);
+    let tenant2;
+    ({ tenant: tenant2, key: key2, client: client2 } = await gw2.newTenant({ name: 'deadline', credit: 100_000_000 }));
+    await gw2.adminOk('PUT', `/admin/tenants/${tenant2.id}/plugins/notes`, {});
+  });
+
+  after(async () => {
+    await gw2?.kill();
+    await mock2?.close();
+  });
+
+  test('a round that would outlive the sweep ends cleanly at the deadline (truncated, stream_deadline)', { timeout: 60_000 }, async () => {
+    const { data: stream, response } = await client2.chat.completions.create(body).withResponse();
+    let text = '';
+    let finish = null;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta?.content ?? '';
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+    }
+    assert.match(text, / w1 w2/);
+    assert.equal(finish, 'length');
+    const id = response.headers.get('x-request-id');
+    const rows = await waitFor(() => {
+      const r = rowsOf(id);
+      return r.length === 2 ? r : null;
+    }, 'two usage rows');
+    assert.equal(rows[0].status, 'ok');
+    assert.equal(rows[1].status, 'truncated');
+    assert.equal(rows[1].error_code, 'stream_deadline');
+    assert.ok(rows[1].cost > 0);
+    await waitFor(() => gw2.d1('SELECT COUNT(*) AS n FROM reservations')[0].n === 0, 'no reservation left');
+  });
+
+  test('a client that leaves mid-round: the round is drained, then settled as client_abort (drain_deadline)', { timeout: 60_000 }, async () => {
+    const abort = new AbortController();
+    const res = await fetch(`${gw2.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key2.key}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      signal: abort.signal,
+    });
+    assert.equal(res.status, 200);
+    const id = res.headers.get('x-request-id');
+    const reader = res.body.getReader();
+    let text = '';
+    while (!text.includes(' w2')) {
+      const { value, done } = await reader.read();
+      assert.ok(!done, 'the stream ended before round 2 streamed');
+      text += Buffer.from(value).toString();
+    }
+    abort.abort();
+    const rows = await waitFor(() => {
+      const r = rowsOf(id);
+      return r.length === 2 ? r : null;
+    }, 'two usage rows');
+    assert.equal(rows[0].status, 'ok');
+    assert.equal(rows[1].status, 'client_abort');
+    assert.equal(rows[1].error_code, 'drain_deadline');
+    // The provider was still generating and sent no usage: the round's reservation is charged.
+    assert.equal(rows[1].cost, rows[1].reserved);
+    await waitFor(() => gw2.d1('SELECT COUNT(*) AS n FROM reservations')[0].n === 0, 'no reservation left');
   });
 });

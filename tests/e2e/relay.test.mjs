@@ -482,6 +482,19 @@ describe('gateway with default deadlines', () => {
         assert.ok(row.cost > 0);
       });
     }
+
+    test('a streamed 2xx with nothing parseable (an HTML page): upstream_unusable, the reservation charged', async () => {
+      const res = await post(gw, key.key, { model: 'relay-garbage', stream: true, messages: hello });
+      assert.equal(res.status, 200);
+      const text = await res.text();
+      assert.match(text, /"code":"upstream_unusable"/);
+      assert.doesNotMatch(text, /\[DONE\]/);
+      const row = await gw.usageRow(res.headers.get('x-request-id'));
+      assert.equal(row.status, 'upstream_unusable');
+      assert.equal(row.error_code, 'upstream_unusable');
+      assert.equal(row.cost, row.reserved);
+      assert.ok(row.cost > 0);
+    });
   });
 
   describe('redirects', () => {

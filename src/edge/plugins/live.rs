@@ -9,9 +9,14 @@
 //!
 //! Work that must finish even when the client goes away — settlements, opening a round (which
 //! holds a reservation) and plugin calls (which are recorded and may hold a price) — runs as jobs
-//! of a queue drained under `ctx.wait_until`; the stream only awaits their results. When the
-//! client disconnects, the stream is dropped and the round in progress is settled as
-//! `client_abort` with the output generated so far.
+//! of a queue drained under `ctx.wait_until`; the loop only awaits their results.
+//!
+//! The loop itself is a pump in `wait_until`, like the plain relay (`edge::relay`), with the same
+//! client end ([`ClientEnd`]) and clocks: the request's wall-clock deadline (below
+//! `STALE_RESERVATION_SECONDS`) ends the stream however the client reads, as a cut (`truncated`,
+//! `stream_deadline`); a client that left (seen at a chunk, or by the periodic check while the
+//! provider is silent) has the round in progress read on until it ends or the drain deadline
+//! passes, and settled as `client_abort`; no plugin is called and no round opened for it after.
 
 use std::future::Future;
 use std::rc::Rc;
@@ -25,7 +30,7 @@ use super::{
     assistant_message, max_rounds, prepare_round, round_id, round_request, run_calls, send_round,
     set_headers, Scope,
 };
-use crate::core::error::GatewayError;
+use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::meter::RequestStatus;
 use crate::core::openai::{ChatCompletionRequest, ChatMessage, ToolCall, Usage};
 use crate::core::plugins::live::{LiveRound, RoundEnd, StreamHead};
@@ -36,7 +41,7 @@ use crate::edge::chat::{self, End, Pending, Reply};
 use crate::edge::guard::StreamGuard;
 use crate::edge::http;
 use crate::edge::platform::clock::now_ms;
-use crate::edge::relay::Source;
+use crate::edge::relay::{ClientEnd, Source};
 
 use crate::edge::store::plugins::Enabled;
 
@@ -70,18 +75,67 @@ pub(super) async fn run(
         finished: false,
     };
     live.open_round().await?;
-    let stream = futures::stream::unfold(live, |mut live| async move {
-        live.next_bytes()
-            .await
-            .map(|bytes| (Ok::<Vec<u8>, worker::Error>(bytes), live))
-    });
+    // The first round's clocks are the request's.
+    let limits = live
+        .current
+        .as_ref()
+        .map(|cur| cur.pending.relay_limits())
+        .ok_or_else(|| GatewayError::internal("the first plugin round did not open"))?;
+    let (client, body) = ClientEnd::channel(limits);
     let mut resp = ResponseBuilder::new()
         .with_status(200)
         .with_headers(chat::sse_headers())
-        .from_stream(stream)
+        .from_stream(body)
         .map_err(|e| http::internal("stream response", e))?;
     set_headers(&mut resp, &scope, None, None);
+    ctx.wait_until(Pump { live, client }.run());
     Ok(resp)
+}
+
+/// The loop and its client.
+struct Pump {
+    live: Live,
+    client: ClientEnd,
+}
+
+impl Pump {
+    async fn run(mut self) {
+        let mut out = Vec::new();
+        while !self.live.finished {
+            if !self.client.here() && self.live.current.is_none() {
+                // The client is gone and its last round settled: nothing more is done for it.
+                break;
+            }
+            if self.client.out_of_time() && self.live.current.is_none() {
+                let err = GatewayError::new(
+                    ErrorKind::UpstreamTimeout,
+                    "The tool loop reached the request's time limit.",
+                )
+                .with_code("stream_deadline");
+                self.live.fail(err, &mut out);
+                self.client.try_send(std::mem::take(&mut out));
+                break;
+            }
+            self.live.step(&mut self.client, &mut out).await;
+            if out.is_empty() {
+                continue;
+            }
+            if self
+                .client
+                .deliver(std::mem::take(&mut out))
+                .await
+                .is_none()
+            {
+                // The client reads too slowly to reach the end before the deadline.
+                self.live.out_of_time(false, &mut out);
+                self.client.try_send(std::mem::take(&mut out));
+                break;
+            }
+        }
+        self.client.close();
+        // Nothing more will be queued: let the job queue end once its jobs are done.
+        self.live.jobs.close_channel();
+    }
 }
 
 /// The loop's state, owned by the client's stream.
@@ -119,19 +173,20 @@ struct Current {
 
 impl Current {
     /// Passes `items` through the guard and the round. A chunk the reservation cannot pay for
-    /// cuts the stream before it.
+    /// cuts the stream before it; after the client left, items are only metered.
     async fn forward(
         &mut self,
         items: Vec<StreamItem>,
         earlier: &[Usage],
         wants_usage: bool,
+        client_here: bool,
         out: &mut Vec<u8>,
     ) {
         for item in items {
             if self.round.is_over() {
                 return;
             }
-            if !self.guard.admit(self.round.text(), &item).await {
+            if client_here && !self.guard.admit(self.round.text(), &item).await {
                 let usage = wants_usage.then(|| {
                     let this = self.guard.usage(self.round.text());
                     total_usage(earlier.iter().chain([&this]))
@@ -143,19 +198,24 @@ impl Current {
         }
     }
 
-    /// The round's usage row, from what it generated so far.
-    fn end(&self, status: RequestStatus) -> End {
+    /// The round's usage row, from what it generated so far. `code`: the row's `error_code` when
+    /// the end is not an error; `usage_unknown`: the reservation is charged.
+    fn end(&self, status: RequestStatus, code: Option<&str>, usage_unknown: bool) -> End {
         End {
             status,
             http_status: 200,
-            error_code: self.round.error().map(|e| e.code().to_string()),
+            error_code: self
+                .round
+                .error()
+                .map(|e| e.code().to_string())
+                .or_else(|| code.map(str::to_string)),
             completion_text: self.round.text().to_string(),
             upstream_usage: self.round.upstream_usage().cloned(),
             delivered_output: self.round.generated_output(),
             ttfb_ms: self.ttfb_ms,
             ended_at: now_ms(),
             extended: self.guard.extended,
-            usage_unknown: false,
+            usage_unknown,
         }
     }
 }
@@ -200,70 +260,111 @@ impl Live {
         Ok(())
     }
 
-    /// The next bytes for the client; `None` when the stream is over.
-    async fn next_bytes(&mut self) -> Option<Vec<u8>> {
-        let mut out = Vec::new();
-        while !self.finished {
-            if let Some((content, calls)) = self.todo.take() {
-                if let Err(err) = self.call_plugins(content, calls).await {
-                    self.fail(err, &mut out);
-                    break;
-                }
-            }
-            if self.current.is_none() {
-                if let Err(err) = self.open_round().await {
-                    self.fail(err, &mut out);
-                    break;
-                }
-            }
-            let wants_usage = self.chat.wants_stream_usage();
-            let Some(cur) = self.current.as_mut() else {
-                break;
-            };
-            match cur.source.next().await {
-                Ok(Some(bytes)) => {
-                    let items = cur.decoder.push(&bytes);
-                    cur.forward(items, &self.billed, wants_usage, &mut out)
-                        .await;
-                }
-                Ok(None) => {
-                    let items = cur.decoder.finish();
-                    cur.forward(items, &self.billed, wants_usage, &mut out)
-                        .await;
-                    cur.round.upstream_closed(None, &mut out);
-                }
-                Err(e) => cur.round.upstream_closed(Some(e), &mut out),
-            }
-            if !out.is_empty() && cur.ttfb_ms.is_none() {
-                cur.ttfb_ms = Some(now_ms().saturating_sub(cur.pending.started_at));
-            }
-            if cur.round.is_over() {
-                self.end_round(&mut out);
-            }
-            if !out.is_empty() {
-                return Some(out);
+    /// One step of the loop: runs the plugin calls due, opens the next round if needed, and
+    /// reads the provider once (no later than the deadline, or the drain's once the client left).
+    /// What the client should receive is appended to `out`.
+    async fn step(&mut self, client: &mut ClientEnd, out: &mut Vec<u8>) {
+        if self.current.is_none() {
+            // Between rounds: no plugin call and no round for a client that left.
+            client.check();
+            if !client.here() {
+                self.finished = true;
+                return;
             }
         }
-        // Nothing more will be queued: let the job queue end once its jobs are done, even if
-        // the runtime keeps the finished stream around.
-        self.jobs.close_channel();
-        (!out.is_empty()).then_some(out)
+        if let Some((content, calls)) = self.todo.take() {
+            if let Err(err) = self.call_plugins(content, calls).await {
+                self.fail(err, out);
+                return;
+            }
+            client.check();
+            if !client.here() {
+                self.finished = true;
+                return;
+            }
+        }
+        if self.current.is_none() {
+            if let Err(err) = self.open_round().await {
+                self.fail(err, out);
+                return;
+            }
+        }
+        let wants_usage = self.chat.wants_stream_usage();
+        let Some(cur) = self.current.as_mut() else {
+            self.finished = true;
+            return;
+        };
+        let Some(read) = client.wait(Box::pin(cur.source.next())).await else {
+            self.out_of_time(client.left(), out);
+            return;
+        };
+        let here = client.here();
+        match read {
+            Ok(Some(bytes)) => {
+                let items = cur.decoder.push(&bytes);
+                cur.forward(items, &self.billed, wants_usage, here, out)
+                    .await;
+            }
+            Ok(None) => {
+                let items = cur.decoder.finish();
+                cur.forward(items, &self.billed, wants_usage, here, out)
+                    .await;
+                cur.round.upstream_closed(None, out);
+            }
+            Err(e) => cur.round.upstream_closed(Some(e), out),
+        }
+        if !out.is_empty() && cur.ttfb_ms.is_none() && here {
+            cur.ttfb_ms = Some(now_ms().saturating_sub(cur.pending.started_at));
+        }
+        if cur.round.is_over() {
+            self.end_round(out, client.left(), None, false);
+        }
     }
 
-    /// Settles the round that just ended and decides what follows.
-    fn end_round(&mut self, out: &mut Vec<u8>) {
+    /// The deadline passed during a round. A client still there gets a clean end like a
+    /// reservation cut (`stream_deadline`); after the client left, the drain ended before the
+    /// provider did (`drain_deadline`; without the provider's usage the reservation is charged).
+    fn out_of_time(&mut self, client_left: bool, out: &mut Vec<u8>) {
+        let Some(cur) = self.current.as_mut() else {
+            self.finished = true;
+            return;
+        };
+        if client_left {
+            let unknown = cur.round.upstream_usage().is_none();
+            self.end_round(out, true, Some("drain_deadline"), unknown);
+            return;
+        }
+        let usage = self.chat.wants_stream_usage().then(|| {
+            let this = cur.guard.usage(cur.round.text());
+            total_usage(self.billed.iter().chain([&this]))
+        });
+        cur.round.cut(usage, out);
+        self.end_round(out, false, Some("stream_deadline"), false);
+    }
+
+    /// Settles the round that just ended and decides what follows (nothing, once the client
+    /// left: the round is `client_abort`).
+    fn end_round(
+        &mut self,
+        out: &mut Vec<u8>,
+        client_left: bool,
+        code: Option<&str>,
+        usage_unknown: bool,
+    ) {
         let Some(mut cur) = self.current.take() else {
             return;
         };
         cur.source.abort();
-        let status = if cur.round.error().is_some() {
+        let status = if client_left {
+            RequestStatus::ClientAbort
+        } else if cur.round.error().is_some() {
             RequestStatus::UpstreamError
         } else if cur.round.truncated() {
             RequestStatus::Truncated
         } else {
             RequestStatus::Ok
         };
-        let end = cur.end(status);
+        let end = cur.end(status, code, usage_unknown);
         let bill = cur.pending.bill(&end);
         self.billed
             .push(Usage::new(bill.prompt_tokens, bill.completion_tokens));
@@ -326,11 +427,11 @@ impl Live {
 
 impl Drop for Live {
     fn drop(&mut self) {
-        // The runtime drops the stream when the client disconnects: settle the round in progress
-        // with what it generated so far.
+        // The pump ends every round it opens; this is for a pump the runtime stopped before the
+        // end: settle the round in progress with what it generated so far.
         if let Some(mut cur) = self.current.take() {
             cur.source.abort();
-            let end = cur.end(RequestStatus::ClientAbort);
+            let end = cur.end(RequestStatus::ClientAbort, None, false);
             self.spawn(cur.pending.settle(end));
         }
     }
