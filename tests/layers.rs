@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The layers, lowest first.
-const LAYERS: [&str; 4] = ["platform", "store", "gateway", "api"];
+const LAYERS: [&str; 5] = ["platform", "store", "gateway", "plugins", "api"];
 
 fn layer_of(module: &[String]) -> Option<usize> {
     let first = module.first()?;

@@ -5,12 +5,14 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{D1Database, Env, Method, Request, Response};
 
-use super::{auth, http, ledger};
+use super::ledger;
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::keys;
 use crate::core::outbound::{check_destination, check_secret_name, SecretUse};
 use crate::core::providers::ProviderKind;
 use crate::core::tokens::Encoding;
+use crate::edge::api::http;
+use crate::edge::gateway::auth;
 use crate::edge::platform::clock::now_ms;
 use crate::edge::platform::d1 as db;
 use crate::edge::platform::env as config;
@@ -76,26 +78,32 @@ pub async fn route(
         }
         (Method::Put, ["routes", model @ ..]) if !model.is_empty() => http::json(
             200,
-            &super::routes::put_routes(db, &model.join("/"), body(&mut req).await?).await?,
+            &crate::edge::gateway::routes::put_routes(db, &model.join("/"), body(&mut req).await?)
+                .await?,
         ),
-        (Method::Get, ["routes", model @ ..]) if !model.is_empty() => {
-            http::json(200, &super::routes::get_routes(db, &model.join("/")).await?)
-        }
+        (Method::Get, ["routes", model @ ..]) if !model.is_empty() => http::json(
+            200,
+            &crate::edge::gateway::routes::get_routes(db, &model.join("/")).await?,
+        ),
         (Method::Get, ["usage"]) => super::reports::admin_usage(db, &req).await,
         (Method::Post, ["tenants", id, "alerts"]) => {
-            super::alerts::create_rule(db, env, id, body(&mut req).await?).await
+            crate::edge::gateway::alerts::create_rule(db, env, id, body(&mut req).await?).await
         }
-        (Method::Get, ["tenants", id, "alerts"]) => super::alerts::list_rules(db, id).await,
-        (Method::Get, ["alerts", id]) => super::alerts::get_rule(db, id).await,
-        (Method::Delete, ["alerts", id]) => super::alerts::delete_rule(db, id).await,
-        (Method::Get, ["alerts", id, "deliveries"]) => super::alerts::list_deliveries(db, id).await,
+        (Method::Get, ["tenants", id, "alerts"]) => {
+            crate::edge::gateway::alerts::list_rules(db, id).await
+        }
+        (Method::Get, ["alerts", id]) => crate::edge::gateway::alerts::get_rule(db, id).await,
+        (Method::Delete, ["alerts", id]) => crate::edge::gateway::alerts::delete_rule(db, id).await,
+        (Method::Get, ["alerts", id, "deliveries"]) => {
+            crate::edge::gateway::alerts::list_deliveries(db, id).await
+        }
         (Method::Get, ["requests", id]) => get_request(db, id).await,
         (Method::Post, ["cron"]) => {
             let run: CronRun = body(&mut req).await?;
             super::cron::run_now(env, run.time).await
         }
-        _ if super::plugins::admin::owns(rest) => {
-            super::plugins::admin::route(req, env, db, method, rest).await
+        _ if crate::edge::api::admin::plugins::owns(rest) => {
+            crate::edge::api::admin::plugins::route(req, env, db, method, rest).await
         }
         _ => Err(GatewayError::new(
             ErrorKind::NotFound,

@@ -89,11 +89,11 @@ pub async fn run(env: &Env, now: u64) -> Vec<String> {
         Ok(n) => report.push(format!("expired {n} sessions")),
         Err(e) => worker::console_error!("cron: session expiry failed: {e}"),
     }
-    match super::alerts::check_all(env, &db, now).await {
+    match crate::edge::gateway::alerts::check_all(env, &db, now).await {
         Ok(n) => report.push(format!("{n} alerts fired")),
         Err(e) => worker::console_error!("cron: alert check failed: {e}"),
     }
-    match super::alerts::retry_due(env, &db, now).await {
+    match crate::edge::gateway::alerts::retry_due(env, &db, now).await {
         Ok(n) => report.push(format!("{n} webhook retries")),
         Err(e) => worker::console_error!("cron: webhook retries failed: {e}"),
     }
@@ -118,7 +118,7 @@ pub async fn run(env: &Env, now: u64) -> Vec<String> {
 pub async fn run_now(env: &Env, time: Option<u64>) -> Result<worker::Response, GatewayError> {
     let now = time.unwrap_or_else(now_ms);
     let done = run(env, now).await;
-    super::http::json(
+    crate::edge::api::http::json(
         200,
         &serde_json::json!({"object": "cron_run", "time": now, "done": done}),
     )

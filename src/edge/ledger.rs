@@ -13,12 +13,13 @@ use serde::Deserialize;
 use serde_json::json;
 use worker::{D1Database, Env, Request, Response};
 
-use super::{auth, http};
 use crate::core::billing::allowance::{month_start_ms, next_month_start_ms};
 use crate::core::billing::codes::{code_digest, generate_code, normalize_code, MAX_BATCH};
 use crate::core::billing::MAX_MULTIPLIER_BPS;
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::ids::prefixed_id;
+use crate::edge::api::http;
+use crate::edge::gateway::auth;
 use crate::edge::platform::clock::now_ms;
 use crate::edge::platform::d1 as db;
 use crate::edge::store::{self, billing};

@@ -2,19 +2,14 @@
 //! I/O; every decision it makes is delegated to `crate::core`.
 
 pub mod admin;
-pub mod alerts;
-pub mod auth;
-pub mod chat;
+pub mod api;
 pub mod console;
 pub mod cron;
-pub mod guard;
-pub mod http;
+pub mod gateway;
 pub mod ledger;
 pub mod platform;
 pub mod plugins;
-pub mod relay;
 pub mod reports;
-pub mod routes;
 pub mod store;
 pub mod tenant;
 pub mod tokens;
@@ -22,7 +17,8 @@ pub mod tokens;
 use worker::{Context, Env, Method, Request, Response};
 
 use crate::core::error::{ErrorKind, GatewayError};
-use http::{public_error_response, with_common_headers};
+use api::http::{self, public_error_response, with_common_headers};
+use gateway::auth;
 use platform::clock::now_ms;
 use platform::{env as settings, ttl_cache};
 
@@ -67,7 +63,7 @@ async fn route(
         ),
         ["v1", "chat", "completions"] => {
             require(method, Method::Post)?;
-            chat::chat_completions(req, env, ctx, request_id).await
+            api::openai::chat::chat_completions(req, env, ctx, request_id).await
         }
         ["v1", "models"] => {
             require(method, Method::Get)?;

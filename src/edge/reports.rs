@@ -9,7 +9,6 @@
 use serde_json::{json, Map, Value};
 use worker::{D1Database, Env, Request, Response};
 
-use super::{http, tenant};
 use crate::core::calendar::{Bucket, MAX_TIME_MS};
 use crate::core::csv;
 use crate::core::error::{ErrorKind, GatewayError};
@@ -17,6 +16,7 @@ use crate::core::reports::{
     plan, Aggregator, Format, ReportQuery, Scope, ADMIN_REQUEST_COLUMNS, TENANT_REQUEST_COLUMNS,
 };
 use crate::core::session::validate_session_id;
+use crate::edge::api::http;
 use crate::edge::platform::clock::now_ms;
 use crate::edge::platform::d1 as db;
 use crate::edge::store;
@@ -37,7 +37,7 @@ fn accept(req: &Request) -> Option<String> {
 
 /// `GET /v1/usage`: the caller's tenant's usage.
 pub async fn tenant_usage(req: &Request, env: &Env) -> Result<Response, GatewayError> {
-    let caller = tenant::live_caller(req, env).await?;
+    let caller = crate::edge::gateway::auth::live_caller(req, env).await?;
     let q = ReportQuery::parse(
         &query_pairs(req)?,
         accept(req).as_deref(),
@@ -59,7 +59,7 @@ pub async fn session_requests(
     env: &Env,
     session_id: &str,
 ) -> Result<Response, GatewayError> {
-    let caller = tenant::live_caller(req, env).await?;
+    let caller = crate::edge::gateway::auth::live_caller(req, env).await?;
     let session_id = validate_session_id(session_id)?;
     let mut pairs = query_pairs(req)?;
     if pairs
@@ -216,7 +216,7 @@ async fn grouped(db: &D1Database, q: &ReportQuery) -> Result<Response, GatewayEr
 
 /// `GET /v1/balance`: the tenant's balance, credit held by requests in flight, and this month.
 pub async fn balance(req: &Request, env: &Env) -> Result<Response, GatewayError> {
-    let caller = tenant::live_caller(req, env).await?;
+    let caller = crate::edge::gateway::auth::live_caller(req, env).await?;
     let month = crate::core::alerts::Observation::month_of(now_ms());
     let row = store::reports::balance(&db::database(env)?, &caller.tenant_id, &month).await?;
     let row = row.ok_or_else(|| GatewayError::new(ErrorKind::NotFound, "No such tenant."))?;

@@ -5,10 +5,10 @@ use crate::edge::store;
 use serde_json::json;
 use worker::{Env, Request, Response};
 
-use super::{http, tenant};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::openai::ChatCompletionRequest;
 use crate::core::tokens::{count_chat_prompt, resolve_encoding};
+use crate::edge::api::http;
 use crate::edge::platform::d1 as db;
 use crate::edge::platform::env::settings;
 
@@ -16,7 +16,7 @@ use crate::edge::platform::env::settings;
 /// like a chat completion request (other fields are accepted and ignored). 400 for models that
 /// Tollgate has no local tokenizer for.
 pub async fn count_tokens(mut req: Request, env: &Env) -> Result<Response, GatewayError> {
-    let caller = tenant::live_caller(&req, env).await?;
+    let caller = crate::edge::gateway::auth::live_caller(&req, env).await?;
     let body = http::read_body(&mut req, settings(env).max_body_bytes).await?;
     let chat = ChatCompletionRequest::from_json(&body)?;
     let model = store::models::cached_model(&db::database(env)?, &chat.model, &caller.tenant_id)

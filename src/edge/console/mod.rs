@@ -16,10 +16,11 @@ use serde_json::{json, Value};
 use worker::{Env, Headers, Method, Request, RequestInit, Response, ResponseBuilder};
 
 use super::platform::ttl_cache as cache;
-use super::{admin, http, ledger, reports, tenant};
+use super::{admin, ledger, reports, tenant};
 use crate::core::console::{self as rules, Scope, SECURITY_HEADERS};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::routing::{Admission, BreakerState};
+use crate::edge::api::http;
 use session::Session;
 
 /// Whether the console answers `segments` (the router asks before its own table).
@@ -202,8 +203,8 @@ async fn me(req: &Request, env: &Env, s: &Session) -> Result<Response, GatewayEr
 /// (cooled down: the next request is a trial), with its consecutive failures.
 async fn routes_with_breakers(env: &Env, model: &str) -> Result<Response, GatewayError> {
     let database = super::platform::d1::database(env)?;
-    let mut view = super::routes::get_routes(&database, model).await?;
-    let cfg = super::routes::breaker_config(env);
+    let mut view = crate::edge::gateway::routes::get_routes(&database, model).await?;
+    let cfg = crate::edge::gateway::routes::breaker_config(env);
     let now = super::now_ms();
     let kv = super::platform::kv::namespace(env).ok();
     let primary = breaker_json(kv.as_ref(), &view["primary"], now, &cfg).await;
@@ -268,7 +269,7 @@ async fn plans(env: &Env) -> Result<Response, GatewayError> {
 /// `GET /v1/plugins` (tenant key): the plugins enabled for the caller's tenant, as a chat front end
 /// offers them (identifier, title, description, each API with its parameters and command form).
 async fn plugins(req: &Request, env: &Env) -> Result<Response, GatewayError> {
-    let caller = tenant::live_caller(req, env).await?;
+    let caller = crate::edge::gateway::auth::live_caller(req, env).await?;
     let db = super::platform::d1::database(env)?;
     let enabled = super::store::plugins::enabled_for_tenant(&db, &caller.tenant_id).await?;
     let data: Vec<Value> = enabled

@@ -6,11 +6,13 @@ use serde_json::json;
 use worker::{Env, Headers, Method, Request, RequestInit, Response};
 
 use super::super::platform::{env as config, ttl_cache as cache};
-use super::super::{admin, auth, http, now_ms, tenant};
+use super::super::{admin, now_ms};
 use crate::core::console::{self as rules, Claims, Scope, SessionError};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::ids::random_bytes;
 use crate::core::keys;
+use crate::edge::api::http;
+use crate::edge::gateway::auth;
 
 /// Default session length (var `CONSOLE_SESSION_SECONDS`): one hour.
 const DEFAULT_SESSION_SECONDS: u64 = 3600;
@@ -108,7 +110,7 @@ impl Session {
         if scope == Scope::Tenant {
             // The key must still be valid (revocation ends the session at once).
             let probe = session.as_tenant_request(req, "/v1/balance", Method::Get, None)?;
-            tenant::live_caller(&probe, env).await?;
+            crate::edge::gateway::auth::live_caller(&probe, env).await?;
         }
         Ok(session)
     }
@@ -241,7 +243,7 @@ pub async fn login(mut req: Request, env: &Env) -> Result<Response, GatewayError
         &format!("Bearer {key}"),
         None,
     )?;
-    let caller = tenant::live_caller(&probe, env).await?;
+    let caller = crate::edge::gateway::auth::live_caller(&probe, env).await?;
     open(
         env,
         Scope::Tenant,
@@ -300,7 +302,7 @@ pub async fn tenant_keys(
         .with_code("keys_managed_by_operator"));
     }
     let probe = s.as_tenant_request(&req, "/v1/balance", Method::Get, None)?;
-    let caller = tenant::live_caller(&probe, env).await?;
+    let caller = crate::edge::gateway::auth::live_caller(&probe, env).await?;
     let token = config::secret(env, "ADMIN_TOKEN").ok_or_else(|| {
         GatewayError::new(ErrorKind::ModelNotAllowed, "Key management is unavailable.")
             .with_code("keys_managed_by_operator")

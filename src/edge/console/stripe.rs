@@ -9,11 +9,12 @@ use serde_json::{json, Value};
 use worker::{Env, Fetch, Headers, Method, Request, RequestInit, Response};
 
 use super::super::platform::{d1 as db, env as config};
-use super::super::{http, now_ms, store, tenant};
+use super::super::{now_ms, store};
 use super::session::Session;
 use crate::core::console::{self as rules, WebhookAction};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::ids::prefixed_id;
+use crate::edge::api::http;
 
 const DEFAULT_API_BASE: &str = "https://api.stripe.com";
 const DEFAULT_TOLERANCE_S: u64 = 300;
@@ -72,7 +73,7 @@ pub async fn create_checkout(
     let amount = rules::check_top_up(body.amount_cents)
         .map_err(|m| GatewayError::invalid_param("amount_cents", m))?;
     let probe = s.as_tenant_request(&req, "/v1/balance", Method::Get, None)?;
-    let caller = tenant::live_caller(&probe, env).await?;
+    let caller = crate::edge::gateway::auth::live_caller(&probe, env).await?;
 
     let url = req.url().map_err(|e| http::internal("url", e))?;
     let origin = url.origin().ascii_serialization();

@@ -10,6 +10,7 @@ use std::rc::Rc;
 
 use worker::Env;
 
+use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::outbound::{check_secret_name, SecretUse};
 use crate::core::routing::{
     BreakerConfig, DEFAULT_CLIENT_ABORT_DRAIN_MS, DEFAULT_STALE_RESERVATION_SECONDS,
@@ -187,6 +188,15 @@ pub fn named_secret(env: &Env, name: &str, use_: SecretUse) -> Result<Option<Str
     check_secret_name(name, use_, settings(env).secret_allowlist(use_))?;
     Ok(secret(env, name))
 }
+
+/// A configuration error naming what the operator must fix (503, code `configuration_error`:
+/// shown as is, unlike other server errors).
+pub fn config_error(message: impl Into<String>) -> GatewayError {
+    GatewayError::new(ErrorKind::Unavailable, message).with_code(CONFIG_ERROR_CODE)
+}
+
+/// The `code` of [`config_error`].
+pub const CONFIG_ERROR_CODE: &str = "configuration_error";
 
 #[cfg(test)]
 mod tests {

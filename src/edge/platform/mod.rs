@@ -7,4 +7,5 @@ pub mod d1;
 pub mod env;
 pub mod fetch;
 pub mod kv;
+pub mod response;
 pub mod ttl_cache;

@@ -37,11 +37,13 @@ use crate::core::plugins::live::{LiveRound, RoundEnd, StreamHead};
 use crate::core::plugins::reply::total_usage;
 use crate::core::providers::{StreamDecoder, StreamItem};
 use crate::core::sse::encode_data;
-use crate::edge::chat::{self, End, Pending, Reply};
-use crate::edge::guard::StreamGuard;
-use crate::edge::http;
+use crate::edge::gateway::dispatch::Reply;
+use crate::edge::gateway::guard::StreamGuard;
+use crate::edge::gateway::relay::{ClientEnd, Source};
+use crate::edge::gateway::settle::sse_headers;
+use crate::edge::gateway::ticket::{End, Pending};
 use crate::edge::platform::clock::now_ms;
-use crate::edge::relay::{ClientEnd, Source};
+use crate::edge::platform::response as http;
 
 use crate::edge::store::plugins::Enabled;
 
@@ -84,7 +86,7 @@ pub(super) async fn run(
     let (client, body) = ClientEnd::channel(limits);
     let mut resp = ResponseBuilder::new()
         .with_status(200)
-        .with_headers(chat::sse_headers())
+        .with_headers(sse_headers())
         .from_stream(body)
         .map_err(|e| http::internal("stream response", e))?;
     set_headers(&mut resp, &scope, None, None);
@@ -244,8 +246,7 @@ impl Live {
         let (pending, source) = rx
             .await
             .map_err(|_| GatewayError::internal("a plugin round was dropped"))??;
-        let decoder = self
-            .scope
+        let decoder = pending
             .kind
             .adapter()
             .stream_decoder(&pending.response_context());

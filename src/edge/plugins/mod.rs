@@ -1,6 +1,8 @@
 //! Plugins at the edge: the tool loop and slash commands (README, "Plugins").
 //!
-//! `chat.rs` hands a request here ([`intercept`]) once its model and route are known. If the
+//! The API handler offers a request here ([`intercept`]) once the gateway has admitted and
+//! routed it (`gateway::prepare`); this layer is built on the gateway's functions, which never
+//! call it. If the
 //! request enables plugins (its `plugins` field, or the tenant's defaults) the gateway offers
 //! them to the model as tools and runs the conversation: each model round is reserved, called
 //! and settled like any request (usage row `<request id>` for the first round, then
@@ -12,7 +14,6 @@
 //! writes it, plugin calls run between rounds, and the client sees one continuous completion.
 //! The last allowed round is sent without the plugin tools.
 
-pub mod admin;
 pub mod exec;
 mod live;
 
@@ -22,10 +23,6 @@ use std::rc::Rc;
 use serde_json::Value;
 use worker::{Context, D1Database, Env, Response, ResponseBuilder};
 
-use super::auth::Caller;
-use super::chat::{self, End, Pending, Reply};
-use super::http;
-use crate::core::billing::{reservation_micros_scaled, Price};
 use crate::core::error::GatewayError;
 use crate::core::jsonschema;
 use crate::core::meter::RequestStatus;
@@ -41,36 +38,22 @@ use crate::core::plugins::{
     incomplete_note, sealed, split_tool_name, take_commands_opt_in, take_selection, EndpointPolicy,
     Selection,
 };
-use crate::core::providers::{ProviderKind, Route, UpstreamRequest};
-use crate::core::tokens::{prompt_tokens_for_reservation, Encoding, MediaRules};
+use crate::core::providers::{Route, UpstreamRequest};
+use crate::edge::gateway::admit::Admitted;
+use crate::edge::gateway::auth::{self, Caller};
+use crate::edge::gateway::dispatch::{self, Reply};
+use crate::edge::gateway::reserve;
+use crate::edge::gateway::ticket::{self, End, Order, Pending};
+use crate::edge::gateway::Prepared;
 use crate::edge::platform::clock::now_ms;
 use crate::edge::platform::d1 as db;
 use crate::edge::platform::env::{self as config, Settings};
+use crate::edge::platform::response as http;
 use crate::edge::store::idempotency::{self, ClaimedKey};
-use crate::edge::store::models::ModelRow;
 use store::plugins::Enabled;
 
 /// Plugin calls executed per round; further calls in the same round get an error result.
 const MAX_CALLS_PER_ROUND: usize = 8;
-
-/// Everything `chat.rs` knows about a request when it hands it over.
-pub(crate) struct Turn<'a> {
-    pub env: &'a Env,
-    pub ctx: &'a Context,
-    pub db: &'a D1Database,
-    pub request_id: &'a str,
-    pub caller: &'a Caller,
-    pub session_id: &'a str,
-    pub model: &'a ModelRow,
-    pub kind: ProviderKind,
-    pub route: &'a Route,
-    pub encoding: Option<Encoding>,
-    pub price: Price,
-    pub settings: &'a Settings,
-    /// The request's claimed `Idempotency-Key`: the plugin path marks it done with what it
-    /// answered (the caller releases it when the plugin path fails before charging).
-    pub idempotency: Option<&'a ClaimedKey>,
-}
 
 /// What the tool loop needs of a request, owned: a live stream outlives the handler.
 pub(crate) struct Scope {
@@ -79,30 +62,27 @@ pub(crate) struct Scope {
     request_id: String,
     caller: Caller,
     session_id: String,
-    model: ModelRow,
-    kind: ProviderKind,
+    admitted: Admitted,
     route: Route,
-    encoding: Option<Encoding>,
-    price: Price,
     settings: Settings,
+    /// The request's claimed `Idempotency-Key`: the plugin path marks it done with what it
+    /// answered (the caller releases it when the plugin path fails before charging).
     idempotency: Option<ClaimedKey>,
 }
 
 impl Scope {
-    fn new(turn: &Turn<'_>) -> Result<Self, GatewayError> {
+    fn new(p: &Prepared, idempotency: Option<&ClaimedKey>) -> Result<Self, GatewayError> {
+        let call = &p.call;
         Ok(Scope {
-            env: turn.env.clone(),
-            db: db::database(turn.env)?,
-            request_id: turn.request_id.to_string(),
-            caller: turn.caller.clone(),
-            session_id: turn.session_id.to_string(),
-            model: turn.model.clone(),
-            kind: turn.kind,
-            route: turn.route.clone(),
-            encoding: turn.encoding,
-            price: turn.price,
-            settings: turn.settings.clone(),
-            idempotency: turn.idempotency.cloned(),
+            env: call.env.clone(),
+            db: db::database(&call.env)?,
+            request_id: call.request_id.clone(),
+            caller: call.caller.clone(),
+            session_id: call.session_id.clone(),
+            admitted: p.admitted.clone(),
+            route: p.route.clone(),
+            settings: call.settings.clone(),
+            idempotency: idempotency.cloned(),
         })
     }
 
@@ -130,7 +110,7 @@ pub(crate) fn settings_key(env: &Env) -> Result<Vec<u8>, GatewayError> {
     config::secret(env, "PLUGIN_SETTINGS_KEY")
         .map(String::into_bytes)
         .ok_or_else(|| {
-            super::auth::config_error(
+            auth::config_error(
                 "Plugin settings need the PLUGIN_SETTINGS_KEY secret, which is not set \
                  (wrangler secret put PLUGIN_SETTINGS_KEY; scripts/dev.sh writes one into \
                  .dev.vars).",
@@ -142,10 +122,20 @@ fn max_rounds(env: &Env) -> u64 {
     config::settings(env).plugin_max_rounds
 }
 
+/// Whether `chat` names a plugin field (its upstream requests must be built again once
+/// [`intercept`] removed them).
+pub(crate) fn named_in(chat: &ChatCompletionRequest) -> bool {
+    crate::core::plugins::PLUGIN_FIELDS
+        .iter()
+        .any(|f| chat.extra.contains_key(*f))
+}
+
 /// Serves the request if it is a slash command or enables plugins; otherwise leaves it to the
 /// ordinary path (with the `plugins` field removed).
 pub(crate) async fn intercept(
-    turn: &Turn<'_>,
+    prepared: &Prepared,
+    ctx: &Context,
+    idempotency: Option<&ClaimedKey>,
     chat: &mut ChatCompletionRequest,
 ) -> Result<Option<Response>, GatewayError> {
     let selection = take_selection(&mut chat.extra)?;
@@ -158,13 +148,14 @@ pub(crate) async fn intercept(
     if selection == Selection::Named(Vec::new()) && command.is_none() {
         return Ok(None);
     }
-    let enabled = store::plugins::enabled_for_tenant(turn.db, &turn.caller.tenant_id).await?;
+    let enabled =
+        store::plugins::enabled_for_tenant(&prepared.db, &prepared.call.caller.tenant_id).await?;
     if let Some(cmd) = command {
         if let Some(plugin) = enabled.iter().find(|p| p.id() == cmd.plugin) {
             // A free command reserves nothing, so D1 is asked here whether the key and its
             // tenant are still live (a cached key record may lag).
-            super::tenant::ensure_live(turn.db, turn.caller).await?;
-            let scope = Scope::new(turn)?;
+            auth::ensure_live(&prepared.db, &prepared.call.caller).await?;
+            let scope = Scope::new(prepared, idempotency)?;
             return run_command(&scope, chat, plugin, cmd.api.as_deref(), &cmd.rest)
                 .await
                 .map(Some);
@@ -207,10 +198,10 @@ pub(crate) async fn intercept(
             }
         }
     }
-    let scope = Scope::new(turn)?;
+    let scope = Scope::new(prepared, idempotency)?;
     if chat.is_stream() {
         let scope = Rc::new(scope);
-        let response = live::run(scope.clone(), turn.ctx, chat, selected).await?;
+        let response = live::run(scope.clone(), ctx, chat, selected).await?;
         // The first round is reserved and streaming: whatever it and later rounds cost is
         // charged once; a retry with the same key is refused rather than run again.
         scope.complete_key(None).await;
@@ -235,69 +226,33 @@ fn round_id(request_id: &str, index: u64) -> String {
     }
 }
 
-/// Counts, reserves and builds one model round.
+/// Counts, reserves and builds one model round, with the gateway's ticket.
 async fn prepare_round(
     scope: &Scope,
     round_chat: &ChatCompletionRequest,
     id: &str,
 ) -> Result<Round, GatewayError> {
     let started_at = now_ms();
-    // Text, images, audio and files, as for a request without plugins (core::tokens::chat).
-    let media = MediaRules::for_model(
-        scope.kind,
-        &[&scope.model.upstream_model, &scope.model.name],
-    );
-    let local_prompt_tokens = prompt_tokens_for_reservation(scope.encoding, media, round_chat)?;
-    let max_output = round_chat
-        .requested_max_output()
-        .unwrap_or(scope.model.max_output_tokens);
-    let reserved = reservation_micros_scaled(
-        local_prompt_tokens,
-        max_output,
-        &scope.price,
-        scope.model.multiplier_bps,
-    );
+    let count = reserve::count(&scope.admitted, round_chat)?;
     let upstream = scope
+        .route
         .kind
         .adapter()
         .build_request(&scope.route, round_chat)?;
-    if !store::ledger::reserve(&scope.db, id, &scope.caller.key_id, reserved, started_at).await? {
-        return Err(chat::refusal(
-            &scope.db,
-            &scope.caller.key_id,
-            reserved,
-            local_prompt_tokens,
-            max_output,
-        )
-        .await);
-    }
-    let pending = Pending {
-        db: db::database(&scope.env)?,
-        env: scope.env.clone(),
-        request_id: id.to_string(),
-        tenant_id: scope.caller.tenant_id.clone(),
-        key_id: scope.caller.key_id.clone(),
-        session_id: scope.session_id.to_string(),
-        model: scope.model.name.clone(),
-        provider: scope.model.provider.clone(),
-        kind: scope.kind,
-        upstream_model: scope.model.upstream_model.clone(),
-        routes_tried: Vec::new(),
-        timeouts: scope.route.timeouts(),
-        stream: round_chat.is_stream(),
-        price: scope.price,
-        price_version: scope.model.price_version,
-        multiplier_bps: scope.model.multiplier_bps,
-        reserved,
-        covered_output: max_output,
-        client_capped: round_chat.requested_max_output().is_some(),
-        choices: round_chat.choices(),
-        idempotency: None,
-        local_prompt_tokens,
-        encoding: scope.encoding,
-        started_at,
+    let pending = ticket::issue(Order {
+        env: &scope.env,
+        id,
+        caller: &scope.caller,
+        session_id: &scope.session_id,
         session_ttl_seconds: scope.settings.session_ttl_seconds,
-    };
+        admitted: &scope.admitted,
+        route: &scope.route,
+        chat: round_chat,
+        count,
+        started_at,
+        idempotency: None,
+    })
+    .await?;
     Ok(Round { pending, upstream })
 }
 
@@ -306,11 +261,7 @@ async fn send_round(
     round: &Round,
     round_chat: &ChatCompletionRequest,
 ) -> Result<Reply, GatewayError> {
-    if scope.kind == ProviderKind::Echo {
-        chat::echo_reply(&round.pending, &round.upstream, &scope.settings)
-    } else {
-        chat::call_upstream(&round.pending, round_chat, &round.upstream, &scope.settings).await
-    }
+    dispatch::send(&round.pending, round_chat, &round.upstream, &scope.settings).await
 }
 
 /// A finished non-streamed round.
@@ -341,6 +292,7 @@ async fn plain_round(
         }
     };
     let response = match scope
+        .route
         .kind
         .adapter()
         .parse_response(&body, &round.pending.response_context())
@@ -566,7 +518,7 @@ fn stopped_early(
 fn sse_response(body: Vec<u8>) -> Result<Response, GatewayError> {
     Ok(ResponseBuilder::new()
         .with_status(200)
-        .with_headers(chat::sse_headers())
+        .with_headers(crate::edge::gateway::settle::sse_headers())
         .fixed(body))
 }
 

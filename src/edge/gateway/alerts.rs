@@ -17,7 +17,6 @@ use worker::{
     RequestRedirect, Response,
 };
 
-use super::http;
 use crate::core::alerts::{
     self, check_secret_name, check_threshold, check_webhook_url, evaluate, retry_delay_ms,
     AlertKind, Decision, Observation, RuleInfo, SIGNATURE_HEADER,
@@ -27,6 +26,7 @@ use crate::core::ids::prefixed_id;
 use crate::core::outbound::SecretUse;
 use crate::edge::platform::clock::now_ms;
 use crate::edge::platform::env as config;
+use crate::edge::platform::response as http;
 use crate::edge::store;
 use crate::edge::store::alerts::{DeliveryRow, Observed, RuleRow};
 

@@ -11,7 +11,9 @@ use worker::{Env, Request};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::keys;
 use crate::edge::platform::clock::now_ms;
+use crate::edge::platform::d1 as db;
 use crate::edge::platform::env as config;
+pub use crate::edge::platform::env::{config_error, CONFIG_ERROR_CODE};
 use crate::edge::store;
 
 /// An authenticated tenant key.
@@ -34,15 +36,6 @@ impl Caller {
 fn unauthorized(message: &str) -> GatewayError {
     GatewayError::new(ErrorKind::InvalidApiKey, message)
 }
-
-/// A configuration error naming what the operator must fix (503, code `configuration_error`:
-/// shown as is, unlike other server errors).
-pub fn config_error(message: impl Into<String>) -> GatewayError {
-    GatewayError::new(ErrorKind::Unavailable, message).with_code(CONFIG_ERROR_CODE)
-}
-
-/// The `code` of [`config_error`].
-pub const CONFIG_ERROR_CODE: &str = "configuration_error";
 
 /// The pepper that key digests are keyed with.
 pub fn pepper(env: &Env) -> Result<Vec<u8>, GatewayError> {
@@ -199,4 +192,29 @@ pub async fn admit_admin(req: &Request, env: &Env) -> Result<(), AdminRefusal> {
         .err()
         .unwrap_or_else(|| unauthorized("Incorrect admin token."))
         .into())
+}
+
+/// Authenticates and checks the key is still live in D1 (revocation and a tenant's
+/// disablement are immediate).
+pub async fn live_caller(req: &Request, env: &Env) -> Result<Caller, GatewayError> {
+    let caller = authenticate(req, env).await?;
+    ensure_live(&db::database(env)?, &caller).await?;
+    Ok(caller)
+}
+
+/// Refuses (401) a caller whose key is revoked or gone, or whose tenant is disabled, as D1
+/// says now (caches may lag by seconds).
+pub async fn ensure_live(
+    database: &worker::D1Database,
+    caller: &Caller,
+) -> Result<(), GatewayError> {
+    let refused = |message: &str| Err(GatewayError::new(ErrorKind::InvalidApiKey, message));
+    match store::keys::key_state(database, &caller.key_id).await? {
+        Some(k) if k.revoked_at.is_some() => {
+            refused("Incorrect API key provided: this key has been revoked.")
+        }
+        Some(k) if k.disabled_at.is_some() => refused("This API key's tenant is disabled."),
+        Some(_) => Ok(()),
+        None => refused("Incorrect API key provided: unknown or revoked key."),
+    }
 }

@@ -1,80 +1,16 @@
 //! Response helpers and bounded body reading.
 
 use futures::StreamExt;
-use serde::Serialize;
 use worker::{Headers, Request, Response, ResponseBuilder};
 
 use crate::core::error::{ErrorKind, GatewayError};
-
-/// Converts a worker error into a gateway error (500) with its message.
-pub fn internal(context: &str, err: impl std::fmt::Display) -> GatewayError {
-    GatewayError::internal(format!("{context}: {err}"))
-}
-
-pub fn json<T: Serialize>(status: u16, value: &T) -> Result<Response, GatewayError> {
-    let body = serde_json::to_vec(value).map_err(|e| internal("encode response", e))?;
-    bytes_response(status, "application/json", body)
-}
-
-pub fn bytes_response(
-    status: u16,
-    content_type: &str,
-    body: Vec<u8>,
-) -> Result<Response, GatewayError> {
-    let headers = Headers::new();
-    headers
-        .set("content-type", content_type)
-        .map_err(|e| internal("set header", e))?;
-    Ok(ResponseBuilder::new()
-        .with_status(status)
-        .with_headers(headers)
-        .fixed(body))
-}
-
-/// What a client may see of `err`. Server-side failures (kind `Internal`, or `Unavailable`
-/// without the `configuration_error` code) carry storage errors, SQL constraint names, secret
-/// names and internal URLs: their message becomes a generic one with the request id (the
-/// caller logs the full detail). Everything else is the client's own business and kept.
-pub fn public_error(err: &GatewayError, request_id: &str) -> GatewayError {
-    let generic = match err.kind {
-        ErrorKind::Internal => Some(
-            "The gateway had an internal error while processing your request. If it persists, \
-             contact the operator and quote the request id",
-        ),
-        ErrorKind::Unavailable if err.code() != super::auth::CONFIG_ERROR_CODE => Some(
-            "The gateway's storage is temporarily unavailable. Retry shortly; if it persists, \
-             contact the operator and quote the request id",
-        ),
-        _ => None,
-    };
-    match generic {
-        Some(text) => GatewayError {
-            message: format!("{text} {request_id}."),
-            ..err.clone()
-        },
-        None => err.clone(),
-    }
-}
+pub use crate::edge::platform::response::{
+    bytes_response, error_response, internal, json, public_error,
+};
 
 /// [`error_response`] of [`public_error`]: the answer to a request that failed.
 pub fn public_error_response(err: &GatewayError, request_id: &str) -> worker::Result<Response> {
     error_response(&public_error(err, request_id))
-}
-
-pub fn error_response(err: &GatewayError) -> worker::Result<Response> {
-    let headers = Headers::new();
-    headers.set("content-type", "application/json")?;
-    if err.kind == ErrorKind::InsufficientQuota
-        || err.status() == 401
-        || crate::core::idempotency::is_final_refusal(err.code())
-    {
-        // The OpenAI SDKs retry 429 and 5xx unless told not to; a refusal is final.
-        headers.set("x-should-retry", "false")?;
-    }
-    Ok(ResponseBuilder::new()
-        .with_status(err.status())
-        .with_headers(headers)
-        .fixed(err.to_json().into_bytes()))
 }
 
 /// Adds the request id and CORS headers every response carries.
@@ -149,6 +85,16 @@ pub async fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, Gatew
     Ok(body)
 }
 
+/// The stored answer of an idempotent request, replayed (`idempotent-replayed: true`, with the
+/// original request's id).
+pub fn replay(http_status: u16, body: String, request_id: &str) -> Result<Response, GatewayError> {
+    let mut resp = bytes_response(http_status, "application/json", body.into_bytes())?;
+    let headers = resp.headers_mut();
+    let _ = headers.set("idempotent-replayed", "true");
+    let _ = headers.set("x-request-id", request_id);
+    Ok(resp)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,7 +117,7 @@ mod tests {
         assert_eq!((shown.status(), shown.code()), (500, "internal_error"));
 
         // Configuration errors name what the operator must fix; client errors are kept.
-        let config = super::super::auth::config_error("The KEY_PEPPER secret is not set.");
+        let config = crate::edge::gateway::auth::config_error("The KEY_PEPPER secret is not set.");
         assert_eq!(public_error(&config, "req_1"), config);
         let client = GatewayError::invalid_param("model", "`model` is required.");
         assert_eq!(public_error(&client, "req_1"), client);

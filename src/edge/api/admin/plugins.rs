@@ -11,13 +11,13 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{D1Database, Env, Method, Request, Response};
 
-use super::{policy, settings_key};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::ids::random_bytes;
 use crate::core::jsonschema;
 use crate::core::plugins::{sealed, valid_identifier, Manifest};
-use crate::edge::http;
+use crate::edge::api::http;
 use crate::edge::platform::clock::now_ms;
+use crate::edge::plugins::{policy, settings_key};
 use crate::edge::store;
 
 const MAX_BODY: usize = 256 * 1024;

@@ -1,0 +1,3 @@
+//! The OpenAI-compatible routes.
+
+pub mod chat;
