@@ -9,7 +9,7 @@ use worker::{event, Context, Env, Request, Response, Result, ScheduleContext, Sc
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
-    edge::handle(req, env, ctx).await
+    edge::api::serve(req, env, ctx).await
 }
 
 /// Cron triggers (wrangler.toml `[triggers] crons`): rollups, sweeps, expiry, alert retries.

@@ -16,12 +16,21 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// The layers, lowest first.
+/// The layers, lowest first. `plugins` is built on top of `gateway` (the tool loop reuses its
+/// reserve / dispatch / settle) and is never imported by it.
 const LAYERS: [&str; 5] = ["platform", "store", "gateway", "plugins", "api"];
+
+/// Modules beside a layer: `console` is API-level (its own pages and routes); `cron` is the
+/// scheduled entry, at the top too (the admin API may run it now).
+const BESIDE: [(&str, &str); 2] = [("console", "api"), ("cron", "api")];
 
 fn layer_of(module: &[String]) -> Option<usize> {
     let first = module.first()?;
-    LAYERS.iter().position(|l| l == first)
+    let name = BESIDE
+        .iter()
+        .find(|(m, _)| m == first)
+        .map_or(first.as_str(), |(_, layer)| *layer);
+    LAYERS.iter().position(|l| *l == name)
 }
 
 /// The module path (below `edge`) of a file, relative to `src/edge`.

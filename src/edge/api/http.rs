@@ -1,7 +1,7 @@
 //! Response helpers and bounded body reading.
 
 use futures::StreamExt;
-use worker::{Headers, Request, Response, ResponseBuilder};
+use worker::{Headers, Method, Request, Response, ResponseBuilder};
 
 use crate::core::error::{ErrorKind, GatewayError};
 pub use crate::edge::platform::response::{
@@ -93,6 +93,18 @@ pub fn replay(http_status: u16, body: String, request_id: &str) -> Result<Respon
     let _ = headers.set("idempotent-replayed", "true");
     let _ = headers.set("x-request-id", request_id);
     Ok(resp)
+}
+
+/// Refuses a request whose method the route does not serve.
+pub fn require(method: &Method, expected: Method) -> Result<(), GatewayError> {
+    if *method == expected {
+        Ok(())
+    } else {
+        Err(GatewayError::new(
+            ErrorKind::MethodNotAllowed,
+            format!("This route accepts {expected:?} only."),
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -16,11 +16,13 @@ use serde_json::{json, Value};
 use worker::{Env, Headers, Method, Request, RequestInit, Response, ResponseBuilder};
 
 use super::platform::ttl_cache as cache;
-use super::{admin, ledger, reports, tenant};
 use crate::core::console::{self as rules, Scope, SECURITY_HEADERS};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::routing::{Admission, BreakerState};
+use crate::edge::api::admin::{self, billing as ledger};
 use crate::edge::api::http;
+use crate::edge::api::openai::models as tenant;
+use crate::edge::api::tollgate::usage as reports;
 use session::Session;
 
 /// Whether the console answers `segments` (the router asks before its own table).
@@ -40,11 +42,11 @@ pub async fn route(
 ) -> Result<Response, GatewayError> {
     match segments {
         ["v1", "plugins"] => {
-            super::require(method, Method::Get)?;
+            http::require(method, Method::Get)?;
             plugins(&req, env).await
         }
         ["stripe", "webhook"] => {
-            super::require(method, Method::Post)?;
+            http::require(method, Method::Post)?;
             stripe::webhook(req, env).await
         }
         ["console", "api", rest @ ..] => {
@@ -105,7 +107,7 @@ async fn api(
             let s = Session::require(&req, env, Scope::Tenant, true).await?;
             let body = http::read_body(&mut req, 4096).await?;
             let as_api = s.as_tenant_request(&req, "/v1/redeem", Method::Post, Some(&body))?;
-            ledger::redeem(as_api, env).await
+            crate::edge::api::tollgate::redeem::redeem(as_api, env).await
         }
         (Method::Get, ["plans"]) => {
             Session::require(&req, env, Scope::Tenant, false).await?;
@@ -168,7 +170,8 @@ async fn session_state(req: &Request, env: &Env, scope: Scope) -> Result<Respons
 /// `GET /console/api/me`: the balance report plus the plan and allowance of the caller's tenant.
 async fn me(req: &Request, env: &Env, s: &Session) -> Result<Response, GatewayError> {
     let as_api = s.as_tenant_request(req, "/v1/balance", Method::Get, None)?;
-    let balance = json_of(reports::balance(&as_api, env).await?).await?;
+    let balance =
+        json_of(crate::edge::api::tollgate::balance::balance(&as_api, env).await?).await?;
     let tenant_id = balance["tenant_id"]
         .as_str()
         .unwrap_or_default()
@@ -205,7 +208,7 @@ async fn routes_with_breakers(env: &Env, model: &str) -> Result<Response, Gatewa
     let database = super::platform::d1::database(env)?;
     let mut view = crate::edge::gateway::routes::get_routes(&database, model).await?;
     let cfg = crate::edge::gateway::routes::breaker_config(env);
-    let now = super::now_ms();
+    let now = crate::edge::platform::clock::now_ms();
     let kv = super::platform::kv::namespace(env).ok();
     let primary = breaker_json(kv.as_ref(), &view["primary"], now, &cfg).await;
     view["primary"]["breaker"] = primary;

@@ -6,13 +6,14 @@ use serde_json::json;
 use worker::{Env, Headers, Method, Request, RequestInit, Response};
 
 use super::super::platform::{env as config, ttl_cache as cache};
-use super::super::{admin, now_ms};
 use crate::core::console::{self as rules, Claims, Scope, SessionError};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::ids::random_bytes;
 use crate::core::keys;
+use crate::edge::api::admin;
 use crate::edge::api::http;
 use crate::edge::gateway::auth;
+use crate::edge::platform::clock::now_ms;
 
 /// Default session length (var `CONSOLE_SESSION_SECONDS`): one hour.
 const DEFAULT_SESSION_SECONDS: u64 = 3600;

@@ -9,12 +9,13 @@ use serde_json::{json, Value};
 use worker::{Env, Fetch, Headers, Method, Request, RequestInit, Response};
 
 use super::super::platform::{d1 as db, env as config};
-use super::super::{now_ms, store};
 use super::session::Session;
 use crate::core::console::{self as rules, WebhookAction};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::ids::prefixed_id;
 use crate::edge::api::http;
+use crate::edge::platform::clock::now_ms;
+use crate::edge::store;
 
 const DEFAULT_API_BASE: &str = "https://api.stripe.com";
 const DEFAULT_TOLERANCE_S: u64 = 300;

@@ -1,10 +1,9 @@
-//! Tenant-facing read routes: `/v1/models`, `/v1/sessions/{id}` (usage reports: `reports.rs`).
+//! `GET /v1/models` and `GET /v1/models/{model}`: the models a key may use.
 
 use serde_json::json;
 use worker::{Env, Request, Response};
 
 use crate::core::error::{ErrorKind, GatewayError};
-use crate::core::session::validate_session_id;
 use crate::edge::api::http;
 use crate::edge::platform::d1 as db;
 use crate::edge::store;
@@ -38,20 +37,6 @@ pub async fn get_model(req: &Request, env: &Env, model: &str) -> Result<Response
         None => Err(GatewayError::new(
             ErrorKind::ModelNotFound,
             format!("The model `{model}` does not exist."),
-        )),
-    }
-}
-
-/// `GET /v1/sessions/{id}`: the session's totals, from KV when cached, else D1.
-pub async fn get_session(req: &Request, env: &Env, id: &str) -> Result<Response, GatewayError> {
-    let caller = crate::edge::gateway::auth::live_caller(req, env).await?;
-    let id = validate_session_id(id)?;
-    let row = store::sessions::get(env, &caller.tenant_id, id).await?;
-    match row {
-        Some(session) => http::json(200, &session),
-        None => Err(GatewayError::new(
-            ErrorKind::NotFound,
-            format!("No session `{id}` for this tenant."),
         )),
     }
 }
