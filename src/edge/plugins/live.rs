@@ -11,7 +11,7 @@
 //! holds a reservation) and plugin calls (which are recorded and may hold a price) — runs as jobs
 //! of a queue drained under `ctx.wait_until`; the loop only awaits their results.
 //!
-//! The loop itself is a pump in `wait_until`, like the plain relay (`edge::relay`), with the same
+//! The loop itself is a pump in `wait_until`, like the plain relay (`gateway::relay`), with the same
 //! client end ([`ClientEnd`]) and clocks: the request's wall-clock deadline (below
 //! `STALE_RESERVATION_SECONDS`) ends the stream however the client reads, as a cut (`truncated`,
 //! `stream_deadline`); a client that left (seen at a chunk, or by the periodic check while the
