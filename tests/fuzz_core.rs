@@ -29,6 +29,7 @@ use tollgate::core::billing::{
     cost_micros_scaled, reservation_micros_scaled, Price, TokenUsage, MAX_MULTIPLIER_BPS,
 };
 use tollgate::core::error::GatewayError;
+use tollgate::core::inbound::openai::StreamEncoder;
 use tollgate::core::meter::{bill, BillInput, RequestStatus, StreamMeter};
 use tollgate::core::openai::ChatCompletionRequest;
 use tollgate::core::providers::echo::{self, EchoReply};
@@ -1177,7 +1178,8 @@ fn run_stream(
     wants_usage: bool,
 ) -> StreamRun {
     let mut dec = kind.adapter().stream_decoder(&ctx());
-    let mut meter = StreamMeter::new(wants_usage);
+    let mut meter = StreamMeter::new();
+    let encoder = StreamEncoder::new(wants_usage);
     let mut run = StreamRun {
         items: Vec::new(),
         meter_text: String::new(),
@@ -1201,7 +1203,7 @@ fn run_stream(
             if let StreamItem::Error(e) = &item {
                 run.errors.push(e.clone());
             }
-            meter.forward(item, &mut run.meter_out);
+            encoder.forward(meter, item, &mut run.meter_out);
         }
     };
     let mut start = 0;
@@ -1215,7 +1217,7 @@ fn run_stream(
     take(items, &mut run, &mut meter);
     let items = dec.finish();
     take(items, &mut run, &mut meter);
-    meter.upstream_closed(&mut run.meter_out, None);
+    encoder.upstream_closed(&mut meter, &mut run.meter_out, None);
     run.meter_text = meter.text().to_string();
     run.completed = meter.completed();
     run.usage = meter
