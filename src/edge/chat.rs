@@ -11,6 +11,7 @@ use super::{auth, http, routes};
 use crate::core::billing::guard::OutputGuard;
 use crate::core::billing::{reservation_micros_scaled, Price};
 use crate::core::error::{ErrorKind, GatewayError};
+use crate::core::inbound::openai::StreamEncoder;
 use crate::core::meter::{self, bill, bill_reserved, BillInput, RequestStatus, StreamMeter};
 use crate::core::openai::{ChatCompletionRequest, Usage};
 use crate::core::providers::{
@@ -616,13 +617,21 @@ pub(crate) fn stream_response(
     chat: &ChatCompletionRequest,
     ctx: &Context,
 ) -> Result<Response, GatewayError> {
-    let meter = StreamMeter::new(chat.wants_stream_usage());
+    let meter = StreamMeter::new();
+    let encoder = StreamEncoder::new(chat.wants_stream_usage());
     let decoder = pending
         .kind
         .adapter()
         .stream_decoder(&pending.response_context());
     let guard = pending.stream_guard();
-    let (stream, pump) = relay::relay(source, decoder, meter, Some(guard), pending.relay_limits());
+    let (stream, pump) = relay::relay(
+        source,
+        decoder,
+        meter,
+        encoder,
+        Some(guard),
+        pending.relay_limits(),
+    );
     ctx.wait_until(async move {
         let end = End::from(pump.await);
         pending.settle(end).await;
