@@ -15,7 +15,8 @@ use crate::core::inbound::openai::StreamEncoder;
 use crate::core::meter::{self, bill, bill_reserved, BillInput, RequestStatus, StreamMeter};
 use crate::core::openai::{ChatCompletionRequest, Usage};
 use crate::core::providers::{
-    echo, ProviderKind, ResponseContext, Route, RouteTimeouts, UpstreamRequest,
+    serve_local, LocalReply, LocalRequest, ProviderKind, ResponseContext, Route, RouteTimeouts,
+    UpstreamCall,
 };
 use crate::core::routing::{counts_for_breaker, may_fall_back, plain_timeout_ms, request_deadline};
 use crate::core::tokens::{
@@ -447,7 +448,7 @@ pub async fn chat_completions(
         Ok(None) if had_plugins_field => {
             // The upstream requests were built with the plugin fields the tool loop removed.
             attempts.iter_mut().try_for_each(|(route, up)| {
-                *up = route.kind.adapter().build_request(route, &chat)?;
+                *up = route.kind.adapter().build_call(route, &chat)?;
                 Ok::<(), GatewayError>(())
             })
         }
@@ -507,9 +508,7 @@ pub async fn chat_completions(
         session_ttl_seconds: settings.session_ttl_seconds,
     };
 
-    let reply = if pending.kind == ProviderKind::Echo {
-        echo_reply(&pending, &attempts[0].1, &settings)
-    } else if attempts.len() == 1 {
+    let reply = if attempts.len() == 1 {
         call_upstream(&pending, &chat, &attempts[0].1, &settings).await
     } else {
         call_routes(&mut pending, env, &chat, &attempts, &settings).await
@@ -643,22 +642,21 @@ pub(crate) fn stream_response(
         .map_err(|e| http::internal("stream response", e))
 }
 
-pub(crate) fn echo_reply(
+/// Answers a model served inside the gateway (the echo model): no fetch, same relay.
+fn local_reply(
     pending: &Pending,
-    up: &UpstreamRequest,
+    local: &LocalRequest,
     settings: &Settings,
 ) -> Result<Reply, GatewayError> {
     let id = format!("chatcmpl-{}", pending.request_id);
-    Ok(
-        match echo::serve(&up.body, &id, pending.started_at / 1000)? {
-            echo::EchoReply::Json(body) => Reply::Plain(body),
-            echo::EchoReply::Events(events) => Reply::Stream(Source::Local {
-                events,
-                delay_ms: settings.echo_chunk_delay_ms,
-                started: false,
-            }),
-        },
-    )
+    Ok(match serve_local(local, &id, pending.started_at / 1000)? {
+        LocalReply::Json(body) => Reply::Plain(body),
+        LocalReply::Events(events) => Reply::Stream(Source::Local {
+            events,
+            delay_ms: settings.echo_chunk_delay_ms,
+            started: false,
+        }),
+    })
 }
 
 /// Tries the routes in order: a retryable failure (unreachable, redirected, answered 5xx/429)
@@ -671,7 +669,7 @@ async fn call_routes(
     pending: &mut Pending,
     env: &Env,
     chat: &ChatCompletionRequest,
-    attempts: &[(Route, UpstreamRequest)],
+    attempts: &[(Route, UpstreamCall)],
     settings: &Settings,
 ) -> Result<Reply, GatewayError> {
     let cfg = routes::breaker_config(env);
@@ -723,9 +721,13 @@ async fn call_routes(
 pub(crate) async fn call_upstream(
     pending: &Pending,
     chat: &ChatCompletionRequest,
-    up: &UpstreamRequest,
+    call: &UpstreamCall,
     settings: &Settings,
 ) -> Result<Reply, GatewayError> {
+    let up = match call {
+        UpstreamCall::Http(up) => up,
+        UpstreamCall::Local(local) => return local_reply(pending, local, settings),
+    };
     let started = now_ms();
     let deadline = pending.deadline();
     let first_byte_ms = pending

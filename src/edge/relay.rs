@@ -48,9 +48,10 @@ pub enum Source {
         idle_timeout_ms: u64,
         received: bool,
     },
-    /// The built-in echo model's events, made as they are pulled, paced by `delay_ms`.
+    /// A local model's events (the built-in echo model), made as they are pulled, paced by
+    /// `delay_ms`.
     Local {
-        events: crate::core::providers::echo::EchoEvents,
+        events: crate::core::providers::LocalEvents,
         delay_ms: u64,
         started: bool,
     },

@@ -41,7 +41,7 @@ use crate::core::plugins::{
     incomplete_note, sealed, split_tool_name, take_commands_opt_in, take_selection, EndpointPolicy,
     Selection,
 };
-use crate::core::providers::{ProviderKind, Route, UpstreamRequest};
+use crate::core::providers::{ProviderKind, Route, UpstreamCall};
 use crate::core::tokens::{prompt_tokens_for_reservation, Encoding, MediaRules};
 use crate::edge::platform::clock::now_ms;
 use crate::edge::platform::d1 as db;
@@ -224,7 +224,7 @@ pub(crate) async fn intercept(
 /// A round ready to send: its settlement record (reservation taken) and its upstream request.
 struct Round {
     pending: Pending,
-    upstream: UpstreamRequest,
+    upstream: UpstreamCall,
 }
 
 fn round_id(request_id: &str, index: u64) -> String {
@@ -257,10 +257,7 @@ async fn prepare_round(
         &scope.price,
         scope.model.multiplier_bps,
     );
-    let upstream = scope
-        .kind
-        .adapter()
-        .build_request(&scope.route, round_chat)?;
+    let upstream = scope.kind.adapter().build_call(&scope.route, round_chat)?;
     if !store::ledger::reserve(&scope.db, id, &scope.caller.key_id, reserved, started_at).await? {
         return Err(chat::refusal(
             &scope.db,
@@ -306,11 +303,7 @@ async fn send_round(
     round: &Round,
     round_chat: &ChatCompletionRequest,
 ) -> Result<Reply, GatewayError> {
-    if scope.kind == ProviderKind::Echo {
-        chat::echo_reply(&round.pending, &round.upstream, &scope.settings)
-    } else {
-        chat::call_upstream(&round.pending, round_chat, &round.upstream, &scope.settings).await
-    }
+    chat::call_upstream(&round.pending, round_chat, &round.upstream, &scope.settings).await
 }
 
 /// A finished non-streamed round.
