@@ -261,6 +261,21 @@ mod tests {
     }
 
     #[test]
+    fn plain_answers_keep_the_providers_bytes_or_are_encoded() {
+        let body = br#"{"id":"x","object":"chat.completion","created":1,"model":"up-model","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}]}"#;
+        let parsed: ChatCompletionResponse = serde_json::from_slice(body).unwrap();
+        // An OpenAI-shaped provider: its own bytes, with the public model name.
+        let out = encode_plain(body.to_vec(), &parsed, true, "public").unwrap();
+        let expected = String::from_utf8(body.to_vec())
+            .unwrap()
+            .replace("up-model", "public");
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+        // A native provider: the OpenAI encoding of the parsed answer.
+        let out = encode_plain(b"<native>".to_vec(), &parsed, false, "public").unwrap();
+        assert_eq!(out, serde_json::to_vec(&parsed).unwrap());
+    }
+
+    #[test]
     fn strips_the_usage_chunk_the_client_did_not_ask_for() {
         let enc = StreamEncoder::new(false);
         let mut m = StreamMeter::new();
