@@ -11,7 +11,7 @@ use super::{auth, http, routes};
 use crate::core::billing::guard::OutputGuard;
 use crate::core::billing::{reservation_micros_scaled, Price};
 use crate::core::error::{ErrorKind, GatewayError};
-use crate::core::inbound::openai::StreamEncoder;
+use crate::core::inbound::openai::{self, StreamEncoder};
 use crate::core::meter::{self, bill, bill_reserved, BillInput, RequestStatus, StreamMeter};
 use crate::core::openai::{ChatCompletionRequest, Usage};
 use crate::core::providers::{
@@ -802,10 +802,6 @@ async fn finish_plain(
             return Err(fail(pending, err, ctx).await);
         }
     };
-    let body = match adapter.forwards_plain_body() {
-        true => crate::core::providers::openai::public_body(body, &pending.model),
-        false => body,
-    };
     let end = End {
         status: RequestStatus::Ok,
         http_status: 200,
@@ -819,14 +815,8 @@ async fn finish_plain(
         usage_unknown: false,
     };
     let cost = pending.bill(&end).cost;
-    // The bytes the client receives: the provider's own for OpenAI-shaped providers, else the
-    // OpenAI encoding of the native answer (which is also what an idempotent replay returns).
-    let body = if adapter.forwards_plain_body() {
-        Ok(body)
-    } else {
-        serde_json::to_vec(&parsed)
-            .map_err(|e| GatewayError::internal(format!("cannot encode the response: {e}")))
-    };
+    // The bytes the client receives (also what an idempotent replay returns).
+    let body = openai::encode_plain(body, &parsed, adapter.forwards_plain_body(), &pending.model);
     let body = match body {
         Ok(body) => body,
         Err(err) => {
