@@ -29,7 +29,7 @@ use tollgate::core::billing::{
     cost_micros_scaled, reservation_micros_scaled, Price, TokenUsage, MAX_MULTIPLIER_BPS,
 };
 use tollgate::core::error::GatewayError;
-use tollgate::core::inbound::openai::StreamEncoder;
+use tollgate::core::inbound::openai::{error_body, StreamEncoder};
 use tollgate::core::meter::{bill, BillInput, RequestStatus, StreamMeter};
 use tollgate::core::openai::ChatCompletionRequest;
 use tollgate::core::providers::echo;
@@ -149,10 +149,10 @@ impl Findings {
                 input()
             ));
         }
-        if let Err(why) = openai_error_shape(&e.to_json()) {
+        if let Err(why) = openai_error_shape(&error_body(&e)) {
             self.add(format!(
                 "{case}: error body not OpenAI-shaped ({why}): {}\n    input: {}",
-                e.to_json(),
+                error_body(&e),
                 input()
             ));
         }
@@ -1199,7 +1199,7 @@ fn run_stream(
                 ),
                 StreamItem::KeepAlive(raw) => format!("keepalive {}", raw.len()),
                 StreamItem::Done => "done".into(),
-                StreamItem::Error(e) => format!("error {}", e.to_json()),
+                StreamItem::Error(e) => format!("error {}", error_body(e)),
             });
             if let StreamItem::Error(e) = &item {
                 run.errors.push(e.clone());

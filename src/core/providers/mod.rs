@@ -435,7 +435,8 @@ mod tests {
                 assert_eq!(err.status(), 400, "{field} on {}", route.base_url);
                 assert_eq!(err.param.as_deref(), Some(field));
                 assert_eq!(err.code(), "unsupported_parameter");
-                let body: serde_json::Value = serde_json::from_str(&err.to_json()).unwrap();
+                let body: serde_json::Value =
+                    serde_json::from_str(&crate::core::inbound::openai::error_body(&err)).unwrap();
                 assert_eq!(body["error"]["type"], "invalid_request_error");
             }
             let allowed = serde_json::json!({ "allowed_params": [field] });
