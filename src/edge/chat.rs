@@ -535,7 +535,7 @@ pub async fn chat_completions(
 async fn fail(pending: Pending, err: GatewayError, ctx: &Context) -> GatewayError {
     if err.provider_may_have_billed() {
         if let Some(key) = &pending.idempotency {
-            let body = err.to_json();
+            let body = openai::error_body(&err);
             if let Err(e) =
                 idempotency::complete(&pending.db, key, err.status(), Some(body.as_bytes())).await
             {

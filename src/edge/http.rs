@@ -74,7 +74,7 @@ pub fn error_response(err: &GatewayError) -> worker::Result<Response> {
     Ok(ResponseBuilder::new()
         .with_status(err.status())
         .with_headers(headers)
-        .fixed(err.to_json().into_bytes()))
+        .fixed(crate::core::inbound::openai::error_body(err).into_bytes()))
 }
 
 /// Adds the request id and CORS headers every response carries.
