@@ -223,12 +223,6 @@ impl GatewayError {
             ErrorKind::UpstreamRateLimited | ErrorKind::UpstreamFailed | ErrorKind::UpstreamTimeout
         )
     }
-
-    /// The OpenAI-shaped JSON body: kept for the call sites not yet moved to
-    /// [`crate::core::inbound::openai::error_body`], which renders it.
-    pub fn to_json(&self) -> String {
-        crate::core::inbound::openai::error_body(self)
-    }
 }
 
 impl std::fmt::Display for GatewayError {
