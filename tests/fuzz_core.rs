@@ -149,10 +149,10 @@ impl Findings {
                 input()
             ));
         }
-        if let Err(why) = openai_error_shape(&error_body(&e)) {
+        if let Err(why) = openai_error_shape(&error_body(e)) {
             self.add(format!(
                 "{case}: error body not OpenAI-shaped ({why}): {}\n    input: {}",
-                error_body(&e),
+                error_body(e),
                 input()
             ));
         }
