@@ -8,6 +8,7 @@
 //! Prints markdown table rows: microseconds per request, median of several rounds.
 
 use tollgate::core::billing::{reservation_micros_scaled, Price};
+use tollgate::core::inbound::openai::StreamEncoder;
 use tollgate::core::meter::{bill, BillInput, RequestStatus, StreamMeter};
 use tollgate::core::openai::ChatCompletionRequest;
 use tollgate::core::providers::{ProviderKind, ResponseContext, Route};
@@ -125,11 +126,12 @@ fn one_request(body: &[u8], reads: Option<&[Vec<u8>]>, reply: &[u8]) -> u64 {
         }
         Some(reads) => {
             let mut decoder = adapter.stream_decoder(&ctx);
-            let mut meter = StreamMeter::new(chat.wants_stream_usage());
+            let mut meter = StreamMeter::new();
+            let encoder = StreamEncoder::new(chat.wants_stream_usage());
             let mut out = Vec::new();
             for read in reads {
                 for item in decoder.push(read) {
-                    meter.forward(item, &mut out);
+                    encoder.forward(&mut meter, item, &mut out);
                 }
                 std::hint::black_box(&out);
                 out.clear();

@@ -29,9 +29,11 @@ use tollgate::core::billing::{
     cost_micros_scaled, reservation_micros_scaled, Price, TokenUsage, MAX_MULTIPLIER_BPS,
 };
 use tollgate::core::error::GatewayError;
+use tollgate::core::inbound::openai::{error_body, StreamEncoder};
 use tollgate::core::meter::{bill, BillInput, RequestStatus, StreamMeter};
 use tollgate::core::openai::ChatCompletionRequest;
-use tollgate::core::providers::echo::{self, EchoReply};
+use tollgate::core::providers::echo;
+use tollgate::core::providers::LocalReply as EchoReply;
 use tollgate::core::providers::{ProviderKind, ResponseContext, Route, StreamItem};
 use tollgate::core::routing::auto_tier;
 use tollgate::core::sse::SseParser;
@@ -147,10 +149,10 @@ impl Findings {
                 input()
             ));
         }
-        if let Err(why) = openai_error_shape(&e.to_json()) {
+        if let Err(why) = openai_error_shape(&error_body(e)) {
             self.add(format!(
                 "{case}: error body not OpenAI-shaped ({why}): {}\n    input: {}",
-                e.to_json(),
+                error_body(e),
                 input()
             ));
         }
@@ -1177,7 +1179,8 @@ fn run_stream(
     wants_usage: bool,
 ) -> StreamRun {
     let mut dec = kind.adapter().stream_decoder(&ctx());
-    let mut meter = StreamMeter::new(wants_usage);
+    let mut meter = StreamMeter::new();
+    let encoder = StreamEncoder::new(wants_usage);
     let mut run = StreamRun {
         items: Vec::new(),
         meter_text: String::new(),
@@ -1196,12 +1199,12 @@ fn run_stream(
                 ),
                 StreamItem::KeepAlive(raw) => format!("keepalive {}", raw.len()),
                 StreamItem::Done => "done".into(),
-                StreamItem::Error(e) => format!("error {}", e.to_json()),
+                StreamItem::Error(e) => format!("error {}", error_body(e)),
             });
             if let StreamItem::Error(e) = &item {
                 run.errors.push(e.clone());
             }
-            meter.forward(item, &mut run.meter_out);
+            encoder.forward(meter, item, &mut run.meter_out);
         }
     };
     let mut start = 0;
@@ -1215,7 +1218,7 @@ fn run_stream(
     take(items, &mut run, &mut meter);
     let items = dec.finish();
     take(items, &mut run, &mut meter);
-    meter.upstream_closed(&mut run.meter_out, None);
+    encoder.upstream_closed(&mut meter, &mut run.meter_out, None);
     run.meter_text = meter.text().to_string();
     run.completed = meter.completed();
     run.usage = meter

@@ -1,7 +1,8 @@
 //! One error type for the whole gateway. Every failure a client can see is a [`GatewayError`]:
-//! it knows its HTTP status, its OpenAI error `type` and `code`, where it came from, and whether
-//! another provider may be tried. [`GatewayError::to_json`] renders the OpenAI error body
-//! `{"error":{"message","type","param","code"}}`; rendering has no side effects.
+//! it knows its HTTP status, its error `type` and `code`, where it came from, and whether another
+//! provider may be tried. The type is format-neutral: each inbound codec renders it in its API's
+//! shape (`core::inbound::openai::error_body` for OpenAI's `{"error":{…}}`,
+//! `core::inbound::anthropic` for Anthropic's); rendering has no side effects.
 
 use serde::Serialize;
 
@@ -222,34 +223,6 @@ impl GatewayError {
             ErrorKind::UpstreamRateLimited | ErrorKind::UpstreamFailed | ErrorKind::UpstreamTimeout
         )
     }
-
-    /// The OpenAI-shaped JSON body.
-    pub fn to_json(&self) -> String {
-        #[derive(Serialize)]
-        struct Body<'a> {
-            error: Inner<'a>,
-        }
-        #[derive(Serialize)]
-        struct Inner<'a> {
-            message: &'a str,
-            #[serde(rename = "type")]
-            kind: &'a str,
-            param: Option<&'a str>,
-            code: &'a str,
-        }
-        let body = Body {
-            error: Inner {
-                message: &self.message,
-                kind: self.error_type(),
-                param: self.param.as_deref(),
-                code: self.code(),
-            },
-        };
-        serde_json::to_string(&body).unwrap_or_else(|_| {
-            r#"{"error":{"message":"internal error","type":"server_error","param":null,"code":"internal_error"}}"#
-                .to_string()
-        })
-    }
 }
 
 impl std::fmt::Display for GatewayError {
@@ -265,13 +238,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_openai_shape() {
+    fn invalid_param_names_the_field() {
         let e = GatewayError::invalid_param("messages", "messages must be a non-empty array");
-        let v: serde_json::Value = serde_json::from_str(&e.to_json()).unwrap();
-        assert_eq!(v["error"]["message"], "messages must be a non-empty array");
-        assert_eq!(v["error"]["type"], "invalid_request_error");
-        assert_eq!(v["error"]["param"], "messages");
-        assert_eq!(v["error"]["code"], "invalid_request");
+        assert_eq!(e.param.as_deref(), Some("messages"));
+        assert_eq!(e.error_type(), "invalid_request_error");
+        assert_eq!(e.code(), "invalid_request");
         assert_eq!(e.status(), 400);
     }
 
@@ -323,11 +294,10 @@ mod tests {
     }
 
     #[test]
-    fn code_override_and_escaping() {
-        let e = GatewayError::new(ErrorKind::UpstreamRejected(400), "bad \"quote\"\n")
+    fn code_override() {
+        let e = GatewayError::new(ErrorKind::UpstreamRejected(400), "x")
             .with_code("context_length_exceeded");
-        let v: serde_json::Value = serde_json::from_str(&e.to_json()).unwrap();
-        assert_eq!(v["error"]["code"], "context_length_exceeded");
-        assert_eq!(v["error"]["message"], "bad \"quote\"\n");
+        assert_eq!(e.code(), "context_length_exceeded");
+        assert_eq!(e.error_type(), "invalid_request_error");
     }
 }

@@ -1,6 +1,8 @@
-//! Client-facing codecs: the APIs clients speak other than chat completions, each translated to
-//! and from the canonical chat types of [`crate::core::openai`].
+//! Client-facing codecs: the APIs clients speak, each translated to and from the canonical chat
+//! types of [`crate::core::openai`].
 //!
+//! * [`openai`]: chat completions (`POST /v1/chat/completions`), whose wire types are the
+//!   canonical ones: the codec is its error body, plain encoding and SSE encoder.
 //! * [`responses`]: OpenAI's Responses API (`POST /v1/responses`), for Codex CLI, the Agents SDK
 //!   and `client.responses.create`.
 //! * [`anthropic`]: Anthropic's Messages API (`POST /v1/messages`, `/v1/messages/count_tokens`),
@@ -26,6 +28,7 @@
 //! send it).
 
 pub mod anthropic;
+pub mod openai;
 pub mod responses;
 
 use serde_json::{Map, Value};

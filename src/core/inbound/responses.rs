@@ -167,7 +167,7 @@ fn bad(param: &str, message: impl Into<String>) -> GatewayError {
 }
 
 /// Parses and validates a `POST /v1/responses` body; errors are OpenAI-shaped 400s naming the
-/// field at fault ([`GatewayError::to_json`]).
+/// field at fault ([`super::openai::error_body`]).
 pub fn decode_request(body: &[u8]) -> Result<ResponsesRequest, GatewayError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         GatewayError::invalid_request(format!("The request body is not valid JSON: {e}"))
@@ -752,7 +752,7 @@ pub fn response_error(err: &GatewayError) -> Value {
 
 /// The body of a Responses API error: OpenAI's shape, as every other endpoint.
 pub fn error_body(err: &GatewayError) -> String {
-    err.to_json()
+    super::openai::error_body(err)
 }
 
 fn response_object(

@@ -169,7 +169,9 @@ impl LiveRound {
             StreamItem::KeepAlive(raw) => out.extend_from_slice(&raw),
             StreamItem::Done => self.done = true,
             StreamItem::Error(err) => {
-                out.extend_from_slice(&encode_data(&err.to_json()));
+                out.extend_from_slice(&encode_data(&crate::core::inbound::openai::error_body(
+                    &err,
+                )));
                 self.error = Some(err);
             }
             StreamItem::Chunk { chunk, raw } => self.chunk(chunk, raw, out),

@@ -2,8 +2,9 @@
 //!
 //! It behaves like an OpenAI server that replies `Echo: <last user message>` (or a greeting when
 //! there is none), one real `o200k_base` token per stream chunk, honouring `max_tokens` (then
-//! `finish_reason` is `length`) and `n`, and reporting exact usage. The edge shell serves it
-//! instead of making a fetch; everything else (parsing, metering, billing) is the OpenAI path.
+//! `finish_reason` is `length`) and `n`, and reporting exact usage. Its adapter builds an
+//! [`UpstreamCall::Local`], which the gateway serves with [`super::serve_local`] instead of a
+//! fetch; everything else (parsing, metering, billing) is the OpenAI path.
 //!
 //! Bounded: `n` is at most [`ECHO_MAX_CHOICES`] and the output cap at most [`ECHO_MAX_TOKENS`]
 //! (400 above, when the request is built, before anything is reserved), and a stream's events
@@ -13,7 +14,10 @@
 use serde_json::json;
 
 use super::openai::{map_openai_error, OpenAiAdapter, OpenAiStreamDecoder};
-use super::{Adapter, ResponseContext, Route, StreamDecoder, UpstreamRequest};
+use super::{
+    Adapter, LocalReply, LocalRequest, ProviderKind, ResponseContext, Route, StreamDecoder,
+    UpstreamCall, UpstreamRequest,
+};
 use crate::core::error::GatewayError;
 use crate::core::openai::{ChatCompletionRequest, ChatCompletionResponse, Usage};
 use crate::core::sse::encode_data;
@@ -60,6 +64,19 @@ impl Adapter for EchoAdapter {
         OpenAiAdapter.build_request(route, req)
     }
 
+    /// Served in the gateway ([`serve`]): the body an OpenAI server would receive, no fetch.
+    fn build_call(
+        &self,
+        route: &Route,
+        req: &ChatCompletionRequest,
+    ) -> Result<UpstreamCall, GatewayError> {
+        let up = self.build_request(route, req)?;
+        Ok(UpstreamCall::Local(LocalRequest {
+            kind: ProviderKind::Echo,
+            body: up.body,
+        }))
+    }
+
     fn parse_response(
         &self,
         body: &[u8],
@@ -81,15 +98,6 @@ impl Adapter for EchoAdapter {
     }
 }
 
-/// What the echo "server" answers.
-#[derive(Debug)]
-pub enum EchoReply {
-    /// A plain JSON response body.
-    Json(Vec<u8>),
-    /// SSE events, each to be sent as its own chunk, made as they are pulled.
-    Events(EchoEvents),
-}
-
 /// The reply text for a request.
 pub fn reply_text(req: &ChatCompletionRequest) -> String {
     match req.last_user_text() {
@@ -99,7 +107,7 @@ pub fn reply_text(req: &ChatCompletionRequest) -> String {
 }
 
 /// Answers an upstream request body the way an OpenAI server would.
-pub fn serve(body: &[u8], id: &str, created: u64) -> Result<EchoReply, GatewayError> {
+pub fn serve(body: &[u8], id: &str, created: u64) -> Result<LocalReply, GatewayError> {
     let req = ChatCompletionRequest::from_json(body)?;
     // The client's request was checked by `build_request`; a cap the gateway added upstream
     // (the reservation's cover) is clamped, never refused.
@@ -127,10 +135,10 @@ pub fn serve(body: &[u8], id: &str, created: u64) -> Result<EchoReply, GatewayEr
             .collect();
         let body = json!({"id": id, "object": "chat.completion", "created": created,
                           "model": req.model, "choices": choices, "usage": usage});
-        return Ok(EchoReply::Json(body.to_string().into_bytes()));
+        return Ok(LocalReply::Json(body.to_string().into_bytes()));
     }
 
-    Ok(EchoReply::Events(EchoEvents {
+    Ok(LocalReply::Events(EchoEvents {
         id: id.to_string(),
         created,
         model: req.model.clone(),
@@ -276,7 +284,7 @@ mod tests {
         let body = upstream_body(
             r#"{"model":"tollgate-echo","messages":[{"role":"user","content":"hello world"}]}"#,
         );
-        let EchoReply::Json(json) = serve(&body, "chatcmpl-x", 7).unwrap() else {
+        let LocalReply::Json(json) = serve(&body, "chatcmpl-x", 7).unwrap() else {
             panic!()
         };
         let resp = EchoAdapter
@@ -300,7 +308,7 @@ mod tests {
         let body = upstream_body(
             r#"{"model":"tollgate-echo","stream":true,"max_tokens":3,"messages":[{"role":"user","content":"one two three four five"}]}"#,
         );
-        let EchoReply::Events(events) = serve(&body, "chatcmpl-x", 7).unwrap() else {
+        let LocalReply::Events(events) = serve(&body, "chatcmpl-x", 7).unwrap() else {
             panic!()
         };
         let events: Vec<Vec<u8>> = events.collect();
@@ -353,7 +361,7 @@ mod tests {
             r#"{"model":"tollgate-echo","stream":true,"n":2,"stream_options":{"include_usage":true},
                "messages":[{"role":"user","content":"a b c"}]}"#,
         );
-        let EchoReply::Events(events) = serve(&body, "chatcmpl-x", 7).unwrap() else {
+        let LocalReply::Events(events) = serve(&body, "chatcmpl-x", 7).unwrap() else {
             panic!()
         };
         let events: Vec<Vec<u8>> = events.collect();
@@ -411,7 +419,7 @@ mod tests {
         // serve() clamps a body that did not come through the check (a cap the gateway added).
         let big =
             format!(r#"{{"model":"tollgate-echo","n":16,"max_completion_tokens":500000,{msg}}}"#);
-        let EchoReply::Json(json) = serve(big.as_bytes(), "x", 1).unwrap() else {
+        let LocalReply::Json(json) = serve(big.as_bytes(), "x", 1).unwrap() else {
             panic!()
         };
         let resp: serde_json::Value = serde_json::from_slice(&json).unwrap();
@@ -425,7 +433,7 @@ mod tests {
         let body = upstream_body(&format!(
             r#"{{"model":"tollgate-echo","stream":true,"n":4,"max_tokens":4096,"messages":[{{"role":"user","content":"{long}"}}]}}"#
         ));
-        let EchoReply::Events(mut events) = serve(&body, "chatcmpl-x", 7).unwrap() else {
+        let LocalReply::Events(mut events) = serve(&body, "chatcmpl-x", 7).unwrap() else {
             panic!()
         };
         // Nothing is made before it is pulled: the generator holds the pieces, not the events.

@@ -12,6 +12,7 @@ pub mod huggingface;
 pub mod mapping;
 pub mod ollama;
 pub mod openai;
+pub mod registry;
 
 use serde_json::Value;
 
@@ -38,68 +39,44 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
-    /// The kind an operator names. OpenAI-compatible presets (`deepseek`, `groq`, …) are kind
-    /// `openai`; see [`openai::preset_by_name`] for their default base URLs.
+    /// The kind an operator names: a kind's name or alias ([`registry::KINDS`]), or an
+    /// OpenAI-compatible preset (`deepseek`, `groq`, …), which is kind `openai`; see
+    /// [`openai::preset_by_name`] for their default base URLs.
     pub fn parse(kind: &str) -> Option<Self> {
-        match kind {
-            "openai" | "openai-compatible" => Some(ProviderKind::OpenAi),
-            "azure" | "azure-openai" => Some(ProviderKind::Azure),
-            "anthropic" => Some(ProviderKind::Anthropic),
-            "gemini" | "google" => Some(ProviderKind::Gemini),
-            "ollama" => Some(ProviderKind::Ollama),
-            "huggingface" | "hf" | "tgi" => Some(ProviderKind::HuggingFace),
-            "echo" => Some(ProviderKind::Echo),
-            other => openai::preset_by_name(other).map(|_| ProviderKind::OpenAi),
+        match registry::by_name(kind) {
+            Some(e) => Some(e.kind),
+            None => openai::preset_by_name(kind).map(|_| ProviderKind::OpenAi),
         }
     }
 
+    /// The name stored in `providers.kind`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::OpenAi => "openai",
-            ProviderKind::Azure => "azure",
-            ProviderKind::Anthropic => "anthropic",
-            ProviderKind::Gemini => "gemini",
-            ProviderKind::Ollama => "ollama",
-            ProviderKind::HuggingFace => "huggingface",
-            ProviderKind::Echo => "echo",
-        }
+        registry::entry(self).name
     }
 
     /// Every kind an operator may configure, for error messages.
-    pub const ALL: &'static [&'static str] = &[
-        "openai",
-        "azure",
-        "anthropic",
-        "gemini",
-        "ollama",
-        "huggingface",
-        "echo",
-    ];
+    pub fn names() -> Vec<&'static str> {
+        registry::KINDS.iter().map(|e| e.name).collect()
+    }
 
     /// The adapter of this kind.
     pub fn adapter(self) -> &'static dyn Adapter {
-        match self {
-            ProviderKind::OpenAi => &openai::OpenAiAdapter,
-            ProviderKind::Azure => &azure::AzureAdapter,
-            ProviderKind::Anthropic => &anthropic::AnthropicAdapter,
-            ProviderKind::Gemini => &gemini::GeminiAdapter,
-            ProviderKind::Ollama => &ollama::OllamaAdapter,
-            ProviderKind::HuggingFace => &huggingface::HuggingFaceAdapter,
-            ProviderKind::Echo => &echo::EchoAdapter,
-        }
+        registry::entry(self).adapter
+    }
+
+    /// Whether requests of this kind are served inside the gateway ([`UpstreamCall::Local`]):
+    /// no destination to check, no fallback routes.
+    pub fn is_local(self) -> bool {
+        registry::entry(self).transport == registry::Transport::Local
     }
 
     /// The base URL used when the operator gives none: the provider's public endpoint, or the
     /// preset's for an OpenAI-compatible preset name.
     pub fn default_base_url(kind: &str) -> Option<&'static str> {
-        match kind {
-            "openai" => Some("https://api.openai.com/v1"),
-            "anthropic" => Some(anthropic::DEFAULT_BASE_URL),
-            "gemini" | "google" => Some(gemini::DEFAULT_BASE_URL),
-            "ollama" => Some(ollama::DEFAULT_BASE_URL),
-            "huggingface" | "hf" => Some(huggingface::ROUTER_BASE_URL),
-            "echo" => Some("builtin:"),
-            other => openai::preset_by_name(other).map(|p| p.base_url),
+        match registry::by_name(kind) {
+            Some(e) if e.no_default_for.contains(&kind) => None,
+            Some(e) => e.default_base_url,
+            None => openai::preset_by_name(kind).map(|p| p.base_url),
         }
     }
 }
@@ -189,6 +166,45 @@ pub struct UpstreamRequest {
     pub body: Vec<u8>,
 }
 
+/// How one route's request reaches its model: a fetch, or a model served inside the gateway.
+/// The pipeline dispatches on this, never on the kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpstreamCall {
+    Http(UpstreamRequest),
+    Local(LocalRequest),
+}
+
+/// A request for a model the gateway serves itself ([`serve_local`]): the OpenAI request body
+/// the adapter built, as an OpenAI server would receive it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalRequest {
+    pub kind: ProviderKind,
+    pub body: Vec<u8>,
+}
+
+/// What a local model answers: a plain body, or SSE events made one at a time as they are
+/// pulled (memory stays that of one event).
+#[derive(Debug)]
+pub enum LocalReply {
+    Json(Vec<u8>),
+    Events(LocalEvents),
+}
+
+/// The events of a local model's stream.
+pub type LocalEvents = echo::EchoEvents;
+
+/// Answers a [`LocalRequest`] the way an OpenAI server would; `id` and `created` (Unix seconds)
+/// are the completion's.
+pub fn serve_local(req: &LocalRequest, id: &str, created: u64) -> Result<LocalReply, GatewayError> {
+    match req.kind {
+        ProviderKind::Echo => echo::serve(&req.body, id, created),
+        other => Err(GatewayError::internal(format!(
+            "provider kind `{}` is not served locally",
+            other.as_str()
+        ))),
+    }
+}
+
 /// What a stream decoder makes of upstream bytes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamItem {
@@ -221,6 +237,16 @@ pub trait Adapter: Sync {
         route: &Route,
         req: &ChatCompletionRequest,
     ) -> Result<UpstreamRequest, GatewayError>;
+
+    /// How the request reaches the model: [`Adapter::build_request`] sent over HTTP, unless the
+    /// adapter serves its model inside the gateway.
+    fn build_call(
+        &self,
+        route: &Route,
+        req: &ChatCompletionRequest,
+    ) -> Result<UpstreamCall, GatewayError> {
+        self.build_request(route, req).map(UpstreamCall::Http)
+    }
 
     /// Maps a successful plain response body.
     fn parse_response(
@@ -285,8 +311,8 @@ mod tests {
 
     #[test]
     fn kinds_round_trip() {
-        for k in ProviderKind::ALL {
-            assert_eq!(ProviderKind::parse(k).unwrap().as_str(), *k);
+        for k in ProviderKind::names() {
+            assert_eq!(ProviderKind::parse(k).unwrap().as_str(), k);
         }
         assert_eq!(
             ProviderKind::parse("openai-compatible"),
@@ -409,7 +435,8 @@ mod tests {
                 assert_eq!(err.status(), 400, "{field} on {}", route.base_url);
                 assert_eq!(err.param.as_deref(), Some(field));
                 assert_eq!(err.code(), "unsupported_parameter");
-                let body: serde_json::Value = serde_json::from_str(&err.to_json()).unwrap();
+                let body: serde_json::Value =
+                    serde_json::from_str(&crate::core::inbound::openai::error_body(&err)).unwrap();
                 assert_eq!(body["error"]["type"], "invalid_request_error");
             }
             let allowed = serde_json::json!({ "allowed_params": [field] });

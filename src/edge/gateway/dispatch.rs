@@ -8,7 +8,9 @@ use super::routes;
 use super::ticket::Pending;
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::openai::ChatCompletionRequest;
-use crate::core::providers::{echo, ProviderKind, Route, UpstreamRequest};
+use crate::core::providers::{
+    serve_local, LocalReply, LocalRequest, Route, UpstreamCall, UpstreamRequest,
+};
 use crate::core::routing::{counts_for_breaker, may_fall_back, plain_timeout_ms};
 use crate::edge::platform::clock::now_ms;
 use crate::edge::platform::env::Settings;
@@ -29,13 +31,13 @@ pub(crate) enum Reply {
 pub(crate) async fn dispatch(
     pending: &mut Pending,
     chat: &ChatCompletionRequest,
-    attempts: &[(Route, UpstreamRequest)],
+    attempts: &[(Route, UpstreamCall)],
     settings: &Settings,
 ) -> Result<Reply, GatewayError> {
     let Some((_, first)) = attempts.first() else {
         return Err(GatewayError::internal("the model has no provider route"));
     };
-    if attempts.len() == 1 || pending.kind == ProviderKind::Echo {
+    if attempts.len() == 1 {
         send(pending, chat, first, settings).await
     } else {
         let env = pending.env.clone();
@@ -43,36 +45,34 @@ pub(crate) async fn dispatch(
     }
 }
 
-/// Sends one upstream request on the ticket's route; the echo model answers locally.
+/// Sends one call on the ticket's route: over HTTP, or served inside the gateway (the echo model).
 pub(crate) async fn send(
     pending: &Pending,
     chat: &ChatCompletionRequest,
-    up: &UpstreamRequest,
+    call: &UpstreamCall,
     settings: &Settings,
 ) -> Result<Reply, GatewayError> {
-    if pending.kind == ProviderKind::Echo {
-        echo_reply(pending, up, settings)
-    } else {
-        call_upstream(pending, chat, up, settings).await
+    match call {
+        UpstreamCall::Http(up) => call_upstream(pending, chat, up, settings).await,
+        UpstreamCall::Local(local) => local_reply(pending, local, settings),
     }
 }
 
-fn echo_reply(
+/// Answers a model served inside the gateway (the echo model): no fetch, same relay.
+fn local_reply(
     pending: &Pending,
-    up: &UpstreamRequest,
+    local: &LocalRequest,
     settings: &Settings,
 ) -> Result<Reply, GatewayError> {
     let id = format!("chatcmpl-{}", pending.request_id);
-    Ok(
-        match echo::serve(&up.body, &id, pending.started_at / 1000)? {
-            echo::EchoReply::Json(body) => Reply::Plain(body),
-            echo::EchoReply::Events(events) => Reply::Stream(Source::Local {
-                events,
-                delay_ms: settings.echo_chunk_delay_ms,
-                started: false,
-            }),
-        },
-    )
+    Ok(match serve_local(local, &id, pending.started_at / 1000)? {
+        LocalReply::Json(body) => Reply::Plain(body),
+        LocalReply::Events(events) => Reply::Stream(Source::Local {
+            events,
+            delay_ms: settings.echo_chunk_delay_ms,
+            started: false,
+        }),
+    })
 }
 
 /// Tries the routes in order: a retryable failure (unreachable, redirected, answered 5xx/429)
@@ -85,7 +85,7 @@ async fn call_routes(
     pending: &mut Pending,
     env: &Env,
     chat: &ChatCompletionRequest,
-    attempts: &[(Route, UpstreamRequest)],
+    attempts: &[(Route, UpstreamCall)],
     settings: &Settings,
 ) -> Result<Reply, GatewayError> {
     let cfg = routes::breaker_config(env);
@@ -105,7 +105,7 @@ async fn call_routes(
         pending.kind = route.kind;
         pending.upstream_model = route.upstream_model.clone();
         pending.timeouts = route.timeouts();
-        match call_upstream(pending, chat, up, settings).await {
+        match send(pending, chat, up, settings).await {
             Ok(reply) => {
                 let mut after = state;
                 after.on_success();

@@ -21,7 +21,7 @@ use worker::{Context, D1Database, Response};
 
 use crate::core::error::GatewayError;
 use crate::core::openai::ChatCompletionRequest;
-use crate::core::providers::{Route, UpstreamRequest};
+use crate::core::providers::{Route, UpstreamCall};
 use crate::edge::platform::d1 as db;
 use crate::edge::store::idempotency::{self, Claim, ClaimedKey};
 use admit::Admitted;
@@ -39,7 +39,7 @@ pub(crate) struct Prepared {
     /// The route tried first.
     pub route: Route,
     /// The routes to try, in order, each with its upstream request.
-    pub attempts: Vec<(Route, UpstreamRequest)>,
+    pub attempts: Vec<(Route, UpstreamCall)>,
 }
 
 /// Admits `chat` for the call, counts it (400 for a part that cannot be priced) and builds its
@@ -74,7 +74,7 @@ impl Prepared {
     /// fields from it).
     pub(crate) fn rebuild(&mut self, chat: &ChatCompletionRequest) -> Result<(), GatewayError> {
         for (route, up) in self.attempts.iter_mut() {
-            *up = route.kind.adapter().build_request(route, chat)?;
+            *up = route.kind.adapter().build_call(route, chat)?;
         }
         Ok(())
     }

@@ -23,6 +23,7 @@ use worker::{AbortController, ByteStream, Delay};
 
 use super::guard::StreamGuard;
 use crate::core::error::{ErrorKind, GatewayError};
+use crate::core::inbound::openai::StreamEncoder;
 use crate::core::meter::{RequestStatus, StreamMeter};
 use crate::core::openai::Usage;
 use crate::core::providers::{StreamDecoder, StreamItem};
@@ -47,9 +48,10 @@ pub enum Source {
         idle_timeout_ms: u64,
         received: bool,
     },
-    /// The built-in echo model's events, made as they are pulled, paced by `delay_ms`.
+    /// A local model's events (the built-in echo model), made as they are pulled, paced by
+    /// `delay_ms`.
     Local {
-        events: crate::core::providers::echo::EchoEvents,
+        events: crate::core::providers::LocalEvents,
         delay_ms: u64,
         started: bool,
     },
@@ -275,6 +277,7 @@ struct Pump {
     source: Source,
     decoder: Box<dyn StreamDecoder>,
     meter: StreamMeter,
+    encoder: StreamEncoder,
     guard: Option<StreamGuard>,
     started_at: u64,
     ttfb_ms: Option<u64>,
@@ -307,11 +310,13 @@ impl Pump {
                         _ => None,
                     };
                     self.forward(items, &mut out).await;
-                    self.meter.upstream_closed(&mut out, incomplete);
+                    self.encoder
+                        .upstream_closed(&mut self.meter, &mut out, incomplete);
                     true
                 }
                 Err(e) => {
-                    self.meter.upstream_closed(&mut out, Some(e));
+                    self.encoder
+                        .upstream_closed(&mut self.meter, &mut out, Some(e));
                     true
                 }
             };
@@ -334,16 +339,16 @@ impl Pump {
                 if let Some(guard) = &mut self.guard {
                     if !self.meter.completed() && !guard.admit(self.meter.text(), &item).await {
                         let usage = guard.usage(self.meter.text());
-                        self.meter.cut(guard.choices, usage, out);
+                        self.encoder.cut(&mut self.meter, guard.choices, usage, out);
                         return;
                     }
-                    if matches!(item, StreamItem::Done) && self.meter.owes_usage() {
+                    if matches!(item, StreamItem::Done) && self.encoder.owes_usage(&self.meter) {
                         let usage = guard.usage(self.meter.text());
-                        self.meter.local_usage(usage, out);
+                        self.encoder.local_usage(&self.meter, usage, out);
                     }
                 }
             }
-            self.meter.forward(item, out);
+            self.encoder.forward(&mut self.meter, item, out);
         }
     }
 
@@ -376,7 +381,7 @@ impl Pump {
             Some(guard) => guard.usage(self.meter.text()),
             None => Usage::new(0, crate::core::meter::estimate_tokens(self.meter.text())),
         };
-        self.meter.cut(choices, usage, &mut out);
+        self.encoder.cut(&mut self.meter, choices, usage, &mut out);
         self.client.try_send(out);
         self.finish(Some("stream_deadline"), false)
     }
@@ -429,6 +434,7 @@ pub fn relay(
     source: Source,
     decoder: Box<dyn StreamDecoder>,
     meter: StreamMeter,
+    encoder: StreamEncoder,
     guard: Option<StreamGuard>,
     limits: Limits,
 ) -> (
@@ -440,6 +446,7 @@ pub fn relay(
         source,
         decoder,
         meter,
+        encoder,
         guard,
         started_at: limits.started_at,
         ttfb_ms: None,

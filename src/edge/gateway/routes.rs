@@ -9,7 +9,7 @@ use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::meter::estimate_tokens;
 use crate::core::openai::ChatCompletionRequest;
 use crate::core::outbound::{check_destination, SecretUse};
-use crate::core::providers::{ProviderKind, Route, UpstreamRequest};
+use crate::core::providers::{ProviderKind, Route, UpstreamCall};
 use crate::core::routing::{
     auto_tier, try_order, Admission, BreakerConfig, BreakerState, RouteOption, Tier,
 };
@@ -79,7 +79,7 @@ pub fn make_route(env: &Env, row: &RouteRow, max_output_tokens: u64) -> Candidat
     };
     let kind = ProviderKind::parse(kind)
         .ok_or_else(|| not_configured(format!("unknown kind `{kind}`")))?;
-    if kind != ProviderKind::Echo {
+    if !kind.is_local() {
         check_destination(&row.base_url, settings(env).allow_private_upstreams)
             .map_err(|why| not_configured(format!("base_url {why}")))?;
     }
@@ -137,7 +137,7 @@ pub async fn prepare_routes(
     kind: ProviderKind,
     chat: &ChatCompletionRequest,
     request_id: &str,
-) -> Result<Vec<(Route, UpstreamRequest)>, GatewayError> {
+) -> Result<Vec<(Route, UpstreamCall)>, GatewayError> {
     let primary_row = RouteRow {
         provider: model.provider.clone(),
         upstream_model: model.upstream_model.clone(),
@@ -149,7 +149,7 @@ pub async fn prepare_routes(
         config: model.config.clone(),
     };
     let primary = make_route(env, &primary_row, model.max_output_tokens);
-    let extras = if kind == ProviderKind::Echo {
+    let extras = if kind.is_local() {
         Vec::new()
     } else {
         store::routes::cached_extra_routes(database, &model.name).await?
@@ -168,7 +168,7 @@ pub async fn prepare_routes(
     let mut first_error = None;
     for candidate in ordered(primary, extras, seed(request_id)) {
         let built = candidate.and_then(|route| {
-            let up = route.kind.adapter().build_request(&route, chat)?;
+            let up = route.kind.adapter().build_call(&route, chat)?;
             Ok((route, up))
         });
         match built {

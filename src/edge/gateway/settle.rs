@@ -9,6 +9,7 @@ use super::relay;
 use super::relay::Source;
 use super::ticket::{End, Pending};
 use crate::core::error::{ErrorKind, GatewayError};
+use crate::core::inbound::openai::{self, StreamEncoder};
 use crate::core::meter::{self, RequestStatus, StreamMeter};
 use crate::core::openai::ChatCompletionRequest;
 use crate::edge::platform::clock::now_ms;
@@ -134,7 +135,7 @@ impl Pending {
 pub(crate) async fn fail(pending: Pending, err: GatewayError, ctx: &Context) -> GatewayError {
     if err.provider_may_have_billed() {
         if let Some(key) = &pending.idempotency {
-            let body = err.to_json();
+            let body = openai::error_body(&err);
             if let Err(e) =
                 idempotency::complete(&pending.db, key, err.status(), Some(body.as_bytes())).await
             {
@@ -169,13 +170,21 @@ pub(crate) fn stream_response(
     chat: &ChatCompletionRequest,
     ctx: &Context,
 ) -> Result<Response, GatewayError> {
-    let meter = StreamMeter::new(chat.wants_stream_usage());
+    let meter = StreamMeter::new();
+    let encoder = StreamEncoder::new(chat.wants_stream_usage());
     let decoder = pending
         .kind
         .adapter()
         .stream_decoder(&pending.response_context());
     let guard = pending.stream_guard();
-    let (stream, pump) = relay::relay(source, decoder, meter, Some(guard), pending.relay_limits());
+    let (stream, pump) = relay::relay(
+        source,
+        decoder,
+        meter,
+        encoder,
+        Some(guard),
+        pending.relay_limits(),
+    );
     ctx.wait_until(async move {
         let end = End::from(pump.await);
         pending.settle(end).await;
@@ -205,10 +214,6 @@ pub(crate) async fn finish_plain(
             return Err(fail(pending, err, ctx).await);
         }
     };
-    let body = match adapter.forwards_plain_body() {
-        true => crate::core::providers::openai::public_body(body, &pending.model),
-        false => body,
-    };
     let end = End {
         status: RequestStatus::Ok,
         http_status: 200,
@@ -222,14 +227,8 @@ pub(crate) async fn finish_plain(
         usage_unknown: false,
     };
     let cost = pending.bill(&end).cost;
-    // The bytes the client receives: the provider's own for OpenAI-shaped providers, else the
-    // OpenAI encoding of the native answer (which is also what an idempotent replay returns).
-    let body = if adapter.forwards_plain_body() {
-        Ok(body)
-    } else {
-        serde_json::to_vec(&parsed)
-            .map_err(|e| GatewayError::internal(format!("cannot encode the response: {e}")))
-    };
+    // The bytes the client receives (also what an idempotent replay returns).
+    let body = openai::encode_plain(body, &parsed, adapter.forwards_plain_body(), &pending.model);
     let body = match body {
         Ok(body) => body,
         Err(err) => {

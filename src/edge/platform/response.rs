@@ -44,7 +44,7 @@ pub fn error_response(err: &GatewayError) -> worker::Result<Response> {
     Ok(ResponseBuilder::new()
         .with_status(err.status())
         .with_headers(headers)
-        .fixed(err.to_json().into_bytes()))
+        .fixed(crate::core::inbound::openai::error_body(err).into_bytes()))
 }
 
 /// What a client may see of `err`. Server-side failures (kind `Internal`, or `Unavailable`

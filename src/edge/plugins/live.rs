@@ -421,7 +421,9 @@ impl Live {
             worker::console_error!("{} (tool loop stream): {err}", self.scope.request_id);
         }
         let err = http::public_error(&err, &self.scope.request_id);
-        out.extend_from_slice(&encode_data(&err.to_json()));
+        out.extend_from_slice(&encode_data(&crate::core::inbound::openai::error_body(
+            &err,
+        )));
         self.finished = true;
     }
 }

@@ -38,7 +38,7 @@ use crate::core::plugins::{
     incomplete_note, sealed, split_tool_name, take_commands_opt_in, take_selection, EndpointPolicy,
     Selection,
 };
-use crate::core::providers::{Route, UpstreamRequest};
+use crate::core::providers::{Route, UpstreamCall};
 use crate::edge::gateway::admit::Admitted;
 use crate::edge::gateway::auth::{self, Caller};
 use crate::edge::gateway::dispatch::{self, Reply};
@@ -215,7 +215,7 @@ pub(crate) async fn intercept(
 /// A round ready to send: its settlement record (reservation taken) and its upstream request.
 struct Round {
     pending: Pending,
-    upstream: UpstreamRequest,
+    upstream: UpstreamCall,
 }
 
 fn round_id(request_id: &str, index: u64) -> String {
@@ -238,7 +238,7 @@ async fn prepare_round(
         .route
         .kind
         .adapter()
-        .build_request(&scope.route, round_chat)?;
+        .build_call(&scope.route, round_chat)?;
     let pending = ticket::issue(Order {
         env: &scope.env,
         id,

@@ -370,7 +370,7 @@ async fn put_provider(
             format!(
                 "Unknown provider kind `{}`; known: {}.",
                 p.kind,
-                ProviderKind::ALL.join(", ")
+                ProviderKind::names().join(", ")
             ),
         )
     })?;
@@ -391,7 +391,7 @@ async fn put_provider(
             "`config` must be a JSON object.",
         ));
     }
-    if kind != ProviderKind::Echo {
+    if !kind.is_local() {
         check_destination(&base_url, config::settings(env).allow_private_upstreams)
             .map_err(|why| GatewayError::invalid_param("base_url", format!("`base_url` {why}.")))?;
     }
