@@ -322,6 +322,7 @@ pub async fn chat_completions(
     let caller = auth::authenticate(&req, env).await?;
     let body = http::read_body(&mut req, settings.max_body_bytes).await?;
     let mut chat = ChatCompletionRequest::from_json(&body)?;
+    crate::core::providers::openai::attribute_to_tenant(&mut chat, &caller.tenant_id);
     let (session_id, session_named) = match req.headers().get("x-session-id").ok().flatten() {
         Some(id) => (session::validate_session_id(&id)?.to_string(), true),
         None => (ids::prefixed_id("sess", started_at), false),
