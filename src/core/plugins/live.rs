@@ -768,7 +768,9 @@ mod tests {
         r.push(StreamItem::KeepAlive(b"<html>\n\n".to_vec()), &mut out);
         r.upstream_closed(None, &mut out);
         assert_eq!(r.error().map(|e| e.kind), Some(ErrorKind::UpstreamUnusable));
-        assert!(String::from_utf8(out).unwrap().contains("upstream_unusable"));
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .contains("upstream_unusable"));
         assert_eq!(r.status(false), (RequestStatus::UpstreamUnusable, true));
         // The client left meanwhile: its row is client_abort, still charged the reservation.
         assert_eq!(r.status(true), (RequestStatus::ClientAbort, true));
