@@ -54,6 +54,9 @@ pub async fn route(
         (Method::Get, ["models", name @ .., "prices"]) if !name.is_empty() => {
             ledger::list_prices(db, &name.join("/")).await
         }
+        (_, ["plan-requests", rest @ ..]) => {
+            super::console::upgrades::admin_route(&req, db, method, rest).await
+        }
         (Method::Get, ["plans"]) => ledger::list_plans(db).await,
         (Method::Put, ["plans", id]) => ledger::put_plan(db, id, &raw(&mut req).await?).await,
         (Method::Delete, ["plans", id]) => ledger::delete_plan(db, id).await,

@@ -298,23 +298,74 @@ function TopUp({ me, refresh }) {
   );
 }
 
-function Plan({ me }) {
+function Plan({ me, refresh }) {
   const [plans, setPlans] = useState(null);
-  useEffect(() => { api('plans').then((r) => setPlans(r.data)).catch(() => setPlans([])); }, []);
+  const [requests, setRequests] = useState(null);
+  const [note, setNote] = useState('');
+  const [msg, setMsg] = useState(null);
+  const loadRequests = () => api('plan-requests').then((r) => setRequests(r.data)).catch(() => setRequests([]));
+  useEffect(() => {
+    api('plans').then((r) => setPlans(r.data)).catch(() => setPlans([]));
+    loadRequests();
+  }, []);
+  const pending = (requests || []).find((r) => r.status === 'pending');
+  const ask = async (planId) => {
+    try {
+      await api('plan-requests', { method: 'POST', body: { plan_id: planId, note: note || undefined } });
+      setMsg({ kind: 'ok', text: `Requested plan ${planId}. The operator will approve or decline it.` });
+      setNote('');
+    } catch (err) {
+      setMsg({ kind: 'error', text: err.message });
+    }
+    loadRequests();
+  };
+  const cancel = async (id) => {
+    try {
+      await api(`plan-requests/${id}/cancel`, { method: 'POST' });
+      setMsg({ kind: 'ok', text: 'Request cancelled.' });
+    } catch (err) {
+      setMsg({ kind: 'error', text: err.message });
+    }
+    loadRequests();
+    refresh();
+  };
   return (
     <section>
       <h2>Plan</h2>
       <p data-testid="plan-current">Current plan: <b>{me.plan.id || 'none (prepaid balance only)'}</b>{me.plan.id ? `, monthly allowance ${money(me.plan.allowance)}, ${money(me.plan.allowance_remaining)} left` : ''}.</p>
       <p class="muted small">Price multiplier: {(Number(me.plan.price_multiplier_bps || 10000) / 100).toFixed(2)} % of list price.</p>
+      {msg && <Notice kind={msg.kind}>{msg.text}</Notice>}
       <h3>Available plans</h3>
       {plans && plans.length === 0 && <p class="muted">The operator has not published plans.</p>}
       {plans && plans.length > 0 && (
-        <table>
-          <thead><tr><th>Plan</th><th>Name</th><th class="num">Monthly allowance</th></tr></thead>
-          <tbody>{plans.map((p) => <tr key={p.id}><td>{p.id}</td><td>{p.name}</td><td class="num">{money(p.allowance)}</td></tr>)}</tbody>
-        </table>
+        <>
+          <table data-testid="plan-table">
+            <thead><tr><th>Plan</th><th>Name</th><th class="num">Monthly allowance</th><th /></tr></thead>
+            <tbody>{plans.map((p) => (
+              <tr key={p.id} data-plan={p.id}><td>{p.id}</td><td>{p.name}</td><td class="num">{money(p.allowance)}</td>
+                <td>{p.id === me.plan.id ? <span class="muted">current</span>
+                  : <button type="button" disabled={!!pending} onClick={() => ask(p.id)} data-testid="request-plan">Request this plan</button>}</td></tr>
+            ))}</tbody>
+          </table>
+          {!pending && <Field label="Note to the operator (optional)"><input name="plan_note" maxLength={500} value={note} onInput={(e) => setNote(e.target.value)} /></Field>}
+        </>
       )}
-      <p class="muted small">To change plan, contact the operator of this gateway.</p>
+      {pending && (
+        <p data-testid="plan-pending">Your request for plan <b>{pending.plan_id}</b> ({isoTime(pending.created_at)}) is waiting for the operator.{' '}
+          <button class="link" type="button" onClick={() => cancel(pending.id)} data-testid="cancel-plan-request">Cancel it</button></p>
+      )}
+      {requests && requests.length > 0 && (
+        <>
+          <h3>Your plan requests</h3>
+          <table data-testid="plan-requests">
+            <thead><tr><th>Requested</th><th>Plan</th><th>From</th><th>Status</th><th>Decided</th></tr></thead>
+            <tbody>{requests.map((r) => (
+              <tr key={r.id} data-request={r.id}><td>{isoTime(r.created_at)}</td><td>{r.plan_id}</td><td>{r.from_plan_id || '–'}</td>
+                <td data-testid="plan-request-status">{r.status}</td><td>{r.decided_at ? isoTime(r.decided_at) : ''}</td></tr>
+            ))}</tbody>
+          </table>
+        </>
+      )}
     </section>
   );
 }
@@ -420,7 +471,7 @@ function App() {
         {me && tab === 'overview' && <Overview me={me} />}
         {me && tab === 'requests' && <Requests />}
         {me && tab === 'topup' && <TopUp me={me} refresh={refresh} />}
-        {me && tab === 'plan' && <Plan me={me} />}
+        {me && tab === 'plan' && <Plan me={me} refresh={refresh} />}
         {me && tab === 'keys' && <Keys me={me} />}
         {me && tab === 'plugins' && <Plugins />}
       </main>

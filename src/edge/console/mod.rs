@@ -11,6 +11,7 @@
 
 pub mod session;
 pub mod stripe;
+pub mod upgrades;
 
 use serde_json::{json, Value};
 use worker::{Env, Headers, Method, Request, RequestInit, Response, ResponseBuilder};
@@ -116,6 +117,7 @@ async fn api(
             stripe::create_checkout(req, env, &s).await
         }
         (_, ["keys", ..]) => session::tenant_keys(req, env, method, rest).await,
+        (_, ["plan-requests", ..]) => upgrades::tenant_route(req, env, method, rest).await,
         // ---- operator ----
         (Method::Post, ["operator", "login"]) => session::operator_login(req, env).await,
         (Method::Post, ["operator", "logout"]) => session::logout(&req, Scope::Operator),
