@@ -18,3 +18,10 @@ CREATE TABLE plan_requests (
 CREATE UNIQUE INDEX plan_requests_one_pending ON plan_requests(tenant_id) WHERE status = 'pending';
 CREATE INDEX plan_requests_status ON plan_requests(status, created_at);
 CREATE INDEX plan_requests_tenant ON plan_requests(tenant_id, created_at);
+
+-- Alert rules a tenant manages itself in the user center (docs/alerts.md, "Rules a tenant
+-- manages"): the same rules and crossing check as the operator's, marked `owner = 'tenant'`.
+-- `channel = 'notice'` rules send no webhook: their crossing is recorded as a delivery with status
+-- `notice`, which the user center shows and the retry sweep never picks up.
+ALTER TABLE alert_rules ADD COLUMN owner TEXT NOT NULL DEFAULT 'operator';    -- operator | tenant
+ALTER TABLE alert_rules ADD COLUMN channel TEXT NOT NULL DEFAULT 'webhook';   -- webhook | notice

@@ -571,6 +571,39 @@ pub fn check_plan_request(
     Ok(PlanRequestBody { plan_id, note })
 }
 
+/// How many alert rules a tenant may keep in the user center.
+pub const MAX_TENANT_ALERTS: usize = 10;
+
+/// A tenant's alert rule as the user center sends it (`POST /console/api/alerts`): a balance
+/// threshold in micro-units. Tenants get `balance_below` rules with in-app notices only: a
+/// webhook's signing secret is a Worker secret, which only the operator can set.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantAlertBody {
+    pub threshold: u64,
+}
+
+/// Checks a tenant alert rule given the number of rules the tenant has: a threshold from 1
+/// micro-unit to 2^53 − 1 (money stays exact in JavaScript), at most [`MAX_TENANT_ALERTS`] rules.
+pub fn check_tenant_alert(
+    body: &TenantAlertBody,
+    existing: usize,
+) -> Result<u64, (&'static str, String)> {
+    if body.threshold == 0 || body.threshold >= 1 << 53 {
+        return Err((
+            "threshold",
+            "`threshold` must be a positive amount in micro-units.".to_string(),
+        ));
+    }
+    if existing >= MAX_TENANT_ALERTS {
+        return Err((
+            "threshold",
+            format!("You have {MAX_TENANT_ALERTS} alerts already: delete one first."),
+        ));
+    }
+    Ok(body.threshold)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -891,5 +924,21 @@ mod tests {
         );
         assert!(check_plan_request(body("pro", Some("line\nline")), None).is_ok());
         assert!(serde_json::from_str::<PlanRequestBody>(r#"{"plan_id":"p","x":1}"#).is_err());
+    }
+
+    #[test]
+    fn tenant_alerts_are_checked() {
+        let body = |threshold| TenantAlertBody { threshold };
+        assert_eq!(check_tenant_alert(&body(5_000_000), 0), Ok(5_000_000));
+        assert_eq!(check_tenant_alert(&body(1), MAX_TENANT_ALERTS - 1), Ok(1));
+        assert!(check_tenant_alert(&body(0), 0).is_err());
+        assert!(check_tenant_alert(&body(1 << 53), 0).is_err());
+        assert!(check_tenant_alert(&body((1 << 53) - 1), 0).is_ok());
+        assert!(check_tenant_alert(&body(5), MAX_TENANT_ALERTS).is_err());
+        assert!(
+            serde_json::from_str::<TenantAlertBody>(r#"{"threshold":1,"webhook_url":"x"}"#)
+                .is_err()
+        );
+        assert!(serde_json::from_str::<TenantAlertBody>(r#"{"threshold":-1}"#).is_err());
     }
 }

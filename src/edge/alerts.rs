@@ -54,7 +54,7 @@ fn rule_json(r: &RuleRow) -> serde_json::Value {
     json!({"id": r.id, "object": "alert_rule", "tenant_id": r.tenant_id, "kind": r.kind,
            "threshold": r.threshold, "webhook_url": r.webhook_url,
            "signing_secret": r.secret_name, "state": if r.fired.is_some() { "fired" } else { "armed" },
-           "fired_for": r.fired, "fire_count": r.fire_count,
+           "fired_for": r.fired, "fire_count": r.fire_count, "owner": r.owner, "channel": r.channel,
            "created_at": r.created_at, "updated_at": r.updated_at})
 }
 
@@ -118,6 +118,8 @@ pub async fn create_rule(
             fire_count: 0,
             created_at: now,
             updated_at: now,
+            owner: "operator".to_string(),
+            channel: "webhook".to_string(),
         },
     )
     .await?;
@@ -236,6 +238,9 @@ async fn act(
             }
             Decision::Fire { episode } => {
                 if let Some(delivery) = fire(db, &rule, kind, &episode, &obs, now).await? {
+                    if delivery.status != "pending" {
+                        continue; // an in-app notice: recorded, nothing to send
+                    }
                     queued += 1;
                     // A failed attempt stays pending; the scheduled handler retries it.
                     if let Err(e) = attempt(env, db, &delivery, now).await {

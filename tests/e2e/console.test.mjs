@@ -458,6 +458,70 @@ describe('browser console', { skip: !existsSync(CHROMIUM) && `no Chromium at ${C
     await page.close();
   });
 
+  test('tenant alerts: balance below X rules the tenant manages, notices in the user center, once per crossing', async () => {
+    const t = await gw.newTenant({ name: 'alerter', credit: 3_000_000 });
+    const errors = [];
+    const page = await browser.newPage();
+    page.on('pageerror', (e) => errors.push(String(e)));
+    await page.goto(`${gw.url}/console/`);
+    await page.fill('input[name=key]', t.key.key);
+    await page.click('[data-testid=signin-form] button[type=submit]');
+    await page.waitForSelector('[data-testid=balance-spendable]');
+    await page.click('[data-testid=tab-alerts]');
+    for (const amount of ['2.50', '1.00']) {
+      await page.fill('[data-testid=alert-form] input[name=threshold]', amount);
+      await page.click('[data-testid=alert-form] button[type=submit]');
+      await page.waitForFunction((a) => [...document.querySelectorAll('[data-testid=alert-table] tbody tr td:first-child')].some((td) => td.textContent === a), amount === '2.50' ? '2.500000' : '1.000000');
+    }
+    const rules = () => gw.d1('SELECT id, kind, threshold, owner, channel, webhook_url FROM alert_rules WHERE tenant_id = ? ORDER BY threshold', t.tenant.id);
+    assert.deepEqual(rules().map((r) => [r.kind, r.threshold, r.owner, r.channel, r.webhook_url]), [
+      ['balance_below', 1_000_000, 'tenant', 'notice', ''],
+      ['balance_below', 2_500_000, 'tenant', 'notice', ''],
+    ]);
+    // Delete the 1.00 one from its row.
+    await page.click(`tr[data-alert="${rules()[0].id}"] [data-testid=delete-alert]`);
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid=alert-table] tbody tr').length === 1);
+    const [rule] = rules();
+    assert.equal(rule.threshold, 2_500_000);
+
+    // Scoped to the tenant: another tenant's session neither sees nor deletes it; writes need CSRF.
+    const demoLogin = await fetch(`${gw.url}/console/api/login`, {
+      method: 'POST', headers: { origin: gw.url, 'content-type': 'application/json' }, body: JSON.stringify({ key: demo.key.key }),
+    });
+    const cookie = demoLogin.headers.get('set-cookie').split(';')[0];
+    const { csrf_token: csrf } = await demoLogin.json();
+    assert.deepEqual((await (await fetch(`${gw.url}/console/api/alerts`, { headers: { cookie } })).json()).data, []);
+    const foreign = await fetch(`${gw.url}/console/api/alerts/${rule.id}`, { method: 'DELETE', headers: { cookie, origin: gw.url, 'x-csrf-token': csrf } });
+    assert.equal(foreign.status, 404);
+    const noCsrf = await fetch(`${gw.url}/console/api/alerts`, {
+      method: 'POST', headers: { cookie, origin: gw.url, 'content-type': 'application/json' }, body: JSON.stringify({ threshold: 1 }),
+    });
+    assert.equal(noCsrf.status, 403);
+    const webhook = await fetch(`${gw.url}/console/api/alerts`, {
+      method: 'POST', headers: { cookie, origin: gw.url, 'x-csrf-token': csrf, 'content-type': 'application/json' },
+      body: JSON.stringify({ threshold: 1, webhook_url: 'http://127.0.0.1:1/steal' }),
+    });
+    assert.equal(webhook.status, 400, 'tenants get in-app notices, never a webhook the gateway would call');
+    assert.equal(rules().length, 1);
+
+    // The balance falls below 2.50: the scheduled check raises one notice, however often it runs.
+    await gw.adminOk('POST', `/admin/tenants/${t.tenant.id}/credit`, { amount: -1_000_000, reason: 'test debit' });
+    for (let i = 0; i < 2; i++) await gw.adminOk('POST', '/admin/cron', { time: Date.now() });
+    const deliveries = gw.d1('SELECT status, next_attempt_at, attempts FROM alert_deliveries WHERE rule_id = ?', rule.id);
+    assert.deepEqual(deliveries, [{ status: 'notice', next_attempt_at: null, attempts: 0 }]);
+    await page.click('[data-testid=tab-overview]');
+    await page.click('[data-testid=tab-alerts]');
+    await page.waitForSelector('[data-testid=notices] [data-testid=notice]');
+    assert.equal(await page.locator('[data-testid=notice]').count(), 1);
+    assert.match(await page.textContent('[data-testid=notice]'), /balance 2\.000000 is below 2\.500000/);
+    assert.equal(await page.textContent('[data-testid=alert-state]'), 'fired');
+    await shot(page, 'user-alerts');
+    await page.click('[data-testid=signout]');
+    await page.waitForSelector('[data-testid=signin-form]');
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
   test('a revoked key ends its console session', async () => {
     const t = await gw.newTenant({ name: 'revoked', credit: 1_000_000 });
     const login = await fetch(`${gw.url}/console/api/login`, {

@@ -2,7 +2,7 @@
 // request log, top-ups, plan, keys and plugins.
 import { render } from 'preact';
 import { useEffect, useState, useCallback } from 'preact/hooks';
-import { api, apiUrl, setCsrf, money, tokens, isoDay, isoTime, DAY_MS, dayStart } from './api.js';
+import { api, apiUrl, setCsrf, money, parseMoney, tokens, isoDay, isoTime, DAY_MS, dayStart } from './api.js';
 import { DayChart, toSeries } from './chart.jsx';
 import { Notice, Tabs, Field, useHashTab } from './ui.jsx';
 import './style.css';
@@ -13,6 +13,7 @@ const TABS = [
   ['topup', 'Top up'],
   ['plan', 'Plan'],
   ['keys', 'Keys'],
+  ['alerts', 'Alerts'],
   ['plugins', 'Plugins'],
 ];
 
@@ -370,6 +371,63 @@ function Plan({ me, refresh }) {
   );
 }
 
+// The tenant's own alerts (balance below X → an in-app notice here; the operator's webhook rules
+// are not listed) and the notices they raised.
+function Alerts() {
+  const [state, setState] = useState(null);
+  const [amount, setAmount] = useState('');
+  const [msg, setMsg] = useState(null);
+  const load = () => api('alerts').then(setState).catch((e) => setMsg({ kind: 'error', text: e.message }));
+  useEffect(() => { load(); }, []);
+  const create = async (e) => {
+    e.preventDefault();
+    try {
+      const micros = parseMoney(amount);
+      if (micros === null || micros <= 0) throw new Error('Threshold: an amount like 5.00.');
+      await api('alerts', { method: 'POST', body: { threshold: micros } });
+      setMsg({ kind: 'ok', text: `You will be notified here when your balance falls below ${money(micros)}.` });
+      setAmount('');
+    } catch (err) {
+      setMsg({ kind: 'error', text: err.message });
+    }
+    load();
+  };
+  const remove = async (id) => {
+    try {
+      await api(`alerts/${id}`, { method: 'DELETE' });
+      setMsg({ kind: 'ok', text: 'Alert deleted.' });
+    } catch (err) {
+      setMsg({ kind: 'error', text: err.message });
+    }
+    load();
+  };
+  return (
+    <section>
+      <h2>Alerts</h2>
+      {msg && <Notice kind={msg.kind}>{msg.text}</Notice>}
+      <form class="row" onSubmit={create} data-testid="alert-form">
+        <Field label="Notify me when my balance falls below"><input name="threshold" value={amount} onInput={(e) => setAmount(e.target.value)} placeholder="5.00" required /></Field>
+        <button type="submit">Add alert</button>
+      </form>
+      <p class="muted small">Checked after every request and by the gateway's scheduled run; each alert notifies once per crossing and re-arms when the balance is back above it.</p>
+      {state && state.data.length > 0 && (
+        <table data-testid="alert-table">
+          <thead><tr><th>Balance below</th><th>State</th><th class="num">Notified</th><th>Created</th><th /></tr></thead>
+          <tbody>{state.data.map((r) => (
+            <tr key={r.id} data-alert={r.id}><td class="num">{money(r.threshold)}</td><td data-testid="alert-state">{r.state}</td><td class="num">{r.fire_count}</td><td>{isoTime(r.created_at)}</td>
+              <td><button type="button" class="danger" onClick={() => remove(r.id)} data-testid="delete-alert">Delete</button></td></tr>
+          ))}</tbody>
+        </table>
+      )}
+      <h3>Notices</h3>
+      {state && state.notices.length === 0 && <p class="muted">No notices.</p>}
+      {state && state.notices.length > 0 && (
+        <ul data-testid="notices">{state.notices.map((n) => <li key={n.id} data-testid="notice">{isoTime(n.created_at)}: balance {money(n.value)} is below {money(n.threshold)}.</li>)}</ul>
+      )}
+    </section>
+  );
+}
+
 function Keys({ me }) {
   const [keys, setKeys] = useState(null);
   const [name, setName] = useState('');
@@ -473,6 +531,7 @@ function App() {
         {me && tab === 'topup' && <TopUp me={me} refresh={refresh} />}
         {me && tab === 'plan' && <Plan me={me} refresh={refresh} />}
         {me && tab === 'keys' && <Keys me={me} />}
+        {me && tab === 'alerts' && <Alerts />}
         {me && tab === 'plugins' && <Plugins />}
       </main>
     </>

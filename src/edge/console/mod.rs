@@ -9,6 +9,7 @@
 //! `ADMIN_TOKEN`), so isolation, validation and errors are the API's own. Cookies, CSRF and the
 //! Stripe signature are decided in `core::console`.
 
+pub mod alerts;
 pub mod session;
 pub mod stripe;
 pub mod upgrades;
@@ -118,6 +119,7 @@ async fn api(
         }
         (_, ["keys", ..]) => session::tenant_keys(req, env, method, rest).await,
         (_, ["plan-requests", ..]) => upgrades::tenant_route(req, env, method, rest).await,
+        (_, ["alerts", ..]) => alerts::route(req, env, method, rest).await,
         // ---- operator ----
         (Method::Post, ["operator", "login"]) => session::operator_login(req, env).await,
         (Method::Post, ["operator", "logout"]) => session::logout(&req, Scope::Operator),
