@@ -414,17 +414,16 @@ describe('browser console', { skip: !existsSync(CHROMIUM) && `no Chromium at ${C
     const op = await browser.newPage();
     op.on('pageerror', (e) => errors.push(String(e)));
     await op.goto(`${gw.url}/console/operator/`);
-    if (await op.locator('[data-testid=operator-signin-form]').count()) {
-      await op.fill('input[name=token]', gw.adminToken);
-      await op.click('[data-testid=operator-signin-form] button[type=submit]');
-    }
+    await op.waitForSelector('[data-testid=operator-signin-form]');
+    await op.fill('input[name=token]', gw.adminToken);
+    await op.click('[data-testid=operator-signin-form] button[type=submit]');
     await op.waitForSelector('[data-testid=tenant-table]');
     await op.click('[data-testid=tab-plans]');
     await op.waitForSelector('tr[data-tenant=upgrader] [data-testid=approve-plan-request]');
     await shot(op, 'operator-plans');
     await op.click('tr[data-tenant=upgrader] [data-testid=approve-plan-request]');
     await op.waitForFunction(() => document.querySelector('tr[data-tenant=upgrader] [data-testid=plan-request-status]')?.textContent === 'approved');
-    const billing = () => gw.d1('SELECT plan_id, allowance_remaining FROM tenants WHERE id = ?', t.tenant.id)[0];
+    const billing = () => ({ ...gw.d1('SELECT plan_id, allowance_remaining FROM tenants WHERE id = ?', t.tenant.id)[0] });
     assert.deepEqual(billing(), { plan_id: 'pro', allowance_remaining: 5_000_000 });
 
     // Exactly once: spend some allowance, then approve again (twice at once) and decline: all refused, nothing reset.
@@ -507,7 +506,7 @@ describe('browser console', { skip: !existsSync(CHROMIUM) && `no Chromium at ${C
     // The balance falls below 2.50: the scheduled check raises one notice, however often it runs.
     await gw.adminOk('POST', `/admin/tenants/${t.tenant.id}/credit`, { amount: -1_000_000, reason: 'test debit' });
     for (let i = 0; i < 2; i++) await gw.adminOk('POST', '/admin/cron', { time: Date.now() });
-    const deliveries = gw.d1('SELECT status, next_attempt_at, attempts FROM alert_deliveries WHERE rule_id = ?', rule.id);
+    const deliveries = gw.d1('SELECT status, next_attempt_at, attempts FROM alert_deliveries WHERE rule_id = ?', rule.id).map((r) => ({ ...r }));
     assert.deepEqual(deliveries, [{ status: 'notice', next_attempt_at: null, attempts: 0 }]);
     await page.click('[data-testid=tab-overview]');
     await page.click('[data-testid=tab-alerts]');
