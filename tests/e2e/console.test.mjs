@@ -623,6 +623,8 @@ describe('browser console', { skip: !existsSync(CHROMIUM) && `no Chromium at ${C
     const states = await page.locator('[data-testid=routes] [data-testid=breaker]').allTextContents();
     assert.deepEqual(states, ['open', 'open']);
     await page.waitForSelector('[data-testid=price-history] tbody tr');
+    // The model list names each model's current version and since when it is in force.
+    assert.equal(await page.textContent('tr[data-model=dead-model] [data-testid=model-price-version]'), `v${versions[0].id} since ${new Date(versions[0].created_at).toISOString().replace('T', ' ').slice(0, 19)}Z`);
     const history = await page.locator('[data-testid=price-history] tbody tr').evaluateAll((rows) =>
       rows.map((r) => ({
         version: Number(r.dataset.version),

@@ -315,7 +315,7 @@ function Models() {
         <table>
           <thead><tr><th>Model</th><th>Provider</th><th>Upstream</th><th class="num">Input</th><th class="num">Output</th><th>Price version</th><th /></tr></thead>
           <tbody>{models.map((m) => (
-            <tr key={m.name} data-model={m.name}><td>{m.name}</td><td>{m.provider}</td><td>{m.upstream_model}</td><td class="num">{tokens(m.input_price)}</td><td class="num">{tokens(m.output_price)}</td><td>{m.price_version}</td>
+            <tr key={m.name} data-model={m.name}><td>{m.name}</td><td>{m.provider}</td><td>{m.upstream_model}</td><td class="num">{tokens(m.input_price)}</td><td class="num">{tokens(m.output_price)}</td><td data-testid="model-price-version">{m.price_version ? `v${m.price_version} since ${isoTime(m.price_since)}` : '–'}</td>
               <td><button class="link" onClick={() => setModel(m.name)}>Prices and routes</button></td></tr>
           ))}</tbody>
         </table>
