@@ -520,6 +520,90 @@ fn from_hex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// A tenant's plan upgrade request as the user center sends it (`POST
+/// /console/api/plan-requests`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanRequestBody {
+    pub plan_id: String,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// The longest note a tenant may attach to a plan request, in characters.
+pub const MAX_PLAN_NOTE_CHARS: usize = 500;
+
+/// Checks a plan request: `plan_id` names a plan in the shape plan ids have (1–64 of
+/// `A-Za-z0-9_.-`) and is not the tenant's `current` plan; the note, trimmed, has at most
+/// [`MAX_PLAN_NOTE_CHARS`] characters and no control characters except newlines (an empty note is
+/// none). The error names the field and says why.
+pub fn check_plan_request(
+    body: PlanRequestBody,
+    current: Option<&str>,
+) -> Result<PlanRequestBody, (&'static str, String)> {
+    let plan_id = body.plan_id.trim().to_string();
+    let valid = !plan_id.is_empty()
+        && plan_id.len() <= 64
+        && plan_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if !valid {
+        return Err(("plan_id", "`plan_id` must name a plan.".to_string()));
+    }
+    if current == Some(plan_id.as_str()) {
+        return Err(("plan_id", format!("You are already on plan `{plan_id}`.")));
+    }
+    let note = body
+        .note
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty());
+    if let Some(n) = &note {
+        if n.chars().count() > MAX_PLAN_NOTE_CHARS {
+            return Err((
+                "note",
+                format!("`note` must be at most {MAX_PLAN_NOTE_CHARS} characters."),
+            ));
+        }
+        if n.chars().any(|c| c.is_control() && c != '\n') {
+            return Err(("note", "`note` must be plain text.".to_string()));
+        }
+    }
+    Ok(PlanRequestBody { plan_id, note })
+}
+
+/// How many alert rules a tenant may keep in the user center.
+pub const MAX_TENANT_ALERTS: usize = 10;
+
+/// A tenant's alert rule as the user center sends it (`POST /console/api/alerts`): a balance
+/// threshold in micro-units. Tenants get `balance_below` rules with in-app notices only: a
+/// webhook's signing secret is a Worker secret, which only the operator can set.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantAlertBody {
+    pub threshold: u64,
+}
+
+/// Checks a tenant alert rule given the number of rules the tenant has: a threshold from 1
+/// micro-unit to 2^53 − 1 (money stays exact in JavaScript), at most [`MAX_TENANT_ALERTS`] rules.
+pub fn check_tenant_alert(
+    body: &TenantAlertBody,
+    existing: usize,
+) -> Result<u64, (&'static str, String)> {
+    if body.threshold == 0 || body.threshold >= 1 << 53 {
+        return Err((
+            "threshold",
+            "`threshold` must be a positive amount in micro-units.".to_string(),
+        ));
+    }
+    if existing >= MAX_TENANT_ALERTS {
+        return Err((
+            "threshold",
+            format!("You have {MAX_TENANT_ALERTS} alerts already: delete one first."),
+        ));
+    }
+    Ok(body.threshold)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -795,5 +879,66 @@ mod tests {
         assert_eq!(from_hex("abc"), None);
         assert_eq!(from_hex("zz"), None);
         assert_eq!(from_hex("+1"), None);
+    }
+
+    #[test]
+    fn plan_requests_are_checked() {
+        let body = |plan: &str, note: Option<&str>| PlanRequestBody {
+            plan_id: plan.to_string(),
+            note: note.map(str::to_string),
+        };
+        let ok = check_plan_request(body(" pro ", Some("  please  ")), Some("basic")).unwrap();
+        assert_eq!(ok, body("pro", Some("please")));
+        assert_eq!(
+            check_plan_request(body("pro", Some("   ")), None)
+                .unwrap()
+                .note,
+            None
+        );
+        assert_eq!(
+            check_plan_request(body("pro", None), Some("pro"))
+                .unwrap_err()
+                .0,
+            "plan_id"
+        );
+        for bad in ["", "a b", "x/y", &"p".repeat(65)] {
+            assert_eq!(
+                check_plan_request(body(bad, None), None).unwrap_err().0,
+                "plan_id"
+            );
+        }
+        let long = "é".repeat(MAX_PLAN_NOTE_CHARS + 1);
+        assert_eq!(
+            check_plan_request(body("pro", Some(&long)), None)
+                .unwrap_err()
+                .0,
+            "note"
+        );
+        let fits = "é".repeat(MAX_PLAN_NOTE_CHARS);
+        assert!(check_plan_request(body("pro", Some(&fits)), None).is_ok());
+        assert_eq!(
+            check_plan_request(body("pro", Some("a\u{7}b")), None)
+                .unwrap_err()
+                .0,
+            "note"
+        );
+        assert!(check_plan_request(body("pro", Some("line\nline")), None).is_ok());
+        assert!(serde_json::from_str::<PlanRequestBody>(r#"{"plan_id":"p","x":1}"#).is_err());
+    }
+
+    #[test]
+    fn tenant_alerts_are_checked() {
+        let body = |threshold| TenantAlertBody { threshold };
+        assert_eq!(check_tenant_alert(&body(5_000_000), 0), Ok(5_000_000));
+        assert_eq!(check_tenant_alert(&body(1), MAX_TENANT_ALERTS - 1), Ok(1));
+        assert!(check_tenant_alert(&body(0), 0).is_err());
+        assert!(check_tenant_alert(&body(1 << 53), 0).is_err());
+        assert!(check_tenant_alert(&body((1 << 53) - 1), 0).is_ok());
+        assert!(check_tenant_alert(&body(5), MAX_TENANT_ALERTS).is_err());
+        assert!(
+            serde_json::from_str::<TenantAlertBody>(r#"{"threshold":1,"webhook_url":"x"}"#)
+                .is_err()
+        );
+        assert!(serde_json::from_str::<TenantAlertBody>(r#"{"threshold":-1}"#).is_err());
     }
 }

@@ -359,6 +359,168 @@ describe('browser console', { skip: !existsSync(CHROMIUM) && `no Chromium at ${C
     await page.close();
   });
 
+  test('plan upgrade: the tenant asks in the user center, the operator approves it once', async () => {
+    await gw.adminOk('PUT', '/admin/plans/basic', { name: 'Basic', allowance: 1_000_000 });
+    await gw.adminOk('PUT', '/admin/plans/pro', { name: 'Pro', allowance: 5_000_000 });
+    const t = await gw.newTenant({ name: 'upgrader', credit: 2_000_000 });
+    await gw.adminOk('PUT', `/admin/tenants/${t.tenant.id}/plan`, { plan_id: 'basic' });
+    const errors = [];
+    const page = await browser.newPage();
+    page.on('pageerror', (e) => errors.push(String(e)));
+    await page.goto(`${gw.url}/console/`);
+    await page.fill('input[name=key]', t.key.key);
+    await page.click('[data-testid=signin-form] button[type=submit]');
+    await page.waitForSelector('[data-testid=balance-spendable]');
+    await page.click('[data-testid=tab-plan]');
+    await page.waitForSelector('tr[data-plan=pro] [data-testid=request-plan]');
+    // The current plan cannot be requested; the others can.
+    assert.equal(await page.locator('tr[data-plan=basic] [data-testid=request-plan]').count(), 0);
+    await page.fill('input[name=plan_note]', 'We need more for the launch');
+    await page.click('tr[data-plan=pro] [data-testid=request-plan]');
+    await page.waitForSelector('[data-testid=plan-pending]');
+    assert.match(await page.textContent('[data-testid=plan-pending]'), /plan pro/);
+    assert.equal(await page.locator('tr[data-plan=pro] [data-testid=request-plan]').isDisabled(), true);
+    await shot(page, 'user-plan');
+    const [req] = gw.d1('SELECT * FROM plan_requests WHERE tenant_id = ?', t.tenant.id);
+    assert.deepEqual([req.plan_id, req.from_plan_id, req.status, req.note], ['pro', 'basic', 'pending', 'We need more for the launch']);
+
+    // The JSON API underneath: one pending request at a time, CSRF required, only the tenant's own.
+    const login = await fetch(`${gw.url}/console/api/login`, {
+      method: 'POST', headers: { origin: gw.url, 'content-type': 'application/json' }, body: JSON.stringify({ key: t.key.key }),
+    });
+    const cookie = login.headers.get('set-cookie').split(';')[0];
+    const { csrf_token: csrf } = await login.json();
+    const post = (path, body, headers = { 'x-csrf-token': csrf }) => fetch(`${gw.url}/console/api/${path}`, {
+      method: 'POST', headers: { cookie, origin: gw.url, 'content-type': 'application/json', ...headers }, body: JSON.stringify(body),
+    });
+    assert.equal((await post('plan-requests', { plan_id: 'pro' }, {})).status, 403);
+    const again = await post('plan-requests', { plan_id: 'pro' });
+    assert.equal(again.status, 409);
+    assert.equal((await again.json()).error.code, 'plan_request_pending');
+    const listed = await (await fetch(`${gw.url}/console/api/plan-requests`, { headers: { cookie } })).json();
+    assert.deepEqual(listed.data.map((r) => r.id), [req.id]);
+    const demoLogin = await fetch(`${gw.url}/console/api/login`, {
+      method: 'POST', headers: { origin: gw.url, 'content-type': 'application/json' }, body: JSON.stringify({ key: demo.key.key }),
+    });
+    const demoCookie = demoLogin.headers.get('set-cookie').split(';')[0];
+    const { csrf_token: demoCsrf } = await demoLogin.json();
+    const foreign = await fetch(`${gw.url}/console/api/plan-requests/${req.id}/cancel`, {
+      method: 'POST', headers: { cookie: demoCookie, origin: gw.url, 'x-csrf-token': demoCsrf },
+    });
+    assert.equal(foreign.status, 404, "another tenant's request is not found");
+    assert.deepEqual((await (await fetch(`${gw.url}/console/api/plan-requests`, { headers: { cookie: demoCookie } })).json()).data, []);
+
+    // The operator sees it pending and approves it in the console.
+    const op = await browser.newPage();
+    op.on('pageerror', (e) => errors.push(String(e)));
+    await op.goto(`${gw.url}/console/operator/`);
+    await op.waitForSelector('[data-testid=operator-signin-form]');
+    await op.fill('input[name=token]', gw.adminToken);
+    await op.click('[data-testid=operator-signin-form] button[type=submit]');
+    await op.waitForSelector('[data-testid=tenant-table]');
+    await op.click('[data-testid=tab-plans]');
+    await op.waitForSelector('tr[data-tenant=upgrader] [data-testid=approve-plan-request]');
+    await shot(op, 'operator-plans');
+    await op.click('tr[data-tenant=upgrader] [data-testid=approve-plan-request]');
+    await op.waitForFunction(() => document.querySelector('tr[data-tenant=upgrader] [data-testid=plan-request-status]')?.textContent === 'approved');
+    const billing = () => ({ ...gw.d1('SELECT plan_id, allowance_remaining FROM tenants WHERE id = ?', t.tenant.id)[0] });
+    assert.deepEqual(billing(), { plan_id: 'pro', allowance_remaining: 5_000_000 });
+
+    // Exactly once: spend some allowance, then approve again (twice at once) and decline: all refused, nothing reset.
+    await chat(t.key.key);
+    const spent = billing();
+    assert.ok(spent.allowance_remaining < 5_000_000, `allowance drawn: ${spent.allowance_remaining}`);
+    const twice = await Promise.all([0, 1].map(() => gw.admin('POST', `/admin/plan-requests/${req.id}/approve`)));
+    assert.deepEqual(twice.map((r) => r.status), [409, 409]);
+    assert.equal((await gw.admin('POST', `/admin/plan-requests/${req.id}/decline`)).status, 409);
+    assert.deepEqual(billing(), spent);
+    const pending = await gw.adminOk('GET', '/admin/plan-requests?status=pending');
+    assert.deepEqual(pending.data.filter((r) => r.tenant_id === t.tenant.id), []);
+
+    // The tenant sees the decision; a new request can be declined, and declining changes no plan.
+    await page.reload();
+    await page.click('[data-testid=tab-plan]');
+    await page.waitForSelector('tr[data-plan=basic] [data-testid=request-plan]');
+    assert.equal(await page.textContent(`tr[data-request="${req.id}"] [data-testid=plan-request-status]`), 'approved');
+    await page.click('tr[data-plan=basic] [data-testid=request-plan]');
+    await page.waitForSelector('[data-testid=plan-pending]');
+    const [second] = gw.d1("SELECT id FROM plan_requests WHERE tenant_id = ? AND status = 'pending'", t.tenant.id);
+    await gw.adminOk('POST', `/admin/plan-requests/${second.id}/decline`);
+    assert.deepEqual(billing(), spent);
+    // Sign both out: the later tests start from their sign-in forms.
+    await op.click('[data-testid=signout]');
+    await op.waitForSelector('[data-testid=operator-signin-form]');
+    await page.click('[data-testid=signout]');
+    await page.waitForSelector('[data-testid=signin-form]');
+    assert.deepEqual(errors, []);
+    await op.close();
+    await page.close();
+  });
+
+  test('tenant alerts: balance below X rules the tenant manages, notices in the user center, once per crossing', async () => {
+    const t = await gw.newTenant({ name: 'alerter', credit: 3_000_000 });
+    const errors = [];
+    const page = await browser.newPage();
+    page.on('pageerror', (e) => errors.push(String(e)));
+    await page.goto(`${gw.url}/console/`);
+    await page.fill('input[name=key]', t.key.key);
+    await page.click('[data-testid=signin-form] button[type=submit]');
+    await page.waitForSelector('[data-testid=balance-spendable]');
+    await page.click('[data-testid=tab-alerts]');
+    for (const amount of ['2.50', '1.00']) {
+      await page.fill('[data-testid=alert-form] input[name=threshold]', amount);
+      await page.click('[data-testid=alert-form] button[type=submit]');
+      await page.waitForFunction((a) => [...document.querySelectorAll('[data-testid=alert-table] tbody tr td:first-child')].some((td) => td.textContent === a), amount === '2.50' ? '2.500000' : '1.000000');
+    }
+    const rules = () => gw.d1('SELECT id, kind, threshold, owner, channel, webhook_url FROM alert_rules WHERE tenant_id = ? ORDER BY threshold', t.tenant.id);
+    assert.deepEqual(rules().map((r) => [r.kind, r.threshold, r.owner, r.channel, r.webhook_url]), [
+      ['balance_below', 1_000_000, 'tenant', 'notice', ''],
+      ['balance_below', 2_500_000, 'tenant', 'notice', ''],
+    ]);
+    // Delete the 1.00 one from its row.
+    await page.click(`tr[data-alert="${rules()[0].id}"] [data-testid=delete-alert]`);
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid=alert-table] tbody tr').length === 1);
+    const [rule] = rules();
+    assert.equal(rule.threshold, 2_500_000);
+
+    // Scoped to the tenant: another tenant's session neither sees nor deletes it; writes need CSRF.
+    const demoLogin = await fetch(`${gw.url}/console/api/login`, {
+      method: 'POST', headers: { origin: gw.url, 'content-type': 'application/json' }, body: JSON.stringify({ key: demo.key.key }),
+    });
+    const cookie = demoLogin.headers.get('set-cookie').split(';')[0];
+    const { csrf_token: csrf } = await demoLogin.json();
+    assert.deepEqual((await (await fetch(`${gw.url}/console/api/alerts`, { headers: { cookie } })).json()).data, []);
+    const foreign = await fetch(`${gw.url}/console/api/alerts/${rule.id}`, { method: 'DELETE', headers: { cookie, origin: gw.url, 'x-csrf-token': csrf } });
+    assert.equal(foreign.status, 404);
+    const noCsrf = await fetch(`${gw.url}/console/api/alerts`, {
+      method: 'POST', headers: { cookie, origin: gw.url, 'content-type': 'application/json' }, body: JSON.stringify({ threshold: 1 }),
+    });
+    assert.equal(noCsrf.status, 403);
+    const webhook = await fetch(`${gw.url}/console/api/alerts`, {
+      method: 'POST', headers: { cookie, origin: gw.url, 'x-csrf-token': csrf, 'content-type': 'application/json' },
+      body: JSON.stringify({ threshold: 1, webhook_url: 'http://127.0.0.1:1/steal' }),
+    });
+    assert.equal(webhook.status, 400, 'tenants get in-app notices, never a webhook the gateway would call');
+    assert.equal(rules().length, 1);
+
+    // The balance falls below 2.50: the scheduled check raises one notice, however often it runs.
+    await gw.adminOk('POST', `/admin/tenants/${t.tenant.id}/credit`, { amount: -1_000_000, reason: 'test debit' });
+    for (let i = 0; i < 2; i++) await gw.adminOk('POST', '/admin/cron', { time: Date.now() });
+    const deliveries = gw.d1('SELECT status, next_attempt_at, attempts FROM alert_deliveries WHERE rule_id = ?', rule.id).map((r) => ({ ...r }));
+    assert.deepEqual(deliveries, [{ status: 'notice', next_attempt_at: null, attempts: 0 }]);
+    await page.click('[data-testid=tab-overview]');
+    await page.click('[data-testid=tab-alerts]');
+    await page.waitForSelector('[data-testid=notices] [data-testid=notice]');
+    assert.equal(await page.locator('[data-testid=notice]').count(), 1);
+    assert.match(await page.textContent('[data-testid=notice]'), /balance 2\.000000 is below 2\.500000/);
+    assert.equal(await page.textContent('[data-testid=alert-state]'), 'fired');
+    await shot(page, 'user-alerts');
+    await page.click('[data-testid=signout]');
+    await page.waitForSelector('[data-testid=signin-form]');
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
   test('a revoked key ends its console session', async () => {
     const t = await gw.newTenant({ name: 'revoked', credit: 1_000_000 });
     const login = await fetch(`${gw.url}/console/api/login`, {
@@ -451,11 +613,34 @@ describe('browser console', { skip: !existsSync(CHROMIUM) && `no Chromium at ${C
       await r.text();
       assert.ok(r.status >= 500, `dead route answered ${r.status}`);
     }
+    // A price change is a new price version; the old one stays in the history with its dates.
+    await gw.adminOk('PUT', '/admin/models/dead-model', { provider: 'deadend', upstream_model: 'gone', input_price: 2500, output_price: 4000 });
+    const versions = gw.d1("SELECT id, input_price, created_at FROM price_versions WHERE model = 'dead-model' ORDER BY id DESC");
+    assert.equal(versions.length, 2);
     await page.click('[data-testid=tab-models]');
     await page.click('tr[data-model=dead-model] button');
     await page.waitForSelector('[data-testid=routes] [data-testid=breaker]');
     const states = await page.locator('[data-testid=routes] [data-testid=breaker]').allTextContents();
     assert.deepEqual(states, ['open', 'open']);
+    await page.waitForSelector('[data-testid=price-history] tbody tr');
+    // The model list names each model's current version and since when it is in force.
+    assert.equal(await page.textContent('tr[data-model=dead-model] [data-testid=model-price-version]'), `v${versions[0].id} since ${new Date(versions[0].created_at).toISOString().replace('T', ' ').slice(0, 19)}Z`);
+    const history = await page.locator('[data-testid=price-history] tbody tr').evaluateAll((rows) =>
+      rows.map((r) => ({
+        version: Number(r.dataset.version),
+        cells: [...r.querySelectorAll('td')].map((td) => td.textContent),
+        current: !!r.querySelector('[data-testid=current-price]'),
+      })));
+    const iso = (ms) => new Date(ms).toISOString().replace('T', ' ').slice(0, 19) + 'Z';
+    assert.deepEqual(history.map((h) => h.version), versions.map((v) => v.id));
+    assert.deepEqual(history.map((h) => h.current), [true, false]);
+    assert.equal(history[0].cells[1], (2500).toLocaleString('en-US'));
+    assert.equal(history[1].cells[1], (1000).toLocaleString('en-US'));
+    // Effective from its creation; the older version ends when the newer one starts.
+    assert.equal(history[0].cells[5], iso(versions[0].created_at));
+    assert.equal(history[0].cells[6], '');
+    assert.equal(history[1].cells[5], iso(versions[1].created_at));
+    assert.equal(history[1].cells[6], iso(versions[0].created_at));
     await shot(page, 'operator-models');
     await page.click('tr[data-model=tollgate-echo] button');
     await page.waitForFunction(() => document.querySelector('[data-testid=routes] td')?.textContent.startsWith('builtin/'));

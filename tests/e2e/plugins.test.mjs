@@ -466,6 +466,63 @@ describe('tool mode', () => {
     }
   });
 
+  test('streamed: round 2 answers 200 text/event-stream with unparsable bytes: upstream_unusable, its reservation charged', async () => {
+    const model = toolModel({ delayMs: CHUNK_DELAY_MS });
+    mock.setBehavior((record, res) => {
+      const messages = record.body?.messages ?? [];
+      if (messages.at(-1)?.role === 'tool' && JSON.stringify(messages).includes('GARBAGE-ROUND-2')) {
+        // The provider accepted the request (and may bill it), then sent nothing usable.
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.end('<html><body>502 Bad Gateway</body></html>\n\nthis is not an event stream\n');
+        return true;
+      }
+      return model(record, res);
+    });
+    try {
+      const before = balance();
+      const { data: stream, response } = await client.chat.completions
+        .create({
+          model: 'tool-model',
+          stream: true,
+          plugins: ['notes'],
+          messages: [{
+            role: 'user',
+            content: `TOOL ${JSON.stringify({ say: 'GARBAGE-ROUND-2 coming. ', calls: [{ name: 'notes__run', arguments: { text: 'x' } }] })}`,
+          }],
+        })
+        .withResponse();
+      let text = '';
+      await assert.rejects(async () => {
+        for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? '';
+      });
+      assert.equal(text, 'GARBAGE-ROUND-2 coming. ');
+      const requestId = response.headers.get('x-request-id');
+      const rows = await waitFor(() => {
+        const r = usageRows(requestId);
+        return r.length === 2 ? r : null;
+      }, 'two usage rows');
+      assert.equal(rows[0].status, 'ok');
+      assert.ok(rows[0].cost > 0);
+      assert.equal(rows[1].request_id, `${requestId}.r1`);
+      assert.equal(rows[1].status, 'upstream_unusable');
+      assert.equal(rows[1].error_code, 'upstream_unusable');
+      assert.equal(rows[1].usage_source, 'local');
+      // The whole reservation of round 2 (the provider billed it, nothing usable came back).
+      assert.ok(rows[1].reserved > 0);
+      assert.equal(rows[1].cost, rows[1].reserved);
+      assert.ok(rows[1].completion_tokens > 0, 'the output the reservation covered is recorded');
+      const calls = await waitFor(() => {
+        const c = callRows(requestId);
+        return c.length === 1 ? c : null;
+      }, 'one plugin call');
+      const callCost = calls.reduce((a, c) => a + (c.cost ?? 0), 0);
+      await waitFor(() => gw.d1('SELECT COUNT(*) AS n FROM reservations WHERE tenant_id = ?', tenant.id)[0].n === 0, 'no reservation left');
+      assert.equal(balance(), before - rows[0].cost - rows[1].cost - callCost);
+    } finally {
+      mock.setBehavior(toolModel({ delayMs: CHUNK_DELAY_MS }));
+    }
+  });
+
   test("streamed: the client's own tool calls reach it through the SDK; plugin calls beside them are dropped", async () => {
     const started = plugins.calls.length;
     const tools = [{ type: 'function', function: { name: 'get_time', parameters: { type: 'object', properties: {} } } }];

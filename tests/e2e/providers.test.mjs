@@ -2,6 +2,7 @@
 // provider's own protocol (mock-providers.mjs) on 127.0.0.1, and the official `openai` npm SDK as the client.
 // Plain and streamed answers, tool calls both ways, usage in the response and in the usage rows, errors.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
@@ -17,6 +18,7 @@ const KEYS = { anthropic: 'sk-ant-mock', gemini: 'AIza-mock', azure: 'azure-mock
 let gw;
 let mock;
 let client;
+let tenant;
 
 // name → provider settings, upstream model, and what its failure looks like to the client
 const PROVIDERS = {
@@ -135,7 +137,7 @@ before(async () => {
       output_price: PRICE_OUT,
     });
   }
-  ({ client } = await gw.newTenant({ name: 'providers', credit: 100_000_000 }));
+  ({ client, tenant } = await gw.newTenant({ name: 'providers', credit: 100_000_000 }));
 });
 
 after(async () => {
@@ -361,6 +363,55 @@ for (const [name, p] of Object.entries(PROVIDERS)) {
     });
   });
 }
+
+describe('safety_identifier: the calling tenant, for OpenAI and Azure OpenAI only', () => {
+  // docs/providers.md: "tg_" + the first 32 hex digits of SHA-256("tollgate/safety-identifier/v1" 0x00 tenant_id).
+  const expected = (tenantId) =>
+    `tg_${createHash('sha256').update(Buffer.concat([Buffer.from('tollgate/safety-identifier/v1'), Buffer.from([0]), Buffer.from(tenantId)])).digest('hex').slice(0, 32)}`;
+  const lastBody = async (model, extra = {}) => {
+    const before = mock.requests.length;
+    await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }], ...extra });
+    assert.equal(mock.requests.length, before + 1);
+    return mock.requests.at(-1).body;
+  };
+
+  before(async () => {
+    await adminOk('PUT', '/admin/providers/azure-anon', { ...PROVIDERS.azure.provider(), config: { api_version: '2024-10-21', safety_identifier: false } });
+    await adminOk('PUT', '/admin/providers/compat-attr', {
+      kind: 'openai', base_url: `${mock.url}/hf/v1`, api_key_secret: 'PROVIDER_HF_KEY', config: { safety_identifier: true },
+    });
+    await adminOk('PUT', '/admin/providers/compat-plain', {
+      kind: 'openai', base_url: `${mock.url}/hf/v1`, api_key_secret: 'PROVIDER_HF_KEY', config: { allowed_params: ['safety_identifier'] },
+    });
+    for (const [model, provider, upstream] of [
+      ['azure-anon-model', 'azure-anon', 'gpt4o-deployment'],
+      ['compat-attr-model', 'compat-attr', 'org/served-model'],
+      ['compat-plain-model', 'compat-plain', 'org/served-model'],
+    ]) {
+      await adminOk('PUT', `/admin/models/${model}`, { provider, upstream_model: upstream, input_price: PRICE_IN, output_price: PRICE_OUT, max_output_tokens: 50 });
+    }
+  });
+
+  test("Azure OpenAI receives the tenant's identifier, never the client's", async () => {
+    const ours = expected(tenant.id);
+    assert.equal((await lastBody('azure-model')).safety_identifier, ours);
+    // A client naming another tenant (or anyone) is overridden, streamed too.
+    const other = expected('some-other-tenant');
+    assert.equal((await lastBody('azure-model', { safety_identifier: other })).safety_identifier, ours);
+    const before = mock.requests.length;
+    const stream = await client.chat.completions.create({ model: 'azure-model', stream: true, safety_identifier: 'x', messages: [{ role: 'user', content: 'hi' }] });
+    for await (const _ of stream);
+    assert.equal(mock.requests.length, before + 1);
+    assert.equal(mock.requests.at(-1).body.safety_identifier, ours);
+  });
+
+  test('turned off per provider; a compatible server gets it only when its config says so, and never the client\'s', async () => {
+    assert.equal((await lastBody('azure-anon-model', { safety_identifier: 'mine' })).safety_identifier, undefined);
+    assert.equal((await lastBody('compat-attr-model', { safety_identifier: 'mine' })).safety_identifier, expected(tenant.id));
+    // allowed_params does not let the client's value through either.
+    assert.equal((await lastBody('compat-plain-model', { safety_identifier: 'mine' })).safety_identifier, undefined);
+  });
+});
 
 describe('OpenAI-compatible server of unknown kind (kind openai)', () => {
   before(async () => {

@@ -270,6 +270,33 @@ function JsonTable({ rows, columns }) {
   );
 }
 
+// A model's price history (GET /admin/models/{model}/prices, newest first): each version is in
+// force from its creation until the next version's; the model's current version is marked.
+function PriceHistory({ history }) {
+  if (!history) return null;
+  const rows = history.data || [];
+  if (!rows.length) return <p class="muted">No price versions.</p>;
+  const price = (v) => (v === null || v === undefined ? <span class="muted">same</span> : tokens(v));
+  return (
+    <table data-testid="price-history">
+      <thead><tr><th>Version</th><th class="num">Input</th><th class="num">Cached input</th><th class="num">Output</th><th class="num">Reasoning</th><th>Effective from</th><th>Until</th><th /></tr></thead>
+      <tbody>{rows.map((v, i) => {
+        const until = i > 0 ? rows[i - 1].created_at : null;
+        const current = v.version === history.current_version;
+        return (
+          <tr key={v.version} data-version={v.version} class={current ? 'current' : ''}>
+            <td>{v.version}</td><td class="num">{tokens(v.input_price)}</td><td class="num">{price(v.cached_input_price)}</td>
+            <td class="num">{tokens(v.output_price)}</td><td class="num">{price(v.reasoning_price)}</td>
+            <td data-testid="effective-from">{isoTime(v.created_at)}</td>
+            <td data-testid="effective-until">{until === null ? '' : isoTime(until)}</td>
+            <td>{current && <span class="pill closed" data-testid="current-price">current</span>}</td>
+          </tr>
+        );
+      })}</tbody>
+    </table>
+  );
+}
+
 function Models() {
   const [models, setModels] = useState(null);
   const [prices, setPrices] = useState(null);
@@ -278,7 +305,7 @@ function Models() {
   useEffect(() => { admin('models').then((r) => setModels(r.data)).catch(() => setModels([])); }, []);
   useEffect(() => {
     if (!model) return;
-    admin(`models/${model}/prices`).then((r) => setPrices(r.data)).catch(() => setPrices([]));
+    admin(`models/${model}/prices`).then((r) => setPrices(r)).catch(() => setPrices({ data: [] }));
     api(`routes/${model}`).then((r) => setRoutes([r.primary, ...(r.routes || [])])).catch(() => setRoutes([]));
   }, [model]);
   return (
@@ -288,15 +315,15 @@ function Models() {
         <table>
           <thead><tr><th>Model</th><th>Provider</th><th>Upstream</th><th class="num">Input</th><th class="num">Output</th><th>Price version</th><th /></tr></thead>
           <tbody>{models.map((m) => (
-            <tr key={m.name} data-model={m.name}><td>{m.name}</td><td>{m.provider}</td><td>{m.upstream_model}</td><td class="num">{tokens(m.input_price)}</td><td class="num">{tokens(m.output_price)}</td><td>{m.price_version}</td>
+            <tr key={m.name} data-model={m.name}><td>{m.name}</td><td>{m.provider}</td><td>{m.upstream_model}</td><td class="num">{tokens(m.input_price)}</td><td class="num">{tokens(m.output_price)}</td><td data-testid="model-price-version">{m.price_version ? `v${m.price_version} since ${isoTime(m.price_since)}` : '–'}</td>
               <td><button class="link" onClick={() => setModel(m.name)}>Prices and routes</button></td></tr>
           ))}</tbody>
         </table>
       )}
       {model && (
         <>
-          <h3>Price versions of {model}</h3>
-          <JsonTable rows={prices} />
+          <h3>Price history of {model} <span class="muted small">(micro-units per 1M tokens; each usage row names the version it was billed at)</span></h3>
+          <PriceHistory history={prices} />
           <h3>Routes of {model} and their circuit breakers</h3>
           {routes && (
             <table data-testid="routes">
@@ -347,7 +374,47 @@ function Plans({ say }) {
         </form>
       </section>
       <ListPage key={n} title="" path="plans" />
+      <PlanRequests say={say} />
     </>
+  );
+}
+
+// Tenants' plan upgrade requests (GET /admin/plan-requests): pending ones first, to approve (the
+// plan is assigned once) or decline.
+function PlanRequests({ say }) {
+  const [rows, setRows] = useState(null);
+  const load = () => admin('plan-requests').then((r) => setRows(r.data || [])).catch(() => setRows([]));
+  useEffect(() => { load(); }, []);
+  const decide = async (id, action) => {
+    try {
+      await admin(`plan-requests/${id}/${action}`, { method: 'POST' });
+      say('ok', `Request ${id} ${action === 'approve' ? 'approved' : 'declined'}.`);
+    } catch (err) { say('error', err.message); }
+    load();
+  };
+  if (!rows) return null;
+  const ordered = [...rows].sort((a, b) => (a.status === 'pending' ? 0 : 1) - (b.status === 'pending' ? 0 : 1));
+  return (
+    <section>
+      <h2>Plan requests</h2>
+      {ordered.length === 0 ? <p class="muted">No tenant has asked for a plan.</p> : (
+        <table data-testid="plan-request-table">
+          <thead><tr><th>Requested</th><th>Tenant</th><th>From</th><th>Plan</th><th>Note</th><th>Status</th><th /></tr></thead>
+          <tbody>{ordered.map((r) => (
+            <tr key={r.id} data-request={r.id} data-tenant={r.tenant_name}>
+              <td>{isoTime(r.created_at)}</td><td>{r.tenant_name}</td><td>{r.from_plan_id || '–'}</td><td>{r.plan_id}</td><td>{r.note || ''}</td>
+              <td data-testid="plan-request-status">{r.status}</td>
+              <td>{r.status === 'pending' && (
+                <>
+                  <button type="button" onClick={() => decide(r.id, 'approve')} data-testid="approve-plan-request">Approve</button>{' '}
+                  <button type="button" class="link" onClick={() => decide(r.id, 'decline')} data-testid="decline-plan-request">Decline</button>
+                </>
+              )}</td>
+            </tr>
+          ))}</tbody>
+        </table>
+      )}
+    </section>
   );
 }
 

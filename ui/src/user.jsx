@@ -2,7 +2,7 @@
 // request log, top-ups, plan, keys and plugins.
 import { render } from 'preact';
 import { useEffect, useState, useCallback } from 'preact/hooks';
-import { api, apiUrl, setCsrf, money, tokens, isoDay, isoTime, DAY_MS, dayStart } from './api.js';
+import { api, apiUrl, setCsrf, money, parseMoney, tokens, isoDay, isoTime, DAY_MS, dayStart } from './api.js';
 import { DayChart, toSeries } from './chart.jsx';
 import { Notice, Tabs, Field, useHashTab } from './ui.jsx';
 import './style.css';
@@ -13,6 +13,7 @@ const TABS = [
   ['topup', 'Top up'],
   ['plan', 'Plan'],
   ['keys', 'Keys'],
+  ['alerts', 'Alerts'],
   ['plugins', 'Plugins'],
 ];
 
@@ -298,23 +299,131 @@ function TopUp({ me, refresh }) {
   );
 }
 
-function Plan({ me }) {
+function Plan({ me, refresh }) {
   const [plans, setPlans] = useState(null);
-  useEffect(() => { api('plans').then((r) => setPlans(r.data)).catch(() => setPlans([])); }, []);
+  const [requests, setRequests] = useState(null);
+  const [note, setNote] = useState('');
+  const [msg, setMsg] = useState(null);
+  const loadRequests = () => api('plan-requests').then((r) => setRequests(r.data)).catch(() => setRequests([]));
+  useEffect(() => {
+    api('plans').then((r) => setPlans(r.data)).catch(() => setPlans([]));
+    loadRequests();
+  }, []);
+  const pending = (requests || []).find((r) => r.status === 'pending');
+  const ask = async (planId) => {
+    try {
+      await api('plan-requests', { method: 'POST', body: { plan_id: planId, note: note || undefined } });
+      setMsg({ kind: 'ok', text: `Requested plan ${planId}. The operator will approve or decline it.` });
+      setNote('');
+    } catch (err) {
+      setMsg({ kind: 'error', text: err.message });
+    }
+    loadRequests();
+  };
+  const cancel = async (id) => {
+    try {
+      await api(`plan-requests/${id}/cancel`, { method: 'POST' });
+      setMsg({ kind: 'ok', text: 'Request cancelled.' });
+    } catch (err) {
+      setMsg({ kind: 'error', text: err.message });
+    }
+    loadRequests();
+    refresh();
+  };
   return (
     <section>
       <h2>Plan</h2>
       <p data-testid="plan-current">Current plan: <b>{me.plan.id || 'none (prepaid balance only)'}</b>{me.plan.id ? `, monthly allowance ${money(me.plan.allowance)}, ${money(me.plan.allowance_remaining)} left` : ''}.</p>
       <p class="muted small">Price multiplier: {(Number(me.plan.price_multiplier_bps || 10000) / 100).toFixed(2)} % of list price.</p>
+      {msg && <Notice kind={msg.kind}>{msg.text}</Notice>}
       <h3>Available plans</h3>
       {plans && plans.length === 0 && <p class="muted">The operator has not published plans.</p>}
       {plans && plans.length > 0 && (
-        <table>
-          <thead><tr><th>Plan</th><th>Name</th><th class="num">Monthly allowance</th></tr></thead>
-          <tbody>{plans.map((p) => <tr key={p.id}><td>{p.id}</td><td>{p.name}</td><td class="num">{money(p.allowance)}</td></tr>)}</tbody>
+        <>
+          <table data-testid="plan-table">
+            <thead><tr><th>Plan</th><th>Name</th><th class="num">Monthly allowance</th><th /></tr></thead>
+            <tbody>{plans.map((p) => (
+              <tr key={p.id} data-plan={p.id}><td>{p.id}</td><td>{p.name}</td><td class="num">{money(p.allowance)}</td>
+                <td>{p.id === me.plan.id ? <span class="muted">current</span>
+                  : <button type="button" disabled={!!pending} onClick={() => ask(p.id)} data-testid="request-plan">Request this plan</button>}</td></tr>
+            ))}</tbody>
+          </table>
+          {!pending && <Field label="Note to the operator (optional)"><input name="plan_note" maxLength={500} value={note} onInput={(e) => setNote(e.target.value)} /></Field>}
+        </>
+      )}
+      {pending && (
+        <p data-testid="plan-pending">Your request for plan <b>{pending.plan_id}</b> ({isoTime(pending.created_at)}) is waiting for the operator.{' '}
+          <button class="link" type="button" onClick={() => cancel(pending.id)} data-testid="cancel-plan-request">Cancel it</button></p>
+      )}
+      {requests && requests.length > 0 && (
+        <>
+          <h3>Your plan requests</h3>
+          <table data-testid="plan-requests">
+            <thead><tr><th>Requested</th><th>Plan</th><th>From</th><th>Status</th><th>Decided</th></tr></thead>
+            <tbody>{requests.map((r) => (
+              <tr key={r.id} data-request={r.id}><td>{isoTime(r.created_at)}</td><td>{r.plan_id}</td><td>{r.from_plan_id || '–'}</td>
+                <td data-testid="plan-request-status">{r.status}</td><td>{r.decided_at ? isoTime(r.decided_at) : ''}</td></tr>
+            ))}</tbody>
+          </table>
+        </>
+      )}
+    </section>
+  );
+}
+
+// The tenant's own alerts (balance below X → an in-app notice here; the operator's webhook rules
+// are not listed) and the notices they raised.
+function Alerts() {
+  const [state, setState] = useState(null);
+  const [amount, setAmount] = useState('');
+  const [msg, setMsg] = useState(null);
+  const load = () => api('alerts').then(setState).catch((e) => setMsg({ kind: 'error', text: e.message }));
+  useEffect(() => { load(); }, []);
+  const create = async (e) => {
+    e.preventDefault();
+    try {
+      const micros = parseMoney(amount);
+      if (micros === null || micros <= 0) throw new Error('Threshold: an amount like 5.00.');
+      await api('alerts', { method: 'POST', body: { threshold: micros } });
+      setMsg({ kind: 'ok', text: `You will be notified here when your balance falls below ${money(micros)}.` });
+      setAmount('');
+    } catch (err) {
+      setMsg({ kind: 'error', text: err.message });
+    }
+    load();
+  };
+  const remove = async (id) => {
+    try {
+      await api(`alerts/${id}`, { method: 'DELETE' });
+      setMsg({ kind: 'ok', text: 'Alert deleted.' });
+    } catch (err) {
+      setMsg({ kind: 'error', text: err.message });
+    }
+    load();
+  };
+  return (
+    <section>
+      <h2>Alerts</h2>
+      {msg && <Notice kind={msg.kind}>{msg.text}</Notice>}
+      <form class="row" onSubmit={create} data-testid="alert-form">
+        <Field label="Notify me when my balance falls below"><input name="threshold" value={amount} onInput={(e) => setAmount(e.target.value)} placeholder="5.00" required /></Field>
+        <button type="submit">Add alert</button>
+      </form>
+      <p class="muted small">Checked after every request and by the gateway's scheduled run; each alert notifies once per crossing and re-arms when the balance is back above it.</p>
+      {state && state.data.length > 0 && (
+        <table data-testid="alert-table">
+          <thead><tr><th>Balance below</th><th>State</th><th class="num">Notified</th><th>Created</th><th /></tr></thead>
+          <tbody>{state.data.map((r) => (
+            <tr key={r.id} data-alert={r.id}><td class="num">{money(r.threshold)}</td><td data-testid="alert-state">{r.state}</td><td class="num">{r.fire_count}</td><td>{isoTime(r.created_at)}</td>
+              <td><button type="button" class="danger" onClick={() => remove(r.id)} data-testid="delete-alert">Delete</button></td></tr>
+          ))}</tbody>
         </table>
       )}
-      <p class="muted small">To change plan, contact the operator of this gateway.</p>
+      <h3>Notices</h3>
+      {state && state.notices.length === 0 && <p class="muted">No notices.</p>}
+      {state && state.notices.length > 0 && (
+        <ul data-testid="notices">{state.notices.map((n) => <li key={n.id} data-testid="notice">{isoTime(n.created_at)}: balance {money(n.value)} is below {money(n.threshold)}.</li>)}</ul>
+      )}
     </section>
   );
 }
@@ -420,8 +529,9 @@ function App() {
         {me && tab === 'overview' && <Overview me={me} />}
         {me && tab === 'requests' && <Requests />}
         {me && tab === 'topup' && <TopUp me={me} refresh={refresh} />}
-        {me && tab === 'plan' && <Plan me={me} />}
+        {me && tab === 'plan' && <Plan me={me} refresh={refresh} />}
         {me && tab === 'keys' && <Keys me={me} />}
+        {me && tab === 'alerts' && <Alerts />}
         {me && tab === 'plugins' && <Plugins />}
       </main>
     </>

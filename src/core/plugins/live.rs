@@ -18,6 +18,7 @@ use serde_json::{Map, Value};
 
 use super::split_tool_name;
 use crate::core::error::{ErrorKind, GatewayError};
+use crate::core::meter::RequestStatus;
 use crate::core::openai::{
     ChatCompletionChunk, ChunkChoice, Delta, FunctionCall, ToolCall, ToolCallDelta, Usage,
 };
@@ -131,6 +132,9 @@ pub struct LiveRound {
     done: bool,
     error: Option<GatewayError>,
     truncated: bool,
+    /// The provider sent something parseable: a chunk, `[DONE]` or an error event of its own
+    /// (keep-alives do not count), as in the plain stream's meter.
+    answered: bool,
 }
 
 impl LiveRound {
@@ -153,6 +157,7 @@ impl LiveRound {
             done: false,
             error: None,
             truncated: false,
+            answered: false,
         }
     }
 
@@ -164,6 +169,9 @@ impl LiveRound {
     pub fn push(&mut self, item: StreamItem, out: &mut Vec<u8>) {
         if self.is_over() {
             return;
+        }
+        if !matches!(item, StreamItem::KeepAlive(_)) {
+            self.answered = true;
         }
         match item {
             StreamItem::KeepAlive(raw) => out.extend_from_slice(&raw),
@@ -272,6 +280,11 @@ impl LiveRound {
 
     /// The upstream connection ended (or broke). If it ended without `[DONE]` or an error, the
     /// client gets an error event and the round counts as failed.
+    ///
+    /// The plain stream's "answered" rule ([`crate::core::meter::StreamMeter::upstream_closed`])
+    /// holds for a round too: a 2xx stream that ends before anything parseable arrived (an HTML
+    /// page, garbage, an empty body) is `UpstreamUnusable`, which the provider may have billed;
+    /// one that got no byte before its first-byte timeout keeps `UpstreamUnanswered`.
     pub fn upstream_closed(&mut self, broken: Option<GatewayError>, out: &mut Vec<u8>) {
         if self.is_over() {
             return;
@@ -282,7 +295,45 @@ impl LiveRound {
                 "The provider closed the stream before it was complete.",
             )
         });
-        self.push(StreamItem::Error(err), out);
+        let err = if self.answered || err.kind == ErrorKind::UpstreamUnanswered {
+            err
+        } else {
+            // Same words, the kind that is charged.
+            GatewayError::new(ErrorKind::UpstreamUnusable, err.message)
+        };
+        out.extend_from_slice(&encode_data(&crate::core::inbound::openai::error_body(
+            &err,
+        )));
+        self.error = Some(err);
+    }
+
+    /// The status of the round's usage row once it is over, and whether its usage is unknown
+    /// (then the reservation is charged): the rule of a plain stream's end (docs/money.md, "How
+    /// a request ends"). A round that failed before it generated anything, in a way the provider
+    /// may have billed (no byte before the first-byte timeout, a 2xx with nothing parseable), is
+    /// `upstream_timeout` / `upstream_unusable` and charged the reservation; any other failure is
+    /// `upstream_error`, charged what was generated (nothing, if nothing was).
+    pub fn status(&self, client_left: bool) -> (RequestStatus, bool) {
+        let billed_unseen = !self.generated_output()
+            && self
+                .error
+                .as_ref()
+                .is_some_and(GatewayError::provider_may_have_billed);
+        let status = if client_left {
+            RequestStatus::ClientAbort
+        } else if billed_unseen {
+            match self.error.as_ref().map(|e| e.kind) {
+                Some(ErrorKind::UpstreamUnusable) => RequestStatus::UpstreamUnusable,
+                _ => RequestStatus::UpstreamTimeout,
+            }
+        } else if self.error.is_some() {
+            RequestStatus::UpstreamError
+        } else if self.truncated {
+            RequestStatus::Truncated
+        } else {
+            RequestStatus::Ok
+        };
+        (status, billed_unseen)
     }
 
     /// Whether the round's stream is over: completed, failed or cut.
@@ -711,6 +762,59 @@ mod tests {
         assert!(cs[0]["choices"][0]["finish_reason"].is_null());
         assert!(cs[0].get("usage").is_none());
         assert_eq!(r.upstream_usage().unwrap().total_tokens, 2);
+    }
+
+    #[test]
+    fn a_round_with_nothing_parseable_is_unusable_and_charged() {
+        // An HTML page (or garbage) read as SSE: ignored lines, i.e. keep-alives only.
+        let mut r = LiveRound::new(vec![], Some(StreamHead::default()), false);
+        let mut out = Vec::new();
+        r.push(StreamItem::KeepAlive(b"<html>\n\n".to_vec()), &mut out);
+        r.upstream_closed(None, &mut out);
+        assert_eq!(r.error().map(|e| e.kind), Some(ErrorKind::UpstreamUnusable));
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .contains("upstream_unusable"));
+        assert_eq!(r.status(false), (RequestStatus::UpstreamUnusable, true));
+        // The client left meanwhile: its row is client_abort, still charged the reservation.
+        assert_eq!(r.status(true), (RequestStatus::ClientAbort, true));
+
+        // Broken off before anything parseable: unusable too.
+        let mut r = LiveRound::new(vec![], None, false);
+        let broke = GatewayError::new(ErrorKind::UpstreamFailed, "broke off");
+        r.upstream_closed(Some(broke), &mut Vec::new());
+        assert_eq!(r.status(false), (RequestStatus::UpstreamUnusable, true));
+
+        // No byte before the first-byte timeout: a timeout, charged.
+        let mut r = LiveRound::new(vec![], None, false);
+        let silent = GatewayError::new(ErrorKind::UpstreamUnanswered, "nothing");
+        r.upstream_closed(Some(silent), &mut Vec::new());
+        assert_eq!(r.status(false), (RequestStatus::UpstreamTimeout, true));
+
+        // The provider's own error event is an answer: free upstream_error, as before.
+        let mut r = LiveRound::new(vec![], None, false);
+        let overloaded = GatewayError::new(ErrorKind::UpstreamFailed, "overloaded");
+        r.push(StreamItem::Error(overloaded), &mut Vec::new());
+        r.upstream_closed(None, &mut Vec::new());
+        assert_eq!(r.error().map(|e| e.kind), Some(ErrorKind::UpstreamFailed));
+        assert_eq!(r.status(false), (RequestStatus::UpstreamError, false));
+
+        // Output, then the connection broke: upstream_error, charged what was generated.
+        let mut r = LiveRound::new(vec![], None, false);
+        r.push(item(&text("c1", "partial")), &mut Vec::new());
+        r.upstream_closed(None, &mut Vec::new());
+        assert_eq!(r.error().map(|e| e.kind), Some(ErrorKind::UpstreamFailed));
+        assert_eq!(r.status(false), (RequestStatus::UpstreamError, false));
+
+        // Chunks and [DONE]: ok; cut: truncated.
+        let mut r = LiveRound::new(vec![], None, false);
+        r.push(item(&text("c1", "fine")), &mut Vec::new());
+        r.push(StreamItem::Done, &mut Vec::new());
+        assert_eq!(r.status(false), (RequestStatus::Ok, false));
+        let mut r = LiveRound::new(vec![], None, false);
+        r.push(item(&text("c1", "long")), &mut Vec::new());
+        r.cut(None, &mut Vec::new());
+        assert_eq!(r.status(false), (RequestStatus::Truncated, false));
     }
 
     #[test]

@@ -22,6 +22,16 @@
 //! document only it, and both (same value) for an unknown compatible server, which may honour
 //! either. The provider config's `output_cap_field` overrides the choice.
 //!
+//! **Abuse attribution.** OpenAI asks platforms that serve many end users to send a stable,
+//! privacy-preserving `safety_identifier` per user, so that abuse is attributed to that user
+//! rather than to the whole API organisation. Tollgate's users are its tenants: every request to
+//! OpenAI itself (`api.openai.com`) or to Azure OpenAI carries [`safety_identifier`] of the
+//! calling tenant, a hash that names no tenant to the provider. The client's own
+//! `safety_identifier` is never forwarded (a tenant could name another tenant, or nobody). Other
+//! OpenAI-compatible servers get none by default (some reject unknown fields); the provider
+//! config's `safety_identifier` (`true`/`false`) turns it on or off per provider
+//! ([`sends_safety_identifier`]).
+//!
 //! **Model names.** Responses and stream chunks name the public model (the [`ResponseContext`]
 //! model), never the upstream model or deployment: plain bodies and chunks keep their bytes
 //! except for that one value ([`with_model`]).
@@ -104,13 +114,60 @@ pub const FORWARDED_PARAMS: &[&str] = &[
     "parallel_tool_calls",
     "response_format",
     "user",
-    "safety_identifier",
     "prompt_cache_key",
     "reasoning_effort",
     "verbosity",
     "functions",
     "function_call",
 ];
+
+/// The request field for abuse attribution (module documentation, "Abuse attribution").
+pub const SAFETY_IDENTIFIER: &str = "safety_identifier";
+
+/// The domain of the attribution hash: a new scheme gets a new tag, never the same hash.
+const SAFETY_IDENTIFIER_TAG: &[u8] = b"tollgate/safety-identifier/v1";
+
+/// The `safety_identifier` of a tenant: `tg_` and the first 32 hex digits (128 bits) of
+/// SHA-256(`tollgate/safety-identifier/v1` ‖ 0x00 ‖ tenant id). Stable for the tenant, the
+/// same across providers and gateways of one deployment, and it reveals neither the tenant's id
+/// nor its name (the ids are not enumerable from the outside).
+pub fn safety_identifier(tenant_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(SAFETY_IDENTIFIER_TAG);
+    hasher.update([0u8]);
+    hasher.update(tenant_id.as_bytes());
+    let digest = hasher.finalize();
+    let mut out = String::with_capacity(3 + 32);
+    out.push_str("tg_");
+    for byte in digest.iter().take(16) {
+        out.push(char::from_digit(u32::from(byte >> 4), 16).unwrap_or('0'));
+        out.push(char::from_digit(u32::from(byte & 0xf), 16).unwrap_or('0'));
+    }
+    out
+}
+
+/// Replaces whatever `safety_identifier` the client sent with the calling tenant's: called once
+/// for every request, before any adapter sees it. Which routes actually send it is
+/// [`sends_safety_identifier`]'s decision.
+pub fn attribute_to_tenant(req: &mut ChatCompletionRequest, tenant_id: &str) {
+    req.extra.insert(
+        SAFETY_IDENTIFIER.to_string(),
+        Value::String(safety_identifier(tenant_id)),
+    );
+}
+
+/// Whether requests on `route` carry the tenant's `safety_identifier`: the provider config's
+/// `safety_identifier` when it is a boolean, else yes for OpenAI itself (the `openai` preset's
+/// host) and Azure OpenAI, and no for any other server (an OpenAI-compatible server may refuse a
+/// field it does not know).
+pub fn sends_safety_identifier(route: &Route) -> bool {
+    if let Some(on) = route.config.get(SAFETY_IDENTIFIER).and_then(Value::as_bool) {
+        return on;
+    }
+    route.kind == super::ProviderKind::Azure
+        || preset_for_url(&route.base_url).is_some_and(|p| p.name == "openai")
+}
 
 /// How an OpenAI-compatible body is shaped for one server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,9 +271,22 @@ pub fn openai_body(
     check_billable(route, req)?;
     let mut upstream = req.clone();
     upstream.model = route.upstream_model.clone();
-    upstream
-        .extra
-        .retain(|name, _| FORWARDED_PARAMS.contains(&name.as_str()) || route.allows_param(name));
+    upstream.extra.retain(|name, _| {
+        name != SAFETY_IDENTIFIER
+            && (FORWARDED_PARAMS.contains(&name.as_str()) || route.allows_param(name))
+    });
+    if sends_safety_identifier(route) {
+        // The gateway's value (the tenant's, see `attribute_to_tenant`), only if it is one.
+        if let Some(id) = req
+            .extra
+            .get(SAFETY_IDENTIFIER)
+            .filter(|v| v.as_str().is_some_and(is_gateway_identifier))
+        {
+            upstream
+                .extra
+                .insert(SAFETY_IDENTIFIER.to_string(), id.clone());
+        }
+    }
     let cap = route.output_cap(req);
     upstream.max_tokens = None;
     upstream.max_completion_tokens = None;
@@ -242,6 +312,16 @@ pub fn openai_body(
     }
     serde_json::to_vec(&upstream)
         .map_err(|e| GatewayError::internal(format!("cannot encode upstream request: {e}")))
+}
+
+/// Whether `s` has the shape of [`safety_identifier`]'s output: a client value of any other shape
+/// that reached an adapter without [`attribute_to_tenant`] is not forwarded.
+fn is_gateway_identifier(s: &str) -> bool {
+    s.len() == 35
+        && s.starts_with("tg_")
+        && s[3..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// JSON content type, SSE accept for streams, and the provider config's extra `headers`
@@ -847,6 +927,84 @@ mod tests {
             serde_json::from_slice(&OpenAiAdapter.build_request(&r, &req).unwrap().body).unwrap();
         assert_eq!(b["max_tokens"], 9);
         assert!(b.get("max_completion_tokens").is_none());
+    }
+
+    #[test]
+    fn safety_identifier_is_the_documented_hash() {
+        // Vectors from an independent implementation (Python's hashlib):
+        // "tg_" + sha256(b"tollgate/safety-identifier/v1\x00" + tenant_id).hexdigest()[:32]
+        assert_eq!(
+            safety_identifier("ten_01JABC"),
+            "tg_f516bc242033ba5104c55b7a6549dfa1"
+        );
+        assert_eq!(
+            safety_identifier("acme"),
+            "tg_3ba4c31524307b2276df5fba6dc401f7"
+        );
+        assert_eq!(safety_identifier(""), "tg_047f00316304be05099327409ab72956");
+        assert_ne!(safety_identifier("acme"), safety_identifier("acme2"));
+        assert!(is_gateway_identifier(&safety_identifier("x")));
+        assert!(!is_gateway_identifier(
+            "tg_F516BC242033BA5104C55B7A6549DFA1"
+        ));
+        assert!(!is_gateway_identifier("tg_f516bc242033ba5104c55b7a6549dfa"));
+        assert!(!is_gateway_identifier("user-123"));
+    }
+
+    #[test]
+    fn safety_identifier_goes_to_openai_and_azure_only_and_is_always_the_tenants() {
+        let mut req = ChatCompletionRequest::from_json(
+            br#"{"model":"m","messages":[{"role":"user","content":"hi"}],
+            "safety_identifier":"end-user-42"}"#,
+        )
+        .unwrap();
+        let sent = |route: &Route, req: &ChatCompletionRequest| -> Value {
+            let up = route.kind.adapter().build_request(route, req).unwrap();
+            serde_json::from_slice(&up.body).unwrap()
+        };
+        let openai = preset_route("https://api.openai.com/v1");
+        let mut azure = preset_route("https://res.openai.azure.com");
+        azure.kind = ProviderKind::Azure;
+        azure.config = serde_json::json!({"api_version": "2024-10-21"});
+        let compat = preset_route("http://10.0.0.5:8000/v1");
+        let deepseek = preset_route("https://api.deepseek.com/v1");
+
+        // A client value that reached an adapter without the edge's `attribute_to_tenant` is not
+        // forwarded unless it has the gateway's shape.
+        for r in [&openai, &azure, &compat, &deepseek] {
+            assert!(
+                sent(r, &req).get(SAFETY_IDENTIFIER).is_none(),
+                "{}",
+                r.base_url
+            );
+        }
+        // `attribute_to_tenant` replaces whatever the client sent, another tenant's value too.
+        let mut other = req.clone();
+        other.extra.insert(
+            SAFETY_IDENTIFIER.into(),
+            Value::from(safety_identifier("acme")),
+        );
+        attribute_to_tenant(&mut other, "ten_01JABC");
+        attribute_to_tenant(&mut req, "ten_01JABC");
+        assert_eq!(other, req);
+        let ours = "tg_f516bc242033ba5104c55b7a6549dfa1";
+        assert_eq!(sent(&openai, &req)[SAFETY_IDENTIFIER], ours);
+        assert_eq!(sent(&azure, &req)[SAFETY_IDENTIFIER], ours);
+        // Other compatible servers may reject unknown fields: none by default.
+        assert!(sent(&compat, &req).get(SAFETY_IDENTIFIER).is_none());
+        assert!(sent(&deepseek, &req).get(SAFETY_IDENTIFIER).is_none());
+
+        // The provider config decides when it says so.
+        let mut off = openai.clone();
+        off.config = serde_json::json!({"safety_identifier": false});
+        assert!(sent(&off, &req).get(SAFETY_IDENTIFIER).is_none());
+        let mut on = compat.clone();
+        on.config = serde_json::json!({"safety_identifier": true});
+        assert_eq!(sent(&on, &req)[SAFETY_IDENTIFIER], ours);
+        // Listing it in `allowed_params` does not let a client's value through.
+        let mut allowed = compat.clone();
+        allowed.config = serde_json::json!({"allowed_params": ["safety_identifier"]});
+        assert!(sent(&allowed, &req).get(SAFETY_IDENTIFIER).is_none());
     }
 
     #[test]

@@ -9,8 +9,10 @@
 //! `ADMIN_TOKEN`), so isolation, validation and errors are the API's own. Cookies, CSRF and the
 //! Stripe signature are decided in `core::console`.
 
+pub mod alerts;
 pub mod session;
 pub mod stripe;
+pub mod upgrades;
 
 use serde_json::{json, Value};
 use worker::{Env, Headers, Method, Request, RequestInit, Response, ResponseBuilder};
@@ -119,6 +121,8 @@ async fn api(
             stripe::create_checkout(req, env, &s).await
         }
         (_, ["keys", ..]) => session::tenant_keys(req, env, method, rest).await,
+        (_, ["plan-requests", ..]) => upgrades::tenant_route(req, env, method, rest).await,
+        (_, ["alerts", ..]) => alerts::route(req, env, method, rest).await,
         // ---- operator ----
         (Method::Post, ["operator", "login"]) => session::operator_login(req, env).await,
         (Method::Post, ["operator", "logout"]) => session::logout(&req, Scope::Operator),

@@ -96,6 +96,9 @@ async fn act(
             }
             Decision::Fire { episode } => {
                 if let Some(delivery) = fire(db, &rule, kind, &episode, &obs, now).await? {
+                    if delivery.status != "pending" {
+                        continue; // an in-app notice: recorded, nothing to send
+                    }
                     queued += 1;
                     // A failed attempt stays pending; the scheduled handler retries it.
                     if let Err(e) = attempt(env, db, &delivery, now).await {

@@ -50,6 +50,8 @@ pub(crate) async fn prepare(
     body: &[u8],
 ) -> Result<Prepared, GatewayError> {
     let db = db::database(&call.env)?;
+    // The tenant's own safety identifier replaces any the client sent (docs/providers.md).
+    crate::core::providers::openai::attribute_to_tenant(chat, &call.caller.tenant_id);
     let admitted = admit::admit(&call, &db, chat, body).await?;
     let count = reserve::count(&admitted, chat)?;
     let (model, kind) = (&admitted.model, admitted.kind);

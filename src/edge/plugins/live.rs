@@ -356,16 +356,8 @@ impl Live {
             return;
         };
         cur.source.abort();
-        let status = if client_left {
-            RequestStatus::ClientAbort
-        } else if cur.round.error().is_some() {
-            RequestStatus::UpstreamError
-        } else if cur.round.truncated() {
-            RequestStatus::Truncated
-        } else {
-            RequestStatus::Ok
-        };
-        let end = cur.end(status, code, usage_unknown);
+        let (status, billed_unseen) = cur.round.status(client_left);
+        let end = cur.end(status, code, usage_unknown || billed_unseen);
         let bill = cur.pending.bill(&end);
         self.billed
             .push(Usage::new(bill.prompt_tokens, bill.completion_tokens));

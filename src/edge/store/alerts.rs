@@ -88,10 +88,14 @@ pub struct RuleRow {
     pub fire_count: u64,
     pub created_at: u64,
     pub updated_at: u64,
+    /// `operator` (created through the admin API) or `tenant` (by the tenant, user center).
+    pub owner: String,
+    /// `webhook`, or `notice` (an in-app notice in the user center, no webhook).
+    pub channel: String,
 }
 
 pub const RULE_COLUMNS: &str = "id, tenant_id, kind, threshold, webhook_url, secret_name, fired, \
-                            fire_count, created_at, updated_at";
+                            fire_count, created_at, updated_at, owner, channel";
 
 pub async fn get_rule(db: &D1Database, id: &str) -> Result<Option<RuleRow>, GatewayError> {
     db::first(
@@ -107,8 +111,8 @@ pub async fn insert_rule(db: &D1Database, r: &RuleRow) -> Result<bool, GatewayEr
     let changed = db::run(
         db,
         "INSERT INTO alert_rules (id, tenant_id, kind, threshold, webhook_url, secret_name,
-           fired, fire_count, created_at, updated_at)
-         SELECT ?1, id, ?3, ?4, ?5, ?6, NULL, 0, ?7, ?7 FROM tenants WHERE id = ?2",
+           fired, fire_count, created_at, updated_at, owner, channel)
+         SELECT ?1, id, ?3, ?4, ?5, ?6, NULL, 0, ?7, ?7, ?8, ?9 FROM tenants WHERE id = ?2",
         &[
             r.id.as_str().into(),
             r.tenant_id.as_str().into(),
@@ -117,6 +121,8 @@ pub async fn insert_rule(db: &D1Database, r: &RuleRow) -> Result<bool, GatewayEr
             r.webhook_url.as_str().into(),
             r.secret_name.as_str().into(),
             r.created_at.into(),
+            r.owner.as_str().into(),
+            r.channel.as_str().into(),
         ],
     )
     .await?;
@@ -240,7 +246,8 @@ pub struct Fire<'a> {
 }
 
 /// Moves the rule to the episode (compare-and-set on its `fire_count`) and inserts its delivery,
-/// atomically. Returns the delivery when this call inserted it (and so must send it).
+/// atomically. Returns the delivery when this call inserted it (and so must send it, when its
+/// status is `pending`; a `notice` rule's delivery is the in-app notice itself).
 pub async fn record_fire(
     db: &D1Database,
     f: &Fire<'_>,
@@ -267,7 +274,9 @@ pub async fn record_fire(
                 db,
                 "INSERT OR IGNORE INTO alert_deliveries (id, rule_id, tenant_id, webhook_url,
                    secret_name, payload, status, attempts, next_attempt_at, created_at)
-                 SELECT ?1, id, tenant_id, webhook_url, secret_name, ?2, 'pending', 0, ?3, ?4
+                 SELECT ?1, id, tenant_id, webhook_url, secret_name, ?2,
+                   CASE channel WHEN 'notice' THEN 'notice' ELSE 'pending' END, 0,
+                   CASE channel WHEN 'notice' THEN NULL ELSE ?3 END, ?4
                  FROM alert_rules WHERE id = ?5 AND fire_count = ?6 AND fired = ?7",
                 &[
                     f.event_id.into(),
@@ -369,4 +378,29 @@ pub async fn lease_delivery(
     )
     .await?;
     Ok(claimed.is_some())
+}
+
+/// The rules a tenant manages itself (`owner = 'tenant'`), oldest first.
+pub async fn tenant_rules(db: &D1Database, tenant_id: &str) -> Result<Vec<RuleRow>, GatewayError> {
+    db::all(
+        db,
+        &format!(
+            "SELECT {RULE_COLUMNS} FROM alert_rules WHERE tenant_id = ?1 AND owner = 'tenant' ORDER BY id"
+        ),
+        &[tenant_id.into()],
+    )
+    .await
+}
+
+/// A tenant's in-app notices (deliveries of its `notice` rules), newest first (at most 50).
+pub async fn notices(db: &D1Database, tenant_id: &str) -> Result<Vec<DeliveryRow>, GatewayError> {
+    db::all(
+        db,
+        &format!(
+            "SELECT {DELIVERY_COLUMNS} FROM alert_deliveries WHERE tenant_id = ?1 AND status = 'notice'
+             ORDER BY created_at DESC, id DESC LIMIT 50"
+        ),
+        &[tenant_id.into()],
+    )
+    .await
 }

@@ -15,6 +15,7 @@ pub mod ledger;
 pub mod models;
 pub mod payments;
 pub mod pending;
+pub mod plan_requests;
 pub mod plugins;
 pub mod reports;
 pub mod routes;

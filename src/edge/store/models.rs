@@ -189,7 +189,9 @@ pub async fn list_models(db: &D1Database) -> Result<Vec<Value>, GatewayError> {
     d1::all(
         db,
         "SELECT name, provider, upstream_model, input_price, output_price, max_output_tokens,
-           encoding, created_at, updated_at FROM models ORDER BY name",
+           encoding, created_at, updated_at, price_version,
+           (SELECT v.created_at FROM price_versions v WHERE v.id = models.price_version) AS price_since
+         FROM models ORDER BY name",
         &[],
     )
     .await

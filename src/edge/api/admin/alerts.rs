@@ -30,7 +30,7 @@ fn rule_json(r: &RuleRow) -> serde_json::Value {
     json!({"id": r.id, "object": "alert_rule", "tenant_id": r.tenant_id, "kind": r.kind,
            "threshold": r.threshold, "webhook_url": r.webhook_url,
            "signing_secret": r.secret_name, "state": if r.fired.is_some() { "fired" } else { "armed" },
-           "fired_for": r.fired, "fire_count": r.fire_count,
+           "fired_for": r.fired, "fire_count": r.fire_count, "owner": r.owner, "channel": r.channel,
            "created_at": r.created_at, "updated_at": r.updated_at})
 }
 
@@ -94,6 +94,8 @@ pub async fn create_rule(
             fire_count: 0,
             created_at: now,
             updated_at: now,
+            owner: "operator".to_string(),
+            channel: "webhook".to_string(),
         },
     )
     .await?;

@@ -2,6 +2,7 @@
 
 pub mod alerts;
 pub mod billing;
+pub mod plan_requests;
 pub mod plugins;
 
 use serde::de::DeserializeOwned;
@@ -60,6 +61,7 @@ pub async fn route(
         (Method::Get, ["models", name @ .., "prices"]) if !name.is_empty() => {
             ledger::list_prices(db, &name.join("/")).await
         }
+        (_, ["plan-requests", rest @ ..]) => plan_requests::route(&req, db, method, rest).await,
         (Method::Get, ["plans"]) => ledger::list_plans(db).await,
         (Method::Put, ["plans", id]) => ledger::put_plan(db, id, &raw(&mut req).await?).await,
         (Method::Delete, ["plans", id]) => ledger::delete_plan(db, id).await,
