@@ -604,10 +604,9 @@ fn write_open_family(out: &Path, name: &str, family: &OpenFamily) {
     for &at in &added_at {
         let len = usize::from(added[at as usize]);
         let token = &added[at as usize + 1..at as usize + 1 + len];
-        let mut i = table_hash::hash_bytes(token) as usize & added_mask;
-        while added_slots[i] != u32::MAX {
-            i = (i + 1) & added_mask;
-        }
+        let i = table_hash::free_slot(table_hash::hash_bytes(token) as usize, added_mask, |i| {
+            added_slots[i] == u32::MAX
+        });
         added_slots[i] = at;
     }
     let added_lens: Vec<u8> = first_lens.iter().flat_map(|m| m.to_le_bytes()).collect();
