@@ -12,9 +12,9 @@
 use tiktoken_rs::CoreBPE;
 use tollgate::core::tokens::{Encoding, StreamTokenCounter};
 
-const ENGLISH: &str = include_str!("corpus/english.txt");
-const CODE: &str = include_str!("corpus/code.txt");
-const CHINESE: &str = include_str!("corpus/chinese.txt");
+const ENGLISH: &str = include_str!("../../tests/corpus/english.txt");
+const CODE: &str = include_str!("../../tests/corpus/code.txt");
+const CHINESE: &str = include_str!("../../tests/corpus/chinese.txt");
 
 #[path = "support/clock.rs"]
 mod clock;
