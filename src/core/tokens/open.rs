@@ -21,8 +21,12 @@
 //! Llama 3 sets `ignore_merges`: a piece that is a token is that one token. Tekken is tiktoken:
 //! the pair merges when its text is a token, and the rank is that token's id.
 //!
-//! Performance choices as in [`super::vocab`]: the tables are static (nothing is built at
-//! start-up), the merge is a scan over a small vector for short pieces and a heap for long ones.
+//! Performance choices: the compact tables are static and the lookup tables are built on the
+//! family's first use ([`Tables`]); the merge works on token ids, with a pair table keyed by the
+//! two ids (Hugging Face's `merges`), a memo of the pairs met and a direct table of the byte pairs
+//! in front of it, so that no byte string is hashed during a merge; short words' merges are
+//! cached; the merge is a scan over a small vector for short pieces and a heap for long ones;
+//! Gemma's stretch is cut before runs of `▁` that no token crosses ([`Family::split_and_merge`]).
 
 use std::cell::RefCell;
 use std::cmp::Reverse;
