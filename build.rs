@@ -561,6 +561,11 @@ fn write_open_family(out: &Path, name: &str, family: &OpenFamily) {
         lens.push(u8::try_from(token.len()).expect("a token under 256 bytes"));
         pool.extend_from_slice(token);
     }
+    // The runtime's pair keys hold a token id in 20 bits, all ones meaning "never merges".
+    assert!(
+        family.tokens.len() < (1 << 20) - 1,
+        "{name}: token ids fit 20 bits"
+    );
     let m = family.merges.len();
     let mut planes = vec![0u8; 3 * m];
     let mut merge_left = Vec::with_capacity(m);
