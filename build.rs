@@ -561,6 +561,11 @@ fn write_open_family(out: &Path, name: &str, family: &OpenFamily) {
         lens.push(u8::try_from(token.len()).expect("a token under 256 bytes"));
         pool.extend_from_slice(token);
     }
+    // The runtime's pair keys hold a token id in 20 bits, all ones meaning "never merges".
+    assert!(
+        family.tokens.len() < (1 << 20) - 1,
+        "{name}: token ids fit 20 bits"
+    );
     let m = family.merges.len();
     let mut planes = vec![0u8; 3 * m];
     let mut merge_left = Vec::with_capacity(m);
@@ -604,10 +609,9 @@ fn write_open_family(out: &Path, name: &str, family: &OpenFamily) {
     for &at in &added_at {
         let len = usize::from(added[at as usize]);
         let token = &added[at as usize + 1..at as usize + 1 + len];
-        let mut i = table_hash::hash_bytes(token) as usize & added_mask;
-        while added_slots[i] != u32::MAX {
-            i = (i + 1) & added_mask;
-        }
+        let i = table_hash::free_slot(table_hash::hash_bytes(token) as usize, added_mask, |i| {
+            added_slots[i] == u32::MAX
+        });
         added_slots[i] = at;
     }
     let added_lens: Vec<u8> = first_lens.iter().flat_map(|m| m.to_le_bytes()).collect();

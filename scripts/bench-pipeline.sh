@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Tollgate's own CPU per request (tests/bench_pipeline.rs): the pure core's work for one chat
+# Tollgate's own CPU per request (bench/rust/bench_pipeline.rs): the pure core's work for one chat
 # completion — parse, count, reserve, build the upstream request, parse or meter the reply, bill —
 # natively and in wasm under Node (release builds). Prints a markdown table; asserts nothing.
 # scripts/bench.sh runs it and puts the table into BENCHMARKS.md.

@@ -3,8 +3,14 @@
 # under Node (release builds), then the worker's wasm size (scripts/build.sh → build/index_bg.wasm)
 # and the time of build.rs. Prints markdown for BENCHMARKS.md. Asserts nothing about time.
 #
-#   bash scripts/bench-tokens.sh
+#   bash scripts/bench-tokens.sh          # everything
+#   bash scripts/bench-tokens.sh --open   # only the open families' counting rows
 set -euo pipefail
+open_only=0
+if [[ "${1:-}" == --open ]]; then
+  open_only=1
+  export TOLLGATE_BENCH_OPEN_ONLY=/dev/null # bench/rust/bench_tokens.rs: skip the OpenAI rows
+fi
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -35,8 +41,10 @@ then
   export TOLLGATE_BENCH_NATURAL_ZH="$natural"
 fi
 
-echo "### Counting (release builds)"
-echo
+if [[ $open_only == 0 ]]; then
+  echo "### Counting (release builds)"
+  echo
+fi
 rows() { grep -E '^\| ' || true; }
 native="$(cargo test --release --test bench_tokens -- --ignored --nocapture --test-threads=1 2>/dev/null | rows)"
 wasm="$(CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
@@ -48,16 +56,21 @@ table() { # table [-v]: the open families' rows, or (-v) the others
   if [[ "${1:-}" == -v ]]; then flags=-vE; fi
   printf '%s\n%s\n' "$native" "$wasm" | grep -v '^| platform\|^|---' | grep "$flags" "$open_re" || true
 }
-echo "| platform | measure | encoding | Tollgate | tiktoken-rs | ratio |"
-echo "|---|---|---|---|---|---|"
-table -v
-echo
+if [[ $open_only == 0 ]]; then
+  echo "| platform | measure | encoding | Tollgate | tiktoken-rs | ratio |"
+  echo "|---|---|---|---|---|---|"
+  table -v
+  echo
+fi
 echo "### Open families (release builds; counts checked against Hugging Face tokenizers by tests/tokens_open.rs)"
 echo
 echo "| platform | measure | encoding | Tollgate | yardstick: tiktoken-rs o200k_base, same text | ratio |"
 echo "|---|---|---|---|---|---|"
 table
 echo
+if [[ $open_only == 1 ]]; then
+  exit 0
+fi
 
 echo "### Worker wasm (scripts/build.sh, all encodings)"
 echo

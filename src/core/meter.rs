@@ -265,7 +265,9 @@ pub struct BillInput<'a> {
 pub fn bill(input: &BillInput<'_>) -> Bill {
     let local_completion = input.encoding.map_or_else(
         || estimate_tokens(input.completion_text),
-        |e| e.count(input.completion_text),
+        // A completed response ended the model's turn: the open families' servers count that
+        // end-of-turn token in their completion (docs/tokens.md, "End of turn").
+        |e| e.count_completion(input.completion_text, input.status == RequestStatus::Ok),
     );
     let upstream = input.upstream_usage;
     let (source, tokens) = match upstream {
@@ -466,6 +468,37 @@ mod tests {
             output: 2_000_000,
             reasoning: None,
         }
+    }
+
+    #[test]
+    fn local_completion_counts_the_open_families_end_of_turn() {
+        let p = price();
+        let base = BillInput {
+            status: RequestStatus::Ok,
+            delivered_output: true,
+            local_prompt_tokens: 6,
+            completion_text: "Hi there",
+            encoding: Some(Encoding::Llama3),
+            upstream_usage: None,
+            price: &p,
+            multiplier_bps: 10_000,
+            reserved: 1_000,
+        };
+        let text = Encoding::Llama3.count("Hi there");
+        assert_eq!(bill(&base).completion_tokens, text + 1);
+        let aborted = bill(&BillInput {
+            status: RequestStatus::ClientAbort,
+            ..base.clone()
+        });
+        assert_eq!(aborted.completion_tokens, text);
+        let openai = bill(&BillInput {
+            encoding: Some(Encoding::O200kBase),
+            ..base.clone()
+        });
+        assert_eq!(
+            openai.completion_tokens,
+            Encoding::O200kBase.count("Hi there")
+        );
     }
 
     #[test]

@@ -141,6 +141,36 @@ impl Encoding {
         total
     }
 
+    /// The token a server generates to end the model's turn, which the returned text leaves out:
+    /// 1 for the open families (Llama 3 `<|eot_id|>`, Qwen `<|im_end|>`, DeepSeek
+    /// `<｜end▁of▁sentence｜>`, Gemma `<end_of_turn>`, Mistral `</s>`), which their servers count
+    /// in the completion (llama.cpp `n_decoded`, hence Ollama's `eval_count`; vLLM
+    /// `len(token_ids)`: docs/tokens.md, "End of turn"); 0 for OpenAI's encodings, whose
+    /// `completion_tokens` count the returned text only.
+    pub fn end_of_turn_tokens(self) -> u64 {
+        match self {
+            Encoding::O200kBase | Encoding::Cl100kBase => 0,
+            Encoding::Llama3
+            | Encoding::Qwen3
+            | Encoding::DeepseekV3
+            | Encoding::Tekken
+            | Encoding::Gemma3 => 1,
+        }
+    }
+
+    /// The completion tokens of a response whose text is `text`, as the provider would have
+    /// reported them: the text's tokens, plus [`Encoding::end_of_turn_tokens`] when the model
+    /// ended its turn (`ended_turn`: the response completed; not when it broke off, was cut by
+    /// the gateway or the client left).
+    pub fn count_completion(self, text: &str, ended_turn: bool) -> u64 {
+        let end = if ended_turn {
+            self.end_of_turn_tokens()
+        } else {
+            0
+        };
+        self.count(text).saturating_add(end)
+    }
+
     /// The tokens of `text` as byte ranges, in order.
     fn token_ranges(self, text: &str) -> Vec<(usize, usize)> {
         if let Some(family) = self.open() {
@@ -304,6 +334,33 @@ pub fn resolve_encoding(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn end_of_turn_is_one_token_of_each_open_family() {
+        for (enc, eot) in [
+            (Encoding::Llama3, "<|eot_id|>"),
+            (Encoding::Qwen3, "<|im_end|>"),
+            (Encoding::DeepseekV3, "<｜end▁of▁sentence｜>"),
+            (Encoding::Gemma3, "<end_of_turn>"),
+        ] {
+            assert_eq!(enc.count(eot), enc.end_of_turn_tokens(), "{}", enc.name());
+        }
+        // Tekken's `</s>` is a control token, never text (tiktoken counts the text as 3).
+        assert_eq!(Encoding::Tekken.end_of_turn_tokens(), 1);
+        let text = "Hello! How can I help you today?";
+        for enc in Encoding::ALL {
+            let n = enc.count(text);
+            assert_eq!(enc.count_completion(text, false), n, "{}", enc.name());
+            assert_eq!(
+                enc.count_completion(text, true),
+                n + enc.end_of_turn_tokens(),
+                "{}",
+                enc.name()
+            );
+        }
+        assert_eq!(Encoding::O200kBase.count_completion(text, true), 9);
+        assert_eq!(Encoding::Qwen3.count_completion("", true), 1);
+    }
 
     #[test]
     fn model_table() {

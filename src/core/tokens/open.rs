@@ -21,8 +21,12 @@
 //! Llama 3 sets `ignore_merges`: a piece that is a token is that one token. Tekken is tiktoken:
 //! the pair merges when its text is a token, and the rank is that token's id.
 //!
-//! Performance choices as in [`super::vocab`]: the tables are static (nothing is built at
-//! start-up), the merge is a scan over a small vector for short pieces and a heap for long ones.
+//! Performance choices: the compact tables are static and the lookup tables are built on the
+//! family's first use ([`Tables`]); the merge works on token ids, with a pair table keyed by the
+//! two ids (Hugging Face's `merges`), a memo of the pairs met and a direct table of the byte pairs
+//! in front of it, so that no byte string is hashed during a merge; short words' merges are
+//! cached; the merge is a scan over a small vector for short pieces and a heap for long ones;
+//! Gemma's stretch is cut before runs of `▁` that no token crosses ([`Family::split_and_merge`]).
 
 use std::cell::RefCell;
 use std::cmp::Reverse;
@@ -30,7 +34,7 @@ use std::collections::BinaryHeap;
 use std::sync::OnceLock;
 
 use super::pretokenize::{deepseek_v3_pieces, Text};
-use super::table_hash::hash_bytes;
+use super::table_hash::{free_slot, hash_bytes, probe, Probe};
 
 /// How a family merges.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -134,10 +138,18 @@ pub(crate) static GEMMA3: Family = family!(
 );
 pub(crate) static TEKKEN: Family = family!("tekken", 4, Rule::Tiktoken, Split::Tekken, false);
 
-/// Words up to this many bytes have their merge cached ([`WORD_CACHE`]).
+#[inline]
+fn u32_at(table: &[u8], i: usize) -> u32 {
+    let b = &table[i * 4..i * 4 + 4];
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// Words up to this many bytes have their merge cached ([`FamilyState::words`]).
 const CACHED_WORD: usize = 23;
 /// Entries of a family's word cache (a power of two).
 const CACHE_ENTRIES: usize = 4096;
+/// Entries of a family's pair memo (a power of two).
+const MEMO_ENTRIES: usize = 1 << 15;
 
 /// A cached merge: the word and its token ends.
 #[derive(Clone, Copy)]
@@ -157,23 +169,48 @@ impl CacheEntry {
     };
 }
 
+/// What an isolate remembers per family between counts (bounded): the merges of short words,
+/// and the ranks of the symbol pairs it has looked up.
+#[derive(Default)]
+struct FamilyState {
+    /// A direct-mapped cache of the merges of short words, as Hugging Face's BPE keeps one: a
+    /// word's tokens depend on its bytes only, and common words recur. 4,096 entries of 48
+    /// bytes; a collision overwrites.
+    words: Vec<CacheEntry>,
+    /// A direct-mapped memo of [`Tables::pair`] by the pair of ids (`pair_key << 24 | rank`, all
+    /// ones when empty; 256 KiB): the pairs a text meets recur (Zipf), and a hit is one read of
+    /// a table that stays in cache instead of a miss in the pair table (2–8 MB) or, for Tekken,
+    /// hashing and comparing bytes.
+    memo: Vec<u64>,
+}
+
 thread_local! {
-    /// Per family (its index), a direct-mapped cache of the merges of short words, as Hugging
-    /// Face's BPE keeps one: a word's tokens depend on its bytes only, and common words recur.
-    /// Bounded (4,096 entries of 48 bytes per family); a collision overwrites.
-    static WORD_CACHE: RefCell<Vec<Vec<CacheEntry>>> = const { RefCell::new(Vec::new()) };
+    /// Per family (its index).
+    static STATE: RefCell<Vec<FamilyState>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Not a merge: orders after every rank.
 const NONE: u32 = u32::MAX;
+/// Bits of a token id in a pair key (`build.rs`-independent: checked in [`Tables::build`]).
+const ID_BITS: u32 = 20;
+/// The id of a symbol that never merges (Gemma's byte fallback); no token has it.
+const NO_MERGE: u32 = (1 << ID_BITS) - 1;
+/// A rank in the low 24 bits of a pair slot; all ones there is "no merge" (Tekken's memo).
+const RANK_MASK: u64 = 0xFF_FFFF;
 
 /// Pieces at least this long are merged with the heap.
 const LONG_PIECE: usize = 16;
 
+/// The key of the pair of symbols `a`, `b` (token ids).
 #[inline]
-fn u32_at(table: &[u8], i: usize) -> u32 {
-    let b = &table[i * 4..i * 4 + 4];
-    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+fn pair_key(a: u32, b: u32) -> u64 {
+    u64::from(a) << ID_BITS | u64::from(b)
+}
+
+/// A home slot for a pair key: the high bits of a multiplicative hash.
+#[inline]
+fn pair_home(key: u64, shift: u32) -> usize {
+    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> shift) as usize
 }
 
 /// Reusable buffers of the merge.
@@ -181,6 +218,8 @@ fn u32_at(table: &[u8], i: usize) -> u32 {
 pub(crate) struct OpenScratch {
     /// Symbol starts and the end (short merge), or the initial symbol starts (long merge).
     starts: Vec<usize>,
+    /// The symbols' token ids (by index in the short merge, by start in the long one).
+    ids: Vec<u32>,
     ranks: Vec<u32>,
     ends: Vec<usize>,
     prevs: Vec<usize>,
@@ -191,8 +230,14 @@ pub(crate) struct OpenScratch {
 
 /// A family's lookup tables, built once per isolate on the family's first use, from the compact
 /// static form (the worker's gzip holds ~0.6–1.6 MB per family instead of 1.6–4 MB of ready
-/// tables): token offsets, an open-addressing hash of the tokens, and the merges by the token
-/// they make.
+/// tables): token offsets, an open-addressing hash of the tokens, and the merges by pair of ids.
+///
+/// Performance: the merge works on token ids, not bytes. Each symbol carries its id, so the rank
+/// of merging two neighbours is one probe of an integer hash keyed by the two ids (Hugging
+/// Face's own `merges` map), about half full so that a miss — most lookups — stops at once; no
+/// byte string is hashed or compared. Tekken's merges are tiktoken's (a pair merges when its
+/// bytes are a token), which has no pair table to build; there a bounded memo by pair of ids
+/// answers the pairs met before, and the bytes are looked up otherwise.
 struct Tables {
     pool: &'static [u8],
     /// `offsets[id]..offsets[id + 1]` is the token's bytes in the pool.
@@ -200,23 +245,34 @@ struct Tables {
     /// Token ids by `hash_bytes` (linear probing), `u32::MAX` when empty.
     slots: Vec<u32>,
     mask: usize,
-    /// `mentries[mstart[id]..mstart[id + 1]]`: the merges that make the token `id`, as rank in
-    /// the low 24 bits and the byte length of the left part above.
-    mstart: Vec<u32>,
-    mentries: Vec<u32>,
+    /// Hugging Face rule: the id of the token that the merge of each rank makes.
+    made: Vec<u32>,
+    /// Hugging Face rule: the merges by [`pair_key`] (linear probing from [`pair_home`]), as
+    /// `key << 24 | rank`; all ones when empty.
+    pairs: Vec<u64>,
+    pairs_shift: u32,
+    /// The id of each one-byte token ([`NO_MERGE`] when there is none).
+    byte_ids: [u32; 256],
     /// The rank of merging two one-byte symbols `a`, `b` at `a << 8 | b` ([`NONE`] when they do
-    /// not merge): the first merge of every piece, read without hashing.
+    /// not merge): the first merges of every piece, read without hashing from 256 KiB that stay
+    /// in cache.
     byte_pairs: Vec<u32>,
     rule: Rule,
     /// Gemma: the merge starts from characters (with byte fallback), not bytes.
     chars: bool,
-    /// The family's index in [`WORD_CACHE`].
-    family: usize,
+    /// Gemma: the characters that some token has right before a `▁` (other than `▁`): the
+    /// stretch is cut before each run of `▁` unless it follows one of these (see
+    /// [`Family::stretch`]).
+    glue_before_space: Vec<char>,
 }
 
 impl Tables {
     fn build(f: &Family) -> Tables {
         let n = f.lens.len();
+        debug_assert!(
+            n < NO_MERGE as usize,
+            "token ids fit a pair key (build.rs checks it)"
+        );
         let mut offsets = Vec::with_capacity(n + 1);
         let mut at = 0u32;
         for &len in f.lens {
@@ -232,14 +288,30 @@ impl Tables {
             if token.is_empty() {
                 continue;
             }
-            let mut i = hash_bytes(token) as usize & mask;
-            while slots[i] != u32::MAX {
-                i = (i + 1) & mask;
-            }
+            let i = free_slot(hash_bytes(token) as usize, mask, |i| slots[i] == u32::MAX);
             slots[i] = id as u32;
         }
 
-        // The merges by the token they make (a counting sort of the rank-ordered ids).
+        let mut tables = Tables {
+            pool: f.pool,
+            offsets,
+            slots,
+            mask,
+            made: Vec::new(),
+            pairs: Vec::new(),
+            pairs_shift: 64,
+            byte_ids: [NO_MERGE; 256],
+            byte_pairs: Vec::new(),
+            rule: f.rule,
+            chars: f.split == Split::Sentencepiece,
+            glue_before_space: Vec::new(),
+        };
+        for b in 0..=255u8 {
+            tables.byte_ids[usize::from(b)] = tables.id(&[b]).unwrap_or(NO_MERGE);
+        }
+
+        // The merges in rank order (zigzag deltas of the ids they make, in three byte planes),
+        // then by the pair of ids they merge: the left part's length gives both halves.
         let m = f.merge_left.len();
         let mut made = Vec::with_capacity(m);
         let mut previous = 0i64;
@@ -249,91 +321,148 @@ impl Tables {
                 | u64::from(f.merge_ids[2 * m + rank]) << 16;
             let delta = (zigzag >> 1) as i64 ^ -((zigzag & 1) as i64);
             previous += delta;
-            made.push(previous as usize);
+            made.push(previous as u32);
         }
-        let mut mstart = vec![0u32; n + 1];
-        for &id in &made {
-            mstart[id + 1] += 1;
+        if m > 0 {
+            let bits = ((m * 3 / 2).next_power_of_two().trailing_zeros()).max(1);
+            let pmask = (1usize << bits) - 1;
+            let mut pairs = vec![u64::MAX; pmask + 1];
+            for (rank, &id) in made.iter().enumerate() {
+                let token = tables.token(id);
+                let left = usize::from(f.merge_left[rank]).min(token.len());
+                let (Some(a), Some(b)) = (tables.id(&token[..left]), tables.id(&token[left..]))
+                else {
+                    continue; // not a merge of two tokens: never applies
+                };
+                let key = pair_key(a, b);
+                // A pair merges at its lowest rank: a later duplicate is not inserted.
+                let i = free_slot(pair_home(key, 64 - bits), pmask, |i| {
+                    pairs[i] == u64::MAX || pairs[i] >> 24 == key
+                });
+                if pairs[i] == u64::MAX {
+                    pairs[i] = key << 24 | rank as u64;
+                }
+            }
+            tables.pairs = pairs;
+            tables.pairs_shift = 64 - bits;
         }
-        for id in 0..n {
-            mstart[id + 1] += mstart[id];
-        }
-        let mut fill: Vec<u32> = mstart[..n].to_vec();
-        let mut mentries = vec![0u32; m];
-        for (rank, &id) in made.iter().enumerate() {
-            mentries[fill[id] as usize] = rank as u32 | u32::from(f.merge_left[rank]) << 24;
-            fill[id] += 1;
-        }
-        let mut tables = Tables {
-            pool: f.pool,
-            offsets,
-            slots,
-            mask,
-            mstart,
-            mentries,
-            byte_pairs: Vec::new(),
-            rule: f.rule,
-            chars: f.split == Split::Sentencepiece,
-            family: f.index,
-        };
-        let byte_pairs: Vec<u32> = (0..=u16::MAX)
+        tables.made = made;
+        let byte_pairs = (0..=u16::MAX)
             .map(|ab| {
                 let [a, b] = ab.to_be_bytes();
-                tables.pair_rank_hashed(&[a, b], 0, 1, 2)
+                let (x, y) = (
+                    tables.byte_ids[usize::from(a)],
+                    tables.byte_ids[usize::from(b)],
+                );
+                if x == NO_MERGE || y == NO_MERGE {
+                    NONE
+                } else {
+                    tables.pair_uncached(pair_key(x, y), &[a, b])
+                }
             })
             .collect();
         tables.byte_pairs = byte_pairs;
+
+        if tables.chars {
+            let mut glue = Vec::new();
+            for id in 0..n as u32 {
+                let Ok(token) = std::str::from_utf8(tables.token(id)) else {
+                    continue;
+                };
+                let mut previous: Option<char> = None;
+                for c in token.chars() {
+                    if c == '▁' {
+                        if let Some(p) = previous.filter(|&p| p != '▁') {
+                            if !glue.contains(&p) {
+                                glue.push(p);
+                            }
+                        }
+                    }
+                    previous = Some(c);
+                }
+            }
+            tables.glue_before_space = glue;
+        }
         tables
+    }
+
+    /// The bytes of token `id`.
+    #[inline]
+    fn token(&self, id: u32) -> &[u8] {
+        let id = id as usize;
+        &self.pool[self.offsets[id] as usize..self.offsets[id + 1] as usize]
     }
 
     /// The id of the token whose bytes are `key`.
     #[inline]
     fn id(&self, key: &[u8]) -> Option<u32> {
-        let mut i = hash_bytes(key) as usize & self.mask;
-        loop {
-            let id = self.slots[i];
-            if id == u32::MAX {
-                return None;
+        probe(hash_bytes(key) as usize, self.mask, |i, _| {
+            match self.slots[i] {
+                u32::MAX => Probe::Absent,
+                id if self.token(id) == key => Probe::Found(id),
+                _ => Probe::Next,
             }
-            let (start, end) = (
-                self.offsets[id as usize] as usize,
-                self.offsets[id as usize + 1] as usize,
-            );
-            if &self.pool[start..end] == key {
-                return Some(id);
-            }
-            i = (i + 1) & self.mask;
-        }
+        })
     }
 
-    /// The rank of merging the symbols `word[s..m]` and `word[m..e]`, or [`NONE`].
+    /// The rank of merging the symbols `a` = `word[s..m]` and `b` = `word[m..e]`, or [`NONE`]:
+    /// two one-byte symbols from [`Tables::byte_pairs`], else from the memo, else from the pair
+    /// table (Hugging Face) or the bytes (Tekken), remembered in the memo.
     #[inline]
-    fn pair_rank(&self, word: &[u8], s: usize, m: usize, e: usize) -> u32 {
-        if e - s == 2 && m - s == 1 {
-            return self.byte_pairs[usize::from(word[s]) << 8 | usize::from(word[m])];
-        }
-        self.pair_rank_hashed(word, s, m, e)
-    }
-
-    /// [`Tables::pair_rank`] through the hash.
-    #[inline]
-    fn pair_rank_hashed(&self, word: &[u8], s: usize, m: usize, e: usize) -> u32 {
-        let Some(id) = self.id(&word[s..e]) else {
+    fn pair(&self, memo: &mut [u64], word: &[u8], s: usize, e: usize, a: u32, b: u32) -> u32 {
+        if a == NO_MERGE || b == NO_MERGE {
             return NONE;
-        };
-        match self.rule {
-            Rule::Tiktoken => id,
-            Rule::Hf { .. } => {
-                let (from, to) = (
-                    self.mstart[id as usize] as usize,
-                    self.mstart[id as usize + 1] as usize,
-                );
-                let left = (m - s) as u32;
-                self.mentries[from..to]
-                    .iter()
-                    .find(|&&entry| entry >> 24 == left)
-                    .map_or(NONE, |&entry| entry & 0xFF_FFFF)
+        }
+        if e - s == 2 {
+            if let Some(&rank) = self
+                .byte_pairs
+                .get(usize::from(word[s]) << 8 | usize::from(word[s + 1]))
+            {
+                return rank;
             }
+        }
+        let key = pair_key(a, b);
+        let i = pair_home(key, 64 - MEMO_ENTRIES.trailing_zeros());
+        if let Some(&slot) = memo.get(i) {
+            if slot >> 24 == key {
+                let rank = slot & RANK_MASK;
+                return if rank == RANK_MASK { NONE } else { rank as u32 };
+            }
+        }
+        let rank = self.pair_uncached(key, &word[s..e]);
+        if let Some(slot) = memo.get_mut(i) {
+            *slot = key << 24 | (u64::from(rank) & RANK_MASK);
+        }
+        rank
+    }
+
+    /// [`Tables::pair`] without the byte-pair table and the memo: the symbols' ids are `key`, the
+    /// bytes of the two `merged`.
+    fn pair_uncached(&self, key: u64, merged: &[u8]) -> u32 {
+        match self.rule {
+            Rule::Hf { .. } => {
+                let Some(pmask) = self.pairs.len().checked_sub(1) else {
+                    return NONE;
+                };
+                probe(pair_home(key, self.pairs_shift), pmask, |i, _| {
+                    match self.pairs[i] {
+                        u64::MAX => Probe::Absent,
+                        slot if slot >> 24 == key => Probe::Found((slot & RANK_MASK) as u32),
+                        _ => Probe::Next,
+                    }
+                })
+                .unwrap_or(NONE)
+            }
+            Rule::Tiktoken => self.id(merged).unwrap_or(NONE),
+        }
+    }
+
+    /// The id of the token a merge of rank `rank` makes.
+    #[inline]
+    fn made_by(&self, rank: u32) -> u32 {
+        match self.rule {
+            Rule::Tiktoken => rank,
+            Rule::Hf { .. } => self.made.get(rank as usize).copied().unwrap_or(NO_MERGE),
         }
     }
 
@@ -343,6 +472,7 @@ impl Tables {
         text: &[u8],
         s: usize,
         e: usize,
+        state: &mut FamilyState,
         scratch: &mut OpenScratch,
         f: &mut impl FnMut(usize),
     ) {
@@ -361,99 +491,105 @@ impl Tables {
             f(e);
             return;
         }
-        if word.len() <= CACHED_WORD {
-            let home = hash_bytes(word) as usize & (CACHE_ENTRIES - 1);
-            let hit = WORD_CACHE.with(|cache| {
-                let cache = cache.borrow();
-                let entry = cache.get(self.family)?.get(home)?;
-                (usize::from(entry.len) == word.len() && entry.key[..word.len()] == *word)
-                    .then_some(*entry)
-            });
-            if let Some(entry) = hit {
+        if word.len() > CACHED_WORD {
+            self.merge(word, &mut state.memo, scratch, &mut |end| f(s + end));
+            return;
+        }
+        if state.words.is_empty() {
+            state.words.resize(CACHE_ENTRIES, CacheEntry::EMPTY);
+        }
+        let home = hash_bytes(word) as usize & (CACHE_ENTRIES - 1);
+        if let Some(entry) = state.words.get(home) {
+            if usize::from(entry.len) == word.len() && entry.key[..word.len()] == *word {
                 for &end in &entry.ends[..usize::from(entry.n)] {
                     f(s + usize::from(end));
                 }
                 return;
             }
-            let mut entry = CacheEntry {
-                len: word.len() as u8,
-                key: [0; CACHED_WORD],
-                n: 0,
-                ends: [0; CACHED_WORD],
-            };
-            entry.key[..word.len()].copy_from_slice(word);
-            self.merge(word, scratch, &mut |end| {
-                entry.ends[usize::from(entry.n)] = end as u8;
-                entry.n += 1;
-            });
-            WORD_CACHE.with(|cache| {
-                let mut cache = cache.borrow_mut();
-                if cache.len() <= self.family {
-                    cache.resize_with(self.family + 1, Vec::new);
-                }
-                let table = &mut cache[self.family];
-                if table.is_empty() {
-                    table.resize(CACHE_ENTRIES, CacheEntry::EMPTY);
-                }
-                table[home] = entry;
-            });
-            for &end in &entry.ends[..usize::from(entry.n)] {
-                f(s + usize::from(end));
-            }
-            return;
         }
-        self.merge(word, scratch, &mut |end| f(s + end));
+        let mut entry = CacheEntry {
+            len: word.len() as u8,
+            key: [0; CACHED_WORD],
+            n: 0,
+            ends: [0; CACHED_WORD],
+        };
+        entry.key[..word.len()].copy_from_slice(word);
+        self.merge(word, &mut state.memo, scratch, &mut |end| {
+            entry.ends[usize::from(entry.n)] = end as u8;
+            entry.n += 1;
+        });
+        if let Some(slot) = state.words.get_mut(home) {
+            *slot = entry;
+        }
+        for &end in &entry.ends[..usize::from(entry.n)] {
+            f(s + usize::from(end));
+        }
     }
 
     /// The merge of `word` (two bytes or more): calls `f` with each token's end in it.
-    fn merge(&self, word: &[u8], scratch: &mut OpenScratch, f: &mut impl FnMut(usize)) {
-        self.initial_symbols(word, &mut scratch.starts);
+    fn merge(
+        &self,
+        word: &[u8],
+        memo: &mut [u64],
+        scratch: &mut OpenScratch,
+        f: &mut impl FnMut(usize),
+    ) {
+        self.initial_symbols(word, &mut scratch.starts, &mut scratch.ids);
         if word.len() >= LONG_PIECE {
-            self.merge_long(word, scratch);
+            self.merge_long(word, memo, scratch);
             let mut p = 0;
             while p < word.len() {
                 p = scratch.ends[p];
                 f(p);
             }
         } else {
-            self.merge_short(word, scratch);
+            self.merge_short(word, memo, scratch);
             for &end in &scratch.starts[1..] {
                 f(end);
             }
         }
     }
 
-    /// The starts of the symbols the merge begins with, and the word's end: every byte for the
-    /// byte-level families; for Gemma every character that is a token, and every byte of one
-    /// that is not (byte fallback: `<0xNN>` tokens, which no merge makes or uses).
-    fn initial_symbols(&self, word: &[u8], starts: &mut Vec<usize>) {
+    /// The symbols the merge begins with — their starts, then the word's end, and their ids:
+    /// every byte for the byte-level families; for Gemma every character that is a token, and
+    /// every byte of one that is not (byte fallback: `<0xNN>` tokens, which no merge makes or
+    /// uses: [`NO_MERGE`]).
+    fn initial_symbols(&self, word: &[u8], starts: &mut Vec<usize>, ids: &mut Vec<u32>) {
         starts.clear();
+        ids.clear();
         if !self.chars {
             starts.extend(0..=word.len());
+            ids.extend(word.iter().map(|&b| self.byte_ids[usize::from(b)]));
             return;
         }
         let mut i = 0;
         while i < word.len() {
             let len = utf8_len(word[i]).min(word.len() - i);
             starts.push(i);
-            if self.id(&word[i..i + len]).is_none() {
-                starts.extend(i + 1..i + len);
+            match self.id(&word[i..i + len]) {
+                Some(id) => ids.push(id),
+                None => {
+                    starts.extend(i + 1..i + len);
+                    ids.extend((0..len).map(|_| NO_MERGE));
+                }
             }
             i += len;
         }
         starts.push(word.len());
     }
 
-    /// The merge over a vector of symbol starts (`scratch.starts`, ending with the word's end):
-    /// quadratic, fastest for short words. The result is in `scratch.starts`.
-    fn merge_short(&self, word: &[u8], scratch: &mut OpenScratch) {
-        let (starts, ranks) = (&mut scratch.starts, &mut scratch.ranks);
+    /// The merge over vectors of symbols (`scratch.starts`, ending with the word's end, and
+    /// `scratch.ids`): quadratic, fastest for short words. The result is in `scratch.starts`.
+    fn merge_short(&self, word: &[u8], memo: &mut [u64], scratch: &mut OpenScratch) {
+        let OpenScratch {
+            starts, ids, ranks, ..
+        } = scratch;
         ranks.clear();
         // ranks[i]: merging symbol i with symbol i + 1.
-        for i in 0..starts.len() - 1 {
-            ranks.push(match starts.get(i + 2) {
-                Some(&e) => self.pair_rank(word, starts[i], starts[i + 1], e),
-                None => NONE,
+        for i in 0..ids.len() {
+            ranks.push(match (starts.get(i + 2), ids.get(i + 1)) {
+                (Some(&e), Some(&b)) => self.pair(memo, word, starts[i], e, ids[i], b),
+                _ => NONE,
             });
         }
         loop {
@@ -467,24 +603,28 @@ impl Tables {
             if best == NONE {
                 break;
             }
+            ids[i] = self.made_by(best);
             starts.remove(i + 1);
+            ids.remove(i + 1);
             ranks.remove(i + 1);
             if i > 0 {
-                ranks[i - 1] = self.pair_rank(word, starts[i - 1], starts[i], starts[i + 1]);
+                ranks[i - 1] =
+                    self.pair(memo, word, starts[i - 1], starts[i + 1], ids[i - 1], ids[i]);
             }
-            ranks[i] = match starts.get(i + 2) {
-                Some(&e) => self.pair_rank(word, starts[i], starts[i + 1], e),
-                None => NONE,
+            ranks[i] = match (starts.get(i + 2), ids.get(i + 1)) {
+                (Some(&e), Some(&b)) => self.pair(memo, word, starts[i], e, ids[i], b),
+                _ => NONE,
             };
         }
     }
 
     /// The same merge with a heap and a linked list of symbols indexed by start byte; the result
     /// is a chain in `scratch.ends` from 0.
-    fn merge_long(&self, word: &[u8], scratch: &mut OpenScratch) {
+    fn merge_long(&self, word: &[u8], memo: &mut [u64], scratch: &mut OpenScratch) {
         let n = word.len();
         let OpenScratch {
             starts,
+            ids,
             ranks,
             ends,
             prevs,
@@ -497,6 +637,12 @@ impl Tables {
         prevs.resize(n + 1, usize::MAX);
         ranks.clear();
         ranks.resize(n + 1, NONE);
+        // Ids by start byte, in place: the k-th symbol's id moves to its start (≥ k).
+        ids.resize(n + 1, NO_MERGE);
+        for k in (0..starts.len() - 1).rev() {
+            let id = ids[k];
+            ids[starts[k]] = id;
+        }
         for w in starts.windows(2) {
             ends[w[0]] = w[1];
             if w[1] < n {
@@ -506,7 +652,7 @@ impl Tables {
         let mut keys = std::mem::take(heap).into_vec();
         keys.clear();
         for w in starts.windows(3) {
-            let r = self.pair_rank(word, w[0], w[1], w[2]);
+            let r = self.pair(memo, word, w[0], w[2], ids[w[0]], ids[w[1]]);
             ranks[w[0]] = r;
             if r != NONE {
                 keys.push(Reverse(u64::from(r) << 32 | w[0] as u64));
@@ -521,10 +667,11 @@ impl Tables {
             let right = ends[s];
             let right_end = ends[right];
             ends[s] = right_end;
+            ids[s] = self.made_by(rank);
             ranks[right] = NONE;
             if right_end < n {
                 prevs[right_end] = s;
-                let r = self.pair_rank(word, s, right_end, ends[right_end]);
+                let r = self.pair(memo, word, s, ends[right_end], ids[s], ids[right_end]);
                 ranks[s] = r;
                 if r != NONE {
                     heap.push(Reverse(u64::from(r) << 32 | s as u64));
@@ -534,7 +681,7 @@ impl Tables {
             }
             if s > 0 {
                 let p = prevs[s];
-                let r = self.pair_rank(word, p, s, right_end);
+                let r = self.pair(memo, word, p, right_end, ids[p], ids[s]);
                 ranks[p] = r;
                 if r != NONE {
                     heap.push(Reverse(u64::from(r) << 32 | p as u64));
@@ -602,19 +749,20 @@ impl Family {
 
     fn is_added(&self, key: &[u8]) -> bool {
         let mask = self.added_slots.len() / 4 - 1;
-        let mut i = hash_bytes(key) as usize & mask;
-        loop {
+        probe(hash_bytes(key) as usize, mask, |i, _| {
             let at = u32_at(self.added_slots, i);
             if at == u32::MAX {
-                return false;
+                return Probe::Absent;
             }
             let at = at as usize;
             let len = usize::from(self.added[at]);
             if &self.added[at + 1..at + 1 + len] == key {
-                return true;
+                Probe::Found(())
+            } else {
+                Probe::Next
             }
-            i = (i + 1) & mask;
-        }
+        })
+        .is_some()
     }
 
     /// The tokens of `text[start..end]`, a stretch without added tokens.
@@ -648,14 +796,45 @@ impl Family {
         };
         // Token ends in `work`; mapped back to `text` when `work` is `raw` itself.
         let mut emit = |e: usize| f(if exact_offsets { start + e } else { end });
-        let base = work.as_ptr() as usize;
+        STATE.with(|cell| {
+            // A callback that counts again (re-entrant) gets a fresh state rather than a panic.
+            let mut shared = cell.try_borrow_mut().ok();
+            let mut fresh = FamilyState::default();
+            let state = match shared.as_deref_mut() {
+                Some(states) => {
+                    if states.len() <= self.index {
+                        states.resize_with(self.index + 1, FamilyState::default);
+                    }
+                    &mut states[self.index]
+                }
+                None => &mut fresh,
+            };
+            if state.memo.is_empty() {
+                state.memo = vec![u64::MAX; MEMO_ENTRIES];
+            }
+            self.split_and_merge(tables, work, state, scratch, &mut emit);
+        });
+        scratch.text = normalized;
+    }
+
+    /// The pre-tokenizer's pieces of `work` (normalized text without added tokens), each merged.
+    fn split_and_merge(
+        &self,
+        tables: &Tables,
+        work: &str,
+        state: &mut FamilyState,
+        scratch: &mut OpenScratch,
+        emit: &mut impl FnMut(usize),
+    ) {
+        let bytes = work.as_bytes();
+        let mut piece = |s: usize, e: usize| tables.word(bytes, s, e, state, scratch, emit);
         match self.split {
             Split::Llama3(digits) => {
                 let t = Text::new(work);
                 let mut pos = 0;
                 while pos < work.len() {
                     let e = t.llama3(pos, digits);
-                    tables.word(work.as_bytes(), pos, e, scratch, &mut emit);
+                    piece(pos, e);
                     pos = e;
                 }
             }
@@ -664,17 +843,39 @@ impl Family {
                 let mut pos = 0;
                 while pos < work.len() {
                     let e = t.tekken(pos);
-                    tables.word(work.as_bytes(), pos, e, scratch, &mut emit);
+                    piece(pos, e);
                     pos = e;
                 }
             }
-            Split::DeepseekV3 => deepseek_v3_pieces(work, |piece| {
-                let s = piece.as_ptr() as usize - base;
-                tables.word(work.as_bytes(), s, s + piece.len(), scratch, &mut emit);
-            }),
-            Split::Sentencepiece => tables.word(work.as_bytes(), 0, work.len(), scratch, &mut emit),
+            Split::DeepseekV3 => {
+                let base = work.as_ptr() as usize;
+                deepseek_v3_pieces(work, |p| {
+                    let s = p.as_ptr() as usize - base;
+                    piece(s, s + p.len());
+                });
+            }
+            // Gemma has no pre-tokenizer: the stretch is one word. But no merge crosses into a
+            // run of `▁` from a character before it, except after the few characters some token
+            // has there (Gemma 3: `>`, for `>▁</`; `Tables::build` finds them in the
+            // vocabulary), so the merge of the stretch is the merges of its parts cut before
+            // each other run of `▁`: the same tokens, short words (cached), no long heap merge.
+            Split::Sentencepiece => {
+                let mut start = 0;
+                let mut previous = '▁';
+                for (i, c) in work.char_indices() {
+                    if c == '▁'
+                        && previous != '▁'
+                        && i > start
+                        && !tables.glue_before_space.contains(&previous)
+                    {
+                        piece(start, i);
+                        start = i;
+                    }
+                    previous = c;
+                }
+                piece(start, work.len());
+            }
         }
-        scratch.text = normalized;
     }
 }
 
@@ -728,18 +929,44 @@ mod tests {
                 "中华人民共和国成立于一九四九年十月一日".to_string(),
             ] {
                 let w = word.as_bytes();
-                f.initial_symbols(w, &mut scratch.starts);
-                f.merge_long(w, &mut scratch);
+                let mut memo = vec![u64::MAX; MEMO_ENTRIES];
+                f.initial_symbols(w, &mut scratch.starts, &mut scratch.ids);
+                f.merge_long(w, &mut memo, &mut scratch);
                 let mut long = Vec::new();
                 let mut p = 0;
                 while p < w.len() {
                     p = scratch.ends[p];
                     long.push(p);
                 }
-                f.initial_symbols(w, &mut scratch.starts);
-                f.merge_short(w, &mut scratch);
+                f.initial_symbols(w, &mut scratch.starts, &mut scratch.ids);
+                f.merge_short(w, &mut memo, &mut scratch);
                 assert_eq!(long, scratch.starts[1..].to_vec(), "{word}");
             }
+        }
+    }
+
+    #[test]
+    fn gemma_cut_before_spaces_merges_like_the_whole_stretch() {
+        let t = GEMMA3.tables();
+        // Gemma 3 has one token with a `▁` after another character: `>▁</`.
+        assert_eq!(t.glue_before_space, vec!['>']);
+        let mut scratch = OpenScratch::default();
+        for text in [
+            "The quick brown fox jumps over the lazy dog, twice.",
+            "x>  </y a> </q b>c  d",
+            "  leading and trailing   ",
+            "fn main() {\n    let x = 1;\n}",
+            "中文 混合 English 和 emoji 🙂 ok",
+        ] {
+            let whole: String = text
+                .chars()
+                .map(|c| if c == ' ' { '▁' } else { c })
+                .collect();
+            let w = whole.as_bytes();
+            let mut memo = vec![u64::MAX; MEMO_ENTRIES];
+            let mut n = 0u64;
+            t.merge(w, &mut memo, &mut scratch, &mut |_| n += 1);
+            assert_eq!(count(&GEMMA3, text), n, "{text:?}");
         }
     }
 

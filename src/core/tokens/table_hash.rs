@@ -116,3 +116,48 @@ pub const MAX_TOKEN_LEN: usize = 128;
 
 /// All ones in three bytes: no id.
 pub const NO_ID: u32 = 0xFF_FFFF;
+
+/// What a probe learns at one slot ([`probe`]).
+pub enum Probe<T> {
+    /// The key is here.
+    Found(T),
+    /// The key is in no slot (an empty slot, or in Robin Hood order one nearer its home).
+    Absent,
+    /// Not this slot: go on to the next.
+    Next,
+}
+
+/// The probe loop of every open-addressing table of the tokenizer (linear probing): calls
+/// `visit(slot index, distance from home)` from `home` on, wrapping at `mask`, until it answers
+/// [`Probe::Found`] or [`Probe::Absent`]. Each table says what a slot means; the loop is here.
+#[inline(always)]
+pub fn probe<T>(
+    home: usize,
+    mask: usize,
+    mut visit: impl FnMut(usize, usize) -> Probe<T>,
+) -> Option<T> {
+    let mut i = home & mask;
+    let mut distance = 0;
+    loop {
+        match visit(i, distance) {
+            Probe::Found(found) => return Some(found),
+            Probe::Absent => return None,
+            Probe::Next => {}
+        }
+        i = (i + 1) & mask;
+        distance += 1;
+    }
+}
+
+/// The index of the first free slot (`free(i)`) from `home` on: where linear probing inserts.
+#[inline]
+pub fn free_slot(home: usize, mask: usize, free: impl Fn(usize) -> bool) -> usize {
+    probe(home, mask, |i, _| {
+        if free(i) {
+            Probe::Found(i)
+        } else {
+            Probe::Next
+        }
+    })
+    .unwrap_or(home & mask)
+}

@@ -21,8 +21,8 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use super::table_hash::{
-    char3_index, filter_probe, hash_bytes, in_filter_domain, same_bytes, MAX_TOKEN_LEN, NO_ID,
-    OFFSET_BITS, OFFSET_MASK,
+    char3_index, filter_probe, hash_bytes, in_filter_domain, probe, same_bytes, Probe,
+    MAX_TOKEN_LEN, NO_ID, OFFSET_BITS, OFFSET_MASK,
 };
 
 /// The pool of token bytes of both vocabularies.
@@ -239,30 +239,26 @@ impl Vocab {
     fn find(&self, key: &[u8], hash: u64) -> Option<(usize, u32)> {
         let disp_shift = OFFSET_BITS + self.rank_bits;
         let max_disp = (1u64 << (self.slot_bytes as u32 * 8 - disp_shift)) - 1;
-        let mask = self.mask;
-        let mut i = hash as usize & mask;
-        let mut d = 0u64;
-        loop {
+        probe(hash as usize, self.mask, |i, d| {
             let slot = self.slot(i);
             if slot == self.empty() {
-                return None;
+                return Probe::Absent;
             }
             let disp = slot >> disp_shift;
-            if disp == d.min(max_disp) {
+            if disp == (d as u64).min(max_disp) {
                 let offset = (slot as u32 & OFFSET_MASK) as usize;
                 // The bytes first: most same-home candidates of a miss differ there.
                 if POOL.len() >= offset + key.len()
                     && same_bytes(&POOL[offset..offset + key.len()], key)
                     && token_end(offset) == offset + key.len()
                 {
-                    return Some((i, self.id(slot, offset)));
+                    return Probe::Found((i, self.id(slot, offset)));
                 }
-            } else if disp < d {
-                return None;
+            } else if disp < d as u64 {
+                return Probe::Absent;
             }
-            i = (i + 1) & mask;
-            d += 1;
-        }
+            Probe::Next
+        })
     }
 
     #[inline]

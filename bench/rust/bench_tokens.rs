@@ -12,14 +12,20 @@
 use tiktoken_rs::CoreBPE;
 use tollgate::core::tokens::{Encoding, StreamTokenCounter};
 
-const ENGLISH: &str = include_str!("corpus/english.txt");
-const CODE: &str = include_str!("corpus/code.txt");
-const CHINESE: &str = include_str!("corpus/chinese.txt");
+const ENGLISH: &str = include_str!("../../tests/corpus/english.txt");
+const CODE: &str = include_str!("../../tests/corpus/code.txt");
+const CHINESE: &str = include_str!("../../tests/corpus/chinese.txt");
 
 #[path = "support/clock.rs"]
 mod clock;
 
 use clock::{now_ms, print, read_env_file};
+
+/// `TOLLGATE_BENCH_OPEN_ONLY` names a readable file (any, e.g. `/dev/null`): only the open
+/// families' rows (`scripts/bench-tokens.sh --open`).
+fn open_only() -> bool {
+    read_env_file("TOLLGATE_BENCH_OPEN_ONLY").is_some()
+}
 
 fn reference(enc: Encoding) -> &'static CoreBPE {
     match enc {
@@ -238,13 +244,17 @@ fn run_open(platform: &str) {
 #[test]
 #[ignore = "benchmark: run by scripts/bench-tokens.sh"]
 fn bench_native() {
-    run("native");
+    if !open_only() {
+        run("native");
+    }
     run_open("native");
 }
 
 #[cfg(target_arch = "wasm32")]
 #[wasm_bindgen_test::wasm_bindgen_test]
 fn bench_wasm() {
-    run("wasm (Node)");
+    if !open_only() {
+        run("wasm (Node)");
+    }
     run_open("wasm (Node)");
 }

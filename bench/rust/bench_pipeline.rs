@@ -14,7 +14,7 @@ use tollgate::core::openai::ChatCompletionRequest;
 use tollgate::core::providers::{ProviderKind, ResponseContext, Route};
 use tollgate::core::tokens::{count_chat_prompt, Encoding};
 
-const PROMPT_2K: &str = include_str!("../bench/fixtures/prompt-2k.txt");
+const PROMPT_2K: &str = include_str!("../fixtures/prompt-2k.txt");
 
 #[path = "support/clock.rs"]
 mod clock;
