@@ -225,9 +225,7 @@ impl UnitPrices {
 /// Whether `s` is `auto` or `WIDTHxHEIGHT` (1–5 digits each, no leading zero).
 pub fn is_image_size(s: &str) -> bool {
     fn dim(d: &str) -> bool {
-        (1..=5).contains(&d.len())
-            && d.bytes().all(|b| b.is_ascii_digit())
-            && !d.starts_with('0')
+        (1..=5).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()) && !d.starts_with('0')
     }
     s == "auto" || s.split_once('x').is_some_and(|(w, h)| dim(w) && dim(h))
 }
@@ -449,7 +447,10 @@ mod tests {
             input: 20_000,
             ..Price::default()
         };
-        assert_eq!(cost_micros(&MediaUsage::tokens(tokens(1000, 0)), &p, &units), 20);
+        assert_eq!(
+            cost_micros(&MediaUsage::tokens(tokens(1000, 0)), &p, &units),
+            20
+        );
     }
 
     #[test]
@@ -580,14 +581,23 @@ mod tests {
             t.image_price(Some("1792x1024"), Some("standard")),
             Some(120_000)
         );
-        assert_eq!(t.image_price(Some("512x512"), Some("standard")), Some(50_000));
+        assert_eq!(
+            t.image_price(Some("512x512"), Some("standard")),
+            Some(50_000)
+        );
         assert_eq!(t.image_price(Some("512x512"), Some("hd")), None);
         assert_eq!(t.image_price(None, None), None);
         // The reservation takes the dearest entry the request could be billed at.
         assert_eq!(t.worst_image_price(None, None), Some(120_000));
         assert_eq!(t.worst_image_price(Some("1024x1024"), None), Some(80_000));
-        assert_eq!(t.worst_image_price(Some("auto"), Some("standard")), Some(120_000));
-        assert_eq!(t.worst_image_price(Some("1024x1024"), Some("hd")), Some(80_000));
+        assert_eq!(
+            t.worst_image_price(Some("auto"), Some("standard")),
+            Some(120_000)
+        );
+        assert_eq!(
+            t.worst_image_price(Some("1024x1024"), Some("hd")),
+            Some(80_000)
+        );
         assert_eq!(UnitPrices::default().worst_image_price(None, None), None);
         // The worst price is never below what the request can be billed at.
         for size in [None, Some("1024x1024"), Some("1792x1024"), Some("512x512")] {
@@ -746,7 +756,10 @@ mod tests {
             ..MediaUsage::default()
         };
         let units = UnitPrices::default();
-        assert_eq!(cost_micros_scaled(&u, &p, &units, MAX_MULTIPLIER_BPS), u64::MAX);
+        assert_eq!(
+            cost_micros_scaled(&u, &p, &units, MAX_MULTIPLIER_BPS),
+            u64::MAX
+        );
         assert_eq!(
             reservation_micros_scaled(&u, &p, &units, MAX_MULTIPLIER_BPS),
             u64::MAX

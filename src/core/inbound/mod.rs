@@ -26,6 +26,9 @@
 //! send it).
 
 pub mod anthropic;
+pub mod audio;
+pub mod embeddings;
+pub mod images;
 pub mod responses;
 
 use serde_json::{Map, Value};

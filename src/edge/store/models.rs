@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use worker::D1Database;
 
+use crate::core::billing::units::UnitPrices;
 use crate::core::error::GatewayError;
 use crate::edge::platform::d1::{self, first};
 use crate::edge::platform::ttl_cache::{self, Ttl};
@@ -33,6 +34,45 @@ pub struct ModelRow {
     pub created_at: u64,
     /// The tenant's price multiplier in basis points (10,000 when unknown).
     pub multiplier_bps: u64,
+    /// Media prices of the price version (schema 0012), see [`ModelRow::unit_prices`].
+    #[serde(default)]
+    pub image_input_price: Option<u64>,
+    #[serde(default)]
+    pub audio_input_price: Option<u64>,
+    /// The image price table as stored (JSON), NULL when images are billed on tokens.
+    #[serde(default)]
+    pub image_prices: Option<String>,
+    #[serde(default)]
+    pub character_price: Option<u64>,
+    #[serde(default)]
+    pub minute_price: Option<u64>,
+    /// `models.kind`: chat, embedding, image, tts or stt.
+    #[serde(default = "chat_kind")]
+    pub model_kind: String,
+}
+
+fn chat_kind() -> String {
+    "chat".to_string()
+}
+
+impl ModelRow {
+    /// The model's prices in units other than text tokens. A stored image table that no longer
+    /// parses (it is checked when written) is an internal error, never a free image.
+    pub fn unit_prices(&self) -> Result<UnitPrices, GatewayError> {
+        let images = match &self.image_prices {
+            Some(json) => UnitPrices::parse_image_table(json).map_err(|e| {
+                GatewayError::internal(format!("model {}: stored {}", self.name, e.0))
+            })?,
+            None => Vec::new(),
+        };
+        Ok(UnitPrices {
+            image_input: self.image_input_price,
+            audio_input: self.audio_input_price,
+            images,
+            characters: self.character_price,
+            minute: self.minute_price,
+        })
+    }
 }
 
 thread_local! {
@@ -64,6 +104,8 @@ pub async fn load_model(
                 COALESCE(v.output_price, m.output_price) AS output_price, v.reasoning_price,
                 m.price_version, m.max_output_tokens, m.encoding, m.created_at, p.kind, p.base_url,
                 p.api_key_secret, p.config,
+                v.image_input_price, v.audio_input_price, v.image_prices, v.character_price,
+                v.minute_price, m.kind AS model_kind,
                 COALESCE((SELECT t.price_multiplier_bps FROM tenants t WHERE t.id = ?2), 10000)
                   AS multiplier_bps
          FROM models m JOIN providers p ON p.name = m.provider
