@@ -567,3 +567,255 @@ mod tests {
         );
     }
 }
+
+/// A transcription answer made ready for the client, with its usage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TranscriptAnswer {
+    /// The body in the client's `response_format`.
+    pub body: Vec<u8>,
+    pub content_type: &'static str,
+    /// The usage the provider reported (or the verbose answer's duration).
+    pub usage: Option<crate::core::inbound::audio::TranscriptUsage>,
+    /// The transcript's text, for a local count when no usage came.
+    pub text: String,
+}
+
+/// Reads a plain transcription answer asked in `upstream` format and renders it in the format
+/// the client asked (`req.response_format`): passed through unchanged when the two agree.
+pub fn parse_transcription(
+    body: &[u8],
+    req: &TranscriptionRequest<'_>,
+    upstream: TranscriptFormat,
+) -> Result<TranscriptAnswer, GatewayError> {
+    use crate::core::inbound::audio::{render_transcript, TranscriptUsage};
+    let client = req.response_format;
+    match upstream {
+        TranscriptFormat::Json | TranscriptFormat::VerboseJson => {
+            let value: Value = serde_json::from_slice(body).map_err(unusable)?;
+            let text = value
+                .get("text")
+                .and_then(Value::as_str)
+                .ok_or_else(|| unusable("a transcription without text"))?
+                .to_string();
+            let usage = TranscriptUsage::of(&value);
+            let body = if client == upstream {
+                body.to_vec()
+            } else {
+                render_transcript(&value, client, usage).ok_or_else(|| {
+                    unusable(format!(
+                        "a {} answer that cannot be rendered as {}",
+                        upstream.as_str(),
+                        client.as_str()
+                    ))
+                })?
+            };
+            Ok(TranscriptAnswer {
+                body,
+                content_type: client.content_type(),
+                usage,
+                text,
+            })
+        }
+        TranscriptFormat::Text | TranscriptFormat::Srt | TranscriptFormat::Vtt => {
+            let text = std::str::from_utf8(body)
+                .map_err(|_| unusable("a transcript that is not UTF-8"))?
+                .to_string();
+            Ok(TranscriptAnswer {
+                body: body.to_vec(),
+                content_type: upstream.content_type(),
+                usage: None,
+                text,
+            })
+        }
+    }
+}
+
+/// Watches a streamed transcription (`transcript.text.delta` events, then
+/// `transcript.text.done` with the usage) while its bytes are relayed unchanged.
+#[derive(Debug, Default)]
+pub struct TranscriptStream {
+    sse: crate::core::sse::SseParser,
+    /// The text of the deltas so far.
+    pub text: String,
+    /// The usage of the `done` event.
+    pub usage: Option<crate::core::inbound::audio::TranscriptUsage>,
+    /// The `done` event arrived.
+    pub done: bool,
+    failed: bool,
+}
+
+impl TranscriptStream {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds relayed bytes; returns the error the provider sent inside the stream, or a framing
+    /// error, once.
+    pub fn push(&mut self, bytes: &[u8]) -> Option<GatewayError> {
+        let events = match self.sse.push(bytes) {
+            Ok(events) => events,
+            Err(e) => return self.fail(super::super::mapping::malformed(e)),
+        };
+        events.into_iter().find_map(|e| self.event(e))
+    }
+
+    /// The provider closed the stream: an error when it ended before `transcript.text.done`.
+    pub fn finish(&mut self) -> Option<GatewayError> {
+        match self.sse.finish() {
+            Ok(Some(e)) => {
+                if let Some(err) = self.event(e) {
+                    return Some(err);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => return self.fail(super::super::mapping::malformed(e)),
+        }
+        if self.done {
+            None
+        } else {
+            self.fail(super::super::mapping::truncated_stream())
+        }
+    }
+
+    fn fail(&mut self, e: GatewayError) -> Option<GatewayError> {
+        if self.failed {
+            return None;
+        }
+        self.failed = true;
+        Some(e)
+    }
+
+    fn event(&mut self, event: crate::core::sse::SseEvent) -> Option<GatewayError> {
+        let data = event.data?;
+        let value: Value = match serde_json::from_str(data.trim()) {
+            Ok(v) => v,
+            Err(e) => return self.fail(super::super::mapping::malformed(e)),
+        };
+        if value.get("error").is_some_and(|e| !e.is_null()) {
+            let err = super::super::openai::map_openai_error(500, data.as_bytes());
+            return self.fail(err);
+        }
+        match value.get("type").and_then(Value::as_str) {
+            Some("transcript.text.delta") => {
+                if let Some(d) = value.get("delta").and_then(Value::as_str) {
+                    self.text.push_str(d);
+                }
+            }
+            Some("transcript.text.done") => {
+                self.done = true;
+                if let Some(t) = value.get("text").and_then(Value::as_str) {
+                    self.text = t.to_string();
+                }
+                self.usage = crate::core::inbound::audio::TranscriptUsage::of(&value);
+            }
+            _ => {}
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod transcript_tests {
+    use super::*;
+    use crate::core::inbound::audio::{decode_transcription, TranscriptUsage};
+    use crate::core::inbound::testing::fixture;
+    use crate::core::multipart::{self, Limits};
+
+    fn request(format: &str, body: &mut Vec<u8>) -> TranscriptionRequest<'static> {
+        let mut w = Writer::new();
+        w.text("model", "m").text("response_format", format).file(
+            "file",
+            "a.wav",
+            "audio/wav",
+            b"RIFF",
+        );
+        let (ct, b) = w.finish("x");
+        *body = b;
+        let leaked: &'static [u8] = Box::leak(body.clone().into_boxed_slice());
+        let parts = multipart::parse(
+            leaked,
+            &multipart::boundary_of(&ct).unwrap(),
+            &Limits::default(),
+        )
+        .unwrap();
+        decode_transcription(&parts, false).unwrap()
+    }
+
+    #[test]
+    fn renders_the_client_format_from_the_verbose_answer() {
+        let verbose = fixture(include_bytes!(
+            "../../../../tests/fixtures/media/openai_transcription_verbose.json"
+        ));
+        let mut b = Vec::new();
+        let srt = request("srt", &mut b);
+        let a =
+            parse_transcription(verbose.as_bytes(), &srt, TranscriptFormat::VerboseJson).unwrap();
+        assert_eq!(a.usage, Some(TranscriptUsage::Seconds(9)));
+        assert_eq!(a.content_type, "application/x-subrip");
+        assert!(a.body.starts_with(b"1\n00:00:00,000 --> 00:00:03,320\n"));
+        let same = request("verbose_json", &mut b);
+        let a =
+            parse_transcription(verbose.as_bytes(), &same, TranscriptFormat::VerboseJson).unwrap();
+        assert_eq!(a.body, verbose.as_bytes());
+        let text = request("text", &mut b);
+        let tokens = fixture(include_bytes!(
+            "../../../../tests/fixtures/media/openai_transcription_tokens.json"
+        ));
+        let a = parse_transcription(tokens.as_bytes(), &text, TranscriptFormat::Json).unwrap();
+        assert!(matches!(
+            a.usage,
+            Some(TranscriptUsage::Tokens {
+                output_tokens: 45,
+                ..
+            })
+        ));
+        assert!(a.body.starts_with(b"Imagine the wildest idea") && a.body.ends_with(b"do that.\n"));
+        assert_eq!(a.content_type, "text/plain; charset=utf-8");
+        let a = parse_transcription(
+            b"1\n00:00:00,000 --> 00:00:01,000\nhi\n\n",
+            &srt,
+            TranscriptFormat::Srt,
+        )
+        .unwrap();
+        assert_eq!(a.usage, None);
+        for bad in [&b"{}"[..], b"<html>", br#"{"text":"x"}"#] {
+            let e = parse_transcription(bad, &srt, TranscriptFormat::VerboseJson).unwrap_err();
+            assert_eq!(e.code(), "upstream_unusable");
+        }
+    }
+
+    #[test]
+    fn stream_usage_at_every_split() {
+        let body = fixture(include_bytes!(
+            "../../../../tests/fixtures/media/openai_transcription_stream.sse"
+        ))
+        .as_bytes();
+        for split in 0..=body.len() {
+            let mut s = TranscriptStream::new();
+            assert!(s.push(&body[..split]).is_none());
+            assert!(s.push(&body[split..]).is_none());
+            assert!(s.finish().is_none(), "split {split}");
+            assert_eq!(s.text, "I see skies of blue.");
+            assert_eq!(
+                s.usage,
+                Some(TranscriptUsage::Tokens {
+                    input_tokens: 14,
+                    audio_input_tokens: 14,
+                    output_tokens: 8
+                })
+            );
+        }
+        // Cut before done: one error, and the deltas' text for the local count.
+        let cut = &body[..body.len() / 2];
+        let mut s = TranscriptStream::new();
+        s.push(cut);
+        let e = s.finish().unwrap();
+        assert_eq!(e.code(), "upstream_error");
+        assert!(s.finish().is_none());
+        let mut s = TranscriptStream::new();
+        let e = s
+            .push(b"data: {\"type\":\"error\",\"error\":{\"message\":\"bad audio\",\"code\":\"invalid_value\"}}\n\n")
+            .unwrap();
+        assert!(e.status() >= 500);
+    }
+}
