@@ -213,6 +213,45 @@ impl UnitPrices {
             .max()
     }
 
+    /// The unit prices of an admin model body (`PUT /admin/models/{model}`): `image_input_price`,
+    /// `audio_input_price`, `character_price`, `minute_price` (non-negative integers up to
+    /// 2⁵³ − 1, or null) and `image_prices` (a table, see [`UnitPrices::parse_image_table`]).
+    /// Absent fields are `None` / empty. The error names the field.
+    pub fn from_admin(
+        body: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Self, TableError> {
+        let int = |name: &str| -> Result<Option<u64>, TableError> {
+            match body.get(name) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(v) => v
+                    .as_u64()
+                    .filter(|&n| n <= super::MAX_SAFE_INT)
+                    .map(Some)
+                    .ok_or_else(|| {
+                        TableError(format!(
+                            "{name} must be a non-negative integer of micro-units (at most 2^53 - 1)"
+                        ))
+                    }),
+            }
+        };
+        let images = match body.get("image_prices") {
+            None | Some(serde_json::Value::Null) => Vec::new(),
+            Some(v) => Self::parse_image_table(&v.to_string())?,
+        };
+        Ok(UnitPrices {
+            image_input: int("image_input_price")?,
+            audio_input: int("audio_input_price")?,
+            images,
+            characters: int("character_price")?,
+            minute: int("minute_price")?,
+        })
+    }
+
+    /// The image table as `price_versions.image_prices` stores it (NULL when empty).
+    pub fn image_table_json(&self) -> Option<String> {
+        (!self.images.is_empty()).then(|| serde_json::to_string(&self.images).unwrap_or_default())
+    }
+
     fn image_input_price(&self, price: &Price) -> u64 {
         self.image_input.unwrap_or(price.input)
     }
@@ -625,6 +664,35 @@ mod tests {
         assert!(UnitPrices::parse_image_table("[]").unwrap().is_empty());
         assert!(is_image_size("1536x1024") && is_image_size("auto"));
         assert!(!is_image_size("x1024") && !is_image_size("1024x") && !is_image_size(""));
+    }
+
+    #[test]
+    fn admin_bodies() {
+        let body = serde_json::json!({
+            "input_price": 1, "image_input_price": 10_000_000, "character_price": 15_000_000,
+            "minute_price": 6000, "audio_input_price": null,
+            "image_prices": [{"size": "1024x1024", "quality": "hd", "price": 80000}]
+        });
+        let u = UnitPrices::from_admin(body.as_object().unwrap()).unwrap();
+        assert_eq!(
+            (u.image_input, u.audio_input, u.characters, u.minute),
+            (Some(10_000_000), None, Some(15_000_000), Some(6000))
+        );
+        assert_eq!(u.image_price(Some("1024x1024"), Some("hd")), Some(80_000));
+        let stored = u.image_table_json().unwrap();
+        assert_eq!(UnitPrices::parse_image_table(&stored).unwrap(), u.images);
+        assert_eq!(UnitPrices::default().image_table_json(), None);
+        for bad in [
+            serde_json::json!({"minute_price": -1}),
+            serde_json::json!({"character_price": 1.5}),
+            serde_json::json!({"character_price": "5"}),
+            serde_json::json!({"image_input_price": 9007199254740992u64}),
+            serde_json::json!({"image_prices": {"size": "1024x1024"}}),
+        ] {
+            let e = UnitPrices::from_admin(bad.as_object().unwrap()).unwrap_err();
+            let field = bad.as_object().unwrap().keys().next().unwrap().clone();
+            assert!(e.0.contains(&field), "{bad}: {}", e.0);
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! Any other pair is a 400 `unsupported_for_provider` ([`check_supported`]). A 2xx answer the
 //! adapter cannot use is `upstream_unusable` (the provider billed it: charged the reservation).
 
+pub mod bill;
 pub mod gemini;
 pub mod huggingface;
 pub mod ollama;
@@ -67,6 +68,14 @@ impl MediaApi {
             MediaApi::Transcriptions | MediaApi::Translations => "stt",
         }
     }
+}
+
+/// The kinds a model can be (`models.kind`), as `/v1/models` lists them.
+pub const MODEL_KINDS: [&str; 5] = ["chat", "embedding", "image", "tts", "stt"];
+
+/// A model kind named by the admin API, checked.
+pub fn parse_model_kind(kind: &str) -> Option<&'static str> {
+    MODEL_KINDS.iter().copied().find(|k| *k == kind)
 }
 
 /// Whether a provider kind offers an endpoint (the table of the module docs).
@@ -254,6 +263,11 @@ mod tests {
         assert_eq!(json["error"]["code"], "unsupported_for_provider");
         assert_eq!(MediaApi::Translations.usage_api(), "transcriptions");
         assert_eq!(MediaApi::ImageEdits.model_kind(), "image");
+        for api in all {
+            assert_eq!(parse_model_kind(api.model_kind()), Some(api.model_kind()));
+        }
+        assert_eq!(parse_model_kind("chat"), Some("chat"));
+        assert_eq!(parse_model_kind("video"), None);
     }
 
     #[test]
