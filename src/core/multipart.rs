@@ -453,8 +453,17 @@ fn ext_value(value: &str) -> Result<String, GatewayError> {
 /// Builds a `multipart/form-data` body.
 #[derive(Debug, Clone, Default)]
 pub struct Writer<'a> {
-    fields: Vec<(String, Option<(String, String)>, &'a [u8])>,
+    files: Vec<FileField<'a>>,
     owned: Vec<(String, String)>,
+}
+
+/// A file field of a [`Writer`].
+#[derive(Debug, Clone)]
+struct FileField<'a> {
+    name: String,
+    filename: String,
+    content_type: String,
+    data: &'a [u8],
 }
 
 /// A header parameter value as a quoted string: `"` and `\` escaped, CR and LF dropped (they
@@ -495,11 +504,12 @@ impl<'a> Writer<'a> {
         content_type: &str,
         data: &'a [u8],
     ) -> &mut Self {
-        self.fields.push((
-            name.to_string(),
-            Some((filename.to_string(), content_type.to_string())),
+        self.files.push(FileField {
+            name: name.to_string(),
+            filename: filename.to_string(),
+            content_type: content_type.to_string(),
             data,
-        ));
+        });
         self
     }
 
@@ -529,12 +539,13 @@ impl<'a> Writer<'a> {
             body.extend_from_slice(value.as_bytes());
             body.extend_from_slice(b"\r\n");
         }
-        for (name, file, data) in &self.fields {
-            let (filename, content_type) = file.as_ref().map_or(("", ""), |(f, c)| (f, c));
-            let content_type = if content_type.is_empty() || content_type.contains(['\r', '\n']) {
+        for f in &self.files {
+            let (name, filename, data) = (&f.name, &f.filename, f.data);
+            let content_type = if f.content_type.is_empty() || f.content_type.contains(['\r', '\n'])
+            {
                 "application/octet-stream"
             } else {
-                content_type
+                f.content_type.as_str()
             };
             body.extend_from_slice(
                 format!(
@@ -556,11 +567,10 @@ impl<'a> Writer<'a> {
         self.owned
             .iter()
             .any(|(n, v)| find(v.as_bytes(), b, 0).is_some() || find(n.as_bytes(), b, 0).is_some())
-            || self.fields.iter().any(|(n, f, d)| {
-                find(d, b, 0).is_some()
-                    || find(n.as_bytes(), b, 0).is_some()
-                    || f.as_ref()
-                        .is_some_and(|(f, _)| find(f.as_bytes(), b, 0).is_some())
+            || self.files.iter().any(|f| {
+                find(f.data, b, 0).is_some()
+                    || find(f.name.as_bytes(), b, 0).is_some()
+                    || find(f.filename.as_bytes(), b, 0).is_some()
             })
     }
 }
@@ -662,7 +672,7 @@ RIFF\r\n--not-the-boundary\r\n\r\n\
             (field("a", "1"), "closing boundary"),
             (format!("{}{}{}--b--", field("a", "1"), field("b", "2"), field("c", "3")), "more than 2 parts"),
             (format!("{}--b--", field("a", "12345")), "larger than 4"),
-            (format!("--b\r\nContent-Disposition: form-data; name=f; filename=x\r\n\r\n123456789\r\n--b--"), "larger than 8"),
+            ("--b\r\nContent-Disposition: form-data; name=f; filename=x\r\n\r\n123456789\r\n--b--".into(), "larger than 8"),
             ("--b\r\nContent-Type: text/plain\r\n\r\n1\r\n--b--".into(), "Content-Disposition"),
             ("--b\r\nContent-Disposition: attachment; name=a\r\n\r\n1\r\n--b--".into(), "form-data"),
             ("--b\r\nContent-Disposition: form-data; filename=a\r\n\r\n1\r\n--b--".into(), "no field name"),
