@@ -261,3 +261,44 @@ pub async fn get_name(db: &D1Database, model: &str) -> Result<Option<ModelListRo
     )
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(extra: serde_json::Value) -> ModelRow {
+        let mut v = serde_json::json!({
+            "name": "whisper", "provider": "openai", "upstream_model": "whisper-1",
+            "input_price": 0, "cached_input_price": null, "output_price": 0,
+            "reasoning_price": null, "price_version": 2, "max_output_tokens": 4096,
+            "encoding": null, "created_at": 0, "kind": "openai", "base_url": "http://x",
+            "api_key_secret": null, "config": null, "multiplier_bps": 10000
+        });
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn unit_prices_of_the_row() {
+        // A row read before migration 0012 (no media columns): a chat model, no unit prices.
+        let old = row(serde_json::json!({}));
+        assert_eq!(old.model_kind, "chat");
+        assert_eq!(old.unit_prices().unwrap(), UnitPrices::default());
+        let r = row(serde_json::json!({
+            "model_kind": "stt", "minute_price": 6000, "character_price": null,
+            "image_input_price": 10, "audio_input_price": 20,
+            "image_prices": r#"[{"size":"*","quality":"*","price":40000}]"#
+        }));
+        let u = r.unit_prices().unwrap();
+        assert_eq!(
+            (u.minute, u.image_input, u.audio_input),
+            (Some(6000), Some(10), Some(20))
+        );
+        assert_eq!(u.image_price(None, None), Some(40_000));
+        // A stored table that no longer parses is an internal error, never a free image.
+        let broken = row(serde_json::json!({"image_prices": "[{\"size\":1}]"}));
+        assert_eq!(broken.unit_prices().unwrap_err().status(), 500);
+    }
+}
