@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 pub mod allowance;
 pub mod codes;
 pub mod guard;
+pub mod units;
 
 /// Micro-units in one unit of currency.
 pub const MICROS_PER_UNIT: u64 = 1_000_000;

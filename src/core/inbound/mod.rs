@@ -28,6 +28,9 @@
 //! send it).
 
 pub mod anthropic;
+pub mod audio;
+pub mod embeddings;
+pub mod images;
 pub mod openai;
 pub mod responses;
 

@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use worker::D1Database;
 
+use crate::core::billing::units::UnitPrices;
 use crate::core::error::GatewayError;
 use crate::edge::platform::d1::{self, first};
 use crate::edge::platform::ttl_cache::{self, Ttl};
@@ -33,6 +34,45 @@ pub struct ModelRow {
     pub created_at: u64,
     /// The tenant's price multiplier in basis points (10,000 when unknown).
     pub multiplier_bps: u64,
+    /// Media prices of the price version (schema 0012), see [`ModelRow::unit_prices`].
+    #[serde(default)]
+    pub image_input_price: Option<u64>,
+    #[serde(default)]
+    pub audio_input_price: Option<u64>,
+    /// The image price table as stored (JSON), NULL when images are billed on tokens.
+    #[serde(default)]
+    pub image_prices: Option<String>,
+    #[serde(default)]
+    pub character_price: Option<u64>,
+    #[serde(default)]
+    pub minute_price: Option<u64>,
+    /// `models.kind`: chat, embedding, image, tts or stt.
+    #[serde(default = "chat_kind")]
+    pub model_kind: String,
+}
+
+fn chat_kind() -> String {
+    "chat".to_string()
+}
+
+impl ModelRow {
+    /// The model's prices in units other than text tokens. A stored image table that no longer
+    /// parses (it is checked when written) is an internal error, never a free image.
+    pub fn unit_prices(&self) -> Result<UnitPrices, GatewayError> {
+        let images = match &self.image_prices {
+            Some(json) => UnitPrices::parse_image_table(json).map_err(|e| {
+                GatewayError::internal(format!("model {}: stored {}", self.name, e.0))
+            })?,
+            None => Vec::new(),
+        };
+        Ok(UnitPrices {
+            image_input: self.image_input_price,
+            audio_input: self.audio_input_price,
+            images,
+            characters: self.character_price,
+            minute: self.minute_price,
+        })
+    }
 }
 
 thread_local! {
@@ -64,6 +104,8 @@ pub async fn load_model(
                 COALESCE(v.output_price, m.output_price) AS output_price, v.reasoning_price,
                 m.price_version, m.max_output_tokens, m.encoding, m.created_at, p.kind, p.base_url,
                 p.api_key_secret, p.config,
+                v.image_input_price, v.audio_input_price, v.image_prices, v.character_price,
+                v.minute_price, m.kind AS model_kind,
                 COALESCE((SELECT t.price_multiplier_bps FROM tenants t WHERE t.id = ?2), 10000)
                   AS multiplier_bps
          FROM models m JOIN providers p ON p.name = m.provider
@@ -220,4 +262,45 @@ pub async fn get_name(db: &D1Database, model: &str) -> Result<Option<ModelListRo
         &[model.into()],
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(extra: serde_json::Value) -> ModelRow {
+        let mut v = serde_json::json!({
+            "name": "whisper", "provider": "openai", "upstream_model": "whisper-1",
+            "input_price": 0, "cached_input_price": null, "output_price": 0,
+            "reasoning_price": null, "price_version": 2, "max_output_tokens": 4096,
+            "encoding": null, "created_at": 0, "kind": "openai", "base_url": "http://x",
+            "api_key_secret": null, "config": null, "multiplier_bps": 10000
+        });
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn unit_prices_of_the_row() {
+        // A row read before migration 0012 (no media columns): a chat model, no unit prices.
+        let old = row(serde_json::json!({}));
+        assert_eq!(old.model_kind, "chat");
+        assert_eq!(old.unit_prices().unwrap(), UnitPrices::default());
+        let r = row(serde_json::json!({
+            "model_kind": "stt", "minute_price": 6000, "character_price": null,
+            "image_input_price": 10, "audio_input_price": 20,
+            "image_prices": r#"[{"size":"*","quality":"*","price":40000}]"#
+        }));
+        let u = r.unit_prices().unwrap();
+        assert_eq!(
+            (u.minute, u.image_input, u.audio_input),
+            (Some(6000), Some(10), Some(20))
+        );
+        assert_eq!(u.image_price(None, None), Some(40_000));
+        // A stored table that no longer parses is an internal error, never a free image.
+        let broken = row(serde_json::json!({"image_prices": "[{\"size\":1}]"}));
+        assert_eq!(broken.unit_prices().unwrap_err().status(), 500);
+    }
 }
