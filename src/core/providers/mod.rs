@@ -10,6 +10,7 @@ pub mod echo;
 pub mod gemini;
 pub mod huggingface;
 pub mod mapping;
+pub mod native;
 pub mod ollama;
 pub mod openai;
 
