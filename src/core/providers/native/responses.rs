@@ -78,8 +78,25 @@ pub const BILLABLE: &[&str] = &[
     "prompt",
 ];
 
-/// Tool types that are the client's own functions; every other type is a hosted tool.
+/// Tool types that are the client's own functions; every other type is a hosted tool, except a
+/// `namespace` (a named group of tools, as Codex CLI sends its sub-agent tools) whose tools all are.
 const CLIENT_TOOLS: &[&str] = &["function", "custom"];
+
+/// Whether a `tools` entry runs on the client (see [`CLIENT_TOOLS`]); nesting is bounded.
+fn is_client_tool(tool: &Value, depth: u8) -> bool {
+    match tool
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("function")
+    {
+        kind if CLIENT_TOOLS.contains(&kind) => true,
+        "namespace" if depth < 4 => tool
+            .get("tools")
+            .and_then(Value::as_array)
+            .is_some_and(|tools| tools.iter().all(|t| is_client_tool(t, depth + 1))),
+        _ => false,
+    }
+}
 
 /// Whether a billable field's value asks for nothing beyond the default.
 fn is_default(name: &str, value: &Value) -> bool {
@@ -174,7 +191,7 @@ pub fn build_request(route: &Route, body: &[u8]) -> Result<NativeRequest, Gatewa
             .iter()
             .filter(|t| {
                 let kind = t.get("type").and_then(Value::as_str).unwrap_or("function");
-                CLIENT_TOOLS.contains(&kind) || route.allows_param(kind)
+                is_client_tool(t, 0) || route.allows_param(kind)
             })
             .cloned()
             .collect();
@@ -544,7 +561,10 @@ mod tests {
     fn hosted_tools_are_removed_unless_allowed() {
         let body =
             br#"{"model":"m","input":"x","tools":[{"type":"function","name":"f","parameters":{}},
-            {"type":"web_search"},{"type":"custom","name":"apply_patch"}]}"#;
+            {"type":"web_search"},{"type":"custom","name":"apply_patch"},
+            {"type":"namespace","name":"multi_agent_v1","tools":[{"type":"function","name":"spawn"}]},
+            {"type":"namespace","name":"sneaky","tools":[{"type":"code_interpreter"}]}]}"#;
+        // (as Codex CLI sends them: functions, a namespace of functions, custom, web_search)
         let v = sent(&build_request(&openai(), body).unwrap());
         let types: Vec<&str> = v["tools"]
             .as_array()
@@ -552,7 +572,8 @@ mod tests {
             .iter()
             .map(|t| t["type"].as_str().unwrap())
             .collect();
-        assert_eq!(types, ["function", "custom"]);
+        assert_eq!(types, ["function", "custom", "namespace"]);
+        assert_eq!(v["tools"][2]["name"], "multi_agent_v1");
         let allowed = route(
             ProviderKind::OpenAi,
             "https://api.openai.com/v1",
@@ -563,7 +584,7 @@ mod tests {
                 .as_array()
                 .unwrap()
                 .len(),
-            3
+            4
         );
         let forced = br#"{"model":"m","input":"x","tools":[{"type":"web_search"}],"tool_choice":{"type":"web_search"}}"#;
         let err = build_request(&openai(), forced).unwrap_err();
