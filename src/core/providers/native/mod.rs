@@ -231,6 +231,9 @@ pub struct NativeStream {
     complete: u64,
     /// The stream is over for the client: nothing fed later is observed.
     closed: bool,
+    /// Why the stream could not be read further (an event over the parser's limit): the relay
+    /// stops forwarding and calls [`NativeStream::close`], which reports it.
+    unreadable: Option<GatewayError>,
 }
 
 impl NativeStream {
@@ -245,6 +248,7 @@ impl NativeStream {
             fed: 0,
             complete: 0,
             closed: false,
+            unreadable: None,
         }
     }
 
@@ -258,7 +262,7 @@ impl NativeStream {
     /// Observes the next bytes of the provider's stream (which the relay forwards unchanged).
     /// An event larger than the parser's limit ends the observation with an unusable answer.
     pub fn push(&mut self, bytes: &[u8]) {
-        if self.closed || self.observed.ending.is_some() {
+        if self.closed || self.observed.ending.is_some() || self.unreadable.is_some() {
             return;
         }
         self.fed += bytes.len() as u64;
@@ -269,16 +273,24 @@ impl NativeStream {
                     self.event(event);
                 }
             }
-            Err(e) => self.observed.end(Ending::Failed(GatewayError::new(
-                ErrorKind::UpstreamUnusable,
-                format!("The provider's stream could not be read: {e}."),
-            ))),
+            Err(e) => {
+                self.unreadable = Some(GatewayError::new(
+                    ErrorKind::UpstreamUnusable,
+                    format!("The provider's stream could not be read: {e}."),
+                ))
+            }
         }
+    }
+
+    /// Whether the stream cannot be read further: the relay must stop forwarding and
+    /// [`close`](Self::close) it.
+    pub fn is_unreadable(&self) -> bool {
+        self.unreadable.is_some()
     }
 
     /// The provider's connection ended: observes what was pending.
     pub fn finish(&mut self) {
-        if self.closed || self.observed.ending.is_some() {
+        if self.closed || self.observed.ending.is_some() || self.unreadable.is_some() {
             return;
         }
         // A last block without its blank line is observed (a terminal event missing only that
@@ -336,6 +348,11 @@ impl NativeStream {
         self.closed = true;
         if self.observed.ending.is_some() {
             return Vec::new();
+        }
+        if let Some(unreadable) = self.unreadable.take() {
+            let bytes = self.error_event(&unreadable);
+            self.observed.end(Ending::Failed(unreadable));
+            return bytes;
         }
         let err = broken.unwrap_or_else(|| {
             GatewayError::new(
@@ -559,6 +576,28 @@ mod tests {
             assert_eq!(
                 silent.observed().error().map(|e| e.kind),
                 Some(ErrorKind::UpstreamUnanswered)
+            );
+        }
+    }
+
+    #[test]
+    fn an_event_over_the_limit_is_unusable_and_the_client_still_gets_an_ending() {
+        for api in [NativeApi::Responses, NativeApi::Messages] {
+            let mut s = NativeStream::new(api);
+            s.parser = SseParser::with_max_event_bytes(64);
+            s.push(b"event: x\ndata: {\"type\":\"ping\"}\n\n");
+            assert!(!s.is_unreadable());
+            s.push(&[b'a'; 100]);
+            assert!(s.is_unreadable());
+            assert_eq!(s.observed().ending, None);
+            let tail = s.close(None);
+            assert!(
+                String::from_utf8_lossy(&tail).contains("could not be read"),
+                "{api:?}"
+            );
+            assert_eq!(
+                s.observed().error().map(|e| e.kind),
+                Some(ErrorKind::UpstreamUnusable)
             );
         }
     }
