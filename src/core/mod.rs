@@ -12,6 +12,7 @@ pub mod inbound;
 pub mod jsonschema;
 pub mod keys;
 pub mod meter;
+pub mod models_list;
 pub mod multipart;
 pub mod ndjson;
 pub mod openai;

@@ -27,6 +27,8 @@ pub enum Dimension {
     Key,
     Session,
     Model,
+    /// The client API (`chat`, `responses`, `messages`): raw rows only, like sessions.
+    Api,
 }
 
 impl Dimension {
@@ -37,6 +39,7 @@ impl Dimension {
             Dimension::Key => "key_id",
             Dimension::Session => "session_id",
             Dimension::Model => "model",
+            Dimension::Api => "api",
         }
     }
 }
@@ -60,6 +63,7 @@ impl GroupBy {
                 "key" | "key_id" => Dimension::Key,
                 "session" | "session_id" => Dimension::Session,
                 "model" => Dimension::Model,
+                "api" => Dimension::Api,
                 "day" | "week" | "month" => {
                     let bucket = match part {
                         "day" => Bucket::Day,
@@ -77,9 +81,9 @@ impl GroupBy {
                 }
                 other => {
                     let allowed = if *scope == Scope::Admin {
-                        "tenant, key, session, model, day, week, month"
+                        "tenant, key, session, model, api, day, week, month"
                     } else {
-                        "key, session, model, day, week, month"
+                        "key, session, model, api, day, week, month"
                     };
                     return Err(GatewayError::invalid_param(
                         "group_by",
@@ -101,9 +105,9 @@ impl GroupBy {
         Ok(group)
     }
 
-    /// Whether daily rollups can answer this grouping (they are not kept per session).
+    /// Whether daily rollups can answer this grouping (they are not kept per session or api).
     pub fn rollup_compatible(&self) -> bool {
-        !self.dims.contains(&Dimension::Session)
+        !self.dims.contains(&Dimension::Session) && !self.dims.contains(&Dimension::Api)
     }
 
     /// The CSV/JSON columns of a grouped report, in order.
@@ -150,6 +154,8 @@ pub struct ReportQuery {
     pub key_id: Option<String>,
     pub session_id: Option<String>,
     pub model: Option<String>,
+    /// Only requests of this client API (`chat`, `responses`, `messages`).
+    pub api: Option<String>,
     /// `None`: list requests (paginated).
     pub group: Option<GroupBy>,
     pub format: Format,
@@ -197,6 +203,7 @@ impl ReportQuery {
             key_id: None,
             session_id: None,
             model: None,
+            api: None,
             group: None,
             format: if accept.is_some_and(|a| a.to_ascii_lowercase().contains("text/csv")) {
                 Format::Csv
@@ -216,6 +223,7 @@ impl ReportQuery {
                 "key_id" | "key" => q.key_id = Some(filter_value(k, v)?),
                 "session_id" | "session" => q.session_id = Some(filter_value(k, v)?),
                 "model" => q.model = Some(filter_value(k, v)?),
+                "api" => q.api = Some(filter_value(k, v)?),
                 "group_by" => q.group = Some(GroupBy::parse(v, scope)?),
                 "format" => {
                     q.format = match v.as_str() {
@@ -267,9 +275,12 @@ impl ReportQuery {
         Ok(q)
     }
 
-    /// Whether daily rollups may answer this query: grouped, not by session, no session filter.
+    /// Whether daily rollups may answer this query: grouped, not by session or api, no session
+    /// or api filter.
     pub fn rollup_compatible(&self) -> bool {
-        self.session_id.is_none() && self.group.as_ref().is_some_and(GroupBy::rollup_compatible)
+        self.session_id.is_none()
+            && self.api.is_none()
+            && self.group.as_ref().is_some_and(GroupBy::rollup_compatible)
     }
 }
 
@@ -318,6 +329,8 @@ pub struct PartialRow {
     pub key_id: Option<String>,
     pub session_id: Option<String>,
     pub model: Option<String>,
+    #[serde(default)]
+    pub api: Option<String>,
     pub day: Option<u64>,
     pub requests: u64,
     pub prompt_tokens: u64,
@@ -406,6 +419,7 @@ impl Aggregator {
                 Dimension::Key => row.key_id.clone(),
                 Dimension::Session => row.session_id.clone(),
                 Dimension::Model => row.model.clone(),
+                Dimension::Api => row.api.clone(),
             })
             .collect();
         self.groups
@@ -447,6 +461,7 @@ pub const TENANT_REQUEST_COLUMNS: &[&str] = &[
     "key_id",
     "session_id",
     "model",
+    "api",
     "stream",
     "status",
     "http_status",
@@ -471,12 +486,16 @@ pub const ADMIN_REQUEST_COLUMNS: &[&str] = &[
     "model",
     "provider",
     "upstream_model",
+    "api",
     "stream",
     "status",
     "http_status",
     "error_code",
     "prompt_tokens",
     "completion_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "long_context",
     "upstream_prompt_tokens",
     "upstream_completion_tokens",
     "local_prompt_tokens",
@@ -802,5 +821,47 @@ mod tests {
         assert_eq!(r.rows[0]["session_id"], Value::Null);
         assert_eq!(r.rows[1]["session_id"], "s");
         assert!(r.rows[0].get("period").is_none());
+    }
+
+    #[test]
+    fn reports_by_api_read_raw_rows() {
+        let q = ReportQuery::parse(
+            &pairs(&[("group_by", "api,model"), ("api", "messages")]),
+            None,
+            &tenant(),
+        )
+        .unwrap();
+        let g = q.group.clone().unwrap();
+        assert_eq!(g.dims, vec![Dimension::Model, Dimension::Api]);
+        assert_eq!(g.columns()[..2], ["model", "api"]);
+        assert!(!g.rollup_compatible(), "rollups keep no api");
+        assert_eq!(q.api.as_deref(), Some("messages"));
+        assert!(!q.rollup_compatible());
+        // The api filter alone also keeps the query off the rollups.
+        let q = ReportQuery::parse(
+            &pairs(&[("group_by", "model"), ("api", "responses")]),
+            None,
+            &tenant(),
+        )
+        .unwrap();
+        assert!(q.group.as_ref().unwrap().rollup_compatible());
+        assert!(!q.rollup_compatible());
+        let mut agg = Aggregator::new(GroupBy {
+            dims: vec![Dimension::Api],
+            bucket: None,
+        });
+        for (api, cost) in [("chat", 5), ("messages", 7), ("chat", 1)] {
+            agg.add(&PartialRow {
+                api: Some(api.into()),
+                requests: 1,
+                cost,
+                ..PartialRow::default()
+            });
+        }
+        let r = agg.finish();
+        assert_eq!(r.rows[0]["api"], "chat");
+        assert_eq!(r.rows[0]["cost"], 6);
+        assert_eq!(r.rows[1]["api"], "messages");
+        assert!(TENANT_REQUEST_COLUMNS.contains(&"api") && ADMIN_REQUEST_COLUMNS.contains(&"api"));
     }
 }

@@ -1,6 +1,12 @@
 // Mock upstreams speaking each provider's NATIVE protocol, on one 127.0.0.1 server:
 //
-//   Anthropic     POST /anthropic/v1/messages                      (x-api-key, anthropic-version; SSE events)
+//   Anthropic     POST /anthropic/v1/messages                      (x-api-key, anthropic-version; SSE events;
+//                                                                   thinking + signature when `thinking` is on;
+//                                                                   cache writes 5m/1h when `cache_control` is sent)
+//                 POST /anthropic/v1/messages/count_tokens         ({"input_tokens": …})
+//   OpenAI        POST /openai/v1/responses                        (Bearer; Responses API: plain object or typed
+//                                                                   SSE events, usage in response.completed)
+//   Azure OpenAI  POST /azure/openai/v1/responses                  (api-key; the v1 API path, same wire)
 //   Gemini        POST /gemini/v1beta/models/{m}:generateContent   (x-goog-api-key)
 //                 POST /gemini/v1beta/models/{m}:streamGenerateContent?alt=sse
 //   Ollama        POST /ollama/api/chat                            (NDJSON stream)
@@ -11,15 +17,33 @@
 // Every provider answers the same way so tests can compare: the reply is "mock reply to <last user text>",
 // one stream event per word; when the request offers tools and holds no tool result yet, the model calls the
 // first tool with {"location":"Paris"}; after a tool result it answers "mock reply to tool result <result>".
+// A last user text containing "no tools" is never answered with a call (agent CLIs send tools on every turn).
 // Usage per provider is in USAGE below. Upstream model "mock-fail" makes each provider fail the way it
 // documents (overload / unavailable / not found / validation / content filter).
-// Wire formats follow the documentation named in tests/fixtures/<provider>/.
+// Wire formats follow the documentation named in tests/fixtures/<provider>/ (native Responses and Messages
+// streams: tests/fixtures/native/, which the Rust observer tests read too).
 
 import http from 'node:http';
 
 /** Per-provider reported usage for a reply of `words` words (the native counts the mock sends). */
 export const USAGE = {
   anthropic: (words) => ({ input_tokens: 30, cache_read_input_tokens: 10, cache_creation_input_tokens: 0, output_tokens: words }),
+  /** Anthropic when the request carries `cache_control`: 200 tokens written, 120 for 5 minutes and 80 for 1 hour. */
+  anthropicCached: (words) => ({
+    input_tokens: 30,
+    cache_read_input_tokens: 10,
+    cache_creation_input_tokens: 200,
+    cache_creation: { ephemeral_5m_input_tokens: 120, ephemeral_1h_input_tokens: 80 },
+    output_tokens: words,
+  }),
+  /** The Responses API (OpenAI and Azure); `reasoning` tokens when the request sets `reasoning.effort`. */
+  responses: (words, reasoning = 0) => ({
+    input_tokens: 22,
+    input_tokens_details: { cached_tokens: 6 },
+    output_tokens: words + reasoning,
+    output_tokens_details: { reasoning_tokens: reasoning },
+    total_tokens: 22 + words + reasoning,
+  }),
   gemini: (words) => ({ promptTokenCount: 25, cachedContentTokenCount: 5, candidatesTokenCount: words, thoughtsTokenCount: 3, totalTokenCount: 28 + words }),
   ollama: (words) => ({ prompt_eval_count: 20, eval_count: words }),
   azure: (words) => ({ prompt_tokens: 18, completion_tokens: words, total_tokens: 18 + words }),
@@ -32,10 +56,17 @@ export const OPENAI_USAGE = {
   gemini: (words) => [25, 5, words + 3, 3],
   ollama: (words) => [20, 0, words, 0],
   azure: (words) => [18, 0, words, 0],
+  responses: (words, reasoning = 0) => [22, 6, words + reasoning, reasoning],
   hf: (words) => [31, 0, words, 0],
 };
 
 const TOOL_ARGS = { location: 'Paris' };
+
+/** The thinking block of an Anthropic answer when the request turns thinking on (its tokens count as output). */
+export const THINKING = { text: 'Let me think about this.', signature: 'EqQBCgIYAhIMmockSignature==', tokens: 6 };
+
+/** Reasoning tokens of a Responses answer when the request sets `reasoning.effort`. */
+export const RESPONSES_REASONING_TOKENS = 4;
 
 function textOf(content) {
   if (typeof content === 'string') return content;
@@ -50,7 +81,7 @@ function textOf(content) {
 
 /** The provider-neutral decision: text reply or tool call. */
 function decide({ lastUserText, toolResult, toolName }) {
-  if (toolName && toolResult === undefined) return { call: { name: toolName, args: TOOL_ARGS } };
+  if (toolName && toolResult === undefined && !/no tools/i.test(lastUserText)) return { call: { name: toolName, args: TOOL_ARGS } };
   const text = toolResult !== undefined ? `mock reply to tool result ${toolResult}` : `mock reply to ${lastUserText}`.trim();
   const words = text.split(/\s+/).filter(Boolean);
   return { text, pieces: words.map((w, i) => (i === 0 ? w : ` ${w}`)) };
@@ -91,6 +122,24 @@ function openaiView(body) {
     if (m.role === 'user') lastUserText = textOf(m.content);
   }
   return { lastUserText, toolResult, toolName: body.tools?.[0]?.function?.name };
+}
+
+/** A Responses API `input` (a string or items). */
+function responsesView(body) {
+  let lastUserText = '';
+  let toolResult;
+  const items = typeof body.input === 'string' ? [{ type: 'message', role: 'user', content: body.input }] : (body.input ?? []);
+  for (const item of items) {
+    if (item.type === 'function_call_output') toolResult = typeof item.output === 'string' ? item.output : textOf(item.output);
+    if ((item.type === 'message' || item.type === undefined) && item.role === 'user') lastUserText = textOf(item.content);
+  }
+  const tool = (body.tools ?? []).find((t) => t.type === 'function');
+  return { lastUserText, toolResult, toolName: tool?.name };
+}
+
+/** Whether an Anthropic request marks anything for caching (system, tools or message blocks). */
+function hasCacheControl(body) {
+  return JSON.stringify([body.system ?? null, body.tools ?? null, body.messages ?? null]).includes('"cache_control"');
 }
 
 // ---- the server ------------------------------------------------------------------------------------
@@ -134,12 +183,14 @@ export async function startMockProviders({ chunkDelayMs = 5, keys = {} } = {}) {
     }
     const d = decide(anthropicView(body));
     const id = 'msg_mock01';
-    const words = d.call ? 5 : d.pieces.length;
-    const usage = USAGE.anthropic(words);
+    const thinking = body.thinking?.type === 'enabled' || body.thinking?.type === 'adaptive';
+    const words = (d.call ? 5 : d.pieces.length) + (thinking ? THINKING.tokens : 0);
+    const usage = hasCacheControl(body) ? USAGE.anthropicCached(words) : USAGE.anthropic(words);
     const stop = d.call ? 'tool_use' : 'end_turn';
     const content = d.call
       ? [{ type: 'tool_use', id: 'toolu_mock1', name: d.call.name, input: d.call.args }]
       : [{ type: 'text', text: d.text }];
+    if (thinking) content.unshift({ type: 'thinking', thinking: THINKING.text, signature: THINKING.signature });
     if (!body.stream) {
       return json(res, 200, { id, type: 'message', role: 'assistant', model: body.model, content, stop_reason: stop, stop_sequence: null, usage });
     }
@@ -149,19 +200,98 @@ export async function startMockProviders({ chunkDelayMs = 5, keys = {} } = {}) {
       ev('message_start', { message: { id, type: 'message', role: 'assistant', content: [], model: body.model, stop_reason: null, stop_sequence: null, usage: { ...usage, output_tokens: 1 } } }),
       ev('ping', {}),
     ];
+    let index = 0;
+    if (thinking) {
+      events.push(ev('content_block_start', { index, content_block: { type: 'thinking', thinking: '', signature: '' } }));
+      events.push(ev('content_block_delta', { index, delta: { type: 'thinking_delta', thinking: THINKING.text } }));
+      events.push(ev('content_block_delta', { index, delta: { type: 'signature_delta', signature: THINKING.signature } }));
+      events.push(ev('content_block_stop', { index }));
+      index += 1;
+    }
     if (d.call) {
-      events.push(ev('content_block_start', { index: 0, content_block: { type: 'tool_use', id: 'toolu_mock1', name: d.call.name, input: {} } }));
+      events.push(ev('content_block_start', { index, content_block: { type: 'tool_use', id: 'toolu_mock1', name: d.call.name, input: {} } }));
       const argText = JSON.stringify(d.call.args);
       for (const piece of [argText.slice(0, 7), argText.slice(7)]) {
-        events.push(ev('content_block_delta', { index: 0, delta: { type: 'input_json_delta', partial_json: piece } }));
+        events.push(ev('content_block_delta', { index, delta: { type: 'input_json_delta', partial_json: piece } }));
       }
     } else {
-      events.push(ev('content_block_start', { index: 0, content_block: { type: 'text', text: '' } }));
-      for (const p of d.pieces) events.push(ev('content_block_delta', { index: 0, delta: { type: 'text_delta', text: p } }));
+      events.push(ev('content_block_start', { index, content_block: { type: 'text', text: '' } }));
+      for (const p of d.pieces) events.push(ev('content_block_delta', { index, delta: { type: 'text_delta', text: p } }));
     }
-    events.push(ev('content_block_stop', { index: 0 }));
+    events.push(ev('content_block_stop', { index }));
     events.push(ev('message_delta', { delta: { stop_reason: stop, stop_sequence: null }, usage: { output_tokens: usage.output_tokens } }));
     events.push(ev('message_stop', {}));
+    await writeAll(res, events);
+  }
+
+  // Anthropic token counting: a fixed count per request, so tests can compare.
+  function anthropicCount(req, res, body) {
+    if (req.headers['x-api-key'] !== keys.anthropic) {
+      return json(res, 401, { type: 'error', error: { type: 'authentication_error', message: 'invalid x-api-key' } });
+    }
+    if (!Array.isArray(body.messages)) {
+      return json(res, 400, { type: 'error', error: { type: 'invalid_request_error', message: 'messages: Field required' } });
+    }
+    return json(res, 200, { input_tokens: 40 });
+  }
+
+  // OpenAI Responses API (OpenAI and Azure's v1 path): https://platform.openai.com/docs/api-reference/responses
+  async function responses(req, res, body, flavour) {
+    const authorized = flavour === 'azure' ? req.headers['api-key'] === keys.azure : req.headers.authorization === `Bearer ${keys.openai}`;
+    if (!authorized) {
+      return json(res, 401, { error: { message: 'Incorrect API key provided.', type: 'invalid_request_error', param: null, code: 'invalid_api_key' } });
+    }
+    if (body.model === 'mock-fail') {
+      return json(res, 500, { error: { message: 'The server had an error while processing your request.', type: 'server_error', param: null, code: null } });
+    }
+    if (typeof body.input !== 'string' && !Array.isArray(body.input)) {
+      return json(res, 400, { error: { message: "Missing required parameter: 'input'.", type: 'invalid_request_error', param: 'input', code: 'missing_required_parameter' } });
+    }
+    const d = decide(responsesView(body));
+    const reasoning = body.reasoning?.effort ? RESPONSES_REASONING_TOKENS : 0;
+    const usage = USAGE.responses(d.call ? 5 : d.pieces.length, reasoning);
+    const id = 'resp_mock01';
+    const created_at = Math.floor(Date.now() / 1000);
+    const model = flavour === 'azure' ? body.model : 'gpt-mock-2025-01-01';
+    const head = { id, object: 'response', created_at, model, error: null, incomplete_details: null, store: body.store ?? true, max_output_tokens: body.max_output_tokens ?? null };
+    const reasoningItem = { id: 'rs_mock01', type: 'reasoning', summary: [], encrypted_content: 'gAAAAmockEncrypted' };
+    const message = (status, text) => ({ id: 'msg_mock01', type: 'message', status, role: 'assistant', content: status === 'completed' ? [{ type: 'output_text', text, annotations: [] }] : [] });
+    const call = (status, args) => ({ id: 'fc_mock01', type: 'function_call', status, call_id: 'call_mock01', name: d.call?.name, arguments: args });
+    const output = [...(reasoning ? [reasoningItem] : []), d.call ? call('completed', JSON.stringify(d.call.args)) : message('completed', d.text)];
+    if (!body.stream) return json(res, 200, { ...head, status: 'completed', output, usage });
+
+    startStream(res);
+    let seq = 0;
+    const ev = (type, data) => `event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: seq++, ...data })}\n\n`;
+    const events = [ev('response.created', { response: { ...head, status: 'in_progress', output: [], usage: null } }), ev('response.in_progress', { response: { ...head, status: 'in_progress', output: [], usage: null } })];
+    let oi = 0;
+    if (reasoning) {
+      events.push(ev('response.output_item.added', { output_index: oi, item: { ...reasoningItem, encrypted_content: undefined } }));
+      events.push(ev('response.output_item.done', { output_index: oi, item: reasoningItem }));
+      oi += 1;
+    }
+    if (d.call) {
+      const argText = JSON.stringify(d.call.args);
+      events.push(ev('response.output_item.added', { output_index: oi, item: call('in_progress', '') }));
+      for (const piece of [argText.slice(0, 6), argText.slice(6)]) {
+        events.push(ev('response.function_call_arguments.delta', { item_id: 'fc_mock01', output_index: oi, delta: piece }));
+      }
+      events.push(ev('response.function_call_arguments.done', { item_id: 'fc_mock01', output_index: oi, arguments: argText }));
+      events.push(ev('response.output_item.done', { output_index: oi, item: call('completed', argText) }));
+    } else {
+      const part = { item_id: 'msg_mock01', output_index: oi, content_index: 0 };
+      events.push(ev('response.output_item.added', { output_index: oi, item: message('in_progress') }));
+      events.push(ev('response.content_part.added', { ...part, part: { type: 'output_text', text: '', annotations: [] } }));
+      for (const p of d.pieces) events.push(ev('response.output_text.delta', { ...part, delta: p, logprobs: [] }));
+      events.push(ev('response.output_text.done', { ...part, text: d.text, logprobs: [] }));
+      events.push(ev('response.content_part.done', { ...part, part: { type: 'output_text', text: d.text, annotations: [] } }));
+      events.push(ev('response.output_item.done', { output_index: oi, item: message('completed', d.text) }));
+    }
+    if (body.model === 'mock-fail-stream') {
+      events.push(ev('response.failed', { response: { ...head, status: 'failed', output: [], error: { code: 'server_error', message: 'The model failed to generate a response.' }, usage: null } }));
+    } else {
+      events.push(ev('response.completed', { response: { ...head, status: 'completed', output, usage } }));
+    }
     await writeAll(res, events);
   }
 
@@ -280,6 +410,9 @@ export async function startMockProviders({ chunkDelayMs = 5, keys = {} } = {}) {
     let m;
     if (req.method !== 'POST') return json(res, 405, { error: 'POST only' });
     if (p === '/anthropic/v1/messages') return anthropic(req, res, body);
+    if (p === '/anthropic/v1/messages/count_tokens') return anthropicCount(req, res, body);
+    if (p === '/openai/v1/responses') return responses(req, res, body, 'openai');
+    if (p === '/azure/openai/v1/responses') return responses(req, res, body, 'azure');
     if ((m = p.match(/^\/gemini\/v1beta\/models\/([^/:]+):(generateContent|streamGenerateContent)$/))) {
       const stream = m[2] === 'streamGenerateContent';
       if (stream && url.searchParams.get('alt') !== 'sse') return json(res, 400, { error: { code: 400, message: 'alt=sse expected by this mock', status: 'INVALID_ARGUMENT' } });

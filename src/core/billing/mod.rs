@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 pub mod allowance;
 pub mod codes;
 pub mod guard;
+pub mod tiers;
 pub mod units;
 
 /// Micro-units in one unit of currency.
@@ -147,13 +148,13 @@ pub fn reservation_micros_scaled(
 }
 
 /// `tokens × price` in pico-units; cannot overflow `u128`.
-fn pico(tokens: u64, price_per_million: u64) -> u128 {
+pub(crate) fn pico(tokens: u64, price_per_million: u64) -> u128 {
     u128::from(tokens) * u128::from(price_per_million)
 }
 
 /// Pico-units times `bps / 10,000` to micro-units, rounding up once and saturating at
 /// `u64::MAX`. At exactly 10,000 bps this is the plain `ceil(picos / 1,000,000)`.
-fn scaled_micros_rounded_up(picos: u128, multiplier_bps: u64) -> u64 {
+pub(crate) fn scaled_micros_rounded_up(picos: u128, multiplier_bps: u64) -> u64 {
     let divisor = u128::from(TOKENS_PER_PRICE) * u128::from(LIST_PRICE_BPS);
     let micros = match picos.checked_mul(u128::from(multiplier_bps)) {
         Some(scaled) => scaled.div_ceil(divisor),

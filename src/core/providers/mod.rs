@@ -11,6 +11,7 @@ pub mod gemini;
 pub mod huggingface;
 pub mod mapping;
 pub mod media;
+pub mod native;
 pub mod ollama;
 pub mod openai;
 pub mod registry;

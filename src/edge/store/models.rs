@@ -5,7 +5,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use worker::D1Database;
 
+use crate::core::billing::tiers::{CacheWritePrices, LongContext, PriceSheet, Tier};
 use crate::core::billing::units::UnitPrices;
+use crate::core::billing::Price;
 use crate::core::error::GatewayError;
 use crate::edge::platform::d1::{self, first};
 use crate::edge::platform::ttl_cache::{self, Ttl};
@@ -21,6 +23,25 @@ pub struct ModelRow {
     pub cached_input_price: Option<u64>,
     pub output_price: u64,
     pub reasoning_price: Option<u64>,
+    // Cache-write and long-context prices of the version (schema/0013); NULL when not set.
+    #[serde(default)]
+    pub cache_write_5m_price: Option<u64>,
+    #[serde(default)]
+    pub cache_write_1h_price: Option<u64>,
+    #[serde(default)]
+    pub long_context_threshold: Option<u64>,
+    #[serde(default)]
+    pub long_input_price: Option<u64>,
+    #[serde(default)]
+    pub long_cached_input_price: Option<u64>,
+    #[serde(default)]
+    pub long_output_price: Option<u64>,
+    #[serde(default)]
+    pub long_reasoning_price: Option<u64>,
+    #[serde(default)]
+    pub long_cache_write_5m_price: Option<u64>,
+    #[serde(default)]
+    pub long_cache_write_1h_price: Option<u64>,
     /// The `price_versions` row these prices come from (NULL only before migration 0003 ran).
     pub price_version: Option<u64>,
     pub max_output_tokens: u64,
@@ -75,6 +96,51 @@ impl ModelRow {
     }
 }
 
+impl ModelRow {
+    /// Every price of the row's version as the tier arithmetic takes it. A long-context tier
+    /// needs its threshold and its input and output prices; without them there is none.
+    pub fn price_sheet(&self) -> PriceSheet {
+        let t = self;
+        let long_context = match (
+            t.long_context_threshold,
+            t.long_input_price,
+            t.long_output_price,
+        ) {
+            (Some(above), Some(input), Some(output)) => Some(LongContext {
+                above_prompt_tokens: above,
+                tier: Tier {
+                    price: Price {
+                        input,
+                        cached_input: t.long_cached_input_price,
+                        output,
+                        reasoning: t.long_reasoning_price,
+                    },
+                    cache_write: CacheWritePrices {
+                        five_minutes: t.long_cache_write_5m_price,
+                        one_hour: t.long_cache_write_1h_price,
+                    },
+                },
+            }),
+            _ => None,
+        };
+        PriceSheet {
+            base: Tier {
+                price: Price {
+                    input: self.input_price,
+                    cached_input: self.cached_input_price,
+                    output: self.output_price,
+                    reasoning: self.reasoning_price,
+                },
+                cache_write: CacheWritePrices {
+                    five_minutes: t.cache_write_5m_price,
+                    one_hour: t.cache_write_1h_price,
+                },
+            },
+            long_context,
+        }
+    }
+}
+
 thread_local! {
     /// Model name and tenant → the model row with the tenant's multiplier ([`load_model`]).
     static MODELS: Ttl<ModelRow> = Ttl::new();
@@ -102,6 +168,9 @@ pub async fn load_model(
         "SELECT m.name, m.provider, m.upstream_model,
                 COALESCE(v.input_price, m.input_price) AS input_price, v.cached_input_price,
                 COALESCE(v.output_price, m.output_price) AS output_price, v.reasoning_price,
+                v.cache_write_5m_price, v.cache_write_1h_price, v.long_context_threshold,
+                v.long_input_price, v.long_cached_input_price, v.long_output_price,
+                v.long_reasoning_price, v.long_cache_write_5m_price, v.long_cache_write_1h_price,
                 m.price_version, m.max_output_tokens, m.encoding, m.created_at, p.kind, p.base_url,
                 p.api_key_secret, p.config,
                 v.image_input_price, v.audio_input_price, v.image_prices, v.character_price,
@@ -302,5 +371,43 @@ mod tests {
         // A stored table that no longer parses is an internal error, never a free image.
         let broken = row(serde_json::json!({"image_prices": "[{\"size\":1}]"}));
         assert_eq!(broken.unit_prices().unwrap_err().status(), 500);
+    }
+
+    fn sheet_row(extra: &str) -> ModelRow {
+        serde_json::from_str(&format!(
+            r#"{{"name":"m","provider":"p","upstream_model":"u","input_price":3000000,
+            "cached_input_price":300000,"output_price":15000000,"reasoning_price":null,
+            "price_version":1,"max_output_tokens":100,"encoding":null,"kind":"anthropic",
+            "base_url":"b","api_key_secret":null,"created_at":0,"multiplier_bps":10000{extra}}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn price_sheet_from_the_version_columns() {
+        // A row of a database before 0013 (or a version without the new prices): flat.
+        let flat = sheet_row("").price_sheet();
+        assert_eq!(flat, PriceSheet::flat(flat.base.price));
+        assert_eq!(flat.base.price.cached_input, Some(300_000));
+        let sheet = sheet_row(
+            r#","cache_write_5m_price":3750000,"cache_write_1h_price":6000000,
+            "long_context_threshold":200000,"long_input_price":6000000,"long_output_price":22500000,
+            "long_cache_write_1h_price":12000000"#,
+        )
+        .price_sheet();
+        assert_eq!(sheet.base.write_5m_price(), 3_750_000);
+        let long = sheet.long_context.unwrap();
+        assert_eq!(long.above_prompt_tokens, 200_000);
+        assert_eq!(long.tier.price.output, 22_500_000);
+        assert_eq!(
+            long.tier.write_5m_price(),
+            6_000_000,
+            "falls back to the long input price"
+        );
+        assert_eq!(long.tier.write_1h_price(), 12_000_000);
+        // A threshold without its prices is no tier.
+        let partial =
+            sheet_row(r#","long_context_threshold":200000,"long_input_price":1"#).price_sheet();
+        assert_eq!(partial.long_context, None);
     }
 }

@@ -17,7 +17,9 @@ pub const ROLLUP_MARK: &str = "usage_daily_through";
 /// A grouped report may have at most this many rows (narrow the range or the grouping above it).
 pub const MAX_GROUPS: usize = 100_000;
 
-/// Equality filters of a query, as SQL conditions and their arguments.
+/// Equality filters of a query, as SQL conditions and their arguments. `session_column`: the
+/// table is `usage` (the rollups keep no session or api; `rollup_compatible` keeps such queries
+/// off them).
 fn filters<'a>(q: &'a ReportQuery, session_column: bool) -> (Vec<String>, Vec<Arg<'a>>) {
     let mut conds = vec![];
     let mut args = vec![];
@@ -31,6 +33,7 @@ fn filters<'a>(q: &'a ReportQuery, session_column: bool) -> (Vec<String>, Vec<Ar
     add("key_id", &q.key_id);
     if session_column {
         add("session_id", &q.session_id);
+        add("api", &q.api);
     }
     add("model", &q.model);
     (conds, args)
