@@ -222,6 +222,17 @@ mod tests {
     }
 
     #[test]
+    fn bucket_round_trips_as_json() {
+        // The wallet object stores buckets as JSON text.
+        let b = Bucket {
+            level: u128::from(u64::MAX) * 3,
+            at_ms: 7,
+        };
+        let text = serde_json::to_string(&b).unwrap();
+        assert_eq!(serde_json::from_str::<Bucket>(&text).unwrap(), b);
+    }
+
+    #[test]
     fn header_pairs() {
         let h = RateHeaders {
             requests: Some(Window {

@@ -20,3 +20,4 @@ pub mod reports;
 pub mod routes;
 pub mod sessions;
 pub mod tenants;
+pub mod wallet;
