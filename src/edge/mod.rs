@@ -18,6 +18,7 @@ pub mod routes;
 pub mod store;
 pub mod tenant;
 pub mod tokens;
+pub mod wallet_admin;
 
 use worker::{Context, Env, Method, Request, Response};
 
@@ -100,6 +101,9 @@ async fn route(
         ["v1", "sessions", id] => {
             require(method, Method::Get)?;
             tenant::get_session(&req, env, id).await
+        }
+        ["admin", rest @ ..] if wallet_admin::owns(rest) => {
+            wallet_admin::route(req, env, method, rest).await
         }
         ["admin", rest @ ..] => {
             let write = *method != Method::Get && auth::authorize_admin(&req, env).is_ok();
