@@ -199,7 +199,11 @@ impl TenantWallet {
                     ));
                     Ok(ops)
                 }))?;
-                self.arm(EXPORT_DELAY_MS).await?;
+                // The settlement is stored: a failed alarm only delays the export (the next
+                // settlement or an export command arms it again), it must not fail the answer.
+                if let Err(e) = self.arm(EXPORT_DELAY_MS).await {
+                    worker::console_error!("wallet {tenant_id}: arming the export: {e}");
+                }
                 Answer::Ok(to_value(&charge)?)
             }
             Command::Release { request_id } => {
