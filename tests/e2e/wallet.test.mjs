@@ -175,6 +175,27 @@ describe('migration from D1', () => {
   });
 });
 
+describe('throughput (printed, never asserted: docs/scale.md)', () => {
+  test('one wallet answers a burst of limits reads', async () => {
+    const { tenant } = await gw.newTenant({ name: 'burst' });
+    await gw.adminOk('PUT', `/admin/tenants/${tenant.id}/limits`, { rpm: 1000 });
+    const total = 400;
+    const concurrency = 16;
+    let next = 0;
+    const started = performance.now();
+    const worker = async () => {
+      while (next < total) {
+        next++;
+        const r = await gw.admin('GET', `/admin/tenants/${tenant.id}/limits`);
+        assert.equal(r.status, 200);
+      }
+    };
+    await Promise.all(Array.from({ length: concurrency }, worker));
+    const seconds = (performance.now() - started) / 1000;
+    console.log(`# wallet: ${total} limits reads at c=${concurrency} in ${seconds.toFixed(2)} s = ${(total / seconds).toFixed(0)}/s (each: admin auth, one D1 read, one wallet command)`);
+  });
+});
+
 describe('restart', () => {
   test('limits and money survive a workerd restart', async () => {
     const { tenant, key } = await gw.newTenant({ name: 'restart', credit: 123_456 });
