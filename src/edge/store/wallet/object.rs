@@ -938,3 +938,68 @@ fn js_text(e: JsValue) -> String {
         })
         .unwrap_or_else(|| format!("{e:?}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn export_binds_only_usage_columns_and_the_wallets_charge() {
+        let mut row: Map<String, Value> = serde_json::from_str(
+            r#"{"model":"m","stream":true,"prompt_tokens":3,"ttfb_ms":null,
+                "tenant_id":"someone-else","cost":999,"evil); DROP TABLE usage; --":1,
+                "routes_tried":["a","b"]}"#,
+        )
+        .unwrap();
+        let charge = Charge {
+            cost: 10,
+            reserved: 12,
+            allowance_cost: 4,
+            beyond_reservation: 0,
+            debt: 0,
+        };
+        fill_row(&mut row, "ten_1", "req_1", "key_1", &charge, 77);
+        let (sql, values) = insert_usage(&row, "ten_1");
+        assert!(
+            sql.starts_with("INSERT OR IGNORE INTO usage (request_id, tenant_id, key_id, model, ")
+        );
+        assert!(!sql.contains("DROP"));
+        let cols: Vec<&str> = sql.split(['(', ')']).nth(1).unwrap().split(", ").collect();
+        assert_eq!(cols.len(), values.len());
+        let get = |c: &str| &values[cols.iter().position(|x| *x == c).unwrap()];
+        assert!(matches!(get("tenant_id"), ExportValue::Str(s) if s == "ten_1"));
+        assert!(matches!(get("cost"), ExportValue::Int(10)));
+        assert!(matches!(get("reserved"), ExportValue::Int(12)));
+        assert!(matches!(get("allowance_cost"), ExportValue::Int(4)));
+        assert!(matches!(get("from_wallet"), ExportValue::Int(1)));
+        assert!(matches!(get("stream"), ExportValue::Int(1)));
+        assert!(matches!(get("ttfb_ms"), ExportValue::Null));
+        assert!(matches!(get("created_at"), ExportValue::Int(77)));
+        assert!(matches!(get("routes_tried"), ExportValue::Str(s) if s == r#"["a","b"]"#));
+        assert!(!cols.contains(&"upstream_prompt_tokens"));
+    }
+
+    #[test]
+    fn a_snapshot_keeps_limits_and_holds_its_reservations() {
+        let mut w = Wallet::default();
+        w.account.counters.limits.rpm = Some(3);
+        let snapshot: Snapshot = serde_json::from_str(
+            r#"{"balance":500,"debt":0,"allowance_remaining":20,"allowance_period":1793491200000,
+                "plan_allowance":100,"disabled":0,"revoked_keys":["k2"],"ledger_entries":2,
+                "ledger_last_id":"cred_x","reservations":[{"id":"r1","key_id":"k1","amount":30,
+                "allowance_amount":80,"allowance_period":1793491200000,"created_at":5}]}"#,
+        )
+        .unwrap();
+        snapshot.apply(&mut w);
+        assert_eq!(w.account.balance, 500);
+        assert_eq!(w.account.plan_allowance, Some(100));
+        assert_eq!(w.account.counters.limits.rpm, Some(3));
+        assert_eq!(w.account.counters.held, 110);
+        assert_eq!(w.keys["k1"].counters.held, 110);
+        assert!(w.keys["k2"].revoked);
+        // The reservation settles in the wallet as it would have in D1.
+        let c = w.settle("r1", "k1", 90, 0, 1_793_491_200_000 + 10);
+        assert_eq!((c.allowance_cost, c.beyond_reservation), (80, 0));
+        assert_eq!(w.account.balance, 520);
+    }
+}
