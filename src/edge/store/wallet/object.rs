@@ -142,6 +142,11 @@ impl TenantWallet {
         let sql = self.state.storage().sql();
         let answer = match command {
             Command::Reserve { request } => {
+                // A request id is reserved once: after its settlement a second reserve would
+                // hold money nothing will ever settle.
+                if stored_charge(&sql, &request.id)?.is_some() {
+                    return Err(format!("request {} is already settled", request.id));
+                }
                 let result = self.inner.borrow_mut().wallet.reserve(&request, now);
                 match result {
                     Ok(reserved) => {
