@@ -5,6 +5,9 @@
 pub mod core;
 pub mod edge;
 
+/// The tenant wallet Durable Object class (wrangler.toml `WALLET`).
+pub use edge::store::wallet::object::TenantWallet;
+
 use worker::{event, Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent};
 
 #[event(fetch)]

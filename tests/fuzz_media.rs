@@ -114,7 +114,7 @@ fn check_error(e: &GatewayError, request: bool) -> Option<String> {
     if request && !matches!(status, 400 | 413 | 415) {
         return Some(format!("a refused request answered {status}"));
     }
-    let body: Value = serde_json::from_str(&tollgate::core::inbound::openai::error_body(&e)).ok()?;
+    let body: Value = serde_json::from_str(&tollgate::core::inbound::openai::error_body(e)).ok()?;
     let err = &body["error"];
     if !err["message"].is_string() || !err["type"].is_string() || !err["code"].is_string() {
         return Some(format!("error body not OpenAI-shaped: {body}"));

@@ -24,3 +24,4 @@ pub mod routing;
 pub mod session;
 pub mod sse;
 pub mod tokens;
+pub mod wallet;

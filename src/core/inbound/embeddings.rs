@@ -518,7 +518,8 @@ mod tests {
             let e = decode_request(body.as_bytes()).unwrap_err();
             assert_eq!(e.status(), 400, "{body}");
             assert_eq!(e.param.as_deref(), Some(param), "{body}");
-            let json: Value = serde_json::from_str(&crate::core::inbound::openai::error_body(&e)).unwrap();
+            let json: Value =
+                serde_json::from_str(&crate::core::inbound::openai::error_body(&e)).unwrap();
             assert_eq!(json["error"]["type"], "invalid_request_error");
         }
         assert!(decode_request(b"[1]").is_err());

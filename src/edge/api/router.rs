@@ -86,6 +86,9 @@ async fn route(
             http::require(method, Method::Get)?;
             tollgate::sessions::get_session(&req, env, id).await
         }
+        ["admin", rest @ ..] if admin::wallet::owns(rest) => {
+            admin::wallet::route(req, env, method, rest).await
+        }
         ["admin", rest @ ..] => {
             let write = *method != Method::Get && auth::authorize_admin(&req, env).is_ok();
             let answer = admin::route(req, env, method, rest).await;

@@ -21,3 +21,4 @@ pub mod reports;
 pub mod routes;
 pub mod sessions;
 pub mod tenants;
+pub mod wallet;

@@ -259,7 +259,8 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!((e.status(), e.code()), (400, "unsupported_for_provider"));
-        let json: Value = serde_json::from_str(&crate::core::inbound::openai::error_body(&e)).unwrap();
+        let json: Value =
+            serde_json::from_str(&crate::core::inbound::openai::error_body(&e)).unwrap();
         assert_eq!(json["error"]["code"], "unsupported_for_provider");
         assert_eq!(MediaApi::Translations.usage_api(), "transcriptions");
         assert_eq!(MediaApi::ImageEdits.model_kind(), "image");

@@ -4,6 +4,7 @@ pub mod alerts;
 pub mod billing;
 pub mod plan_requests;
 pub mod plugins;
+pub mod wallet;
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;

@@ -1,0 +1,162 @@
+//! Admin routes of the tenant wallets (docs/api.md, docs/money.md "Wallets"):
+//!
+//! | route | does |
+//! |---|---|
+//! | `GET /admin/keys/{id}/limits`, `GET /admin/tenants/{id}/limits` | limits and current usage |
+//! | `PUT` the same paths | `{"rpm"?, "tpm"?, "budget"?, "budget_period"?}`: absent keeps, `null` clears |
+//! | `GET /admin/tenants/{id}/wallet` | the wallet's state (without taking the tenant's money) |
+//! | `POST /admin/tenants/{id}/wallet/migrate` | takes the tenant's money from D1 now (once) |
+//! | `POST /admin/tenants/{id}/wallet/export` | writes the wallet's pending usage rows to D1 now |
+
+use serde_json::Value;
+use worker::{Env, Method, Request, Response};
+
+use crate::core::error::{ErrorKind, GatewayError};
+use crate::core::wallet::limits::LimitsPatch;
+use crate::edge::api::http;
+use crate::edge::gateway::auth;
+use crate::edge::platform::d1 as db;
+use crate::edge::store::wallet::client::{WalletClient, WalletError};
+use crate::edge::store::{keys, tenants};
+
+/// Admin bodies are small.
+const MAX_BODY: usize = 64 * 1024;
+
+/// Whether `rest` (the path after `/admin/`) is one of these routes.
+pub fn owns(rest: &[&str]) -> bool {
+    matches!(
+        rest,
+        ["keys", _, "limits"]
+            | ["tenants", _, "limits"]
+            | ["tenants", _, "wallet"]
+            | ["tenants", _, "wallet", "migrate" | "export"]
+    )
+}
+
+pub async fn route(
+    mut req: Request,
+    env: &Env,
+    method: &Method,
+    rest: &[&str],
+) -> Result<Response, GatewayError> {
+    if let Err(refusal) = auth::admit_admin(&req, env).await {
+        let mut resp = http::error_response(&refusal.error)
+            .map_err(|e| http::internal("error response", e))?;
+        if let Some(seconds) = refusal.retry_after {
+            let _ = resp.headers_mut().set("retry-after", &seconds.to_string());
+        }
+        return Ok(resp);
+    }
+    let database = db::database(env)?;
+    match (method, rest) {
+        (Method::Get | Method::Put, ["keys", id, "limits"]) => {
+            let key = keys::get(&database, id)
+                .await?
+                .ok_or_else(|| not_found("API key", id))?;
+            let wallet = WalletClient::new(env, &key.tenant_id);
+            let view = if *method == Method::Put {
+                wallet.set_limits(Some(id), patch(&mut req).await?).await
+            } else {
+                wallet.limits(Some(id)).await
+            }
+            .map_err(wallet_error)?;
+            http::json(
+                200,
+                &serde_json::json!({"key_id": id, "tenant_id": key.tenant_id, "limits": view.limits, "usage": view.usage}),
+            )
+        }
+        (Method::Get | Method::Put, ["tenants", id, "limits"]) => {
+            require_tenant(&database, id).await?;
+            let wallet = WalletClient::new(env, id);
+            let view = if *method == Method::Put {
+                wallet.set_limits(None, patch(&mut req).await?).await
+            } else {
+                wallet.limits(None).await
+            }
+            .map_err(wallet_error)?;
+            http::json(
+                200,
+                &serde_json::json!({"tenant_id": id, "limits": view.limits, "usage": view.usage}),
+            )
+        }
+        (Method::Get, ["tenants", id, "wallet"]) => {
+            require_tenant(&database, id).await?;
+            let view = WalletClient::new(env, id)
+                .inspect()
+                .await
+                .map_err(wallet_error)?;
+            http::json(200, &view)
+        }
+        (Method::Post, ["tenants", id, "wallet", "migrate"]) => {
+            require_tenant(&database, id).await?;
+            let view = WalletClient::new(env, id)
+                .migrate()
+                .await
+                .map_err(wallet_error)?;
+            http::json(200, &view)
+        }
+        (Method::Post, ["tenants", id, "wallet", "export"]) => {
+            require_tenant(&database, id).await?;
+            let report = WalletClient::new(env, id)
+                .export()
+                .await
+                .map_err(wallet_error)?;
+            http::json(200, &report)
+        }
+        _ => Err(GatewayError::new(
+            ErrorKind::MethodNotAllowed,
+            "This route does not accept this method.",
+        )),
+    }
+}
+
+/// The body of a `PUT …/limits`, checked field by field; passed on as JSON.
+async fn patch(req: &mut Request) -> Result<Value, GatewayError> {
+    let bytes = http::read_body(req, MAX_BODY).await?;
+    let value: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| GatewayError::invalid_request(format!("Invalid JSON body: {e}")))?;
+    if !value.is_object() {
+        return Err(GatewayError::invalid_request(
+            "The body must be a JSON object.",
+        ));
+    }
+    let parsed: LimitsPatch = serde_json::from_value(value.clone()).map_err(|e| {
+        GatewayError::invalid_request(format!(
+            "Invalid limits: {e} (rpm, tpm, budget: non-negative integers or null; budget_period: day, week, month, total or null)"
+        ))
+    })?;
+    parsed
+        .validate()
+        .map_err(|(param, message)| GatewayError::invalid_param(param, message))?;
+    Ok(value)
+}
+
+async fn require_tenant(database: &worker::D1Database, id: &str) -> Result<(), GatewayError> {
+    if tenants::exists(database, id).await? {
+        Ok(())
+    } else {
+        Err(not_found("tenant", id))
+    }
+}
+
+fn not_found(what: &str, id: &str) -> GatewayError {
+    GatewayError::new(ErrorKind::NotFound, format!("No {what} `{id}`."))
+}
+
+fn wallet_error(e: WalletError) -> GatewayError {
+    match e {
+        WalletError::Refused(r) => {
+            let kind = match r.status() {
+                401 => ErrorKind::InvalidApiKey,
+                402 => ErrorKind::InsufficientQuota,
+                409 => ErrorKind::Conflict,
+                _ => ErrorKind::UpstreamRateLimited,
+            };
+            GatewayError::new(kind, r.message()).with_code(r.code())
+        }
+        WalletError::Failed(m) => GatewayError::new(
+            ErrorKind::Unavailable,
+            format!("The tenant's wallet is unavailable: {m}"),
+        ),
+    }
+}

@@ -1,0 +1,180 @@
+//! Typed calls from the worker to a tenant's wallet through its Durable Object stub.
+//!
+//! Each call is one `POST` of an [`Envelope`] to the object named by the tenant id. A refusal
+//! comes back as `Err(WalletError::Refused)` for the caller to turn into the client's answer
+//! (`Refusal::status`, `code`, `retry_after_secs`); storage or transport failures are
+//! `WalletError::Failed` (503 for the client: nothing was decided).
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use worker::{Env, Method, Request, RequestInit};
+
+use super::{Answer, Command, Envelope, ExportReport, WalletView, BINDING};
+use crate::core::wallet::{
+    BalanceView, Charge, LedgerEntry, LimitsView, Refusal, ReserveRequest, Reserved,
+};
+
+/// Why a wallet call did not give a result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WalletError {
+    /// The wallet decided no (the rules of `core::wallet`).
+    Refused(Refusal),
+    /// The object could not be reached or its storage failed; nothing was decided.
+    Failed(String),
+}
+
+impl std::fmt::Display for WalletError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WalletError::Refused(r) => write!(f, "{}", r.message()),
+            WalletError::Failed(m) => write!(f, "wallet unavailable: {m}"),
+        }
+    }
+}
+
+/// One tenant's wallet, as seen from the worker.
+pub struct WalletClient<'a> {
+    env: &'a Env,
+    tenant_id: &'a str,
+}
+
+impl<'a> WalletClient<'a> {
+    pub fn new(env: &'a Env, tenant_id: &'a str) -> Self {
+        Self { env, tenant_id }
+    }
+
+    async fn call<T: DeserializeOwned>(&self, command: Command) -> Result<T, WalletError> {
+        let failed = |e: String| WalletError::Failed(e);
+        let namespace = self
+            .env
+            .durable_object(BINDING)
+            .map_err(|e| failed(format!("binding {BINDING}: {e}")))?;
+        let stub = namespace
+            .id_from_name(self.tenant_id)
+            .and_then(|id| id.get_stub())
+            .map_err(|e| failed(e.to_string()))?;
+        let body = serde_json::to_string(&Envelope {
+            tenant_id: self.tenant_id.to_string(),
+            command,
+        })
+        .map_err(|e| failed(e.to_string()))?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post).with_body(Some(body.into()));
+        let request = Request::new_with_init("https://wallet/command", &init)
+            .map_err(|e| failed(e.to_string()))?;
+        let mut response = stub
+            .fetch_with_request(request)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let status = response.status_code();
+        let text = response.text().await.map_err(|e| failed(e.to_string()))?;
+        if status != 200 {
+            let message = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v.get("error").and_then(Value::as_str).map(String::from))
+                .unwrap_or(text);
+            return Err(failed(format!("{status}: {message}")));
+        }
+        match serde_json::from_str::<Answer>(&text).map_err(|e| failed(e.to_string()))? {
+            Answer::Ok(v) => serde_json::from_value(v).map_err(|e| failed(e.to_string())),
+            Answer::Refused(r) => Err(WalletError::Refused(r)),
+        }
+    }
+
+    pub async fn reserve(&self, request: ReserveRequest) -> Result<Reserved, WalletError> {
+        self.call(Command::Reserve { request }).await
+    }
+
+    pub async fn settle(
+        &self,
+        request_id: &str,
+        key_id: &str,
+        cost: u64,
+        tokens: u64,
+        row: serde_json::Map<String, Value>,
+    ) -> Result<Charge, WalletError> {
+        self.call(Command::Settle {
+            request_id: request_id.into(),
+            key_id: key_id.into(),
+            cost,
+            tokens,
+            row,
+        })
+        .await
+    }
+
+    /// Whether an open reservation was returned.
+    pub async fn release(&self, request_id: &str) -> Result<bool, WalletError> {
+        let v: Value = self
+            .call(Command::Release {
+                request_id: request_id.into(),
+            })
+            .await?;
+        Ok(v.get("released").and_then(Value::as_bool).unwrap_or(false))
+    }
+
+    pub async fn adjust(
+        &self,
+        amount: i64,
+        idempotency_key: &str,
+        reason: Option<&str>,
+    ) -> Result<LedgerEntry, WalletError> {
+        self.call(Command::Adjust {
+            amount,
+            idempotency_key: idempotency_key.into(),
+            reason: reason.map(String::from),
+        })
+        .await
+    }
+
+    pub async fn set_plan(&self, allowance: Option<u64>) -> Result<BalanceView, WalletError> {
+        self.call(Command::SetPlan { allowance }).await
+    }
+
+    pub async fn limits(&self, key_id: Option<&str>) -> Result<LimitsView, WalletError> {
+        self.call(Command::GetLimits {
+            key_id: key_id.map(String::from),
+        })
+        .await
+    }
+
+    /// `patch` must have been validated (`LimitsPatch::validate`).
+    pub async fn set_limits(
+        &self,
+        key_id: Option<&str>,
+        patch: Value,
+    ) -> Result<LimitsView, WalletError> {
+        self.call(Command::SetLimits {
+            key_id: key_id.map(String::from),
+            patch,
+        })
+        .await
+    }
+
+    pub async fn set_key_revoked(&self, key_id: &str, revoked: bool) -> Result<(), WalletError> {
+        let _: Value = self
+            .call(Command::SetKeyRevoked {
+                key_id: key_id.into(),
+                revoked,
+            })
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_disabled(&self, disabled: bool) -> Result<(), WalletError> {
+        let _: Value = self.call(Command::SetDisabled { disabled }).await?;
+        Ok(())
+    }
+
+    pub async fn inspect(&self) -> Result<WalletView, WalletError> {
+        self.call(Command::Inspect).await
+    }
+
+    pub async fn migrate(&self) -> Result<WalletView, WalletError> {
+        self.call(Command::Migrate).await
+    }
+
+    pub async fn export(&self) -> Result<ExportReport, WalletError> {
+        self.call(Command::Export).await
+    }
+}

@@ -1,0 +1,151 @@
+//! Tenant wallets: one SQLite-backed Durable Object per tenant (`object.rs`, class
+//! `TenantWallet`, binding `WALLET`, named by tenant id) holding the tenant's money and limits, and
+//! the worker's typed calls to it (`client.rs`). The rules are `core::wallet`'s; the object only
+//! loads, stores and answers. Design and numbers: docs/scale.md; money rules: docs/money.md.
+//!
+//! The protocol is one JSON [`Envelope`] per `POST` to the object; it answers 200 with an
+//! [`Answer`] (a result or a refusal the caller turns into the client's error), or 500 with a
+//! message when its storage or D1 failed.
+
+pub mod client;
+pub mod object;
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::wallet::{Refusal, ReserveRequest};
+
+/// The Durable Object binding (wrangler.toml `[[durable_objects.bindings]]`).
+pub const BINDING: &str = "WALLET";
+
+/// One command to a tenant's wallet.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The tenant the wallet belongs to (checked against the one it was created for).
+    pub tenant_id: String,
+    pub command: Command,
+}
+
+/// The commands. Money commands take the tenant's money from D1 first (once, see object.rs).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Command {
+    /// Reserve before the upstream call → `Reserved`.
+    Reserve {
+        request: ReserveRequest,
+    },
+    /// Charge a finished request and keep its usage row for export → `Charge` (the first one's,
+    /// for a repeated request id).
+    Settle {
+        request_id: String,
+        key_id: String,
+        cost: u64,
+        tokens: u64,
+        /// The usage row (D1 `usage` columns); the wallet fills in the charge columns.
+        row: serde_json::Map<String, serde_json::Value>,
+    },
+    /// Return a reservation uncharged → `{released: bool}`.
+    Release {
+        request_id: String,
+    },
+    /// Credit (> 0) or debit (< 0), idempotent by key → `LedgerEntry`.
+    Adjust {
+        amount: i64,
+        idempotency_key: String,
+        reason: Option<String>,
+    },
+    /// Assign or remove the plan's monthly allowance → `BalanceView`.
+    SetPlan {
+        allowance: Option<u64>,
+    },
+    /// Limits and usage of a key (`key_id`) or the tenant → `LimitsView`.
+    GetLimits {
+        key_id: Option<String>,
+    },
+    /// Patch (JSON body of `PUT …/limits`, validated by the caller) → `LimitsView`.
+    SetLimits {
+        key_id: Option<String>,
+        patch: serde_json::Value,
+    },
+    /// What the wallet knows of revocation and disabling → `{}`.
+    SetKeyRevoked {
+        key_id: String,
+        revoked: bool,
+    },
+    SetDisabled {
+        disabled: bool,
+    },
+    /// The money state without taking it → `WalletView`.
+    Inspect,
+    /// Take the tenant's money from D1 now (the one-off migration) → `WalletView`.
+    Migrate,
+    /// Export pending usage rows to D1 now → `ExportReport`.
+    Export,
+}
+
+/// The object's answer to a command.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Answer {
+    Ok(serde_json::Value),
+    Refused(Refusal),
+}
+
+/// The state `Inspect` and `Migrate` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WalletView {
+    /// Whether the wallet has taken the tenant's money from D1.
+    pub migrated: bool,
+    pub balance: Option<crate::core::wallet::BalanceView>,
+    pub open_reservations: usize,
+    pub outbox_pending: u64,
+    pub outbox_exported: u64,
+    pub schema_version: u32,
+}
+
+/// What an export did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExportReport {
+    pub exported: u64,
+    pub pending: u64,
+}
+
+/// Columns of D1's `usage` a settlement row may carry (anything else is dropped at export).
+/// Keep in sync with schema/*.sql (`usage`).
+pub const USAGE_COLUMNS: &[&str] = &[
+    "request_id",
+    "tenant_id",
+    "key_id",
+    "session_id",
+    "model",
+    "provider",
+    "upstream_model",
+    "stream",
+    "prompt_tokens",
+    "completion_tokens",
+    "upstream_prompt_tokens",
+    "upstream_completion_tokens",
+    "local_prompt_tokens",
+    "local_completion_tokens",
+    "usage_source",
+    "input_price",
+    "output_price",
+    "reserved",
+    "cost",
+    "uncharged",
+    "status",
+    "http_status",
+    "error_code",
+    "latency_ms",
+    "ttfb_ms",
+    "created_at",
+    "price_version",
+    "cached_prompt_tokens",
+    "reasoning_tokens",
+    "multiplier_bps",
+    "allowance_cost",
+    "idempotency_key",
+    "routes_tried",
+    "beyond_reservation",
+    "debt",
+    "from_wallet",
+];

@@ -1,0 +1,1010 @@
+//! The `TenantWallet` Durable Object: one per tenant (`idFromName(tenant_id)`), SQLite-backed.
+//!
+//! # Storage
+//! Its tables are created here (schema version in `meta`, [`SCHEMA_VERSION`]; a later version adds
+//! its steps to [`migrate_schema`]): `account` (one row: the tenant's [`Account`] as JSON), `keys`
+//! (one [`KeyAccount`] per key that has limits or reservations), `holds` (open reservations),
+//! `ledger` (credits and debits by idempotency key) and `outbox` (one usage row per settled
+//! request, by request id, until exported to D1 and for a week after, as the settlement's
+//! idempotency record).
+//!
+//! The whole wallet is also kept in memory, loaded once when the object starts. A command runs
+//! `core::wallet` on the memory copy, then writes what changed inside one `transactionSync`
+//! (all or nothing); should the write fail, the memory copy is reloaded from storage, so memory
+//! never runs ahead of what is stored. The object runs one command at a time and none of them
+//! awaits between decision and write, so no two commands interleave.
+//!
+//! # Taking the tenant from D1 (lazy migration)
+//! The first money command (reserve, settle, release, credit/debit, plan, migrate, export) takes
+//! the tenant's money from D1 while other events wait (`blockConcurrencyWhile`): one D1 batch
+//! inserts the claim (`wallet_claims`, schema/0011) with a snapshot of balance, debt, allowance,
+//! plan, open reservations, revoked keys and ledger position, unless a claim exists; deletes the
+//! tenant's D1 reservations (they continue here); reads the claim back. The snapshot is loaded only
+//! if the claim is this object's, so it is taken exactly once; a retry after a crash loads the same
+//! snapshot. From then on D1 refuses money moves for the tenant (0011's triggers). Limits commands
+//! do not take the tenant: they work before migration.
+//!
+//! # Export
+//! Settling sets an alarm ([`EXPORT_DELAY_MS`]); the alarm writes pending outbox rows to D1 in
+//! batches of [`EXPORT_BATCH`] with `INSERT OR IGNORE` (request id is `usage`'s key: a replay
+//! changes nothing), marks them exported, returns stale reservations, and re-arms itself while
+//! rows are pending or reservations are open.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use wasm_bindgen::prelude::*;
+use worker::js_sys;
+use worker::{
+    durable_object, DurableObject, Env, Request, Response, SqlStorage, SqlStorageValue, State,
+};
+
+use super::{Answer, Command, Envelope, ExportReport, WalletView, USAGE_COLUMNS};
+use crate::core::wallet::limits::LimitsPatch;
+use crate::core::wallet::{Account, Charge, Hold, KeyAccount, LedgerEntry, Wallet};
+use crate::edge::platform::clock::now_ms;
+use crate::edge::platform::d1::{self as db, Arg};
+
+/// Version of the object's own tables.
+pub const SCHEMA_VERSION: u32 = 1;
+/// Usage rows per D1 batch at export.
+pub const EXPORT_BATCH: usize = 50;
+/// How soon after a settlement its row goes to D1.
+pub const EXPORT_DELAY_MS: u64 = 1_000;
+/// How long an exported row stays as the settlement's idempotency record.
+pub const OUTBOX_KEEP_MS: u64 = 7 * 86_400_000;
+
+#[wasm_bindgen]
+extern "C" {
+    /// `ctx.storage.transactionSync(fn)`: runs `fn` as one SQLite transaction, rolled back if it
+    /// throws (not bound by worker 0.8.7).
+    type SyncStorage;
+    #[wasm_bindgen(method, catch, js_name = transactionSync)]
+    fn transaction_sync(this: &SyncStorage, f: &js_sys::Function) -> Result<JsValue, JsValue>;
+}
+
+struct Inner {
+    wallet: Wallet,
+    tenant_id: Option<String>,
+    migrated: bool,
+    /// Set when the tables could not be created or read: every command then answers 500.
+    broken: Option<String>,
+}
+
+#[durable_object]
+pub struct TenantWallet {
+    state: State,
+    env: Env,
+    inner: Rc<RefCell<Inner>>,
+}
+
+impl DurableObject for TenantWallet {
+    fn new(state: State, env: Env) -> Self {
+        let sql = state.storage().sql();
+        let inner = match migrate_schema(&sql).and_then(|()| load(&sql)) {
+            Ok(inner) => inner,
+            Err(e) => Inner {
+                wallet: Wallet::default(),
+                tenant_id: None,
+                migrated: false,
+                broken: Some(e),
+            },
+        };
+        Self {
+            state,
+            env,
+            inner: Rc::new(RefCell::new(inner)),
+        }
+    }
+
+    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        let envelope: Envelope = match req.json().await {
+            Ok(e) => e,
+            Err(e) => return failure(400, &format!("bad wallet command: {e}")),
+        };
+        match self.run(envelope).await {
+            Ok(answer) => Response::from_json(&answer),
+            Err(e) => failure(500, &e),
+        }
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        let tenant_id = self.inner.borrow().tenant_id.clone();
+        if let Some(tenant_id) = tenant_id {
+            if let Err(e) = self.housekeeping(&tenant_id).await {
+                worker::console_error!("wallet {tenant_id}: alarm: {e}");
+                // Try again soon; the rows stay pending meanwhile.
+                let _ = self.arm(EXPORT_DELAY_MS * 10).await;
+            }
+        }
+        Response::ok("")
+    }
+}
+
+fn failure(status: u16, message: &str) -> worker::Result<Response> {
+    Ok(Response::from_json(&json!({ "error": message }))?.with_status(status))
+}
+
+impl TenantWallet {
+    async fn run(&self, envelope: Envelope) -> Result<Answer, String> {
+        if let Some(e) = &self.inner.borrow().broken {
+            return Err(format!("wallet storage unusable: {e}"));
+        }
+        self.bind_tenant(&envelope.tenant_id)?;
+        let tenant_id = envelope.tenant_id;
+        let command = envelope.command;
+        if needs_money(&command) && !self.inner.borrow().migrated {
+            self.take_tenant(&tenant_id).await?;
+        }
+        let now = now_ms();
+        let sql = self.state.storage().sql();
+        let answer = match command {
+            Command::Reserve { request } => {
+                // A request id is reserved once: after its settlement a second reserve would
+                // hold money nothing will ever settle.
+                if stored_charge(&sql, &request.id)?.is_some() {
+                    return Err(format!("request {} is already settled", request.id));
+                }
+                let result = self.inner.borrow_mut().wallet.reserve(&request, now);
+                match result {
+                    Ok(reserved) => {
+                        self.write(self.ops(|w| {
+                            let mut ops = vec![account_op(w)?];
+                            ops.extend(key_op(w, &request.key_id)?);
+                            if let Some(h) = w.holds.get(&request.id) {
+                                ops.push(hold_op(h)?);
+                            }
+                            Ok(ops)
+                        }))?;
+                        Answer::Ok(to_value(&reserved)?)
+                    }
+                    Err(refusal) => Answer::Refused(refusal),
+                }
+            }
+            Command::Settle {
+                request_id,
+                key_id,
+                cost,
+                tokens,
+                mut row,
+            } => {
+                if let Some(previous) = stored_charge(&sql, &request_id)? {
+                    return Ok(Answer::Ok(to_value(&previous)?));
+                }
+                let hold_key = {
+                    let inner = self.inner.borrow();
+                    inner
+                        .wallet
+                        .holds
+                        .get(&request_id)
+                        .map_or(key_id.clone(), |h| h.key_id.clone())
+                };
+                let charge =
+                    self.inner
+                        .borrow_mut()
+                        .wallet
+                        .settle(&request_id, &key_id, cost, tokens, now);
+                fill_row(&mut row, &tenant_id, &request_id, &hold_key, &charge, now);
+                let row_text = serde_json::to_string(&row).map_err(|e| e.to_string())?;
+                let charge_text = serde_json::to_string(&charge).map_err(|e| e.to_string())?;
+                self.write(self.ops(|w| {
+                    let mut ops = vec![account_op(w)?];
+                    ops.extend(key_op(w, &hold_key)?);
+                    ops.push(delete_hold_op(&request_id));
+                    ops.push(op(
+                        "INSERT INTO outbox (request_id, charge, row, created_at) VALUES (?, ?, ?, ?)",
+                        vec![
+                            request_id.as_str().into(),
+                            charge_text.into(),
+                            row_text.into(),
+                            int(now),
+                        ],
+                    ));
+                    Ok(ops)
+                }))?;
+                // The settlement is stored: a failed alarm only delays the export (the next
+                // settlement or an export command arms it again), it must not fail the answer.
+                if let Err(e) = self.arm(EXPORT_DELAY_MS).await {
+                    worker::console_error!("wallet {tenant_id}: arming the export: {e}");
+                }
+                Answer::Ok(to_value(&charge)?)
+            }
+            Command::Release { request_id } => {
+                let hold = self.inner.borrow_mut().wallet.release(&request_id, now);
+                if let Some(h) = &hold {
+                    self.write(self.ops(|w| {
+                        let mut ops = vec![account_op(w)?];
+                        ops.extend(key_op(w, &h.key_id)?);
+                        ops.push(delete_hold_op(&h.id));
+                        Ok(ops)
+                    }))?;
+                }
+                Answer::Ok(json!({ "released": hold.is_some() }))
+            }
+            Command::Adjust {
+                amount,
+                idempotency_key,
+                reason,
+            } => {
+                let previous = stored_entry(&sql, &idempotency_key)?;
+                let replay = previous.is_some();
+                let result = self.inner.borrow_mut().wallet.adjust(amount, previous);
+                match result {
+                    Ok(entry) => {
+                        if !replay {
+                            let text = serde_json::to_string(&entry).map_err(|e| e.to_string())?;
+                            self.write(self.ops(|w| {
+                                Ok(vec![
+                                    account_op(w)?,
+                                    op(
+                                        "INSERT INTO ledger (idem_key, entry, reason, created_at) VALUES (?, ?, ?, ?)",
+                                        vec![
+                                            idempotency_key.as_str().into(),
+                                            text.into(),
+                                            reason.as_deref().into(),
+                                            int(now),
+                                        ],
+                                    ),
+                                ])
+                            }))?;
+                        }
+                        Answer::Ok(to_value(&entry)?)
+                    }
+                    Err(refusal) => Answer::Refused(refusal),
+                }
+            }
+            Command::SetPlan { allowance } => {
+                self.inner.borrow_mut().wallet.set_plan(allowance, now);
+                self.write(self.ops(|w| Ok(vec![account_op(w)?])))?;
+                let view = self.inner.borrow_mut().wallet.balance(now);
+                Answer::Ok(to_value(&view)?)
+            }
+            Command::GetLimits { key_id } => {
+                let view = self.inner.borrow().wallet.limits(key_id.as_deref(), now);
+                Answer::Ok(to_value(&view)?)
+            }
+            Command::SetLimits { key_id, patch } => {
+                let patch: LimitsPatch =
+                    serde_json::from_value(patch).map_err(|e| format!("bad limits: {e}"))?;
+                patch.validate().map_err(|(_, m)| m)?;
+                self.inner
+                    .borrow_mut()
+                    .wallet
+                    .set_limits(key_id.as_deref(), &patch);
+                self.write(self.ops(|w| match &key_id {
+                    Some(k) => Ok(key_op(w, k)?.into_iter().collect()),
+                    None => Ok(vec![account_op(w)?]),
+                }))?;
+                let view = self.inner.borrow().wallet.limits(key_id.as_deref(), now);
+                Answer::Ok(to_value(&view)?)
+            }
+            Command::SetKeyRevoked { key_id, revoked } => {
+                self.inner
+                    .borrow_mut()
+                    .wallet
+                    .set_key_revoked(&key_id, revoked);
+                self.write(self.ops(|w| Ok(key_op(w, &key_id)?.into_iter().collect())))?;
+                Answer::Ok(json!({}))
+            }
+            Command::SetDisabled { disabled } => {
+                self.inner.borrow_mut().wallet.account.disabled = disabled;
+                self.write(self.ops(|w| Ok(vec![account_op(w)?])))?;
+                Answer::Ok(json!({}))
+            }
+            Command::Inspect | Command::Migrate => Answer::Ok(to_value(&self.view(&sql, now)?)?),
+            Command::Export => {
+                let exported = self.export(&tenant_id).await?;
+                let pending = count(
+                    &sql,
+                    "SELECT COUNT(*) AS n FROM outbox WHERE exported_at IS NULL",
+                )?;
+                Answer::Ok(to_value(&ExportReport { exported, pending })?)
+            }
+        };
+        Ok(answer)
+    }
+
+    /// Remembers the tenant on first use; refuses a command for another tenant.
+    fn bind_tenant(&self, tenant_id: &str) -> Result<(), String> {
+        let known = self.inner.borrow().tenant_id.clone();
+        match known {
+            Some(t) if t == tenant_id => Ok(()),
+            Some(t) => Err(format!(
+                "this wallet belongs to tenant {t}, not {tenant_id}"
+            )),
+            None => {
+                let sql = self.state.storage().sql();
+                exec(
+                    &sql,
+                    "INSERT OR REPLACE INTO meta (k, v) VALUES ('tenant_id', ?)",
+                    vec![tenant_id.into()],
+                )
+                .map_err(js_text)?;
+                self.inner.borrow_mut().tenant_id = Some(tenant_id.to_string());
+                Ok(())
+            }
+        }
+    }
+
+    fn view(&self, sql: &SqlStorage, now: u64) -> Result<WalletView, String> {
+        let mut inner = self.inner.borrow_mut();
+        let migrated = inner.migrated;
+        Ok(WalletView {
+            migrated,
+            balance: migrated.then(|| inner.wallet.balance(now)),
+            open_reservations: inner.wallet.holds.len(),
+            outbox_pending: count(
+                sql,
+                "SELECT COUNT(*) AS n FROM outbox WHERE exported_at IS NULL",
+            )?,
+            outbox_exported: count(
+                sql,
+                "SELECT COUNT(*) AS n FROM outbox WHERE exported_at IS NOT NULL",
+            )?,
+            schema_version: SCHEMA_VERSION,
+        })
+    }
+
+    /// Runs `ops` as one storage transaction. On failure (rolled back) the memory copy is
+    /// reloaded from storage, so memory never runs ahead of what is stored.
+    fn write(&self, ops: Result<Vec<Op>, String>) -> Result<(), String> {
+        let sql = self.state.storage().sql();
+        let result = ops.and_then(|ops| transact(&self.state.storage(), &sql, ops));
+        if let Err(e) = result {
+            match load(&sql) {
+                Ok(fresh) => *self.inner.borrow_mut() = fresh,
+                Err(le) => self.inner.borrow_mut().broken = Some(le),
+            }
+            return Err(format!("wallet write failed: {e}"));
+        }
+        Ok(())
+    }
+
+    /// Builds a write from the current wallet.
+    fn ops(&self, f: impl FnOnce(&Wallet) -> Result<Vec<Op>, String>) -> Result<Vec<Op>, String> {
+        f(&self.inner.borrow().wallet)
+    }
+
+    /// Sets the alarm to `delay_ms` from now unless one is due sooner.
+    async fn arm(&self, delay_ms: u64) -> Result<(), String> {
+        let storage = self.state.storage();
+        let at = now_ms() + delay_ms;
+        let current = storage.get_alarm().await.map_err(|e| e.to_string())?;
+        if current.is_some_and(|c| c >= 0 && (c as u64) <= at) {
+            return Ok(());
+        }
+        storage
+            .set_alarm(worker::ScheduledTime::new(js_sys::Date::new(
+                &JsValue::from_f64(at as f64),
+            )))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// The alarm's work: export, expire stale reservations, prune old rows, re-arm.
+    async fn housekeeping(&self, tenant_id: &str) -> Result<(), String> {
+        if !self.inner.borrow().migrated {
+            return Ok(());
+        }
+        self.export(tenant_id).await?;
+        let now = now_ms();
+        let stale_ms = crate::edge::platform::env::settings(&self.env)
+            .stale_reservation_seconds
+            .max(60)
+            * 1000;
+        let expired = self.inner.borrow_mut().wallet.expire(now, stale_ms);
+        if !expired.is_empty() {
+            self.write(self.ops(|w| {
+                let mut ops = vec![account_op(w)?];
+                for h in &expired {
+                    ops.extend(key_op(w, &h.key_id)?);
+                    ops.push(delete_hold_op(&h.id));
+                }
+                Ok(ops)
+            }))?;
+        }
+        let sql = self.state.storage().sql();
+        exec(
+            &sql,
+            "DELETE FROM outbox WHERE exported_at IS NOT NULL AND exported_at < ?",
+            vec![int(now.saturating_sub(OUTBOX_KEEP_MS))],
+        )
+        .map_err(js_text)?;
+        let pending = count(
+            &sql,
+            "SELECT COUNT(*) AS n FROM outbox WHERE exported_at IS NULL",
+        )?;
+        let oldest_hold = self
+            .inner
+            .borrow()
+            .wallet
+            .holds
+            .values()
+            .map(|h| h.created_at)
+            .min();
+        if pending > 0 {
+            self.arm(EXPORT_DELAY_MS).await?;
+        } else if let Some(t) = oldest_hold {
+            self.arm((t + stale_ms + 1000).saturating_sub(now)).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes pending outbox rows to D1 (`INSERT OR IGNORE`), then marks them exported.
+    async fn export(&self, tenant_id: &str) -> Result<u64, String> {
+        #[derive(Deserialize)]
+        struct Pending {
+            request_id: String,
+            row: String,
+        }
+        let sql = self.state.storage().sql();
+        let database = db::database(&self.env).map_err(|e| e.to_string())?;
+        let mut exported = 0u64;
+        loop {
+            let rows: Vec<Pending> = sql
+                .exec(
+                    "SELECT request_id, row FROM outbox WHERE exported_at IS NULL ORDER BY created_at LIMIT ?",
+                    vec![int(EXPORT_BATCH as u64)],
+                )
+                .and_then(|c| c.to_array())
+                .map_err(|e| e.to_string())?;
+            if rows.is_empty() {
+                return Ok(exported);
+            }
+            let mut statements = Vec::with_capacity(rows.len());
+            for p in &rows {
+                let row: Map<String, Value> =
+                    serde_json::from_str(&p.row).map_err(|e| e.to_string())?;
+                let (text, values) = insert_usage(&row, tenant_id);
+                let args: Vec<Arg<'_>> = values.iter().map(ExportValue::arg).collect();
+                statements.push(db::statement(&database, &text, &args).map_err(|e| e.to_string())?);
+            }
+            db::batch(&database, statements)
+                .await
+                .map_err(|e| e.to_string())?;
+            let now = now_ms();
+            for p in &rows {
+                exec(
+                    &sql,
+                    "UPDATE outbox SET exported_at = ? WHERE request_id = ?",
+                    vec![int(now), p.request_id.as_str().into()],
+                )
+                .map_err(js_text)?;
+            }
+            exported += rows.len() as u64;
+        }
+    }
+
+    /// Takes the tenant's money from D1, once, with other events held back.
+    async fn take_tenant(&self, tenant_id: &str) -> Result<(), String> {
+        let env = self.env.clone();
+        let inner = self.inner.clone();
+        let storage = self.state.storage();
+        let object_id = self.state.id().to_string();
+        let tenant_id = tenant_id.to_string();
+        let outcome = self
+            .state
+            .block_concurrency_while(async move {
+                if inner.borrow().migrated {
+                    return Ok(Ok(()));
+                }
+                let snapshot = match claim(&env, &tenant_id, &object_id).await {
+                    Ok(s) => s,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let sql = storage.sql();
+                let mut taken = inner.borrow().wallet.clone();
+                snapshot.apply(&mut taken);
+                let written = (|| -> Result<Vec<Op>, String> {
+                    let mut ops = vec![account_op(&taken)?];
+                    for k in taken.keys.keys() {
+                        ops.extend(key_op(&taken, k)?);
+                    }
+                    for h in taken.holds.values() {
+                        ops.push(hold_op(h)?);
+                    }
+                    ops.push(op(
+                        "INSERT OR REPLACE INTO meta (k, v) VALUES ('migrated', '1')",
+                        vec![],
+                    ));
+                    Ok(ops)
+                })()
+                .and_then(|ops| transact(&storage, &sql, ops));
+                if let Err(e) = written {
+                    // Rolled back, nothing half-loaded in memory: the next command tries again
+                    // and loads the same snapshot from the claim.
+                    return Ok(Err(format!("storing the snapshot: {e}")));
+                }
+                let mut i = inner.borrow_mut();
+                i.wallet = taken;
+                i.migrated = true;
+                Ok(Ok(()))
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        outcome
+    }
+}
+
+/// Whether a command needs the tenant's money in the wallet.
+fn needs_money(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::GetLimits { .. }
+            | Command::SetLimits { .. }
+            | Command::SetKeyRevoked { .. }
+            | Command::SetDisabled { .. }
+            | Command::Inspect
+    )
+}
+
+/// The money state D1 held when the wallet took the tenant (`wallet_claims.snapshot`).
+#[derive(Debug, Deserialize)]
+struct Snapshot {
+    balance: u64,
+    debt: u64,
+    allowance_remaining: u64,
+    allowance_period: Option<u64>,
+    plan_allowance: Option<u64>,
+    disabled: i64,
+    reservations: Vec<SnapshotHold>,
+    revoked_keys: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SnapshotHold {
+    id: String,
+    key_id: String,
+    amount: u64,
+    allowance_amount: u64,
+    allowance_period: Option<u64>,
+    created_at: u64,
+}
+
+impl Snapshot {
+    /// Puts the D1 money into `w`, keeping the limits and counters it already had.
+    fn apply(self, w: &mut Wallet) {
+        let counters = w.account.counters;
+        w.account = Account {
+            balance: self.balance,
+            debt: self.debt,
+            allowance_remaining: self.allowance_remaining,
+            allowance_period: self.allowance_period,
+            plan_allowance: self.plan_allowance,
+            disabled: self.disabled != 0,
+            counters,
+        };
+        for k in self.revoked_keys {
+            w.set_key_revoked(&k, true);
+        }
+        for r in self.reservations {
+            let hold = Hold {
+                id: r.id.clone(),
+                key_id: r.key_id.clone(),
+                amount: r.amount,
+                allowance_amount: r.allowance_amount,
+                allowance_period: r.allowance_period,
+                tokens: 0,
+                created_at: r.created_at,
+            };
+            w.account.counters.held = w.account.counters.held.saturating_add(hold.total());
+            let key = w.keys.entry(r.key_id).or_default();
+            key.counters.held = key.counters.held.saturating_add(hold.total());
+            w.holds.insert(r.id, hold);
+        }
+    }
+}
+
+/// The claim batch (see the module docs and schema/0011_wallets.sql).
+const CLAIM_SQL: &str = "INSERT INTO wallet_claims (tenant_id, object_id, claimed_at, snapshot)
+  SELECT t.id, ?2, ?3, json_object(
+    'balance', t.balance, 'debt', t.debt,
+    'allowance_remaining', t.allowance_remaining, 'allowance_period', t.allowance_period,
+    'plan_allowance', (SELECT p.allowance FROM plans p WHERE p.id = t.plan_id),
+    'disabled', t.disabled_at IS NOT NULL,
+    'reservations', json(COALESCE((SELECT json_group_array(json_object(
+        'id', r.id, 'key_id', r.key_id, 'amount', r.amount, 'allowance_amount', r.allowance_amount,
+        'allowance_period', r.allowance_period, 'created_at', r.created_at))
+      FROM reservations r WHERE r.tenant_id = t.id), '[]')),
+    'revoked_keys', json(COALESCE((SELECT json_group_array(k.id) FROM api_keys k
+      WHERE k.tenant_id = t.id AND k.revoked_at IS NOT NULL), '[]')),
+    'ledger_entries', (SELECT COUNT(*) FROM credit_ledger c WHERE c.tenant_id = t.id),
+    'ledger_last_id', (SELECT MAX(c.id) FROM credit_ledger c WHERE c.tenant_id = t.id))
+  FROM tenants t WHERE t.id = ?1
+  ON CONFLICT (tenant_id) DO NOTHING";
+const CLAIM_DELETE_SQL: &str = "DELETE FROM reservations WHERE tenant_id = ?1";
+const CLAIM_READ_SQL: &str = "SELECT object_id, snapshot FROM wallet_claims WHERE tenant_id = ?1";
+
+async fn claim(env: &Env, tenant_id: &str, object_id: &str) -> Result<Snapshot, String> {
+    #[derive(Deserialize)]
+    struct ClaimRow {
+        object_id: String,
+        snapshot: String,
+    }
+    let database = db::database(env).map_err(|e| e.to_string())?;
+    let now = now_ms();
+    let statements = vec![
+        db::statement(
+            &database,
+            CLAIM_SQL,
+            &[tenant_id.into(), object_id.into(), now.into()],
+        ),
+        db::statement(&database, CLAIM_DELETE_SQL, &[tenant_id.into()]),
+        db::statement(&database, CLAIM_READ_SQL, &[tenant_id.into()]),
+    ]
+    .into_iter()
+    .collect::<Result<Vec<_>, _>>()
+    .map_err(|e| e.to_string())?;
+    let results = db::batch(&database, statements)
+        .await
+        .map_err(|e| e.to_string())?;
+    let row = results
+        .get(2)
+        .map(|r| r.results::<ClaimRow>())
+        .transpose()
+        .map_err(|e| e.to_string())?
+        .and_then(|rows| rows.into_iter().next())
+        .ok_or_else(|| format!("tenant {tenant_id} not found"))?;
+    if row.object_id != object_id {
+        return Err(format!(
+            "tenant {tenant_id} was taken by another wallet object ({})",
+            row.object_id
+        ));
+    }
+    serde_json::from_str(&row.snapshot).map_err(|e| format!("claim snapshot: {e}"))
+}
+
+/// A value bound at export.
+enum ExportValue {
+    Str(String),
+    Int(i64),
+    Null,
+}
+
+impl ExportValue {
+    fn arg(&self) -> Arg<'_> {
+        match self {
+            ExportValue::Str(s) => Arg::Str(s),
+            ExportValue::Int(i) => Arg::Int(*i),
+            ExportValue::Null => Arg::Null,
+        }
+    }
+}
+
+/// `INSERT OR IGNORE INTO usage (...)` for a stored row: only [`USAGE_COLUMNS`], values as
+/// stored (text, integers; anything else becomes JSON text), `tenant_id` forced to the wallet's.
+fn insert_usage(row: &Map<String, Value>, tenant_id: &str) -> (String, Vec<ExportValue>) {
+    let mut columns = Vec::new();
+    let mut values = Vec::new();
+    for &column in USAGE_COLUMNS {
+        let value = if column == "tenant_id" {
+            Some(ExportValue::Str(tenant_id.to_string()))
+        } else {
+            row.get(column).map(|v| match v {
+                Value::Null => ExportValue::Null,
+                Value::Bool(b) => ExportValue::Int(i64::from(*b)),
+                Value::Number(n) => n
+                    .as_i64()
+                    .map_or_else(|| ExportValue::Str(n.to_string()), ExportValue::Int),
+                Value::String(s) => ExportValue::Str(s.clone()),
+                other => ExportValue::Str(other.to_string()),
+            })
+        };
+        if let Some(v) = value {
+            columns.push(column);
+            values.push(v);
+        }
+    }
+    let marks = vec!["?"; columns.len()].join(", ");
+    (
+        format!(
+            "INSERT OR IGNORE INTO usage ({}) VALUES ({marks})",
+            columns.join(", ")
+        ),
+        values,
+    )
+}
+
+/// The charge columns of a usage row, as the wallet took them.
+fn fill_row(
+    row: &mut Map<String, Value>,
+    tenant_id: &str,
+    request_id: &str,
+    key_id: &str,
+    charge: &Charge,
+    now: u64,
+) {
+    row.insert("request_id".into(), json!(request_id));
+    row.insert("tenant_id".into(), json!(tenant_id));
+    row.insert("key_id".into(), json!(key_id));
+    row.insert("cost".into(), json!(charge.cost));
+    row.insert("reserved".into(), json!(charge.reserved));
+    row.insert("allowance_cost".into(), json!(charge.allowance_cost));
+    row.insert(
+        "beyond_reservation".into(),
+        json!(charge.beyond_reservation),
+    );
+    row.insert("debt".into(), json!(charge.debt));
+    row.insert("uncharged".into(), json!(0));
+    row.insert("from_wallet".into(), json!(1));
+    row.entry("created_at").or_insert_with(|| json!(now));
+}
+
+// ---- the object's tables ------------------------------------------------------------------------
+
+fn migrate_schema(sql: &SqlStorage) -> Result<(), String> {
+    let run = |q: &str| sql.exec(q, None).map(|_| ()).map_err(|e| e.to_string());
+    run("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)")?;
+    let version: u32 = sql
+        .exec("SELECT v FROM meta WHERE k = 'schema_version'", None)
+        .and_then(|c| c.to_array::<MetaRow>())
+        .map_err(|e| e.to_string())?
+        .first()
+        .and_then(|r| r.v.parse().ok())
+        .unwrap_or(0);
+    if version < 1 {
+        run("CREATE TABLE IF NOT EXISTS account (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL)")?;
+        run("CREATE TABLE IF NOT EXISTS keys (id TEXT PRIMARY KEY, state TEXT NOT NULL)")?;
+        run("CREATE TABLE IF NOT EXISTS holds (id TEXT PRIMARY KEY, state TEXT NOT NULL, created_at INTEGER NOT NULL)")?;
+        run("CREATE TABLE IF NOT EXISTS ledger (idem_key TEXT PRIMARY KEY, entry TEXT NOT NULL, reason TEXT, created_at INTEGER NOT NULL)")?;
+        run("CREATE TABLE IF NOT EXISTS outbox (request_id TEXT PRIMARY KEY, charge TEXT NOT NULL, row TEXT NOT NULL, created_at INTEGER NOT NULL, exported_at INTEGER)")?;
+        run("CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (exported_at, created_at)")?;
+    }
+    if version != SCHEMA_VERSION {
+        sql.exec(
+            "INSERT OR REPLACE INTO meta (k, v) VALUES ('schema_version', ?)",
+            vec![SqlStorageValue::from(SCHEMA_VERSION.to_string())],
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct MetaRow {
+    v: String,
+}
+
+#[derive(Deserialize)]
+struct StateRow {
+    id: String,
+    state: String,
+}
+
+fn load(sql: &SqlStorage) -> Result<Inner, String> {
+    let meta = |k: &str| -> Result<Option<String>, String> {
+        Ok(sql
+            .exec("SELECT v FROM meta WHERE k = ?", vec![k.into()])
+            .and_then(|c| c.to_array::<MetaRow>())
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .next()
+            .map(|r| r.v))
+    };
+    let rows = |q: &str| -> Result<Vec<StateRow>, String> {
+        sql.exec(q, None)
+            .and_then(|c| c.to_array::<StateRow>())
+            .map_err(|e| e.to_string())
+    };
+    let mut wallet = Wallet::default();
+    if let Some(r) = rows("SELECT CAST(id AS TEXT) AS id, state FROM account")?
+        .into_iter()
+        .next()
+    {
+        wallet.account = serde_json::from_str(&r.state).map_err(|e| format!("account: {e}"))?;
+    }
+    for r in rows("SELECT id, state FROM keys")? {
+        let k: KeyAccount = serde_json::from_str(&r.state).map_err(|e| format!("key: {e}"))?;
+        wallet.keys.insert(r.id, k);
+    }
+    for r in rows("SELECT id, state FROM holds")? {
+        let h: Hold = serde_json::from_str(&r.state).map_err(|e| format!("hold: {e}"))?;
+        wallet.holds.insert(r.id, h);
+    }
+    Ok(Inner {
+        wallet,
+        tenant_id: meta("tenant_id")?,
+        migrated: meta("migrated")?.is_some(),
+        broken: None,
+    })
+}
+
+fn exec(sql: &SqlStorage, q: &str, args: Vec<SqlStorageValue>) -> Result<(), JsValue> {
+    sql.exec(q, args).map(|_| ()).map_err(JsValue::from)
+}
+
+fn int(v: u64) -> SqlStorageValue {
+    SqlStorageValue::from(i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+/// One statement of a write.
+type Op = (&'static str, Vec<SqlStorageValue>);
+
+fn op(q: &'static str, args: Vec<SqlStorageValue>) -> Op {
+    (q, args)
+}
+
+fn json_text<T: serde::Serialize>(v: &T) -> Result<String, String> {
+    serde_json::to_string(v).map_err(|e| e.to_string())
+}
+
+fn account_op(w: &Wallet) -> Result<Op, String> {
+    Ok(op(
+        "INSERT OR REPLACE INTO account (id, state) VALUES (1, ?)",
+        vec![json_text(&w.account)?.into()],
+    ))
+}
+
+fn key_op(w: &Wallet, key_id: &str) -> Result<Option<Op>, String> {
+    w.keys
+        .get(key_id)
+        .map(|k| {
+            Ok(op(
+                "INSERT OR REPLACE INTO keys (id, state) VALUES (?, ?)",
+                vec![key_id.into(), json_text(k)?.into()],
+            ))
+        })
+        .transpose()
+}
+
+fn hold_op(h: &Hold) -> Result<Op, String> {
+    Ok(op(
+        "INSERT OR REPLACE INTO holds (id, state, created_at) VALUES (?, ?, ?)",
+        vec![
+            h.id.as_str().into(),
+            json_text(h)?.into(),
+            int(h.created_at),
+        ],
+    ))
+}
+
+fn delete_hold_op(id: &str) -> Op {
+    op("DELETE FROM holds WHERE id = ?", vec![id.into()])
+}
+
+/// Runs `ops` inside `transactionSync`: all of them or (on the first failure) none.
+fn transact(storage: &worker::Storage, sql: &SqlStorage, ops: Vec<Op>) -> Result<(), String> {
+    let sql = sql.clone();
+    let mut ops = Some(ops);
+    let body = Closure::wrap(Box::new(move || -> Result<JsValue, JsValue> {
+        for (q, args) in ops.take().unwrap_or_default() {
+            exec(&sql, q, args)?;
+        }
+        Ok(JsValue::UNDEFINED)
+    }) as Box<dyn FnMut() -> Result<JsValue, JsValue>>);
+    let result = storage
+        .as_raw()
+        .unchecked_ref::<SyncStorage>()
+        .transaction_sync(body.as_ref().unchecked_ref());
+    drop(body);
+    result.map(|_| ()).map_err(js_text)
+}
+
+fn stored_charge(sql: &SqlStorage, request_id: &str) -> Result<Option<Charge>, String> {
+    #[derive(Deserialize)]
+    struct Row {
+        charge: String,
+    }
+    let rows: Vec<Row> = sql
+        .exec(
+            "SELECT charge FROM outbox WHERE request_id = ?",
+            vec![request_id.into()],
+        )
+        .and_then(|c| c.to_array())
+        .map_err(|e| e.to_string())?;
+    rows.into_iter()
+        .next()
+        .map(|r| serde_json::from_str(&r.charge).map_err(|e| e.to_string()))
+        .transpose()
+}
+
+fn stored_entry(sql: &SqlStorage, key: &str) -> Result<Option<LedgerEntry>, String> {
+    #[derive(Deserialize)]
+    struct Row {
+        entry: String,
+    }
+    let rows: Vec<Row> = sql
+        .exec(
+            "SELECT entry FROM ledger WHERE idem_key = ?",
+            vec![key.into()],
+        )
+        .and_then(|c| c.to_array())
+        .map_err(|e| e.to_string())?;
+    rows.into_iter()
+        .next()
+        .map(|r| serde_json::from_str(&r.entry).map_err(|e| e.to_string()))
+        .transpose()
+}
+
+fn count(sql: &SqlStorage, q: &str) -> Result<u64, String> {
+    #[derive(Deserialize)]
+    struct Row {
+        n: f64,
+    }
+    let rows: Vec<Row> = sql
+        .exec(q, None)
+        .and_then(|c| c.to_array())
+        .map_err(|e| e.to_string())?;
+    Ok(rows.first().map_or(0, |r| r.n as u64))
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, String> {
+    serde_json::to_value(v).map_err(|e| e.to_string())
+}
+
+fn js_text(e: JsValue) -> String {
+    e.as_string()
+        .or_else(|| {
+            js_sys::Reflect::get(&e, &JsValue::from_str("message"))
+                .ok()
+                .and_then(|m| m.as_string())
+        })
+        .unwrap_or_else(|| format!("{e:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn export_binds_only_usage_columns_and_the_wallets_charge() {
+        let mut row: Map<String, Value> = serde_json::from_str(
+            r#"{"model":"m","stream":true,"prompt_tokens":3,"ttfb_ms":null,
+                "tenant_id":"someone-else","cost":999,"evil); DROP TABLE usage; --":1,
+                "routes_tried":["a","b"]}"#,
+        )
+        .unwrap();
+        let charge = Charge {
+            cost: 10,
+            reserved: 12,
+            allowance_cost: 4,
+            beyond_reservation: 0,
+            debt: 0,
+        };
+        fill_row(&mut row, "ten_1", "req_1", "key_1", &charge, 77);
+        let (sql, values) = insert_usage(&row, "ten_1");
+        assert!(
+            sql.starts_with("INSERT OR IGNORE INTO usage (request_id, tenant_id, key_id, model, ")
+        );
+        assert!(!sql.contains("DROP"));
+        let cols: Vec<&str> = sql.split(['(', ')']).nth(1).unwrap().split(", ").collect();
+        assert_eq!(cols.len(), values.len());
+        let get = |c: &str| &values[cols.iter().position(|x| *x == c).unwrap()];
+        assert!(matches!(get("tenant_id"), ExportValue::Str(s) if s == "ten_1"));
+        assert!(matches!(get("cost"), ExportValue::Int(10)));
+        assert!(matches!(get("reserved"), ExportValue::Int(12)));
+        assert!(matches!(get("allowance_cost"), ExportValue::Int(4)));
+        assert!(matches!(get("from_wallet"), ExportValue::Int(1)));
+        assert!(matches!(get("stream"), ExportValue::Int(1)));
+        assert!(matches!(get("ttfb_ms"), ExportValue::Null));
+        assert!(matches!(get("created_at"), ExportValue::Int(77)));
+        assert!(matches!(get("routes_tried"), ExportValue::Str(s) if s == r#"["a","b"]"#));
+        assert!(!cols.contains(&"upstream_prompt_tokens"));
+    }
+
+    #[test]
+    fn a_snapshot_keeps_limits_and_holds_its_reservations() {
+        let mut w = Wallet::default();
+        w.account.counters.limits.rpm = Some(3);
+        let snapshot: Snapshot = serde_json::from_str(
+            r#"{"balance":500,"debt":0,"allowance_remaining":20,"allowance_period":1793491200000,
+                "plan_allowance":100,"disabled":0,"revoked_keys":["k2"],"ledger_entries":2,
+                "ledger_last_id":"cred_x","reservations":[{"id":"r1","key_id":"k1","amount":30,
+                "allowance_amount":80,"allowance_period":1793491200000,"created_at":5}]}"#,
+        )
+        .unwrap();
+        snapshot.apply(&mut w);
+        assert_eq!(w.account.balance, 500);
+        assert_eq!(w.account.plan_allowance, Some(100));
+        assert_eq!(w.account.counters.limits.rpm, Some(3));
+        assert_eq!(w.account.counters.held, 110);
+        assert_eq!(w.keys["k1"].counters.held, 110);
+        assert!(w.keys["k2"].revoked);
+        // The reservation settles in the wallet as it would have in D1.
+        let c = w.settle("r1", "k1", 90, 0, 1_793_491_200_000 + 10);
+        assert_eq!((c.allowance_cost, c.beyond_reservation), (80, 0));
+        assert_eq!(w.account.balance, 520);
+    }
+}
