@@ -361,12 +361,22 @@ impl<'a> Text<'a> {
     /// ```
     /// cl100k_base's rules up to the punctuation, o200k_base's for whitespace.
     pub(crate) fn llama3(self, pos: usize, max_digits: usize) -> usize {
+        self.cl100k_like(pos, max_digits, false)
+    }
+
+    /// cl100k_base's rules with `max_digits` per number; `space_to_end_first`: a whitespace run
+    /// that reaches the end of the text is one piece before the newline rule applies (cl100k_base's
+    /// `\s++$` comes before `\s*[\r\n]`; Llama 3 has no such alternative).
+    #[inline]
+    fn cl100k_like(self, pos: usize, max_digits: usize, space_to_end_first: bool) -> usize {
         let Some(first) = self.at(pos) else {
             return pos;
         };
+        // '(?i:[sdmt]|ll|ve|re)
         if let Some(end) = self.cl100k_contraction(pos, first) {
             return end;
         }
+        // [^\r\n\p{L}\p{N}]?+\p{L}++ (possessive: a consumed prefix is never given back)
         if first.is(LETTER) {
             return self.run(pos, LETTER);
         }
@@ -385,6 +395,9 @@ impl<'a> Text<'a> {
             return end;
         }
         let (end, newline_end) = self.space_run(pos, first);
+        if space_to_end_first && end == self.len() {
+            return end;
+        }
         match newline_end {
             Some(nl) => nl,
             None => self.space_tail(pos, end),
@@ -458,40 +471,8 @@ impl<'a> Text<'a> {
 
     /// The end of the cl100k_base piece that starts at `pos` (< text length).
     pub(crate) fn cl100k(self, pos: usize) -> usize {
-        let Some(first) = self.at(pos) else {
-            return pos;
-        };
-        // '(?i:[sdmt]|ll|ve|re)
-        if let Some(end) = self.cl100k_contraction(pos, first) {
-            return end;
-        }
-        // [^\r\n\p{L}\p{N}]?+\p{L}++ (possessive: a consumed prefix is never given back)
-        if first.is(LETTER) {
-            return self.run(pos, LETTER);
-        }
-        if first.is_word_prefix() {
-            let after = pos + first.len;
-            if let Some(next) = self.at(after) {
-                if next.is(LETTER) {
-                    return self.run(after, LETTER);
-                }
-            }
-        }
-        if first.is(NUMBER) {
-            return self.digits(pos);
-        }
-        if let Some(end) = self.punctuation(pos, first, false) {
-            return end;
-        }
-        // `\s++$`, `\s*[\r\n]`, `\s+(?!\S)`, `\s`.
-        let (end, newline_end) = self.space_run(pos, first);
-        if end == self.len() {
-            return end;
-        }
-        match newline_end {
-            Some(nl) => nl,
-            None => self.space_tail(pos, end),
-        }
+        // `\s++$`, `\s*[\r\n]`, `\s+(?!\S)`, `\s` for whitespace.
+        self.cl100k_like(pos, 3, true)
     }
 }
 
