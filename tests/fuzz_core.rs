@@ -1594,6 +1594,7 @@ fn fuzz_upstream_streams() {
                 delivered_output: !whole.meter_text.is_empty(),
                 local_prompt_tokens: rng.next() % 100_000,
                 completion_text: &whole.meter_text,
+                finish_reason: None,
                 encoding: Some(Encoding::O200kBase),
                 upstream_usage: usage.as_ref(),
                 price: &price,

@@ -88,6 +88,8 @@ pub struct StreamMeter {
     /// The provider sent something parseable: a chunk, `[DONE]` or an error event of its own
     /// (keep-alives do not count: an HTML page read as SSE is nothing but ignored lines).
     answered: bool,
+    /// The choices' finish reason ([`fold_finish_reason`]).
+    finish_reason: Option<String>,
 }
 
 impl StreamMeter {
@@ -134,9 +136,21 @@ impl StreamMeter {
                 if let Some(usage) = &chunk.usage {
                     self.usage = Some(usage.clone());
                 }
+                for reason in chunk
+                    .choices
+                    .iter()
+                    .filter_map(|c| c.finish_reason.as_deref())
+                {
+                    fold_finish_reason(&mut self.finish_reason, reason);
+                }
             }
         }
         true
+    }
+
+    /// The finish reason the provider gave its choices ([`fold_finish_reason`]), if any.
+    pub fn finish_reason(&self) -> Option<&str> {
+        self.finish_reason.as_deref()
     }
 
     /// The upstream connection ended (or broke). If it ended without `[DONE]` or an error, the
@@ -218,6 +232,18 @@ impl StreamMeter {
     }
 }
 
+/// Folds one choice's `finish_reason` into a response's: `"length"` (cut at `max_tokens`, no
+/// end-of-turn token generated) only while every choice that finished says so; any other reason
+/// wins, since that choice ended its turn.
+pub fn fold_finish_reason(response: &mut Option<String>, choice: &str) {
+    if response.as_deref().is_none_or(|r| r == LENGTH) {
+        *response = Some(choice.to_string());
+    }
+}
+
+/// The `finish_reason` of a response that the provider cut at its `max_tokens`.
+pub const LENGTH: &str = "length";
+
 /// Everything a usage row records about tokens and money.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Bill {
@@ -243,6 +269,9 @@ pub struct BillInput<'a> {
     pub delivered_output: bool,
     pub local_prompt_tokens: u64,
     pub completion_text: &'a str,
+    /// The provider's `finish_reason` ([`fold_finish_reason`] over the choices), if it gave one:
+    /// `"length"` means the model generated no end-of-turn token.
+    pub finish_reason: Option<&'a str>,
     pub encoding: Option<Encoding>,
     pub upstream_usage: Option<&'a Usage>,
     pub price: &'a Price,
@@ -266,8 +295,9 @@ pub fn bill(input: &BillInput<'_>) -> Bill {
     let local_completion = input.encoding.map_or_else(
         || estimate_tokens(input.completion_text),
         // A completed response ended the model's turn: the open families' servers count that
-        // end-of-turn token in their completion (docs/tokens.md, "End of turn").
-        |e| e.count_completion(input.completion_text, input.status == RequestStatus::Ok),
+        // end-of-turn token in their completion (docs/tokens.md, "End of turn"); one the provider
+        // cut at `max_tokens` did not.
+        |e| e.count_completion(input.completion_text, ended_turn(input)),
     );
     let upstream = input.upstream_usage;
     let (source, tokens) = match upstream {
@@ -309,6 +339,12 @@ pub fn bill(input: &BillInput<'_>) -> Bill {
         source,
         cost: safe(cost),
     }
+}
+
+/// Whether the model ended its turn (generated its end-of-turn token): the response completed
+/// and the provider did not cut it at `max_tokens`.
+fn ended_turn(input: &BillInput<'_>) -> bool {
+    input.status == RequestStatus::Ok && input.finish_reason != Some(LENGTH)
 }
 
 /// The charge of a request the provider may have served although the gateway learnt no usage
@@ -407,6 +443,7 @@ mod tests {
             delivered_output: m.delivered_output(),
             local_prompt_tokens: 10,
             completion_text: m.text(),
+            finish_reason: m.finish_reason(),
             encoding: Some(Encoding::O200kBase),
             upstream_usage: None,
             price: &p,
@@ -478,6 +515,7 @@ mod tests {
             delivered_output: true,
             local_prompt_tokens: 6,
             completion_text: "Hi there",
+            finish_reason: None,
             encoding: Some(Encoding::Llama3),
             upstream_usage: None,
             price: &p,
@@ -491,6 +529,17 @@ mod tests {
             ..base.clone()
         });
         assert_eq!(aborted.completion_tokens, text);
+        // Cut by the provider at max_tokens: no end-of-turn token was generated.
+        let cut = bill(&BillInput {
+            finish_reason: Some(LENGTH),
+            ..base.clone()
+        });
+        assert_eq!(cut.completion_tokens, text);
+        let stopped = bill(&BillInput {
+            finish_reason: Some("stop"),
+            ..base.clone()
+        });
+        assert_eq!(stopped.completion_tokens, text + 1);
         let openai = bill(&BillInput {
             encoding: Some(Encoding::O200kBase),
             ..base.clone()
@@ -502,6 +551,36 @@ mod tests {
     }
 
     #[test]
+    fn finish_reason_is_length_only_when_every_choice_was_cut() {
+        let mut m = StreamMeter::new();
+        assert_eq!(m.finish_reason(), None);
+        m.observe(&chunk(
+            r#"{"id":"c","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#,
+        ));
+        assert_eq!(m.finish_reason(), None);
+        m.observe(&chunk(
+            r#"{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"length"}]}"#,
+        ));
+        assert_eq!(m.finish_reason(), Some(LENGTH));
+        // A second choice that ended its turn: an end-of-turn token was generated.
+        m.observe(&chunk(
+            r#"{"id":"c","choices":[{"index":1,"delta":{},"finish_reason":"stop"}]}"#,
+        ));
+        assert_eq!(m.finish_reason(), Some("stop"));
+        let mut r = Some("stop".to_string());
+        fold_finish_reason(&mut r, LENGTH);
+        assert_eq!(r.as_deref(), Some("stop"));
+
+        let plain: crate::core::openai::ChatCompletionResponse = serde_json::from_str(
+            r#"{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[
+                {"index":0,"message":{"role":"assistant","content":"a"},"finish_reason":"length"},
+                {"index":1,"message":{"role":"assistant","content":"b"},"finish_reason":"length"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(plain.finish_reason().as_deref(), Some(LENGTH));
+    }
+
+    #[test]
     fn billing_rules() {
         let p = price();
         let usage = Usage::new(5, 2);
@@ -510,6 +589,7 @@ mod tests {
             delivered_output: true,
             local_prompt_tokens: 6,
             completion_text: "Hi there",
+            finish_reason: None,
             encoding: Some(Encoding::O200kBase),
             upstream_usage: Some(&usage),
             price: &p,
@@ -567,6 +647,7 @@ mod tests {
             delivered_output: true,
             local_prompt_tokens: u64::MAX,
             completion_text: "x",
+            finish_reason: None,
             encoding: Some(Encoding::O200kBase),
             upstream_usage: Some(&usage),
             price: &p,
@@ -588,6 +669,7 @@ mod tests {
             delivered_output: false,
             local_prompt_tokens: 6,
             completion_text: "",
+            finish_reason: None,
             encoding: Some(Encoding::O200kBase),
             upstream_usage: None,
             price: &p,

@@ -128,6 +128,21 @@ impl Usage {
 }
 
 impl ChatCompletionResponse {
+    /// The response's finish reason, folded over its choices
+    /// ([`crate::core::meter::fold_finish_reason`]): `"length"` only when every choice was cut
+    /// at `max_tokens`.
+    pub fn finish_reason(&self) -> Option<String> {
+        let mut reason = None;
+        for r in self
+            .choices
+            .iter()
+            .filter_map(|c| c.finish_reason.as_deref())
+        {
+            crate::core::meter::fold_finish_reason(&mut reason, r);
+        }
+        reason
+    }
+
     /// All generated text of every choice (content, refusals, tool-call names and arguments,
     /// reasoning and audio transcripts: see [`super::chunk::append_extra_output`]), which is what
     /// the local completion-token count measures.

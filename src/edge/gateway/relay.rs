@@ -136,6 +136,8 @@ pub struct Limits {
 pub struct StreamEnd {
     pub status: RequestStatus,
     pub completion_text: String,
+    /// The provider's `finish_reason` over the choices (`StreamMeter::finish_reason`).
+    pub finish_reason: Option<String>,
     pub upstream_usage: Option<Usage>,
     pub error: Option<GatewayError>,
     /// The row's `error_code` when the end is not an error: `stream_deadline`, `drain_deadline`.
@@ -416,6 +418,7 @@ impl Pump {
         StreamEnd {
             status,
             completion_text: self.meter.text().to_string(),
+            finish_reason: self.meter.finish_reason().map(str::to_string),
             upstream_usage: self.meter.upstream_usage().cloned(),
             error,
             code,

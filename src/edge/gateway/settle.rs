@@ -219,6 +219,7 @@ pub(crate) async fn finish_plain(
         http_status: 200,
         error_code: None,
         completion_text: parsed.generated_text(),
+        finish_reason: parsed.finish_reason(),
         upstream_usage: parsed.usage.clone(),
         delivered_output: true,
         ttfb_ms: Some(now_ms().saturating_sub(pending.started_at)),

@@ -125,6 +125,8 @@ pub(crate) struct End {
     pub(crate) http_status: u16,
     pub(crate) error_code: Option<String>,
     pub(crate) completion_text: String,
+    /// The provider's `finish_reason` (`meter::fold_finish_reason` over the choices), if any.
+    pub(crate) finish_reason: Option<String>,
     pub(crate) upstream_usage: Option<Usage>,
     pub(crate) delivered_output: bool,
     pub(crate) ttfb_ms: Option<u64>,
@@ -164,6 +166,7 @@ impl End {
             http_status,
             error_code,
             completion_text: String::new(),
+            finish_reason: None,
             upstream_usage: None,
             delivered_output: false,
             ttfb_ms: None,
@@ -185,6 +188,7 @@ impl From<StreamEnd> for End {
                 .map(|err| err.code().to_string())
                 .or_else(|| e.code.map(str::to_string)),
             completion_text: e.completion_text,
+            finish_reason: e.finish_reason,
             upstream_usage: e.upstream_usage,
             delivered_output: e.delivered_output,
             ttfb_ms: e.ttfb_ms,
@@ -226,6 +230,7 @@ impl Pending {
             delivered_output: end.delivered_output,
             local_prompt_tokens: self.local_prompt_tokens,
             completion_text: &end.completion_text,
+            finish_reason: end.finish_reason.as_deref(),
             encoding: self.encoding,
             upstream_usage: end.upstream_usage.as_ref(),
             price: &self.price,

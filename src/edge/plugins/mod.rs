@@ -308,6 +308,7 @@ async fn plain_round(
         http_status: 200,
         error_code: None,
         completion_text: response.generated_text(),
+        finish_reason: response.finish_reason(),
         upstream_usage: response.usage.clone(),
         delivered_output: true,
         ttfb_ms: Some(now_ms().saturating_sub(round.pending.started_at)),
