@@ -31,6 +31,7 @@
 use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
 use super::pretokenize::{deepseek_v3_pieces, Text};
@@ -228,6 +229,18 @@ pub(crate) struct OpenScratch {
     text: String,
 }
 
+/// Hugging Face rule: the merges by [`pair_key`] (linear probing from [`pair_home`]), as
+/// `key << 24 | rank`; all ones when empty.
+struct PairTable {
+    slots: Vec<u64>,
+    shift: u32,
+}
+
+/// Pair lookups by bytes after which a family builds its pair table (Gemma 3: ~200 ms natively
+/// on a loaded machine, more in wasm): an isolate that counts little never pays for it; one that
+/// counts much pays once, in a request that has already counted a long text.
+const PAIR_TABLE_AFTER: u32 = 1 << 17;
+
 /// A family's lookup tables, built once per isolate on the family's first use, from the compact
 /// static form (the worker's gzip holds ~0.6–1.6 MB per family instead of 1.6–4 MB of ready
 /// tables): token offsets, an open-addressing hash of the tokens, and the merges by pair of ids.
@@ -247,10 +260,19 @@ struct Tables {
     mask: usize,
     /// Hugging Face rule: the id of the token that the merge of each rank makes.
     made: Vec<u32>,
-    /// Hugging Face rule: the merges by [`pair_key`] (linear probing from [`pair_home`]), as
-    /// `key << 24 | rank`; all ones when empty.
-    pairs: Vec<u64>,
-    pairs_shift: u32,
+    /// Hugging Face rule: the lowest rank of a merge that makes each token ([`NONE`] when none
+    /// does), and the byte length of its left part (`merge_left`): a pair is looked up by its
+    /// merged bytes (one hashed lookup) until the pair table is built.
+    rank_of: Vec<u32>,
+    merge_left: &'static [u8],
+    /// The other merges that make a token already made by a lower rank (a different split of the
+    /// same bytes), as `(id, left length, rank)`, sorted.
+    more_ranks: Vec<(u32, u8, u32)>,
+    /// Hugging Face rule: the pair table, built once this family has looked up
+    /// [`PAIR_TABLE_AFTER`] pairs the slower way ([`Tables::pair_uncached`]).
+    pairs: OnceLock<PairTable>,
+    /// Pairs looked up by bytes so far (counts up to [`PAIR_TABLE_AFTER`]).
+    byte_lookups: AtomicU32,
     /// The id of each one-byte token ([`NO_MERGE`] when there is none).
     byte_ids: [u32; 256],
     /// The rank of merging two one-byte symbols `a`, `b` at `a << 8 | b` ([`NONE`] when they do
@@ -264,6 +286,24 @@ struct Tables {
     /// stretch is cut before each run of `▁` unless it follows one of these (see
     /// [`Family::stretch`]).
     glue_before_space: Vec<char>,
+}
+
+impl PairTable {
+    /// The rank of the merge of the pair `key`, or [`NONE`].
+    #[inline]
+    fn rank(&self, key: u64) -> u32 {
+        let Some(mask) = self.slots.len().checked_sub(1) else {
+            return NONE;
+        };
+        probe(pair_home(key, self.shift), mask, |i, _| {
+            match self.slots[i] {
+                u64::MAX => Probe::Absent,
+                slot if slot >> 24 == key => Probe::Found((slot & RANK_MASK) as u32),
+                _ => Probe::Next,
+            }
+        })
+        .unwrap_or(NONE)
+    }
 }
 
 impl Tables {
@@ -298,8 +338,11 @@ impl Tables {
             slots,
             mask,
             made: Vec::new(),
-            pairs: Vec::new(),
-            pairs_shift: 64,
+            rank_of: Vec::new(),
+            merge_left: &[],
+            more_ranks: Vec::new(),
+            pairs: OnceLock::new(),
+            byte_lookups: AtomicU32::new(0),
             byte_ids: [NO_MERGE; 256],
             byte_pairs: Vec::new(),
             rule: f.rule,
@@ -323,29 +366,20 @@ impl Tables {
             previous += delta;
             made.push(previous as u32);
         }
-        if m > 0 {
-            let bits = ((m * 3 / 2).next_power_of_two().trailing_zeros()).max(1);
-            let pmask = (1usize << bits) - 1;
-            let mut pairs = vec![u64::MAX; pmask + 1];
-            for (rank, &id) in made.iter().enumerate() {
-                let token = tables.token(id);
-                let left = usize::from(f.merge_left[rank]).min(token.len());
-                let (Some(a), Some(b)) = (tables.id(&token[..left]), tables.id(&token[left..]))
-                else {
-                    continue; // not a merge of two tokens: never applies
-                };
-                let key = pair_key(a, b);
-                // A pair merges at its lowest rank: a later duplicate is not inserted.
-                let i = free_slot(pair_home(key, 64 - bits), pmask, |i| {
-                    pairs[i] == u64::MAX || pairs[i] >> 24 == key
-                });
-                if pairs[i] == u64::MAX {
-                    pairs[i] = key << 24 | rank as u64;
-                }
+        let mut rank_of = vec![NONE; n];
+        let mut more_ranks = Vec::new();
+        for (rank, &id) in made.iter().enumerate() {
+            let left = f.merge_left.get(rank).copied().unwrap_or(0);
+            match rank_of.get_mut(id as usize) {
+                Some(r) if *r == NONE => *r = rank as u32,
+                Some(_) => more_ranks.push((id, left, rank as u32)),
+                None => {}
             }
-            tables.pairs = pairs;
-            tables.pairs_shift = 64 - bits;
         }
+        more_ranks.sort_unstable();
+        tables.rank_of = rank_of;
+        tables.more_ranks = more_ranks;
+        tables.merge_left = f.merge_left;
         tables.made = made;
         let byte_pairs = (0..=u16::MAX)
             .map(|ab| {
@@ -357,7 +391,7 @@ impl Tables {
                 if x == NO_MERGE || y == NO_MERGE {
                     NONE
                 } else {
-                    tables.pair_uncached(pair_key(x, y), &[a, b])
+                    tables.pair_by_bytes(&[a, b], 1)
                 }
             })
             .collect();
@@ -391,6 +425,16 @@ impl Tables {
     fn token(&self, id: u32) -> &[u8] {
         let id = id as usize;
         &self.pool[self.offsets[id] as usize..self.offsets[id + 1] as usize]
+    }
+
+    /// The byte length of token `id` (0 for an id that is none).
+    #[inline]
+    fn token_len(&self, id: u32) -> usize {
+        let id = id as usize;
+        match (self.offsets.get(id), self.offsets.get(id + 1)) {
+            (Some(&a), Some(&b)) => (b - a) as usize,
+            _ => 0,
+        }
     }
 
     /// The id of the token whose bytes are `key`.
@@ -429,7 +473,8 @@ impl Tables {
                 return if rank == RANK_MASK { NONE } else { rank as u32 };
             }
         }
-        let rank = self.pair_uncached(key, &word[s..e]);
+        let m = s + self.token_len(a);
+        let rank = self.pair_uncached(key, &word[s..e], m - s);
         if let Some(slot) = memo.get_mut(i) {
             *slot = key << 24 | (u64::from(rank) & RANK_MASK);
         }
@@ -437,24 +482,76 @@ impl Tables {
     }
 
     /// [`Tables::pair`] without the byte-pair table and the memo: the symbols' ids are `key`, the
-    /// bytes of the two `merged`.
-    fn pair_uncached(&self, key: u64, merged: &[u8]) -> u32 {
-        match self.rule {
-            Rule::Hf { .. } => {
-                let Some(pmask) = self.pairs.len().checked_sub(1) else {
-                    return NONE;
-                };
-                probe(pair_home(key, self.pairs_shift), pmask, |i, _| {
-                    match self.pairs[i] {
-                        u64::MAX => Probe::Absent,
-                        slot if slot >> 24 == key => Probe::Found((slot & RANK_MASK) as u32),
-                        _ => Probe::Next,
-                    }
-                })
-                .unwrap_or(NONE)
-            }
-            Rule::Tiktoken => self.id(merged).unwrap_or(NONE),
+    /// bytes of the two `merged`, the first `left` bytes of which are the left symbol's.
+    fn pair_uncached(&self, key: u64, merged: &[u8], left: usize) -> u32 {
+        if self.rule == Rule::Tiktoken {
+            return self.id(merged).unwrap_or(NONE);
         }
+        if let Some(table) = self.pairs.get() {
+            return table.rank(key);
+        }
+        if self.byte_lookups.fetch_add(1, Ordering::Relaxed) >= PAIR_TABLE_AFTER {
+            return self.pair_table().rank(key);
+        }
+        self.pair_by_bytes(merged, left)
+    }
+
+    /// Hugging Face rule, without the pair table: the merge of the symbols `merged[..left]` and
+    /// `merged[left..]` is the merge that makes the token `merged` from a left part of `left`
+    /// bytes, if any (the symbols are the tokens of their bytes). Tiktoken rule: the token.
+    fn pair_by_bytes(&self, merged: &[u8], left: usize) -> u32 {
+        let Some(id) = self.id(merged) else {
+            return NONE;
+        };
+        if self.rule == Rule::Tiktoken {
+            return id;
+        }
+        let rank = self.rank_of.get(id as usize).copied().unwrap_or(NONE);
+        if rank == NONE {
+            return NONE;
+        }
+        if self.merge_left.get(rank as usize).map(|&l| usize::from(l)) == Some(left) {
+            return rank;
+        }
+        let Ok(left) = u8::try_from(left) else {
+            return NONE;
+        };
+        let at = self
+            .more_ranks
+            .partition_point(|&(i, l, _)| (i, l) < (id, left));
+        match self.more_ranks.get(at) {
+            Some(&(i, l, rank)) if (i, l) == (id, left) => rank,
+            _ => NONE,
+        }
+    }
+
+    /// The pair table, built on first call: every merge keyed by the ids of its two parts.
+    fn pair_table(&self) -> &PairTable {
+        self.pairs.get_or_init(|| {
+            let m = self.made.len();
+            let bits = ((m * 3 / 2).next_power_of_two().trailing_zeros()).max(1);
+            let pmask = (1usize << bits) - 1;
+            let mut slots = vec![u64::MAX; pmask + 1];
+            for (rank, &id) in self.made.iter().enumerate() {
+                let token = self.token(id);
+                let left = usize::from(self.merge_left[rank]).min(token.len());
+                let (Some(a), Some(b)) = (self.id(&token[..left]), self.id(&token[left..])) else {
+                    continue; // not a merge of two tokens: never applies
+                };
+                let key = pair_key(a, b);
+                // A pair merges at its lowest rank: a later duplicate is not inserted.
+                let i = free_slot(pair_home(key, 64 - bits), pmask, |i| {
+                    slots[i] == u64::MAX || slots[i] >> 24 == key
+                });
+                if slots[i] == u64::MAX {
+                    slots[i] = key << 24 | rank as u64;
+                }
+            }
+            PairTable {
+                slots,
+                shift: 64 - bits,
+            }
+        })
     }
 
     /// The id of the token a merge of rank `rank` makes.
@@ -915,6 +1012,34 @@ mod tests {
             assert!(f.tables().id(b" the").is_some());
         }
         assert!(GEMMA3.tables().id("▁the".as_bytes()).is_some());
+    }
+
+    #[test]
+    fn pair_lookup_by_bytes_agrees_with_the_pair_table_on_every_merge() {
+        for f in [&LLAMA3, &QWEN3, &DEEPSEEK_V3, &GEMMA3] {
+            let t = f.tables();
+            let table = t.pair_table();
+            let mut checked = 0;
+            for (rank, &id) in t.made.iter().enumerate() {
+                let token = t.token(id);
+                let left = usize::from(t.merge_left[rank]).min(token.len());
+                let (Some(a), Some(b)) = (t.id(&token[..left]), t.id(&token[left..])) else {
+                    continue;
+                };
+                let by_table = table.rank(pair_key(a, b));
+                assert!(by_table <= rank as u32, "family {} rank {rank}", f.index);
+                assert_eq!(
+                    t.pair_by_bytes(token, left),
+                    by_table,
+                    "family {} rank {rank}",
+                    f.index
+                );
+                checked += 1;
+            }
+            assert!(checked > 100_000, "family {}: {checked} merges", f.index);
+            // Pairs that are not merges: a token and a byte that never merge into a token.
+            assert_eq!(t.pair_by_bytes(b"\x00\x00\x00\x00zz", 1), NONE);
+        }
     }
 
     #[test]
