@@ -144,6 +144,7 @@ fn one_request(body: &[u8], reads: Option<&[Vec<u8>]>, reply: &[u8]) -> u64 {
         delivered_output: true,
         local_prompt_tokens: prompt_tokens,
         completion_text: &text,
+        finish_reason: None,
         encoding: Some(enc),
         upstream_usage: usage.as_ref(),
         price: &price,
