@@ -4,9 +4,15 @@
 // native wire, mock-providers.mjs) and an OpenAI-compatible one (the `hf` mock). Each answer is
 // checked against its usage row (api, tokens, cost) and the tenant's balance change.
 import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Anthropic from '@anthropic-ai/sdk';
-import { startGateway } from './harness.mjs';
+import { ROOT, startGateway } from './harness.mjs';
+
+const require = createRequire(import.meta.url);
 import { OPENAI_USAGE, startMockProviders } from './mock-providers.mjs';
 
 const PRICE_IN = 1_000_000;
@@ -225,5 +231,111 @@ describe('POST /v1/messages (@anthropic-ai/sdk)', () => {
     assert.equal(body.type, 'error');
     assert.equal(body.error.type, 'not_found_error');
     assert.equal(body.request_id, res.headers.get('x-request-id'));
+  });
+});
+
+describe('agent CLIs through the gateway (offline, docs/testing.md)', () => {
+  const { spawn } = require('node:child_process');
+  const run = (cmd, args, env) =>
+    new Promise((resolve, reject) => {
+      const child = spawn(cmd, args, { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (d) => (out += d));
+      child.stderr.on('data', (d) => (err += d));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+      child.on('error', reject);
+      child.on('close', (code) => {
+        clearTimeout(timer);
+        resolve({ code, out, err });
+      });
+    });
+
+  /** Every usage row of `tenantId` once `n` are settled, and the tenant's balance change. */
+  async function rowsOf(tenantId, cliKey, before) {
+    let rows = [];
+    for (let i = 0; i < 100; i++) {
+      const reserved = gw.d1('SELECT COUNT(*) AS c FROM reservations WHERE tenant_id = ?', tenantId)[0].c;
+      rows = gw.d1('SELECT * FROM usage WHERE tenant_id = ? ORDER BY created_at', tenantId);
+      if (rows.length > 0 && reserved === 0) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const res = await fetch(`${gw.url}/v1/balance`, { headers: { authorization: `Bearer ${cliKey}` } });
+    const spent = before - (await res.json()).balance;
+    return { rows, spent };
+  }
+
+  test('Claude Code `claude -p` (POST /v1/messages?beta=true, streamed)', async () => {
+    const { tenant, key: k } = await gw.newTenant({ name: 'claude-cli', credit: 10_000_000 });
+    const scratch = mkdtempSync(join(tmpdir(), 'tg-claude-'));
+    const r = await run(join(ROOT, 'node_modules/.bin/claude'), ['-p', 'say hi, no tools', '--model', 'hf-model'], {
+      HOME: scratch,
+      ANTHROPIC_BASE_URL: gw.url,
+      ANTHROPIC_API_KEY: k.key,
+      DISABLE_TELEMETRY: '1',
+      CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
+    });
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /mock reply to say hi, no tools/);
+    const { rows, spent } = await rowsOf(tenant.id, k.key, 10_000_000);
+    assert.ok(rows.length >= 1);
+    for (const row of rows) assert.equal(row.api, 'messages');
+    const answer = rows.find((row) => row.status === 'ok' && row.stream === 1);
+    assert.ok(answer, JSON.stringify(rows));
+    assert.equal(answer.completion_tokens, OPENAI_USAGE.hf(5)[2]);
+    assert.equal(spent, rows.reduce((s, row) => s + row.cost, 0));
+  });
+
+  test('Codex CLI `codex exec` (POST /v1/responses, streamed)', async () => {
+    const { tenant, key: k } = await gw.newTenant({ name: 'codex-cli', credit: 10_000_000 });
+    const scratch = mkdtempSync(join(tmpdir(), 'tg-codex-'));
+    mkdirSync(join(scratch, '.codex'));
+    writeFileSync(
+      join(scratch, '.codex/config.toml'),
+      `model = "hf-model"\nmodel_provider = "tg"\n\n[model_providers.tg]\nname = "Tollgate"\nbase_url = "${gw.url}/v1"\nenv_key = "TG_KEY"\nwire_api = "responses"\n`,
+    );
+    const r = await run(join(ROOT, 'node_modules/.bin/codex'), ['exec', '--skip-git-repo-check', 'say hi, no tools'], {
+      HOME: scratch,
+      CODEX_HOME: join(scratch, '.codex'),
+      TG_KEY: k.key,
+    });
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /mock reply to say hi, no tools/);
+    const { rows, spent } = await rowsOf(tenant.id, k.key, 10_000_000);
+    assert.ok(rows.length >= 1);
+    for (const row of rows) assert.equal(row.api, 'responses');
+    assert.ok(rows.some((row) => row.status === 'ok' && row.completion_tokens === OPENAI_USAGE.hf(5)[2]), JSON.stringify(rows));
+    assert.equal(spent, rows.reduce((s, row) => s + row.cost, 0));
+  });
+});
+
+describe('GET /v1/models per client family', () => {
+  test('the Anthropic SDK gets Anthropic list and object shapes, paged', async () => {
+    const page = await anthropic.models.list({ limit: 1 });
+    assert.deepEqual(
+      page.data.map((m) => [m.type, m.id]),
+      [['model', 'anthropic-model']],
+    );
+    assert.match(page.data[0].created_at, /^\d{4}-\d\d-\d\dT/);
+    assert.equal(page.has_more, true);
+    const one = await anthropic.models.retrieve('hf-model');
+    assert.equal(one.type, 'model');
+    assert.equal(one.display_name, 'hf-model');
+    await assert.rejects(anthropic.models.retrieve('no-such-model'), (e) => {
+      assert.equal(e.status, 404);
+      assert.equal(e.error?.error?.type, 'not_found_error');
+      return true;
+    });
+  });
+
+  test('the OpenAI SDK still gets the OpenAI list', async () => {
+    const list = await client.models.list();
+    assert.deepEqual(
+      list.data.map((m) => [m.object, m.id, m.owned_by]),
+      [
+        ['model', 'anthropic-model', 'tollgate'],
+        ['model', 'hf-model', 'tollgate'],
+      ],
+    );
   });
 });

@@ -68,11 +68,11 @@ async fn route(
         },
         ["v1", "models"] => {
             http::require(method, Method::Get)?;
-            openai::models::list_models(&req, env).await
+            openai::models::list_models_for(&req, env, request_id).await
         }
         ["v1", "models", model @ ..] if !model.is_empty() => {
             http::require(method, Method::Get)?;
-            openai::models::get_model(&req, env, &model.join("/")).await
+            openai::models::get_model(&req, env, &model.join("/"), request_id).await
         }
         ["v1", "redeem"] => {
             http::require(method, Method::Post)?;
