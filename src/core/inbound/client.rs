@@ -112,7 +112,9 @@ impl ClientFormat {
     }
 }
 
-/// An event-based API's stream state machine.
+/// An event-based API's stream state machine (boxed where it is held, so the variants' sizes
+/// need not match).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum EventStream {
     Responses(ResponsesStream),
