@@ -234,6 +234,29 @@ describe('POST /v1/messages (@anthropic-ai/sdk)', () => {
   });
 });
 
+test('the Anthropic Python SDK (plain and stream) once', async () => {
+  const { execFile } = require('node:child_process');
+  const python = join(ROOT, '.tools', 'py', 'bin', 'python');
+  const before = await balance();
+  const stdout = await new Promise((resolve, reject) =>
+    execFile(python, [join(ROOT, 'tests', 'e2e', 'anthropic_sdk_check.py'), gw.url, key, 'hf-model'], { timeout: 60_000 }, (e, out, err) =>
+      e ? reject(new Error(`${e.message}\n${err}`)) : resolve(out),
+    ),
+  );
+  const seen = JSON.parse(stdout.trim().split('\n').pop());
+  assert.equal(seen.plain_text, 'mock reply to hello there');
+  assert.equal(seen.stream_text, 'mock reply to stream this please');
+  assert.equal(seen.plain_output_tokens, OPENAI_USAGE.hf(5)[2]);
+  assert.equal(seen.stream_output_tokens, OPENAI_USAGE.hf(6)[2]);
+  const row = await gw.usageRow(seen.plain_request_id);
+  assert.equal(row.api, 'messages');
+  assert.equal(row.cost, costOf(...[OPENAI_USAGE.hf(5)[0], OPENAI_USAGE.hf(5)[2]]));
+  // Both requests settled: the balance went down by both costs.
+  const both = costOf(OPENAI_USAGE.hf(5)[0], OPENAI_USAGE.hf(5)[2]) + costOf(OPENAI_USAGE.hf(6)[0], OPENAI_USAGE.hf(6)[2]);
+  for (let i = 0; i < 100 && before - (await balance()) !== both; i++) await new Promise((r) => setTimeout(r, 100));
+  assert.equal(before - (await balance()), both);
+});
+
 describe('agent CLIs through the gateway (offline, docs/testing.md)', () => {
   const { spawn } = require('node:child_process');
   const run = (cmd, args, env, cwd) =>
