@@ -29,6 +29,7 @@
 
 pub mod anthropic;
 pub mod audio;
+pub mod client;
 pub mod embeddings;
 pub mod images;
 pub mod openai;

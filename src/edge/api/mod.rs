@@ -3,6 +3,7 @@
 //! the layers below (`plugins`, `gateway`, `store`) and encodes.
 
 pub mod admin;
+pub mod anthropic;
 pub mod http;
 pub mod openai;
 pub mod router;

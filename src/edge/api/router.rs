@@ -4,7 +4,7 @@
 use worker::{Context, Env, Method, Request, Response};
 
 use super::http::{self, public_error_response, with_common_headers};
-use super::{admin, openai, tollgate};
+use super::{admin, anthropic, openai, tollgate};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::edge::console;
 use crate::edge::gateway::auth;
@@ -54,13 +54,25 @@ async fn route(
             http::require(method, Method::Post)?;
             openai::chat::chat_completions(req, env, ctx, request_id).await
         }
+        ["v1", "responses"] => {
+            http::require(method, Method::Post)?;
+            openai::responses::create_response(req, env, ctx, request_id).await
+        }
+        ["v1", "messages"] => match http::require(method, Method::Post) {
+            Ok(()) => anthropic::messages::create_message(req, env, ctx, request_id).await,
+            Err(e) => anthropic::answer(Err(e), request_id),
+        },
+        ["v1", "messages", "count_tokens"] => match http::require(method, Method::Post) {
+            Ok(()) => anthropic::count_tokens::count_tokens(req, env, request_id).await,
+            Err(e) => anthropic::answer(Err(e), request_id),
+        },
         ["v1", "models"] => {
             http::require(method, Method::Get)?;
-            openai::models::list_models(&req, env).await
+            openai::models::list_models_for(&req, env, request_id).await
         }
         ["v1", "models", model @ ..] if !model.is_empty() => {
             http::require(method, Method::Get)?;
-            openai::models::get_model(&req, env, &model.join("/")).await
+            openai::models::get_model(&req, env, &model.join("/"), request_id).await
         }
         ["v1", "redeem"] => {
             http::require(method, Method::Post)?;

@@ -54,8 +54,12 @@ fn presented_token(req: &Request) -> Option<String> {
     if let Ok(Some(auth)) = headers.get("authorization") {
         return keys::bearer_token(&auth).map(str::to_string);
     }
-    // Azure-style clients send the key in `api-key`.
-    headers.get("api-key").ok().flatten()
+    // Azure-style clients send the key in `api-key`, Anthropic's in `x-api-key`.
+    headers
+        .get("api-key")
+        .ok()
+        .flatten()
+        .or_else(|| headers.get("x-api-key").ok().flatten())
 }
 
 /// Authenticates a tenant API key (`Authorization: Bearer tg-…`).

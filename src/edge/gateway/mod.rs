@@ -20,6 +20,7 @@ pub mod ticket;
 use worker::{Context, D1Database, Response};
 
 use crate::core::error::GatewayError;
+use crate::core::inbound::client::ClientFormat;
 use crate::core::openai::ChatCompletionRequest;
 use crate::core::providers::{Route, UpstreamCall};
 use crate::edge::platform::d1 as db;
@@ -119,6 +120,17 @@ pub(crate) async fn run(
     key: Option<ClaimedKey>,
     ctx: &Context,
 ) -> Result<Response, GatewayError> {
+    run_as(p, chat, key, ctx, None).await
+}
+
+/// [`run`], answering in the client's API `format` (`None`: chat completions).
+pub(crate) async fn run_as(
+    p: Prepared,
+    chat: &ChatCompletionRequest,
+    key: Option<ClaimedKey>,
+    ctx: &Context,
+    format: Option<ClientFormat>,
+) -> Result<Response, GatewayError> {
     let call = &p.call;
     let order = Order {
         env: &call.env,
@@ -137,14 +149,20 @@ pub(crate) async fn run(
         Ok(pending) => pending,
         Err(err) => return Err(release(&p, key, err).await),
     };
+    if let Some(format) = format {
+        pending.format = format;
+    }
+    let format = pending.format.clone();
     let reply = dispatch::dispatch(&mut pending, chat, &p.attempts, &call.settings).await;
     let response = match reply {
         Ok(Reply::Plain(body)) => settle::finish_plain(pending, body, ctx).await,
-        Ok(Reply::Stream(source)) => settle::stream_response(pending, source, chat, ctx),
+        Ok(Reply::Stream(source)) => settle::stream_response(pending, source, ctx),
         Err(err) => Err(settle::fail(pending, err, ctx).await),
     };
     let mut response = match response {
-        Err(charged) if charged.provider_may_have_billed() => settle::charged_failure(&charged)?,
+        Err(charged) if charged.provider_may_have_billed() => {
+            settle::charged_failure(&charged, &format, &call.request_id)?
+        }
         other => other?,
     };
     let headers = response.headers_mut();

@@ -23,7 +23,7 @@ use worker::{AbortController, ByteStream, Delay};
 
 use super::guard::StreamGuard;
 use crate::core::error::{ErrorKind, GatewayError};
-use crate::core::inbound::openai::StreamEncoder;
+use crate::core::inbound::client::ClientEncoder;
 use crate::core::meter::{RequestStatus, StreamMeter};
 use crate::core::openai::Usage;
 use crate::core::providers::{StreamDecoder, StreamItem};
@@ -279,7 +279,7 @@ struct Pump {
     source: Source,
     decoder: Box<dyn StreamDecoder>,
     meter: StreamMeter,
-    encoder: StreamEncoder,
+    encoder: ClientEncoder,
     guard: Option<StreamGuard>,
     started_at: u64,
     ttfb_ms: Option<u64>,
@@ -437,7 +437,7 @@ pub fn relay(
     source: Source,
     decoder: Box<dyn StreamDecoder>,
     meter: StreamMeter,
-    encoder: StreamEncoder,
+    encoder: ClientEncoder,
     guard: Option<StreamGuard>,
     limits: Limits,
 ) -> (

@@ -9,12 +9,13 @@ use super::relay;
 use super::relay::Source;
 use super::ticket::{End, Pending};
 use crate::core::error::{ErrorKind, GatewayError};
-use crate::core::inbound::openai::{self, StreamEncoder};
+use crate::core::inbound::client::ClientFormat;
 use crate::core::meter::{self, RequestStatus, StreamMeter};
-use crate::core::openai::ChatCompletionRequest;
 use crate::edge::platform::clock::now_ms;
 use crate::edge::platform::d1 as db;
-use crate::edge::platform::response::{bytes_response, error_response, internal};
+use crate::edge::platform::response::{
+    bytes_response, error_response, error_response_in, internal,
+};
 use crate::edge::store;
 use crate::edge::store::idempotency;
 
@@ -48,6 +49,7 @@ impl Pending {
             usage_source: String::new(),
             cost: 0,
             price_version: self.price_version,
+            api: self.format.api().as_str().to_string(),
             multiplier_bps: self.multiplier_bps,
             idempotency_key: self.idempotency.as_ref().map(|k| k.key.clone()),
             reserved: self.reserved.saturating_add(end.extended),
@@ -135,7 +137,7 @@ impl Pending {
 pub(crate) async fn fail(pending: Pending, err: GatewayError, ctx: &Context) -> GatewayError {
     if err.provider_may_have_billed() {
         if let Some(key) = &pending.idempotency {
-            let body = openai::error_body(&err);
+            let body = pending.format.error_body(&err, &pending.request_id);
             if let Err(e) =
                 idempotency::complete(&pending.db, key, err.status(), Some(body.as_bytes())).await
             {
@@ -147,10 +149,18 @@ pub(crate) async fn fail(pending: Pending, err: GatewayError, ctx: &Context) -> 
     err
 }
 
-/// The answer to a failure that was charged: the OpenAI error, with `x-should-retry: false` (an
-/// SDK's automatic retry would be charged again).
-pub(crate) fn charged_failure(err: &GatewayError) -> Result<Response, GatewayError> {
-    let mut resp = error_response(err).map_err(|e| internal("error response", e))?;
+/// The answer to a failure that was charged: the error in the client's API, with
+/// `x-should-retry: false` (an SDK's automatic retry would be charged again).
+pub(crate) fn charged_failure(
+    err: &GatewayError,
+    format: &ClientFormat,
+    request_id: &str,
+) -> Result<Response, GatewayError> {
+    let mut resp = match format {
+        ClientFormat::OpenAi { .. } => error_response(err),
+        _ => error_response_in(err, format.error_body(err, request_id)),
+    }
+    .map_err(|e| internal("error response", e))?;
     let _ = resp.headers_mut().set("x-should-retry", "false");
     Ok(resp)
 }
@@ -167,11 +177,10 @@ pub(crate) fn sse_headers() -> Headers {
 pub(crate) fn stream_response(
     pending: Pending,
     source: Source,
-    chat: &ChatCompletionRequest,
     ctx: &Context,
 ) -> Result<Response, GatewayError> {
     let meter = StreamMeter::new();
-    let encoder = StreamEncoder::new(chat.wants_stream_usage());
+    let encoder = pending.format.encoder();
     let decoder = pending
         .kind
         .adapter()
@@ -229,7 +238,10 @@ pub(crate) async fn finish_plain(
     };
     let cost = pending.bill(&end).cost;
     // The bytes the client receives (also what an idempotent replay returns).
-    let body = openai::encode_plain(body, &parsed, adapter.forwards_plain_body(), &pending.model);
+    let body =
+        pending
+            .format
+            .encode_plain(body, &parsed, adapter.forwards_plain_body(), &pending.model);
     let body = match body {
         Ok(body) => body,
         Err(err) => {

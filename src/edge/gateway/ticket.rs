@@ -13,6 +13,7 @@ use super::reserve::{self, Count};
 use crate::core::billing::guard::OutputGuard;
 use crate::core::billing::Price;
 use crate::core::error::{ErrorKind, GatewayError};
+use crate::core::inbound::client::ClientFormat;
 use crate::core::meter::{self, bill, bill_reserved, BillInput, RequestStatus};
 use crate::core::openai::{ChatCompletionRequest, Usage};
 use crate::core::providers::{ProviderKind, ResponseContext, Route, RouteTimeouts};
@@ -78,6 +79,9 @@ pub(crate) async fn issue(order: Order<'_>) -> Result<Pending, GatewayError> {
         client_capped: order.chat.requested_max_output().is_some(),
         choices: order.chat.choices(),
         idempotency: order.idempotency,
+        format: ClientFormat::OpenAi {
+            wants_usage: order.chat.wants_stream_usage(),
+        },
         local_prompt_tokens: count.local_prompt_tokens,
         encoding: order.admitted.encoding,
         started_at: order.started_at,
@@ -111,6 +115,9 @@ pub(crate) struct Pending {
     pub(crate) client_capped: bool,
     pub(crate) choices: u64,
     pub(crate) idempotency: Option<ClaimedKey>,
+    /// The client's API: how the answer is encoded, and the usage row's `api`. Chat unless the
+    /// API handler says otherwise ([`super::run_as`]).
+    pub(crate) format: ClientFormat,
     pub(crate) local_prompt_tokens: u64,
     pub(crate) encoding: Option<Encoding>,
     pub(crate) started_at: u64,

@@ -32,6 +32,12 @@ pub fn bytes_response(
 }
 
 pub fn error_response(err: &GatewayError) -> worker::Result<Response> {
+    error_response_in(err, crate::core::inbound::openai::error_body(err))
+}
+
+/// The error response of `err` with `body` (its error body in the client's API), the status
+/// and retry header as [`error_response`].
+pub fn error_response_in(err: &GatewayError, body: String) -> worker::Result<Response> {
     let headers = Headers::new();
     headers.set("content-type", "application/json")?;
     if err.kind == ErrorKind::InsufficientQuota
@@ -44,7 +50,7 @@ pub fn error_response(err: &GatewayError) -> worker::Result<Response> {
     Ok(ResponseBuilder::new()
         .with_status(err.status())
         .with_headers(headers)
-        .fixed(crate::core::inbound::openai::error_body(err).into_bytes()))
+        .fixed(body.into_bytes()))
 }
 
 /// What a client may see of `err`. Server-side failures (kind `Internal`, or `Unavailable`

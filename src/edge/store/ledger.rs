@@ -143,6 +143,14 @@ pub struct UsageRow {
     pub created_at: u64,
     /// JSON array of the routes that failed before the serving one.
     pub routes_tried: Option<String>,
+    /// The client API (`usage.api`, schema/0012): chat | responses | messages. A row kept in KV
+    /// before the column was written replays as `chat`.
+    #[serde(default = "chat_api")]
+    pub api: String,
+}
+
+fn chat_api() -> String {
+    "chat".to_string()
 }
 
 impl UsageRow {
@@ -188,9 +196,9 @@ pub async fn settle(
            upstream_completion_tokens, local_prompt_tokens, local_completion_tokens, usage_source,
            input_price, output_price, reserved, cost, uncharged, status, http_status, error_code,
            latency_ms, ttfb_ms, created_at, price_version, cached_prompt_tokens, reasoning_tokens,
-           multiplier_bps, idempotency_key, routes_tried)
+           multiplier_bps, idempotency_key, routes_tried, api)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 0, 0, ?18,
-           ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?16, ?17, ?27, ?28, ?29, ?30)",
+           ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?16, ?17, ?27, ?28, ?29, ?30, ?31)",
         &[
             row.request_id.as_str().into(),
             row.tenant_id.as_str().into(),
@@ -223,6 +231,7 @@ pub async fn settle(
             row.multiplier_bps.into(),
             row.idempotency_key.as_deref().into(),
             row.routes_tried.as_deref().into(),
+            row.api.as_str().into(),
         ],
     )?;
     let release = statement(

@@ -2,4 +2,5 @@
 
 pub mod chat;
 pub mod models;
+pub mod responses;
 pub mod tokens;
