@@ -54,6 +54,14 @@ async fn route(
             http::require(method, Method::Post)?;
             openai::chat::chat_completions(req, env, ctx, request_id).await
         }
+        ["v1", "embeddings"] => {
+            http::require(method, Method::Post)?;
+            openai::embeddings::embeddings(req, env, ctx, request_id).await
+        }
+        ["v1", "audio", "speech"] => {
+            http::require(method, Method::Post)?;
+            openai::audio::speech(req, env, ctx, request_id).await
+        }
         ["v1", "models"] => {
             http::require(method, Method::Get)?;
             openai::models::list_models(&req, env).await

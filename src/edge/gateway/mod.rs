@@ -11,6 +11,7 @@ pub mod auth;
 pub mod context;
 pub mod dispatch;
 pub mod guard;
+pub mod media;
 pub mod relay;
 pub mod reserve;
 pub mod routes;

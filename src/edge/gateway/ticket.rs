@@ -82,6 +82,7 @@ pub(crate) async fn issue(order: Order<'_>) -> Result<Pending, GatewayError> {
         encoding: order.admitted.encoding,
         started_at: order.started_at,
         session_ttl_seconds: order.session_ttl_seconds,
+        media: None,
     })
 }
 
@@ -117,6 +118,8 @@ pub(crate) struct Pending {
     /// Lifetime of the session's copy in KV; 0: not copied (a session Tollgate named for a
     /// single request, which the client did not ask to keep: D1 has it).
     pub(crate) session_ttl_seconds: u64,
+    /// A media request's units and bill (`gateway::media`); `None` for chat.
+    pub(crate) media: Option<Box<super::media::MediaTicket>>,
 }
 
 /// How a request ended, in the terms of its usage row.
@@ -221,6 +224,9 @@ impl Pending {
     }
 
     pub(crate) fn bill(&self, end: &End) -> meter::Bill {
+        if let Some(media) = &self.media {
+            return media.bill(self, end);
+        }
         let input = BillInput {
             status: end.status,
             delivered_output: end.delivered_output,

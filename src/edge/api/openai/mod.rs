@@ -1,5 +1,7 @@
 //! The OpenAI-compatible routes.
 
+pub mod audio;
 pub mod chat;
+pub mod embeddings;
 pub mod models;
 pub mod tokens;

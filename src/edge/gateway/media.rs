@@ -1,0 +1,415 @@
+//! The metered call of a media request (embeddings, images, speech, transcription): the same
+//! steps as a chat request — admit (the model's kind must match the endpoint), reserve the
+//! codec's estimate through [`ticket::issue`], dispatch over the model's routes with their
+//! breakers — with the upstream requests built by `core::providers::media` and the bill made by
+//! `core::providers::media::bill` in the model's units (docs/media.md).
+
+use futures::channel::oneshot;
+use futures::StreamExt;
+use serde_json::Map;
+use worker::{Context, D1Database, Response, ResponseBuilder};
+
+use super::admit::{self, Admitted};
+use super::context::Call;
+use super::dispatch::{self, Reply};
+use super::relay::Source;
+use super::reserve::Count;
+use super::settle;
+use super::ticket::{self, End, Order, Pending};
+use super::{release, routes, Prepared};
+use crate::core::billing::units::UnitPrices;
+use crate::core::billing::units::{cost_micros_scaled, reservation_micros_scaled, MediaUsage};
+use crate::core::error::{ErrorKind, GatewayError};
+use crate::core::meter::{self, RequestStatus, UsageSource};
+use crate::core::openai::ChatCompletionRequest;
+use crate::core::providers::media::bill::{Billed, Source as BillSource};
+use crate::core::providers::media::MediaApi;
+use crate::core::providers::{Route, UpstreamCall, UpstreamRequest};
+use crate::edge::platform::clock::now_ms;
+use crate::edge::platform::d1 as db;
+use crate::edge::platform::response::internal;
+use crate::edge::store;
+use crate::edge::store::idempotency::ClaimedKey;
+use crate::edge::store::ledger::UsageMedia;
+
+/// What the settlement of a media request needs beyond a chat ticket (`Pending::media`).
+#[derive(Debug, Clone)]
+pub(crate) struct MediaTicket {
+    pub api: MediaApi,
+    pub units: UnitPrices,
+    /// The usage the reservation covers (charged when the answer is unknown).
+    pub reserved: MediaUsage,
+    /// The bill of a request answered, set before settlement.
+    pub billed: Option<Billed>,
+}
+
+impl MediaTicket {
+    /// The usage a request that ended with `end` is billed on, and whose figures it rests on.
+    fn usage(&self, end: &End) -> (MediaUsage, UsageSource) {
+        if end.usage_unknown {
+            return (self.reserved, UsageSource::Local);
+        }
+        match (&self.billed, end.status) {
+            (Some(b), _) => (
+                b.usage,
+                match b.source {
+                    BillSource::Upstream => UsageSource::Upstream,
+                    BillSource::Local => UsageSource::Local,
+                },
+            ),
+            // Answered but not billed from the answer: the reservation's usage.
+            (None, RequestStatus::Ok) => (self.reserved, UsageSource::Local),
+            // A failure before any output: free.
+            (None, _) => (MediaUsage::default(), UsageSource::Local),
+        }
+    }
+
+    /// The bill of the request (`Pending::bill` for a media ticket).
+    pub(crate) fn bill(&self, p: &Pending, end: &End) -> meter::Bill {
+        let (usage, source) = self.usage(end);
+        let cost = if end.usage_unknown {
+            p.reserved.saturating_add(end.extended)
+        } else {
+            cost_micros_scaled(&usage, &p.price, &self.units, p.multiplier_bps)
+        };
+        let t = usage.tokens;
+        meter::Bill {
+            prompt_tokens: t.prompt_tokens,
+            cached_prompt_tokens: t.cached_prompt_tokens,
+            completion_tokens: t.completion_tokens,
+            reasoning_tokens: t.reasoning_tokens,
+            upstream_prompt_tokens: (source == UsageSource::Upstream).then_some(t.prompt_tokens),
+            upstream_completion_tokens: (source == UsageSource::Upstream)
+                .then_some(t.completion_tokens),
+            local_prompt_tokens: p.local_prompt_tokens,
+            local_completion_tokens: 0,
+            source,
+            cost,
+        }
+    }
+
+    /// The media columns of the usage row (schema 0012).
+    pub(crate) fn columns(&self, end: &End) -> UsageMedia {
+        let (usage, _) = self.usage(end);
+        let (unit, quantity) = usage.row_quantity();
+        UsageMedia {
+            api: self.api.usage_api().to_string(),
+            unit: unit.as_str().to_string(),
+            quantity,
+            unit_price: usage.metered.map(|m| m.unit_price),
+            image_input_tokens: usage.image_input_tokens,
+            audio_input_tokens: usage.audio_input_tokens,
+        }
+    }
+}
+
+/// A media request admitted, reserved-at and routed: the chat pipeline's [`Prepared`] and the
+/// media ticket to attach.
+pub(crate) struct MediaPrepared {
+    pub prepared: Prepared,
+    pub ticket: MediaTicket,
+}
+
+/// Admits `model_name` for `api`: 404 unknown, 403 not allowed for the key, 400 when the model's
+/// kind is not the endpoint's.
+pub(crate) async fn admit_media(
+    call: &Call,
+    database: &D1Database,
+    model_name: &str,
+    api: MediaApi,
+) -> Result<(Admitted, UnitPrices), GatewayError> {
+    let model = store::models::cached_model(database, model_name, &call.caller.tenant_id)
+        .await?
+        .ok_or_else(|| {
+            GatewayError::new(
+                ErrorKind::ModelNotFound,
+                format!("The model `{model_name}` does not exist."),
+            )
+            .with_code("model_not_found")
+        })?;
+    if !call.caller.may_use(&model.name) {
+        return Err(GatewayError::new(
+            ErrorKind::ModelNotAllowed,
+            format!("This API key may not use the model `{}`.", model.name),
+        ));
+    }
+    check_kind(&model.model_kind, api)?;
+    let units = model.unit_prices()?;
+    Ok((admit::admitted(model)?, units))
+}
+
+/// 400 `model_kind_mismatch` unless a model of `kind` is served on `api`.
+pub(crate) fn check_kind(kind: &str, api: MediaApi) -> Result<(), GatewayError> {
+    if kind == api.model_kind() {
+        return Ok(());
+    }
+    Err(GatewayError::invalid_param(
+        "model",
+        format!(
+            "This model is a `{kind}` model; /v1/{} takes `{}` models.",
+            api.path(),
+            api.model_kind()
+        ),
+    )
+    .with_code("model_kind_mismatch"))
+}
+
+/// Admits, prices the reservation (`reserve` gives the worst usage from the admitted model and
+/// its unit prices) and builds each route's upstream request with `build`.
+pub(crate) async fn prepare(
+    call: Call,
+    model_name: &str,
+    api: MediaApi,
+    reserve: impl FnOnce(&Admitted, &UnitPrices) -> Result<MediaUsage, GatewayError>,
+    build: impl Fn(&Route) -> Result<UpstreamRequest, GatewayError>,
+) -> Result<MediaPrepared, GatewayError> {
+    let database = db::database(&call.env)?;
+    let (admitted, units) = admit_media(&call, &database, model_name, api).await?;
+    let worst = reserve(&admitted, &units)?;
+    let model = &admitted.model;
+    let reserved = reservation_micros_scaled(&worst, &admitted.price, &units, model.multiplier_bps);
+    let count = Count {
+        local_prompt_tokens: worst.tokens.prompt_tokens,
+        max_output: worst.tokens.completion_tokens,
+        reserved,
+    };
+    let attempts = routes::prepare_routes_with(
+        &call.env,
+        &database,
+        model,
+        admitted.kind,
+        &call.request_id,
+        |route| build(route).map(UpstreamCall::Http),
+    )
+    .await?;
+    let route = match attempts.first() {
+        Some((route, _)) => route.clone(),
+        None => return Err(GatewayError::internal("the model has no provider route")),
+    };
+    Ok(MediaPrepared {
+        prepared: Prepared {
+            call,
+            db: database,
+            admitted,
+            count,
+            route,
+            attempts,
+        },
+        ticket: MediaTicket {
+            api,
+            units,
+            reserved: worst,
+            billed: None,
+        },
+    })
+}
+
+/// The chat request the shared ticket and dispatch read (`stream`, no output cap, one choice).
+fn shell(model: &str, stream: bool) -> ChatCompletionRequest {
+    ChatCompletionRequest {
+        model: model.to_string(),
+        messages: Vec::new(),
+        stream: Some(stream),
+        stream_options: None,
+        max_tokens: None,
+        max_completion_tokens: None,
+        n: None,
+        tools: None,
+        extra: Map::new(),
+    }
+}
+
+/// What a media call got from its provider, with its ticket to settle.
+pub(crate) enum Answer {
+    /// A plain body (JSON or text) and the serving route's base URL.
+    Plain(Pending, Vec<u8>, String),
+    /// A response body to stream through (speech audio, transcription events).
+    Stream(Pending, Source),
+}
+
+/// Issues the ticket (the reservation) and dispatches; a failure is settled and returned (as the
+/// answer to send when it was charged).
+pub(crate) async fn call(
+    mp: MediaPrepared,
+    stream: bool,
+    key: Option<ClaimedKey>,
+    ctx: &Context,
+) -> Result<Answer, Result<Response, GatewayError>> {
+    let MediaPrepared {
+        prepared: p,
+        ticket,
+    } = mp;
+    let chat = shell(&p.admitted.model.name, stream);
+    let c = &p.call;
+    let order = Order {
+        env: &c.env,
+        id: &c.request_id,
+        caller: &c.caller,
+        session_id: &c.session_id,
+        session_ttl_seconds: c.settings.session_ttl_seconds,
+        admitted: &p.admitted,
+        route: &p.route,
+        chat: &chat,
+        count: p.count,
+        started_at: c.started_at,
+        idempotency: key.clone(),
+    };
+    let mut pending = match ticket::issue(order).await {
+        Ok(pending) => pending,
+        Err(err) => return Err(Err(release(&p, key, err).await)),
+    };
+    pending.media = Some(Box::new(ticket));
+    match dispatch::dispatch(&mut pending, &chat, &p.attempts, &c.settings).await {
+        Ok(Reply::Plain(body)) => {
+            let base_url = p
+                .attempts
+                .iter()
+                .find(|(r, _)| {
+                    r.provider == pending.provider && r.upstream_model == pending.upstream_model
+                })
+                .map(|(r, _)| r.base_url.clone())
+                .unwrap_or_default();
+            Ok(Answer::Plain(pending, body, base_url))
+        }
+        Ok(Reply::Stream(source)) => Ok(Answer::Stream(pending, source)),
+        Err(err) => Err(failed(pending, err, ctx).await),
+    }
+}
+
+/// Settles a failure and gives its answer (a charged one with `x-should-retry: false`).
+pub(crate) async fn failed(
+    pending: Pending,
+    err: GatewayError,
+    ctx: &Context,
+) -> Result<Response, GatewayError> {
+    let err = settle::fail(pending, err, ctx).await;
+    if err.provider_may_have_billed() {
+        settle::charged_failure(&err)
+    } else {
+        Err(err)
+    }
+}
+
+/// Answers a plain media request with `body` (`content_type`) billed at `billed`: the
+/// idempotency record is completed before the response leaves, settlement runs after.
+pub(crate) async fn answer_plain(
+    mut pending: Pending,
+    billed: Billed,
+    content_type: &str,
+    body: Vec<u8>,
+    ctx: &Context,
+) -> Result<Response, GatewayError> {
+    if let Some(t) = pending.media.as_mut() {
+        t.billed = Some(billed);
+    }
+    let now = now_ms();
+    let end = ok_end(&pending, now);
+    let cost = pending.bill(&end).cost;
+    if let Some(key) = &pending.idempotency {
+        if let Err(e) = store::idempotency::complete(&pending.db, key, 200, Some(&body)).await {
+            worker::console_error!("idempotency key of {}: {e}", pending.request_id);
+        }
+    }
+    let headers = ids(&pending);
+    ctx.wait_until(pending.settle(end));
+    let mut resp = crate::edge::platform::response::bytes_response(200, content_type, body)?;
+    let h = resp.headers_mut();
+    let _ = h.set("x-tollgate-cost", &cost.to_string());
+    for (k, v) in headers {
+        let _ = h.set(k, &v);
+    }
+    Ok(resp)
+}
+
+fn ok_end(pending: &Pending, now: u64) -> End {
+    End {
+        status: RequestStatus::Ok,
+        http_status: 200,
+        error_code: None,
+        completion_text: String::new(),
+        upstream_usage: None,
+        delivered_output: true,
+        ttfb_ms: Some(now.saturating_sub(pending.started_at)),
+        ended_at: now,
+        extended: 0,
+        usage_unknown: false,
+    }
+}
+
+fn ids(pending: &Pending) -> [(&'static str, String); 2] {
+    [
+        ("x-request-id", pending.request_id.clone()),
+        ("x-session-id", pending.session_id.clone()),
+    ]
+}
+
+/// Streams the provider's body to the client as it arrives (speech audio), billed at `billed`
+/// whatever happens to the stream; settlement runs when the stream ends or the client leaves.
+pub(crate) fn stream_through(
+    mut pending: Pending,
+    source: Source,
+    billed: Billed,
+    content_type: &str,
+    ctx: &Context,
+) -> Result<Response, GatewayError> {
+    let Source::Upstream { body, abort, .. } = source else {
+        return Err(GatewayError::internal("a media stream from a local model"));
+    };
+    if let Some(t) = pending.media.as_mut() {
+        t.billed = Some(billed);
+    }
+    let started_at = pending.started_at;
+    let headers = ids(&pending);
+    let (done, finished) = oneshot::channel::<(Option<u64>, bool)>();
+    let mut done = Some(done);
+    let mut first: Option<u64> = None;
+    let mut abort = abort;
+    let stream = body.map(move |chunk| {
+        match &chunk {
+            Ok(_) if first.is_none() => first = Some(now_ms().saturating_sub(started_at)),
+            Ok(_) => {}
+            Err(_) => {
+                if let Some(tx) = done.take() {
+                    let _ = tx.send((first, false));
+                }
+                abort.take();
+            }
+        }
+        chunk
+    });
+    // The end of the provider's body: the relay reports success.
+    let (end_tx, end_rx) = oneshot::channel::<()>();
+    let stream = stream.chain(futures::stream::once(async move {
+        let _ = end_tx.send(());
+        Ok(Vec::new())
+    }));
+    ctx.wait_until(async move {
+        // Either the body ended (end_rx), failed (finished with false) or the client left
+        // (both senders dropped).
+        let completed = end_rx.await.is_ok();
+        let failed = matches!(finished.await, Ok((_, false)));
+        let now = now_ms();
+        let mut end = ok_end(&pending, now);
+        if !completed || failed {
+            end.status = if failed {
+                RequestStatus::UpstreamError
+            } else {
+                RequestStatus::ClientAbort
+            };
+        }
+        // Speech is billed on its input whether or not the client heard it all: the provider
+        // produced (and billed) the audio once it started.
+        pending.settle(end).await;
+    });
+    let mut resp = ResponseBuilder::new()
+        .with_status(200)
+        .with_header("content-type", content_type)
+        .map_err(|e| internal("stream response", e))?
+        .from_stream(stream)
+        .map_err(|e| internal("stream response", e))?;
+    let h = resp.headers_mut();
+    for (k, v) in headers {
+        let _ = h.set(k, &v);
+    }
+    Ok(resp)
+}
