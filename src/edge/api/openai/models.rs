@@ -13,7 +13,8 @@ use crate::edge::store;
 const OWNED_BY: &str = "tollgate";
 
 fn model_object(row: &store::models::ModelListRow) -> serde_json::Value {
-    json!({"id": row.name, "object": "model", "created": row.created_at / 1000, "owned_by": OWNED_BY})
+    json!({"id": row.name, "object": "model", "created": row.created_at / 1000, "owned_by": OWNED_BY,
+           "kind": row.kind})
 }
 
 /// `GET /v1/models`: the models this key may use.
