@@ -404,11 +404,65 @@ export async function startMockProviders({ chunkDelayMs = 5, keys = {} } = {}) {
     await writeAll(res, events);
   }
 
+  // ---- media (docs/media.md) ----
+  // A vector per input, known to the tests: [index + 0.5, -length / 4, 0.25].
+  const vectorOf = (input, i) => [i + 0.5, -String(input).length / 4, 0.25];
+  const inputsOf = (input) => (Array.isArray(input) ? input : [input]);
+  // OpenAI-compatible /embeddings (also Azure's deployment route and HF's router): usage 3 tokens per input.
+  function openaiEmbeddings(res, body) {
+    if (body.input === undefined) return json(res, 400, { error: { message: "'input' is required", type: 'invalid_request_error', param: 'input', code: null } });
+    const inputs = inputsOf(body.input);
+    json(res, 200, {
+      object: 'list',
+      data: inputs.map((x, i) => {
+        const v = vectorOf(x, i);
+        const embedding = body.encoding_format === 'base64' ? Buffer.from(new Float32Array(v).buffer).toString('base64') : v;
+        return { object: 'embedding', index: i, embedding };
+      }),
+      model: body.model,
+      usage: { prompt_tokens: 3 * inputs.length, total_tokens: 3 * inputs.length },
+    });
+  }
+  // Speech: the audio comes in two parts; the second only after `mock.releaseSpeech()`, so a test can see
+  // the first part reach the client while the mock is still sending.
+  let speechGate = null;
+  mock.speechBytes = (text) => Buffer.from(`AUDIO:${text}:`.padEnd(64, '#'));
+  mock.releaseSpeech = () => speechGate?.resolve();
+  async function speech(res, body) {
+    let resolve;
+    const gate = new Promise((r) => (resolve = r));
+    speechGate = { resolve };
+    const audio = mock.speechBytes(body.input);
+    const type = { mp3: 'audio/mpeg', wav: 'audio/wav', opus: 'audio/opus' }[body.response_format ?? 'mp3'] ?? 'application/octet-stream';
+    res.writeHead(200, { 'content-type': type });
+    res.flushHeaders();
+    res.write(audio.subarray(0, 32));
+    mock.speechDone = false;
+    await Promise.race([gate, sleep(10_000)]);
+    res.end(audio.subarray(32));
+    mock.speechDone = true;
+  }
+
   async function route(req, res, body) {
     const url = new URL(req.url, 'http://mock');
     const p = url.pathname;
     let m;
     if (req.method !== 'POST') return json(res, 405, { error: 'POST only' });
+    if (p === '/openai/v1/embeddings' || p === '/hf/v1/embeddings') return openaiEmbeddings(res, body);
+    if ((m = p.match(/^\/azure\/openai\/deployments\/([^/]+)\/embeddings$/))) {
+      if (req.headers['api-key'] !== keys.azure) return json(res, 401, { error: { code: '401', message: 'Access denied due to invalid subscription key.' } });
+      return openaiEmbeddings(res, body);
+    }
+    if ((m = p.match(/^\/gemini\/v1beta\/models\/([^/:]+):batchEmbedContents$/))) {
+      const reqs = body.requests ?? [];
+      return json(res, 200, { embeddings: reqs.map((r, i) => ({ values: vectorOf(r.content?.parts?.[0]?.text ?? '', i) })) });
+    }
+    if (p === '/ollama/api/embed') {
+      const inputs = inputsOf(body.input);
+      return json(res, 200, { model: body.model, embeddings: inputs.map(vectorOf), prompt_eval_count: 5 * inputs.length });
+    }
+    if (p === '/tei/embed') return json(res, 200, inputsOf(body.inputs).map(vectorOf));
+    if (p === '/openai/v1/audio/speech') return speech(res, body);
     if (p === '/anthropic/v1/messages') return anthropic(req, res, body);
     if (p === '/anthropic/v1/messages/count_tokens') return anthropicCount(req, res, body);
     if (p === '/openai/v1/responses') return responses(req, res, body, 'openai');

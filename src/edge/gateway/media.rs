@@ -343,21 +343,21 @@ fn ids(pending: &Pending) -> [(&'static str, String); 2] {
     ]
 }
 
-/// Streams the provider's body to the client as it arrives (speech audio), billed at `billed`
-/// whatever happens to the stream; settlement runs when the stream ends or the client leaves.
+/// Streams the provider's body to the client unchanged, as it arrives (speech audio,
+/// transcription events); `watch` sees each chunk, and `billed` gives the bill when the stream
+/// ended or the client left, whatever happened to it; settlement runs then.
 pub(crate) fn stream_through(
-    mut pending: Pending,
+    pending: Pending,
     source: Source,
-    billed: Billed,
     content_type: &str,
     ctx: &Context,
+    mut watch: Box<dyn FnMut(&[u8])>,
+    billed: Box<dyn FnOnce() -> Billed>,
 ) -> Result<Response, GatewayError> {
     let Source::Upstream { body, abort, .. } = source else {
         return Err(GatewayError::internal("a media stream from a local model"));
     };
-    if let Some(t) = pending.media.as_mut() {
-        t.billed = Some(billed);
-    }
+    let mut pending = pending;
     let started_at = pending.started_at;
     let headers = ids(&pending);
     let (done, finished) = oneshot::channel::<(Option<u64>, bool)>();
@@ -366,8 +366,12 @@ pub(crate) fn stream_through(
     let mut abort = abort;
     let stream = body.map(move |chunk| {
         match &chunk {
-            Ok(_) if first.is_none() => first = Some(now_ms().saturating_sub(started_at)),
-            Ok(_) => {}
+            Ok(bytes) => {
+                if first.is_none() {
+                    first = Some(now_ms().saturating_sub(started_at));
+                }
+                watch(bytes);
+            }
             Err(_) => {
                 if let Some(tx) = done.take() {
                     let _ = tx.send((first, false));
@@ -388,6 +392,9 @@ pub(crate) fn stream_through(
         // (both senders dropped).
         let completed = end_rx.await.is_ok();
         let failed = matches!(finished.await, Ok((_, false)));
+        if let Some(t) = pending.media.as_mut() {
+            t.billed = Some(billed());
+        }
         let now = now_ms();
         let mut end = ok_end(&pending, now);
         if !completed || failed {
@@ -397,8 +404,8 @@ pub(crate) fn stream_through(
                 RequestStatus::ClientAbort
             };
         }
-        // Speech is billed on its input whether or not the client heard it all: the provider
-        // produced (and billed) the audio once it started.
+        // Billed on what the provider reported or produced, whether or not the client took it
+        // all: the provider did (and billed) the work once it started.
         pending.settle(end).await;
     });
     let mut resp = ResponseBuilder::new()

@@ -11,12 +11,12 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{D1Database, Env, Method, Request, Response};
 
+use crate::core::billing::units::UnitPrices;
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::keys;
 use crate::core::outbound::{check_destination, check_secret_name, SecretUse};
-use crate::core::providers::ProviderKind;
-use crate::core::billing::units::UnitPrices;
 use crate::core::providers::media::{parse_model_kind, MODEL_KINDS};
+use crate::core::providers::ProviderKind;
 use crate::core::tokens::Encoding;
 use crate::edge::api::http;
 use crate::edge::gateway::auth;

@@ -3,5 +3,6 @@
 pub mod audio;
 pub mod chat;
 pub mod embeddings;
+pub mod images;
 pub mod models;
 pub mod tokens;
