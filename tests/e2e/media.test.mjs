@@ -3,6 +3,7 @@
 // Each call checks its answer, its usage row (api, unit, quantity, unit_price, cost) and the tenant's balance.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { toFile } from 'openai';
 import { startGateway } from './harness.mjs';
 import { startMockProviders } from './mock-providers.mjs';
 
@@ -61,6 +62,31 @@ before(async () => {
     character_price: CHAR_PRICE,
   });
   assert.equal(tts.character_price, CHAR_PRICE);
+  await gw.adminOk('PUT', '/admin/models/whisper-1', { provider: 'openai', input_price: 0, output_price: 0, kind: 'stt', minute_price: 6000 });
+  await gw.adminOk('PUT', '/admin/models/gpt-4o-transcribe', {
+    provider: 'openai',
+    input_price: 2_500_000,
+    audio_input_price: 6_000_000,
+    output_price: 10_000_000,
+    kind: 'stt',
+  });
+  await gw.adminOk('PUT', '/admin/models/dall-e-3', {
+    provider: 'openai',
+    input_price: 0,
+    output_price: 0,
+    kind: 'image',
+    image_prices: [
+      { size: '1024x1024', quality: 'standard', price: 40_000 },
+      { size: '1024x1024', quality: 'hd', price: 80_000 },
+    ],
+  });
+  await gw.adminOk('PUT', '/admin/models/gpt-image-1', {
+    provider: 'openai',
+    input_price: 5_000_000,
+    image_input_price: 10_000_000,
+    output_price: 40_000_000,
+    kind: 'image',
+  });
   await gw.adminOk('PUT', '/admin/models/chat-model', { provider: 'openai', input_price: 1, output_price: 1 });
   t = await gw.newTenant({ name: 'media', credit: 10_000_000 });
 });
@@ -230,5 +256,146 @@ describe('speech', () => {
       assert.equal(e.error.code, 'model_kind_mismatch');
       return true;
     });
+  });
+});
+
+/** A PCM WAV file of `seconds` of silence (16 kHz, mono, 16-bit): its duration is exact. */
+function wav(seconds) {
+  const data = Buffer.alloc(16_000 * 2 * seconds);
+  const h = Buffer.alloc(44);
+  h.write('RIFF', 0);
+  h.writeUInt32LE(36 + data.length, 4);
+  h.write('WAVEfmt ', 8);
+  h.writeUInt32LE(16, 16);
+  h.writeUInt16LE(1, 20);
+  h.writeUInt16LE(1, 22);
+  h.writeUInt32LE(16_000, 24);
+  h.writeUInt32LE(32_000, 28);
+  h.writeUInt16LE(2, 32);
+  h.writeUInt16LE(16, 34);
+  h.write('data', 36);
+  h.writeUInt32LE(data.length, 40);
+  return Buffer.concat([h, data]);
+}
+
+describe('transcription', () => {
+  test('per minute: the provider is asked for verbose_json, the client gets its format (json, text, verbose_json)', async () => {
+    for (const format of ['json', 'text', 'verbose_json']) {
+      const before = await balance();
+      const file = await toFile(wav(2), 'speech.wav', { type: 'audio/wav' });
+      const { data, response } = await t.client.audio.transcriptions
+        .create({ file, model: 'whisper-1', response_format: format })
+        .withResponse();
+      assert.equal(mock.forms.at(-1).format, 'verbose_json');
+      assert.equal(mock.forms.at(-1).model, 'whisper-1');
+      if (format === 'text') assert.equal(String(data).trim(), 'Hello world.');
+      else assert.equal(data.text, 'Hello world.');
+      if (format === 'verbose_json') assert.equal(data.duration, 9.2);
+      const row = await rowOf(response);
+      assert.equal(row.api, 'transcriptions');
+      assert.equal(row.unit, 'seconds');
+      assert.equal(row.quantity, 10);
+      assert.equal(row.unit_price, 6000);
+      assert.equal(row.usage_source, 'upstream');
+      assert.equal(row.cost, 1000); // 10 s at 6,000 per minute
+      assert.equal(await balance(), before - 1000);
+    }
+  });
+
+  test('on tokens (LobeChat\'s STT call): reported tokens, audio input priced apart', async () => {
+    const before = await balance();
+    // LobeChat's OpenAI STT: audio.transcriptions.create({ file, model }) with a recorded webm blob.
+    const file = await toFile(Buffer.from('webm-bytes'.repeat(100)), 'recording.webm', { type: 'audio/webm' });
+    const { data, response } = await t.client.audio.transcriptions
+      .create({ file, model: 'gpt-4o-transcribe' })
+      .withResponse();
+    assert.equal(data.text, 'Hello world.');
+    assert.equal(mock.forms.at(-1).format, 'json');
+    const row = await rowOf(response);
+    assert.equal(row.unit, 'tokens');
+    assert.equal(row.quantity, 24);
+    assert.equal(row.audio_input_tokens, 15);
+    assert.equal(row.prompt_tokens, 20);
+    assert.equal(row.completion_tokens, 4);
+    // 5 text × 2.5 + 15 audio × 6 + 4 output × 10 = 142.5, rounded up once.
+    assert.equal(row.cost, 143);
+    assert.equal(await balance(), before - 143);
+  });
+
+  test('stream=true relays the provider\'s events and bills the done event\'s usage', async () => {
+    const before = await balance();
+    const file = await toFile(wav(1), 'a.wav', { type: 'audio/wav' });
+    const { data: stream, response } = await t.client.audio.transcriptions
+      .create({ file, model: 'gpt-4o-transcribe', stream: true })
+      .withResponse();
+    let text = '';
+    let done = null;
+    for await (const ev of stream) {
+      if (ev.type === 'transcript.text.delta') text += ev.delta;
+      if (ev.type === 'transcript.text.done') done = ev;
+    }
+    assert.equal(text, 'Hello world.');
+    assert.equal(done.text, 'Hello world.');
+    assert.equal(mock.forms.at(-1).stream, 'true');
+    const row = await rowOf(response);
+    assert.equal(row.cost, 143);
+    assert.equal(row.audio_input_tokens, 15);
+    assert.equal(await balance(), before - 143);
+  });
+
+  test('translations; bad form input is an OpenAI 400; a file over 25 MiB is 413', async () => {
+    const file = await toFile(wav(1), 'a.wav', { type: 'audio/wav' });
+    const tr = await t.client.audio.translations.create({ file, model: 'whisper-1' });
+    assert.equal(tr.text, 'Hello world.');
+    assert.match(mock.forms.at(-1).url, /\/audio\/translations$/);
+    await assert.rejects(
+      t.client.audio.transcriptions.create({ file: await toFile(wav(1), 'a.wav'), model: 'whisper-1', response_format: 'docx' }),
+      (e) => e.status === 400 && e.error.param === 'response_format',
+    );
+    const big = await toFile(Buffer.alloc(25 * 1024 * 1024 + 1), 'big.wav', { type: 'audio/wav' });
+    await assert.rejects(t.client.audio.transcriptions.create({ file: big, model: 'whisper-1' }), (e) => {
+      assert.equal(e.status, 413);
+      return true;
+    });
+  });
+});
+
+describe('images', () => {
+  test('generation per image from the table (size × quality)', async () => {
+    const before = await balance();
+    const { data, response } = await t.client.images
+      .generate({ model: 'dall-e-3', prompt: 'a lighthouse', size: '1024x1024', quality: 'hd', response_format: 'b64_json' })
+      .withResponse();
+    assert.equal(data.data.length, 1);
+    assert.equal(data.data[0].b64_json, 'aW1hZ2U=');
+    const row = await rowOf(response);
+    assert.equal(row.api, 'images');
+    assert.equal(row.unit, 'images');
+    assert.equal(row.quantity, 1);
+    assert.equal(row.unit_price, 80_000);
+    assert.equal(row.cost, 80_000);
+    assert.equal(await balance(), before - 80_000);
+    await assert.rejects(
+      t.client.images.generate({ model: 'dall-e-3', prompt: 'x', size: '512x512', quality: 'hd' }),
+      (e) => e.status === 400 && e.error.code === 'unsupported_value',
+    );
+    await assert.rejects(t.client.images.generate({ model: 'dall-e-3', prompt: 'x', n: 11 }), (e) => e.status === 400 && e.error.param === 'n');
+  });
+
+  test('edit (multipart) on tokens: image input tokens priced apart', async () => {
+    const before = await balance();
+    const image = await toFile(Buffer.from('\x89PNG fake image'), 'in.png', { type: 'image/png' });
+    const { data, response } = await t.client.images.edit({ model: 'gpt-image-1', image, prompt: 'add a hat' }).withResponse();
+    assert.equal(data.data.length, 1);
+    assert.equal(mock.forms.at(-1).files, 1);
+    assert.equal(mock.forms.at(-1).model, 'gpt-image-1');
+    const row = await rowOf(response);
+    assert.equal(row.unit, 'tokens');
+    assert.equal(row.image_input_tokens, 40);
+    assert.equal(row.prompt_tokens, 50);
+    assert.equal(row.completion_tokens, 272);
+    // 10 text × 5 + 40 image × 10 + 272 output × 40
+    assert.equal(row.cost, 11_330);
+    assert.equal(await balance(), before - 11_330);
   });
 });

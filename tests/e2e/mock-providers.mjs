@@ -443,7 +443,48 @@ export async function startMockProviders({ chunkDelayMs = 5, keys = {} } = {}) {
     mock.speechDone = true;
   }
 
-  async function route(req, res, body) {
+  // A text field of a multipart form (enough for the gateway's own forms: no nested quoting).
+  const formField = (raw, name) => {
+    const m = raw.match(new RegExp(`name="${name.replace(/[[\]]/g, '\\$&')}"\r?\n\r?\n([^\r\n]*)`));
+    return m ? m[1] : undefined;
+  };
+  mock.forms = [];
+  const TRANSCRIPT = 'Hello world.';
+  async function transcription(req, res, raw) {
+    const format = formField(raw, 'response_format') ?? 'json';
+    mock.forms.push({ url: req.url, format, stream: formField(raw, 'stream'), model: formField(raw, 'model'), file: raw.includes('filename=') });
+    if (formField(raw, 'stream') === 'true') {
+      startStream(res);
+      const ev = (o) => `data: ${JSON.stringify(o)}\n\n`;
+      await writeAll(res, [
+        ev({ type: 'transcript.text.delta', delta: 'Hello ' }),
+        ev({ type: 'transcript.text.delta', delta: 'world.' }),
+        ev({ type: 'transcript.text.done', text: TRANSCRIPT, usage: { type: 'tokens', input_tokens: 20, input_token_details: { audio_tokens: 15, text_tokens: 5 }, output_tokens: 4, total_tokens: 24 } }),
+      ]);
+      return;
+    }
+    if (format === 'verbose_json') {
+      return json(res, 200, { task: 'transcribe', language: 'english', duration: 9.2, text: TRANSCRIPT, segments: [{ id: 0, start: 0, end: 9.2, text: ` ${TRANSCRIPT}` }], usage: { type: 'duration', seconds: 10 } });
+    }
+    if (format === 'json') {
+      return json(res, 200, { text: TRANSCRIPT, usage: { type: 'tokens', input_tokens: 20, input_token_details: { audio_tokens: 15, text_tokens: 5 }, output_tokens: 4, total_tokens: 24 } });
+    }
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.end(`${TRANSCRIPT}\n`);
+  }
+  // Images: one b64 image per `n` (dall-e style), or gpt-image's token usage for models named gpt-image*.
+  function images(req, res, body, raw, edit) {
+    const model = edit ? formField(raw, 'model') : body.model;
+    const n = Number(edit ? (formField(raw, 'n') ?? 1) : (body.n ?? 1));
+    mock.forms.push({ url: req.url, model, n, files: (raw.match(/filename=/g) ?? []).length });
+    const out = { created: 1_764_547_200, data: Array.from({ length: n }, () => ({ b64_json: 'aW1hZ2U=' })) };
+    if (String(model).startsWith('gpt-image')) {
+      out.usage = { input_tokens: 50, input_tokens_details: { image_tokens: 40, text_tokens: 10 }, output_tokens: 272 * n, total_tokens: 50 + 272 * n };
+    }
+    json(res, 200, out);
+  }
+
+  async function route(req, res, body, raw = '') {
     const url = new URL(req.url, 'http://mock');
     const p = url.pathname;
     let m;
@@ -463,6 +504,9 @@ export async function startMockProviders({ chunkDelayMs = 5, keys = {} } = {}) {
     }
     if (p === '/tei/embed') return json(res, 200, inputsOf(body.inputs).map(vectorOf));
     if (p === '/openai/v1/audio/speech') return speech(res, body);
+    if (p === '/openai/v1/audio/transcriptions' || p === '/openai/v1/audio/translations') return transcription(req, res, raw);
+    if (p === '/openai/v1/images/generations') return images(req, res, body, raw, false);
+    if (p === '/openai/v1/images/edits') return images(req, res, body, raw, true);
     if (p === '/anthropic/v1/messages') return anthropic(req, res, body);
     if (p === '/anthropic/v1/messages/count_tokens') return anthropicCount(req, res, body);
     if (p === '/openai/v1/responses') return responses(req, res, body, 'openai');
@@ -496,7 +540,7 @@ export async function startMockProviders({ chunkDelayMs = 5, keys = {} } = {}) {
       } catch {}
       requests.push({ method: req.method, url: req.url, headers: req.headers, body });
       try {
-        await route(req, res, body ?? {});
+        await route(req, res, body ?? {}, raw);
       } catch (err) {
         if (!res.headersSent) json(res, 500, { error: `mock failure: ${err.message}` });
         else res.destroy();
