@@ -4,6 +4,9 @@
 //! breakers — with the upstream requests built by `core::providers::media` and the bill made by
 //! `core::providers::media::bill` in the model's units (docs/media.md).
 
+use std::cell::Cell;
+use std::rc::Rc;
+
 use futures::channel::oneshot;
 use futures::StreamExt;
 use serde_json::Map;
@@ -360,49 +363,45 @@ pub(crate) fn stream_through(
     let mut pending = pending;
     let started_at = pending.started_at;
     let headers = ids(&pending);
-    let (done, finished) = oneshot::channel::<(Option<u64>, bool)>();
-    let mut done = Some(done);
-    let mut first: Option<u64> = None;
+    // What the relay saw, read when it ends: the first chunk's time and a broken body.
+    let first: Rc<Cell<Option<u64>>> = Rc::default();
+    let broken: Rc<Cell<bool>> = Rc::default();
+    let (seen_first, seen_broken) = (Rc::clone(&first), Rc::clone(&broken));
     let mut abort = abort;
     let stream = body.map(move |chunk| {
         match &chunk {
             Ok(bytes) => {
-                if first.is_none() {
-                    first = Some(now_ms().saturating_sub(started_at));
+                if seen_first.get().is_none() {
+                    seen_first.set(Some(now_ms().saturating_sub(started_at)));
                 }
                 watch(bytes);
             }
             Err(_) => {
-                if let Some(tx) = done.take() {
-                    let _ = tx.send((first, false));
-                }
+                seen_broken.set(true);
                 abort.take();
             }
         }
         chunk
     });
-    // The end of the provider's body: the relay reports success.
+    // Past the provider's last chunk: the body was relayed to its end. When the client leaves
+    // first, the stream is dropped with the sender and the receiver sees it cancelled.
     let (end_tx, end_rx) = oneshot::channel::<()>();
     let stream = stream.chain(futures::stream::once(async move {
         let _ = end_tx.send(());
         Ok(Vec::new())
     }));
     ctx.wait_until(async move {
-        // Either the body ended (end_rx), failed (finished with false) or the client left
-        // (both senders dropped).
         let completed = end_rx.await.is_ok();
-        let failed = matches!(finished.await, Ok((_, false)));
         if let Some(t) = pending.media.as_mut() {
             t.billed = Some(billed());
         }
         let now = now_ms();
         let mut end = ok_end(&pending, now);
-        if !completed || failed {
-            end.status = if failed {
-                RequestStatus::UpstreamError
-            } else {
-                RequestStatus::ClientAbort
-            };
+        end.ttfb_ms = first.get();
+        if broken.get() {
+            end.status = RequestStatus::UpstreamError;
+        } else if !completed {
+            end.status = RequestStatus::ClientAbort;
         }
         // Billed on what the provider reported or produced, whether or not the client took it
         // all: the provider did (and billed) the work once it started.
