@@ -239,6 +239,16 @@ describe('speech', () => {
     assert.equal(row.cost, input.length * 15);
     assert.equal(row.status, 'ok');
     assert.equal(await balance(), before - row.cost);
+    // The tenant's request listing (JSON and CSV) says what was metered.
+    const listed = await fetch(`${gw.url}/v1/usage?model=tts-1`, { headers: { authorization: `Bearer ${t.key.key}` } });
+    const item = (await listed.json()).data.find((r) => r.request_id === row.request_id);
+    assert.deepEqual([item.api, item.unit, item.quantity, item.unit_price], ['speech', 'characters', input.length, CHAR_PRICE]);
+    const csv = await (await fetch(`${gw.url}/v1/usage?model=tts-1&format=csv`, { headers: { authorization: `Bearer ${t.key.key}` } })).text();
+    const [header, ...lines] = csv.trim().split(/\r?\n/);
+    const cols = header.split(',');
+    const line = lines.map((l) => l.split(',')).find((l) => l[cols.indexOf('request_id')] === row.request_id);
+    assert.equal(line[cols.indexOf('unit')], 'characters');
+    assert.equal(line[cols.indexOf('quantity')], String(input.length));
   });
 
   test('a wav request gets audio/wav; bad input is an OpenAI 400', async () => {

@@ -419,3 +419,98 @@ pub(crate) fn stream_through(
     }
     Ok(resp)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::billing::units::Unit;
+    use crate::core::billing::TokenUsage;
+
+    fn end(status: RequestStatus, usage_unknown: bool) -> End {
+        End {
+            status,
+            http_status: 200,
+            error_code: None,
+            completion_text: String::new(),
+            upstream_usage: None,
+            delivered_output: status == RequestStatus::Ok,
+            ttfb_ms: None,
+            ended_at: 0,
+            extended: 0,
+            usage_unknown,
+        }
+    }
+
+    fn ticket(billed: Option<Billed>) -> MediaTicket {
+        MediaTicket {
+            api: MediaApi::Speech,
+            units: UnitPrices::default(),
+            reserved: MediaUsage::metered(Unit::Characters, 40, 15_000_000),
+            billed,
+        }
+    }
+
+    #[test]
+    fn a_model_is_served_only_on_its_kind_s_endpoints() {
+        assert!(check_kind("embedding", MediaApi::Embeddings).is_ok());
+        assert!(check_kind("stt", MediaApi::Translations).is_ok());
+        let e = check_kind("chat", MediaApi::Embeddings).unwrap_err();
+        assert_eq!((e.status(), e.code()), (400, "model_kind_mismatch"));
+        assert_eq!(e.param.as_deref(), Some("model"));
+        assert!(check_kind("tts", MediaApi::ImageGenerations).is_err());
+    }
+
+    #[test]
+    fn what_a_media_request_is_billed_on() {
+        let billed = Billed {
+            usage: MediaUsage::metered(Unit::Characters, 25, 15_000_000),
+            source: BillSource::Local,
+        };
+        // Answered: the bill made from the answer.
+        let t = ticket(Some(billed));
+        let (u, s) = t.usage(&end(RequestStatus::Ok, false));
+        assert_eq!((u, s), (billed.usage, UsageSource::Local));
+        // The client left a stream: still the answer's bill (the provider did the work).
+        assert_eq!(
+            t.usage(&end(RequestStatus::ClientAbort, false)).0,
+            billed.usage
+        );
+        // The provider may have billed, the answer unknown: the reservation.
+        let t = ticket(None);
+        assert_eq!(
+            t.usage(&end(RequestStatus::UpstreamUnusable, true)).0,
+            t.reserved
+        );
+        // Failed before any output: free.
+        let (u, _) = t.usage(&end(RequestStatus::UpstreamError, false));
+        assert_eq!(u, MediaUsage::default());
+        // The row's media columns.
+        let c = ticket(Some(billed)).columns(&end(RequestStatus::Ok, false));
+        assert_eq!(
+            (c.api.as_str(), c.unit.as_str(), c.quantity, c.unit_price),
+            ("speech", "characters", 25, Some(15_000_000))
+        );
+        let tokens = Billed {
+            usage: MediaUsage {
+                tokens: TokenUsage {
+                    prompt_tokens: 20,
+                    completion_tokens: 4,
+                    ..TokenUsage::default()
+                },
+                audio_input_tokens: 15,
+                ..MediaUsage::default()
+            },
+            source: BillSource::Upstream,
+        };
+        let c = ticket(Some(tokens)).columns(&end(RequestStatus::Ok, false));
+        assert_eq!(
+            (
+                c.unit.as_str(),
+                c.quantity,
+                c.unit_price,
+                c.audio_input_tokens
+            ),
+            ("tokens", 24, None, 15)
+        );
+    }
+}
