@@ -15,17 +15,18 @@ use worker::{Context, D1Database, Response, ResponseBuilder};
 use super::admit::{self, Admitted};
 use super::context::Call;
 use super::dispatch::{self, Reply};
+use super::media_ticket::MediaTicket;
 use super::relay::Source;
 use super::reserve::Count;
 use super::settle;
 use super::ticket::{self, End, Order, Pending};
 use super::{release, routes, Prepared};
 use crate::core::billing::units::UnitPrices;
-use crate::core::billing::units::{cost_micros_scaled, reservation_micros_scaled, MediaUsage};
+use crate::core::billing::units::{reservation_micros_scaled, MediaUsage};
 use crate::core::error::{ErrorKind, GatewayError};
-use crate::core::meter::{self, RequestStatus, UsageSource};
+use crate::core::meter::RequestStatus;
 use crate::core::openai::ChatCompletionRequest;
-use crate::core::providers::media::bill::{Billed, Source as BillSource};
+use crate::core::providers::media::bill::Billed;
 use crate::core::providers::media::MediaApi;
 use crate::core::providers::{Route, UpstreamCall, UpstreamRequest};
 use crate::edge::platform::clock::now_ms;
@@ -33,78 +34,6 @@ use crate::edge::platform::d1 as db;
 use crate::edge::platform::response::internal;
 use crate::edge::store;
 use crate::edge::store::idempotency::ClaimedKey;
-use crate::edge::store::ledger::UsageMedia;
-
-/// What the settlement of a media request needs beyond a chat ticket (`Pending::media`).
-#[derive(Debug, Clone)]
-pub(crate) struct MediaTicket {
-    pub api: MediaApi,
-    pub units: UnitPrices,
-    /// The usage the reservation covers (charged when the answer is unknown).
-    pub reserved: MediaUsage,
-    /// The bill of a request answered, set before settlement.
-    pub billed: Option<Billed>,
-}
-
-impl MediaTicket {
-    /// The usage a request that ended with `end` is billed on, and whose figures it rests on.
-    fn usage(&self, end: &End) -> (MediaUsage, UsageSource) {
-        if end.usage_unknown {
-            return (self.reserved, UsageSource::Local);
-        }
-        match (&self.billed, end.status) {
-            (Some(b), _) => (
-                b.usage,
-                match b.source {
-                    BillSource::Upstream => UsageSource::Upstream,
-                    BillSource::Local => UsageSource::Local,
-                },
-            ),
-            // Answered but not billed from the answer: the reservation's usage.
-            (None, RequestStatus::Ok) => (self.reserved, UsageSource::Local),
-            // A failure before any output: free.
-            (None, _) => (MediaUsage::default(), UsageSource::Local),
-        }
-    }
-
-    /// The bill of the request (`Pending::bill` for a media ticket).
-    pub(crate) fn bill(&self, p: &Pending, end: &End) -> meter::Bill {
-        let (usage, source) = self.usage(end);
-        let cost = if end.usage_unknown {
-            p.reserved.saturating_add(end.extended)
-        } else {
-            cost_micros_scaled(&usage, &p.price, &self.units, p.multiplier_bps)
-        };
-        let t = usage.tokens;
-        meter::Bill {
-            prompt_tokens: t.prompt_tokens,
-            cached_prompt_tokens: t.cached_prompt_tokens,
-            completion_tokens: t.completion_tokens,
-            reasoning_tokens: t.reasoning_tokens,
-            upstream_prompt_tokens: (source == UsageSource::Upstream).then_some(t.prompt_tokens),
-            upstream_completion_tokens: (source == UsageSource::Upstream)
-                .then_some(t.completion_tokens),
-            local_prompt_tokens: p.local_prompt_tokens,
-            local_completion_tokens: 0,
-            source,
-            cost,
-        }
-    }
-
-    /// The media columns of the usage row (schema 0012).
-    pub(crate) fn columns(&self, end: &End) -> UsageMedia {
-        let (usage, _) = self.usage(end);
-        let (unit, quantity) = usage.row_quantity();
-        UsageMedia {
-            api: self.api.usage_api().to_string(),
-            unit: unit.as_str().to_string(),
-            quantity,
-            unit_price: usage.metered.map(|m| m.unit_price),
-            image_input_tokens: usage.image_input_tokens,
-            audio_input_tokens: usage.audio_input_tokens,
-        }
-    }
-}
 
 /// A media request admitted, reserved-at and routed: the chat pipeline's [`Prepared`] and the
 /// media ticket to attach.
@@ -423,32 +352,6 @@ pub(crate) fn stream_through(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::billing::units::Unit;
-    use crate::core::billing::TokenUsage;
-
-    fn end(status: RequestStatus, usage_unknown: bool) -> End {
-        End {
-            status,
-            http_status: 200,
-            error_code: None,
-            completion_text: String::new(),
-            upstream_usage: None,
-            delivered_output: status == RequestStatus::Ok,
-            ttfb_ms: None,
-            ended_at: 0,
-            extended: 0,
-            usage_unknown,
-        }
-    }
-
-    fn ticket(billed: Option<Billed>) -> MediaTicket {
-        MediaTicket {
-            api: MediaApi::Speech,
-            units: UnitPrices::default(),
-            reserved: MediaUsage::metered(Unit::Characters, 40, 15_000_000),
-            billed,
-        }
-    }
 
     #[test]
     fn a_model_is_served_only_on_its_kind_s_endpoints() {
@@ -458,59 +361,5 @@ mod tests {
         assert_eq!((e.status(), e.code()), (400, "model_kind_mismatch"));
         assert_eq!(e.param.as_deref(), Some("model"));
         assert!(check_kind("tts", MediaApi::ImageGenerations).is_err());
-    }
-
-    #[test]
-    fn what_a_media_request_is_billed_on() {
-        let billed = Billed {
-            usage: MediaUsage::metered(Unit::Characters, 25, 15_000_000),
-            source: BillSource::Local,
-        };
-        // Answered: the bill made from the answer.
-        let t = ticket(Some(billed));
-        let (u, s) = t.usage(&end(RequestStatus::Ok, false));
-        assert_eq!((u, s), (billed.usage, UsageSource::Local));
-        // The client left a stream: still the answer's bill (the provider did the work).
-        assert_eq!(
-            t.usage(&end(RequestStatus::ClientAbort, false)).0,
-            billed.usage
-        );
-        // The provider may have billed, the answer unknown: the reservation.
-        let t = ticket(None);
-        assert_eq!(
-            t.usage(&end(RequestStatus::UpstreamUnusable, true)).0,
-            t.reserved
-        );
-        // Failed before any output: free.
-        let (u, _) = t.usage(&end(RequestStatus::UpstreamError, false));
-        assert_eq!(u, MediaUsage::default());
-        // The row's media columns.
-        let c = ticket(Some(billed)).columns(&end(RequestStatus::Ok, false));
-        assert_eq!(
-            (c.api.as_str(), c.unit.as_str(), c.quantity, c.unit_price),
-            ("speech", "characters", 25, Some(15_000_000))
-        );
-        let tokens = Billed {
-            usage: MediaUsage {
-                tokens: TokenUsage {
-                    prompt_tokens: 20,
-                    completion_tokens: 4,
-                    ..TokenUsage::default()
-                },
-                audio_input_tokens: 15,
-                ..MediaUsage::default()
-            },
-            source: BillSource::Upstream,
-        };
-        let c = ticket(Some(tokens)).columns(&end(RequestStatus::Ok, false));
-        assert_eq!(
-            (
-                c.unit.as_str(),
-                c.quantity,
-                c.unit_price,
-                c.audio_input_tokens
-            ),
-            ("tokens", 24, None, 15)
-        );
     }
 }

@@ -61,7 +61,10 @@ impl Pending {
             media: None,
         };
         row.set_bill(&bill);
-        row.media = self.media.as_ref().map(|m| m.columns(&end));
+        row.media = self
+            .media
+            .as_ref()
+            .map(|m| m.columns(end.status, end.usage_unknown));
         let cache_session = self.session_ttl_seconds > 0;
         let fault = crate::edge::platform::env::settings(&self.env).fault("settle_d1");
         const ATTEMPTS: u32 = 5;

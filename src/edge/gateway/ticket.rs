@@ -119,7 +119,7 @@ pub(crate) struct Pending {
     /// single request, which the client did not ask to keep: D1 has it).
     pub(crate) session_ttl_seconds: u64,
     /// A media request's units and bill (`gateway::media`); `None` for chat.
-    pub(crate) media: Option<Box<super::media::MediaTicket>>,
+    pub(crate) media: Option<Box<super::media_ticket::MediaTicket>>,
 }
 
 /// How a request ended, in the terms of its usage row.
@@ -225,7 +225,13 @@ impl Pending {
 
     pub(crate) fn bill(&self, end: &End) -> meter::Bill {
         if let Some(media) = &self.media {
-            return media.bill(self, end);
+            let charge = super::media_ticket::Charge {
+                price: &self.price,
+                multiplier_bps: self.multiplier_bps,
+                local_prompt_tokens: self.local_prompt_tokens,
+                reserved: self.reserved.saturating_add(end.extended),
+            };
+            return media.bill(&charge, end.status, end.usage_unknown);
         }
         let input = BillInput {
             status: end.status,
