@@ -275,6 +275,9 @@ fn ids(pending: &Pending) -> [(&'static str, String); 2] {
     ]
 }
 
+/// What sees each relayed chunk of a media stream.
+pub(crate) type Watch = Box<dyn FnMut(&[u8])>;
+
 /// Streams the provider's body to the client unchanged, as it arrives (speech audio,
 /// transcription events); `watch` sees each chunk, and `billed` gives the bill when the stream
 /// ended or the client left, whatever happened to it; settlement runs then.
@@ -283,7 +286,7 @@ pub(crate) fn stream_through(
     source: Source,
     content_type: &str,
     ctx: &Context,
-    mut watch: Box<dyn FnMut(&[u8])>,
+    mut watch: Watch,
     billed: Box<dyn FnOnce() -> Billed>,
 ) -> Result<Response, GatewayError> {
     let Source::Upstream { body, abort, .. } = source else {
