@@ -1,7 +1,7 @@
 //! `GET /v1/models` in the shape each client family expects.
 //!
 //! OpenAI clients (the SDKs, Codex CLI, LobeChat…) read
-//! `{"object":"list","data":[{"id","object":"model","created","owned_by"}]}`
+//! `{"object":"list","data":[{"id","object":"model","created","owned_by","kind"}]}`
 //! (<https://platform.openai.com/docs/api-reference/models/list>). Anthropic clients (Claude Code,
 //! the Anthropic SDKs' `models.list()`) call the same path and read Anthropic's List Models shape
 //! (<https://docs.anthropic.com/en/api/models-list>):
@@ -38,6 +38,8 @@ pub struct ListedModel {
     pub created_ms: u64,
     /// The operator's display name, if any.
     pub display_name: Option<String>,
+    /// `chat`, `embedding`, `image`, `tts` or `stt` (docs/media.md); OpenAI's shape lists it.
+    pub kind: String,
 }
 
 /// Which API's shape a client reads.
@@ -113,7 +115,8 @@ pub fn parse_page(query: &str) -> Result<Page, GatewayError> {
 pub fn model_object(family: ClientFamily, m: &ListedModel) -> Value {
     match family {
         ClientFamily::OpenAi => {
-            json!({"id": m.id, "object": "model", "created": m.created_ms / 1000, "owned_by": OWNED_BY})
+            json!({"id": m.id, "object": "model", "created": m.created_ms / 1000, "owned_by": OWNED_BY,
+                   "kind": m.kind})
         }
         ClientFamily::Anthropic => json!({
             "type": "model",
@@ -174,6 +177,7 @@ mod tests {
                 id: format!("m{i:02}"),
                 created_ms: 1_764_547_200_123 + i as u64 * 1000,
                 display_name: (i == 0).then(|| "Model Zero".to_string()),
+                kind: if i == 1 { "embedding" } else { "chat" }.to_string(),
             })
             .collect()
     }
@@ -213,8 +217,8 @@ mod tests {
         assert_eq!(
             body,
             json!({"object": "list", "data": [
-                {"id": "m00", "object": "model", "created": 1_764_547_200u64, "owned_by": "tollgate"},
-                {"id": "m01", "object": "model", "created": 1_764_547_201u64, "owned_by": "tollgate"}]})
+                {"id": "m00", "object": "model", "created": 1_764_547_200u64, "owned_by": "tollgate", "kind": "chat"},
+                {"id": "m01", "object": "model", "created": 1_764_547_201u64, "owned_by": "tollgate", "kind": "embedding"}]})
         );
     }
 

@@ -462,6 +462,9 @@ pub const TENANT_REQUEST_COLUMNS: &[&str] = &[
     "session_id",
     "model",
     "api",
+    "unit",
+    "quantity",
+    "unit_price",
     "stream",
     "status",
     "http_status",
@@ -487,6 +490,11 @@ pub const ADMIN_REQUEST_COLUMNS: &[&str] = &[
     "provider",
     "upstream_model",
     "api",
+    "unit",
+    "quantity",
+    "unit_price",
+    "image_input_tokens",
+    "audio_input_tokens",
     "stream",
     "status",
     "http_status",
@@ -863,5 +871,9 @@ mod tests {
         assert_eq!(r.rows[0]["cost"], 6);
         assert_eq!(r.rows[1]["api"], "messages");
         assert!(TENANT_REQUEST_COLUMNS.contains(&"api") && ADMIN_REQUEST_COLUMNS.contains(&"api"));
+        // What a media row metered (docs/media.md) is listed for tenants and the operator.
+        for c in ["unit", "quantity", "unit_price"] {
+            assert!(TENANT_REQUEST_COLUMNS.contains(&c) && ADMIN_REQUEST_COLUMNS.contains(&c));
+        }
     }
 }

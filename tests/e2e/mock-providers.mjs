@@ -404,11 +404,109 @@ export async function startMockProviders({ chunkDelayMs = 5, keys = {} } = {}) {
     await writeAll(res, events);
   }
 
-  async function route(req, res, body) {
+  // ---- media (docs/media.md) ----
+  // A vector per input, known to the tests: [index + 0.5, -length / 4, 0.25].
+  const vectorOf = (input, i) => [i + 0.5, -String(input).length / 4, 0.25];
+  const inputsOf = (input) => (Array.isArray(input) ? input : [input]);
+  // OpenAI-compatible /embeddings (also Azure's deployment route and HF's router): usage 3 tokens per input.
+  function openaiEmbeddings(res, body) {
+    if (body.input === undefined) return json(res, 400, { error: { message: "'input' is required", type: 'invalid_request_error', param: 'input', code: null } });
+    const inputs = inputsOf(body.input);
+    json(res, 200, {
+      object: 'list',
+      data: inputs.map((x, i) => {
+        const v = vectorOf(x, i);
+        const embedding = body.encoding_format === 'base64' ? Buffer.from(new Float32Array(v).buffer).toString('base64') : v;
+        return { object: 'embedding', index: i, embedding };
+      }),
+      model: body.model,
+      usage: { prompt_tokens: 3 * inputs.length, total_tokens: 3 * inputs.length },
+    });
+  }
+  // Speech: the audio comes in two parts; the second only after `mock.releaseSpeech()`, so a test can see
+  // the first part reach the client while the mock is still sending.
+  let speechGate = null;
+  mock.speechBytes = (text) => Buffer.from(`AUDIO:${text}:`.padEnd(64, '#'));
+  mock.releaseSpeech = () => speechGate?.resolve();
+  async function speech(res, body) {
+    let resolve;
+    const gate = new Promise((r) => (resolve = r));
+    speechGate = { resolve };
+    const audio = mock.speechBytes(body.input);
+    const type = { mp3: 'audio/mpeg', wav: 'audio/wav', opus: 'audio/opus' }[body.response_format ?? 'mp3'] ?? 'application/octet-stream';
+    res.writeHead(200, { 'content-type': type });
+    res.flushHeaders();
+    res.write(audio.subarray(0, 32));
+    mock.speechDone = false;
+    await Promise.race([gate, sleep(10_000)]);
+    res.end(audio.subarray(32));
+    mock.speechDone = true;
+  }
+
+  // A text field of a multipart form (enough for the gateway's own forms: no nested quoting).
+  const formField = (raw, name) => {
+    const m = raw.match(new RegExp(`name="${name.replace(/[[\]]/g, '\\$&')}"\r?\n\r?\n([^\r\n]*)`));
+    return m ? m[1] : undefined;
+  };
+  mock.forms = [];
+  const TRANSCRIPT = 'Hello world.';
+  async function transcription(req, res, raw) {
+    const format = formField(raw, 'response_format') ?? 'json';
+    mock.forms.push({ url: req.url, format, stream: formField(raw, 'stream'), model: formField(raw, 'model'), file: raw.includes('filename=') });
+    if (formField(raw, 'stream') === 'true') {
+      startStream(res);
+      const ev = (o) => `data: ${JSON.stringify(o)}\n\n`;
+      await writeAll(res, [
+        ev({ type: 'transcript.text.delta', delta: 'Hello ' }),
+        ev({ type: 'transcript.text.delta', delta: 'world.' }),
+        ev({ type: 'transcript.text.done', text: TRANSCRIPT, usage: { type: 'tokens', input_tokens: 20, input_token_details: { audio_tokens: 15, text_tokens: 5 }, output_tokens: 4, total_tokens: 24 } }),
+      ]);
+      return;
+    }
+    if (format === 'verbose_json') {
+      return json(res, 200, { task: 'transcribe', language: 'english', duration: 9.2, text: TRANSCRIPT, segments: [{ id: 0, start: 0, end: 9.2, text: ` ${TRANSCRIPT}` }], usage: { type: 'duration', seconds: 10 } });
+    }
+    if (format === 'json') {
+      return json(res, 200, { text: TRANSCRIPT, usage: { type: 'tokens', input_tokens: 20, input_token_details: { audio_tokens: 15, text_tokens: 5 }, output_tokens: 4, total_tokens: 24 } });
+    }
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.end(`${TRANSCRIPT}\n`);
+  }
+  // Images: one b64 image per `n` (dall-e style), or gpt-image's token usage for models named gpt-image*.
+  function images(req, res, body, raw, edit) {
+    const model = edit ? formField(raw, 'model') : body.model;
+    const n = Number(edit ? (formField(raw, 'n') ?? 1) : (body.n ?? 1));
+    mock.forms.push({ url: req.url, model, n, files: (raw.match(/filename=/g) ?? []).length });
+    const out = { created: 1_764_547_200, data: Array.from({ length: n }, () => ({ b64_json: 'aW1hZ2U=' })) };
+    if (String(model).startsWith('gpt-image')) {
+      out.usage = { input_tokens: 50, input_tokens_details: { image_tokens: 40, text_tokens: 10 }, output_tokens: 272 * n, total_tokens: 50 + 272 * n };
+    }
+    json(res, 200, out);
+  }
+
+  async function route(req, res, body, raw = '') {
     const url = new URL(req.url, 'http://mock');
     const p = url.pathname;
     let m;
     if (req.method !== 'POST') return json(res, 405, { error: 'POST only' });
+    if (p === '/openai/v1/embeddings' || p === '/hf/v1/embeddings') return openaiEmbeddings(res, body);
+    if ((m = p.match(/^\/azure\/openai\/deployments\/([^/]+)\/embeddings$/))) {
+      if (req.headers['api-key'] !== keys.azure) return json(res, 401, { error: { code: '401', message: 'Access denied due to invalid subscription key.' } });
+      return openaiEmbeddings(res, body);
+    }
+    if ((m = p.match(/^\/gemini\/v1beta\/models\/([^/:]+):batchEmbedContents$/))) {
+      const reqs = body.requests ?? [];
+      return json(res, 200, { embeddings: reqs.map((r, i) => ({ values: vectorOf(r.content?.parts?.[0]?.text ?? '', i) })) });
+    }
+    if (p === '/ollama/api/embed') {
+      const inputs = inputsOf(body.input);
+      return json(res, 200, { model: body.model, embeddings: inputs.map(vectorOf), prompt_eval_count: 5 * inputs.length });
+    }
+    if (p === '/tei/embed') return json(res, 200, inputsOf(body.inputs).map(vectorOf));
+    if (p === '/openai/v1/audio/speech') return speech(res, body);
+    if (p === '/openai/v1/audio/transcriptions' || p === '/openai/v1/audio/translations') return transcription(req, res, raw);
+    if (p === '/openai/v1/images/generations') return images(req, res, body, raw, false);
+    if (p === '/openai/v1/images/edits') return images(req, res, body, raw, true);
     if (p === '/anthropic/v1/messages') return anthropic(req, res, body);
     if (p === '/anthropic/v1/messages/count_tokens') return anthropicCount(req, res, body);
     if (p === '/openai/v1/responses') return responses(req, res, body, 'openai');
@@ -442,7 +540,7 @@ export async function startMockProviders({ chunkDelayMs = 5, keys = {} } = {}) {
       } catch {}
       requests.push({ method: req.method, url: req.url, headers: req.headers, body });
       try {
-        await route(req, res, body ?? {});
+        await route(req, res, body ?? {}, raw);
       } catch (err) {
         if (!res.headersSent) json(res, 500, { error: `mock failure: ${err.message}` });
         else res.destroy();

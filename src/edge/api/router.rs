@@ -6,6 +6,7 @@ use worker::{Context, Env, Method, Request, Response};
 use super::http::{self, public_error_response, with_common_headers};
 use super::{admin, anthropic, openai, tollgate};
 use crate::core::error::{ErrorKind, GatewayError};
+use crate::core::inbound::images::ImageOp;
 use crate::edge::console;
 use crate::edge::gateway::auth;
 use crate::edge::platform::clock::now_ms;
@@ -66,6 +67,28 @@ async fn route(
             Ok(()) => anthropic::count_tokens::count_tokens(req, env, request_id).await,
             Err(e) => anthropic::answer(Err(e), request_id),
         },
+        ["v1", "embeddings"] => {
+            http::require(method, Method::Post)?;
+            openai::embeddings::embeddings(req, env, ctx, request_id).await
+        }
+        ["v1", "audio", "speech"] => {
+            http::require(method, Method::Post)?;
+            openai::audio::speech(req, env, ctx, request_id).await
+        }
+        ["v1", "audio", kind @ ("transcriptions" | "translations")] => {
+            http::require(method, Method::Post)?;
+            let translation = *kind == "translations";
+            openai::audio::transcription(req, env, ctx, request_id, translation).await
+        }
+        ["v1", "images", op @ ("generations" | "edits")] => {
+            http::require(method, Method::Post)?;
+            let op = if *op == "edits" {
+                ImageOp::Edit
+            } else {
+                ImageOp::Generate
+            };
+            openai::images::images(req, env, ctx, request_id, op).await
+        }
         ["v1", "models"] => {
             http::require(method, Method::Get)?;
             openai::models::list_models_for(&req, env, request_id).await

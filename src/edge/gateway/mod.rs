@@ -11,6 +11,8 @@ pub mod auth;
 pub mod context;
 pub mod dispatch;
 pub mod guard;
+pub mod media;
+pub mod media_ticket;
 pub mod relay;
 pub mod reserve;
 pub mod routes;

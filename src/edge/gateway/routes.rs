@@ -138,6 +138,22 @@ pub async fn prepare_routes(
     chat: &ChatCompletionRequest,
     request_id: &str,
 ) -> Result<Vec<(Route, UpstreamCall)>, GatewayError> {
+    prepare_routes_with(env, database, model, kind, request_id, |route| {
+        route.kind.adapter().build_call(route, chat)
+    })
+    .await
+}
+
+/// [`prepare_routes`] with the upstream request of each route built by `build` (the media
+/// endpoints build theirs with `core::providers::media`).
+pub async fn prepare_routes_with(
+    env: &Env,
+    database: &worker::D1Database,
+    model: &store::models::ModelRow,
+    kind: ProviderKind,
+    request_id: &str,
+    build: impl Fn(&Route) -> Result<UpstreamCall, GatewayError>,
+) -> Result<Vec<(Route, UpstreamCall)>, GatewayError> {
     let primary_row = RouteRow {
         provider: model.provider.clone(),
         upstream_model: model.upstream_model.clone(),
@@ -168,7 +184,7 @@ pub async fn prepare_routes(
     let mut first_error = None;
     for candidate in ordered(primary, extras, seed(request_id)) {
         let built = candidate.and_then(|route| {
-            let up = route.kind.adapter().build_call(&route, chat)?;
+            let up = build(&route)?;
             Ok((route, up))
         });
         match built {

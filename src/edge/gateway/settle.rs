@@ -60,8 +60,13 @@ impl Pending {
             ttfb_ms: end.ttfb_ms,
             created_at: self.started_at,
             routes_tried,
+            media: None,
         };
         row.set_bill(&bill);
+        row.media = self
+            .media
+            .as_ref()
+            .map(|m| m.columns(end.status, end.usage_unknown));
         let cache_session = self.session_ttl_seconds > 0;
         let fault = crate::edge::platform::env::settings(&self.env).fault("settle_d1");
         const ATTEMPTS: u32 = 5;

@@ -86,6 +86,7 @@ pub(crate) async fn issue(order: Order<'_>) -> Result<Pending, GatewayError> {
         encoding: order.admitted.encoding,
         started_at: order.started_at,
         session_ttl_seconds: order.session_ttl_seconds,
+        media: None,
     })
 }
 
@@ -124,6 +125,8 @@ pub(crate) struct Pending {
     /// Lifetime of the session's copy in KV; 0: not copied (a session Tollgate named for a
     /// single request, which the client did not ask to keep: D1 has it).
     pub(crate) session_ttl_seconds: u64,
+    /// A media request's units and bill (`gateway::media`); `None` for chat.
+    pub(crate) media: Option<Box<super::media_ticket::MediaTicket>>,
 }
 
 /// How a request ended, in the terms of its usage row.
@@ -232,6 +235,15 @@ impl Pending {
     }
 
     pub(crate) fn bill(&self, end: &End) -> meter::Bill {
+        if let Some(media) = &self.media {
+            let charge = super::media_ticket::Charge {
+                price: &self.price,
+                multiplier_bps: self.multiplier_bps,
+                local_prompt_tokens: self.local_prompt_tokens,
+                reserved: self.reserved.saturating_add(end.extended),
+            };
+            return media.bill(&charge, end.status, end.usage_unknown);
+        }
         let input = BillInput {
             status: end.status,
             delivered_output: end.delivered_output,

@@ -5,7 +5,7 @@
 //! Each step is therefore one statement or one batch, atomic in D1.
 
 use serde::Deserialize;
-use worker::D1Database;
+use worker::{D1Database, D1PreparedStatement};
 
 use super::sessions::{SessionRow, SESSION_COLUMNS};
 use crate::core::billing::MAX_SAFE_INT;
@@ -147,10 +147,48 @@ pub struct UsageRow {
     /// before the column was written replays as `chat`.
     #[serde(default = "chat_api")]
     pub api: String,
+    /// The media columns (schema 0012); `None` for a chat row (their defaults).
+    #[serde(default)]
+    pub media: Option<UsageMedia>,
 }
 
 fn chat_api() -> String {
     "chat".to_string()
+}
+
+/// What a media request's usage row records beyond tokens (schema 0012, docs/media.md).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct UsageMedia {
+    pub api: String,
+    pub unit: String,
+    pub quantity: u64,
+    pub unit_price: Option<u64>,
+    pub image_input_tokens: u64,
+    pub audio_input_tokens: u64,
+}
+
+/// The statement that writes a media row's own columns, run in the settlement batch after the
+/// insert (an update of the row just inserted; a repeat writes the same values).
+fn media_columns(
+    db: &D1Database,
+    request_id: &str,
+    m: &UsageMedia,
+) -> Result<D1PreparedStatement, GatewayError> {
+    statement(
+        db,
+        "UPDATE usage SET api = ?2, unit = ?3, quantity = ?4, unit_price = ?5,
+           image_input_tokens = ?6, audio_input_tokens = ?7
+         WHERE request_id = ?1",
+        &[
+            request_id.into(),
+            m.api.as_str().into(),
+            m.unit.as_str().into(),
+            m.quantity.into(),
+            m.unit_price.into(),
+            m.image_input_tokens.into(),
+            m.audio_input_tokens.into(),
+        ],
+    )
 }
 
 impl UsageRow {
@@ -247,6 +285,10 @@ pub async fn settle(
             &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE tenant_id = ?1 AND id = ?2"),
             &[row.tenant_id.as_str().into(), session.into()],
         )?);
+    }
+    if let Some(media) = &row.media {
+        // Last, so the indices read below stay those of the chat batch.
+        statements.push(media_columns(db, &row.request_id, media)?);
     }
     let results = batch(db, statements).await?;
     Ok(Settled {

@@ -295,12 +295,61 @@ pub async fn put_model(db: &D1Database, m: &NewModel<'_>, now: u64) -> Result<()
     Ok(())
 }
 
+/// After `PUT /admin/models/{model}` recorded its token prices as `price_version`: sets the
+/// model's kind, and makes `units` part of its current price version — a new version (a copy of
+/// the token prices with these unit prices) when they differ from the current one's, so that
+/// history is never rewritten. One batch. Returns the current version id.
+pub async fn record_media_prices(
+    db: &D1Database,
+    model: &str,
+    kind: &str,
+    units: &UnitPrices,
+    price_version: u64,
+    now: u64,
+) -> Result<u64, GatewayError> {
+    let table = units.image_table_json();
+    let insert = d1::statement(
+        db,
+        "INSERT INTO price_versions (model, input_price, cached_input_price, output_price,
+           reasoning_price, created_at, image_input_price, audio_input_price, image_prices,
+           character_price, minute_price)
+         SELECT model, input_price, cached_input_price, output_price, reasoning_price, ?3, ?4,
+           ?5, ?6, ?7, ?8
+         FROM price_versions WHERE id = ?2 AND model = ?1
+           AND NOT (image_input_price IS ?4 AND audio_input_price IS ?5 AND image_prices IS ?6
+             AND character_price IS ?7 AND minute_price IS ?8)",
+        &[
+            model.into(),
+            price_version.into(),
+            now.into(),
+            units.image_input.into(),
+            units.audio_input.into(),
+            table.as_deref().into(),
+            units.characters.into(),
+            units.minute.into(),
+        ],
+    )?;
+    let point = d1::statement(
+        db,
+        "UPDATE models SET kind = ?2,
+           price_version = (SELECT MAX(id) FROM price_versions WHERE model = ?1)
+         WHERE name = ?1 RETURNING price_version",
+        &[model.into(), kind.into()],
+    )?;
+    let results = d1::batch(db, vec![insert, point]).await?;
+    results
+        .get(1)
+        .and_then(|r| r.results::<Value>().ok())
+        .and_then(|rows| rows.first().and_then(|r| r["price_version"].as_u64()))
+        .ok_or_else(|| GatewayError::internal(format!("model `{model}` has no price version")))
+}
+
 /// Every model, as the admin API lists them.
 pub async fn list_models(db: &D1Database) -> Result<Vec<Value>, GatewayError> {
     d1::all(
         db,
         "SELECT name, provider, upstream_model, input_price, output_price, max_output_tokens,
-           encoding, created_at, updated_at, price_version,
+           encoding, created_at, updated_at, price_version, kind,
            (SELECT v.created_at FROM price_versions v WHERE v.id = models.price_version) AS price_since
          FROM models ORDER BY name",
         &[],
@@ -318,16 +367,24 @@ pub async fn delete_model(db: &D1Database, name: &str) -> Result<bool, GatewayEr
 pub struct ModelListRow {
     pub name: String,
     pub created_at: u64,
+    /// `models.kind` (schema 0012).
+    #[serde(default = "chat_kind")]
+    pub kind: String,
 }
 
 pub async fn list_names(db: &D1Database) -> Result<Vec<ModelListRow>, GatewayError> {
-    d1::all(db, "SELECT name, created_at FROM models ORDER BY name", &[]).await
+    d1::all(
+        db,
+        "SELECT name, created_at, kind FROM models ORDER BY name",
+        &[],
+    )
+    .await
 }
 
 pub async fn get_name(db: &D1Database, model: &str) -> Result<Option<ModelListRow>, GatewayError> {
     d1::first(
         db,
-        "SELECT name, created_at FROM models WHERE name = ?1",
+        "SELECT name, created_at, kind FROM models WHERE name = ?1",
         &[model.into()],
     )
     .await

@@ -11,7 +11,7 @@
 
 use crate::core::billing::units::{seconds_from_ms, MediaUsage, Unit, UnitPrices};
 use crate::core::billing::TokenUsage;
-use crate::core::inbound::audio::{SpeechRequest, TranscriptUsage, TranscriptionRequest};
+use crate::core::inbound::audio::{Duration, SpeechRequest, TranscriptUsage, TranscriptionRequest};
 use crate::core::inbound::embeddings::{Embeddings, EmbeddingsRequest};
 use crate::core::inbound::images::{ImageRequest, ImagesResult};
 use crate::core::tokens::{estimate_text_tokens, Encoding};
@@ -104,6 +104,19 @@ pub fn transcription(
     encoding: Option<Encoding>,
     reserved: &MediaUsage,
 ) -> Billed {
+    transcription_of(req.duration(), units, reported, text, encoding, reserved)
+}
+
+/// [`transcription`] with the upload's duration given (a stream is billed after the request's
+/// body is gone).
+pub fn transcription_of(
+    duration: Duration,
+    units: &UnitPrices,
+    reported: Option<TranscriptUsage>,
+    text: &str,
+    encoding: Option<Encoding>,
+    reserved: &MediaUsage,
+) -> Billed {
     if let Some(usage) = reported.and_then(|r| r.billed(units.minute)) {
         return Billed {
             usage,
@@ -112,7 +125,7 @@ pub fn transcription(
     }
     let usage = match units.minute {
         Some(price) => {
-            let d = req.duration();
+            let d = duration;
             if d.exact {
                 MediaUsage::metered(Unit::Seconds, seconds_from_ms(d.ms), price)
             } else {

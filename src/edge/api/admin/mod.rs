@@ -11,9 +11,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{D1Database, Env, Method, Request, Response};
 
+use crate::core::billing::units::UnitPrices;
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::keys;
 use crate::core::outbound::{check_destination, check_secret_name, SecretUse};
+use crate::core::providers::media::{parse_model_kind, MODEL_KINDS};
 use crate::core::providers::ProviderKind;
 use crate::core::tokens::Encoding;
 use crate::edge::api::http;
@@ -471,6 +473,47 @@ struct ModelBody {
     reasoning_price: Option<i64>,
     max_output_tokens: Option<i64>,
     encoding: Option<String>,
+    /// `chat` (default), `embedding`, `image`, `tts` or `stt` (docs/media.md).
+    kind: Option<String>,
+    /// Media prices (docs/media.md), versioned with the token prices.
+    image_input_price: Option<Value>,
+    audio_input_price: Option<Value>,
+    image_prices: Option<Value>,
+    character_price: Option<Value>,
+    minute_price: Option<Value>,
+}
+
+impl ModelBody {
+    /// The model's kind and unit prices, checked (400 naming the field).
+    fn media(&self) -> Result<(&'static str, UnitPrices), GatewayError> {
+        let kind = match &self.kind {
+            None => "chat",
+            Some(k) => parse_model_kind(k).ok_or_else(|| {
+                GatewayError::invalid_param(
+                    "kind",
+                    format!(
+                        "Unknown model kind `{k}`; known: {}.",
+                        MODEL_KINDS.join(", ")
+                    ),
+                )
+            })?,
+        };
+        let mut fields = serde_json::Map::new();
+        for (name, v) in [
+            ("image_input_price", &self.image_input_price),
+            ("audio_input_price", &self.audio_input_price),
+            ("image_prices", &self.image_prices),
+            ("character_price", &self.character_price),
+            ("minute_price", &self.minute_price),
+        ] {
+            if let Some(v) = v {
+                fields.insert(name.to_string(), v.clone());
+            }
+        }
+        let units = UnitPrices::from_admin(&fields)
+            .map_err(|e| GatewayError::invalid_param("price", e.0))?;
+        Ok((kind, units))
+    }
 }
 
 async fn put_model(db: &D1Database, name: &str, m: ModelBody) -> Result<Response, GatewayError> {
@@ -497,6 +540,7 @@ async fn put_model(db: &D1Database, name: &str, m: ModelBody) -> Result<Response
             ));
         }
     }
+    let (model_kind, units) = m.media()?;
     let upstream_model = m.upstream_model.clone().unwrap_or_else(|| name.to_string());
     check_name("upstream_model", &upstream_model)?;
     if !store::models::provider_exists(db, &m.provider).await? {
@@ -535,9 +579,16 @@ async fn put_model(db: &D1Database, name: &str, m: ModelBody) -> Result<Response
         now,
     )
     .await?;
+    let price_version =
+        store::models::record_media_prices(db, name, model_kind, &units, price_version, now)
+            .await?;
     http::json(
         200,
         &json!({"name": name, "provider": m.provider, "upstream_model": upstream_model,
+                "kind": model_kind, "image_input_price": units.image_input,
+                "audio_input_price": units.audio_input,
+                "image_prices": units.image_table_json().and_then(|t| serde_json::from_str::<Value>(&t).ok()),
+                "character_price": units.characters, "minute_price": units.minute,
                 "input_price": input, "cached_input_price": cached_input,
                 "output_price": output, "reasoning_price": reasoning,
                 "price_version": price_version, "max_output_tokens": max_out,

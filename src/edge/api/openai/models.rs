@@ -15,6 +15,7 @@ fn listed(row: &store::models::ModelListRow) -> ListedModel {
         id: row.name.clone(),
         created_ms: row.created_at,
         display_name: None,
+        kind: row.kind.clone(),
     }
 }
 

@@ -1,0 +1,88 @@
+//! `POST /v1/images/generations` (JSON) and `/v1/images/edits` (multipart): decode
+//! (`core::inbound::images`), the metered media call (`edge::gateway::media`), the provider's body
+//! to the client; billed per image from the model's table or on the reported tokens.
+
+use worker::{Context, Env, Request, Response};
+
+use crate::core::error::GatewayError;
+use crate::core::inbound::images::{decode_edit, decode_generation, ImageOp, ImageRequest};
+use crate::core::multipart::{self, Limits};
+use crate::core::providers::media::{self, bill, MediaApi};
+use crate::edge::api::http;
+use crate::edge::api::openai::audio::read_form;
+use crate::edge::gateway::media::{self as metered, Answer};
+use crate::edge::gateway::{self, auth, context::Call};
+use crate::edge::platform::clock::now_ms;
+use crate::edge::platform::env::settings;
+use crate::edge::store::idempotency::Claim;
+
+pub async fn images(
+    mut req: Request,
+    env: &Env,
+    ctx: &Context,
+    request_id: &str,
+    op: ImageOp,
+) -> Result<Response, GatewayError> {
+    let started_at = now_ms();
+    let caller = auth::authenticate(&req, env).await?;
+    let (body, boundary) = match op {
+        ImageOp::Generate => {
+            let max_body = settings(env).max_body_bytes;
+            (http::read_body(&mut req, max_body).await?, None)
+        }
+        ImageOp::Edit => {
+            let (body, boundary) = read_form(&mut req).await?;
+            (body, Some(boundary))
+        }
+    };
+    let parts = match &boundary {
+        Some(b) => multipart::parse(&body, b, &Limits::default())?,
+        None => Vec::new(),
+    };
+    let request: ImageRequest<'_> = match op {
+        ImageOp::Generate => decode_generation(&body)?,
+        ImageOp::Edit => decode_edit(&parts)?,
+    };
+    let call = Call::new(env, request_id, caller, req.headers(), started_at)?;
+    let api = match op {
+        ImageOp::Generate => MediaApi::ImageGenerations,
+        ImageOp::Edit => MediaApi::ImageEdits,
+    };
+    let mp = metered::prepare(
+        call,
+        &request.model,
+        api,
+        |admitted, units| {
+            let max_out = admitted.model.max_output_tokens;
+            request.reservation_usage(units, admitted.encoding, max_out)
+        },
+        |route| media::build_image(route, &request, request_id),
+    )
+    .await?;
+    let units = mp.ticket.units.clone();
+    let reserved = mp.ticket.reserved;
+    let key = req.headers().get("idempotency-key").ok().flatten();
+    let claimed = match gateway::claim(&mp.prepared, key, &body, false).await? {
+        Claim::Replay {
+            http_status,
+            body,
+            request_id,
+        } => return http::replay(http_status, body, &request_id),
+        Claim::Fresh(key) => Some(key),
+        Claim::None => None,
+    };
+    let (pending, answer) = match metered::call(mp, false, claimed, ctx).await {
+        Ok(Answer::Plain(pending, answer, _)) => (pending, answer),
+        Ok(Answer::Stream(pending, _)) => {
+            let err = GatewayError::internal("an images answer streamed");
+            return metered::failed(pending, err, ctx).await;
+        }
+        Err(done) => return done,
+    };
+    let parsed = match media::openai::parse_images(&answer) {
+        Ok(parsed) => parsed,
+        Err(err) => return metered::failed(pending, err, ctx).await,
+    };
+    let billed = bill::images(&request, &units, &parsed, &reserved);
+    metered::answer_plain(pending, billed, "application/json", answer, ctx).await
+}
