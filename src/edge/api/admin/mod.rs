@@ -49,7 +49,7 @@ pub async fn route(
         }
         (Method::Get, ["tenants", id, "keys"]) => list_keys(db, id).await,
         (Method::Post, ["tenants", id, "credit"]) => {
-            add_credit(db, id, body(&mut req).await?).await
+            add_credit(db, env, id, body(&mut req).await?).await
         }
         (Method::Get, ["tenants", id, "ledger"]) => ledger(db, id).await,
         (Method::Delete, ["keys", id]) => revoke_key(db, env, id).await,
@@ -71,6 +71,9 @@ pub async fn route(
         }
         (Method::Put, ["tenants", id, "pricing"]) => {
             ledger::set_pricing(db, id, &raw(&mut req).await?).await
+        }
+        (Method::Get, ["tenants", id, "billing"]) if wallet::wallets_on(env) => {
+            ledger::get_tenant_billing_wallet(db, env, id).await
         }
         (Method::Get, ["tenants", id, "billing"]) => ledger::get_tenant_billing(db, id).await,
         (Method::Post, ["redemption-codes"]) => {
@@ -238,7 +241,12 @@ struct Credit {
     reason: Option<String>,
 }
 
-async fn add_credit(db: &D1Database, id: &str, credit: Credit) -> Result<Response, GatewayError> {
+async fn add_credit(
+    db: &D1Database,
+    env: &Env,
+    id: &str,
+    credit: Credit,
+) -> Result<Response, GatewayError> {
     if credit.amount == 0 {
         return Err(GatewayError::invalid_param(
             "amount",
@@ -246,6 +254,9 @@ async fn add_credit(db: &D1Database, id: &str, credit: Credit) -> Result<Respons
         ));
     }
     let amount = to_i64("amount", credit.amount.abs(), 1)? * credit.amount.signum();
+    if wallet::wallets_on(env) {
+        return wallet::adjust(env, db, id, amount, credit.reason.as_deref()).await;
+    }
     let written =
         store::tenants::add_credit(db, id, amount, credit.reason.as_deref(), now_ms()).await?;
     if !written {
