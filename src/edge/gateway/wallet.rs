@@ -58,6 +58,11 @@ pub(crate) async fn settle(env: &Env, row: &UsageRow) -> Result<(), String> {
     else {
         return Err("usage row is not an object".into());
     };
+    let mut map = map;
+    // Columns D1 requires that the row does not carry (the D1 path writes them as 0 too).
+    for column in ["input_price", "output_price"] {
+        map.entry(column).or_insert(serde_json::json!(0));
+    }
     let tokens = row.prompt_tokens.saturating_add(row.completion_tokens);
     WalletClient::new(env, &row.tenant_id)
         .settle(&row.request_id, &row.key_id, row.cost, tokens, map)
