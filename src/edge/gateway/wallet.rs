@@ -30,7 +30,10 @@ pub(crate) async fn reserve(
         amount: count.reserved,
         tokens: count.local_prompt_tokens.saturating_add(count.max_output),
     };
-    match WalletClient::new(env, &caller.tenant_id).reserve(request).await {
+    match WalletClient::new(env, &caller.tenant_id)
+        .reserve(request)
+        .await
+    {
         Ok(reserved) => Ok(reserved.headers),
         Err(e) => Err(wallet_error(e)),
     }
