@@ -221,6 +221,7 @@ async fn update_tenant(
     }
     if let Some(disabled) = patch.disabled {
         store::tenants::set_disabled(db, id, disabled, now_ms()).await?;
+        wallet::tell_disabled(env, id, disabled).await?;
         // Every copy of the tenant's keys goes (KV; this isolate's caches are cleared after
         // any admin write), behind a marker that stops a concurrent load from writing a
         // stale copy back; re-enabling removes the markers.
@@ -356,6 +357,7 @@ async fn revoke_key(db: &D1Database, env: &Env, id: &str) -> Result<Response, Ga
     store::keys::forget_keys(env, &[id.to_string()]).await;
     let row = store::keys::get(db, id).await?;
     let row = row.ok_or_else(|| not_found("API key", id))?;
+    wallet::tell_revoked(env, &row.tenant_id, id).await?;
     http::json(200, &key_json(&row))
 }
 

@@ -209,3 +209,27 @@ pub async fn overlay_balance(env: &Env, id: &str, row: &mut Value) -> Result<(),
     }
     Ok(())
 }
+
+/// With `WALLETS` on, the wallet refuses a revoked key's reservations itself (the isolates' key
+/// caches may lag by `CONFIG_CACHE_TTL_MS`). A failure is the admin's 503: D1 has the revocation,
+/// repeating the call tells the wallet.
+pub async fn tell_revoked(env: &Env, tenant_id: &str, key_id: &str) -> Result<(), GatewayError> {
+    if !wallets_on(env) {
+        return Ok(());
+    }
+    WalletClient::new(env, tenant_id)
+        .set_key_revoked(key_id, true)
+        .await
+        .map_err(wallet_error)
+}
+
+/// With `WALLETS` on, the wallet knows its tenant is disabled (or enabled again).
+pub async fn tell_disabled(env: &Env, tenant_id: &str, disabled: bool) -> Result<(), GatewayError> {
+    if !wallets_on(env) {
+        return Ok(());
+    }
+    WalletClient::new(env, tenant_id)
+        .set_disabled(disabled)
+        .await
+        .map_err(wallet_error)
+}
