@@ -29,6 +29,16 @@ pub enum ErrorKind {
     InvalidApiKey,
     /// 402: the tenant's balance does not cover the request's worst-case cost.
     InsufficientQuota,
+    /// 402: a key's or the tenant's spending budget (its limits) would be exceeded.
+    BudgetExceeded,
+    /// 429: the key's or the tenant's own requests- or tokens-per-minute limit is used up
+    /// (not the provider's: see [`ErrorKind::UpstreamRateLimited`]). `retry_after_ms`: when the
+    /// window has room again; `limit`: the limit per minute; `tokens`: TPM (else RPM).
+    RateLimitExceeded {
+        retry_after_ms: u64,
+        limit: u64,
+        tokens: bool,
+    },
     /// 403: the key may not use this model.
     ModelNotAllowed,
     /// 404: no such model.
@@ -110,7 +120,8 @@ impl GatewayError {
         match self.kind {
             ErrorKind::InvalidRequest => 400,
             ErrorKind::InvalidApiKey => 401,
-            ErrorKind::InsufficientQuota => 402,
+            ErrorKind::InsufficientQuota | ErrorKind::BudgetExceeded => 402,
+            ErrorKind::RateLimitExceeded { .. } => 429,
             ErrorKind::ModelNotAllowed => 403,
             ErrorKind::ModelNotFound | ErrorKind::NotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
@@ -140,7 +151,10 @@ impl GatewayError {
             | ErrorKind::UpstreamRejected(_) => "invalid_request_error",
             ErrorKind::InvalidApiKey => "authentication_error",
             ErrorKind::ModelNotAllowed => "permission_error",
-            ErrorKind::InsufficientQuota => "insufficient_quota",
+            ErrorKind::InsufficientQuota | ErrorKind::BudgetExceeded => "insufficient_quota",
+            // OpenAI names the exhausted quantity.
+            ErrorKind::RateLimitExceeded { tokens: true, .. } => "tokens",
+            ErrorKind::RateLimitExceeded { tokens: false, .. } => "requests",
             ErrorKind::UpstreamRateLimited => "rate_limit_error",
             ErrorKind::UpstreamFailed
             | ErrorKind::UpstreamTimeout
@@ -159,6 +173,8 @@ impl GatewayError {
             ErrorKind::InvalidRequest => "invalid_request",
             ErrorKind::InvalidApiKey => "invalid_api_key",
             ErrorKind::InsufficientQuota => "insufficient_quota",
+            ErrorKind::BudgetExceeded => "budget_exceeded",
+            ErrorKind::RateLimitExceeded { .. } => "rate_limit_exceeded",
             ErrorKind::ModelNotAllowed => "model_not_allowed",
             ErrorKind::ModelNotFound => "model_not_found",
             ErrorKind::NotFound => "not_found",

@@ -133,6 +133,13 @@ pub async fn replay_pending(env: &Env, db: &D1Database) -> Result<usize, Gateway
         for (name, text) in pending::list(env, prefix, REPLAYS_PER_RUN).await? {
             let written = if prefix == PENDING_SETTLE_PREFIX {
                 match serde_json::from_str::<UsageRow>(&text) {
+                    // With wallets the settlement belongs to the tenant's wallet (idempotent by
+                    // request id there too); D1 would refuse it for a tenant the wallet took.
+                    Ok(row) if crate::edge::platform::env::settings(env).wallets => {
+                        crate::edge::gateway::wallet::settle(env, &row)
+                            .await
+                            .map_err(GatewayError::internal)
+                    }
                     Ok(row) => store::ledger::settle(db, &row, false, now_ms())
                         .await
                         .map(|_| ()),

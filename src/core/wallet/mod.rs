@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::billing::allowance::month_start_ms;
 use crate::core::billing::MAX_SAFE_INT;
+use crate::core::error::{ErrorKind, GatewayError};
 use limits::{Limits, LimitsPatch, Spend};
 use rate::{Bucket, RateHeaders};
 
@@ -156,6 +157,65 @@ impl Refusal {
             }
         }
     }
+}
+
+impl Refusal {
+    /// The client's error for this refusal (`status`, `code` and, for a 429, `retry-after` and the
+    /// x-ratelimit-* values travel in the kind).
+    pub fn to_error(&self) -> GatewayError {
+        let kind = match self {
+            Refusal::Revoked => ErrorKind::InvalidApiKey,
+            Refusal::Debt { .. } | Refusal::Insufficient { .. } => ErrorKind::InsufficientQuota,
+            Refusal::Budget { .. } => ErrorKind::BudgetExceeded,
+            Refusal::RateLimited {
+                what,
+                limit,
+                retry_after_ms,
+                ..
+            } => ErrorKind::RateLimitExceeded {
+                retry_after_ms: *retry_after_ms,
+                limit: *limit,
+                tokens: *what == RateKind::Tokens,
+            },
+            Refusal::BalanceLimit | Refusal::KeyReused => ErrorKind::Conflict,
+        };
+        GatewayError::new(kind, self.message()).with_code(self.code())
+    }
+}
+
+/// The x-ratelimit-* headers and `retry-after` of a 429 for a gateway rate limit: the exhausted
+/// limit's window is empty until `retry_after_ms` (OpenAI's names and duration format).
+pub fn refusal_headers(err: &GatewayError) -> Vec<(&'static str, String)> {
+    let ErrorKind::RateLimitExceeded {
+        retry_after_ms,
+        limit,
+        tokens,
+    } = err.kind
+    else {
+        return Vec::new();
+    };
+    let window = Some(rate::Window {
+        limit,
+        remaining: 0,
+        reset_ms: retry_after_ms,
+    });
+    let headers = if tokens {
+        RateHeaders {
+            requests: None,
+            tokens: window,
+        }
+    } else {
+        RateHeaders {
+            requests: window,
+            tokens: None,
+        }
+    };
+    let mut out = vec![(
+        "retry-after",
+        rate::retry_after_secs(retry_after_ms).to_string(),
+    )];
+    out.extend(headers.pairs());
+    out
 }
 
 /// Limits and what they count, of one key or of the tenant.

@@ -373,3 +373,48 @@ fn refusal_messages_name_the_limit() {
     assert!(r.message().contains("1.5s"));
     assert_eq!(r.retry_after_secs(), Some(2));
 }
+
+#[test]
+fn refusals_become_the_clients_errors() {
+    use crate::core::error::ErrorKind;
+    let budget = Refusal::Budget {
+        scope: Scope::Key,
+        budget: 100,
+        spent: 90,
+    }
+    .to_error();
+    assert_eq!((budget.status(), budget.code()), (402, "budget_exceeded"));
+    assert_eq!(budget.kind, ErrorKind::BudgetExceeded);
+    assert!(refusal_headers(&budget).is_empty());
+    let rpm = Refusal::RateLimited {
+        scope: Scope::Tenant,
+        what: RateKind::Requests,
+        limit: 5,
+        retry_after_ms: 1_500,
+    }
+    .to_error();
+    assert_eq!((rpm.status(), rpm.code()), (429, "rate_limit_exceeded"));
+    assert_eq!(rpm.error_type(), "requests");
+    assert_eq!(
+        refusal_headers(&rpm),
+        vec![
+            ("retry-after", "2".to_string()),
+            ("x-ratelimit-limit-requests", "5".to_string()),
+            ("x-ratelimit-remaining-requests", "0".to_string()),
+            ("x-ratelimit-reset-requests", "1.5s".to_string()),
+        ]
+    );
+    let tpm = Refusal::RateLimited {
+        scope: Scope::Key,
+        what: RateKind::Tokens,
+        limit: 1000,
+        retry_after_ms: 200,
+    }
+    .to_error();
+    assert_eq!(tpm.error_type(), "tokens");
+    assert_eq!(refusal_headers(&tpm)[0], ("retry-after", "1".to_string()));
+    assert_eq!(refusal_headers(&tpm)[1].0, "x-ratelimit-limit-tokens");
+    let debt = Refusal::Debt { debt: 3 }.to_error();
+    assert_eq!((debt.status(), debt.code()), (402, "insufficient_quota"));
+    assert_eq!(Refusal::Revoked.to_error().status(), 401);
+}

@@ -18,7 +18,9 @@ pub async fn serve(req: Request, env: Env, ctx: Context) -> worker::Result<Respo
     let method = req.method();
     let path = req.path();
     ttl_cache::configure(settings::settings(&env).config_cache_ttl_ms);
+    let d1_before = crate::edge::platform::d1::statements_prepared();
     let result = route(req, &env, &ctx, &method, &path, &request_id).await;
+    let d1_statements = crate::edge::platform::d1::statements_prepared().wrapping_sub(d1_before);
     let response = match result {
         Ok(resp) => resp,
         Err(err) => {
@@ -28,6 +30,13 @@ pub async fn serve(req: Request, env: Env, ctx: Context) -> worker::Result<Respo
             public_error_response(&err, &request_id)?
         }
     };
+    let mut response = response;
+    if settings::settings(&env).test_deployment {
+        // Test deployments only: D1 statements prepared while answering (docs/scale.md).
+        let _ = response
+            .headers_mut()
+            .set("x-tollgate-d1-statements", &d1_statements.to_string());
+    }
     with_common_headers(response, &request_id)
 }
 

@@ -18,6 +18,7 @@ pub mod reserve;
 pub mod routes;
 pub mod settle;
 pub mod ticket;
+pub mod wallet;
 
 use worker::{Context, D1Database, Response};
 

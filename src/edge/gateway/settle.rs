@@ -73,6 +73,25 @@ impl Pending {
         let mut delay_ms = 50;
         for attempt in 1..=ATTEMPTS {
             let now = now_ms();
+            if self.wallet {
+                match super::wallet::settle(&self.env, &row).await {
+                    Ok(()) => {
+                        self.settle_idempotency(&end, &bill).await;
+                        return;
+                    }
+                    Err(e) => {
+                        worker::console_error!(
+                            "wallet settlement of {} failed (attempt {attempt}): {e}",
+                            self.request_id
+                        );
+                        if attempt < ATTEMPTS {
+                            Delay::from(Duration::from_millis(delay_ms)).await;
+                            delay_ms *= 4;
+                        }
+                        continue;
+                    }
+                }
+            }
             let result = if fault {
                 Err(db::d1_error("injected fault settle_d1 (TOLLGATE_FAULTS)"))
             } else {
@@ -191,6 +210,10 @@ pub(crate) fn stream_response(
         .adapter()
         .stream_decoder(&pending.response_context());
     let guard = pending.stream_guard();
+    let headers = sse_headers();
+    for (name, value) in pending.rate_headers.pairs() {
+        let _ = headers.set(name, &value);
+    }
     let (stream, pump) = relay::relay(
         source,
         decoder,
@@ -205,7 +228,7 @@ pub(crate) fn stream_response(
     });
     ResponseBuilder::new()
         .with_status(200)
-        .with_headers(sse_headers())
+        .with_headers(headers)
         .from_stream(stream)
         .map_err(|e| internal("stream response", e))
 }
@@ -260,8 +283,10 @@ pub(crate) async fn finish_plain(
             worker::console_error!("idempotency key of {}: {e}", pending.request_id);
         }
     }
+    let rate_headers = pending.rate_headers;
     ctx.wait_until(pending.settle(end));
     let mut resp = bytes_response(200, "application/json", body)?;
     let _ = resp.headers_mut().set("x-tollgate-cost", &cost.to_string());
+    super::wallet::put_rate_headers(&mut resp, &rate_headers);
     Ok(resp)
 }

@@ -19,6 +19,7 @@ use crate::core::openai::{ChatCompletionRequest, Usage};
 use crate::core::providers::{ProviderKind, ResponseContext, Route, RouteTimeouts};
 use crate::core::routing::request_deadline;
 use crate::core::tokens::Encoding;
+use crate::core::wallet::rate::RateHeaders;
 use crate::edge::platform::clock::now_ms;
 use crate::edge::platform::d1 as db;
 use crate::edge::platform::env::settings;
@@ -47,14 +48,20 @@ pub(crate) struct Order<'a> {
 pub(crate) async fn issue(order: Order<'_>) -> Result<Pending, GatewayError> {
     let database = db::database(order.env)?;
     let count = order.count;
-    reserve::reserve(
-        &database,
-        order.id,
-        &order.caller.key_id,
-        &count,
-        order.started_at,
-    )
-    .await?;
+    let wallet = settings(order.env).wallets;
+    let rate_headers = if wallet {
+        super::wallet::reserve(order.env, order.id, order.caller, &count).await?
+    } else {
+        reserve::reserve(
+            &database,
+            order.id,
+            &order.caller.key_id,
+            &count,
+            order.started_at,
+        )
+        .await?;
+        RateHeaders::default()
+    };
     let model = &order.admitted.model;
     let route = order.route;
     Ok(Pending {
@@ -87,6 +94,8 @@ pub(crate) async fn issue(order: Order<'_>) -> Result<Pending, GatewayError> {
         started_at: order.started_at,
         session_ttl_seconds: order.session_ttl_seconds,
         media: None,
+        wallet,
+        rate_headers,
     })
 }
 
@@ -127,6 +136,11 @@ pub(crate) struct Pending {
     pub(crate) session_ttl_seconds: u64,
     /// A media request's units and bill (`gateway::media`); `None` for chat.
     pub(crate) media: Option<Box<super::media_ticket::MediaTicket>>,
+    /// Reserved in the tenant's wallet (`WALLETS`): settled there too ([`super::wallet`]).
+    pub(crate) wallet: bool,
+    /// The caller's rate limits after its reservation (x-ratelimit-* on its response; empty
+    /// without limits).
+    pub(crate) rate_headers: RateHeaders,
 }
 
 /// How a request ended, in the terms of its usage row.

@@ -11,6 +11,16 @@ use crate::core::error::{ErrorKind, GatewayError};
 /// The name of the D1 binding (wrangler.toml).
 pub const BINDING: &str = "DB";
 
+/// D1 statements this isolate has prepared (every statement goes through [`statement`]). A test
+/// deployment (`TOLLGATE_TEST_DEPLOYMENT`) reports the difference over one request in its
+/// `x-tollgate-d1-statements` header: the hot path's count, exact when requests run one at a time.
+static STATEMENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// See [`STATEMENTS`].
+pub fn statements_prepared() -> u64 {
+    STATEMENTS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 pub fn database(env: &Env) -> Result<D1Database, GatewayError> {
     env.d1(BINDING)
         .map_err(|e| GatewayError::internal(format!("D1 binding DB is missing: {e}")))
@@ -97,6 +107,7 @@ pub fn statement(
     args: &[Arg<'_>],
 ) -> Result<D1PreparedStatement, GatewayError> {
     check_args(args)?;
+    STATEMENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let values: Vec<JsValue> = args.iter().map(JsValue::from).collect();
     db.prepare(sql).bind(&values).map_err(d1_error)
 }

@@ -77,6 +77,11 @@ pub struct Settings {
     pub stripe_api_base: Option<String>,
     pub stripe_currency: Option<String>,
     pub stripe_webhook_tolerance_seconds: Option<u64>,
+    /// `WALLETS`: chat requests reserve and settle through the tenant's wallet (Durable Object)
+    /// instead of D1; each tenant moves into its wallet on its first request (docs/money.md).
+    pub wallets: bool,
+    /// `TOLLGATE_TEST_DEPLOYMENT` is `true`: test-only reports (faults, the D1 statement count).
+    pub test_deployment: bool,
 }
 
 impl Settings {
@@ -138,6 +143,8 @@ impl Settings {
             stripe_api_base: text("STRIPE_API_BASE").map(|v| v.trim().to_string()),
             stripe_currency: text("STRIPE_CURRENCY").map(|v| v.trim().to_string()),
             stripe_webhook_tolerance_seconds: number("STRIPE_WEBHOOK_TOLERANCE_SECONDS"),
+            wallets: flag("WALLETS"),
+            test_deployment,
         }
     }
 

@@ -47,6 +47,10 @@ pub fn error_response_in(err: &GatewayError, body: String) -> worker::Result<Res
         // The OpenAI SDKs retry 429 and 5xx unless told not to; a refusal is final.
         headers.set("x-should-retry", "false")?;
     }
+    // A gateway rate limit (the key's or tenant's own): retry-after and the x-ratelimit-* values.
+    for (name, value) in crate::core::wallet::refusal_headers(err) {
+        headers.set(name, &value)?;
+    }
     Ok(ResponseBuilder::new()
         .with_status(err.status())
         .with_headers(headers)

@@ -211,6 +211,18 @@ pub async fn get_tenant_billing(
     tenant_billing(db, tenant_id).await
 }
 
+/// `GET /admin/tenants/{id}/billing` with `WALLETS` on: the money fields from the tenant's wallet.
+pub async fn get_tenant_billing_wallet(
+    db: &D1Database,
+    env: &Env,
+    tenant_id: &str,
+) -> Result<Response, GatewayError> {
+    let row = billing::tenant_billing(db, tenant_id).await?;
+    let mut row = row.ok_or_else(|| not_found("tenant", tenant_id))?;
+    super::wallet::overlay_balance(env, tenant_id, &mut row).await?;
+    http::json(200, &row)
+}
+
 // ---- redemption codes ------------------------------------------------------------------------------
 
 #[derive(Deserialize)]

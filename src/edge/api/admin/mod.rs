@@ -51,7 +51,7 @@ pub async fn route(
         }
         (Method::Get, ["tenants", id, "keys"]) => list_keys(db, id).await,
         (Method::Post, ["tenants", id, "credit"]) => {
-            add_credit(db, id, body(&mut req).await?).await
+            add_credit(db, env, id, body(&mut req).await?).await
         }
         (Method::Get, ["tenants", id, "ledger"]) => ledger(db, id).await,
         (Method::Delete, ["keys", id]) => revoke_key(db, env, id).await,
@@ -73,6 +73,9 @@ pub async fn route(
         }
         (Method::Put, ["tenants", id, "pricing"]) => {
             ledger::set_pricing(db, id, &raw(&mut req).await?).await
+        }
+        (Method::Get, ["tenants", id, "billing"]) if wallet::wallets_on(env) => {
+            ledger::get_tenant_billing_wallet(db, env, id).await
         }
         (Method::Get, ["tenants", id, "billing"]) => ledger::get_tenant_billing(db, id).await,
         (Method::Post, ["redemption-codes"]) => {
@@ -220,6 +223,7 @@ async fn update_tenant(
     }
     if let Some(disabled) = patch.disabled {
         store::tenants::set_disabled(db, id, disabled, now_ms()).await?;
+        wallet::tell_disabled(env, id, disabled).await?;
         // Every copy of the tenant's keys goes (KV; this isolate's caches are cleared after
         // any admin write), behind a marker that stops a concurrent load from writing a
         // stale copy back; re-enabling removes the markers.
@@ -240,7 +244,12 @@ struct Credit {
     reason: Option<String>,
 }
 
-async fn add_credit(db: &D1Database, id: &str, credit: Credit) -> Result<Response, GatewayError> {
+async fn add_credit(
+    db: &D1Database,
+    env: &Env,
+    id: &str,
+    credit: Credit,
+) -> Result<Response, GatewayError> {
     if credit.amount == 0 {
         return Err(GatewayError::invalid_param(
             "amount",
@@ -248,6 +257,9 @@ async fn add_credit(db: &D1Database, id: &str, credit: Credit) -> Result<Respons
         ));
     }
     let amount = to_i64("amount", credit.amount.abs(), 1)? * credit.amount.signum();
+    if wallet::wallets_on(env) {
+        return wallet::adjust(env, db, id, amount, credit.reason.as_deref()).await;
+    }
     let written =
         store::tenants::add_credit(db, id, amount, credit.reason.as_deref(), now_ms()).await?;
     if !written {
@@ -347,6 +359,7 @@ async fn revoke_key(db: &D1Database, env: &Env, id: &str) -> Result<Response, Ga
     store::keys::forget_keys(env, &[id.to_string()]).await;
     let row = store::keys::get(db, id).await?;
     let row = row.ok_or_else(|| not_found("API key", id))?;
+    wallet::tell_revoked(env, &row.tenant_id, id).await?;
     http::json(200, &key_json(&row))
 }
 

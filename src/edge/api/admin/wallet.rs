@@ -160,3 +160,76 @@ fn wallet_error(e: WalletError) -> GatewayError {
         ),
     }
 }
+
+// ---- money of the tenants whose wallet holds it (`WALLETS`) ---------------------------------------
+
+/// Whether money moves and balances go through the wallets (`WALLETS`).
+pub fn wallets_on(env: &Env) -> bool {
+    crate::edge::platform::env::settings(env).wallets
+}
+
+/// `POST /admin/tenants/{id}/credit` with `WALLETS` on: the credit (pays debt first) or debit goes
+/// to the tenant's wallet, which takes the tenant's money from D1 first if it has not yet. The
+/// answer is the tenant's row with the wallet's balance and debt.
+pub async fn adjust(
+    env: &Env,
+    database: &worker::D1Database,
+    id: &str,
+    amount: i64,
+    reason: Option<&str>,
+) -> Result<Response, GatewayError> {
+    let mut row = serde_json::to_value(
+        tenants::get(database, id)
+            .await?
+            .ok_or_else(|| not_found("tenant", id))?,
+    )
+    .map_err(|e| http::internal("tenant row", e))?;
+    let key = crate::core::ids::prefixed_id("adj", crate::edge::platform::clock::now_ms());
+    WalletClient::new(env, id)
+        .adjust(amount, &key, reason)
+        .await
+        .map_err(wallet_error)?;
+    overlay_balance(env, id, &mut row).await?;
+    http::json(200, &row)
+}
+
+/// Replaces the money fields of `row` (balance, debt, reservations, allowance) with the wallet's,
+/// once the wallet holds the tenant's money (before, D1's are exact).
+pub async fn overlay_balance(env: &Env, id: &str, row: &mut Value) -> Result<(), GatewayError> {
+    let view = WalletClient::new(env, id)
+        .inspect()
+        .await
+        .map_err(wallet_error)?;
+    if let (Some(balance), Some(obj)) = (view.balance, row.as_object_mut()) {
+        if let Ok(Value::Object(fields)) = serde_json::to_value(balance) {
+            for (k, v) in fields {
+                obj.insert(k, v);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// With `WALLETS` on, the wallet refuses a revoked key's reservations itself (the isolates' key
+/// caches may lag by `CONFIG_CACHE_TTL_MS`). A failure is the admin's 503: D1 has the revocation,
+/// repeating the call tells the wallet.
+pub async fn tell_revoked(env: &Env, tenant_id: &str, key_id: &str) -> Result<(), GatewayError> {
+    if !wallets_on(env) {
+        return Ok(());
+    }
+    WalletClient::new(env, tenant_id)
+        .set_key_revoked(key_id, true)
+        .await
+        .map_err(wallet_error)
+}
+
+/// With `WALLETS` on, the wallet knows its tenant is disabled (or enabled again).
+pub async fn tell_disabled(env: &Env, tenant_id: &str, disabled: bool) -> Result<(), GatewayError> {
+    if !wallets_on(env) {
+        return Ok(());
+    }
+    WalletClient::new(env, tenant_id)
+        .set_disabled(disabled)
+        .await
+        .map_err(wallet_error)
+}

@@ -14,7 +14,19 @@ pub async fn balance(req: &Request, env: &Env) -> Result<Response, GatewayError>
     let caller = crate::edge::gateway::auth::live_caller(req, env).await?;
     let month = crate::core::alerts::Observation::month_of(now_ms());
     let row = store::reports::balance(&db::database(env)?, &caller.tenant_id, &month).await?;
-    let row = row.ok_or_else(|| GatewayError::new(ErrorKind::NotFound, "No such tenant."))?;
+    let mut row = row.ok_or_else(|| GatewayError::new(ErrorKind::NotFound, "No such tenant."))?;
+    if crate::edge::platform::env::settings(env).wallets {
+        // The wallet holds the money once it took the tenant: exact at any moment.
+        let view = crate::edge::store::wallet::client::WalletClient::new(env, &caller.tenant_id)
+            .inspect()
+            .await
+            .map_err(crate::edge::gateway::wallet::wallet_error)?;
+        if let Some(b) = view.balance {
+            row.balance = b.balance;
+            row.debt = b.debt;
+            row.reserved = b.reserved;
+        }
+    }
     let display = |micros: u64| format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000);
     http::json(
         200,

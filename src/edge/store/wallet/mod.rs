@@ -148,4 +148,15 @@ pub const USAGE_COLUMNS: &[&str] = &[
     "beyond_reservation",
     "debt",
     "from_wallet",
+    // schema/0012 (media units)
+    "api",
+    "unit",
+    "quantity",
+    "unit_price",
+    "image_input_tokens",
+    "audio_input_tokens",
+    // schema/0013 (agents: cache writes, long context)
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "long_context",
 ];

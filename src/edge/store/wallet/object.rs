@@ -464,6 +464,39 @@ impl TenantWallet {
             db::batch(&database, statements)
                 .await
                 .map_err(|e| e.to_string())?;
+            // `INSERT OR IGNORE` also ignores a row D1 refuses (a NOT NULL or CHECK): only rows
+            // D1 now holds are marked exported; the others stay pending, loudly.
+            let placeholders = vec!["?"; rows.len()].join(", ");
+            let ids: Vec<Arg<'_>> = rows.iter().map(|p| p.request_id.as_str().into()).collect();
+            #[derive(Deserialize)]
+            struct Held {
+                request_id: String,
+            }
+            let held: Vec<Held> = db::all(
+                &database,
+                &format!("SELECT request_id FROM usage WHERE request_id IN ({placeholders})"),
+                &ids,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let held: std::collections::HashSet<&str> =
+                held.iter().map(|h| h.request_id.as_str()).collect();
+            let (rows, refused): (Vec<&Pending>, Vec<&Pending>) = rows
+                .iter()
+                .partition(|p| held.contains(p.request_id.as_str()));
+            for p in &refused {
+                worker::console_error!(
+                    "wallet {tenant_id}: D1 did not take the usage row of {}: {}",
+                    p.request_id,
+                    p.row
+                );
+            }
+            if rows.is_empty() {
+                return Err(format!(
+                    "D1 refused {} usage rows (kept pending)",
+                    refused.len()
+                ));
+            }
             let now = now_ms();
             for p in &rows {
                 exec(
