@@ -43,7 +43,7 @@ import { randomToken, ROOT, sleep, startGateway } from '../tests/e2e/harness.mjs
 import { BENCH, CFG, MOCK_SECRET, MODEL, MODEL_NOCOUNT, OUT_DIR, log } from './lib/config.mjs';
 import { CLK_TCK, gateways, loadAvg, stateDirs, stopAll } from './lib/procs.mjs';
 import { request, runStreamClient, runWrk } from './lib/load.mjs';
-import { configureTollgate, inspectWrangler, queryD1, startMiniflareHost, startMock, startPassthrough, startPortkey, verifyTarget, writeBodies } from './lib/targets.mjs';
+import { configureTollgate, inspectWrangler, queryD1, startMiniflareHost, startMock, startPassthrough, startPortkey, verifyTarget, wranglerTomlVars, writeBodies } from './lib/targets.mjs';
 import { coldStart, coldStartPassthrough, measure, targetTicks } from './lib/measure.mjs';
 import { fmt, machine, renderMarkdown, versions, wasmSize, writeBenchmarksMd } from './lib/report.mjs';
 
@@ -132,7 +132,17 @@ async function main() {
       script: join(ROOT, 'build', 'index.js'),
       wasm: join(ROOT, 'build', 'index_bg.wasm'),
       persistDir: tollgateMf.persistDir,
-      vars: { ...vars, ADMIN_TOKEN: state.adminToken, KEY_PEPPER: state.pepper, ECHO_CHUNK_DELAY_MS: '5' },
+      // The variables wrangler dev gives the other target: wrangler.toml's [vars], then the
+      // harness's (startGateway): the mock provider lives on http://127.0.0.1, which only
+      // ALLOW_PRIVATE_UPSTREAMS permits (without it every request was a 502 provider_not_configured).
+      vars: {
+        ...wranglerTomlVars(),
+        ADMIN_TOKEN: state.adminToken,
+        KEY_PEPPER: state.pepper,
+        ECHO_CHUNK_DELAY_MS: '5',
+        ALLOW_PRIVATE_UPSTREAMS: 'true',
+        ...vars,
+      },
       marker: 'tollgate',
     });
     log(`Tollgate (Miniflare) on ${tollgateMf.host.url}`);

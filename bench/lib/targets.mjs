@@ -194,6 +194,26 @@ export async function startPassthrough(mockUrl, { pollMs = 50 } = {}) {
 }
 
 /**
+ * The `[vars]` of wrangler.toml (`KEY = "value"` lines), which wrangler dev gives the worker and
+ * Miniflare's API does not read: the Miniflare target gets them so that both runtimes run one
+ * configuration.
+ */
+export function wranglerTomlVars(file = join(ROOT, 'wrangler.toml')) {
+  const vars = {};
+  let inVars = false;
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const t = line.trim();
+    if (t.startsWith('[')) {
+      inVars = t === '[vars]';
+      continue;
+    }
+    const m = inVars ? /^([A-Z0-9_]+)\s*=\s*"([^"]*)"\s*(#.*)?$/.exec(t) : null;
+    if (m) vars[m[1]] = m[2];
+  }
+  return vars;
+}
+
+/**
  * A worker under bench/miniflare-host.mjs (workerd through Miniflare's API); resolves once /healthz
  * answers. `persistDir`: a wrangler-style state directory (D1 and KV), or null for none.
  */

@@ -10,7 +10,7 @@ use crate::core::inbound::images::ImageOp;
 use crate::edge::console;
 use crate::edge::gateway::auth;
 use crate::edge::platform::clock::now_ms;
-use crate::edge::platform::{env as settings, ttl_cache};
+use crate::edge::platform::{d1, env as settings, ttl_cache};
 
 /// Answers one request. Every failure becomes an OpenAI-shaped error response.
 pub async fn serve(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
@@ -51,9 +51,6 @@ async fn route(
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     if *method == Method::Options {
         return http::preflight();
-    }
-    if console::owns(&segments) {
-        return console::route(req, env, method, &segments).await;
     }
     match segments.as_slice() {
         ["healthz"] | [""] => http::json(
@@ -130,12 +127,31 @@ async fn route(
             http::require(method, Method::Get)?;
             tollgate::sessions::get_session(&req, env, id).await
         }
+        ["v1", "plugins"] => {
+            http::require(method, Method::Get)?;
+            console::plugins(&req, env).await
+        }
+        // ---- the console: its JSON (table below), its pages, the Stripe webhook ----
+        ["console", "api", rest @ ..] => {
+            console::secured(console_api(req, env, method, rest).await)
+        }
+        // The pages live at `/console/` and `/console/operator/` (relative to their directory).
+        ["console"] | ["console", "operator"] if !path.ends_with('/') => {
+            console::redirect(&format!("{path}/"))
+        }
+        ["console", ..] => console::assets(req, env).await,
+        ["stripe", "webhook"] => {
+            http::require(method, Method::Post)?;
+            console::stripe::webhook(req, env).await
+        }
+        // ---- the admin API (table below) ----
         ["admin", rest @ ..] if admin::wallet::owns(rest) => {
+            // The wallet's routes (its file lists them; it admits the caller itself).
             admin::wallet::route(req, env, method, rest).await
         }
         ["admin", rest @ ..] => {
             let write = *method != Method::Get && auth::authorize_admin(&req, env).is_ok();
-            let answer = admin::route(req, env, method, rest).await;
+            let answer = admin_api(req, env, method, rest).await;
             if write {
                 // Configuration may have changed: this isolate sees it at once (`platform::ttl_cache`).
                 ttl_cache::clear_all();
@@ -145,6 +161,175 @@ async fn route(
         _ => Err(GatewayError::new(
             ErrorKind::NotFound,
             format!("Unknown route: {path}"),
+        )),
+    }
+}
+
+/// The admin API (`/admin/{rest}`), after the `ADMIN_TOKEN` check; the console's operator pages
+/// call it too (`/console/api/admin/{rest}`, with the worker's token). One line per route; the
+/// handlers live in `api/admin/<resource>.rs`.
+pub async fn admin_api(
+    mut req: Request,
+    env: &Env,
+    method: &Method,
+    rest: &[&str],
+) -> Result<Response, GatewayError> {
+    use admin::{
+        alerts, billing, body, keys, ledger, models, plan_requests, plugins, providers, raw,
+        routes, tenants,
+    };
+    if let Err(refusal) = auth::admit_admin(&req, env).await {
+        return admin::refused(&refusal);
+    }
+    let database = d1::database(env)?;
+    let db = &database;
+    match (method, rest) {
+        // ---- tenants (api/admin/tenants.rs), their credit and ledger (ledger.rs) ----
+        (Method::Post, ["tenants"]) => tenants::create(db, body(&mut req).await?).await,
+        (Method::Get, ["tenants"]) => tenants::list(db).await,
+        (Method::Get, ["tenants", id]) => tenants::get(db, id).await,
+        (Method::Patch, ["tenants", id]) => {
+            tenants::update(db, env, id, body(&mut req).await?).await
+        }
+        (Method::Post, ["tenants", id, "credit"]) => {
+            ledger::add_credit(db, env, id, body(&mut req).await?).await
+        }
+        (Method::Get, ["tenants", id, "ledger"]) => ledger::list(db, id).await,
+        (Method::Get, ["requests", id]) => ledger::request(db, id).await,
+        (Method::Get, ["usage"]) => tollgate::usage::admin_usage(db, &req).await,
+        // ---- API keys (keys.rs) ----
+        (Method::Post, ["tenants", id, "keys"]) => {
+            keys::create(db, env, id, body(&mut req).await?).await
+        }
+        (Method::Get, ["tenants", id, "keys"]) => keys::list(db, id).await,
+        (Method::Delete, ["keys", id]) => keys::revoke(db, env, id).await,
+        // ---- providers (providers.rs), models (models.rs) and their routes (routes.rs) ----
+        (Method::Get, ["providers"]) => providers::list(db).await,
+        (Method::Put, ["providers", name]) => {
+            providers::put(db, env, name, body(&mut req).await?).await
+        }
+        (Method::Delete, ["providers", name]) => providers::delete(db, name).await,
+        (Method::Get, ["models"]) => models::list(db).await,
+        (Method::Get, ["models", name @ .., "prices"]) if !name.is_empty() => {
+            billing::list_prices(db, &name.join("/")).await
+        }
+        (Method::Put, ["models", name @ ..]) if !name.is_empty() => {
+            models::put(db, &name.join("/"), body(&mut req).await?).await
+        }
+        (Method::Delete, ["models", name @ ..]) if !name.is_empty() => {
+            models::delete(db, &name.join("/")).await
+        }
+        (Method::Put, ["routes", model @ ..]) if !model.is_empty() => {
+            let routes = routes::put_routes(db, &model.join("/"), body(&mut req).await?).await?;
+            http::json(200, &routes)
+        }
+        (Method::Get, ["routes", model @ ..]) if !model.is_empty() => {
+            http::json(200, &routes::get_routes(db, &model.join("/")).await?)
+        }
+        // ---- plans, pricing and redemption codes (billing.rs), plan requests ----
+        (Method::Get, ["plans"]) => billing::list_plans(db).await,
+        (Method::Put, ["plans", id]) => billing::put_plan(db, id, &raw(&mut req).await?).await,
+        (Method::Delete, ["plans", id]) => billing::delete_plan(db, id).await,
+        (Method::Put, ["tenants", id, "plan"]) => {
+            billing::assign_plan(db, id, &raw(&mut req).await?).await
+        }
+        (Method::Put, ["tenants", id, "pricing"]) => {
+            billing::set_pricing(db, id, &raw(&mut req).await?).await
+        }
+        (Method::Get, ["tenants", id, "billing"]) if admin::wallet::wallets_on(env) => {
+            billing::get_tenant_billing_wallet(db, env, id).await
+        }
+        (Method::Get, ["tenants", id, "billing"]) => billing::get_tenant_billing(db, id).await,
+        (Method::Post, ["redemption-codes"]) => {
+            billing::create_codes(db, env, &raw(&mut req).await?).await
+        }
+        (Method::Get, ["redemption-codes"]) => billing::list_codes(db, &req).await,
+        (Method::Get, ["plan-requests"]) => plan_requests::list(&req, db).await,
+        (Method::Post, ["plan-requests", id, "approve"]) => plan_requests::approve(db, id).await,
+        (Method::Post, ["plan-requests", id, "decline"]) => plan_requests::decline(db, id).await,
+        // ---- alerts (alerts.rs) ----
+        (Method::Post, ["tenants", id, "alerts"]) => {
+            alerts::create_rule(db, env, id, body(&mut req).await?).await
+        }
+        (Method::Get, ["tenants", id, "alerts"]) => alerts::list_rules(db, id).await,
+        (Method::Get, ["alerts", id]) => alerts::get_rule(db, id).await,
+        (Method::Delete, ["alerts", id]) => alerts::delete_rule(db, id).await,
+        (Method::Get, ["alerts", id, "deliveries"]) => alerts::list_deliveries(db, id).await,
+        // ---- plugins (plugins.rs) ----
+        (Method::Get, ["plugins"]) => plugins::list(db).await,
+        (Method::Put, ["plugins", id]) => {
+            plugins::put(db, env, id, plugins::body(&mut req).await?).await
+        }
+        (Method::Get, ["plugins", id]) => plugins::get(db, id).await,
+        (Method::Delete, ["plugins", id]) => plugins::delete(db, id).await,
+        (Method::Get, ["plugins", id, "usage"]) => plugins::usage(db, id).await,
+        (Method::Get, ["tenants", tid, "plugins"]) => plugins::list_enablements(db, tid).await,
+        (Method::Put, ["tenants", tid, "plugins", id]) => {
+            plugins::enable(db, env, tid, id, plugins::body(&mut req).await?).await
+        }
+        (Method::Delete, ["tenants", tid, "plugins", id]) => plugins::disable(db, tid, id).await,
+        (Method::Get, ["requests", rid, "plugin-calls"]) => {
+            plugins::calls_of_request(db, rid).await
+        }
+        (_, rest) if plugins::owns(rest) => Err(plugins::method_not_allowed(method, rest)),
+        // ---- operations ----
+        (Method::Post, ["cron"]) => admin::run_cron(req, env).await,
+        _ => Err(GatewayError::new(
+            ErrorKind::NotFound,
+            format!("Unknown admin route: {method:?} /admin/{}", rest.join("/")),
+        )),
+    }
+}
+
+/// The console's JSON (`/console/api/{rest}`): each call is the same call of the tenant API (with
+/// the session's key) or of the admin API (with the worker's token); handlers in `console/`.
+async fn console_api(
+    req: Request,
+    env: &Env,
+    method: &Method,
+    rest: &[&str],
+) -> Result<Response, GatewayError> {
+    use crate::core::console::Scope;
+    use console::{alerts, session, stripe, upgrades};
+    match (method, rest) {
+        // ---- tenant ----
+        (Method::Post, ["login"]) => session::login(req, env).await,
+        (Method::Post, ["logout"]) => session::logout(&req, Scope::Tenant),
+        (Method::Get, ["session"]) => console::session_state(&req, env, Scope::Tenant).await,
+        (Method::Get, ["me"]) => console::me_of_session(req, env).await,
+        (Method::Get, ["usage"]) => console::usage(req, env).await,
+        (Method::Get, ["sessions", id, "requests"]) => {
+            console::session_requests(req, env, id).await
+        }
+        (Method::Get, ["models"]) => console::models(req, env).await,
+        (Method::Get, ["plugins"]) => console::plugins_of_session(req, env).await,
+        (Method::Post, ["redeem"]) => console::redeem(req, env).await,
+        (Method::Get, ["plans"]) => console::plans_of_session(req, env).await,
+        (Method::Get, ["checkout"]) => http::json(200, &stripe::public_config(env)),
+        (Method::Post, ["checkout"]) => console::checkout(req, env).await,
+        (_, ["keys", ..]) => session::tenant_keys(req, env, method, rest).await,
+        (_, ["plan-requests", ..]) => upgrades::tenant_route(req, env, method, rest).await,
+        (_, ["alerts", ..]) => alerts::route(req, env, method, rest).await,
+        // ---- operator ----
+        (Method::Post, ["operator", "login"]) => session::operator_login(req, env).await,
+        (Method::Post, ["operator", "logout"]) => session::logout(&req, Scope::Operator),
+        (Method::Get, ["operator", "session"]) => {
+            console::session_state(&req, env, Scope::Operator).await
+        }
+        (Method::Get, ["routes", model @ ..]) if !model.is_empty() => {
+            console::routes(req, env, &model.join("/")).await
+        }
+        (_, ["admin", admin_rest @ ..]) if !admin_rest.is_empty() => {
+            let as_admin = console::as_admin(req, env, method, admin_rest).await?;
+            let answer = admin_api(as_admin, env, method, admin_rest).await;
+            if *method != Method::Get {
+                ttl_cache::clear_all();
+            }
+            console::attachment_when_csv(answer?, "tollgate-export.csv")
+        }
+        _ => Err(GatewayError::new(
+            ErrorKind::NotFound,
+            "Unknown console route.",
         )),
     }
 }

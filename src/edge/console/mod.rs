@@ -7,7 +7,8 @@
 //! `core::console`. The console's JSON does not reimplement the API: a signed-in call is turned into
 //! the same call of the tenant API (with the session's key) or of the admin API (with the worker's
 //! `ADMIN_TOKEN`), so isolation, validation and errors are the API's own. Cookies, CSRF and the
-//! Stripe signature are decided in `core::console`.
+//! Stripe signature are decided in `core::console`. Which path reaches which handler is listed
+//! in `api/router.rs` (the one path table).
 
 pub mod alerts;
 pub mod session;
@@ -17,147 +18,111 @@ pub mod upgrades;
 use serde_json::{json, Value};
 use worker::{Env, Headers, Method, Request, RequestInit, Response, ResponseBuilder};
 
-use super::platform::ttl_cache as cache;
 use crate::core::console::{self as rules, Scope, SECURITY_HEADERS};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::routing::{Admission, BreakerState};
-use crate::edge::api::admin::{self, billing as ledger};
+use crate::edge::api::admin::billing as ledger;
 use crate::edge::api::http;
 use crate::edge::api::openai::models as tenant;
 use crate::edge::api::tollgate::usage as reports;
 use session::Session;
 
-/// Whether the console answers `segments` (the router asks before its own table).
-pub fn owns(segments: &[&str]) -> bool {
-    matches!(
-        segments,
-        ["console", ..] | ["stripe", "webhook"] | ["v1", "plugins"]
-    )
-}
-
-/// Answers a console route.
-pub async fn route(
-    req: Request,
-    env: &Env,
-    method: &Method,
-    segments: &[&str],
-) -> Result<Response, GatewayError> {
-    match segments {
-        ["v1", "plugins"] => {
-            http::require(method, Method::Get)?;
-            plugins(&req, env).await
-        }
-        ["stripe", "webhook"] => {
-            http::require(method, Method::Post)?;
-            stripe::webhook(req, env).await
-        }
-        ["console", "api", rest @ ..] => {
-            let resp = api(req, env, method, rest).await;
-            match resp {
-                Ok(r) => secure(r),
-                Err(e) => secure(http::error_response(&e).map_err(|e| http::internal("error", e))?),
-            }
-        }
-        // The pages live at `/console/` and `/console/operator/` (relative to their directory).
-        ["console"] | ["console", "operator"] if !req.path().ends_with('/') => {
-            redirect(&format!("{}/", req.path()))
-        }
-        ["console", ..] => assets(req, env).await,
-        _ => Err(GatewayError::new(ErrorKind::NotFound, "Unknown route.")),
+/// `/console/api/*`: the answer with the console's security headers, an error included.
+pub fn secured(answer: Result<Response, GatewayError>) -> Result<Response, GatewayError> {
+    match answer {
+        Ok(r) => secure(r),
+        Err(e) => secure(http::error_response(&e).map_err(|e| http::internal("error", e))?),
     }
 }
 
-async fn api(
-    req: Request,
+/// `GET /console/api/usage`: the tenant's usage report (CSV as a download).
+pub async fn usage(req: Request, env: &Env) -> Result<Response, GatewayError> {
+    let s = Session::require(&req, env, Scope::Tenant, false).await?;
+    let as_api = s.as_tenant_request(&req, "/v1/usage", Method::Get, None)?;
+    let resp = reports::tenant_usage(&as_api, env).await?;
+    attachment_when_csv(resp, "tollgate-usage.csv")
+}
+
+/// `GET /console/api/me`.
+pub async fn me_of_session(req: Request, env: &Env) -> Result<Response, GatewayError> {
+    let s = Session::require(&req, env, Scope::Tenant, false).await?;
+    me(&req, env, &s).await
+}
+
+/// `GET /console/api/sessions/{id}/requests`.
+pub async fn session_requests(req: Request, env: &Env, id: &str) -> Result<Response, GatewayError> {
+    let s = Session::require(&req, env, Scope::Tenant, false).await?;
+    let path = format!("/v1/sessions/{id}/requests");
+    let as_api = s.as_tenant_request(&req, &path, Method::Get, None)?;
+    reports::session_requests(&as_api, env, id).await
+}
+
+/// `GET /console/api/models`.
+pub async fn models(req: Request, env: &Env) -> Result<Response, GatewayError> {
+    let s = Session::require(&req, env, Scope::Tenant, false).await?;
+    let as_api = s.as_tenant_request(&req, "/v1/models", Method::Get, None)?;
+    tenant::list_models(&as_api, env).await
+}
+
+/// `GET /console/api/plugins`.
+pub async fn plugins_of_session(req: Request, env: &Env) -> Result<Response, GatewayError> {
+    let s = Session::require(&req, env, Scope::Tenant, false).await?;
+    let as_api = s.as_tenant_request(&req, "/v1/plugins", Method::Get, None)?;
+    plugins(&as_api, env).await
+}
+
+/// `POST /console/api/redeem`.
+pub async fn redeem(mut req: Request, env: &Env) -> Result<Response, GatewayError> {
+    let s = Session::require(&req, env, Scope::Tenant, true).await?;
+    let body = http::read_body(&mut req, 4096).await?;
+    let as_api = s.as_tenant_request(&req, "/v1/redeem", Method::Post, Some(&body))?;
+    crate::edge::api::tollgate::redeem::redeem(as_api, env).await
+}
+
+/// `GET /console/api/plans`.
+pub async fn plans_of_session(req: Request, env: &Env) -> Result<Response, GatewayError> {
+    Session::require(&req, env, Scope::Tenant, false).await?;
+    plans(env).await
+}
+
+/// `POST /console/api/checkout`.
+pub async fn checkout(req: Request, env: &Env) -> Result<Response, GatewayError> {
+    let s = Session::require(&req, env, Scope::Tenant, true).await?;
+    stripe::create_checkout(req, env, &s).await
+}
+
+/// `GET /console/api/routes/{model}` (operator).
+pub async fn routes(req: Request, env: &Env, model: &str) -> Result<Response, GatewayError> {
+    Session::require(&req, env, Scope::Operator, false).await?;
+    routes_with_breakers(env, model).await
+}
+
+/// `/console/api/admin/{rest}` (operator): the signed-in call as the same call of the admin
+/// API, with the worker's `ADMIN_TOKEN` (the router then answers it from its admin table).
+pub async fn as_admin(
+    mut req: Request,
     env: &Env,
     method: &Method,
-    rest: &[&str],
-) -> Result<Response, GatewayError> {
-    match (method, rest) {
-        // ---- tenant ----
-        (Method::Post, ["login"]) => session::login(req, env).await,
-        (Method::Post, ["logout"]) => session::logout(&req, Scope::Tenant),
-        (Method::Get, ["session"]) => session_state(&req, env, Scope::Tenant).await,
-        (Method::Get, ["me"]) => {
-            let s = Session::require(&req, env, Scope::Tenant, false).await?;
-            me(&req, env, &s).await
-        }
-        (Method::Get, ["usage"]) => {
-            let s = Session::require(&req, env, Scope::Tenant, false).await?;
-            let as_api = s.as_tenant_request(&req, "/v1/usage", Method::Get, None)?;
-            let resp = reports::tenant_usage(&as_api, env).await?;
-            attachment_when_csv(resp, "tollgate-usage.csv")
-        }
-        (Method::Get, ["sessions", id, "requests"]) => {
-            let s = Session::require(&req, env, Scope::Tenant, false).await?;
-            let path = format!("/v1/sessions/{id}/requests");
-            let as_api = s.as_tenant_request(&req, &path, Method::Get, None)?;
-            reports::session_requests(&as_api, env, id).await
-        }
-        (Method::Get, ["models"]) => {
-            let s = Session::require(&req, env, Scope::Tenant, false).await?;
-            let as_api = s.as_tenant_request(&req, "/v1/models", Method::Get, None)?;
-            tenant::list_models(&as_api, env).await
-        }
-        (Method::Get, ["plugins"]) => {
-            let s = Session::require(&req, env, Scope::Tenant, false).await?;
-            let as_api = s.as_tenant_request(&req, "/v1/plugins", Method::Get, None)?;
-            plugins(&as_api, env).await
-        }
-        (Method::Post, ["redeem"]) => {
-            let mut req = req;
-            let s = Session::require(&req, env, Scope::Tenant, true).await?;
-            let body = http::read_body(&mut req, 4096).await?;
-            let as_api = s.as_tenant_request(&req, "/v1/redeem", Method::Post, Some(&body))?;
-            crate::edge::api::tollgate::redeem::redeem(as_api, env).await
-        }
-        (Method::Get, ["plans"]) => {
-            Session::require(&req, env, Scope::Tenant, false).await?;
-            plans(env).await
-        }
-        (Method::Get, ["checkout"]) => http::json(200, &stripe::public_config(env)),
-        (Method::Post, ["checkout"]) => {
-            let s = Session::require(&req, env, Scope::Tenant, true).await?;
-            stripe::create_checkout(req, env, &s).await
-        }
-        (_, ["keys", ..]) => session::tenant_keys(req, env, method, rest).await,
-        (_, ["plan-requests", ..]) => upgrades::tenant_route(req, env, method, rest).await,
-        (_, ["alerts", ..]) => alerts::route(req, env, method, rest).await,
-        // ---- operator ----
-        (Method::Post, ["operator", "login"]) => session::operator_login(req, env).await,
-        (Method::Post, ["operator", "logout"]) => session::logout(&req, Scope::Operator),
-        (Method::Get, ["operator", "session"]) => session_state(&req, env, Scope::Operator).await,
-        (Method::Get, ["routes", model @ ..]) if !model.is_empty() => {
-            Session::require(&req, env, Scope::Operator, false).await?;
-            routes_with_breakers(env, &model.join("/")).await
-        }
-        (_, ["admin", admin_rest @ ..]) if !admin_rest.is_empty() => {
-            let write = *method != Method::Get;
-            let mut req = req;
-            let s = Session::require(&req, env, Scope::Operator, write).await?;
-            let body = if write {
-                Some(http::read_body(&mut req, 1 << 20).await?)
-            } else {
-                None
-            };
-            let path = format!("/admin/{}", admin_rest.join("/"));
-            let as_admin = s.as_admin_request(env, &req, &path, method.clone(), body.as_deref())?;
-            let resp = admin::route(as_admin, env, method, admin_rest).await;
-            if write {
-                cache::clear_all();
-            }
-            attachment_when_csv(resp?, "tollgate-export.csv")
-        }
-        _ => Err(GatewayError::new(
-            ErrorKind::NotFound,
-            "Unknown console route.",
-        )),
-    }
+    admin_rest: &[&str],
+) -> Result<Request, GatewayError> {
+    let write = *method != Method::Get;
+    let s = Session::require(&req, env, Scope::Operator, write).await?;
+    let body = if write {
+        Some(http::read_body(&mut req, 1 << 20).await?)
+    } else {
+        None
+    };
+    let path = format!("/admin/{}", admin_rest.join("/"));
+    s.as_admin_request(env, &req, &path, method.clone(), body.as_deref())
 }
 
 /// `GET /console/api/[operator/]session`: the page's session (with its CSRF token), or
 /// `{"signed_in": false}` — a page asking whether to show its sign-in form is not an error.
-async fn session_state(req: &Request, env: &Env, scope: Scope) -> Result<Response, GatewayError> {
+pub async fn session_state(
+    req: &Request,
+    env: &Env,
+    scope: Scope,
+) -> Result<Response, GatewayError> {
     match Session::require(req, env, scope, false).await {
         Ok(s) => {
             let mut body = s.describe();
@@ -210,7 +175,7 @@ async fn me(req: &Request, env: &Env, s: &Session) -> Result<Response, GatewayEr
 /// (cooled down: the next request is a trial), with its consecutive failures.
 async fn routes_with_breakers(env: &Env, model: &str) -> Result<Response, GatewayError> {
     let database = super::platform::d1::database(env)?;
-    let mut view = crate::edge::gateway::routes::get_routes(&database, model).await?;
+    let mut view = crate::edge::api::admin::routes::get_routes(&database, model).await?;
     let cfg = crate::edge::gateway::routes::breaker_config(env);
     let now = crate::edge::platform::clock::now_ms();
     let kv = super::platform::kv::namespace(env).ok();
@@ -275,7 +240,7 @@ async fn plans(env: &Env) -> Result<Response, GatewayError> {
 
 /// `GET /v1/plugins` (tenant key): the plugins enabled for the caller's tenant, as a chat front end
 /// offers them (identifier, title, description, each API with its parameters and command form).
-async fn plugins(req: &Request, env: &Env) -> Result<Response, GatewayError> {
+pub async fn plugins(req: &Request, env: &Env) -> Result<Response, GatewayError> {
     let caller = crate::edge::gateway::auth::live_caller(req, env).await?;
     let db = super::platform::d1::database(env)?;
     let enabled = super::store::plugins::enabled_for_tenant(&db, &caller.tenant_id).await?;
@@ -294,7 +259,7 @@ async fn json_of(mut resp: Response) -> Result<Value, GatewayError> {
 }
 
 /// CSV answers become downloads.
-fn attachment_when_csv(mut resp: Response, name: &str) -> Result<Response, GatewayError> {
+pub fn attachment_when_csv(mut resp: Response, name: &str) -> Result<Response, GatewayError> {
     let is_csv = resp
         .headers()
         .get("content-type")
@@ -312,7 +277,7 @@ fn attachment_when_csv(mut resp: Response, name: &str) -> Result<Response, Gatew
     Ok(resp)
 }
 
-fn redirect(location: &str) -> Result<Response, GatewayError> {
+pub fn redirect(location: &str) -> Result<Response, GatewayError> {
     let headers = Headers::new();
     headers
         .set("location", location)
@@ -337,7 +302,7 @@ fn secure(mut resp: Response) -> Result<Response, GatewayError> {
 
 /// A page or asset of the console, from the `ASSETS` binding, re-issued with the security headers
 /// (a fetched response's headers are immutable).
-async fn assets(req: Request, env: &Env) -> Result<Response, GatewayError> {
+pub async fn assets(req: Request, env: &Env) -> Result<Response, GatewayError> {
     let fetcher = env.assets("ASSETS").map_err(|_| {
         GatewayError::new(
             ErrorKind::NotFound,

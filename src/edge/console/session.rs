@@ -15,9 +15,6 @@ use crate::edge::api::http;
 use crate::edge::gateway::auth;
 use crate::edge::platform::clock::now_ms;
 
-/// Default session length (var `CONSOLE_SESSION_SECONDS`): one hour.
-const DEFAULT_SESSION_SECONDS: u64 = 3600;
-
 /// A signed-in console session.
 pub struct Session {
     scope: Scope,
@@ -43,10 +40,7 @@ fn console_secret(env: &Env) -> Result<Vec<u8>, GatewayError> {
 }
 
 fn session_seconds(env: &Env) -> u64 {
-    config::settings(env)
-        .console_session_seconds
-        .unwrap_or(DEFAULT_SESSION_SECONDS)
-        .clamp(60, 86_400)
+    config::settings(env).console_session_seconds
 }
 
 /// Whether the operator lets tenants list, create and revoke their own keys in the user center
@@ -312,21 +306,19 @@ pub async fn tenant_keys(
         synthesize(req, path, m, &format!("Bearer {token}"), body)
     };
     let keys_path = format!("/admin/tenants/{}/keys", caller.tenant_id);
-    let keys_rest = ["tenants", caller.tenant_id.as_str(), "keys"];
+    // The admin API's own handlers of `/admin/tenants/{id}/keys` and `/admin/keys/{id}`, for
+    // the caller's tenant only.
+    let db = crate::edge::platform::d1::database(env)?;
     match (method, rest) {
-        (Method::Get, ["keys"]) => {
-            let r = as_admin(&req, &keys_path, Method::Get, None)?;
-            admin::route(r, env, &Method::Get, &keys_rest).await
-        }
+        (Method::Get, ["keys"]) => admin::keys::list(&db, &caller.tenant_id).await,
         (Method::Post, ["keys"]) => {
             let body = http::read_body(&mut req, 4096).await?;
-            let r = as_admin(&req, &keys_path, Method::Post, Some(&body))?;
-            admin::route(r, env, &Method::Post, &keys_rest).await
+            let mut r = as_admin(&req, &keys_path, Method::Post, Some(&body))?;
+            admin::keys::create(&db, env, &caller.tenant_id, admin::body(&mut r).await?).await
         }
         (Method::Delete, ["keys", id]) => {
             // Only a key of the caller's own tenant, and not the one this session runs on.
-            let r = as_admin(&req, &keys_path, Method::Get, None)?;
-            let mut listed = admin::route(r, env, &Method::Get, &keys_rest).await?;
+            let mut listed = admin::keys::list(&db, &caller.tenant_id).await?;
             let list: serde_json::Value = listed
                 .json()
                 .await
@@ -343,9 +335,7 @@ pub async fn tenant_keys(
                     "This is the key you are signed in with; sign in with another key to revoke it.",
                 ));
             }
-            let path = format!("/admin/keys/{id}");
-            let r = as_admin(&req, &path, Method::Delete, None)?;
-            let resp = admin::route(r, env, &Method::Delete, &["keys", id]).await;
+            let resp = admin::keys::revoke(&db, env, id).await;
             cache::clear_all();
             resp
         }

@@ -17,16 +17,10 @@ use crate::edge::api::http;
 use crate::edge::platform::clock::now_ms;
 use crate::edge::store;
 
-const DEFAULT_API_BASE: &str = "https://api.stripe.com";
-const DEFAULT_TOLERANCE_S: u64 = 300;
 const MAX_EVENT_BYTES: usize = 256 * 1024;
 
 fn currency(env: &Env) -> String {
-    config::settings(env)
-        .stripe_currency
-        .clone()
-        .unwrap_or_else(|| "usd".into())
-        .to_ascii_lowercase()
+    config::settings(env).stripe_currency.clone()
 }
 
 /// Whether card top-ups are offered: both Stripe secrets are set.
@@ -88,11 +82,10 @@ pub async fn create_checkout(
         success_url: &success,
         cancel_url: &cancel,
     });
-    let base = config::settings(env)
-        .stripe_api_base
-        .clone()
-        .unwrap_or_else(|| DEFAULT_API_BASE.into());
-    let endpoint = format!("{}/v1/checkout/sessions", base.trim_end_matches('/'));
+    let endpoint = format!(
+        "{}/v1/checkout/sessions",
+        config::settings(env).stripe_api_base
+    );
     let headers = Headers::new();
     let set = |k: &str, v: &str| {
         headers
@@ -148,9 +141,7 @@ pub async fn webhook(mut req: Request, env: &Env) -> Result<Response, GatewayErr
         .flatten()
         .unwrap_or_default();
     let payload = http::read_body(&mut req, MAX_EVENT_BYTES).await?;
-    let tolerance = config::settings(env)
-        .stripe_webhook_tolerance_seconds
-        .unwrap_or(DEFAULT_TOLERANCE_S);
+    let tolerance = config::settings(env).stripe_webhook_tolerance_seconds;
     rules::verify_stripe_signature(
         secret.as_bytes(),
         &signature,

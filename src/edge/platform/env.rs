@@ -35,6 +35,17 @@ pub const DEFAULT_AUTO_LONG_PROMPT_TOKENS: u64 = 8_000;
 /// `PLUGIN_MAX_ROUNDS`: most model rounds per plugin request, and its ceiling.
 pub const DEFAULT_PLUGIN_MAX_ROUNDS: u64 = 4;
 pub const MAX_PLUGIN_ROUNDS: u64 = 10;
+/// `CONSOLE_SESSION_SECONDS`: how long a console sign-in lasts, bounded to
+/// [`MIN_CONSOLE_SESSION_SECONDS`]..=[`MAX_CONSOLE_SESSION_SECONDS`].
+pub const DEFAULT_CONSOLE_SESSION_SECONDS: u64 = 3_600;
+pub const MIN_CONSOLE_SESSION_SECONDS: u64 = 60;
+pub const MAX_CONSOLE_SESSION_SECONDS: u64 = 86_400;
+/// `STRIPE_API_BASE`: where Checkout sessions are created.
+pub const DEFAULT_STRIPE_API_BASE: &str = "https://api.stripe.com";
+/// `STRIPE_CURRENCY`: the currency of card top-ups (stored lower-case).
+pub const DEFAULT_STRIPE_CURRENCY: &str = "usd";
+/// `STRIPE_WEBHOOK_TOLERANCE_SECONDS`: the largest age of a signed Stripe event.
+pub const DEFAULT_STRIPE_WEBHOOK_TOLERANCE_SECONDS: u64 = 300;
 
 /// Every plain setting, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,15 +79,15 @@ pub struct Settings {
     pub webhook_secrets: Option<String>,
     /// `TOLLGATE_FAULTS`, honoured only when `TOLLGATE_TEST_DEPLOYMENT` is `true`.
     pub faults: Vec<String>,
-    /// `CONSOLE_SESSION_SECONDS` (the console applies its default and bounds).
-    pub console_session_seconds: Option<u64>,
+    /// `CONSOLE_SESSION_SECONDS`, bounded.
+    pub console_session_seconds: u64,
     /// `CONSOLE_TENANT_KEYS`: tenants may create and revoke their keys in the user center.
     pub console_tenant_keys: bool,
-    /// `STRIPE_API_BASE`, `STRIPE_CURRENCY`, `STRIPE_WEBHOOK_TOLERANCE_SECONDS` (the console
-    /// applies its defaults).
-    pub stripe_api_base: Option<String>,
-    pub stripe_currency: Option<String>,
-    pub stripe_webhook_tolerance_seconds: Option<u64>,
+    /// `STRIPE_API_BASE` (without a trailing `/`), `STRIPE_CURRENCY` (lower-case),
+    /// `STRIPE_WEBHOOK_TOLERANCE_SECONDS`.
+    pub stripe_api_base: String,
+    pub stripe_currency: String,
+    pub stripe_webhook_tolerance_seconds: u64,
     /// `WALLETS`: chat requests reserve and settle through the tenant's wallet (Durable Object)
     /// instead of D1; each tenant moves into its wallet on its first request (docs/money.md).
     pub wallets: bool,
@@ -138,11 +149,24 @@ impl Settings {
                     .collect(),
                 _ => Vec::new(),
             },
-            console_session_seconds: number("CONSOLE_SESSION_SECONDS"),
+            console_session_seconds: u64_or(
+                "CONSOLE_SESSION_SECONDS",
+                DEFAULT_CONSOLE_SESSION_SECONDS,
+            )
+            .clamp(MIN_CONSOLE_SESSION_SECONDS, MAX_CONSOLE_SESSION_SECONDS),
             console_tenant_keys: flag("CONSOLE_TENANT_KEYS"),
-            stripe_api_base: text("STRIPE_API_BASE").map(|v| v.trim().to_string()),
-            stripe_currency: text("STRIPE_CURRENCY").map(|v| v.trim().to_string()),
-            stripe_webhook_tolerance_seconds: number("STRIPE_WEBHOOK_TOLERANCE_SECONDS"),
+            stripe_api_base: text("STRIPE_API_BASE")
+                .map(|v| v.trim().trim_end_matches('/').to_string())
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| DEFAULT_STRIPE_API_BASE.to_string()),
+            stripe_currency: text("STRIPE_CURRENCY")
+                .map(|v| v.trim().to_ascii_lowercase())
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| DEFAULT_STRIPE_CURRENCY.to_string()),
+            stripe_webhook_tolerance_seconds: u64_or(
+                "STRIPE_WEBHOOK_TOLERANCE_SECONDS",
+                DEFAULT_STRIPE_WEBHOOK_TOLERANCE_SECONDS,
+            ),
             wallets: flag("WALLETS"),
             test_deployment,
         }
@@ -241,6 +265,14 @@ mod tests {
         assert!(!s.allow_private_upstreams && !s.plugins_allow_local_http);
         assert!(s.auto_cheap_model.is_none() && s.provider_secrets.is_none());
         assert!(s.faults.is_empty());
+        assert_eq!(s.console_session_seconds, DEFAULT_CONSOLE_SESSION_SECONDS);
+        assert!(!s.console_tenant_keys);
+        assert_eq!(s.stripe_api_base, DEFAULT_STRIPE_API_BASE);
+        assert_eq!(s.stripe_currency, DEFAULT_STRIPE_CURRENCY);
+        assert_eq!(
+            s.stripe_webhook_tolerance_seconds,
+            DEFAULT_STRIPE_WEBHOOK_TOLERANCE_SECONDS
+        );
         // Unparsable and empty values fall back too.
         assert_eq!(parse(&[("MAX_BODY_BYTES", "lots")]), s);
         assert_eq!(parse(&[("AUTO_CHEAP_MODEL", "")]), s);
@@ -270,6 +302,28 @@ mod tests {
         assert_eq!(s.secret_allowlist(SecretUse::Webhook), Some("HOOK"));
         assert_eq!(s.secret_allowlist(SecretUse::Provider), None);
         assert_eq!(parse(&[("PLUGIN_MAX_ROUNDS", "0")]).plugin_max_rounds, 1);
+    }
+
+    #[test]
+    fn console_and_stripe_settings_are_normalised_and_bounded() {
+        let s = parse(&[
+            ("CONSOLE_SESSION_SECONDS", "5"),
+            ("STRIPE_API_BASE", " http://127.0.0.1:9/ "),
+            ("STRIPE_CURRENCY", " EUR "),
+            ("STRIPE_WEBHOOK_TOLERANCE_SECONDS", "30"),
+            ("CONSOLE_TENANT_KEYS", "true"),
+        ]);
+        assert_eq!(s.console_session_seconds, MIN_CONSOLE_SESSION_SECONDS);
+        assert_eq!(s.stripe_api_base, "http://127.0.0.1:9");
+        assert_eq!(s.stripe_currency, "eur");
+        assert_eq!(s.stripe_webhook_tolerance_seconds, 30);
+        assert!(s.console_tenant_keys);
+        let long = parse(&[("CONSOLE_SESSION_SECONDS", "999999")]);
+        assert_eq!(long.console_session_seconds, MAX_CONSOLE_SESSION_SECONDS);
+        assert_eq!(
+            parse(&[("STRIPE_CURRENCY", "  ")]).stripe_currency,
+            DEFAULT_STRIPE_CURRENCY
+        );
     }
 
     #[test]

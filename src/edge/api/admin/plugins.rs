@@ -1,4 +1,4 @@
-//! Admin routes of plugins (under `/admin`, already authorised by `edge::admin::route`):
+//! Admin routes of plugins (under `/admin`, listed in `api/router.rs`):
 //!
 //! - `PUT /admin/plugins/{id}` `{manifest, price_per_call?}` registers (201) or replaces (200)
 //! - `GET /admin/plugins`, `GET /admin/plugins/{id}`, `DELETE /admin/plugins/{id}`
@@ -25,7 +25,8 @@ const MAX_SETTINGS_BYTES: usize = 16 * 1024;
 /// Largest per-call price (JavaScript-safe integer).
 const MAX_PRICE: u64 = (1 << 53) - 1;
 
-/// Whether `rest` (the path after `/admin/`) is a plugin route.
+/// Whether `rest` (the path after `/admin/`) is a plugin path: the router answers a method it
+/// does not list there with 405.
 pub fn owns(rest: &[&str]) -> bool {
     matches!(
         rest,
@@ -33,53 +34,48 @@ pub fn owns(rest: &[&str]) -> bool {
     )
 }
 
-pub async fn route(
-    mut req: Request,
-    env: &Env,
-    db: &D1Database,
-    method: &Method,
-    rest: &[&str],
-) -> Result<Response, GatewayError> {
-    match (method, rest) {
-        (Method::Get, ["plugins"]) => list(db).await,
-        (Method::Put, ["plugins", id]) => put(db, env, id, body(&mut req).await?).await,
-        (Method::Get, ["plugins", id]) => get(db, id).await,
-        (Method::Delete, ["plugins", id]) => delete(db, id).await,
-        (Method::Get, ["plugins", id, "usage"]) => {
-            let rows = store::plugins::plugin_usage(db, id).await?;
-            http::json(200, &json!({"object": "list", "data": rows}))
-        }
-        (Method::Get, ["tenants", tid, "plugins"]) => {
-            let rows = store::plugins::list_enablements(db, tid).await?;
-            http::json(200, &json!({"object": "list", "data": rows}))
-        }
-        (Method::Put, ["tenants", tid, "plugins", id]) => {
-            enable(db, env, tid, id, body(&mut req).await?).await
-        }
-        (Method::Delete, ["tenants", tid, "plugins", id]) => {
-            if store::plugins::delete_enablement(db, tid, id).await? {
-                http::json(
-                    200,
-                    &json!({"tenant_id": tid, "plugin_id": id, "deleted": true}),
-                )
-            } else {
-                Err(not_found(&format!(
-                    "enablement of plugin `{id}` for tenant `{tid}`"
-                )))
-            }
-        }
-        (Method::Get, ["requests", rid, "plugin-calls"]) => {
-            let rows = store::plugins::calls_of_request(db, rid).await?;
-            http::json(200, &json!({"object": "list", "data": rows}))
-        }
-        _ => Err(GatewayError::new(
-            ErrorKind::MethodNotAllowed,
-            format!("{method:?} is not served on /admin/{}", rest.join("/")),
-        )),
+/// `GET /admin/plugins/{id}/usage`.
+pub async fn usage(db: &D1Database, id: &str) -> Result<Response, GatewayError> {
+    let rows = store::plugins::plugin_usage(db, id).await?;
+    http::json(200, &json!({"object": "list", "data": rows}))
+}
+
+/// `GET /admin/tenants/{tid}/plugins`.
+pub async fn list_enablements(db: &D1Database, tid: &str) -> Result<Response, GatewayError> {
+    let rows = store::plugins::list_enablements(db, tid).await?;
+    http::json(200, &json!({"object": "list", "data": rows}))
+}
+
+/// `DELETE /admin/tenants/{tid}/plugins/{id}`.
+pub async fn disable(db: &D1Database, tid: &str, id: &str) -> Result<Response, GatewayError> {
+    if store::plugins::delete_enablement(db, tid, id).await? {
+        http::json(
+            200,
+            &json!({"tenant_id": tid, "plugin_id": id, "deleted": true}),
+        )
+    } else {
+        Err(not_found(&format!(
+            "enablement of plugin `{id}` for tenant `{tid}`"
+        )))
     }
 }
 
-async fn body(req: &mut Request) -> Result<Value, GatewayError> {
+/// `GET /admin/requests/{rid}/plugin-calls`.
+pub async fn calls_of_request(db: &D1Database, rid: &str) -> Result<Response, GatewayError> {
+    let rows = store::plugins::calls_of_request(db, rid).await?;
+    http::json(200, &json!({"object": "list", "data": rows}))
+}
+
+/// The answer to a method the router does not list on a plugin path.
+pub fn method_not_allowed(method: &Method, rest: &[&str]) -> GatewayError {
+    GatewayError::new(
+        ErrorKind::MethodNotAllowed,
+        format!("{method:?} is not served on /admin/{}", rest.join("/")),
+    )
+}
+
+/// A plugin route's JSON body (an empty body reads as `{}`).
+pub async fn body(req: &mut Request) -> Result<Value, GatewayError> {
     let bytes = http::read_body(req, MAX_BODY).await?;
     if bytes.is_empty() {
         return Ok(json!({}));
@@ -105,20 +101,25 @@ fn view(row: &store::plugins::PluginRow) -> Result<Value, GatewayError> {
     }))
 }
 
-async fn list(db: &D1Database) -> Result<Response, GatewayError> {
+pub async fn list(db: &D1Database) -> Result<Response, GatewayError> {
     let rows = store::plugins::list_plugins(db).await?;
     let data = rows.iter().map(view).collect::<Result<Vec<_>, _>>()?;
     http::json(200, &json!({"object": "list", "data": data}))
 }
 
-async fn get(db: &D1Database, id: &str) -> Result<Response, GatewayError> {
+pub async fn get(db: &D1Database, id: &str) -> Result<Response, GatewayError> {
     let row = store::plugins::get_plugin(db, id)
         .await?
         .ok_or_else(|| not_found(&format!("plugin `{id}`")))?;
     http::json(200, &view(&row)?)
 }
 
-async fn put(db: &D1Database, env: &Env, id: &str, body: Value) -> Result<Response, GatewayError> {
+pub async fn put(
+    db: &D1Database,
+    env: &Env,
+    id: &str,
+    body: Value,
+) -> Result<Response, GatewayError> {
     if !valid_identifier(id) {
         return Err(GatewayError::invalid_param(
             "id",
@@ -172,7 +173,7 @@ async fn put(db: &D1Database, env: &Env, id: &str, body: Value) -> Result<Respon
     http::json(if created { 201 } else { 200 }, &view(&row)?)
 }
 
-async fn delete(db: &D1Database, id: &str) -> Result<Response, GatewayError> {
+pub async fn delete(db: &D1Database, id: &str) -> Result<Response, GatewayError> {
     if store::plugins::delete_plugin(db, id).await? {
         http::json(200, &json!({"id": id, "object": "plugin", "deleted": true}))
     } else {
@@ -195,7 +196,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::E
     Value::deserialize(d).map(Some)
 }
 
-async fn enable(
+pub async fn enable(
     db: &D1Database,
     env: &Env,
     tenant_id: &str,
