@@ -481,8 +481,7 @@ fn has_route_arm(code: &str) -> bool {
 /// are named here, so that no new table appears elsewhere.
 #[test]
 fn paths_are_routed_only_by_the_router() {
-    const SUB_TABLES: [&str; 4] = [
-        "api/admin/wallet.rs",
+    const SUB_TABLES: [&str; 3] = [
         "console/session.rs",
         "console/upgrades.rs",
         "console/alerts.rs",

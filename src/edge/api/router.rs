@@ -145,10 +145,6 @@ async fn route(
             console::stripe::webhook(req, env).await
         }
         // ---- the admin API (table below) ----
-        ["admin", rest @ ..] if admin::wallet::owns(rest) => {
-            // The wallet's routes (its file lists them; it admits the caller itself).
-            admin::wallet::route(req, env, method, rest).await
-        }
         ["admin", rest @ ..] => {
             let write = *method != Method::Get && auth::authorize_admin(&req, env).is_ok();
             let answer = admin_api(req, env, method, rest).await;
@@ -176,7 +172,7 @@ pub async fn admin_api(
 ) -> Result<Response, GatewayError> {
     use admin::{
         alerts, billing, body, keys, ledger, models, plan_requests, plugins, providers, raw,
-        routes, tenants,
+        routes, tenants, wallet,
     };
     if let Err(refusal) = auth::admit_admin(&req, env).await {
         return admin::refused(&refusal);
@@ -247,6 +243,26 @@ pub async fn admin_api(
         (Method::Get, ["plan-requests"]) => plan_requests::list(&req, db).await,
         (Method::Post, ["plan-requests", id, "approve"]) => plan_requests::approve(db, id).await,
         (Method::Post, ["plan-requests", id, "decline"]) => plan_requests::decline(db, id).await,
+        // ---- limits and wallets (wallet.rs) ----
+        (Method::Get | Method::Put, ["keys", id, "limits"]) => {
+            wallet::key_limits(&mut req, env, db, method, id).await
+        }
+        (Method::Get | Method::Put, ["tenants", id, "limits"]) => {
+            wallet::tenant_limits(&mut req, env, db, method, id).await
+        }
+        (Method::Get, ["tenants", id, "wallet"]) => wallet::inspect(env, db, id).await,
+        (Method::Post, ["tenants", id, "wallet", "migrate"]) => wallet::migrate(env, db, id).await,
+        (Method::Post, ["tenants", id, "wallet", "export"]) => wallet::export(env, db, id).await,
+        (
+            _,
+            ["keys", _, "limits"]
+            | ["tenants", _, "limits"]
+            | ["tenants", _, "wallet"]
+            | ["tenants", _, "wallet", "migrate" | "export"],
+        ) => Err(GatewayError::new(
+            ErrorKind::MethodNotAllowed,
+            "This route does not accept this method.",
+        )),
         // ---- alerts (alerts.rs) ----
         (Method::Post, ["tenants", id, "alerts"]) => {
             alerts::create_rule(db, env, id, body(&mut req).await?).await

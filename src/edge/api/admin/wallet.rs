@@ -9,105 +9,91 @@
 //! | `POST /admin/tenants/{id}/wallet/export` | writes the wallet's pending usage rows to D1 now |
 
 use serde_json::Value;
-use worker::{Env, Method, Request, Response};
+use worker::{D1Database, Env, Method, Request, Response};
 
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::wallet::limits::LimitsPatch;
 use crate::edge::api::http;
-use crate::edge::gateway::auth;
-use crate::edge::platform::d1 as db;
 use crate::edge::store::wallet::client::{WalletClient, WalletError};
 use crate::edge::store::{keys, tenants};
 
 /// Admin bodies are small.
 const MAX_BODY: usize = 64 * 1024;
 
-/// Whether `rest` (the path after `/admin/`) is one of these routes.
-pub fn owns(rest: &[&str]) -> bool {
-    matches!(
-        rest,
-        ["keys", _, "limits"]
-            | ["tenants", _, "limits"]
-            | ["tenants", _, "wallet"]
-            | ["tenants", _, "wallet", "migrate" | "export"]
+/// `GET`/`PUT /admin/keys/{id}/limits`: the key's limits and current usage (a PUT patches them).
+pub async fn key_limits(
+    req: &mut Request,
+    env: &Env,
+    database: &D1Database,
+    method: &Method,
+    id: &str,
+) -> Result<Response, GatewayError> {
+    let key = keys::get(database, id)
+        .await?
+        .ok_or_else(|| not_found("API key", id))?;
+    let wallet = WalletClient::new(env, &key.tenant_id);
+    let view = if *method == Method::Put {
+        wallet.set_limits(Some(id), patch(req).await?).await
+    } else {
+        wallet.limits(Some(id)).await
+    }
+    .map_err(wallet_error)?;
+    http::json(
+        200,
+        &serde_json::json!({"key_id": id, "tenant_id": key.tenant_id, "limits": view.limits, "usage": view.usage}),
     )
 }
 
-pub async fn route(
-    mut req: Request,
+/// `GET`/`PUT /admin/tenants/{id}/limits`: the tenant's limits and current usage.
+pub async fn tenant_limits(
+    req: &mut Request,
     env: &Env,
+    database: &D1Database,
     method: &Method,
-    rest: &[&str],
+    id: &str,
 ) -> Result<Response, GatewayError> {
-    if let Err(refusal) = auth::admit_admin(&req, env).await {
-        let mut resp = http::error_response(&refusal.error)
-            .map_err(|e| http::internal("error response", e))?;
-        if let Some(seconds) = refusal.retry_after {
-            let _ = resp.headers_mut().set("retry-after", &seconds.to_string());
-        }
-        return Ok(resp);
+    require_tenant(database, id).await?;
+    let wallet = WalletClient::new(env, id);
+    let view = if *method == Method::Put {
+        wallet.set_limits(None, patch(req).await?).await
+    } else {
+        wallet.limits(None).await
     }
-    let database = db::database(env)?;
-    match (method, rest) {
-        (Method::Get | Method::Put, ["keys", id, "limits"]) => {
-            let key = keys::get(&database, id)
-                .await?
-                .ok_or_else(|| not_found("API key", id))?;
-            let wallet = WalletClient::new(env, &key.tenant_id);
-            let view = if *method == Method::Put {
-                wallet.set_limits(Some(id), patch(&mut req).await?).await
-            } else {
-                wallet.limits(Some(id)).await
-            }
-            .map_err(wallet_error)?;
-            http::json(
-                200,
-                &serde_json::json!({"key_id": id, "tenant_id": key.tenant_id, "limits": view.limits, "usage": view.usage}),
-            )
-        }
-        (Method::Get | Method::Put, ["tenants", id, "limits"]) => {
-            require_tenant(&database, id).await?;
-            let wallet = WalletClient::new(env, id);
-            let view = if *method == Method::Put {
-                wallet.set_limits(None, patch(&mut req).await?).await
-            } else {
-                wallet.limits(None).await
-            }
-            .map_err(wallet_error)?;
-            http::json(
-                200,
-                &serde_json::json!({"tenant_id": id, "limits": view.limits, "usage": view.usage}),
-            )
-        }
-        (Method::Get, ["tenants", id, "wallet"]) => {
-            require_tenant(&database, id).await?;
-            let view = WalletClient::new(env, id)
-                .inspect()
-                .await
-                .map_err(wallet_error)?;
-            http::json(200, &view)
-        }
-        (Method::Post, ["tenants", id, "wallet", "migrate"]) => {
-            require_tenant(&database, id).await?;
-            let view = WalletClient::new(env, id)
-                .migrate()
-                .await
-                .map_err(wallet_error)?;
-            http::json(200, &view)
-        }
-        (Method::Post, ["tenants", id, "wallet", "export"]) => {
-            require_tenant(&database, id).await?;
-            let report = WalletClient::new(env, id)
-                .export()
-                .await
-                .map_err(wallet_error)?;
-            http::json(200, &report)
-        }
-        _ => Err(GatewayError::new(
-            ErrorKind::MethodNotAllowed,
-            "This route does not accept this method.",
-        )),
-    }
+    .map_err(wallet_error)?;
+    http::json(
+        200,
+        &serde_json::json!({"tenant_id": id, "limits": view.limits, "usage": view.usage}),
+    )
+}
+
+/// `GET /admin/tenants/{id}/wallet`: the wallet's state (without taking the tenant's money).
+pub async fn inspect(env: &Env, database: &D1Database, id: &str) -> Result<Response, GatewayError> {
+    require_tenant(database, id).await?;
+    let view = WalletClient::new(env, id)
+        .inspect()
+        .await
+        .map_err(wallet_error)?;
+    http::json(200, &view)
+}
+
+/// `POST /admin/tenants/{id}/wallet/migrate`: takes the tenant's money from D1 now (once).
+pub async fn migrate(env: &Env, database: &D1Database, id: &str) -> Result<Response, GatewayError> {
+    require_tenant(database, id).await?;
+    let view = WalletClient::new(env, id)
+        .migrate()
+        .await
+        .map_err(wallet_error)?;
+    http::json(200, &view)
+}
+
+/// `POST /admin/tenants/{id}/wallet/export`: writes the wallet's pending usage rows to D1 now.
+pub async fn export(env: &Env, database: &D1Database, id: &str) -> Result<Response, GatewayError> {
+    require_tenant(database, id).await?;
+    let report = WalletClient::new(env, id)
+        .export()
+        .await
+        .map_err(wallet_error)?;
+    http::json(200, &report)
 }
 
 /// The body of a `PUT …/limits`, checked field by field; passed on as JSON.
@@ -131,7 +117,7 @@ async fn patch(req: &mut Request) -> Result<Value, GatewayError> {
     Ok(value)
 }
 
-async fn require_tenant(database: &worker::D1Database, id: &str) -> Result<(), GatewayError> {
+async fn require_tenant(database: &D1Database, id: &str) -> Result<(), GatewayError> {
     if tenants::exists(database, id).await? {
         Ok(())
     } else {
