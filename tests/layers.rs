@@ -476,19 +476,13 @@ fn has_route_arm(code: &str) -> bool {
     })
 }
 
-/// The one path table (docs/architecture.md): paths are matched to handlers in `api/router.rs`.
-/// The few resource families that still dispatch among their own sub-paths (one router line each)
-/// are named here, so that no new table appears elsewhere.
+/// The one path table (docs/architecture.md): paths are matched to handlers in `api/router.rs`
+/// only; no other file dispatches among sub-paths of its own.
 #[test]
 fn paths_are_routed_only_by_the_router() {
-    const SUB_TABLES: [&str; 3] = [
-        "console/session.rs",
-        "console/upgrades.rs",
-        "console/alerts.rs",
-    ];
     let found = offenders(
         &src().join("edge"),
-        |rel| rel == "api/router.rs" || SUB_TABLES.contains(&rel),
+        |rel| rel == "api/router.rs",
         |source| has_route_arm(&code_only(source)),
     );
     assert!(

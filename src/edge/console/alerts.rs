@@ -7,10 +7,10 @@
 //! * `DELETE /console/api/alerts/{id}` (CSRF): only a rule the tenant created itself.
 
 use serde_json::{json, Value};
-use worker::{Env, Method, Request, Response};
+use worker::{Env, Request, Response};
 
-use super::session::Session;
-use crate::core::console::{check_tenant_alert, Scope, TenantAlertBody};
+use super::session::tenant_of;
+use crate::core::console::{check_tenant_alert, TenantAlertBody};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::ids;
 use crate::edge::api::http;
@@ -34,72 +34,67 @@ fn no_rule(id: &str) -> GatewayError {
     GatewayError::new(ErrorKind::NotFound, format!("No alert rule `{id}`."))
 }
 
-pub async fn route(
-    mut req: Request,
-    env: &Env,
-    method: &Method,
-    rest: &[&str],
-) -> Result<Response, GatewayError> {
-    let write = *method != Method::Get;
-    let s = Session::require(&req, env, Scope::Tenant, write).await?;
-    let probe = s.as_tenant_request(&req, "/v1/balance", Method::Get, None)?;
-    let caller = crate::edge::gateway::auth::live_caller(&probe, env).await?;
+/// `GET /console/api/alerts`: the tenant's own rules and its in-app notices.
+pub async fn list(req: Request, env: &Env) -> Result<Response, GatewayError> {
+    let (_, caller, db) = tenant_of(&req, env, false).await?;
     let tenant_id = caller.tenant_id.as_str();
-    let db = crate::edge::platform::d1::database(env)?;
-    match (method, rest) {
-        (Method::Get, ["alerts"]) => {
-            let rules = store::tenant_rules(&db, tenant_id).await?;
-            let notices = store::notices(&db, tenant_id).await?;
-            http::json(
-                200,
-                &json!({"object": "list",
+
+    let rules = store::tenant_rules(&db, tenant_id).await?;
+    let notices = store::notices(&db, tenant_id).await?;
+    http::json(
+        200,
+        &json!({"object": "list",
                         "data": rules.iter().map(rule_json).collect::<Vec<_>>(),
                         "notices": notices.iter().map(notice_json).collect::<Vec<_>>()}),
-            )
-        }
-        (Method::Post, ["alerts"]) => {
-            let body = http::read_body(&mut req, 1024).await?;
-            let parsed: TenantAlertBody = serde_json::from_slice(&body)
-                .map_err(|e| GatewayError::invalid_request(format!("Invalid JSON body: {e}")))?;
-            let existing = store::tenant_rules(&db, tenant_id).await?.len();
-            let threshold = check_tenant_alert(&parsed, existing)
-                .map_err(|(field, why)| GatewayError::invalid_param(field, why))?;
-            let now = now_ms();
-            let rule = RuleRow {
-                id: ids::prefixed_id("alr", now),
-                tenant_id: tenant_id.to_string(),
-                kind: "balance_below".to_string(),
-                threshold,
-                webhook_url: String::new(),
-                secret_name: String::new(),
-                fired: None,
-                fire_count: 0,
-                created_at: now,
-                updated_at: now,
-                owner: "tenant".to_string(),
-                channel: "notice".to_string(),
-            };
-            if !store::insert_rule(&db, &rule).await? {
-                return Err(GatewayError::internal("the tenant of this session is gone"));
-            }
-            // A rule whose condition already holds fires at the next check, as the operator's do.
-            http::json(201, &rule_json(&rule))
-        }
-        (Method::Delete, ["alerts", id]) => {
-            let own = store::get_rule(&db, id)
-                .await?
-                .is_some_and(|r| r.tenant_id == tenant_id && r.owner == "tenant");
-            if !own || !store::delete_rule(&db, id).await? {
-                return Err(no_rule(id));
-            }
-            http::json(
-                200,
-                &json!({"id": id, "object": "alert_rule", "deleted": true}),
-            )
-        }
-        _ => Err(GatewayError::new(
-            ErrorKind::NotFound,
-            "Unknown console route.",
-        )),
+    )
+}
+
+/// `POST /console/api/alerts {threshold}`: a balance-below rule of the tenant (in-app notice).
+pub async fn create(mut req: Request, env: &Env) -> Result<Response, GatewayError> {
+    let (_, caller, db) = tenant_of(&req, env, true).await?;
+    let tenant_id = caller.tenant_id.as_str();
+
+    let body = http::read_body(&mut req, 1024).await?;
+    let parsed: TenantAlertBody = serde_json::from_slice(&body)
+        .map_err(|e| GatewayError::invalid_request(format!("Invalid JSON body: {e}")))?;
+    let existing = store::tenant_rules(&db, tenant_id).await?.len();
+    let threshold = check_tenant_alert(&parsed, existing)
+        .map_err(|(field, why)| GatewayError::invalid_param(field, why))?;
+    let now = now_ms();
+    let rule = RuleRow {
+        id: ids::prefixed_id("alr", now),
+        tenant_id: tenant_id.to_string(),
+        kind: "balance_below".to_string(),
+        threshold,
+        webhook_url: String::new(),
+        secret_name: String::new(),
+        fired: None,
+        fire_count: 0,
+        created_at: now,
+        updated_at: now,
+        owner: "tenant".to_string(),
+        channel: "notice".to_string(),
+    };
+    if !store::insert_rule(&db, &rule).await? {
+        return Err(GatewayError::internal("the tenant of this session is gone"));
     }
+    // A rule whose condition already holds fires at the next check, as the operator's do.
+    http::json(201, &rule_json(&rule))
+}
+
+/// `DELETE /console/api/alerts/{id}`: one of the tenant's own rules.
+pub async fn delete(req: Request, env: &Env, id: &str) -> Result<Response, GatewayError> {
+    let (_, caller, db) = tenant_of(&req, env, true).await?;
+    let tenant_id = caller.tenant_id.as_str();
+
+    let own = store::get_rule(&db, id)
+        .await?
+        .is_some_and(|r| r.tenant_id == tenant_id && r.owner == "tenant");
+    if !own || !store::delete_rule(&db, id).await? {
+        return Err(no_rule(id));
+    }
+    http::json(
+        200,
+        &json!({"id": id, "object": "alert_rule", "deleted": true}),
+    )
 }

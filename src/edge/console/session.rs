@@ -278,17 +278,29 @@ pub fn logout(req: &Request, scope: Scope) -> Result<Response, GatewayError> {
     Ok(resp)
 }
 
-/// `/console/api/keys…` — the tenant's own keys, when the operator allows it
-/// (`CONSOLE_TENANT_KEYS`): `GET keys`, `POST keys {name}` (the key is shown once), `DELETE keys/{id}`.
-/// Done through the admin API on the session's own tenant only.
-pub async fn tenant_keys(
-    mut req: Request,
+/// The tenant of a console request: its session (CSRF checked on a `write`), the live caller
+/// behind it (revoked keys and disabled tenants refused as on the API) and the database.
+pub async fn tenant_of(
+    req: &Request,
     env: &Env,
-    method: &Method,
-    rest: &[&str],
-) -> Result<Response, GatewayError> {
-    let write = *method != Method::Get;
-    let s = Session::require(&req, env, Scope::Tenant, write).await?;
+    write: bool,
+) -> Result<(Session, auth::Caller, worker::D1Database), GatewayError> {
+    let s = Session::require(req, env, Scope::Tenant, write).await?;
+    let probe = s.as_tenant_request(req, "/v1/balance", Method::Get, None)?;
+    let caller = auth::live_caller(&probe, env).await?;
+    let db = crate::edge::platform::d1::database(env)?;
+    Ok((s, caller, db))
+}
+
+/// The tenant of a key-management request (`/console/api/keys…`), when the operator lets tenants
+/// manage their keys (`CONSOLE_TENANT_KEYS`); done with the admin API's own handlers on the
+/// session's tenant only.
+async fn key_manager(
+    req: &Request,
+    env: &Env,
+    write: bool,
+) -> Result<(Session, auth::Caller, worker::D1Database), GatewayError> {
+    let (s, caller, db) = tenant_of(req, env, write).await?;
     if !tenants_manage_keys(env) {
         return Err(GatewayError::new(
             ErrorKind::ModelNotAllowed,
@@ -296,52 +308,55 @@ pub async fn tenant_keys(
         )
         .with_code("keys_managed_by_operator"));
     }
-    let probe = s.as_tenant_request(&req, "/v1/balance", Method::Get, None)?;
-    let caller = crate::edge::gateway::auth::live_caller(&probe, env).await?;
+    Ok((s, caller, db))
+}
+
+/// `GET /console/api/keys`: the tenant's keys (never their secrets).
+pub async fn list_keys(req: Request, env: &Env) -> Result<Response, GatewayError> {
+    let (_, caller, db) = key_manager(&req, env, false).await?;
+    admin::keys::list(&db, &caller.tenant_id).await
+}
+
+/// `POST /console/api/keys {name}`: a new key of the tenant (its secret shown once).
+pub async fn create_key(mut req: Request, env: &Env) -> Result<Response, GatewayError> {
+    let (_, caller, db) = key_manager(&req, env, true).await?;
     let token = config::secret(env, "ADMIN_TOKEN").ok_or_else(|| {
         GatewayError::new(ErrorKind::ModelNotAllowed, "Key management is unavailable.")
             .with_code("keys_managed_by_operator")
     })?;
+    let keys_path = format!("/admin/tenants/{}/keys", caller.tenant_id);
     let as_admin = |req: &Request, path: &str, m: Method, body: Option<&[u8]>| {
         synthesize(req, path, m, &format!("Bearer {token}"), body)
     };
-    let keys_path = format!("/admin/tenants/{}/keys", caller.tenant_id);
-    // The admin API's own handlers of `/admin/tenants/{id}/keys` and `/admin/keys/{id}`, for
-    // the caller's tenant only.
-    let db = crate::edge::platform::d1::database(env)?;
-    match (method, rest) {
-        (Method::Get, ["keys"]) => admin::keys::list(&db, &caller.tenant_id).await,
-        (Method::Post, ["keys"]) => {
-            let body = http::read_body(&mut req, 4096).await?;
-            let mut r = as_admin(&req, &keys_path, Method::Post, Some(&body))?;
-            admin::keys::create(&db, env, &caller.tenant_id, admin::body(&mut r).await?).await
-        }
-        (Method::Delete, ["keys", id]) => {
-            // Only a key of the caller's own tenant, and not the one this session runs on.
-            let mut listed = admin::keys::list(&db, &caller.tenant_id).await?;
-            let list: serde_json::Value = listed
-                .json()
-                .await
-                .map_err(|e| http::internal("read keys", e))?;
-            let own = list["data"]
-                .as_array()
-                .is_some_and(|keys| keys.iter().any(|k| k["id"].as_str() == Some(id)));
-            if !own {
-                return Err(GatewayError::new(ErrorKind::NotFound, "No such key."));
-            }
-            if s.key_id().as_deref() == Some(*id) {
-                return Err(GatewayError::invalid_param(
-                    "id",
-                    "This is the key you are signed in with; sign in with another key to revoke it.",
-                ));
-            }
-            let resp = admin::keys::revoke(&db, env, id).await;
-            cache::clear_all();
-            resp
-        }
-        _ => Err(GatewayError::new(
-            ErrorKind::NotFound,
-            "Unknown console route.",
-        )),
+
+    let body = http::read_body(&mut req, 4096).await?;
+    let mut r = as_admin(&req, &keys_path, Method::Post, Some(&body))?;
+    admin::keys::create(&db, env, &caller.tenant_id, admin::body(&mut r).await?).await
+}
+
+/// `DELETE /console/api/keys/{id}`: revokes a key of the tenant (not the session's own).
+pub async fn revoke_key(req: Request, env: &Env, id: &str) -> Result<Response, GatewayError> {
+    let (s, caller, db) = key_manager(&req, env, true).await?;
+
+    // Only a key of the caller's own tenant, and not the one this session runs on.
+    let mut listed = admin::keys::list(&db, &caller.tenant_id).await?;
+    let list: serde_json::Value = listed
+        .json()
+        .await
+        .map_err(|e| http::internal("read keys", e))?;
+    let own = list["data"]
+        .as_array()
+        .is_some_and(|keys| keys.iter().any(|k| k["id"].as_str() == Some(id)));
+    if !own {
+        return Err(GatewayError::new(ErrorKind::NotFound, "No such key."));
     }
+    if s.key_id().as_deref() == Some(id) {
+        return Err(GatewayError::invalid_param(
+            "id",
+            "This is the key you are signed in with; sign in with another key to revoke it.",
+        ));
+    }
+    let resp = admin::keys::revoke(&db, env, id).await;
+    cache::clear_all();
+    resp
 }

@@ -10,10 +10,10 @@
 //!   through `/console/api/admin/…`).
 
 use serde_json::json;
-use worker::{D1Database, Method, Request, Response};
+use worker::{D1Database, Request, Response};
 
-use super::session::Session;
-use crate::core::console::{check_plan_request, PlanRequestBody, Scope};
+use super::session::tenant_of;
+use crate::core::console::{check_plan_request, PlanRequestBody};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::ids;
 use crate::edge::api::http;
@@ -33,64 +33,65 @@ fn not_pending(id: &str) -> GatewayError {
     .with_code("plan_request_decided")
 }
 
-/// The tenant side (`rest` after `/console/api/`).
-pub async fn tenant_route(
-    mut req: Request,
-    env: &worker::Env,
-    method: &Method,
-    rest: &[&str],
-) -> Result<Response, GatewayError> {
-    let write = *method != Method::Get;
-    let s = Session::require(&req, env, Scope::Tenant, write).await?;
-    let probe = s.as_tenant_request(&req, "/v1/balance", Method::Get, None)?;
-    let caller = crate::edge::gateway::auth::live_caller(&probe, env).await?;
-    let db = crate::edge::platform::d1::database(env)?;
+/// `GET /console/api/plan-requests`: the tenant's requests, newest first.
+pub async fn list(req: Request, env: &worker::Env) -> Result<Response, GatewayError> {
+    let (_, caller, db) = tenant_of(&req, env, false).await?;
     let tenant_id = caller.tenant_id.as_str();
-    match (method, rest) {
-        (Method::Get, ["plan-requests"]) => {
-            let rows = store::of_tenant(&db, tenant_id).await?;
-            http::json(200, &json!({"object": "list", "data": rows}))
+
+    let rows = store::of_tenant(&db, tenant_id).await?;
+    http::json(200, &json!({"object": "list", "data": rows}))
+}
+
+/// `POST /console/api/plan-requests {plan_id, note?}`: 201, or 409 while one is pending.
+pub async fn create(mut req: Request, env: &worker::Env) -> Result<Response, GatewayError> {
+    let (_, caller, db) = tenant_of(&req, env, true).await?;
+    let tenant_id = caller.tenant_id.as_str();
+
+    let body = http::read_body(&mut req, 4096).await?;
+    let parsed: PlanRequestBody = serde_json::from_slice(&body)
+        .map_err(|e| GatewayError::invalid_request(format!("Invalid JSON body: {e}")))?;
+    let current = current_plan(&db, tenant_id).await?;
+    let checked = check_plan_request(parsed, current.as_deref())
+        .map_err(|(field, why)| GatewayError::invalid_param(field, why))?;
+    let now = now_ms();
+    let id = ids::prefixed_id("preq", now);
+    match store::insert(
+        &db,
+        &id,
+        tenant_id,
+        &checked.plan_id,
+        checked.note.as_deref(),
+        now,
+    )
+    .await?
+    {
+        Insert::Created => {
+            let row = store::get(&db, &id).await?.ok_or_else(|| no_request(&id))?;
+            http::json(201, &row)
         }
-        (Method::Post, ["plan-requests"]) => {
-            let body = http::read_body(&mut req, 4096).await?;
-            let parsed: PlanRequestBody = serde_json::from_slice(&body)
-                .map_err(|e| GatewayError::invalid_request(format!("Invalid JSON body: {e}")))?;
-            let current = current_plan(&db, tenant_id).await?;
-            let checked = check_plan_request(parsed, current.as_deref())
-                .map_err(|(field, why)| GatewayError::invalid_param(field, why))?;
-            let now = now_ms();
-            let id = ids::prefixed_id("preq", now);
-            match store::insert(&db, &id, tenant_id, &checked.plan_id, checked.note.as_deref(), now)
-                .await?
-            {
-                Insert::Created => {
-                    let row = store::get(&db, &id).await?.ok_or_else(|| no_request(&id))?;
-                    http::json(201, &row)
-                }
-                Insert::AlreadyPending => Err(GatewayError::new(
-                    ErrorKind::Conflict,
-                    "You already have a pending plan request: cancel it first, or wait for the operator.",
-                )
-                .with_code("plan_request_pending")),
-                Insert::NoPlan => Err(GatewayError::invalid_param(
-                    "plan_id",
-                    format!("No plan `{}`.", checked.plan_id),
-                )),
-            }
-        }
-        (Method::Post, ["plan-requests", id, "cancel"]) => {
-            if store::close(&db, id, "cancelled", Some(tenant_id), now_ms()).await? {
-                return http::json(200, &store::get(&db, id).await?);
-            }
-            match store::get(&db, id).await? {
-                Some(r) if r.tenant_id == tenant_id => Err(not_pending(id)),
-                _ => Err(no_request(id)),
-            }
-        }
-        _ => Err(GatewayError::new(
-            ErrorKind::NotFound,
-            "Unknown console route.",
+        Insert::AlreadyPending => Err(GatewayError::new(
+            ErrorKind::Conflict,
+            "You already have a pending plan request: cancel it first, or wait for the operator.",
+        )
+        .with_code("plan_request_pending")),
+        Insert::NoPlan => Err(GatewayError::invalid_param(
+            "plan_id",
+            format!("No plan `{}`.", checked.plan_id),
         )),
+    }
+}
+
+/// `POST /console/api/plan-requests/{id}/cancel`.
+pub async fn cancel(req: Request, env: &worker::Env, id: &str) -> Result<Response, GatewayError> {
+    let (_, caller, db) = tenant_of(&req, env, true).await?;
+    let tenant_id = caller.tenant_id.as_str();
+
+    if store::close(&db, id, "cancelled", Some(tenant_id), now_ms()).await? {
+        return http::json(200, &store::get(&db, id).await?);
+    }
+    match store::get(&db, id).await? {
+        Some(r) if r.tenant_id == tenant_id => Err(not_pending(id)),
+        _ => Err(no_request(id)),
     }
 }
 
