@@ -333,11 +333,11 @@ mod tests {
         assert_eq!(reservation_micros(1, 0, &tiny), 1); // 10⁻⁶ micros rounds up
     }
 
-    /// A small deterministic generator (xorshift64*) for property tests.
-    struct Rng(u64);
+    /// A small deterministic generator (xorshift64*) for property tests (also `units`').
+    pub(super) struct Rng(pub(super) u64);
 
     impl Rng {
-        fn next(&mut self) -> u64 {
+        pub(super) fn next(&mut self) -> u64 {
             self.0 ^= self.0 >> 12;
             self.0 ^= self.0 << 25;
             self.0 ^= self.0 >> 27;
@@ -345,7 +345,7 @@ mod tests {
         }
 
         /// Mostly small values, sometimes huge ones.
-        fn value(&mut self) -> u64 {
+        pub(super) fn value(&mut self) -> u64 {
             let x = self.next();
             match x % 4 {
                 0 => x % 100,
@@ -355,7 +355,7 @@ mod tests {
             }
         }
 
-        fn option(&mut self) -> Option<u64> {
+        pub(super) fn option(&mut self) -> Option<u64> {
             if self.next().is_multiple_of(3) {
                 None
             } else {

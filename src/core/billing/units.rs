@@ -722,27 +722,7 @@ mod tests {
         }
     }
 
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6D_CDDD)
-        }
-        fn value(&mut self) -> u64 {
-            let x = self.next();
-            match x % 4 {
-                0 => x % 100,
-                1 => x % 100_000,
-                2 => x % 100_000_000_000,
-                _ => x,
-            }
-        }
-        fn option(&mut self) -> Option<u64> {
-            (!self.next().is_multiple_of(3)).then(|| self.value())
-        }
-    }
+    use super::super::tests::Rng;
 
     #[test]
     fn reservation_covers_any_usage_within_bounds_and_rounding_is_exact() {
