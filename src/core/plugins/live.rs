@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 
 use super::split_tool_name;
 use crate::core::error::{ErrorKind, GatewayError};
-use crate::core::meter::RequestStatus;
+use crate::core::meter::{fold_finish_reason, RequestStatus};
 use crate::core::openai::{
     ChatCompletionChunk, ChunkChoice, Delta, FunctionCall, ToolCall, ToolCallDelta, Usage,
 };
@@ -129,6 +129,10 @@ pub struct LiveRound {
     routes: BTreeMap<(u32, u32), CallRoute>,
     client_calls: BTreeMap<u32, u32>,
     finish: BTreeMap<u32, String>,
+    /// The provider's finish reasons folded over the choices ([`fold_finish_reason`]), as the
+    /// provider gave them (before a kept-back `tool_calls` becomes `stop`): what the round's
+    /// bill needs to know whether the model ended its turn.
+    finish_reason: Option<String>,
     done: bool,
     error: Option<GatewayError>,
     truncated: bool,
@@ -154,6 +158,7 @@ impl LiveRound {
             routes: BTreeMap::new(),
             client_calls: BTreeMap::new(),
             finish: BTreeMap::new(),
+            finish_reason: None,
             done: false,
             error: None,
             truncated: false,
@@ -238,6 +243,7 @@ impl LiveRound {
                 }
             }
             if let Some(reason) = choice.finish_reason.take() {
+                fold_finish_reason(&mut self.finish_reason, &reason);
                 self.finish.insert(choice.index, reason);
                 changed = true;
             }
@@ -423,6 +429,14 @@ impl LiveRound {
     /// Everything the round generated so far, including the tool calls kept back.
     pub fn text(&self) -> &str {
         &self.text
+    }
+
+    /// The provider's finish reason for this round ([`fold_finish_reason`] over its choices),
+    /// if it gave one: `"length"` when the provider cut every choice at `max_tokens`, so the
+    /// round generated no end-of-turn token. A cut by the gateway ([`LiveRound::cut`]) is not a
+    /// provider's finish and is not reported here.
+    pub fn finish_reason(&self) -> Option<&str> {
+        self.finish_reason.as_deref()
     }
 
     /// The provider's usage for this round, if it sent one.
@@ -815,6 +829,72 @@ mod tests {
         r.push(item(&text("c1", "long")), &mut Vec::new());
         r.cut(None, &mut Vec::new());
         assert_eq!(r.status(false), (RequestStatus::Truncated, false));
+    }
+
+    #[test]
+    fn a_round_reports_the_providers_finish_reason_to_its_bill() {
+        use crate::core::meter::{bill, BillInput, LENGTH};
+        use crate::core::billing::Price;
+        use crate::core::tokens::Encoding;
+
+        // A round whose provider stopped at max_tokens, one that stopped, one that called tools,
+        // and one that the provider never finished (the gateway's cut is not a finish).
+        let round = |reason: Option<&str>| {
+            let mut r = LiveRound::new(vec![], None, false);
+            r.push(item(&text("c1", "Hi there")), &mut Vec::new());
+            if let Some(reason) = reason {
+                r.push(item(&finish("c1", reason)), &mut Vec::new());
+            }
+            r.push(StreamItem::Done, &mut Vec::new());
+            r
+        };
+        assert_eq!(round(Some("length")).finish_reason(), Some(LENGTH));
+        assert_eq!(round(Some("stop")).finish_reason(), Some("stop"));
+        assert_eq!(round(Some("tool_calls")).finish_reason(), Some("tool_calls"));
+        assert_eq!(round(None).finish_reason(), None);
+        let mut cut = LiveRound::new(vec![], None, false);
+        cut.push(item(&text("c1", "Hi there")), &mut Vec::new());
+        cut.cut(None, &mut Vec::new());
+        assert_eq!(cut.finish_reason(), None);
+        // Held for the client's finish chunk, still reported after it was written.
+        let mut r = round(Some("length"));
+        r.finish(None, &mut Vec::new());
+        assert_eq!(r.finish_reason(), Some(LENGTH));
+        // Several choices: "length" only when every choice was cut.
+        let mut r = LiveRound::new(vec![], None, false);
+        let two = |a: &str, b: &str| {
+            format!(
+                r#"{{"id":"c1","created":5,"model":"m","choices":[{{"index":0,"delta":{{}},"finish_reason":"{a}"}},{{"index":1,"delta":{{}},"finish_reason":"{b}"}}]}}"#
+            )
+        };
+        r.push(item(&two("length", "stop")), &mut Vec::new());
+        assert_eq!(r.finish_reason(), Some("stop"));
+
+        // What the round's bill makes of it: an open family's end-of-turn token is counted
+        // only for a round that ended its turn.
+        let price = Price {
+            input: 1_000_000,
+            output: 2_000_000,
+            ..Price::default()
+        };
+        let billed = |r: &LiveRound| {
+            bill(&BillInput {
+                status: r.status(false).0,
+                delivered_output: r.generated_output(),
+                local_prompt_tokens: 6,
+                completion_text: r.text(),
+                finish_reason: r.finish_reason(),
+                encoding: Some(Encoding::Qwen3),
+                upstream_usage: r.upstream_usage(),
+                price: &price,
+                multiplier_bps: 10_000,
+                reserved: 1_000,
+            })
+            .completion_tokens
+        };
+        let tokens = Encoding::Qwen3.count("Hi there");
+        assert_eq!(billed(&round(Some("length"))), tokens);
+        assert_eq!(billed(&round(Some("stop"))), tokens + 1);
     }
 
     #[test]

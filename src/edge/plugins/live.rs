@@ -212,7 +212,7 @@ impl Current {
                 .map(|e| e.code().to_string())
                 .or_else(|| code.map(str::to_string)),
             completion_text: self.round.text().to_string(),
-            finish_reason: None, // the plugin loop's rounds: counted as ending their turn
+            finish_reason: self.round.finish_reason().map(str::to_string),
             upstream_usage: self.round.upstream_usage().cloned(),
             delivered_output: self.round.generated_output(),
             ttfb_ms: self.ttfb_ms,
