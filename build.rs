@@ -393,7 +393,151 @@ fn write_open_families(out: &Path) {
             read_hf_bpe(name, &json, spelling)
         };
         write_open_family(out, name, &family);
+        let char3 = if spelling == Spelling::ByteLevel {
+            char3_flags(&family)
+        } else {
+            Vec::new() // characters are already symbols (Gemma) / tiktoken's rule (Tekken)
+        };
+        fs::write(out.join(format!("{name}.open.char3")), char3).expect("write an open table");
     }
+}
+
+/// `char3` flags: the character's bytes merge to one token (and no merge uses that token before
+/// the character is complete); then one bit per class of the byte before it and one per class of
+/// the byte after it ([`byte_class`]) when no merge can cross that edge before it is complete.
+const CHAR3_WHOLE: u8 = 1;
+const CHAR3_LEFT: u8 = 1 << 1;
+const CHAR3_RIGHT: u8 = 1 << 4;
+
+/// 0: a UTF-8 continuation byte, 1: a lead byte, 2: ASCII.
+fn byte_class(b: u8) -> usize {
+    match b {
+        0x80..=0xBF => 0,
+        0xC0..=0xFF => 1,
+        _ => 2,
+    }
+}
+
+/// A byte-level family's three-byte characters that the merge may take as one symbol from the
+/// start (`src/core/tokens/open.rs`, `Tables::initial_symbols`), one byte of flags per code
+/// point (65,536). Hugging Face's BPE applies the lowest-ranked merge available first. A
+/// character `c` whose bytes merge to one token `T` along ranks up to `last` ends as `T` before
+/// anything else touches its bytes when every merge that could compete has a higher rank than
+/// `last`: a merge whose result crosses `c`'s edge with only part of `c` (its result starts with
+/// `c`'s last one or two bytes and goes on, or ends with its first one or two bytes after
+/// something — per class of that neighbouring byte, which the text gives), and a merge that has
+/// `T` as a part (otherwise taking `T` early could let it merge before a rival that the
+/// byte-by-byte merge would have applied first). Then the merge from `T` gives the same tokens as
+/// the merge from the bytes: `tests/tokens_open.rs` and `open.rs`'s tests compare both ways.
+fn char3_flags(family: &OpenFamily) -> Vec<u8> {
+    const NEVER: u32 = u32::MAX;
+    let mut id_of: HashMap<&[u8], u32> = HashMap::new();
+    for (id, token) in family.tokens.iter().enumerate() {
+        if !token.is_empty() {
+            id_of.entry(token.as_slice()).or_insert(id as u32);
+        }
+    }
+    let is_cont = |b: u8| (0x80..0xC0).contains(&b);
+    let mut pair_rank: HashMap<(u32, u32), u32> = HashMap::new();
+    let mut as_part = vec![NEVER; family.tokens.len()];
+    // Lowest rank of a crossing merge, by the part of a character at its edge and the class of
+    // the byte beyond it.
+    let mut cross_start: HashMap<(Vec<u8>, usize), u32> = HashMap::new();
+    let mut cross_end: HashMap<(Vec<u8>, usize), u32> = HashMap::new();
+    for (rank, &(id, left)) in family.merges.iter().enumerate() {
+        let rank = rank as u32;
+        let z = &family.tokens[id as usize];
+        let left = (left as usize).min(z.len());
+        let (Some(&a), Some(&b)) = (id_of.get(&z[..left]), id_of.get(&z[left..])) else {
+            continue; // not a merge of two tokens: never applies
+        };
+        pair_rank.entry((a, b)).or_insert(rank);
+        for part in [a, b] {
+            let r = &mut as_part[part as usize];
+            *r = (*r).min(rank);
+        }
+        // Starts with continuation bytes (the end of a character) and goes on.
+        let i = z.iter().take_while(|&&b| is_cont(b)).count();
+        if i > 0 && i < z.len() {
+            let r = cross_start
+                .entry((z[..i].to_vec(), byte_class(z[i])))
+                .or_insert(NEVER);
+            *r = (*r).min(rank);
+        }
+        // Ends with a character's lead byte and fewer continuation bytes than it needs, after
+        // something.
+        let tail = z.iter().rev().take_while(|&&b| is_cont(b)).count();
+        if tail < z.len() {
+            let j = z.len() - 1 - tail;
+            let need = match z[j] {
+                0xC0..=0xDF => 2,
+                0xE0..=0xEF => 3,
+                0xF0..=0xFF => 4,
+                _ => 1,
+            };
+            if j > 0 && z.len() - j < need {
+                let r = cross_end
+                    .entry((z[j..].to_vec(), byte_class(z[j - 1])))
+                    .or_insert(NEVER);
+                *r = (*r).min(rank);
+            }
+        }
+    }
+    let mut flags = vec![0u8; 1 << 16];
+    for cp in 0x800u32..=0xFFFF {
+        let Some(c) = char::from_u32(cp) else {
+            continue; // surrogates
+        };
+        let mut buf = [0u8; 4];
+        let bytes = c.encode_utf8(&mut buf).as_bytes();
+        let Some(&whole) = id_of.get(bytes) else {
+            continue;
+        };
+        let byte = |k: usize| id_of.get(&bytes[k..k + 1]).copied();
+        let (Some(b0), Some(b1), Some(b2)) = (byte(0), byte(1), byte(2)) else {
+            continue;
+        };
+        let rank = |a: u32, b: u32| pair_rank.get(&(a, b)).copied().unwrap_or(NEVER);
+        let (first, second) = (rank(b0, b1), rank(b1, b2));
+        // The character merged alone: the lower of its two byte pairs, then the rest.
+        let last = if first < second {
+            id_of
+                .get(&bytes[..2])
+                .map_or(NEVER, |&ab| first.max(rank(ab, b2)))
+        } else if second != NEVER {
+            id_of
+                .get(&bytes[1..])
+                .map_or(NEVER, |&bc| second.max(rank(b0, bc)))
+        } else {
+            NEVER
+        };
+        if last == NEVER || last >= as_part[whole as usize] {
+            continue;
+        }
+        let mut f = CHAR3_WHOLE;
+        for class in 0..3 {
+            let before = |part: &[u8]| {
+                cross_end
+                    .get(&(part.to_vec(), class))
+                    .copied()
+                    .unwrap_or(NEVER)
+            };
+            if last < before(&bytes[..1]).min(before(&bytes[..2])) {
+                f |= CHAR3_LEFT << class;
+            }
+            let after = |part: &[u8]| {
+                cross_start
+                    .get(&(part.to_vec(), class))
+                    .copied()
+                    .unwrap_or(NEVER)
+            };
+            if last < after(&bytes[2..]).min(after(&bytes[1..])) {
+                f |= CHAR3_RIGHT << class;
+            }
+        }
+        flags[cp as usize] = f;
+    }
+    flags
 }
 
 /// One vocabulary as the runtime needs it.

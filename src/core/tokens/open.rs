@@ -72,6 +72,9 @@ pub(crate) struct Family {
     added: &'static [u8],
     added_slots: &'static [u8],
     added_lens: &'static [u8],
+    /// Byte-level families: per three-byte character (by code point), when the merge may take
+    /// it as one symbol from the start (`build.rs`, `char3_flags`); empty for the others.
+    char3: &'static [u8],
     rule: Rule,
     split: Split,
     /// NFC before the split (Qwen).
@@ -92,6 +95,7 @@ macro_rules! family {
             added: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".open.added")),
             added_slots: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".open.added_slots")),
             added_lens: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".open.added_lens")),
+            char3: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".open.char3")),
             rule: $rule,
             split: $split,
             nfc: $nfc,
@@ -199,6 +203,23 @@ const NO_MERGE: u32 = (1 << ID_BITS) - 1;
 /// A rank in the low 24 bits of a pair slot; all ones there is "no merge" (Tekken's memo).
 const RANK_MASK: u64 = 0xFF_FFFF;
 
+/// `char3` flags (`build.rs`): the character merges to one token before anything else touches
+/// its bytes, given the class ([`byte_class`]) of the byte before it (`CHAR3_LEFT << class`) and
+/// of the byte after it (`CHAR3_RIGHT << class`); no constraint at a word's edge.
+const CHAR3_WHOLE: u32 = 1;
+const CHAR3_LEFT: u32 = 1 << 1;
+const CHAR3_RIGHT: u32 = 1 << 4;
+
+/// 0: a UTF-8 continuation byte, 1: a lead byte, 2: ASCII (as `build.rs`).
+#[inline]
+fn byte_class(b: u8) -> u32 {
+    match b {
+        0x80..=0xBF => 0,
+        0xC0..=0xFF => 1,
+        _ => 2,
+    }
+}
+
 /// Pieces at least this long are merged with the heap.
 const LONG_PIECE: usize = 16;
 
@@ -275,6 +296,9 @@ struct Tables {
     byte_lookups: AtomicU32,
     /// The id of each one-byte token ([`NO_MERGE`] when there is none).
     byte_ids: [u32; 256],
+    /// Byte-level families: per three-byte character (by code point), its token's id and its
+    /// `char3` flags above [`ID_BITS`] (0: always merged from its bytes); empty for the others.
+    char3: Vec<u32>,
     /// The rank of merging two one-byte symbols `a`, `b` at `a << 8 | b` ([`NONE`] when they do
     /// not merge): the first merges of every piece, read without hashing from 256 KiB that stay
     /// in cache.
@@ -344,6 +368,7 @@ impl Tables {
             pairs: OnceLock::new(),
             byte_lookups: AtomicU32::new(0),
             byte_ids: [NO_MERGE; 256],
+            char3: Vec::new(),
             byte_pairs: Vec::new(),
             rule: f.rule,
             chars: f.split == Split::Sentencepiece,
@@ -396,6 +421,23 @@ impl Tables {
             })
             .collect();
         tables.byte_pairs = byte_pairs;
+        if f.char3.len() == 1 << 16 {
+            let mut char3 = vec![0u32; 1 << 16];
+            for (cp, &flags) in f.char3.iter().enumerate() {
+                let flags = u32::from(flags);
+                if flags & CHAR3_WHOLE == 0 {
+                    continue;
+                }
+                let Some(c) = char::from_u32(cp as u32) else {
+                    continue;
+                };
+                let mut buf = [0u8; 4];
+                if let Some(id) = tables.id(c.encode_utf8(&mut buf).as_bytes()) {
+                    char3[cp] = id | flags << ID_BITS;
+                }
+            }
+            tables.char3 = char3;
+        }
 
         if tables.chars {
             let mut glue = Vec::new();
@@ -655,8 +697,12 @@ impl Tables {
         starts.clear();
         ids.clear();
         if !self.chars {
-            starts.extend(0..=word.len());
-            ids.extend(word.iter().map(|&b| self.byte_ids[usize::from(b)]));
+            if self.char3.is_empty() {
+                starts.extend(0..=word.len());
+                ids.extend(word.iter().map(|&b| self.byte_ids[usize::from(b)]));
+            } else {
+                self.initial_bytes_and_chars(word, starts, ids);
+            }
             return;
         }
         let mut i = 0;
@@ -673,6 +719,37 @@ impl Tables {
             i += len;
         }
         starts.push(word.len());
+    }
+
+    /// Byte-level initial symbols, with each three-byte character that `char3` allows (in its
+    /// neighbours' context) as one symbol, its token: the same tokens in the end, fewer merges.
+    fn initial_bytes_and_chars(&self, word: &[u8], starts: &mut Vec<usize>, ids: &mut Vec<u32>) {
+        let n = word.len();
+        let mut i = 0;
+        while i < n {
+            let b = word[i];
+            if (0xE0..0xF0).contains(&b) && i + 3 <= n {
+                let (b1, b2) = (word[i + 1], word[i + 2]);
+                if (b1 & 0xC0, b2 & 0xC0) == (0x80, 0x80) {
+                    let cp = usize::from(b & 0x0F) << 12
+                        | usize::from(b1 & 0x3F) << 6
+                        | usize::from(b2 & 0x3F);
+                    let entry = self.char3.get(cp).copied().unwrap_or(0) >> ID_BITS;
+                    let left = i == 0 || entry & CHAR3_LEFT << byte_class(word[i - 1]) != 0;
+                    let right = i + 3 == n || entry & CHAR3_RIGHT << byte_class(word[i + 3]) != 0;
+                    if entry & CHAR3_WHOLE != 0 && left && right {
+                        starts.push(i);
+                        ids.push(self.char3[cp] & NO_MERGE);
+                        i += 3;
+                        continue;
+                    }
+                }
+            }
+            starts.push(i);
+            ids.push(self.byte_ids[usize::from(b)]);
+            i += 1;
+        }
+        starts.push(n);
     }
 
     /// The merge over vectors of symbols (`scratch.starts`, ending with the word's end, and
@@ -1068,6 +1145,90 @@ mod tests {
                 assert_eq!(long, scratch.starts[1..].to_vec(), "{word}");
             }
         }
+    }
+
+    /// The token ends of the merge of `word`, from its bytes or (`whole_chars`) with the
+    /// three-byte characters that `char3` allows taken whole.
+    fn merged_ends(t: &Tables, word: &[u8], whole_chars: bool) -> Vec<usize> {
+        let mut scratch = OpenScratch::default();
+        let mut memo = vec![u64::MAX; MEMO_ENTRIES];
+        if whole_chars {
+            t.initial_symbols(word, &mut scratch.starts, &mut scratch.ids);
+        } else {
+            scratch.starts.extend(0..=word.len());
+            scratch
+                .ids
+                .extend(word.iter().map(|&b| t.byte_ids[usize::from(b)]));
+        }
+        if word.len() >= LONG_PIECE {
+            t.merge_long(word, &mut memo, &mut scratch);
+            let mut ends = Vec::new();
+            let mut p = 0;
+            while p < word.len() {
+                p = scratch.ends[p];
+                ends.push(p);
+            }
+            ends
+        } else {
+            t.merge_short(word, &mut memo, &mut scratch);
+            scratch.starts[1..].to_vec()
+        }
+    }
+
+    #[test]
+    fn three_byte_characters_taken_whole_merge_like_their_bytes() {
+        let corpus = include_str!("../../../tests/corpus/chinese.txt");
+        let common: Vec<char> = corpus.chars().filter(|c| c.len_utf8() == 3).collect();
+        // Characters around the edges that a merge may cross: ASCII, Latin and Cyrillic (two
+        // bytes), kana, CJK punctuation, emoji (four bytes).
+        let others: Vec<char> = " a,.\n1éßжд、。「」ーカな🙂😀".chars().collect();
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let mut words: Vec<String> = corpus.lines().map(str::to_string).collect();
+        for _ in 0..4_000 {
+            let len = 1 + next(24);
+            let word: String = (0..len)
+                .map(|_| match next(8) {
+                    0 => others[next(others.len())],
+                    1 => char::from_u32(0x800 + next(0xF800) as u32).unwrap_or('中'),
+                    2 => char::from_u32(0x3040 + next(0x6FC0) as u32).unwrap_or('中'),
+                    _ => common[next(common.len())],
+                })
+                .collect();
+            words.push(word);
+        }
+        for f in [&LLAMA3, &QWEN3, &DEEPSEEK_V3] {
+            let t = f.tables();
+            let whole = t
+                .char3
+                .iter()
+                .filter(|&&e| e >> ID_BITS & CHAR3_WHOLE != 0)
+                .count();
+            eprintln!("family {}: {whole} characters may be taken whole", f.index);
+            assert!(whole > 2_000, "family {}: {whole} characters", f.index);
+            let mut taken = 0usize;
+            for word in &words {
+                let w = word.as_bytes();
+                let mut starts = Vec::new();
+                t.initial_symbols(w, &mut starts, &mut Vec::new());
+                taken += w.len() + 1 - starts.len();
+                assert_eq!(
+                    merged_ends(t, w, true),
+                    merged_ends(t, w, false),
+                    "family {}: {word:?}",
+                    f.index
+                );
+            }
+            // The fast path is taken (two bytes fewer per character taken whole).
+            eprintln!("family {}: {taken} characters taken whole", f.index);
+            assert!(taken > 20_000, "family {}: {taken}", f.index);
+        }
+        assert!(GEMMA3.tables().char3.is_empty() && TEKKEN.tables().char3.is_empty());
     }
 
     #[test]
