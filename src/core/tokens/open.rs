@@ -220,8 +220,10 @@ fn byte_class(b: u8) -> u32 {
     }
 }
 
-/// Pieces at least this long are merged with the heap.
-const LONG_PIECE: usize = 16;
+/// Words of at least this many initial symbols are merged with the heap; shorter ones with the
+/// scan, which costs less up to about this size (a Chinese clause, whose characters are mostly
+/// symbols from the start: [`Tables::initial_bytes_and_chars`], stays below it).
+const LONG_PIECE: usize = 24;
 
 /// The key of the pair of symbols `a`, `b` (token ids).
 #[inline]
@@ -299,6 +301,9 @@ struct Tables {
     /// Byte-level families: per three-byte character (by code point), its token's id and its
     /// `char3` flags above [`ID_BITS`] (0: always merged from its bytes); empty for the others.
     char3: Vec<u32>,
+    /// Gemma: the id of each character of the Basic Multilingual Plane that is a token, by code
+    /// point (`u32::MAX` when it is not), so that the initial symbols need no hashing.
+    char_ids: Vec<u32>,
     /// The rank of merging two one-byte symbols `a`, `b` at `a << 8 | b` ([`NONE`] when they do
     /// not merge): the first merges of every piece, read without hashing from 256 KiB that stay
     /// in cache.
@@ -369,6 +374,7 @@ impl Tables {
             byte_lookups: AtomicU32::new(0),
             byte_ids: [NO_MERGE; 256],
             char3: Vec::new(),
+            char_ids: Vec::new(),
             byte_pairs: Vec::new(),
             rule: f.rule,
             chars: f.split == Split::Sentencepiece,
@@ -440,6 +446,14 @@ impl Tables {
         }
 
         if tables.chars {
+            tables.char_ids = (0..1u32 << 16)
+                .map(|cp| {
+                    let mut buf = [0u8; 4];
+                    char::from_u32(cp)
+                        .and_then(|c| tables.id(c.encode_utf8(&mut buf).as_bytes()))
+                        .unwrap_or(u32::MAX)
+                })
+                .collect();
             let mut glue = Vec::new();
             for id in 0..n as u32 {
                 let Ok(token) = std::str::from_utf8(tables.token(id)) else {
@@ -674,7 +688,7 @@ impl Tables {
         f: &mut impl FnMut(usize),
     ) {
         self.initial_symbols(word, &mut scratch.starts, &mut scratch.ids);
-        if word.len() >= LONG_PIECE {
+        if scratch.ids.len() >= LONG_PIECE {
             self.merge_long(word, memo, scratch);
             let mut p = 0;
             while p < word.len() {
@@ -709,7 +723,15 @@ impl Tables {
         while i < word.len() {
             let len = utf8_len(word[i]).min(word.len() - i);
             starts.push(i);
-            match self.id(&word[i..i + len]) {
+            let id = match bmp_code_point(&word[i..i + len]) {
+                Some(cp) if !self.char_ids.is_empty() => self
+                    .char_ids
+                    .get(cp)
+                    .copied()
+                    .filter(|&id| id != u32::MAX),
+                _ => self.id(&word[i..i + len]),
+            };
+            match id {
                 Some(id) => ids.push(id),
                 None => {
                     starts.extend(i + 1..i + len);
@@ -1064,6 +1086,21 @@ fn utf8_len(b: u8) -> usize {
     }
 }
 
+/// The code point of a whole one-, two- or three-byte UTF-8 character (`None` for anything
+/// else, overlong forms and surrogates included).
+#[inline]
+fn bmp_code_point(c: &[u8]) -> Option<usize> {
+    let cont = |b: u8| (b & 0xC0 == 0x80).then_some(usize::from(b & 0x3F));
+    let cp = match *c {
+        [a] if a < 0x80 => return Some(usize::from(a)),
+        [a, b] if a & 0xE0 == 0xC0 => usize::from(a & 0x1F) << 6 | cont(b)?,
+        [a, b, d] if a & 0xF0 == 0xE0 => usize::from(a & 0x0F) << 12 | cont(b)? << 6 | cont(d)?,
+        _ => return None,
+    };
+    let min = if c.len() == 2 { 0x80 } else { 0x800 };
+    (cp >= min && !(0xD800..0xE000).contains(&cp)).then_some(cp)
+}
+
 /// True when `text` is already in NFC (quick check; "maybe" counts as no).
 #[inline]
 fn is_nfc(text: &str) -> bool {
@@ -1253,6 +1290,25 @@ mod tests {
             let mut n = 0u64;
             t.merge(w, &mut memo, &mut scratch, &mut |_| n += 1);
             assert_eq!(count(&GEMMA3, text), n, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn bmp_code_points_of_whole_characters_only() {
+        for c in ['a', '\0', 'é', 'ж', '中', '▁', '\u{FFFD}', '\u{800}'] {
+            let mut buf = [0u8; 4];
+            let bytes = c.encode_utf8(&mut buf).as_bytes();
+            assert_eq!(bmp_code_point(bytes), Some(c as usize), "{c:?}");
+        }
+        for bad in [
+            &b"\xF0\x9F\x99\x82"[..], // four bytes (🙂)
+            b"\xC0\x80",             // overlong
+            b"\xE0\x80\x80",         // overlong
+            b"\xED\xA0\x80",         // surrogate
+            b"\xE4\xB8",             // cut
+            b"\xE4\x41\x80",         // not a continuation
+        ] {
+            assert_eq!(bmp_code_point(bad), None, "{bad:?}");
         }
     }
 
