@@ -393,13 +393,31 @@ fn write_open_families(out: &Path) {
             read_hf_bpe(name, &json, spelling)
         };
         write_open_family(out, name, &family);
-        let char3 = if spelling == Spelling::ByteLevel {
-            char3_flags(&family)
-        } else {
-            Vec::new() // characters are already symbols (Gemma) / tiktoken's rule (Tekken)
+        let char3 = match spelling {
+            Spelling::ByteLevel => char3_flags(&family, &family.merges),
+            // tiktoken's rule: a pair merges when its bytes are a token, whose id is the rank.
+            Spelling::Tekken => char3_flags(&family, &tiktoken_merges(&family)),
+            Spelling::Utf8 => Vec::new(), // characters are already symbols (Gemma)
         };
         fs::write(out.join(format!("{name}.open.char3")), char3).expect("write an open table");
     }
+}
+
+/// tiktoken's merges as (id made, left length): every split of a token into two tokens.
+fn tiktoken_merges(family: &OpenFamily) -> Vec<(u32, u32)> {
+    let mut id_of: HashMap<&[u8], u32> = HashMap::new();
+    for (id, token) in family.tokens.iter().enumerate() {
+        id_of.entry(token.as_slice()).or_insert(id as u32);
+    }
+    let mut merges = Vec::new();
+    for (id, token) in family.tokens.iter().enumerate() {
+        for left in 1..token.len() {
+            if id_of.contains_key(&token[..left]) && id_of.contains_key(&token[left..]) {
+                merges.push((id as u32, left as u32));
+            }
+        }
+    }
+    merges
 }
 
 /// `char3` flags: the character's bytes merge to one token (and no merge uses that token before
@@ -429,7 +447,7 @@ fn byte_class(b: u8) -> usize {
 /// `T` as a part (otherwise taking `T` early could let it merge before a rival that the
 /// byte-by-byte merge would have applied first). Then the merge from `T` gives the same tokens as
 /// the merge from the bytes: `tests/tokens_open.rs` and `open.rs`'s tests compare both ways.
-fn char3_flags(family: &OpenFamily) -> Vec<u8> {
+fn char3_flags(family: &OpenFamily, merges: &[(u32, u32)]) -> Vec<u8> {
     const NEVER: u32 = u32::MAX;
     let mut id_of: HashMap<&[u8], u32> = HashMap::new();
     for (id, token) in family.tokens.iter().enumerate() {
@@ -444,8 +462,9 @@ fn char3_flags(family: &OpenFamily) -> Vec<u8> {
     // the byte beyond it.
     let mut cross_start: HashMap<(Vec<u8>, usize), u32> = HashMap::new();
     let mut cross_end: HashMap<(Vec<u8>, usize), u32> = HashMap::new();
-    for (rank, &(id, left)) in family.merges.iter().enumerate() {
-        let rank = rank as u32;
+    for (rank, &(id, left)) in merges.iter().enumerate() {
+        // tiktoken's rule: the rank is the id of the token made.
+        let rank = if family.merges.is_empty() { id } else { rank as u32 };
         let z = &family.tokens[id as usize];
         let left = (left as usize).min(z.len());
         let (Some(&a), Some(&b)) = (id_of.get(&z[..left]), id_of.get(&z[left..])) else {
