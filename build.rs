@@ -464,7 +464,11 @@ fn char3_flags(family: &OpenFamily, merges: &[(u32, u32)]) -> Vec<u8> {
     let mut cross_end: HashMap<(Vec<u8>, usize), u32> = HashMap::new();
     for (rank, &(id, left)) in merges.iter().enumerate() {
         // tiktoken's rule: the rank is the id of the token made.
-        let rank = if family.merges.is_empty() { id } else { rank as u32 };
+        let rank = if family.merges.is_empty() {
+            id
+        } else {
+            rank as u32
+        };
         let z = &family.tokens[id as usize];
         let left = (left as usize).min(z.len());
         let (Some(&a), Some(&b)) = (id_of.get(&z[..left]), id_of.get(&z[left..])) else {

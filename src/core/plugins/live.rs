@@ -833,8 +833,8 @@ mod tests {
 
     #[test]
     fn a_round_reports_the_providers_finish_reason_to_its_bill() {
-        use crate::core::meter::{bill, BillInput, LENGTH};
         use crate::core::billing::Price;
+        use crate::core::meter::{bill, BillInput, LENGTH};
         use crate::core::tokens::Encoding;
 
         // A round whose provider stopped at max_tokens, one that stopped, one that called tools,
@@ -850,7 +850,10 @@ mod tests {
         };
         assert_eq!(round(Some("length")).finish_reason(), Some(LENGTH));
         assert_eq!(round(Some("stop")).finish_reason(), Some("stop"));
-        assert_eq!(round(Some("tool_calls")).finish_reason(), Some("tool_calls"));
+        assert_eq!(
+            round(Some("tool_calls")).finish_reason(),
+            Some("tool_calls")
+        );
         assert_eq!(round(None).finish_reason(), None);
         let mut cut = LiveRound::new(vec![], None, false);
         cut.push(item(&text("c1", "Hi there")), &mut Vec::new());
