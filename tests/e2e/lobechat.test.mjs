@@ -23,7 +23,7 @@ before(async () => {
   chatMock = await startMockOpenAI({ chunkDelayMs: 5 });
   media = await startMockProviders({ keys: {} });
   gw = await startGateway();
-  await gw.adminOk('PUT', '/admin/providers/openai', { kind: 'openai', base_url: `${chatMock.url}/v1` });
+  await gw.adminOk('PUT', '/admin/providers/openai', { kind: 'openai', base_url: chatMock.url });
   await gw.adminOk('PUT', '/admin/providers/media', { kind: 'openai', base_url: `${media.url}/openai/v1` });
   await gw.adminOk('PUT', '/admin/models/gpt-4o-mini', { provider: 'openai', input_price: 150_000, output_price: 600_000 });
   await gw.adminOk('PUT', '/admin/models/text-embedding-3-small', { provider: 'media', input_price: 20_000, output_price: 0, kind: 'embedding' });
