@@ -551,8 +551,10 @@ describe('media stream timeouts (the chat streams\' clocks)', () => {
     // An image stream cut after a partial image, before any completed image: the reservation (one image).
     const img = await post('/v1/images/generations', { model: 'stall-image', prompt: 'p', stream: true, partial_images: 1 });
     assert.equal(img.status, 200);
+    // The event stream ends with an error event (the SDKs raise it) rather than a silent end.
     const events = sseEvents(await img.text());
-    assert.deepEqual(events.map((e) => e.type), ['image_generation.partial_image']);
+    assert.deepEqual(events.map((e) => e.type), ['image_generation.partial_image', 'error']);
+    assert.equal(events[1].error.code, 'upstream_timeout');
     const r2 = await gw.usageRow(img.headers.get('x-request-id'));
     assert.deepEqual([r2.status, r2.error_code, r2.cost], ['upstream_timeout', 'upstream_timeout', 40_000]);
     assert.equal(await balance(), before - row.cost - 40_000);

@@ -27,6 +27,7 @@ use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::meter::RequestStatus;
 use crate::core::openai::ChatCompletionRequest;
 use crate::core::providers::media::bill::Billed;
+use crate::core::providers::media::streams::error_event;
 use crate::core::providers::media::MediaApi;
 use crate::core::providers::{Route, UpstreamCall, UpstreamRequest};
 use crate::edge::platform::clock::now_ms;
@@ -318,8 +319,8 @@ impl StreamEnding {
 /// response waits for the provider's first chunk no longer than the route's first-byte timeout
 /// (nothing by then: 504 `upstream_timeout`, charged the reservation — the provider may be
 /// working —, `x-should-retry: false`); later, a provider silent longer than
-/// `UPSTREAM_TIMEOUT_MS` has its body cut there (the row says `upstream_timeout`, billed as
-/// `billed` says on what arrived). `watch` sees each chunk; `billed` gives the bill when the
+/// `UPSTREAM_TIMEOUT_MS` has its body cut there — an event stream ends with an `error` event —
+/// (the row says `upstream_timeout`, billed as `billed` says on what arrived). `watch` sees each chunk; `billed` gives the bill when the
 /// stream ended or the client left, whatever happened to it; settlement runs then.
 pub(crate) async fn stream_through(
     pending: Pending,
@@ -353,13 +354,18 @@ pub(crate) async fn stream_through(
     // How the relay ended, read when it ends (the client leaving drops the stream: unset).
     let ending: Rc<Cell<Option<StreamEnding>>> = Rc::default();
     let seen_ending = Rc::clone(&ending);
+    // An event stream the gateway cuts ends with an error event (an SDK raises it); audio just
+    // ends where it stopped.
+    let events = content_type.starts_with("text/event-stream");
     let rest = futures::stream::unfold(
-        (source, watch, seen_ending),
-        |(mut source, mut watch, ending)| async move {
+        Some((source, watch, seen_ending)),
+        move |state| async move {
+            let (mut source, mut watch, ending) = state?;
             match source.next().await {
                 Ok(Some(bytes)) => {
                     watch(&bytes);
-                    Some((Ok::<Vec<u8>, worker::Error>(bytes), (source, watch, ending)))
+                    let next = Some((source, watch, ending));
+                    Some((Ok::<Vec<u8>, worker::Error>(bytes), next))
                 }
                 Ok(None) => {
                     ending.set(Some(StreamEnding::Completed));
@@ -368,7 +374,7 @@ pub(crate) async fn stream_through(
                 Err(err) => {
                     source.abort();
                     ending.set(Some(StreamEnding::of(&err)));
-                    None
+                    events.then(|| (Ok(error_event(&err)), None))
                 }
             }
         },

@@ -15,12 +15,27 @@
 //!   (`input_tokens`, `output_tokens`, `total_tokens`). [`SpeechStream`] keeps that usage.
 //!
 //! An `error` event, or a framing error, is noted once (the relay does not stop for it: the
-//! client sees what the provider sent).
+//! client sees what the provider sent). When the gateway cuts an event stream (the provider went
+//! silent or broke off), it ends it with [`error_event`] so that an SDK raises a clear error
+//! instead of taking the cut for the end.
 
 use serde_json::Value;
 
+use crate::core::error::GatewayError;
 use crate::core::inbound::images::{ImageTokens, ImagesResult};
+use crate::core::inbound::openai::error_body;
 use crate::core::sse::{SseEvent, SseParser};
+
+/// The event that ends a media event stream the gateway cut: `event: error` with OpenAI's error
+/// object and `"type": "error"` (the OpenAI SDKs raise it as an `APIError`).
+pub fn error_event(err: &GatewayError) -> Vec<u8> {
+    let mut body = serde_json::from_str::<Value>(&error_body(err))
+        .unwrap_or_else(|_| serde_json::json!({"error": {"message": err.message}}));
+    if let Some(map) = body.as_object_mut() {
+        map.insert("type".into(), Value::from("error"));
+    }
+    format!("event: error\ndata: {body}\n\n").into_bytes()
+}
 
 /// Reads the `data:` JSON of each complete event, whatever the split of the bytes.
 #[derive(Debug, Default)]
@@ -303,6 +318,31 @@ mod tests {
         // An error event is noted.
         let mut s = ImageStream::new();
         s.push(b"data: {\"type\":\"error\",\"error\":{\"message\":\"moderation\"}}\n\n");
+        assert!(s.failed() && s.result().is_none());
+    }
+
+    #[test]
+    fn a_cut_stream_ends_with_an_error_event() {
+        use crate::core::error::ErrorKind;
+        let err = GatewayError::new(
+            ErrorKind::UpstreamTimeout,
+            "The provider sent nothing for 3000 ms.",
+        );
+        let bytes = error_event(&err);
+        let mut sse = SseParser::new();
+        let events = sse.push(&bytes).unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].event.as_deref(), Some("error"));
+        let v: Value = serde_json::from_str(events[0].data.as_deref().unwrap()).unwrap();
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["code"], "upstream_timeout");
+        assert_eq!(
+            v["error"]["message"],
+            "The provider sent nothing for 3000 ms."
+        );
+        // The watchers take it for an error, not for an image or a done event.
+        let mut s = ImageStream::new();
+        s.push(&bytes);
         assert!(s.failed() && s.result().is_none());
     }
 
