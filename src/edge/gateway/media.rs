@@ -319,9 +319,10 @@ impl StreamEnding {
 /// response waits for the provider's first chunk no longer than the route's first-byte timeout
 /// (nothing by then: 504 `upstream_timeout`, charged the reservation — the provider may be
 /// working —, `x-should-retry: false`); later, a provider silent longer than
-/// `UPSTREAM_TIMEOUT_MS` has its body cut there — an event stream ends with an `error` event —
-/// (the row says `upstream_timeout`, billed as `billed` says on what arrived). `watch` sees each chunk; `billed` gives the bill when the
-/// stream ended or the client left, whatever happened to it; settlement runs then.
+/// `UPSTREAM_TIMEOUT_MS` has its body cut there, an event stream with a last `error` event (the
+/// row says `upstream_timeout`, billed as `billed` says on what arrived). `watch` sees each
+/// chunk; `billed` gives the bill when the stream ended or the client left, whatever happened to
+/// it; settlement runs then.
 pub(crate) async fn stream_through(
     pending: Pending,
     mut source: Source,
