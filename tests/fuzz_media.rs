@@ -26,6 +26,7 @@ use tollgate::core::error::GatewayError;
 use tollgate::core::inbound::audio::{self, TranscriptFormat};
 use tollgate::core::inbound::{embeddings, images};
 use tollgate::core::multipart::{self, Limits, Writer};
+use tollgate::core::providers::media::streams::{ImageStream, SpeechStream};
 use tollgate::core::providers::media::{self, openai::TranscriptStream};
 use tollgate::core::providers::ProviderKind;
 use tollgate::core::tokens::Encoding;
@@ -630,6 +631,66 @@ fn fuzz_media() {
             (valid && (s.text != want_text || s.usage != want_usage || !errors.is_empty()))
                 .then(|| format!("split changed the result: {:?} {:?}", s.text, s.usage))
         });
+    }
+
+    // ---- image and speech event streams ----------------------------------------------------------
+    // Split anywhere, the watchers see the same images, usage and done event; mutated, they never
+    // panic and never count more completed images than the body has `completed` events.
+    let images = strip(include_bytes!("fixtures/media/openai_images_stream.sse"));
+    let speech = strip(include_bytes!("fixtures/media/openai_speech_stream.sse"));
+    let mut whole_images = ImageStream::new();
+    whole_images.push(images);
+    whole_images.finish();
+    let mut whole_speech = SpeechStream::new();
+    whole_speech.push(speech);
+    whole_speech.finish();
+    for i in 0..2000 * scale {
+        let mut rng = Rng(root.next());
+        let original = if i % 2 == 0 { images } else { speech };
+        let body = if rng.chance(50) {
+            mutate(&mut rng, original)
+        } else {
+            original.to_vec()
+        };
+        let cuts: Vec<usize> = {
+            let mut c: Vec<usize> = (0..rng.below(6))
+                .map(|_| rng.below(body.len() + 1))
+                .collect();
+            c.sort_unstable();
+            c
+        };
+        let show = || format!("{cuts:?} {:?}", String::from_utf8_lossy(&body));
+        let valid = body == original;
+        let feed = |push: &mut dyn FnMut(&[u8])| {
+            let mut at = 0;
+            for &c in cuts.iter().chain(std::iter::once(&body.len())) {
+                push(&body[at..c]);
+                at = c;
+            }
+        };
+        if i % 2 == 0 {
+            let want = whole_images.result();
+            findings.run("image stream", show, || {
+                let mut s = ImageStream::new();
+                feed(&mut |b| s.push(b));
+                s.finish();
+                let events = body.windows(9).filter(|w| w == b"completed").count() as u64;
+                if s.completed > events {
+                    return Some(format!("{} completed of {events}", s.completed));
+                }
+                (valid && s.result() != want)
+                    .then(|| format!("split changed the result: {:?}", s.result()))
+            });
+        } else {
+            let want = (whole_speech.done, whole_speech.usage);
+            findings.run("speech stream", show, || {
+                let mut s = SpeechStream::new();
+                feed(&mut |b| s.push(b));
+                s.finish();
+                (valid && (s.done, s.usage) != want)
+                    .then(|| format!("split changed the result: {:?}", s.usage))
+            });
+        }
     }
 
     assert!(

@@ -10,6 +10,8 @@ import { startMockProviders } from './mock-providers.mjs';
 const KEYS = { gemini: 'AIza-mock', azure: 'azure-mock-key', hf: 'hf_mock' };
 const TOKEN_PRICE = 2_000_000; // 2 micro-units per token
 const CHAR_PRICE = 15_000_000; // tts-1: 15 micro-units per character
+const IDLE_MS = 3000; // the gateway's UPSTREAM_TIMEOUT_MS in this file
+const FIRST_BYTE_MS = 1500; // the `slow` provider's first_byte_timeout_ms
 
 let gw;
 let mock;
@@ -33,7 +35,8 @@ async function rowOf(response) {
 before(async () => {
   mock = await startMockProviders({ keys: KEYS });
   gw = await startGateway({
-    vars: { PROVIDER_GEMINI_KEY: KEYS.gemini, PROVIDER_AZURE_KEY: KEYS.azure, PROVIDER_HF_KEY: KEYS.hf },
+    // UPSTREAM_TIMEOUT_MS is a media stream's idle timeout (as a chat stream's): the stall tests wait it out.
+    vars: { PROVIDER_GEMINI_KEY: KEYS.gemini, PROVIDER_AZURE_KEY: KEYS.azure, PROVIDER_HF_KEY: KEYS.hf, UPSTREAM_TIMEOUT_MS: String(IDLE_MS) },
   });
   const providers = {
     openai: { kind: 'openai', base_url: `${mock.url}/openai/v1` },
@@ -87,6 +90,21 @@ before(async () => {
     output_price: 40_000_000,
     kind: 'image',
   });
+  await gw.adminOk('PUT', '/admin/models/gpt-4o-mini-tts', { provider: 'openai', input_price: 2_000_000, output_price: 10_000_000, kind: 'tts' });
+  // The mock's silent-* models answer headers and then nothing, stall-* a first part and then nothing.
+  await gw.adminOk('PUT', '/admin/providers/slow', { kind: 'openai', base_url: `${mock.url}/openai/v1`, config: { first_byte_timeout_ms: FIRST_BYTE_MS } });
+  for (const name of ['silent-tts', 'stall-tts']) {
+    await gw.adminOk('PUT', `/admin/models/${name}`, { provider: 'slow', input_price: 0, output_price: 0, kind: 'tts', character_price: CHAR_PRICE });
+  }
+  for (const name of ['silent-image', 'stall-image']) {
+    await gw.adminOk('PUT', `/admin/models/${name}`, {
+      provider: 'slow',
+      input_price: 0,
+      output_price: 0,
+      kind: 'image',
+      image_prices: [{ size: '*', quality: '*', price: 40_000 }],
+    });
+  }
   await gw.adminOk('PUT', '/admin/models/chat-model', { provider: 'openai', input_price: 1, output_price: 1 });
   t = await gw.newTenant({ name: 'media', credit: 10_000_000 });
 });
@@ -407,5 +425,138 @@ describe('images', () => {
     // 10 text × 5 + 40 image × 10 + 272 output × 40
     assert.equal(row.cost, 11_330);
     assert.equal(await balance(), before - 11_330);
+  });
+});
+
+/** The JSON events of an SSE body. */
+function sseEvents(text) {
+  return text
+    .split(/\n\n/)
+    .map((block) => block.split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n'))
+    .filter(Boolean)
+    .map((d) => JSON.parse(d));
+}
+
+const post = (path, body, headers = {}) =>
+  fetch(`${gw.url}${path}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${t.key.key}`, 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  });
+
+describe('streamed images and speech', () => {
+  test('images.generate stream: partial and completed events relayed, billed on the completed event\'s usage', async () => {
+    const before = await balance();
+    const { data: stream, response } = await t.client.images
+      .generate({ model: 'gpt-image-1', prompt: 'a lighthouse at dusk', size: '1024x1024', quality: 'low', stream: true, partial_images: 2 })
+      .withResponse();
+    assert.match(response.headers.get('content-type'), /^text\/event-stream/);
+    const seen = [];
+    for await (const ev of stream) seen.push(ev);
+    assert.deepEqual(
+      seen.map((e) => e.type),
+      ['image_generation.partial_image', 'image_generation.partial_image', 'image_generation.completed'],
+    );
+    assert.deepEqual(seen.slice(0, 2).map((e) => e.partial_image_index), [0, 1]);
+    assert.equal(seen[2].b64_json, 'aW1hZ2U=');
+    const up = mock.requests.at(-1);
+    assert.deepEqual([up.body.stream, up.body.partial_images, up.body.model], [true, 2, 'gpt-image-1']);
+    const row = await rowOf(response);
+    assert.deepEqual([row.api, row.unit, row.status, row.usage_source], ['images', 'tokens', 'ok', 'upstream']);
+    assert.deepEqual([row.prompt_tokens, row.image_input_tokens, row.completion_tokens], [50, 40, 272]);
+    // 10 text × 5 + 40 image × 10 + 272 output × 40
+    assert.equal(row.cost, 11_330);
+    assert.equal(await balance(), before - 11_330);
+  });
+
+  test('a streamed per-image request is billed per completed image (n = 2); edits stream image_edit.* events', async () => {
+    const before = await balance();
+    const res = await post('/v1/images/generations', { model: 'dall-e-3', prompt: 'two cats', n: 2, size: '1024x1024', quality: 'standard', stream: true });
+    assert.equal(res.status, 200);
+    const events = sseEvents(await res.text());
+    assert.deepEqual(events.map((e) => e.type), ['image_generation.completed', 'image_generation.completed']);
+    const row = await gw.usageRow(res.headers.get('x-request-id'));
+    assert.deepEqual([row.unit, row.quantity, row.unit_price, row.cost], ['images', 2, 40_000, 80_000]);
+    assert.equal(await balance(), before - 80_000);
+
+    const image = await toFile(Buffer.from('\x89PNG fake image'), 'in.png', { type: 'image/png' });
+    const { data: stream, response } = await t.client.images
+      .edit({ model: 'gpt-image-1', image, prompt: 'add a hat', stream: true, partial_images: 1 })
+      .withResponse();
+    const types = [];
+    for await (const ev of stream) types.push(ev.type);
+    assert.deepEqual(types, ['image_edit.partial_image', 'image_edit.completed']);
+    assert.equal(mock.forms.at(-1).stream, true);
+    const edit = await rowOf(response);
+    assert.deepEqual([edit.api, edit.status, edit.completion_tokens, edit.cost], ['images', 'ok', 272, 11_330]);
+  });
+
+  test('speech stream_format sse: speech.audio.delta / done relayed, a token model billed on the done usage', async () => {
+    const before = await balance();
+    const input = 'Streamed speech, please.';
+    const res = await post('/v1/audio/speech', { model: 'gpt-4o-mini-tts', input, voice: 'alloy', stream_format: 'sse' });
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type'), /^text\/event-stream/);
+    const events = sseEvents(await res.text());
+    assert.deepEqual(events.map((e) => e.type), ['speech.audio.delta', 'speech.audio.delta', 'speech.audio.done']);
+    const audio = Buffer.concat(events.filter((e) => e.audio).map((e) => Buffer.from(e.audio, 'base64')));
+    assert.deepEqual(audio, mock.speechBytes(input));
+    assert.equal(mock.requests.at(-1).body.stream_format, 'sse');
+    const row = await gw.usageRow(res.headers.get('x-request-id'));
+    assert.deepEqual([row.api, row.unit, row.usage_source], ['speech', 'tokens', 'upstream']);
+    assert.deepEqual([row.prompt_tokens, row.completion_tokens], [input.length, 101]);
+    assert.equal(row.cost, input.length * 2 + 101 * 10);
+    assert.equal(await balance(), before - row.cost);
+    // A character-priced model streams events too, billed on its characters.
+    const tts = await post('/v1/audio/speech', { model: 'tts-1', input: 'hi there', voice: 'alloy', stream_format: 'sse' });
+    assert.equal(sseEvents(await tts.text()).at(-1).type, 'speech.audio.done');
+    const r2 = await gw.usageRow(tts.headers.get('x-request-id'));
+    assert.deepEqual([r2.unit, r2.quantity, r2.cost], ['characters', 8, 120]);
+  });
+});
+
+describe('media stream timeouts (the chat streams\' clocks)', () => {
+  test('a provider that never sends its first byte: 504 upstream_timeout, charged the reservation, no retry', async () => {
+    const before = await balance();
+    const input = 'nobody answers';
+    const res = await post('/v1/audio/speech', { model: 'silent-tts', input, voice: 'alloy' });
+    assert.equal(res.status, 504);
+    assert.equal(res.headers.get('x-should-retry'), 'false');
+    const body = await res.json();
+    assert.equal(body.error.code, 'upstream_timeout');
+    const row = await gw.usageRow(res.headers.get('x-request-id'));
+    assert.deepEqual([row.status, row.unit, row.quantity], ['upstream_timeout', 'characters', input.length]);
+    assert.equal(row.cost, input.length * 15);
+    assert.equal(await balance(), before - row.cost);
+    // An image stream likewise.
+    const img = await post('/v1/images/generations', { model: 'silent-image', prompt: 'p', stream: true });
+    assert.equal(img.status, 504);
+    assert.equal((await img.json()).error.code, 'upstream_timeout');
+    const r2 = await gw.usageRow(img.headers.get('x-request-id'));
+    assert.deepEqual([r2.status, r2.cost], ['upstream_timeout', 40_000]);
+  });
+
+  test('a provider that stalls mid-body: the body is cut, the row says upstream_timeout, billed by the rules', async () => {
+    const before = await balance();
+    const input = 'half an answer';
+    const res = await post('/v1/audio/speech', { model: 'stall-tts', input, voice: 'alloy' });
+    assert.equal(res.status, 200);
+    // The first part arrives, then the body ends when the gateway's idle timeout cuts it.
+    const got = Buffer.from(await res.arrayBuffer());
+    assert.deepEqual(got, mock.speechBytes(input).subarray(0, 32));
+    const row = await gw.usageRow(res.headers.get('x-request-id'));
+    assert.deepEqual([row.status, row.error_code], ['upstream_timeout', 'upstream_timeout']);
+    // Speech is billed on its input once the provider started producing it.
+    assert.equal(row.cost, input.length * 15);
+    // An image stream cut after a partial image, before any completed image: the reservation (one image).
+    const img = await post('/v1/images/generations', { model: 'stall-image', prompt: 'p', stream: true, partial_images: 1 });
+    assert.equal(img.status, 200);
+    // The event stream ends with an error event (the SDKs raise it) rather than a silent end.
+    const events = sseEvents(await img.text());
+    assert.deepEqual(events.map((e) => e.type), ['image_generation.partial_image', 'error']);
+    assert.equal(events[1].error.code, 'upstream_timeout');
+    const r2 = await gw.usageRow(img.headers.get('x-request-id'));
+    assert.deepEqual([r2.status, r2.error_code, r2.cost], ['upstream_timeout', 'upstream_timeout', 40_000]);
+    assert.equal(await balance(), before - row.cost - 40_000);
   });
 });

@@ -428,7 +428,21 @@ export async function startMockProviders({ chunkDelayMs = 5, keys = {} } = {}) {
   let speechGate = null;
   mock.speechBytes = (text) => Buffer.from(`AUDIO:${text}:`.padEnd(64, '#'));
   mock.releaseSpeech = () => speechGate?.resolve();
+  // Models named silent-* answer headers and then nothing; stall-* send a first part and then go
+  // silent: the gateway's first-byte and idle timeouts must end them (the mock never does).
+  const forever = () => new Promise(() => {});
   async function speech(res, body) {
+    if (String(body.model).startsWith('silent')) {
+      res.writeHead(200, { 'content-type': 'audio/mpeg' });
+      res.flushHeaders();
+      return forever();
+    }
+    if (String(body.model).startsWith('stall')) {
+      res.writeHead(200, { 'content-type': 'audio/mpeg' });
+      res.write(mock.speechBytes(body.input).subarray(0, 32));
+      return forever();
+    }
+    if (body.stream_format === 'sse') return speechEvents(res, body);
     let resolve;
     const gate = new Promise((r) => (resolve = r));
     speechGate = { resolve };
@@ -441,6 +455,21 @@ export async function startMockProviders({ chunkDelayMs = 5, keys = {} } = {}) {
     await Promise.race([gate, sleep(10_000)]);
     res.end(audio.subarray(32));
     mock.speechDone = true;
+  }
+
+  // Speech as events (stream_format: "sse"), as tests/fixtures/media/openai_speech_stream.sse: two
+  // speech.audio.delta events carrying the audio in base64, then speech.audio.done with usage
+  // (input_tokens: the input's characters, output_tokens: 101).
+  mock.speechUsage = (text) => ({ input_tokens: text.length, output_tokens: 101, total_tokens: text.length + 101 });
+  async function speechEvents(res, body) {
+    startStream(res);
+    const audio = mock.speechBytes(body.input);
+    const ev = (o) => `data: ${JSON.stringify(o)}\n\n`;
+    await writeAll(res, [
+      ev({ type: 'speech.audio.delta', audio: audio.subarray(0, 32).toString('base64') }),
+      ev({ type: 'speech.audio.delta', audio: audio.subarray(32).toString('base64') }),
+      ev({ type: 'speech.audio.done', usage: mock.speechUsage(body.input) }),
+    ]);
   }
 
   // A text field of a multipart form (enough for the gateway's own forms: no nested quoting).
@@ -473,14 +502,38 @@ export async function startMockProviders({ chunkDelayMs = 5, keys = {} } = {}) {
     res.end(`${TRANSCRIPT}\n`);
   }
   // Images: one b64 image per `n` (dall-e style), or gpt-image's token usage for models named gpt-image*.
-  function images(req, res, body, raw, edit) {
+  // With stream (as tests/fixtures/media/openai_images_stream.sse): per image, `partial_images` partial events
+  // then a completed event (with gpt-image's usage: 50 input tokens, 40 of them image, 272 output tokens).
+  // Models named silent-* / stall-* behave as for speech.
+  async function images(req, res, body, raw, edit) {
     const model = edit ? formField(raw, 'model') : body.model;
     const n = Number(edit ? (formField(raw, 'n') ?? 1) : (body.n ?? 1));
-    mock.forms.push({ url: req.url, model, n, files: (raw.match(/filename=/g) ?? []).length });
-    const out = { created: 1_764_547_200, data: Array.from({ length: n }, () => ({ b64_json: 'aW1hZ2U=' })) };
-    if (String(model).startsWith('gpt-image')) {
-      out.usage = { input_tokens: 50, input_tokens_details: { image_tokens: 40, text_tokens: 10 }, output_tokens: 272 * n, total_tokens: 50 + 272 * n };
+    const stream = edit ? formField(raw, 'stream') === 'true' : body.stream === true;
+    const partials = Number(edit ? (formField(raw, 'partial_images') ?? 0) : (body.partial_images ?? 0));
+    mock.forms.push({ url: req.url, model, n, files: (raw.match(/filename=/g) ?? []).length, stream, partials });
+    const gptImage = String(model).startsWith('gpt-image');
+    const usage = (k) => ({ input_tokens: 50, input_tokens_details: { image_tokens: 40, text_tokens: 10 }, output_tokens: 272 * k, total_tokens: 50 + 272 * k });
+    if (stream) {
+      startStream(res);
+      if (String(model).startsWith('silent')) return forever();
+      const prefix = edit ? 'image_edit' : 'image_generation';
+      const ev = (o) => `event: ${o.type}\ndata: ${JSON.stringify(o)}\n\n`;
+      const common = { created_at: 1_764_547_200, size: body.size ?? '1024x1024', quality: body.quality ?? 'low', background: 'opaque', output_format: 'png' };
+      const events = [];
+      for (let i = 0; i < n; i++) {
+        for (let p = 0; p < partials; p++) events.push(ev({ type: `${prefix}.partial_image`, b64_json: Buffer.from(`partial ${i}.${p}`).toString('base64'), ...common, partial_image_index: p }));
+        events.push(ev({ type: `${prefix}.completed`, b64_json: 'aW1hZ2U=', ...common, ...(gptImage ? { usage: usage(1) } : {}) }));
+      }
+      if (String(model).startsWith('stall')) {
+        res.write(events[0]);
+        return forever();
+      }
+      return writeAll(res, events);
     }
+    // dall-e style answers a URL unless b64_json is asked (the API's default); gpt-image always b64_json.
+    const asUrl = !gptImage && !edit && body.response_format !== 'b64_json';
+    const out = { created: 1_764_547_200, data: Array.from({ length: n }, (_, i) => (asUrl ? { url: `https://images.mock/img-${i}.png` } : { b64_json: 'aW1hZ2U=' })) };
+    if (gptImage) out.usage = usage(n);
     json(res, 200, out);
   }
 

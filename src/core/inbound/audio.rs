@@ -10,8 +10,9 @@
 //!
 //! **Speech.** `model`, `input` (1 to [`MAX_SPEECH_CHARS`] characters), `voice` (a name or
 //! `{"id": …}`), `response_format` ([`AudioFormat`], default `mp3`: the content type the client
-//! gets), `speed` (0.25–4), `instructions`; `stream_format: "sse"` is refused for now (the audio
-//! body itself streams through). Billed per character when the model has a character price
+//! gets), `speed` (0.25–4), `instructions`, `stream_format` (`audio`: the audio body streams
+//! through; `sse`: the provider's `speech.audio.delta` / `speech.audio.done` events are relayed,
+//! and the done event's usage bills a token-priced model). Billed per character when the model has a character price
 //! (`input.chars().count()`), else on tokens (the local count of the input and the model's
 //! `max_output_tokens` of audio: the speech endpoint reports no usage).
 //!
@@ -149,11 +150,17 @@ pub fn decode_speech(body: &[u8]) -> Result<SpeechRequest, GatewayError> {
             "voice" => {
                 let ok = match &value {
                     Value::String(s) => !s.is_empty() && s.len() <= 128,
-                    Value::Object(o) => o.get("id").and_then(Value::as_str).is_some_and(|id| !id.is_empty()),
+                    Value::Object(o) => o
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .is_some_and(|id| !id.is_empty()),
                     _ => false,
                 };
                 if !ok {
-                    return Err(invalid("voice", "'voice' must be a voice name or {\"id\": …}."));
+                    return Err(invalid(
+                        "voice",
+                        "'voice' must be a voice name or {\"id\": …}.",
+                    ));
                 }
                 voice = Some(value);
             }
@@ -168,7 +175,10 @@ pub fn decode_speech(body: &[u8]) -> Result<SpeechRequest, GatewayError> {
             "speed" => {
                 let ok = value.as_f64().is_some_and(|s| (0.25..=4.0).contains(&s));
                 if !ok {
-                    return Err(invalid("speed", "'speed' must be a number from 0.25 to 4.0."));
+                    return Err(invalid(
+                        "speed",
+                        "'speed' must be a number from 0.25 to 4.0.",
+                    ));
                 }
                 params.insert(name, value);
             }
@@ -179,17 +189,15 @@ pub fn decode_speech(body: &[u8]) -> Result<SpeechRequest, GatewayError> {
                 params.insert(name, value);
             }
             "stream_format" => match value.as_str() {
-                Some("audio") => {
+                Some("audio" | "sse") => {
                     params.insert(name, value);
                 }
-                Some("sse") => {
+                _ => {
                     return Err(invalid(
                         "stream_format",
-                        "stream_format 'sse' is not supported by this gateway; the audio body streams as it is generated.",
-                    )
-                    .with_code("unsupported_parameter"))
+                        "'stream_format' must be 'audio' or 'sse'.",
+                    ))
                 }
-                _ => return Err(invalid("stream_format", "'stream_format' must be 'audio' or 'sse'.")),
             },
             _ => {
                 return Err(invalid(
@@ -210,6 +218,20 @@ pub fn decode_speech(body: &[u8]) -> Result<SpeechRequest, GatewayError> {
 }
 
 impl SpeechRequest {
+    /// `stream_format: "sse"`: the answer is server-sent events, not audio bytes.
+    pub fn sse(&self) -> bool {
+        self.params.get("stream_format").and_then(Value::as_str) == Some("sse")
+    }
+
+    /// The content type of the answer: the events', or the audio format's.
+    pub fn content_type(&self) -> &'static str {
+        if self.sse() {
+            "text/event-stream; charset=utf-8"
+        } else {
+            self.response_format.content_type()
+        }
+    }
+
     /// Characters of the input (the quantity of a character-priced model).
     pub fn characters(&self) -> u64 {
         self.input.chars().count() as u64
@@ -723,6 +745,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!((r.characters(), r.response_format), (8, AudioFormat::Mp3));
+        assert!(!r.sse());
+        assert_eq!(r.content_type(), "audio/mpeg");
+        // `stream_format: "sse"`: events, passed on to the provider.
+        let r = decode_speech(
+            br#"{"model":"m","input":"a","voice":"v","response_format":"wav","stream_format":"sse"}"#,
+        )
+        .unwrap();
+        assert!(r.sse());
+        assert_eq!(r.content_type(), "text/event-stream; charset=utf-8");
+        assert_eq!(r.to_json("up")["stream_format"], "sse");
         for (body, param) in [
             (r#"{"input":"a","voice":"v"}"#, "model"),
             (r#"{"model":"m","voice":"v"}"#, "input"),
@@ -738,7 +770,7 @@ mod tests {
                 "speed",
             ),
             (
-                r#"{"model":"m","input":"a","voice":"v","stream_format":"sse"}"#,
+                r#"{"model":"m","input":"a","voice":"v","stream_format":"json"}"#,
                 "stream_format",
             ),
             (

@@ -12,8 +12,11 @@
 //!   `natural`), `background`, `output_format` (`png`, `jpeg`, `webp`), `output_compression`
 //!   (0–100), `moderation`, `input_fidelity`, `user`: checked for type and passed on; the provider
 //!   decides which model takes which.
-//! * `stream: true` (partial images) is refused with a 400 for now: the gateway meters whole
-//!   answers only.
+//! * `stream: true` with `partial_images` (0–[`MAX_PARTIAL_IMAGES`]): the provider's SSE events
+//!   (`image_generation.partial_image` / `.completed`, `image_edit.*` for edits) are relayed
+//!   unchanged and billed from the completed events (`providers::media::streams`); the
+//!   reservation covers `n` images as for a plain request. `partial_images` without `stream` is
+//!   passed on (the provider ignores or refuses it).
 //! * Edits: one or more `image` files (`image` or `image[]`), an optional `mask` file, and the
 //!   same fields as form text.
 //! * **Reservation.** A model with an image price table reserves `n` × the dearest entry the
@@ -36,6 +39,9 @@ pub const MAX_PROMPT_CHARS: usize = 32_000;
 
 /// The most images one request may ask for.
 pub const MAX_IMAGES: u64 = 10;
+
+/// The most partial images a streamed request may ask for (OpenAI's limit).
+pub const MAX_PARTIAL_IMAGES: u64 = 3;
 
 /// Input image tokens reserved per uploaded image on a token-priced model (the provider's usage
 /// settles the exact count).
@@ -78,6 +84,8 @@ pub struct ImageRequest<'a> {
     pub n: u64,
     pub size: Option<String>,
     pub quality: Option<String>,
+    /// `stream: true`: the answer is the provider's SSE events (also in `params`, passed on).
+    pub stream: bool,
     /// Every other accepted field, checked, in OpenAI's JSON types (numbers as numbers).
     pub params: Map<String, Value>,
     /// Edits: the images to edit, in order.
@@ -178,6 +186,7 @@ fn build<'a>(
     let mut n = 1;
     let mut size = None;
     let mut quality = None;
+    let mut stream = false;
     let mut params = Map::new();
     for (name, value) in fields {
         if value.is_null() {
@@ -233,13 +242,26 @@ fn build<'a>(
                 quality = Some(q);
             }
             "stream" => {
-                if value.as_bool() != Some(false) {
-                    return Err(invalid(
-                        "stream",
-                        "Streaming partial images is not supported by this gateway; omit 'stream'.",
-                    )
-                    .with_code("unsupported_parameter"));
+                stream = value
+                    .as_bool()
+                    .ok_or_else(|| invalid("stream", "'stream' must be true or false."))?;
+                if stream {
+                    params.insert(name, Value::Bool(true));
                 }
+            }
+            "partial_images" => {
+                let p = value
+                    .as_u64()
+                    .filter(|p| *p <= MAX_PARTIAL_IMAGES)
+                    .ok_or_else(|| {
+                        invalid(
+                            "partial_images",
+                            format!(
+                                "'partial_images' must be an integer from 0 to {MAX_PARTIAL_IMAGES}."
+                            ),
+                        )
+                    })?;
+                params.insert(name, p.into());
             }
             "output_compression" => {
                 let c = value.as_u64().filter(|c| *c <= 100).ok_or_else(|| {
@@ -283,6 +305,7 @@ fn build<'a>(
         n,
         size,
         quality,
+        stream,
         params,
         images,
         mask,
@@ -515,7 +538,15 @@ mod tests {
                 r#"{"model":"m","prompt":"p","output_compression":101}"#,
                 "output_compression",
             ),
-            (r#"{"model":"m","prompt":"p","stream":true}"#, "stream"),
+            (r#"{"model":"m","prompt":"p","stream":"yes"}"#, "stream"),
+            (
+                r#"{"model":"m","prompt":"p","partial_images":4}"#,
+                "partial_images",
+            ),
+            (
+                r#"{"model":"m","prompt":"p","partial_images":-1}"#,
+                "partial_images",
+            ),
             (r#"{"model":"m","prompt":"p","seed":1}"#, "seed"),
             (r#"{"model":"m","prompt":5}"#, "prompt"),
         ] {
@@ -531,6 +562,25 @@ mod tests {
             "a".repeat(MAX_PROMPT_CHARS + 1)
         );
         assert!(decode_generation(long.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn streamed_requests_pass_stream_and_partial_images_on() {
+        let r = decode_generation(
+            br#"{"model":"m","prompt":"p","stream":true,"partial_images":2,"n":2}"#,
+        )
+        .unwrap();
+        assert!(r.stream);
+        assert_eq!(r.params.get("stream"), Some(&Value::Bool(true)));
+        assert_eq!(r.params.get("partial_images"), Some(&Value::from(2u64)));
+        // Streamed or not, the reservation covers n images.
+        let u = r
+            .reservation_usage(&UnitPrices::default(), None, 99)
+            .unwrap();
+        assert_eq!(u.tokens.completion_tokens, 2 * 6240);
+        let plain = decode_generation(br#"{"model":"m","prompt":"p","stream":false}"#).unwrap();
+        assert!(!plain.stream);
+        assert!(plain.params.get("stream").is_none());
     }
 
     #[test]

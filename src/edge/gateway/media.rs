@@ -27,6 +27,7 @@ use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::meter::RequestStatus;
 use crate::core::openai::ChatCompletionRequest;
 use crate::core::providers::media::bill::Billed;
+use crate::core::providers::media::streams::error_event;
 use crate::core::providers::media::MediaApi;
 use crate::core::providers::{Route, UpstreamCall, UpstreamRequest};
 use crate::edge::platform::clock::now_ms;
@@ -281,63 +282,128 @@ fn ids(pending: &Pending) -> [(&'static str, String); 2] {
 /// What sees each relayed chunk of a media stream.
 pub(crate) type Watch = Box<dyn FnMut(&[u8])>;
 
-/// Streams the provider's body to the client unchanged, as it arrives (speech audio,
-/// transcription events); `watch` sees each chunk, and `billed` gives the bill when the stream
-/// ended or the client left, whatever happened to it; settlement runs then.
-pub(crate) fn stream_through(
+/// How a relayed media stream ended, as its settlement sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StreamEnding {
+    /// The provider's body was relayed to its end.
+    Completed,
+    /// The client left first.
+    ClientLeft,
+    /// The provider's body broke off.
+    Broken,
+    /// The provider went silent longer than the idle timeout: the body was cut.
+    Stalled,
+}
+
+impl StreamEnding {
+    /// The row's status and `error_code`.
+    pub(crate) fn status(self) -> (RequestStatus, Option<&'static str>) {
+        match self {
+            StreamEnding::Completed => (RequestStatus::Ok, None),
+            StreamEnding::ClientLeft => (RequestStatus::ClientAbort, None),
+            StreamEnding::Broken => (RequestStatus::UpstreamError, Some("upstream_error")),
+            StreamEnding::Stalled => (RequestStatus::UpstreamTimeout, Some("upstream_timeout")),
+        }
+    }
+
+    fn of(err: &GatewayError) -> Self {
+        match err.kind {
+            ErrorKind::UpstreamTimeout | ErrorKind::UpstreamUnanswered => StreamEnding::Stalled,
+            _ => StreamEnding::Broken,
+        }
+    }
+}
+
+/// Streams the provider's body to the client unchanged, as it arrives (speech audio, image and
+/// speech events, transcription events), with the chat streams' clocks (`Source::next`): the
+/// response waits for the provider's first chunk no longer than the route's first-byte timeout
+/// (nothing by then: 504 `upstream_timeout`, charged the reservation — the provider may be
+/// working —, `x-should-retry: false`); later, a provider silent longer than
+/// `UPSTREAM_TIMEOUT_MS` has its body cut there, an event stream with a last `error` event (the
+/// row says `upstream_timeout`, billed as `billed` says on what arrived). `watch` sees each
+/// chunk; `billed` gives the bill when the stream ended or the client left, whatever happened to
+/// it; settlement runs then.
+pub(crate) async fn stream_through(
     pending: Pending,
-    source: Source,
+    mut source: Source,
     content_type: &str,
     ctx: &Context,
     mut watch: Watch,
     billed: Box<dyn FnOnce() -> Billed>,
 ) -> Result<Response, GatewayError> {
-    let Source::Upstream { body, abort, .. } = source else {
+    if !matches!(source, Source::Upstream { .. }) {
         return Err(GatewayError::internal("a media stream from a local model"));
-    };
+    }
     let mut pending = pending;
     let started_at = pending.started_at;
     let headers = ids(&pending);
-    // What the relay saw, read when it ends: the first chunk's time and a broken body.
-    let first: Rc<Cell<Option<u64>>> = Rc::default();
-    let broken: Rc<Cell<bool>> = Rc::default();
-    let (seen_first, seen_broken) = (Rc::clone(&first), Rc::clone(&broken));
-    let mut abort = abort;
-    let stream = body.map(move |chunk| {
-        match &chunk {
-            Ok(bytes) => {
-                if seen_first.get().is_none() {
-                    seen_first.set(Some(now_ms().saturating_sub(started_at)));
-                }
-                watch(bytes);
-            }
-            Err(_) => {
-                seen_broken.set(true);
-                abort.take();
-            }
+    // The first chunk before the answer: a provider that never starts gets a clear error.
+    let first = match source.next().await {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => {
+            source.abort();
+            let err = crate::core::providers::media::unusable("an empty stream");
+            return failed(pending, err, ctx).await;
         }
-        chunk
-    });
-    // Past the provider's last chunk: the body was relayed to its end. When the client leaves
+        Err(err) => {
+            source.abort();
+            return failed(pending, err, ctx).await;
+        }
+    };
+    let ttfb = now_ms().saturating_sub(started_at);
+    watch(&first);
+    // How the relay ended, read when it ends (the client leaving drops the stream: unset).
+    let ending: Rc<Cell<Option<StreamEnding>>> = Rc::default();
+    let seen_ending = Rc::clone(&ending);
+    // An event stream the gateway cuts ends with an error event (an SDK raises it); audio just
+    // ends where it stopped.
+    let events = content_type.starts_with("text/event-stream");
+    let rest = futures::stream::unfold(
+        Some((source, watch, seen_ending)),
+        move |state| async move {
+            let (mut source, mut watch, ending) = state?;
+            match source.next().await {
+                Ok(Some(bytes)) => {
+                    watch(&bytes);
+                    let next = Some((source, watch, ending));
+                    Some((Ok::<Vec<u8>, worker::Error>(bytes), next))
+                }
+                Ok(None) => {
+                    ending.set(Some(StreamEnding::Completed));
+                    None
+                }
+                Err(err) => {
+                    source.abort();
+                    ending.set(Some(StreamEnding::of(&err)));
+                    events.then(|| (Ok(error_event(&err)), None))
+                }
+            }
+        },
+    );
+    // Past the provider's last chunk (or its cut): the relay is over. When the client leaves
     // first, the stream is dropped with the sender and the receiver sees it cancelled.
     let (end_tx, end_rx) = oneshot::channel::<()>();
-    let stream = stream.chain(futures::stream::once(async move {
-        let _ = end_tx.send(());
-        Ok(Vec::new())
-    }));
+    let stream = futures::stream::once(async move { Ok(first) })
+        .chain(rest)
+        .chain(futures::stream::once(async move {
+            let _ = end_tx.send(());
+            Ok(Vec::new())
+        }));
     ctx.wait_until(async move {
-        let completed = end_rx.await.is_ok();
+        let over = end_rx.await.is_ok();
         if let Some(t) = pending.media.as_mut() {
             t.billed = Some(billed());
         }
-        let now = now_ms();
-        let mut end = ok_end(&pending, now);
-        end.ttfb_ms = first.get();
-        if broken.get() {
-            end.status = RequestStatus::UpstreamError;
-        } else if !completed {
-            end.status = RequestStatus::ClientAbort;
-        }
+        let how = match (over, ending.get()) {
+            (true, Some(how)) => how,
+            (true, None) => StreamEnding::Completed,
+            (false, _) => StreamEnding::ClientLeft,
+        };
+        let mut end = ok_end(&pending, now_ms());
+        end.ttfb_ms = Some(ttfb);
+        let (status, code) = how.status();
+        end.status = status;
+        end.error_code = code.map(str::to_string);
         // Billed on what the provider reported or produced, whether or not the client took it
         // all: the provider did (and billed) the work once it started.
         pending.settle(end).await;
@@ -351,6 +417,10 @@ pub(crate) fn stream_through(
     let h = resp.headers_mut();
     for (k, v) in headers {
         let _ = h.set(k, &v);
+    }
+    if content_type.starts_with("text/event-stream") {
+        let _ = h.set("cache-control", "no-cache");
+        let _ = h.set("x-accel-buffering", "no");
     }
     Ok(resp)
 }
@@ -367,5 +437,26 @@ mod tests {
         assert_eq!((e.status(), e.code()), (400, "model_kind_mismatch"));
         assert_eq!(e.param.as_deref(), Some("model"));
         assert!(check_kind("tts", MediaApi::ImageGenerations).is_err());
+    }
+
+    #[test]
+    fn how_a_media_stream_ended_is_its_row_s_status() {
+        let stalled = GatewayError::new(ErrorKind::UpstreamTimeout, "silent");
+        assert_eq!(StreamEnding::of(&stalled), StreamEnding::Stalled);
+        assert_eq!(
+            StreamEnding::Stalled.status(),
+            (RequestStatus::UpstreamTimeout, Some("upstream_timeout"))
+        );
+        let broken = GatewayError::new(ErrorKind::UpstreamFailed, "broke");
+        assert_eq!(StreamEnding::of(&broken), StreamEnding::Broken);
+        assert_eq!(
+            StreamEnding::Broken.status().0,
+            RequestStatus::UpstreamError
+        );
+        assert_eq!(
+            StreamEnding::ClientLeft.status().0,
+            RequestStatus::ClientAbort
+        );
+        assert_eq!(StreamEnding::Completed.status(), (RequestStatus::Ok, None));
     }
 }

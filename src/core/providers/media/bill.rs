@@ -6,7 +6,9 @@
 //! |---|---|---|
 //! | embeddings | `usage.prompt_tokens` (OpenAI, Azure, router), `prompt_eval_count` (Ollama) | the local count: exact with the model's encoding, else the estimate (Gemini, TEI report none) |
 //! | images | per image: the images returned × the table price; on tokens: the reported usage | the reservation (a token-priced answer without usage) |
+//! | images, streamed | the completed events: images × the table price, or their summed usage | before any completed image: the reservation |
 //! | speech | — (the endpoint reports nothing) | the characters of the input (exact), or on tokens the reservation |
+//! | speech, `stream_format: "sse"` | on tokens: the `speech.audio.done` usage | the characters (exact), or on tokens the reservation |
 //! | transcription | usage seconds / the verbose `duration`, or the reported tokens | per minute: the WAV's exact duration, else the reservation's estimate; on tokens: the reservation's audio estimate + the transcript's local count |
 
 use crate::core::billing::units::{seconds_from_ms, MediaUsage, Unit, UnitPrices};
@@ -15,6 +17,8 @@ use crate::core::inbound::audio::{Duration, SpeechRequest, TranscriptUsage, Tran
 use crate::core::inbound::embeddings::{Embeddings, EmbeddingsRequest};
 use crate::core::inbound::images::{ImageRequest, ImagesResult};
 use crate::core::tokens::{estimate_text_tokens, Encoding};
+
+use super::streams::SpeechTokens;
 
 /// Whose figures a bill rests on (`usage.usage_source`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +83,44 @@ pub fn images(
             usage: *reserved,
             source: Source::Local,
         },
+    }
+}
+
+/// A streamed image answer: `seen` is what its completed events said
+/// ([`super::streams::ImageStream::result`]), `unit_price` the request's
+/// ([`ImageRequest::unit_price`]); none completed is billed the reservation.
+pub fn image_stream(
+    unit_price: Option<u64>,
+    seen: Option<ImagesResult>,
+    reserved: &MediaUsage,
+) -> Billed {
+    match seen.and_then(|answer| answer.billed(unit_price)) {
+        Some(usage) => Billed {
+            usage,
+            source: Source::Upstream,
+        },
+        None => Billed {
+            usage: *reserved,
+            source: Source::Local,
+        },
+    }
+}
+
+/// Speech streamed as events: a token-priced model is billed on the done event's usage when it
+/// came; a character-priced one on its characters, as a plain request.
+pub fn speech_stream(
+    req: &SpeechRequest,
+    units: &UnitPrices,
+    encoding: Option<Encoding>,
+    max_output_tokens: u64,
+    reported: Option<SpeechTokens>,
+) -> Billed {
+    match (units.characters, reported) {
+        (None, Some(u)) => Billed {
+            usage: MediaUsage::tokens(tokens(u.input_tokens, u.output_tokens)),
+            source: Source::Upstream,
+        },
+        _ => speech(req, units, encoding, max_output_tokens),
     }
 }
 
@@ -233,6 +275,67 @@ mod tests {
             &reserved,
         );
         assert_eq!((b.usage, b.source), (reserved, Source::Local));
+    }
+
+    #[test]
+    fn streamed_images_bill_the_completed_events_else_the_reservation() {
+        let units = UnitPrices {
+            images: UnitPrices::parse_image_table(
+                r#"[{"size":"1024x1024","quality":"low","price":11000}]"#,
+            )
+            .unwrap(),
+            ..UnitPrices::default()
+        };
+        let req = decode_generation(
+            br#"{"model":"m","prompt":"p","n":2,"size":"1024x1024","quality":"low","stream":true,"partial_images":1}"#,
+        )
+        .unwrap();
+        let reserved = req.reservation_usage(&units, None, 0).unwrap();
+        let one = ImagesResult {
+            images: 1,
+            usage: None,
+        };
+        let b = image_stream(req.unit_price(&units), Some(one), &reserved);
+        assert_eq!(b.source, Source::Upstream);
+        assert_eq!(cost_micros(&b.usage, &Price::default(), &units), 11_000);
+        // Cut before any completed image: the reservation (both images).
+        let b = image_stream(req.unit_price(&units), None, &reserved);
+        assert_eq!((b.usage, b.source), (reserved, Source::Local));
+        assert_eq!(cost_micros(&b.usage, &Price::default(), &units), 22_000);
+    }
+
+    #[test]
+    fn streamed_speech_bills_the_done_usage_on_a_token_model() {
+        let req = decode_speech(
+            br#"{"model":"gpt-4o-mini-tts","input":"Hello!","voice":"alloy","stream_format":"sse"}"#,
+        )
+        .unwrap();
+        let reported = Some(SpeechTokens {
+            input_tokens: 14,
+            output_tokens: 101,
+        });
+        let b = speech_stream(&req, &UnitPrices::default(), None, 2000, reported);
+        assert_eq!(b.source, Source::Upstream);
+        assert_eq!(
+            (
+                b.usage.tokens.prompt_tokens,
+                b.usage.tokens.completion_tokens
+            ),
+            (14, 101)
+        );
+        // Without a done event: the reservation (input + max_output_tokens).
+        let b = speech_stream(&req, &UnitPrices::default(), None, 2000, None);
+        assert_eq!(
+            (b.usage.tokens.completion_tokens, b.source),
+            (2000, Source::Local)
+        );
+        // A character-priced model: its characters, whatever the events say.
+        let chars = UnitPrices {
+            characters: Some(15_000_000),
+            ..UnitPrices::default()
+        };
+        let b = speech_stream(&req, &chars, None, 2000, reported);
+        assert_eq!(cost_micros(&b.usage, &Price::default(), &chars), 90);
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod gemini;
 pub mod huggingface;
 pub mod ollama;
 pub mod openai;
+pub mod streams;
 
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::inbound::audio::{SpeechRequest, TranscriptionRequest};

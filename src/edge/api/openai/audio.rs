@@ -1,6 +1,7 @@
 //! `POST /v1/audio/speech`: decode (`core::inbound::audio`), the metered media call
 //! (`edge::gateway::media`); the provider's audio streams through to the client as it arrives,
-//! with the content type of the requested `response_format`. `POST /v1/audio/transcriptions` and
+//! with the content type of the requested `response_format`, or its events with `stream_format:
+//! "sse"`. `POST /v1/audio/transcriptions` and
 //! `/translations`: a multipart upload (limits in `core::multipart`), the provider asked for the
 //! format that bills it exactly and the client's format rendered; `stream=true` relays the
 //! provider's events.
@@ -14,6 +15,7 @@ use crate::core::error::GatewayError;
 use crate::core::inbound::audio::{decode_speech, decode_transcription};
 use crate::core::multipart::{self, Limits, MAX_AUDIO_FILE_BYTES};
 use crate::core::providers::media::openai::TranscriptStream;
+use crate::core::providers::media::streams::SpeechStream;
 use crate::core::providers::media::{self, bill, MediaApi};
 use crate::edge::api::http;
 use crate::edge::gateway::media::{self as metered, Answer};
@@ -45,15 +47,12 @@ pub async fn speech(
         |route| media::build_speech(route, &request),
     )
     .await?;
-    let billed = {
+    let (encoding, max_out) = {
         let a = &mp.prepared.admitted;
-        bill::speech(
-            &request,
-            &mp.ticket.units,
-            a.encoding,
-            a.model.max_output_tokens,
-        )
+        (a.encoding, a.model.max_output_tokens)
     };
+    let units = mp.ticket.units.clone();
+    let billed = bill::speech(&request, &units, encoding, max_out);
     let key = req.headers().get("idempotency-key").ok().flatten();
     let claimed = match gateway::claim(&mp.prepared, key, &body, true).await? {
         Claim::Replay {
@@ -64,11 +63,24 @@ pub async fn speech(
         Claim::Fresh(key) => Some(key),
         Claim::None => None,
     };
-    let content_type = request.response_format.content_type();
+    let content_type = request.content_type();
     match metered::call(mp, true, claimed, ctx).await {
+        Ok(Answer::Stream(pending, source)) if request.sse() => {
+            // `speech.audio.delta` / `speech.audio.done` relayed unchanged; the done event's
+            // usage bills a token-priced model.
+            let seen = Rc::new(RefCell::new(SpeechStream::new()));
+            let watcher = Rc::clone(&seen);
+            let watch = Box::new(move |bytes: &[u8]| watcher.borrow_mut().push(bytes));
+            let bill = Box::new(move || {
+                let mut s = seen.borrow_mut();
+                s.finish();
+                bill::speech_stream(&request, &units, encoding, max_out, s.usage)
+            });
+            metered::stream_through(pending, source, content_type, ctx, watch, bill).await
+        }
         Ok(Answer::Stream(pending, source)) => {
             let (watch, bill) = (Box::new(|_: &[u8]| {}), Box::new(move || billed));
-            metered::stream_through(pending, source, content_type, ctx, watch, bill)
+            metered::stream_through(pending, source, content_type, ctx, watch, bill).await
         }
         Ok(Answer::Plain(pending, audio, _)) => {
             metered::answer_plain(pending, billed, content_type, audio, ctx).await
@@ -172,7 +184,7 @@ pub async fn transcription(
                 bill::transcription_of(duration, &units, s.usage, &s.text, encoding, &reserved)
             });
             let ct = "text/event-stream; charset=utf-8";
-            metered::stream_through(pending, source, ct, ctx, watch, bill)
+            metered::stream_through(pending, source, ct, ctx, watch, bill).await
         }
         Err(done) => done,
     }

@@ -1,12 +1,18 @@
 //! `POST /v1/images/generations` (JSON) and `/v1/images/edits` (multipart): decode
 //! (`core::inbound::images`), the metered media call (`edge::gateway::media`), the provider's body
-//! to the client; billed per image from the model's table or on the reported tokens.
+//! to the client; billed per image from the model's table or on the reported tokens. With
+//! `stream: true` the provider's `image_generation.*` / `image_edit.*` events stream through,
+//! billed from the completed events.
+
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use worker::{Context, Env, Request, Response};
 
 use crate::core::error::GatewayError;
 use crate::core::inbound::images::{decode_edit, decode_generation, ImageOp, ImageRequest};
 use crate::core::multipart::{self, Limits};
+use crate::core::providers::media::streams::ImageStream;
 use crate::core::providers::media::{self, bill, MediaApi};
 use crate::edge::api::http;
 use crate::edge::api::openai::audio::read_form;
@@ -62,7 +68,7 @@ pub async fn images(
     let units = mp.ticket.units.clone();
     let reserved = mp.ticket.reserved;
     let key = req.headers().get("idempotency-key").ok().flatten();
-    let claimed = match gateway::claim(&mp.prepared, key, &body, false).await? {
+    let claimed = match gateway::claim(&mp.prepared, key, &body, request.stream).await? {
         Claim::Replay {
             http_status,
             body,
@@ -71,11 +77,22 @@ pub async fn images(
         Claim::Fresh(key) => Some(key),
         Claim::None => None,
     };
-    let (pending, answer) = match metered::call(mp, false, claimed, ctx).await {
+    let (pending, answer) = match metered::call(mp, request.stream, claimed, ctx).await {
         Ok(Answer::Plain(pending, answer, _)) => (pending, answer),
-        Ok(Answer::Stream(pending, _)) => {
-            let err = GatewayError::internal("an images answer streamed");
-            return metered::failed(pending, err, ctx).await;
+        Ok(Answer::Stream(pending, source)) => {
+            // The provider's partial and completed events relayed unchanged; the completed
+            // events bill the request (none completed: the reservation).
+            let unit_price = request.unit_price(&units);
+            let seen = Rc::new(RefCell::new(ImageStream::new()));
+            let watcher = Rc::clone(&seen);
+            let watch = Box::new(move |bytes: &[u8]| watcher.borrow_mut().push(bytes));
+            let bill = Box::new(move || {
+                let mut s = seen.borrow_mut();
+                s.finish();
+                bill::image_stream(unit_price, s.result(), &reserved)
+            });
+            let ct = "text/event-stream; charset=utf-8";
+            return metered::stream_through(pending, source, ct, ctx, watch, bill).await;
         }
         Err(done) => return done,
     };
