@@ -112,6 +112,13 @@ impl PriceSheet {
         }
     }
 
+    /// Whether a request of `prompt_tokens` prompt tokens is priced at the long-context tier.
+    pub fn is_long(&self, prompt_tokens: u64) -> bool {
+        self.long_context
+            .as_ref()
+            .is_some_and(|long| prompt_tokens > long.above_prompt_tokens)
+    }
+
     /// Whether no price of the long-context tier is below the base tier's: what providers do,
     /// and what makes the reservation a cover (a shorter prompt can never cost more). Price
     /// validation refuses a sheet that is not.
@@ -149,21 +156,53 @@ impl From<TokenUsage> for TieredUsage {
     }
 }
 
+/// The prompt of a usage split by price (rule 1 of [`cost_micros_tiered`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PromptSplit {
+    uncached: u64,
+    cached: u64,
+    write_5m: u64,
+    write_1h: u64,
+}
+
+impl TieredUsage {
+    fn prompt_split(&self) -> PromptSplit {
+        let mut left = self.tokens.prompt_tokens;
+        let mut take = |n: u64| {
+            let n = n.min(left);
+            left -= n;
+            n
+        };
+        let cached = take(self.tokens.cached_prompt_tokens);
+        let write_1h = take(self.cache_write_1h);
+        let write_5m = take(self.cache_write_5m);
+        PromptSplit {
+            uncached: left,
+            cached,
+            write_5m,
+            write_1h,
+        }
+    }
+
+    /// The cache writes as billed, `(5-minute, 1-hour)`: each clamped to what the prompt has
+    /// left after the reads (and, for the 5-minute ones, the 1-hour ones).
+    pub fn billed_writes(&self) -> (u64, u64) {
+        let split = self.prompt_split();
+        (split.write_5m, split.write_1h)
+    }
+}
+
 /// What `usage` costs on `sheet` at `multiplier_bps`, in micro-units, rounded up once; see the
 /// module docs.
 pub fn cost_micros_tiered(usage: &TieredUsage, sheet: &PriceSheet, multiplier_bps: u64) -> u64 {
     let t = &usage.tokens;
     let tier = sheet.tier_for(t.prompt_tokens);
-    let mut left = t.prompt_tokens;
-    let mut take = |n: u64| {
-        let n = n.min(left);
-        left -= n;
-        n
-    };
-    let cached = take(t.cached_prompt_tokens);
-    let write_1h = take(usage.cache_write_1h);
-    let write_5m = take(usage.cache_write_5m);
-    let uncached = left;
+    let PromptSplit {
+        uncached,
+        cached,
+        write_5m,
+        write_1h,
+    } = usage.prompt_split();
     let reasoning = t.reasoning_tokens.min(t.completion_tokens);
     let plain_output = t.completion_tokens - reasoning;
     let p = &tier.price;
@@ -198,6 +237,19 @@ pub fn reservation_micros_tiered(
     let picos = pico(prompt_tokens, tier.max_input())
         .saturating_add(pico(max_output_tokens, tier.max_output()));
     scaled_micros_rounded_up(picos, multiplier_bps)
+}
+
+/// What `output_tokens` more output tokens can cost in a request of `prompt_tokens` prompt
+/// tokens: the dearer of output and reasoning of that prompt's tier. A stream's reservation
+/// grows by this when it runs past its cover (`gateway/guard.rs`).
+pub fn output_reservation_micros_tiered(
+    prompt_tokens: u64,
+    output_tokens: u64,
+    sheet: &PriceSheet,
+    multiplier_bps: u64,
+) -> u64 {
+    let tier = sheet.tier_for(prompt_tokens);
+    scaled_micros_rounded_up(pico(output_tokens, tier.max_output()), multiplier_bps)
 }
 
 #[cfg(test)]
