@@ -136,6 +136,74 @@ impl PriceSheet {
     }
 }
 
+/// The cache-write and long-context prices of a price version as the admin API takes them
+/// (`PUT /admin/models`) and `price_versions` stores them (schema/0013): micro-units per
+/// 1,000,000 tokens, `None` = not set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TierFields {
+    pub cache_write_5m_price: Option<u64>,
+    pub cache_write_1h_price: Option<u64>,
+    pub long_context_threshold: Option<u64>,
+    pub long_input_price: Option<u64>,
+    pub long_cached_input_price: Option<u64>,
+    pub long_output_price: Option<u64>,
+    pub long_reasoning_price: Option<u64>,
+    pub long_cache_write_5m_price: Option<u64>,
+    pub long_cache_write_1h_price: Option<u64>,
+}
+
+/// A field of [`TierFields`] that cannot be stored, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TierFieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl TierFields {
+    /// Checks the long-context tier is whole: a threshold above 0 with its input and output
+    /// prices, and no `long_*` price without a threshold (it would never apply). The long prices
+    /// need not be above the base ones (docs/money.md: a reservation then covers its own
+    /// tier only).
+    pub fn check(&self) -> Result<(), TierFieldError> {
+        let err = |field: &'static str, message: &str| {
+            Err(TierFieldError {
+                field,
+                message: message.to_string(),
+            })
+        };
+        let long_prices = [
+            ("long_input_price", self.long_input_price),
+            ("long_cached_input_price", self.long_cached_input_price),
+            ("long_output_price", self.long_output_price),
+            ("long_reasoning_price", self.long_reasoning_price),
+            ("long_cache_write_5m_price", self.long_cache_write_5m_price),
+            ("long_cache_write_1h_price", self.long_cache_write_1h_price),
+        ];
+        match self.long_context_threshold {
+            Some(0) => err(
+                "long_context_threshold",
+                "`long_context_threshold` must be at least 1 (prompt tokens above it are priced at the long-context prices).",
+            ),
+            Some(_) if self.long_input_price.is_none() => err(
+                "long_input_price",
+                "A long-context tier needs `long_input_price` (and `long_output_price`).",
+            ),
+            Some(_) if self.long_output_price.is_none() => err(
+                "long_output_price",
+                "A long-context tier needs `long_output_price` (and `long_input_price`).",
+            ),
+            Some(_) => Ok(()),
+            None => match long_prices.iter().find(|(_, v)| v.is_some()) {
+                Some((field, _)) => err(
+                    field,
+                    &format!("`{field}` needs `long_context_threshold`: the prompt size above which the long-context prices apply."),
+                ),
+                None => Ok(()),
+            },
+        }
+    }
+}
+
 /// The tokens of a request, with the cache writes apart.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TieredUsage {
@@ -302,6 +370,54 @@ mod tests {
             cache_write_5m: w5,
             cache_write_1h: w1,
         }
+    }
+
+    #[test]
+    fn tier_fields_must_make_a_whole_tier() {
+        let whole = TierFields {
+            cache_write_5m_price: Some(3_750_000),
+            long_context_threshold: Some(200_000),
+            long_input_price: Some(6_000_000),
+            long_output_price: Some(22_500_000),
+            ..TierFields::default()
+        };
+        assert_eq!(whole.check(), Ok(()));
+        assert_eq!(TierFields::default().check(), Ok(()));
+        // Cheaper long prices are allowed.
+        let cheaper = TierFields {
+            long_input_price: Some(1),
+            ..whole
+        };
+        assert_eq!(cheaper.check(), Ok(()));
+        let field = |f: TierFields| f.check().unwrap_err().field;
+        assert_eq!(
+            field(TierFields {
+                long_context_threshold: Some(0),
+                ..whole
+            }),
+            "long_context_threshold"
+        );
+        assert_eq!(
+            field(TierFields {
+                long_input_price: None,
+                ..whole
+            }),
+            "long_input_price"
+        );
+        assert_eq!(
+            field(TierFields {
+                long_output_price: None,
+                ..whole
+            }),
+            "long_output_price"
+        );
+        assert_eq!(
+            field(TierFields {
+                long_cache_write_1h_price: Some(5),
+                ..TierFields::default()
+            }),
+            "long_cache_write_1h_price"
+        );
     }
 
     #[test]

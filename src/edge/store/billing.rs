@@ -77,7 +77,10 @@ pub async fn price_versions(db: &D1Database, model: &str) -> Result<Vec<Value>, 
     db::all(
         db,
         "SELECT id AS version, model, input_price, cached_input_price, output_price,
-           reasoning_price, created_at FROM price_versions WHERE model = ?1 ORDER BY id DESC",
+           reasoning_price, cache_write_5m_price, cache_write_1h_price, long_context_threshold,
+           long_input_price, long_cached_input_price, long_output_price, long_reasoning_price,
+           long_cache_write_5m_price, long_cache_write_1h_price, created_at
+         FROM price_versions WHERE model = ?1 ORDER BY id DESC",
         &[model.into()],
     )
     .await

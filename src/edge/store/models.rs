@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use worker::D1Database;
 
-use crate::core::billing::tiers::{CacheWritePrices, LongContext, PriceSheet, Tier};
+use crate::core::billing::tiers::{CacheWritePrices, LongContext, PriceSheet, Tier, TierFields};
 use crate::core::billing::units::UnitPrices;
 use crate::core::billing::Price;
 use crate::core::error::GatewayError;
@@ -344,14 +344,73 @@ pub async fn record_media_prices(
         .ok_or_else(|| GatewayError::internal(format!("model `{model}` has no price version")))
 }
 
+/// After [`record_media_prices`]: makes the version with `tiers` (cache-write and long-context
+/// prices, schema/0013) the model's current one: a copy of `price_version` (every other price
+/// kept) with them, unless it already has exactly them. Returns the model's price version.
+pub async fn record_tier_prices(
+    db: &D1Database,
+    model: &str,
+    tiers: &TierFields,
+    price_version: u64,
+    now: u64,
+) -> Result<u64, GatewayError> {
+    let t = tiers;
+    let insert = d1::statement(
+        db,
+        "INSERT INTO price_versions (model, input_price, cached_input_price, output_price,
+           reasoning_price, created_at, image_input_price, audio_input_price, image_prices,
+           character_price, minute_price, cache_write_5m_price, cache_write_1h_price,
+           long_context_threshold, long_input_price, long_cached_input_price, long_output_price,
+           long_reasoning_price, long_cache_write_5m_price, long_cache_write_1h_price)
+         SELECT model, input_price, cached_input_price, output_price, reasoning_price, ?3,
+           image_input_price, audio_input_price, image_prices, character_price, minute_price,
+           ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12
+         FROM price_versions WHERE id = ?2 AND model = ?1
+           AND NOT (cache_write_5m_price IS ?4 AND cache_write_1h_price IS ?5
+             AND long_context_threshold IS ?6 AND long_input_price IS ?7
+             AND long_cached_input_price IS ?8 AND long_output_price IS ?9
+             AND long_reasoning_price IS ?10 AND long_cache_write_5m_price IS ?11
+             AND long_cache_write_1h_price IS ?12)",
+        &[
+            model.into(),
+            price_version.into(),
+            now.into(),
+            t.cache_write_5m_price.into(),
+            t.cache_write_1h_price.into(),
+            t.long_context_threshold.into(),
+            t.long_input_price.into(),
+            t.long_cached_input_price.into(),
+            t.long_output_price.into(),
+            t.long_reasoning_price.into(),
+            t.long_cache_write_5m_price.into(),
+            t.long_cache_write_1h_price.into(),
+        ],
+    )?;
+    let point = d1::statement(
+        db,
+        "UPDATE models SET price_version = (SELECT MAX(id) FROM price_versions WHERE model = ?1)
+         WHERE name = ?1 RETURNING price_version",
+        &[model.into()],
+    )?;
+    let results = d1::batch(db, vec![insert, point]).await?;
+    results
+        .get(1)
+        .and_then(|r| r.results::<Value>().ok())
+        .and_then(|rows| rows.first().and_then(|r| r["price_version"].as_u64()))
+        .ok_or_else(|| GatewayError::internal(format!("model `{model}` has no price version")))
+}
+
 /// Every model, as the admin API lists them.
 pub async fn list_models(db: &D1Database) -> Result<Vec<Value>, GatewayError> {
     d1::all(
         db,
-        "SELECT name, provider, upstream_model, input_price, output_price, max_output_tokens,
-           encoding, created_at, updated_at, price_version, kind,
-           (SELECT v.created_at FROM price_versions v WHERE v.id = models.price_version) AS price_since
-         FROM models ORDER BY name",
+        "SELECT m.name, m.provider, m.upstream_model, m.input_price, m.output_price,
+           m.max_output_tokens, m.encoding, m.created_at, m.updated_at, m.price_version, m.kind,
+           v.created_at AS price_since, v.cached_input_price, v.reasoning_price,
+           v.cache_write_5m_price, v.cache_write_1h_price, v.long_context_threshold,
+           v.long_input_price, v.long_cached_input_price, v.long_output_price,
+           v.long_reasoning_price, v.long_cache_write_5m_price, v.long_cache_write_1h_price
+         FROM models m LEFT JOIN price_versions v ON v.id = m.price_version ORDER BY m.name",
         &[],
     )
     .await
