@@ -253,6 +253,9 @@ fn decode(body: &[u8], needs_max_tokens: bool) -> Result<MessagesRequest, Gatewa
         Some(Value::String(m)) if !m.trim().is_empty() => {}
         _ => return Err(bad("model", "model: Field required (a non-empty string).")),
     }
+    if let Some((field, why)) = crate::core::plugins::chat_only_field(map) {
+        return Err(bad(field, why));
+    }
     match map.get("messages") {
         Some(Value::Array(a)) if !a.is_empty() => {}
         Some(Value::Array(_)) => {
@@ -1347,6 +1350,22 @@ mod tests {
             json!({"type":"json_schema","json_schema":{"name":"output","schema":{"type":"object"},"strict":true}})
         );
         assert!(!c.extra.contains_key("output_config"));
+    }
+
+    #[test]
+    fn plugin_fields_are_refused_with_where_plugins_run() {
+        for field in crate::core::plugins::PLUGIN_FIELDS {
+            let body = format!(
+                r#"{{"model":"m","max_tokens":5,"messages":[{{"role":"user","content":"x"}}],"{field}":true}}"#
+            );
+            for e in [
+                decode_request(body.as_bytes()).unwrap_err(),
+                decode_count_tokens(body.as_bytes()).unwrap_err(),
+            ] {
+                assert_eq!((e.status(), e.param.as_deref()), (400, Some(*field)));
+                assert!(e.message.contains("/v1/chat/completions"), "{}", e.message);
+            }
+        }
     }
 
     #[test]
