@@ -421,6 +421,30 @@ mod tests {
     }
 
     #[test]
+    fn extensions_are_priced_at_the_tier_of_the_prompt() {
+        let sheet = sonnet();
+        // 1000 more output tokens: $15 on the base tier, $22.50 above 200K prompt tokens.
+        assert_eq!(
+            output_reservation_micros_tiered(1_000, 1_000, &sheet, LIST_PRICE_BPS),
+            15_000
+        );
+        assert_eq!(
+            output_reservation_micros_tiered(200_001, 1_000, &sheet, LIST_PRICE_BPS),
+            22_500
+        );
+        // With the tenant multiplier, rounded up once.
+        assert_eq!(
+            output_reservation_micros_tiered(200_001, 1, &sheet, 15_000),
+            34
+        );
+        // A reservation plus its extension covers a usage with that much more output.
+        let reserved = reservation_micros_tiered(300_000, 10, &sheet, LIST_PRICE_BPS)
+            + output_reservation_micros_tiered(300_000, 1_000, &sheet, LIST_PRICE_BPS);
+        let used = usage(300_000, 0, 0, 0, 1_010, 0);
+        assert!(cost_micros_tiered_list(&used, &sheet) <= reserved);
+    }
+
+    #[test]
     fn cache_writes_at_their_own_prices() {
         // 4525 prompt = 25 uncached + 1500 read + 1000 (5m) + 2000 (1h) writes; 96 out.
         // 25×3 + 1500×0.3 + 1000×3.75 + 2000×6 + 96×15 = 75 + 450 + 3750 + 12000 + 1440.
