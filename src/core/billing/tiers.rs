@@ -33,8 +33,9 @@
 //! that tier (uncached, cached, either write) and every output token at the dearer of output and
 //! reasoning. It covers the cost of any usage with at most that many prompt tokens and at most
 //! `max_output_tokens` output tokens, provided no long-context price is below its base price
-//! ([`PriceSheet::is_monotonic`], which price validation requires): a smaller prompt is then in
-//! the same tier or a cheaper one.
+//! ([`PriceSheet::is_monotonic`]): a smaller prompt is then in the same tier or a cheaper one.
+//! The admin API does not require it (a provider may price a tier lower): a charge above the
+//! reservation is settled like any other (reservation, allowance, balance, then debt).
 
 use serde::{Deserialize, Serialize};
 
@@ -120,8 +121,8 @@ impl PriceSheet {
     }
 
     /// Whether no price of the long-context tier is below the base tier's: what providers do,
-    /// and what makes the reservation a cover (a shorter prompt can never cost more). Price
-    /// validation refuses a sheet that is not.
+    /// and what makes the reservation a cover (a shorter prompt can never cost more). Not
+    /// required of an admin's prices (see the module docs).
     pub fn is_monotonic(&self) -> bool {
         let Some(long) = &self.long_context else {
             return true;
