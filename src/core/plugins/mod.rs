@@ -490,9 +490,9 @@ pub const PLUGIN_FIELDS: &[&str] = &["plugins", COMMANDS_FIELD];
 /// The plugin field of an agent API's request (`/v1/responses`, `/v1/messages`) and the 400's
 /// message: plugins run on chat completions only (docs/plugins.md, "Which APIs"); the tool loop
 /// and slash commands answer in chat's shape. `None` when the request names none.
-pub fn chat_only_field<'a>(
-    request: &'a serde_json::Map<String, serde_json::Value>,
-) -> Option<(&'a str, String)> {
+pub fn chat_only_field(
+    request: &serde_json::Map<String, serde_json::Value>,
+) -> Option<(&str, String)> {
     let field = request
         .keys()
         .map(String::as_str)

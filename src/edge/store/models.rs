@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use worker::D1Database;
 
-use crate::core::billing::tiers::{CacheWritePrices, LongContext, PriceSheet, Tier, TierFields};
+use crate::core::billing::tiers::{CacheWritePrices, LongContext, PriceSheet, Tier};
 use crate::core::billing::units::UnitPrices;
 use crate::core::billing::Price;
 use crate::core::error::GatewayError;
@@ -297,7 +297,7 @@ pub async fn put_model(db: &D1Database, m: &NewModel<'_>, now: u64) -> Result<()
 
 /// After `PUT /admin/models/{model}` recorded its token prices as `price_version`: sets the
 /// model's kind, and makes `units` part of its current price version — a new version (a copy of
-/// the token prices with these unit prices) when they differ from the current one's, so that
+/// the token, cache-write and long-context prices with these unit prices) when they differ from the current one's, so that
 /// history is never rewritten. One batch. Returns the current version id.
 pub async fn record_media_prices(
     db: &D1Database,
@@ -312,9 +312,13 @@ pub async fn record_media_prices(
         db,
         "INSERT INTO price_versions (model, input_price, cached_input_price, output_price,
            reasoning_price, created_at, image_input_price, audio_input_price, image_prices,
-           character_price, minute_price)
+           character_price, minute_price, cache_write_5m_price, cache_write_1h_price,
+           long_context_threshold, long_input_price, long_cached_input_price, long_output_price,
+           long_reasoning_price, long_cache_write_5m_price, long_cache_write_1h_price)
          SELECT model, input_price, cached_input_price, output_price, reasoning_price, ?3, ?4,
-           ?5, ?6, ?7, ?8
+           ?5, ?6, ?7, ?8, cache_write_5m_price, cache_write_1h_price, long_context_threshold,
+           long_input_price, long_cached_input_price, long_output_price, long_reasoning_price,
+           long_cache_write_5m_price, long_cache_write_1h_price
          FROM price_versions WHERE id = ?2 AND model = ?1
            AND NOT (image_input_price IS ?4 AND audio_input_price IS ?5 AND image_prices IS ?6
              AND character_price IS ?7 AND minute_price IS ?8)",
@@ -335,62 +339,6 @@ pub async fn record_media_prices(
            price_version = (SELECT MAX(id) FROM price_versions WHERE model = ?1)
          WHERE name = ?1 RETURNING price_version",
         &[model.into(), kind.into()],
-    )?;
-    let results = d1::batch(db, vec![insert, point]).await?;
-    results
-        .get(1)
-        .and_then(|r| r.results::<Value>().ok())
-        .and_then(|rows| rows.first().and_then(|r| r["price_version"].as_u64()))
-        .ok_or_else(|| GatewayError::internal(format!("model `{model}` has no price version")))
-}
-
-/// After [`record_media_prices`]: makes the version with `tiers` (cache-write and long-context
-/// prices, schema/0013) the model's current one: a copy of `price_version` (every other price
-/// kept) with them, unless it already has exactly them. Returns the model's price version.
-pub async fn record_tier_prices(
-    db: &D1Database,
-    model: &str,
-    tiers: &TierFields,
-    price_version: u64,
-    now: u64,
-) -> Result<u64, GatewayError> {
-    let t = tiers;
-    let insert = d1::statement(
-        db,
-        "INSERT INTO price_versions (model, input_price, cached_input_price, output_price,
-           reasoning_price, created_at, image_input_price, audio_input_price, image_prices,
-           character_price, minute_price, cache_write_5m_price, cache_write_1h_price,
-           long_context_threshold, long_input_price, long_cached_input_price, long_output_price,
-           long_reasoning_price, long_cache_write_5m_price, long_cache_write_1h_price)
-         SELECT model, input_price, cached_input_price, output_price, reasoning_price, ?3,
-           image_input_price, audio_input_price, image_prices, character_price, minute_price,
-           ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12
-         FROM price_versions WHERE id = ?2 AND model = ?1
-           AND NOT (cache_write_5m_price IS ?4 AND cache_write_1h_price IS ?5
-             AND long_context_threshold IS ?6 AND long_input_price IS ?7
-             AND long_cached_input_price IS ?8 AND long_output_price IS ?9
-             AND long_reasoning_price IS ?10 AND long_cache_write_5m_price IS ?11
-             AND long_cache_write_1h_price IS ?12)",
-        &[
-            model.into(),
-            price_version.into(),
-            now.into(),
-            t.cache_write_5m_price.into(),
-            t.cache_write_1h_price.into(),
-            t.long_context_threshold.into(),
-            t.long_input_price.into(),
-            t.long_cached_input_price.into(),
-            t.long_output_price.into(),
-            t.long_reasoning_price.into(),
-            t.long_cache_write_5m_price.into(),
-            t.long_cache_write_1h_price.into(),
-        ],
-    )?;
-    let point = d1::statement(
-        db,
-        "UPDATE models SET price_version = (SELECT MAX(id) FROM price_versions WHERE model = ?1)
-         WHERE name = ?1 RETURNING price_version",
-        &[model.into()],
     )?;
     let results = d1::batch(db, vec![insert, point]).await?;
     results

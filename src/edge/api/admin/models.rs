@@ -178,6 +178,7 @@ pub async fn put(db: &D1Database, name: &str, m: ModelBody) -> Result<Response, 
             cached_input: cached_input.map(i64::unsigned_abs),
             output: output.unsigned_abs(),
             reasoning: reasoning.map(i64::unsigned_abs),
+            tiers,
         },
         now,
     )
@@ -185,8 +186,6 @@ pub async fn put(db: &D1Database, name: &str, m: ModelBody) -> Result<Response, 
     let price_version =
         store::models::record_media_prices(db, name, model_kind, &units, price_version, now)
             .await?;
-    let price_version =
-        store::models::record_tier_prices(db, name, &tiers, price_version, now).await?;
     let mut answer = json!({"name": name, "provider": m.provider, "upstream_model": upstream_model,
                 "kind": model_kind, "image_input_price": units.image_input,
                 "audio_input_price": units.audio_input,
