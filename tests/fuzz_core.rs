@@ -25,12 +25,13 @@ use std::sync::Once;
 
 use serde_json::{json, Map, Value};
 use tollgate::core::billing::guard::{OutputDecision, OutputGuard};
+use tollgate::core::billing::tiers::PriceSheet;
 use tollgate::core::billing::{
     cost_micros_scaled, reservation_micros_scaled, Price, TokenUsage, MAX_MULTIPLIER_BPS,
 };
 use tollgate::core::error::GatewayError;
 use tollgate::core::inbound::openai::{error_body, StreamEncoder};
-use tollgate::core::meter::{bill, BillInput, RequestStatus, StreamMeter};
+use tollgate::core::meter::{bill, tiered_usage, BillInput, RequestStatus, StreamMeter};
 use tollgate::core::openai::ChatCompletionRequest;
 use tollgate::core::providers::echo;
 use tollgate::core::providers::LocalReply as EchoReply;
@@ -1596,8 +1597,8 @@ fn fuzz_upstream_streams() {
                 completion_text: &whole.meter_text,
                 finish_reason: None,
                 encoding: Some(Encoding::O200kBase),
-                upstream_usage: usage.as_ref(),
-                price: &price,
+                upstream_usage: usage.as_ref().map(tiered_usage),
+                sheet: &PriceSheet::flat(price),
                 multiplier_bps: multiplier(&mut rng),
                 reserved: rng.next(),
             });

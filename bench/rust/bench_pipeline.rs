@@ -7,9 +7,10 @@
 //!
 //! Prints markdown table rows: microseconds per request, median of several rounds.
 
+use tollgate::core::billing::tiers::PriceSheet;
 use tollgate::core::billing::{reservation_micros_scaled, Price};
 use tollgate::core::inbound::openai::StreamEncoder;
-use tollgate::core::meter::{bill, BillInput, RequestStatus, StreamMeter};
+use tollgate::core::meter::{bill, tiered_usage, BillInput, RequestStatus, StreamMeter};
 use tollgate::core::openai::ChatCompletionRequest;
 use tollgate::core::providers::{ProviderKind, ResponseContext, Route};
 use tollgate::core::tokens::{count_chat_prompt, Encoding};
@@ -146,8 +147,8 @@ fn one_request(body: &[u8], reads: Option<&[Vec<u8>]>, reply: &[u8]) -> u64 {
         completion_text: &text,
         finish_reason: None,
         encoding: Some(enc),
-        upstream_usage: usage.as_ref(),
-        price: &price,
+        upstream_usage: usage.as_ref().map(tiered_usage),
+        sheet: &PriceSheet::flat(price),
         multiplier_bps: 10_000,
         reserved,
     })

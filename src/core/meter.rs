@@ -8,7 +8,8 @@
 
 use serde::Serialize;
 
-use crate::core::billing::{cost_micros_scaled, Price, TokenUsage, MAX_SAFE_INT};
+use crate::core::billing::tiers::{cost_micros_tiered, PriceSheet, TieredUsage};
+use crate::core::billing::{TokenUsage, MAX_SAFE_INT};
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::openai::Usage;
 use crate::core::providers::StreamItem;
@@ -259,6 +260,12 @@ pub struct Bill {
     /// Charged, micro-units: the full cost of the counts, also above the reservation (the
     /// settlement takes it from the reservation, then allowance and balance, the rest as debt).
     pub cost: u64,
+    /// Prompt tokens billed as cache writes (parts of `prompt_tokens`, after the clamping of
+    /// [`cost_micros_tiered`]'s rule 1), by lifetime.
+    pub cache_write_5m_tokens: u64,
+    pub cache_write_1h_tokens: u64,
+    /// The long-context tier of the price sheet priced the request (never for a free one).
+    pub long_context: bool,
 }
 
 /// The inputs of a charge.
@@ -273,8 +280,11 @@ pub struct BillInput<'a> {
     /// `"length"` means the model generated no end-of-turn token.
     pub finish_reason: Option<&'a str>,
     pub encoding: Option<Encoding>,
-    pub upstream_usage: Option<&'a Usage>,
-    pub price: &'a Price,
+    /// The provider's usage, with its cache writes ([`tiered_usage`] of a chat usage, or a
+    /// native answer's own counts).
+    pub upstream_usage: Option<TieredUsage>,
+    /// Every price of the model's version: the tier is chosen from the billed prompt tokens.
+    pub sheet: &'a PriceSheet,
     /// The tenant's price multiplier in basis points (10,000 = list price).
     pub multiplier_bps: u64,
     /// What the request held (recorded in the usage row). Not a cap: see [`bill`].
@@ -300,44 +310,55 @@ pub fn bill(input: &BillInput<'_>) -> Bill {
         |e| e.count_completion(input.completion_text, ended_turn(input)),
     );
     let upstream = input.upstream_usage;
-    let (source, tokens) = match upstream {
-        Some(u) => (
-            UsageSource::Upstream,
-            TokenUsage {
-                prompt_tokens: u.prompt_tokens,
-                cached_prompt_tokens: u.cached_tokens(),
-                completion_tokens: u.completion_tokens,
-                reasoning_tokens: u.reasoning_tokens(),
-            },
-        ),
+    let (source, usage) = match upstream {
+        Some(u) => (UsageSource::Upstream, u),
         None => (
             UsageSource::Local,
-            TokenUsage {
+            TieredUsage::from(TokenUsage {
                 prompt_tokens: input.local_prompt_tokens,
                 cached_prompt_tokens: 0,
                 completion_tokens: local_completion,
                 reasoning_tokens: 0,
-            },
+            }),
         ),
     };
+    let tokens = usage.tokens;
     let free = input.status == RequestStatus::UpstreamError && !input.delivered_output;
     let cost = if free {
         0
     } else {
-        cost_micros_scaled(&tokens, input.price, input.multiplier_bps)
+        cost_micros_tiered(&usage, input.sheet, input.multiplier_bps)
     };
+    let writes = usage.billed_writes();
     let safe = |v: u64| v.min(MAX_SAFE_INT);
     Bill {
         prompt_tokens: safe(tokens.prompt_tokens),
         cached_prompt_tokens: safe(tokens.cached_prompt_tokens),
         completion_tokens: safe(tokens.completion_tokens),
         reasoning_tokens: safe(tokens.reasoning_tokens),
-        upstream_prompt_tokens: upstream.map(|u| safe(u.prompt_tokens)),
-        upstream_completion_tokens: upstream.map(|u| safe(u.completion_tokens)),
+        upstream_prompt_tokens: upstream.map(|u| safe(u.tokens.prompt_tokens)),
+        upstream_completion_tokens: upstream.map(|u| safe(u.tokens.completion_tokens)),
         local_prompt_tokens: safe(input.local_prompt_tokens),
         local_completion_tokens: safe(local_completion),
         source,
         cost: safe(cost),
+        cache_write_5m_tokens: safe(writes.0),
+        cache_write_1h_tokens: safe(writes.1),
+        long_context: !free && input.sheet.is_long(tokens.prompt_tokens),
+    }
+}
+
+/// A chat usage in the terms of the price sheet: its four classes and its cache writes.
+pub fn tiered_usage(u: &Usage) -> TieredUsage {
+    TieredUsage {
+        tokens: TokenUsage {
+            prompt_tokens: u.prompt_tokens,
+            cached_prompt_tokens: u.cached_tokens(),
+            completion_tokens: u.completion_tokens,
+            reasoning_tokens: u.reasoning_tokens(),
+        },
+        cache_write_5m: u.cache_writes.five_minutes,
+        cache_write_1h: u.cache_writes.one_hour,
     }
 }
 
@@ -364,6 +385,9 @@ pub fn bill_reserved(input: &BillInput<'_>, covered_output: u64) -> Bill {
         reasoning_tokens: 0,
         source: UsageSource::Local,
         cost: input.reserved,
+        cache_write_5m_tokens: 0,
+        cache_write_1h_tokens: 0,
+        long_context: input.sheet.is_long(input.local_prompt_tokens),
         ..local
     }
 }
@@ -377,6 +401,7 @@ pub fn estimate_tokens(text: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::billing::Price;
     use crate::core::openai::ChatCompletionChunk;
 
     fn chunk(json: &str) -> StreamItem {
@@ -437,7 +462,7 @@ mod tests {
         assert!(m.close(None).is_some());
         assert!(m.delivered_output());
         assert_eq!(m.text(), "First, consider the premise carefully.");
-        let p = price();
+        let p = PriceSheet::flat(price());
         let b = bill(&BillInput {
             status: RequestStatus::UpstreamError,
             delivered_output: m.delivered_output(),
@@ -446,7 +471,7 @@ mod tests {
             finish_reason: m.finish_reason(),
             encoding: Some(Encoding::O200kBase),
             upstream_usage: None,
-            price: &p,
+            sheet: &p,
             multiplier_bps: 10_000,
             reserved: 1_000,
         });
@@ -509,7 +534,7 @@ mod tests {
 
     #[test]
     fn local_completion_counts_the_open_families_end_of_turn() {
-        let p = price();
+        let p = PriceSheet::flat(price());
         let base = BillInput {
             status: RequestStatus::Ok,
             delivered_output: true,
@@ -518,7 +543,7 @@ mod tests {
             finish_reason: None,
             encoding: Some(Encoding::Llama3),
             upstream_usage: None,
-            price: &p,
+            sheet: &p,
             multiplier_bps: 10_000,
             reserved: 1_000,
         };
@@ -582,7 +607,7 @@ mod tests {
 
     #[test]
     fn billing_rules() {
-        let p = price();
+        let p = PriceSheet::flat(price());
         let usage = Usage::new(5, 2);
         let base = BillInput {
             status: RequestStatus::Ok,
@@ -591,8 +616,8 @@ mod tests {
             completion_text: "Hi there",
             finish_reason: None,
             encoding: Some(Encoding::O200kBase),
-            upstream_usage: Some(&usage),
-            price: &p,
+            upstream_usage: Some(tiered_usage(&usage)),
+            sheet: &p,
             multiplier_bps: 10_000,
             reserved: 1_000,
         };
@@ -640,7 +665,7 @@ mod tests {
 
     #[test]
     fn absurd_usage_reports_stay_within_what_d1_stores() {
-        let p = price();
+        let p = PriceSheet::flat(price());
         let usage = Usage::new(u64::MAX / 2, u64::MAX / 3);
         let b = bill(&BillInput {
             status: RequestStatus::Ok,
@@ -649,8 +674,8 @@ mod tests {
             completion_text: "x",
             finish_reason: None,
             encoding: Some(Encoding::O200kBase),
-            upstream_usage: Some(&usage),
-            price: &p,
+            upstream_usage: Some(tiered_usage(&usage)),
+            sheet: &p,
             multiplier_bps: 10_000,
             reserved: 1,
         });
@@ -663,7 +688,7 @@ mod tests {
 
     #[test]
     fn a_request_the_provider_may_have_served_is_charged_the_reservation() {
-        let p = price();
+        let p = PriceSheet::flat(price());
         let input = BillInput {
             status: RequestStatus::UpstreamTimeout,
             delivered_output: false,
@@ -672,7 +697,7 @@ mod tests {
             finish_reason: None,
             encoding: Some(Encoding::O200kBase),
             upstream_usage: None,
-            price: &p,
+            sheet: &p,
             multiplier_bps: 10_000,
             reserved: 2_006,
         };
@@ -695,11 +720,191 @@ mod tests {
         let b = bill_reserved(
             &BillInput {
                 status: RequestStatus::ClientAbort,
-                upstream_usage: Some(&usage),
+                upstream_usage: Some(tiered_usage(&usage)),
                 ..input
             },
             1_000,
         );
         assert_eq!((b.source, b.cost), (UsageSource::Upstream, 9));
+    }
+
+    /// The bill before price sheets (flat `Price`, chat usage): what a flat model must still
+    /// cost, token for token.
+    fn old_cost(input: &BillInput<'_>, usage: Option<&Usage>, price: &Price) -> u64 {
+        if input.status == RequestStatus::UpstreamError && !input.delivered_output {
+            return 0;
+        }
+        let tokens = match usage {
+            Some(u) => TokenUsage {
+                prompt_tokens: u.prompt_tokens,
+                cached_prompt_tokens: u.cached_tokens(),
+                completion_tokens: u.completion_tokens,
+                reasoning_tokens: u.reasoning_tokens(),
+            },
+            None => TokenUsage {
+                prompt_tokens: input.local_prompt_tokens,
+                completion_tokens: bill(input).local_completion_tokens,
+                ..TokenUsage::default()
+            },
+        };
+        crate::core::billing::cost_micros_scaled(&tokens, price, input.multiplier_bps)
+            .min(MAX_SAFE_INT)
+    }
+
+    #[test]
+    fn a_flat_model_costs_what_it_cost_before_sheets() {
+        // xorshift64*, as in the billing module's property tests.
+        let mut x: u64 = 0x7135_0017_ABCD_0001;
+        let mut next = move || {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            x.wrapping_mul(0x2545_F491_4F6D_CDDD)
+        };
+        let statuses = [
+            RequestStatus::Ok,
+            RequestStatus::UpstreamError,
+            RequestStatus::ClientAbort,
+            RequestStatus::Truncated,
+        ];
+        for _ in 0..5_000 {
+            let mut value = |m: u64| next() % m;
+            let price = Price {
+                input: value(100_000_000),
+                cached_input: (value(2) == 0).then(|| value(100_000_000)),
+                output: value(100_000_000),
+                reasoning: (value(2) == 0).then(|| value(100_000_000)),
+            };
+            let mut usage = Usage::new(value(1_000_000_000), value(1_000_000_000));
+            usage.prompt_tokens_details = Some(crate::core::openai::PromptTokensDetails {
+                cached_tokens: value(1_000_000_000),
+            });
+            usage.completion_tokens_details = Some(crate::core::openai::CompletionTokensDetails {
+                reasoning_tokens: value(1_000_000_000),
+            });
+            let sheet = PriceSheet::flat(price);
+            let input = BillInput {
+                status: statuses[value(4) as usize],
+                delivered_output: value(2) == 0,
+                local_prompt_tokens: value(1_000_000),
+                completion_text: "Hi there, a few words",
+                finish_reason: None,
+                encoding: Some(Encoding::O200kBase),
+                upstream_usage: None,
+                sheet: &sheet,
+                multiplier_bps: 1 + value(100_000),
+                reserved: value(1_000_000),
+            };
+            let upstream = BillInput {
+                upstream_usage: Some(tiered_usage(&usage)),
+                ..input.clone()
+            };
+            for (input, usage) in [(&input, None), (&upstream, Some(&usage))] {
+                let b = bill(input);
+                assert_eq!(b.cost, old_cost(input, usage, &price));
+                assert_eq!((b.cache_write_5m_tokens, b.cache_write_1h_tokens), (0, 0));
+                assert!(!b.long_context);
+            }
+        }
+    }
+
+    #[test]
+    fn cache_writes_and_the_long_context_tier_are_billed() {
+        use crate::core::billing::tiers::{CacheWritePrices, LongContext, Tier};
+        let base = Tier {
+            price: Price {
+                input: 3_000_000,
+                cached_input: Some(300_000),
+                output: 15_000_000,
+                reasoning: None,
+            },
+            cache_write: CacheWritePrices {
+                five_minutes: Some(3_750_000),
+                one_hour: Some(6_000_000),
+            },
+        };
+        let long = Tier {
+            price: Price {
+                input: 6_000_000,
+                cached_input: Some(600_000),
+                output: 22_500_000,
+                reasoning: None,
+            },
+            cache_write: CacheWritePrices {
+                five_minutes: Some(7_500_000),
+                one_hour: Some(12_000_000),
+            },
+        };
+        let sheet = PriceSheet {
+            base,
+            long_context: Some(LongContext {
+                above_prompt_tokens: 1_000,
+                tier: long,
+            }),
+        };
+        // An Anthropic usage: 10 uncached + 50 read + 100 (5m) + 200 (1h) written; 7 out.
+        let mut usage = Usage::new(360, 7);
+        usage.prompt_tokens_details =
+            Some(crate::core::openai::PromptTokensDetails { cached_tokens: 50 });
+        usage.cache_writes = crate::core::openai::CacheWrites {
+            five_minutes: 100,
+            one_hour: 200,
+        };
+        let input = BillInput {
+            status: RequestStatus::Ok,
+            delivered_output: true,
+            local_prompt_tokens: 300,
+            completion_text: "ok",
+            finish_reason: None,
+            encoding: Some(Encoding::O200kBase),
+            upstream_usage: Some(tiered_usage(&usage)),
+            sheet: &sheet,
+            multiplier_bps: 10_000,
+            reserved: 10_000,
+        };
+        let b = bill(&input);
+        // 10×3 + 50×0.3 + 100×3.75 + 200×6 + 7×15 = 30 + 15 + 375 + 1200 + 105.
+        assert_eq!(b.cost, 1_725);
+        assert_eq!(
+            (b.cache_write_5m_tokens, b.cache_write_1h_tokens),
+            (100, 200)
+        );
+        assert_eq!((b.prompt_tokens, b.cached_prompt_tokens), (360, 50));
+        assert!(!b.long_context);
+
+        // Above the threshold the whole request moves to the long tier.
+        let mut big = Usage::new(1_001, 10);
+        big.cache_writes.five_minutes = 1;
+        let b = bill(&BillInput {
+            upstream_usage: Some(tiered_usage(&big)),
+            ..input.clone()
+        });
+        // 1000×6 + 1×7.5 + 10×22.5 = 6000 + 7.5 + 225 → rounded up once.
+        assert_eq!(b.cost, 6_233);
+        assert!(b.long_context);
+        // Local counts choose the tier too; a free request is priced by no tier.
+        let local = bill(&BillInput {
+            upstream_usage: None,
+            local_prompt_tokens: 2_000,
+            ..input.clone()
+        });
+        assert!(local.long_context && local.source == UsageSource::Local);
+        let free = bill(&BillInput {
+            status: RequestStatus::UpstreamError,
+            delivered_output: false,
+            upstream_usage: None,
+            local_prompt_tokens: 2_000,
+            ..input.clone()
+        });
+        assert!(!free.long_context && free.cost == 0);
+        // Writes reported beyond the prompt are recorded as billed (clamped).
+        let mut odd = Usage::new(100, 0);
+        odd.cache_writes.one_hour = 500;
+        let b = bill(&BillInput {
+            upstream_usage: Some(tiered_usage(&odd)),
+            ..input
+        });
+        assert_eq!((b.cache_write_5m_tokens, b.cache_write_1h_tokens), (0, 100));
+        assert_eq!(b.cost, 600);
     }
 }

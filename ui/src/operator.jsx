@@ -279,7 +279,7 @@ function PriceHistory({ history }) {
   const price = (v) => (v === null || v === undefined ? <span class="muted">same</span> : tokens(v));
   return (
     <table data-testid="price-history">
-      <thead><tr><th>Version</th><th class="num">Input</th><th class="num">Cached input</th><th class="num">Output</th><th class="num">Reasoning</th><th>Effective from</th><th>Until</th><th /></tr></thead>
+      <thead><tr><th>Version</th><th class="num">Input</th><th class="num">Cached input</th><th class="num">Output</th><th class="num">Reasoning</th><th>Effective from</th><th>Until</th><th>Cache writes 5m / 1h</th><th>Long context</th><th /></tr></thead>
       <tbody>{rows.map((v, i) => {
         const until = i > 0 ? rows[i - 1].created_at : null;
         const current = v.version === history.current_version;
@@ -289,6 +289,8 @@ function PriceHistory({ history }) {
             <td class="num">{tokens(v.output_price)}</td><td class="num">{price(v.reasoning_price)}</td>
             <td data-testid="effective-from">{isoTime(v.created_at)}</td>
             <td data-testid="effective-until">{until === null ? '' : isoTime(until)}</td>
+            <td data-testid="cache-writes">{price(v.cache_write_5m_price)} / {price(v.cache_write_1h_price)}</td>
+            <td data-testid="long-context">{v.long_context_threshold == null ? <span class="muted">none</span> : <>above {tokens(v.long_context_threshold)}: {tokens(v.long_input_price)} in, {tokens(v.long_output_price)} out</>}</td>
             <td>{current && <span class="pill closed" data-testid="current-price">current</span>}</td>
           </tr>
         );

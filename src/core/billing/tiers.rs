@@ -33,8 +33,9 @@
 //! that tier (uncached, cached, either write) and every output token at the dearer of output and
 //! reasoning. It covers the cost of any usage with at most that many prompt tokens and at most
 //! `max_output_tokens` output tokens, provided no long-context price is below its base price
-//! ([`PriceSheet::is_monotonic`], which price validation requires): a smaller prompt is then in
-//! the same tier or a cheaper one.
+//! ([`PriceSheet::is_monotonic`]): a smaller prompt is then in the same tier or a cheaper one.
+//! The admin API does not require it (a provider may price a tier lower): a charge above the
+//! reservation is settled like any other (reservation, allowance, balance, then debt).
 
 use serde::{Deserialize, Serialize};
 
@@ -112,9 +113,16 @@ impl PriceSheet {
         }
     }
 
+    /// Whether a request of `prompt_tokens` prompt tokens is priced at the long-context tier.
+    pub fn is_long(&self, prompt_tokens: u64) -> bool {
+        self.long_context
+            .as_ref()
+            .is_some_and(|long| prompt_tokens > long.above_prompt_tokens)
+    }
+
     /// Whether no price of the long-context tier is below the base tier's: what providers do,
-    /// and what makes the reservation a cover (a shorter prompt can never cost more). Price
-    /// validation refuses a sheet that is not.
+    /// and what makes the reservation a cover (a shorter prompt can never cost more). Not
+    /// required of an admin's prices (see the module docs).
     pub fn is_monotonic(&self) -> bool {
         let Some(long) = &self.long_context else {
             return true;
@@ -126,6 +134,74 @@ impl PriceSheet {
             && l.price.reasoning_price() >= b.price.reasoning_price()
             && l.write_5m_price() >= b.write_5m_price()
             && l.write_1h_price() >= b.write_1h_price()
+    }
+}
+
+/// The cache-write and long-context prices of a price version as the admin API takes them
+/// (`PUT /admin/models`) and `price_versions` stores them (schema/0013): micro-units per
+/// 1,000,000 tokens, `None` = not set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TierFields {
+    pub cache_write_5m_price: Option<u64>,
+    pub cache_write_1h_price: Option<u64>,
+    pub long_context_threshold: Option<u64>,
+    pub long_input_price: Option<u64>,
+    pub long_cached_input_price: Option<u64>,
+    pub long_output_price: Option<u64>,
+    pub long_reasoning_price: Option<u64>,
+    pub long_cache_write_5m_price: Option<u64>,
+    pub long_cache_write_1h_price: Option<u64>,
+}
+
+/// A field of [`TierFields`] that cannot be stored, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TierFieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl TierFields {
+    /// Checks the long-context tier is whole: a threshold above 0 with its input and output
+    /// prices, and no `long_*` price without a threshold (it would never apply). The long prices
+    /// need not be above the base ones (docs/money.md: a reservation then covers its own
+    /// tier only).
+    pub fn check(&self) -> Result<(), TierFieldError> {
+        let err = |field: &'static str, message: &str| {
+            Err(TierFieldError {
+                field,
+                message: message.to_string(),
+            })
+        };
+        let long_prices = [
+            ("long_input_price", self.long_input_price),
+            ("long_cached_input_price", self.long_cached_input_price),
+            ("long_output_price", self.long_output_price),
+            ("long_reasoning_price", self.long_reasoning_price),
+            ("long_cache_write_5m_price", self.long_cache_write_5m_price),
+            ("long_cache_write_1h_price", self.long_cache_write_1h_price),
+        ];
+        match self.long_context_threshold {
+            Some(0) => err(
+                "long_context_threshold",
+                "`long_context_threshold` must be at least 1 (prompt tokens above it are priced at the long-context prices).",
+            ),
+            Some(_) if self.long_input_price.is_none() => err(
+                "long_input_price",
+                "A long-context tier needs `long_input_price` (and `long_output_price`).",
+            ),
+            Some(_) if self.long_output_price.is_none() => err(
+                "long_output_price",
+                "A long-context tier needs `long_output_price` (and `long_input_price`).",
+            ),
+            Some(_) => Ok(()),
+            None => match long_prices.iter().find(|(_, v)| v.is_some()) {
+                Some((field, _)) => err(
+                    field,
+                    &format!("`{field}` needs `long_context_threshold`: the prompt size above which the long-context prices apply."),
+                ),
+                None => Ok(()),
+            },
+        }
     }
 }
 
@@ -149,21 +225,53 @@ impl From<TokenUsage> for TieredUsage {
     }
 }
 
+/// The prompt of a usage split by price (rule 1 of [`cost_micros_tiered`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PromptSplit {
+    uncached: u64,
+    cached: u64,
+    write_5m: u64,
+    write_1h: u64,
+}
+
+impl TieredUsage {
+    fn prompt_split(&self) -> PromptSplit {
+        let mut left = self.tokens.prompt_tokens;
+        let mut take = |n: u64| {
+            let n = n.min(left);
+            left -= n;
+            n
+        };
+        let cached = take(self.tokens.cached_prompt_tokens);
+        let write_1h = take(self.cache_write_1h);
+        let write_5m = take(self.cache_write_5m);
+        PromptSplit {
+            uncached: left,
+            cached,
+            write_5m,
+            write_1h,
+        }
+    }
+
+    /// The cache writes as billed, `(5-minute, 1-hour)`: each clamped to what the prompt has
+    /// left after the reads (and, for the 5-minute ones, the 1-hour ones).
+    pub fn billed_writes(&self) -> (u64, u64) {
+        let split = self.prompt_split();
+        (split.write_5m, split.write_1h)
+    }
+}
+
 /// What `usage` costs on `sheet` at `multiplier_bps`, in micro-units, rounded up once; see the
 /// module docs.
 pub fn cost_micros_tiered(usage: &TieredUsage, sheet: &PriceSheet, multiplier_bps: u64) -> u64 {
     let t = &usage.tokens;
     let tier = sheet.tier_for(t.prompt_tokens);
-    let mut left = t.prompt_tokens;
-    let mut take = |n: u64| {
-        let n = n.min(left);
-        left -= n;
-        n
-    };
-    let cached = take(t.cached_prompt_tokens);
-    let write_1h = take(usage.cache_write_1h);
-    let write_5m = take(usage.cache_write_5m);
-    let uncached = left;
+    let PromptSplit {
+        uncached,
+        cached,
+        write_5m,
+        write_1h,
+    } = usage.prompt_split();
     let reasoning = t.reasoning_tokens.min(t.completion_tokens);
     let plain_output = t.completion_tokens - reasoning;
     let p = &tier.price;
@@ -198,6 +306,19 @@ pub fn reservation_micros_tiered(
     let picos = pico(prompt_tokens, tier.max_input())
         .saturating_add(pico(max_output_tokens, tier.max_output()));
     scaled_micros_rounded_up(picos, multiplier_bps)
+}
+
+/// What `output_tokens` more output tokens can cost in a request of `prompt_tokens` prompt
+/// tokens: the dearer of output and reasoning of that prompt's tier. A stream's reservation
+/// grows by this when it runs past its cover (`gateway/guard.rs`).
+pub fn output_reservation_micros_tiered(
+    prompt_tokens: u64,
+    output_tokens: u64,
+    sheet: &PriceSheet,
+    multiplier_bps: u64,
+) -> u64 {
+    let tier = sheet.tier_for(prompt_tokens);
+    scaled_micros_rounded_up(pico(output_tokens, tier.max_output()), multiplier_bps)
 }
 
 #[cfg(test)]
@@ -250,6 +371,78 @@ mod tests {
             cache_write_5m: w5,
             cache_write_1h: w1,
         }
+    }
+
+    #[test]
+    fn tier_fields_must_make_a_whole_tier() {
+        let whole = TierFields {
+            cache_write_5m_price: Some(3_750_000),
+            long_context_threshold: Some(200_000),
+            long_input_price: Some(6_000_000),
+            long_output_price: Some(22_500_000),
+            ..TierFields::default()
+        };
+        assert_eq!(whole.check(), Ok(()));
+        assert_eq!(TierFields::default().check(), Ok(()));
+        // Cheaper long prices are allowed.
+        let cheaper = TierFields {
+            long_input_price: Some(1),
+            ..whole
+        };
+        assert_eq!(cheaper.check(), Ok(()));
+        let field = |f: TierFields| f.check().unwrap_err().field;
+        assert_eq!(
+            field(TierFields {
+                long_context_threshold: Some(0),
+                ..whole
+            }),
+            "long_context_threshold"
+        );
+        assert_eq!(
+            field(TierFields {
+                long_input_price: None,
+                ..whole
+            }),
+            "long_input_price"
+        );
+        assert_eq!(
+            field(TierFields {
+                long_output_price: None,
+                ..whole
+            }),
+            "long_output_price"
+        );
+        assert_eq!(
+            field(TierFields {
+                long_cache_write_1h_price: Some(5),
+                ..TierFields::default()
+            }),
+            "long_cache_write_1h_price"
+        );
+    }
+
+    #[test]
+    fn extensions_are_priced_at_the_tier_of_the_prompt() {
+        let sheet = sonnet();
+        // 1000 more output tokens: $15 on the base tier, $22.50 above 200K prompt tokens.
+        assert_eq!(
+            output_reservation_micros_tiered(1_000, 1_000, &sheet, LIST_PRICE_BPS),
+            15_000
+        );
+        assert_eq!(
+            output_reservation_micros_tiered(200_001, 1_000, &sheet, LIST_PRICE_BPS),
+            22_500
+        );
+        // With the tenant multiplier, rounded up once.
+        assert_eq!(
+            output_reservation_micros_tiered(200_001, 1, &sheet, 15_000),
+            34
+        );
+        // A reservation plus its extension covers a usage with that much more output.
+        let reserved = reservation_micros_tiered(300_000, 10, &sheet, LIST_PRICE_BPS)
+            + output_reservation_micros_tiered(300_000, 1_000, &sheet, LIST_PRICE_BPS);
+        let used = usage(300_000, 0, 0, 0, 1_010, 0);
+        assert!(cost_micros_tiered_list(&used, &sheet) <= reserved);
     }
 
     #[test]

@@ -49,8 +49,9 @@
 //! `refusal`, else `end_turn` (`tool_use` when the message calls tools: some providers say
 //! `stop`). `stop_sequence` is always null (chat does not say which sequence matched). Usage:
 //! `input_tokens` is the prompt without cache reads (Anthropic counts them apart),
-//! `cache_read_input_tokens` is chat's `cached_tokens`, `cache_creation_input_tokens` is 0
-//! (chat providers do not report cache writes), `output_tokens`.
+//! `cache_read_input_tokens` is chat's `cached_tokens`, `cache_creation_input_tokens` the cache
+//! writes an `anthropic` route reported (with their `cache_creation` split by lifetime; 0 for
+//! other chat providers, which report none), `output_tokens`.
 //!
 //! **Stream.** `message_start` (usage with the gateway's input count), `ping`, then per content
 //! block `content_block_start`, `content_block_delta`s (`thinking_delta`, `signature_delta`
@@ -251,6 +252,9 @@ fn decode(body: &[u8], needs_max_tokens: bool) -> Result<MessagesRequest, Gatewa
     match map.get("model") {
         Some(Value::String(m)) if !m.trim().is_empty() => {}
         _ => return Err(bad("model", "model: Field required (a non-empty string).")),
+    }
+    if let Some((field, why)) = crate::core::plugins::chat_only_field(map) {
+        return Err(bad(field, why));
     }
     match map.get("messages") {
         Some(Value::Array(a)) if !a.is_empty() => {}
@@ -840,12 +844,22 @@ pub fn stop_reason(finish_reason: Option<&str>, calls_tools: bool) -> &'static s
 /// Anthropic's usage object of a chat usage (see the module header).
 pub fn usage_json(u: &Usage) -> Value {
     let read = u.cached_tokens().min(u.prompt_tokens);
-    json!({
-        "input_tokens": u.prompt_tokens - read,
-        "cache_creation_input_tokens": 0,
+    let one_hour = u.cache_writes.one_hour.min(u.prompt_tokens - read);
+    let five_minutes = u
+        .cache_writes
+        .five_minutes
+        .min(u.prompt_tokens - read - one_hour);
+    let mut usage = json!({
+        "input_tokens": u.prompt_tokens - read - one_hour - five_minutes,
+        "cache_creation_input_tokens": five_minutes + one_hour,
         "cache_read_input_tokens": read,
         "output_tokens": u.completion_tokens,
-    })
+    });
+    if five_minutes + one_hour > 0 {
+        usage["cache_creation"] = json!({"ephemeral_5m_input_tokens": five_minutes,
+            "ephemeral_1h_input_tokens": one_hour});
+    }
+    usage
 }
 
 /// Tool-call arguments as a `tool_use` input: the JSON they hold, else the text itself.
@@ -1339,6 +1353,22 @@ mod tests {
     }
 
     #[test]
+    fn plugin_fields_are_refused_with_where_plugins_run() {
+        for field in crate::core::plugins::PLUGIN_FIELDS {
+            let body = format!(
+                r#"{{"model":"m","max_tokens":5,"messages":[{{"role":"user","content":"x"}}],"{field}":true}}"#
+            );
+            for e in [
+                decode_request(body.as_bytes()).unwrap_err(),
+                decode_count_tokens(body.as_bytes()).unwrap_err(),
+            ] {
+                assert_eq!((e.status(), e.param.as_deref()), (400, Some(*field)));
+                assert!(e.message.contains("/v1/chat/completions"), "{}", e.message);
+            }
+        }
+    }
+
+    #[test]
     fn rejects_with_the_field_named_in_anthropics_shape() {
         let decode_cases = [
             (
@@ -1614,5 +1644,19 @@ mod tests {
         u.prompt_tokens_details =
             Some(crate::core::openai::PromptTokensDetails { cached_tokens: 200 });
         assert_eq!(usage_json(&u)["input_tokens"], 0);
+        // Cache writes an Anthropic route reported, apart from the input, as Anthropic says them.
+        let mut u = Usage::new(400, 7);
+        u.prompt_tokens_details =
+            Some(crate::core::openai::PromptTokensDetails { cached_tokens: 60 });
+        u.cache_writes = crate::core::openai::CacheWrites {
+            five_minutes: 100,
+            one_hour: 200,
+        };
+        assert_eq!(
+            usage_json(&u),
+            json!({"input_tokens":40,"cache_creation_input_tokens":300,"cache_read_input_tokens":60,
+                "cache_creation":{"ephemeral_5m_input_tokens":100,"ephemeral_1h_input_tokens":200},
+                "output_tokens":7})
+        );
     }
 }

@@ -184,6 +184,9 @@ pub fn decode_request(body: &[u8]) -> Result<ResponsesRequest, GatewayError> {
             return Err(bad(field, *why));
         }
     }
+    if let Some((field, why)) = crate::core::plugins::chat_only_field(&map) {
+        return Err(bad(field, why));
+    }
     if let Some(k) = unknown_key(&map, KNOWN_FIELDS) {
         return Err(bad(k, format!("Unrecognized request argument: `{k}`.")));
     }
@@ -1585,6 +1588,16 @@ mod tests {
                 !r.chat.extra.contains_key(k),
                 "{k} must not reach the provider"
             );
+        }
+    }
+
+    #[test]
+    fn plugin_fields_are_refused_with_where_plugins_run() {
+        for field in crate::core::plugins::PLUGIN_FIELDS {
+            let body = format!(r#"{{"model":"m","input":"x","{field}":["weather"]}}"#);
+            let e = decode_request(body.as_bytes()).unwrap_err();
+            assert_eq!((e.status(), e.param.as_deref()), (400, Some(*field)));
+            assert!(e.message.contains("/v1/chat/completions"), "{}", e.message);
         }
     }
 

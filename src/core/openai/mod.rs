@@ -14,6 +14,6 @@ pub use request::{
     StreamOptions, Tool,
 };
 pub use response::{
-    ChatCompletionResponse, Choice, CompletionTokensDetails, FunctionCall, PromptTokensDetails,
-    ResponseMessage, ToolCall, Usage,
+    CacheWrites, ChatCompletionResponse, Choice, CompletionTokensDetails, FunctionCall,
+    PromptTokensDetails, ResponseMessage, ToolCall, Usage,
 };

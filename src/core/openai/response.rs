@@ -88,6 +88,27 @@ pub struct Usage {
     pub prompt_tokens_details: Option<PromptTokensDetails>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_tokens_details: Option<CompletionTokensDetails>,
+    /// Prompt tokens written to the provider's cache (Anthropic's `cache_creation_input_tokens`),
+    /// parts of `prompt_tokens` billed at their own prices (`core::billing::tiers`). Not a field
+    /// of OpenAI's usage object: never read from or written to JSON (a chat client sees them as
+    /// prompt tokens; the Messages encoder reports them as Anthropic does).
+    #[serde(skip)]
+    pub cache_writes: CacheWrites,
+}
+
+/// Prompt tokens written to a provider's cache, by lifetime.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheWrites {
+    /// Written for 5 minutes (Anthropic's default lifetime).
+    pub five_minutes: u64,
+    /// Written for 1 hour.
+    pub one_hour: u64,
+}
+
+impl CacheWrites {
+    pub fn total(&self) -> u64 {
+        self.five_minutes.saturating_add(self.one_hour)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +132,7 @@ impl Usage {
             total_tokens: prompt_tokens.saturating_add(completion_tokens),
             prompt_tokens_details: None,
             completion_tokens_details: None,
+            cache_writes: CacheWrites::default(),
         }
     }
 

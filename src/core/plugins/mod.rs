@@ -487,6 +487,25 @@ pub const COMMANDS_FIELD: &str = "plugin_commands";
 /// The request fields that belong to plugins and are never sent upstream.
 pub const PLUGIN_FIELDS: &[&str] = &["plugins", COMMANDS_FIELD];
 
+/// The plugin field of an agent API's request (`/v1/responses`, `/v1/messages`) and the 400's
+/// message: plugins run on chat completions only (docs/plugins.md, "Which APIs"); the tool loop
+/// and slash commands answer in chat's shape. `None` when the request names none.
+pub fn chat_only_field(
+    request: &serde_json::Map<String, serde_json::Value>,
+) -> Option<(&str, String)> {
+    let field = request
+        .keys()
+        .map(String::as_str)
+        .find(|k| PLUGIN_FIELDS.contains(k))?;
+    Some((
+        field,
+        format!(
+            "`{field}`: plugins and plugin commands apply to POST /v1/chat/completions only; \
+             call that API to use them."
+        ),
+    ))
+}
+
 /// Removes [`COMMANDS_FIELD`] from a request's pass-through fields and says whether the request
 /// opted in to slash commands. Commands are opt-in per request: a last user message that
 /// happens to start with `/name` (typed by an end user of the tenant's app) runs nothing unless

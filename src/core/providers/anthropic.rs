@@ -17,7 +17,9 @@
 //!   [`API_VERSION`]; config `anthropic_beta` adds `anthropic-beta`);
 //! * usage: `input_tokens` excludes cache reads and writes, so OpenAI's `prompt_tokens` is
 //!   `input_tokens + cache_creation_input_tokens + cache_read_input_tokens`, with the reads as
-//!   `cached_tokens`;
+//!   `cached_tokens` and the writes as `Usage::cache_writes` (by lifetime from
+//!   `cache_creation.ephemeral_5m_input_tokens` / `ephemeral_1h_input_tokens`; writes without a
+//!   split are 5-minute writes), billed at the cache-write prices;
 //! * stream events `message_start`, `content_block_start/delta/stop` (`text_delta`,
 //!   `input_json_delta`, `thinking_delta`), `message_delta` (cumulative usage, `stop_reason`),
 //!   `message_stop`, `ping` (sent on as an SSE comment) and `error`.
@@ -35,7 +37,9 @@ use super::{
     join_url, Adapter, ResponseContext, Route, StreamDecoder, StreamItem, UpstreamRequest,
 };
 use crate::core::error::GatewayError;
-use crate::core::openai::{ChatCompletionRequest, ChatCompletionResponse, Role, Usage};
+use crate::core::openai::{
+    CacheWrites, ChatCompletionRequest, ChatCompletionResponse, Role, Usage,
+};
 use crate::core::sse::{SseEvent, SseParser};
 
 /// The public API's base URL.
@@ -255,6 +259,25 @@ struct Counts {
     cache_creation_input_tokens: Option<u64>,
     #[serde(default)]
     cache_read_input_tokens: Option<u64>,
+    /// `cache_creation: {ephemeral_5m_input_tokens, ephemeral_1h_input_tokens}`, the writes by
+    /// lifetime; read leniently (a malformed split never loses the other counts).
+    #[serde(default, deserialize_with = "write_split")]
+    cache_creation: Option<WriteSplit>,
+}
+
+/// The cache writes by lifetime, as reported.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct WriteSplit {
+    five_minutes: Option<u64>,
+    one_hour: Option<u64>,
+}
+
+fn write_split<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<WriteSplit>, D::Error> {
+    let v = Value::deserialize(d)?;
+    Ok(v.is_object().then(|| WriteSplit {
+        five_minutes: v["ephemeral_5m_input_tokens"].as_u64(),
+        one_hour: v["ephemeral_1h_input_tokens"].as_u64(),
+    }))
 }
 
 impl Counts {
@@ -268,20 +291,40 @@ impl Counts {
         );
         self.cache_read_input_tokens =
             pick(newer.cache_read_input_tokens, self.cache_read_input_tokens);
+        self.cache_creation = newer.cache_creation.or(self.cache_creation);
+    }
+
+    /// The cache writes: the 1-hour part as reported (at most the total), the rest 5-minute
+    /// writes, Anthropic's default lifetime, also when the split is missing or disagrees. The
+    /// total is the larger of `cache_creation_input_tokens` and the split's sum.
+    fn cache_writes(&self) -> CacheWrites {
+        let split = self.cache_creation.unwrap_or_default();
+        let total = self.cache_creation_input_tokens.unwrap_or(0).max(
+            split
+                .five_minutes
+                .unwrap_or(0)
+                .saturating_add(split.one_hour.unwrap_or(0)),
+        );
+        let one_hour = split.one_hour.unwrap_or(0).min(total);
+        CacheWrites {
+            five_minutes: total - one_hour,
+            one_hour,
+        }
     }
 
     fn usage(&self) -> Option<Usage> {
         let input = self.input_tokens?;
         let read = self.cache_read_input_tokens.unwrap_or(0);
-        let prompt = input
-            .saturating_add(self.cache_creation_input_tokens.unwrap_or(0))
-            .saturating_add(read);
-        Some(mapping::usage(
+        let writes = self.cache_writes();
+        let prompt = input.saturating_add(writes.total()).saturating_add(read);
+        let mut usage = mapping::usage(
             prompt,
             self.cache_read_input_tokens,
             self.output_tokens.unwrap_or(0),
             None,
-        ))
+        );
+        usage.cache_writes = writes;
+        Some(usage)
     }
 }
 
@@ -680,6 +723,73 @@ mod tests {
             (3195, 1000, 90)
         );
         assert_eq!(u.total_tokens, 3285);
+        // The writes, apart for their prices: no split given, so 5-minute writes.
+        assert_eq!(
+            u.cache_writes,
+            CacheWrites {
+                five_minutes: 100,
+                one_hour: 0
+            }
+        );
+    }
+
+    #[test]
+    fn cache_writes_by_lifetime_from_plain_and_stream_usage() {
+        let usage = r#"{"input_tokens":10,"cache_creation_input_tokens":300,"cache_read_input_tokens":50,"cache_creation":{"ephemeral_5m_input_tokens":100,"ephemeral_1h_input_tokens":200},"output_tokens":5}"#;
+        let body = format!(
+            r#"{{"id":"m","type":"message","role":"assistant","content":[{{"type":"text","text":"ok"}}],"stop_reason":"end_turn","usage":{usage}}}"#
+        );
+        let u = AnthropicAdapter
+            .parse_response(body.as_bytes(), &ctx())
+            .unwrap()
+            .usage
+            .unwrap();
+        let expected = CacheWrites {
+            five_minutes: 100,
+            one_hour: 200,
+        };
+        assert_eq!((u.prompt_tokens, u.cached_tokens()), (360, 50));
+        assert_eq!(u.cache_writes, expected);
+        // Never on the chat wire.
+        let json = serde_json::to_string(&u).unwrap();
+        assert!(!json.contains("cache_write"), "{json}");
+
+        // In a stream the counts come in message_start; message_delta's cumulative usage keeps
+        // them (fields it omits are not reset).
+        let transcript = format!(
+            "event: message_start\ndata: {{\"type\":\"message_start\",\"message\":{{\"id\":\"m\",\"content\":[],\"usage\":{usage}}}}}\n\n\
+             event: content_block_start\ndata: {{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{{\"type\":\"text\",\"text\":\"\"}}}}\n\n\
+             event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"ok\"}}}}\n\n\
+             event: content_block_stop\ndata: {{\"type\":\"content_block_stop\",\"index\":0}}\n\n\
+             event: message_delta\ndata: {{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"end_turn\"}},\"usage\":{{\"output_tokens\":7}}}}\n\n\
+             event: message_stop\ndata: {{\"type\":\"message_stop\"}}\n\n"
+        );
+        let d = decode_every_way(
+            &|| AnthropicAdapter.stream_decoder(&ctx()),
+            transcript.as_bytes(),
+        );
+        let u = d.usage.unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens), (360, 7));
+        assert_eq!(u.cache_writes, expected);
+
+        // A split that disagrees with the total: the 1-hour part as reported, the rest 5-minute;
+        // a malformed split loses nothing else.
+        let c: Counts = serde_json::from_str(
+            r#"{"input_tokens":1,"cache_creation_input_tokens":50,"cache_creation":{"ephemeral_1h_input_tokens":80}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.cache_writes(),
+            CacheWrites {
+                five_minutes: 0,
+                one_hour: 80
+            }
+        );
+        let c: Counts = serde_json::from_str(
+            r#"{"input_tokens":1,"cache_creation_input_tokens":50,"cache_creation":"x"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.usage().unwrap().cache_writes.five_minutes, 50);
     }
 
     #[test]

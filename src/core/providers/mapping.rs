@@ -644,11 +644,15 @@ pub(crate) mod testing {
                 StreamItem::Chunk { chunk, .. } => {
                     d.chunks += 1;
                     assert!(!d.done, "chunk after the end");
+                    let before = chunk.usage.clone();
                     // Round-trip through JSON as the client would see it.
                     let json = serde_json::to_string(&chunk).unwrap();
                     let chunk: crate::core::openai::ChatCompletionChunk =
                         serde_json::from_str(&json).unwrap();
-                    if let Some(u) = chunk.usage.clone() {
+                    if let Some(mut u) = chunk.usage.clone() {
+                        // The cache writes never reach the client's JSON; the meter reads them
+                        // from the chunk itself.
+                        u.cache_writes = before.map(|b| b.cache_writes).unwrap_or_default();
                         d.usage = Some(u);
                     }
                     for c in &chunk.choices {

@@ -7,6 +7,7 @@ use worker::D1Database;
 
 use super::context::Call;
 use super::routes;
+use crate::core::billing::tiers::PriceSheet;
 use crate::core::billing::Price;
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::openai::ChatCompletionRequest;
@@ -21,7 +22,11 @@ pub(crate) struct Admitted {
     pub model: Rc<ModelRow>,
     pub kind: ProviderKind,
     pub encoding: Option<Encoding>,
+    /// The base tier's four token prices (media requests are priced on these).
     pub price: Price,
+    /// Every price of the version: cache writes and the long-context tier
+    /// (`core::billing::tiers`); chat, Responses and Messages requests are priced on it.
+    pub sheet: PriceSheet,
 }
 
 /// Resolves the request's model (`tollgate/auto` included) for the caller: 404 for an unknown
@@ -65,16 +70,12 @@ pub(crate) fn admitted(model: Rc<ModelRow>) -> Result<Admitted, GatewayError> {
         .and_then(Encoding::from_name)
         .or_else(|| encoding_for_model(&model.upstream_model))
         .or_else(|| encoding_for_model(&model.name));
-    let price = Price {
-        input: model.input_price,
-        cached_input: model.cached_input_price,
-        output: model.output_price,
-        reasoning: model.reasoning_price,
-    };
+    let sheet = model.price_sheet();
     Ok(Admitted {
         model,
         kind,
         encoding,
-        price,
+        price: sheet.base.price,
+        sheet,
     })
 }

@@ -5,7 +5,7 @@ use crate::edge::store;
 use worker::Env;
 
 use crate::core::billing::guard::{OutputDecision, OutputGuard};
-use crate::core::billing::{reservation_micros_scaled, Price};
+use crate::core::billing::tiers::{output_reservation_micros_tiered, PriceSheet};
 use crate::core::openai::Usage;
 use crate::core::providers::StreamItem;
 use crate::core::tokens::Encoding;
@@ -17,7 +17,7 @@ pub struct StreamGuard {
     pub request_id: String,
     pub guard: OutputGuard,
     pub encoding: Option<Encoding>,
-    pub price: Price,
+    pub sheet: PriceSheet,
     pub multiplier_bps: u64,
     pub prompt_tokens: u64,
     pub choices: u64,
@@ -42,8 +42,13 @@ impl StreamGuard {
                 OutputDecision::Continue => return true,
                 OutputDecision::Cut => return false,
                 OutputDecision::Extend { tokens } => {
-                    let amount =
-                        reservation_micros_scaled(0, tokens, &self.price, self.multiplier_bps);
+                    // At the tier of the request's prompt, like its reservation.
+                    let amount = output_reservation_micros_tiered(
+                        self.prompt_tokens,
+                        tokens,
+                        &self.sheet,
+                        self.multiplier_bps,
+                    );
                     let extended = match db::database(&self.env) {
                         Ok(database) => {
                             store::ledger::extend_reservation(&database, &self.request_id, amount)

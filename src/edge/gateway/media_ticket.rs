@@ -78,6 +78,10 @@ impl MediaTicket {
             local_completion_tokens: 0,
             source,
             cost,
+            // Media models have no cache-write or long-context prices (docs/media.md).
+            cache_write_5m_tokens: 0,
+            cache_write_1h_tokens: 0,
+            long_context: false,
         }
     }
 

@@ -4,7 +4,7 @@
 use worker::D1Database;
 
 use super::admit::Admitted;
-use crate::core::billing::reservation_micros_scaled;
+use crate::core::billing::tiers::reservation_micros_tiered;
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::openai::ChatCompletionRequest;
 use crate::core::tokens::{prompt_tokens_for_reservation, MediaRules};
@@ -33,10 +33,12 @@ pub(crate) fn count(
         .requested_max_output()
         .unwrap_or(model.max_output_tokens)
         .saturating_mul(chat.choices());
-    let reserved = reservation_micros_scaled(
+    // A prompt above the long-context threshold reserves at the long tier (the whole request
+    // moves to it).
+    let reserved = reservation_micros_tiered(
         local_prompt_tokens,
         max_output,
-        &admitted.price,
+        &admitted.sheet,
         model.multiplier_bps,
     );
     Ok(Count {

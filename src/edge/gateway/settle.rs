@@ -61,6 +61,9 @@ impl Pending {
             created_at: self.started_at,
             routes_tried,
             media: None,
+            cache_write_5m_tokens: 0,
+            cache_write_1h_tokens: 0,
+            long_context: false,
         };
         row.set_bill(&bill);
         row.media = self

@@ -11,10 +11,11 @@ use super::guard::StreamGuard;
 use super::relay::{Limits, StreamEnd};
 use super::reserve::{self, Count};
 use crate::core::billing::guard::OutputGuard;
+use crate::core::billing::tiers::PriceSheet;
 use crate::core::billing::Price;
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::inbound::client::ClientFormat;
-use crate::core::meter::{self, bill, bill_reserved, BillInput, RequestStatus};
+use crate::core::meter::{self, bill, bill_reserved, tiered_usage, BillInput, RequestStatus};
 use crate::core::openai::{ChatCompletionRequest, Usage};
 use crate::core::providers::{ProviderKind, ResponseContext, Route, RouteTimeouts};
 use crate::core::routing::request_deadline;
@@ -79,6 +80,7 @@ pub(crate) async fn issue(order: Order<'_>) -> Result<Pending, GatewayError> {
         timeouts: route.timeouts(),
         stream: order.chat.is_stream(),
         price: order.admitted.price,
+        sheet: order.admitted.sheet,
         price_version: model.price_version,
         multiplier_bps: model.multiplier_bps,
         reserved: count.reserved,
@@ -117,6 +119,9 @@ pub(crate) struct Pending {
     pub(crate) timeouts: RouteTimeouts,
     pub(crate) stream: bool,
     pub(crate) price: Price,
+    /// Every price of the version (`core::billing::tiers`): what a chat, Responses or Messages
+    /// request is billed on.
+    pub(crate) sheet: PriceSheet,
     pub(crate) price_version: Option<u64>,
     pub(crate) multiplier_bps: u64,
     pub(crate) reserved: u64,
@@ -231,7 +236,7 @@ impl Pending {
             request_id: self.request_id.clone(),
             guard: OutputGuard::new(self.encoding, self.covered_output, self.client_capped),
             encoding: self.encoding,
-            price: self.price,
+            sheet: self.sheet,
             multiplier_bps: self.multiplier_bps,
             prompt_tokens: self.local_prompt_tokens,
             choices: self.choices,
@@ -265,8 +270,8 @@ impl Pending {
             completion_text: &end.completion_text,
             finish_reason: end.finish_reason.as_deref(),
             encoding: self.encoding,
-            upstream_usage: end.upstream_usage.as_ref(),
-            price: &self.price,
+            upstream_usage: end.upstream_usage.as_ref().map(tiered_usage),
+            sheet: &self.sheet,
             multiplier_bps: self.multiplier_bps,
             reserved: self.reserved.saturating_add(end.extended),
         };

@@ -5,16 +5,19 @@ use serde::Deserialize;
 use serde_json::Value;
 use worker::D1Database;
 
+use crate::core::billing::tiers::TierFields;
 use crate::core::error::GatewayError;
 use crate::edge::platform::d1 as db;
 
-/// The four prices of one version, micro-units per 1M tokens.
+/// The token prices of one version, micro-units per 1M tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PriceSet {
     pub input: u64,
     pub cached_input: Option<u64>,
     pub output: u64,
     pub reasoning: Option<u64>,
+    /// Cache-write prices and the long-context tier (schema/0013), versioned with the others.
+    pub tiers: TierFields,
 }
 
 /// After `PUT /admin/models/{model}` wrote the model: makes `prices` its current price version,
@@ -27,15 +30,23 @@ pub async fn record_price_version(
     prices: PriceSet,
     now: u64,
 ) -> Result<u64, GatewayError> {
+    let t = &prices.tiers;
     let insert = db::statement(
         db,
         "INSERT INTO price_versions (model, input_price, cached_input_price, output_price,
-           reasoning_price, created_at)
-         SELECT ?1, ?2, ?3, ?4, ?5, ?6
+           reasoning_price, created_at, cache_write_5m_price, cache_write_1h_price,
+           long_context_threshold, long_input_price, long_cached_input_price, long_output_price,
+           long_reasoning_price, long_cache_write_5m_price, long_cache_write_1h_price)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15
          WHERE NOT EXISTS (
            SELECT 1 FROM models m JOIN price_versions v ON v.id = m.price_version
            WHERE m.name = ?1 AND v.model = ?1 AND v.input_price = ?2
-             AND v.cached_input_price IS ?3 AND v.output_price = ?4 AND v.reasoning_price IS ?5)",
+             AND v.cached_input_price IS ?3 AND v.output_price = ?4 AND v.reasoning_price IS ?5
+             AND v.cache_write_5m_price IS ?7 AND v.cache_write_1h_price IS ?8
+             AND v.long_context_threshold IS ?9 AND v.long_input_price IS ?10
+             AND v.long_cached_input_price IS ?11 AND v.long_output_price IS ?12
+             AND v.long_reasoning_price IS ?13 AND v.long_cache_write_5m_price IS ?14
+             AND v.long_cache_write_1h_price IS ?15)",
         &[
             model.into(),
             prices.input.into(),
@@ -43,6 +54,15 @@ pub async fn record_price_version(
             prices.output.into(),
             prices.reasoning.into(),
             now.into(),
+            t.cache_write_5m_price.into(),
+            t.cache_write_1h_price.into(),
+            t.long_context_threshold.into(),
+            t.long_input_price.into(),
+            t.long_cached_input_price.into(),
+            t.long_output_price.into(),
+            t.long_reasoning_price.into(),
+            t.long_cache_write_5m_price.into(),
+            t.long_cache_write_1h_price.into(),
         ],
     )?;
     let point = db::statement(
@@ -77,7 +97,10 @@ pub async fn price_versions(db: &D1Database, model: &str) -> Result<Vec<Value>, 
     db::all(
         db,
         "SELECT id AS version, model, input_price, cached_input_price, output_price,
-           reasoning_price, created_at FROM price_versions WHERE model = ?1 ORDER BY id DESC",
+           reasoning_price, cache_write_5m_price, cache_write_1h_price, long_context_threshold,
+           long_input_price, long_cached_input_price, long_output_price, long_reasoning_price,
+           long_cache_write_5m_price, long_cache_write_1h_price, created_at
+         FROM price_versions WHERE model = ?1 ORDER BY id DESC",
         &[model.into()],
     )
     .await

@@ -150,6 +150,14 @@ pub struct UsageRow {
     /// The media columns (schema 0012); `None` for a chat row (their defaults).
     #[serde(default)]
     pub media: Option<UsageMedia>,
+    /// Cache writes billed, parts of `prompt_tokens` (schema/0013; `core::billing::tiers`).
+    #[serde(default)]
+    pub cache_write_5m_tokens: u64,
+    #[serde(default)]
+    pub cache_write_1h_tokens: u64,
+    /// The long-context tier priced the request (schema/0013).
+    #[serde(default)]
+    pub long_context: bool,
 }
 
 fn chat_api() -> String {
@@ -191,6 +199,23 @@ fn media_columns(
     )
 }
 
+/// The statement that writes a row's cache writes and long-context flag (schema/0013), run in
+/// the settlement batch after the insert.
+fn tier_columns(db: &D1Database, row: &UsageRow) -> Result<D1PreparedStatement, GatewayError> {
+    statement(
+        db,
+        "UPDATE usage SET cache_write_5m_tokens = ?2, cache_write_1h_tokens = ?3,
+           long_context = ?4
+         WHERE request_id = ?1",
+        &[
+            row.request_id.as_str().into(),
+            row.cache_write_5m_tokens.into(),
+            row.cache_write_1h_tokens.into(),
+            i64::from(row.long_context).into(),
+        ],
+    )
+}
+
 impl UsageRow {
     /// The token and money columns of `bill`.
     pub fn set_bill(&mut self, b: &crate::core::meter::Bill) {
@@ -204,6 +229,15 @@ impl UsageRow {
         self.local_completion_tokens = b.local_completion_tokens;
         self.usage_source = b.source.as_str().to_string();
         self.cost = b.cost;
+        self.cache_write_5m_tokens = b.cache_write_5m_tokens;
+        self.cache_write_1h_tokens = b.cache_write_1h_tokens;
+        self.long_context = b.long_context;
+    }
+
+    /// Whether the row has cache writes or the long-context flag (the tier columns of
+    /// schema/0013 beyond their defaults).
+    fn has_tier_columns(&self) -> bool {
+        self.cache_write_5m_tokens > 0 || self.cache_write_1h_tokens > 0 || self.long_context
     }
 }
 
@@ -289,6 +323,11 @@ pub async fn settle(
     if let Some(media) = &row.media {
         // Last, so the indices read below stay those of the chat batch.
         statements.push(media_columns(db, &row.request_id, media)?);
+    }
+    if row.has_tier_columns() {
+        // Only when set (most rows keep the columns' defaults), after the insert like the media
+        // columns; a repeat writes the same values.
+        statements.push(tier_columns(db, row)?);
     }
     let results = batch(db, statements).await?;
     Ok(Settled {

@@ -297,7 +297,7 @@ pub async fn put_model(db: &D1Database, m: &NewModel<'_>, now: u64) -> Result<()
 
 /// After `PUT /admin/models/{model}` recorded its token prices as `price_version`: sets the
 /// model's kind, and makes `units` part of its current price version — a new version (a copy of
-/// the token prices with these unit prices) when they differ from the current one's, so that
+/// the token, cache-write and long-context prices with these unit prices) when they differ from the current one's, so that
 /// history is never rewritten. One batch. Returns the current version id.
 pub async fn record_media_prices(
     db: &D1Database,
@@ -312,9 +312,13 @@ pub async fn record_media_prices(
         db,
         "INSERT INTO price_versions (model, input_price, cached_input_price, output_price,
            reasoning_price, created_at, image_input_price, audio_input_price, image_prices,
-           character_price, minute_price)
+           character_price, minute_price, cache_write_5m_price, cache_write_1h_price,
+           long_context_threshold, long_input_price, long_cached_input_price, long_output_price,
+           long_reasoning_price, long_cache_write_5m_price, long_cache_write_1h_price)
          SELECT model, input_price, cached_input_price, output_price, reasoning_price, ?3, ?4,
-           ?5, ?6, ?7, ?8
+           ?5, ?6, ?7, ?8, cache_write_5m_price, cache_write_1h_price, long_context_threshold,
+           long_input_price, long_cached_input_price, long_output_price, long_reasoning_price,
+           long_cache_write_5m_price, long_cache_write_1h_price
          FROM price_versions WHERE id = ?2 AND model = ?1
            AND NOT (image_input_price IS ?4 AND audio_input_price IS ?5 AND image_prices IS ?6
              AND character_price IS ?7 AND minute_price IS ?8)",
@@ -348,10 +352,13 @@ pub async fn record_media_prices(
 pub async fn list_models(db: &D1Database) -> Result<Vec<Value>, GatewayError> {
     d1::all(
         db,
-        "SELECT name, provider, upstream_model, input_price, output_price, max_output_tokens,
-           encoding, created_at, updated_at, price_version, kind,
-           (SELECT v.created_at FROM price_versions v WHERE v.id = models.price_version) AS price_since
-         FROM models ORDER BY name",
+        "SELECT m.name, m.provider, m.upstream_model, m.input_price, m.output_price,
+           m.max_output_tokens, m.encoding, m.created_at, m.updated_at, m.price_version, m.kind,
+           v.created_at AS price_since, v.cached_input_price, v.reasoning_price,
+           v.cache_write_5m_price, v.cache_write_1h_price, v.long_context_threshold,
+           v.long_input_price, v.long_cached_input_price, v.long_output_price,
+           v.long_reasoning_price, v.long_cache_write_5m_price, v.long_cache_write_1h_price
+         FROM models m LEFT JOIN price_versions v ON v.id = m.price_version ORDER BY m.name",
         &[],
     )
     .await

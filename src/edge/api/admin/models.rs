@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 use worker::{D1Database, Response};
 
 use super::{check_name, not_found, to_i64};
+use crate::core::billing::tiers::TierFields;
 use crate::core::billing::units::UnitPrices;
 use crate::core::error::GatewayError;
 use crate::core::providers::media::{parse_model_kind, MODEL_KINDS};
@@ -32,9 +33,59 @@ pub struct ModelBody {
     image_prices: Option<Value>,
     character_price: Option<Value>,
     minute_price: Option<Value>,
+    /// Cache-write prices and the long-context tier (docs/money.md, "Cache writes and long
+    /// context"), versioned with the token prices.
+    cache_write_5m_price: Option<i64>,
+    cache_write_1h_price: Option<i64>,
+    long_context_threshold: Option<i64>,
+    long_input_price: Option<i64>,
+    long_cached_input_price: Option<i64>,
+    long_output_price: Option<i64>,
+    long_reasoning_price: Option<i64>,
+    long_cache_write_5m_price: Option<i64>,
+    long_cache_write_1h_price: Option<i64>,
 }
 
 impl ModelBody {
+    /// The cache-write and long-context prices, checked (400 naming the field).
+    fn tiers(&self) -> Result<TierFields, GatewayError> {
+        let price = |field: &str, v: Option<i64>, min: i64| {
+            v.map(|v| to_i64(field, v, min).map(i64::unsigned_abs))
+                .transpose()
+        };
+        let tiers = TierFields {
+            cache_write_5m_price: price("cache_write_5m_price", self.cache_write_5m_price, 0)?,
+            cache_write_1h_price: price("cache_write_1h_price", self.cache_write_1h_price, 0)?,
+            long_context_threshold: price(
+                "long_context_threshold",
+                self.long_context_threshold,
+                1,
+            )?,
+            long_input_price: price("long_input_price", self.long_input_price, 0)?,
+            long_cached_input_price: price(
+                "long_cached_input_price",
+                self.long_cached_input_price,
+                0,
+            )?,
+            long_output_price: price("long_output_price", self.long_output_price, 0)?,
+            long_reasoning_price: price("long_reasoning_price", self.long_reasoning_price, 0)?,
+            long_cache_write_5m_price: price(
+                "long_cache_write_5m_price",
+                self.long_cache_write_5m_price,
+                0,
+            )?,
+            long_cache_write_1h_price: price(
+                "long_cache_write_1h_price",
+                self.long_cache_write_1h_price,
+                0,
+            )?,
+        };
+        tiers
+            .check()
+            .map_err(|e| GatewayError::invalid_param(e.field, e.message))?;
+        Ok(tiers)
+    }
+
     /// The model's kind and unit prices, checked (400 naming the field).
     fn media(&self) -> Result<(&'static str, UnitPrices), GatewayError> {
         let kind = match &self.kind {
@@ -92,6 +143,7 @@ pub async fn put(db: &D1Database, name: &str, m: ModelBody) -> Result<Response, 
         }
     }
     let (model_kind, units) = m.media()?;
+    let tiers = m.tiers()?;
     let upstream_model = m.upstream_model.clone().unwrap_or_else(|| name.to_string());
     check_name("upstream_model", &upstream_model)?;
     if !store::models::provider_exists(db, &m.provider).await? {
@@ -126,6 +178,7 @@ pub async fn put(db: &D1Database, name: &str, m: ModelBody) -> Result<Response, 
             cached_input: cached_input.map(i64::unsigned_abs),
             output: output.unsigned_abs(),
             reasoning: reasoning.map(i64::unsigned_abs),
+            tiers,
         },
         now,
     )
@@ -133,9 +186,7 @@ pub async fn put(db: &D1Database, name: &str, m: ModelBody) -> Result<Response, 
     let price_version =
         store::models::record_media_prices(db, name, model_kind, &units, price_version, now)
             .await?;
-    http::json(
-        200,
-        &json!({"name": name, "provider": m.provider, "upstream_model": upstream_model,
+    let mut answer = json!({"name": name, "provider": m.provider, "upstream_model": upstream_model,
                 "kind": model_kind, "image_input_price": units.image_input,
                 "audio_input_price": units.audio_input,
                 "image_prices": units.image_table_json().and_then(|t| serde_json::from_str::<Value>(&t).ok()),
@@ -143,8 +194,13 @@ pub async fn put(db: &D1Database, name: &str, m: ModelBody) -> Result<Response, 
                 "input_price": input, "cached_input_price": cached_input,
                 "output_price": output, "reasoning_price": reasoning,
                 "price_version": price_version, "max_output_tokens": max_out,
-                "encoding": m.encoding}),
-    )
+                "encoding": m.encoding});
+    if let (Value::Object(answer), Ok(Value::Object(tiers))) =
+        (&mut answer, serde_json::to_value(tiers))
+    {
+        answer.extend(tiers);
+    }
+    http::json(200, &answer)
 }
 
 pub async fn list(db: &D1Database) -> Result<Response, GatewayError> {
