@@ -538,7 +538,18 @@ export async function startMockProviders({ chunkDelayMs = 5, keys = {} } = {}) {
       try {
         body = raw ? JSON.parse(raw) : null;
       } catch {}
-      requests.push({ method: req.method, url: req.url, headers: req.headers, body });
+      // `sent`: every byte written back, in order (tests compare it with what the client got).
+      const entry = { method: req.method, url: req.url, headers: req.headers, body, sent: [] };
+      requests.push(entry);
+      const [write, end] = [res.write.bind(res), res.end.bind(res)];
+      res.write = (chunk, ...rest) => {
+        if (chunk) entry.sent.push(Buffer.from(chunk));
+        return write(chunk, ...rest);
+      };
+      res.end = (chunk, ...rest) => {
+        if (chunk && typeof chunk !== 'function') entry.sent.push(Buffer.from(chunk));
+        return end(chunk, ...rest);
+      };
       try {
         await route(req, res, body ?? {}, raw);
       } catch (err) {
