@@ -203,7 +203,7 @@ describe('POST /v1/messages on an anthropic provider (native)', () => {
     const before = await balance();
     const res = await post(
       '/v1/messages',
-      { model: 'claude', max_tokens: 2000, stream: true, messages: [{ role: 'user', content: 'word '.repeat(150).trim() }] },
+      { model: 'claude', max_tokens: 8000, stream: true, messages: [{ role: 'user', content: 'word '.repeat(400).trim() }] },
       { 'anthropic-version': '2023-06-01' },
     );
     const id = res.headers.get('x-request-id');
@@ -213,8 +213,8 @@ describe('POST /v1/messages on an anthropic provider (native)', () => {
     const row = await settled(id, before);
     assert.equal(row.status, 'client_abort');
     assert.equal(row.usage_source, 'upstream');
-    assert.equal(row.completion_tokens, 153, "the provider's final output count");
-    assert.equal(row.cost, costOf(40, 153));
+    assert.equal(row.completion_tokens, 403, "the provider's final output count");
+    assert.equal(row.cost, costOf(40, 403));
   });
 
   test('an upstream 529 overloaded is an Anthropic-shaped error, not charged (fallback off: one route)', async () => {
@@ -314,6 +314,20 @@ describe('POST /v1/responses on an openai provider with responses_api (native)',
     assert.equal(row.status, 'truncated');
     assert.ok(row.completion_tokens <= 2, `${row.completion_tokens}`);
     assert.equal(last.response.usage.output_tokens, row.completion_tokens);
+  });
+
+  test('Idempotency-Key: a retry replays the same bytes, one call and one charge', async () => {
+    const before = await balance();
+    const n = mock.requests.length;
+    const headers = { 'idempotency-key': `native-${Date.now()}` };
+    const first = await post('/v1/responses', { model: 'gpt', input: 'only once' }, headers);
+    const firstBytes = Buffer.from(await first.arrayBuffer());
+    const row = await settled(first.headers.get('x-request-id'), before);
+    const again = await post('/v1/responses', { model: 'gpt', input: 'only once' }, headers);
+    assert.equal(again.status, 200);
+    assert.ok(Buffer.from(await again.arrayBuffer()).equals(firstBytes));
+    assert.equal(mock.requests.length, n + 1, 'the provider was called once');
+    assert.equal(before - (await balance()), row.cost);
   });
 
   test('a hosted tool or a billable option is refused before anything is sent', async () => {

@@ -458,7 +458,10 @@ impl Pump {
             if self.observer.is_unreadable() {
                 return self.close(None).await;
             }
-            let whole = self.observer.complete_bytes().saturating_sub(self.forwarded);
+            let whole = self
+                .observer
+                .complete_bytes()
+                .saturating_sub(self.forwarded);
             if whole == 0 {
                 continue;
             }
@@ -471,7 +474,9 @@ impl Pump {
                 self.held.extend_from_slice(rest);
                 self.held.len()
             } else {
-                usize::try_from(whole).unwrap_or(usize::MAX).min(self.held.len())
+                usize::try_from(whole)
+                    .unwrap_or(usize::MAX)
+                    .min(self.held.len())
             };
             let out: Vec<u8> = self.held.drain(..n).collect();
             self.forwarded = self.forwarded.saturating_add(n as u64);

@@ -710,7 +710,12 @@ mod tests {
         let up = count_tokens_request(&route(Value::Null), &req, &client).unwrap();
         assert_eq!(up.url, "https://api.anthropic.com/v1/messages/count_tokens");
         let body: Value = serde_json::from_slice(&up.body).unwrap();
-        let mut keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut keys: Vec<&str> = body
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
         keys.sort_unstable();
         assert_eq!(keys, ["messages", "model", "system", "thinking", "tools"]);
         assert_eq!(body["model"], "claude-up");

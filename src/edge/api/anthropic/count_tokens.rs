@@ -32,8 +32,7 @@ async fn run(mut req: Request, env: &Env, request_id: &str) -> Result<Response, 
     // Admitted and counted like a request, nothing reserved.
     let prepared = gateway::prepare(call, &mut chat, &body).await?;
     let client = messages::client_headers(|name| req.headers().get(name).ok().flatten());
-    let (tokens, source) = match gateway::native::count_tokens(&prepared, &decoded, &client).await
-    {
+    let (tokens, source) = match gateway::native::count_tokens(&prepared, &decoded, &client).await {
         Some(tokens) => (tokens, "upstream"),
         None => (prepared.count.local_prompt_tokens, "local"),
     };

@@ -32,8 +32,11 @@ pub async fn create_response(
     let mut chat = decoded.chat;
     let call = Call::new(env, request_id, caller, req.headers(), started_at)?;
     let mut prepared = gateway::prepare(call, &mut chat, &body).await?;
+    let tenant = prepared.call.caller.tenant_id.clone();
     let natives = gateway::native::plan(&mut prepared, NativeApi::Responses, |route| {
-        native::responses::build_request(route, &body)
+        let mut native = native::responses::build_request(route, &body)?;
+        native::responses::attribute_to_tenant(&mut native, route, &tenant)?;
+        Ok(native)
     })?;
     let key = req.headers().get("idempotency-key").ok().flatten();
     let claimed = match gateway::claim(&prepared, key, &body, chat.is_stream()).await? {
