@@ -12,7 +12,7 @@ import { RESPONSES_REASONING_TOKENS, THINKING, USAGE, startMockProviders } from 
 const PRICE_IN = 1_000_000;
 const PRICE_OUT = 2_000_000;
 const costOf = (prompt, completion) => Math.ceil((prompt * PRICE_IN + completion * PRICE_OUT) / 1e6);
-const KEYS = { anthropic: 'sk-ant-mock', openai: 'sk-openai-mock', hf: 'hf_mock' };
+const KEYS = { anthropic: 'sk-ant-mock', openai: 'sk-openai-mock', hf: 'hf_mock', azure: 'azure-mock' };
 
 let gw;
 let mock;
@@ -52,7 +52,7 @@ async function post(path, body, headers = {}) {
 before(async () => {
   mock = await startMockProviders({ keys: KEYS, chunkDelayMs: 2 });
   gw = await startGateway({
-    vars: { PROVIDER_ANTHROPIC_KEY: KEYS.anthropic, PROVIDER_OPENAI_KEY: KEYS.openai, PROVIDER_HF_KEY: KEYS.hf },
+    vars: { PROVIDER_ANTHROPIC_KEY: KEYS.anthropic, PROVIDER_OPENAI_KEY: KEYS.openai, PROVIDER_HF_KEY: KEYS.hf, PROVIDER_AZURE_KEY: KEYS.azure },
   });
   await gw.adminOk('PUT', '/admin/providers/anthropic', {
     kind: 'anthropic',
@@ -65,11 +65,18 @@ before(async () => {
     api_key_secret: 'PROVIDER_OPENAI_KEY',
     config: { responses_api: true },
   });
+  await gw.adminOk('PUT', '/admin/providers/azure', {
+    kind: 'azure',
+    base_url: `${mock.url}/azure`,
+    api_key_secret: 'PROVIDER_AZURE_KEY',
+    config: { deployment: 'dep-1' },
+  });
   await gw.adminOk('PUT', '/admin/providers/hf', { kind: 'huggingface', base_url: `${mock.url}/hf`, api_key_secret: 'PROVIDER_HF_KEY' });
   for (const [name, provider, upstream] of [
     ['claude', 'anthropic', 'claude-sonnet-4-5'],
     ['claude-fail', 'anthropic', 'mock-fail'],
     ['gpt', 'openai', 'gpt-5'],
+    ['gpt-azure', 'azure', 'gpt-5'],
     ['hf-model', 'hf', 'tgi'],
   ]) {
     await gw.adminOk('PUT', `/admin/models/${name}`, {
@@ -314,6 +321,21 @@ describe('POST /v1/responses on an openai provider with responses_api (native)',
     assert.equal(row.status, 'truncated');
     assert.ok(row.completion_tokens <= 2, `${row.completion_tokens}`);
     assert.equal(last.response.usage.output_tokens, row.completion_tokens);
+  });
+
+  test('azure: the v1 path, the deployment as model, api-key; the stream byte for byte', async () => {
+    const before = await balance();
+    const res = await post('/v1/responses', { model: 'gpt-azure', input: 'hello azure', stream: true });
+    assert.equal(res.status, 200);
+    const got = Buffer.from(await res.arrayBuffer());
+    const { req, bytes } = upstreamOf('/azure/openai/v1/responses');
+    assert.ok(got.equals(bytes), `${got}\n!==\n${bytes}`);
+    assert.equal(req.body.model, 'dep-1');
+    assert.equal(req.headers['api-key'], KEYS.azure);
+    assert.equal(req.headers.authorization, undefined);
+    const row = await settled(res.headers.get('x-request-id'), before);
+    assert.equal(row.api, 'responses');
+    assert.equal(row.completion_tokens, USAGE.responses(5).output_tokens);
   });
 
   test('Idempotency-Key: a retry replays the same bytes, one call and one charge', async () => {
