@@ -77,6 +77,7 @@ before(async () => {
     ['claude-fail', 'anthropic', 'mock-fail'],
     ['gpt', 'openai', 'gpt-5'],
     ['gpt-azure', 'azure', 'gpt-5'],
+    ['gpt-fail-stream', 'openai', 'mock-fail-stream'],
     ['hf-model', 'hf', 'tgi'],
   ]) {
     await gw.adminOk('PUT', `/admin/models/${name}`, {
@@ -336,6 +337,19 @@ describe('POST /v1/responses on an openai provider with responses_api (native)',
     const row = await settled(res.headers.get('x-request-id'), before);
     assert.equal(row.api, 'responses');
     assert.equal(row.completion_tokens, USAGE.responses(5).output_tokens);
+  });
+
+  test('response.failed after output: relayed unchanged, billed prompt and delivered output (upstream_error)', async () => {
+    const before = await balance();
+    const res = await post('/v1/responses', { model: 'gpt-fail-stream', input: 'fail late', stream: true });
+    const got = Buffer.from(await res.arrayBuffer());
+    const { bytes } = upstreamOf('/openai/v1/responses');
+    assert.ok(got.equals(bytes), 'the failure event is the provider\'s, unchanged');
+    assert.match(got.toString(), /event: response\.failed\n/);
+    const row = await settled(res.headers.get('x-request-id'), before);
+    assert.equal(row.status, 'upstream_error');
+    assert.equal(row.usage_source, 'local');
+    assert.ok(row.completion_tokens > 0 && row.cost > 0, JSON.stringify(row));
   });
 
   test('Idempotency-Key: a retry replays the same bytes, one call and one charge', async () => {
