@@ -75,6 +75,7 @@ before(async () => {
   for (const [name, provider, upstream] of [
     ['claude', 'anthropic', 'claude-sonnet-4-5'],
     ['claude-fail', 'anthropic', 'mock-fail'],
+    ['claude-split', 'anthropic', 'mock-split'],
     ['gpt', 'openai', 'gpt-5'],
     ['gpt-azure', 'azure', 'gpt-5'],
     ['gpt-fail-stream', 'openai', 'mock-fail-stream'],
@@ -177,6 +178,25 @@ describe('POST /v1/messages on an anthropic provider (native)', () => {
     assert.match(got.toString(), /signature_delta/);
   });
 
+  test('a stream arriving in 7-byte pieces is relayed byte for byte and billed from its usage', async () => {
+    const before = await balance();
+    const res = await post('/v1/messages', {
+      model: 'claude-split',
+      max_tokens: 2000,
+      stream: true,
+      thinking: { type: 'enabled', budget_tokens: 1024 },
+      messages: [{ role: 'user', content: 'split me — ünïcödé 🌦 please' }],
+    }, { 'anthropic-version': '2023-06-01' });
+    const got = Buffer.from(await res.arrayBuffer());
+    const { bytes } = upstreamOf('/anthropic/v1/messages');
+    assert.ok(got.equals(bytes), `${got}\n!==\n${bytes}`);
+    const words = 'mock reply to split me — ünïcödé 🌦 please'.split(' ').length + THINKING.tokens;
+    const row = await settled(res.headers.get('x-request-id'), before);
+    assert.equal(row.status, 'ok');
+    assert.equal(row.completion_tokens, words);
+    assert.equal(row.cost, costOf(40, words));
+  });
+
   test('a guard cut: output past the client cap ends with max_tokens and message_stop, billed truncated', async () => {
     const before = await balance();
     const res = await post('/v1/messages', {
@@ -205,6 +225,27 @@ describe('POST /v1/messages on an anthropic provider (native)', () => {
     assert.equal(row.prompt_tokens, 40, "the provider's prompt count");
     assert.equal(row.completion_tokens, Math.ceil('mock reply'.length / 4), 'the delivered output, counted locally');
     assert.equal(row.cost, costOf(40, row.completion_tokens));
+  });
+
+  test('a guard cut on a stream split mid-event: the client never sees half an event', async () => {
+    const res = await post('/v1/messages', {
+      model: 'claude-split',
+      max_tokens: 12,
+      stream: true,
+      messages: [{ role: 'user', content: 'one two three four five six seven' }],
+    }, { 'anthropic-version': '2023-06-01' });
+    const got = await res.text();
+    const { bytes } = upstreamOf('/anthropic/v1/messages');
+    const events = got.split('\n\n').filter(Boolean);
+    // Every event parses: none was cut in half before the gateway's ending.
+    const parsed = events.map((e) => JSON.parse(e.split('\ndata: ')[1]));
+    assert.deepEqual(parsed.slice(-3).map((e) => e.type), ['content_block_stop', 'message_delta', 'message_stop']);
+    const provided = events.slice(0, -3).map((e) => `${e}\n\n`).join('');
+    assert.ok(bytes.toString().startsWith(provided));
+    const text = parsed.filter((e) => e.delta?.type === 'text_delta').map((e) => e.delta.text).join('');
+    assert.equal(text, 'mock reply');
+    const row = await gw.usageRow(res.headers.get('x-request-id'));
+    assert.equal(row.status, 'truncated');
   });
 
   test('a client abort mid-stream: the drain reads the provider to its usage, billed client_abort', async () => {
