@@ -256,21 +256,17 @@ fn end_of(pending: &Pending, seen: Seen<'_>) -> End {
     let text = seen.delivered.unwrap_or(&o.output);
     // A drain that ended before the provider's final usage: its counts so far say nothing of
     // what it generated after, so the reservation is charged (`meter::bill_reserved`).
-    let reported = if seen.usage_unknown { None } else { o.usage };
-    let usage = reported.map(|u| {
-        if o.completed() {
-            u
-        } else {
-            let local = match pending.encoding {
-                Some(enc) => enc.count(text),
-                None => estimate_tokens(text),
-            };
-            NativeUsage {
-                completion_tokens: u.completion_tokens.max(local),
-                ..u
-            }
-        }
-    });
+    let usage = if seen.usage_unknown {
+        None
+    } else if o.completed() || o.usage.is_none() {
+        o.usage // (counting the output locally would change nothing)
+    } else {
+        let local = match pending.encoding {
+            Some(enc) => enc.count(text),
+            None => estimate_tokens(text),
+        };
+        o.billable_usage(local)
+    };
     End {
         status,
         http_status: 200,
