@@ -1,8 +1,10 @@
 // End to end for the agent APIs: OpenAI's Responses API (`POST /v1/responses`, the `openai` SDK's
 // `responses.create`) and Anthropic's Messages API (`POST /v1/messages`, `/v1/messages/count_tokens`,
-// the `@anthropic-ai/sdk` client), both translated to the chat pipeline: an Anthropic provider (its
-// native wire, mock-providers.mjs) and an OpenAI-compatible one (the `hf` mock). Each answer is
-// checked against its usage row (api, tokens, cost) and the tenant's balance change.
+// the `@anthropic-ai/sdk` client): translated to the chat pipeline on an OpenAI-compatible provider
+// (the `hf` mock) and, for Responses, on an Anthropic one; passed through natively on an Anthropic
+// provider (Messages) and an OpenAI provider with `responses_api` (Responses) — byte-level checks of
+// the native path are in native.test.mjs. Each answer is checked against its usage row (api,
+// tokens, cost) and the tenant's balance change.
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -13,12 +15,12 @@ import Anthropic from '@anthropic-ai/sdk';
 import { ROOT, startGateway } from './harness.mjs';
 
 const require = createRequire(import.meta.url);
-import { OPENAI_USAGE, startMockProviders } from './mock-providers.mjs';
+import { OPENAI_USAGE, RESPONSES_REASONING_TOKENS, THINKING, startMockProviders } from './mock-providers.mjs';
 
 const PRICE_IN = 1_000_000;
 const PRICE_OUT = 2_000_000;
 const costOf = (prompt, completion) => Math.ceil((prompt * PRICE_IN + completion * PRICE_OUT) / 1e6);
-const KEYS = { anthropic: 'sk-ant-mock', hf: 'hf_mock' };
+const KEYS = { anthropic: 'sk-ant-mock', hf: 'hf_mock', openai: 'sk-openai-mock' };
 const WEATHER = {
   name: 'get_weather',
   description: 'Weather for a city',
@@ -51,7 +53,15 @@ async function checkRow(requestId, api, [prompt, , completion], before) {
 
 before(async () => {
   mock = await startMockProviders({ keys: KEYS });
-  gw = await startGateway({ vars: { PROVIDER_ANTHROPIC_KEY: KEYS.anthropic, PROVIDER_HF_KEY: KEYS.hf } });
+  gw = await startGateway({
+    vars: { PROVIDER_ANTHROPIC_KEY: KEYS.anthropic, PROVIDER_HF_KEY: KEYS.hf, PROVIDER_OPENAI_KEY: KEYS.openai },
+  });
+  await gw.adminOk('PUT', '/admin/providers/openai', {
+    kind: 'openai',
+    base_url: `${mock.url}/openai/v1`,
+    api_key_secret: 'PROVIDER_OPENAI_KEY',
+    config: { responses_api: true },
+  });
   await gw.adminOk('PUT', '/admin/providers/anthropic', {
     kind: 'anthropic',
     base_url: `${mock.url}/anthropic/v1`,
@@ -61,6 +71,7 @@ before(async () => {
   for (const [name, upstream] of [
     ['anthropic', 'claude-sonnet-4-5'],
     ['hf', 'tgi'],
+    ['openai', 'gpt-5'],
   ]) {
     await gw.adminOk('PUT', `/admin/models/${name}-model`, {
       provider: name,
@@ -155,7 +166,8 @@ describe('POST /v1/messages (@anthropic-ai/sdk)', () => {
         .withResponse();
       assert.equal(data.type, 'message');
       assert.equal(data.role, 'assistant');
-      assert.equal(data.model, model);
+      // A native answer (anthropic) names the provider's model; a translated one the public name.
+      assert.equal(data.model, name === 'anthropic' ? 'claude-sonnet-4-5' : model);
       assert.equal(data.stop_reason, 'end_turn');
       assert.equal(data.content[0].text, 'mock reply to hello there');
       const expected = OPENAI_USAGE[name](5);
@@ -310,6 +322,61 @@ describe('agent CLIs through the gateway (offline, docs/testing.md)', () => {
     // The mock reports one output token per word of its reply.
     assert.equal(answer.usage_source, 'upstream');
     assert.equal(answer.completion_tokens, OPENAI_USAGE.hf(r.out.trim().split(/\s+/).length)[2]);
+    assert.equal(spent, rows.reduce((s, row) => s + row.cost, 0));
+  });
+
+  test('Claude Code `claude -p` through a native Anthropic upstream', async () => {
+    const { tenant, key: k } = await gw.newTenant({ name: 'claude-cli-native', credit: 10_000_000 });
+    const scratch = mkdtempSync(join(tmpdir(), 'tg-claude-'));
+    const r = await run(join(ROOT, 'node_modules/.bin/claude'), ['-p', 'say hi, no tools', '--model', 'anthropic-model'], {
+      HOME: scratch,
+      ANTHROPIC_BASE_URL: gw.url,
+      ANTHROPIC_API_KEY: k.key,
+      DISABLE_TELEMETRY: '1',
+      CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
+    }, scratch);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out.trim(), /^mock reply to [\s\S]*say hi, no tools$/);
+    const upstream = mock.requests.filter((q) => q.url.startsWith('/anthropic/v1/messages') && q.body?.stream).at(-1);
+    assert.equal(upstream.body.model, 'claude-sonnet-4-5');
+    assert.ok(upstream.headers['anthropic-beta'], 'Claude Code betas passed through');
+    assert.equal(upstream.headers['x-api-key'], KEYS.anthropic);
+    const { rows, spent } = await rowsOf(tenant.id, k.key, 10_000_000);
+    for (const row of rows) assert.equal(row.api, 'messages');
+    const answer = rows.find((row) => row.status === 'ok' && row.stream === 1);
+    assert.ok(answer, JSON.stringify(rows));
+    assert.equal(answer.usage_source, 'upstream');
+    const thinking = ['enabled', 'adaptive'].includes(upstream.body.thinking?.type) ? THINKING.tokens : 0;
+    assert.equal(answer.completion_tokens, r.out.trim().split(/\s+/).length + thinking);
+    assert.equal(spent, rows.reduce((s, row) => s + row.cost, 0));
+  });
+
+  test('Codex CLI `codex exec` through a native Responses upstream', async () => {
+    const { tenant, key: k } = await gw.newTenant({ name: 'codex-cli-native', credit: 10_000_000 });
+    const scratch = mkdtempSync(join(tmpdir(), 'tg-codex-'));
+    mkdirSync(join(scratch, '.codex'));
+    writeFileSync(
+      join(scratch, '.codex/config.toml'),
+      `model = "openai-model"\nmodel_provider = "tg"\n\n[model_providers.tg]\nname = "Tollgate"\nbase_url = "${gw.url}/v1"\nenv_key = "TG_KEY"\nwire_api = "responses"\n`,
+    );
+    const r = await run(join(ROOT, 'node_modules/.bin/codex'), ['exec', '--skip-git-repo-check', 'say hi, no tools'], {
+      HOME: scratch,
+      CODEX_HOME: join(scratch, '.codex'),
+      TG_KEY: k.key,
+    }, scratch);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /mock reply to say hi, no tools/);
+    const upstream = mock.requests.filter((q) => q.url === '/openai/v1/responses').at(-1);
+    assert.equal(upstream.body.model, 'gpt-5');
+    assert.equal(upstream.headers.authorization, `Bearer ${KEYS.openai}`);
+    const { rows, spent } = await rowsOf(tenant.id, k.key, 10_000_000);
+    for (const row of rows) assert.equal(row.api, 'responses');
+    const reasoning = upstream.body.reasoning?.effort ? RESPONSES_REASONING_TOKENS : 0;
+    const expected = OPENAI_USAGE.responses(7, reasoning);
+    assert.ok(
+      rows.some((row) => row.status === 'ok' && row.prompt_tokens === expected[0] && row.completion_tokens === expected[2]),
+      JSON.stringify(rows),
+    );
     assert.equal(spent, rows.reduce((s, row) => s + row.cost, 0));
   });
 

@@ -19,7 +19,8 @@
 // first tool with {"location":"Paris"}; after a tool result it answers "mock reply to tool result <result>".
 // A last user text containing "no tools" is never answered with a call (agent CLIs send tools on every turn).
 // Usage per provider is in USAGE below. Upstream model "mock-fail" makes each provider fail the way it
-// documents (overload / unavailable / not found / validation / content filter).
+// documents (overload / unavailable / not found / validation / content filter); "mock-split" makes the
+// Anthropic stream arrive in 7-byte writes.
 // Wire formats follow the documentation named in tests/fixtures/<provider>/ (native Responses and Messages
 // streams: tests/fixtures/native/, which the Rust observer tests read too).
 
@@ -221,6 +222,13 @@ export async function startMockProviders({ chunkDelayMs = 5, keys = {} } = {}) {
     events.push(ev('content_block_stop', { index }));
     events.push(ev('message_delta', { delta: { stop_reason: stop, stop_sequence: null }, usage: { output_tokens: usage.output_tokens } }));
     events.push(ev('message_stop', {}));
+    if (body.model === 'mock-split') {
+      // The same bytes in 7-byte writes: events split anywhere, several in one read.
+      const all = Buffer.from(events.join(''));
+      const pieces = [];
+      for (let i = 0; i < all.length; i += 7) pieces.push(all.subarray(i, i + 7));
+      return writeAll(res, pieces);
+    }
     await writeAll(res, events);
   }
 
@@ -591,7 +599,18 @@ export async function startMockProviders({ chunkDelayMs = 5, keys = {} } = {}) {
       try {
         body = raw ? JSON.parse(raw) : null;
       } catch {}
-      requests.push({ method: req.method, url: req.url, headers: req.headers, body });
+      // `sent`: every byte written back, in order (tests compare it with what the client got).
+      const entry = { method: req.method, url: req.url, headers: req.headers, body, sent: [] };
+      requests.push(entry);
+      const [write, end] = [res.write.bind(res), res.end.bind(res)];
+      res.write = (chunk, ...rest) => {
+        if (chunk) entry.sent.push(Buffer.from(chunk));
+        return write(chunk, ...rest);
+      };
+      res.end = (chunk, ...rest) => {
+        if (chunk && typeof chunk !== 'function') entry.sent.push(Buffer.from(chunk));
+        return end(chunk, ...rest);
+      };
       try {
         await route(req, res, body ?? {}, raw);
       } catch (err) {

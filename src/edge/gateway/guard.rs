@@ -6,7 +6,7 @@ use worker::Env;
 
 use crate::core::billing::guard::{OutputDecision, OutputGuard};
 use crate::core::billing::tiers::{output_reservation_micros_tiered, PriceSheet};
-use crate::core::openai::Usage;
+use crate::core::openai::{ChatCompletionChunk, ChunkChoice, Delta, Usage};
 use crate::core::providers::StreamItem;
 use crate::core::tokens::Encoding;
 use crate::edge::platform::d1 as db;
@@ -73,6 +73,31 @@ impl StreamGuard {
                 }
             }
         }
+    }
+
+    /// [`Self::admit`] for the generated text `added` by one event of a stream that is not chat
+    /// (a native passthrough, `gateway::native`): offered as a one-choice chunk, so both kinds of
+    /// stream share one check and one way to grow the reservation.
+    pub async fn admit_text(&mut self, delivered: &str, added: &str) -> bool {
+        let chunk = ChatCompletionChunk {
+            id: String::new(),
+            object: String::new(),
+            created: 0,
+            model: String::new(),
+            choices: vec![ChunkChoice {
+                index: 0,
+                delta: Delta {
+                    content: Some(added.to_string()),
+                    ..Delta::default()
+                },
+                finish_reason: None,
+                extra: Default::default(),
+            }],
+            usage: None,
+            extra: Default::default(),
+        };
+        let item = StreamItem::Chunk { chunk, raw: None };
+        self.admit(delivered, &item).await
     }
 
     /// The usage reported to the client when the stream is cut: local counts, as billed.

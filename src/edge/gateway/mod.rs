@@ -13,6 +13,7 @@ pub mod dispatch;
 pub mod guard;
 pub mod media;
 pub mod media_ticket;
+pub mod native;
 pub mod relay;
 pub mod reserve;
 pub mod routes;

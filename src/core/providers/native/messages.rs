@@ -141,6 +141,54 @@ pub fn build_request(
     })
 }
 
+/// The members of a Messages request that `POST /v1/messages/count_tokens` accepts
+/// (<https://docs.anthropic.com/en/api/messages-count-tokens>); it refuses the others
+/// (`max_tokens`, `stream`, sampling options).
+const COUNTED: &[&str] = &[
+    "model",
+    "messages",
+    "system",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "mcp_servers",
+];
+
+/// The provider's own `count_tokens` for a decoded count request: the body of
+/// [`build_request`] (model replaced, the same refusals, the same headers) keeping only what the
+/// counting endpoint accepts, sent to `{base}/messages/count_tokens`.
+pub fn count_tokens_request(
+    route: &Route,
+    req: &MessagesRequest,
+    client: &ClientHeaders,
+) -> Result<UpstreamRequest, GatewayError> {
+    let native = build_request(route, req, client)?;
+    let mut body: Value = serde_json::from_slice(&native.upstream.body)
+        .map_err(|e| GatewayError::internal(format!("cannot re-read upstream request: {e}")))?;
+    if let Value::Object(map) = &mut body {
+        map.retain(|name, _| COUNTED.contains(&name.as_str()));
+    }
+    let body = serde_json::to_vec(&body)
+        .map_err(|e| GatewayError::internal(format!("cannot encode upstream request: {e}")))?;
+    let headers = native
+        .upstream
+        .headers
+        .into_iter()
+        .filter(|(name, _)| name != "accept")
+        .collect();
+    Ok(UpstreamRequest {
+        url: join_url(&route.base_url, "messages/count_tokens"),
+        headers,
+        body,
+    })
+}
+
+/// The `input_tokens` of a `count_tokens` answer (`{"input_tokens": n}`), if it is one.
+pub fn counted_tokens(body: &[u8]) -> Option<u64> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    count(&v, "input_tokens")
+}
+
 /// Maps a non-2xx answer (Anthropic's error body).
 pub fn map_error(status: u16, body: &[u8]) -> GatewayError {
     map_anthropic_error(status, body)
@@ -373,7 +421,7 @@ mod tests {
     use super::super::{observe_plain as plain, NativeApi, NativeStream};
     use super::*;
     use crate::core::error::ErrorKind;
-    use crate::core::inbound::anthropic::decode_request;
+    use crate::core::inbound::anthropic::{decode_count_tokens, decode_request};
     use crate::core::providers::mapping::testing::fixture;
     use crate::core::providers::ProviderKind;
     use crate::core::sse::SseParser;
@@ -646,6 +694,39 @@ mod tests {
                 reasoning_tokens: 0,
             })
         );
+    }
+
+    #[test]
+    fn count_tokens_request_keeps_what_the_endpoint_accepts() {
+        let req = decode_count_tokens(
+            br#"{"model":"public","system":"be brief","messages":[{"role":"user","content":"hi"}],
+            "tools":[{"name":"f","input_schema":{"type":"object"}}],"thinking":{"type":"enabled","budget_tokens":1024}}"#,
+        )
+        .unwrap();
+        let client = ClientHeaders {
+            anthropic_version: Some("2023-06-01".into()),
+            anthropic_beta: Some("token-counting-2024-11-01".into()),
+        };
+        let up = count_tokens_request(&route(Value::Null), &req, &client).unwrap();
+        assert_eq!(up.url, "https://api.anthropic.com/v1/messages/count_tokens");
+        let body: Value = serde_json::from_slice(&up.body).unwrap();
+        let mut keys: Vec<&str> = body
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["messages", "model", "system", "thinking", "tools"]);
+        assert_eq!(body["model"], "claude-up");
+        assert!(up.headers.contains(&("x-api-key".into(), "sk-ant".into())));
+        assert!(up
+            .headers
+            .contains(&("anthropic-beta".into(), "token-counting-2024-11-01".into())));
+        assert!(!up.headers.iter().any(|(n, _)| n == "accept"));
+        assert_eq!(counted_tokens(br#"{"input_tokens": 40}"#), Some(40));
+        assert_eq!(counted_tokens(br#"{"input_tokens": -1}"#), None);
+        assert_eq!(counted_tokens(b"<html>"), None);
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub mod responses;
 
 use crate::core::billing::TokenUsage;
 use crate::core::error::{ErrorKind, GatewayError};
-use crate::core::openai::{CompletionTokensDetails, PromptTokensDetails, Usage};
+use crate::core::openai::{CacheWrites, CompletionTokensDetails, PromptTokensDetails, Usage};
 use crate::core::sse::{SseEvent, SseParser};
 
 use super::{ProviderKind, Route, UpstreamRequest};
@@ -119,9 +119,13 @@ pub struct NativeUsage {
 }
 
 impl NativeUsage {
-    /// The chat-shaped usage (cache writes count as uncached prompt tokens there).
+    /// The chat-shaped usage, with the cache writes apart (billed at their own prices).
     pub fn to_usage(&self) -> Usage {
         let mut u = Usage::new(self.prompt_tokens, self.completion_tokens);
+        u.cache_writes = CacheWrites {
+            five_minutes: self.cache_write_5m,
+            one_hour: self.cache_write_1h,
+        };
         if self.cached_tokens > 0 {
             u.prompt_tokens_details = Some(PromptTokensDetails {
                 cached_tokens: self.cached_tokens,
@@ -196,6 +200,21 @@ impl Observed {
             Some(Ending::Failed(e)) => Some(e),
             _ => None,
         }
+    }
+
+    /// The usage to bill: the provider's when the answer completed; on any other ending its
+    /// counts so far with the output raised to `local_output` (the local count of the output
+    /// delivered), since a stream that stopped early reports only what it had counted then
+    /// (Anthropic's `message_start` says `output_tokens: 1`); `None` when it reported none.
+    pub fn billable_usage(&self, local_output: u64) -> Option<NativeUsage> {
+        let usage = self.usage?;
+        if self.completed() {
+            return Some(usage);
+        }
+        Some(NativeUsage {
+            completion_tokens: usage.completion_tokens.max(local_output),
+            ..usage
+        })
     }
 
     fn push_output(&mut self, text: &str) {
@@ -529,6 +548,36 @@ mod tests {
             json!({"responses_api": true}),
         );
         assert!(!serves_natively(&gemini, NativeApi::Responses));
+    }
+
+    #[test]
+    fn billable_usage_is_the_providers_when_complete_else_at_least_the_delivered_output() {
+        let partial = NativeUsage {
+            prompt_tokens: 40,
+            cached_tokens: 10,
+            completion_tokens: 1,
+            ..NativeUsage::default()
+        };
+        let mut o = Observed {
+            usage: Some(partial),
+            ..Observed::default()
+        };
+        let billed = o.billable_usage(7).unwrap();
+        assert_eq!((billed.prompt_tokens, billed.cached_tokens), (40, 10));
+        assert_eq!(billed.completion_tokens, 7);
+        o.usage = Some(NativeUsage {
+            completion_tokens: 9,
+            ..partial
+        });
+        assert_eq!(o.billable_usage(7).unwrap().completion_tokens, 9);
+        o.ending = Some(Ending::Completed);
+        o.usage = Some(partial);
+        assert_eq!(
+            o.billable_usage(7),
+            Some(partial),
+            "a completed answer's usage as reported"
+        );
+        assert_eq!(Observed::default().billable_usage(7), None);
     }
 
     #[test]

@@ -42,7 +42,9 @@ use serde_json::{json, Map, Value};
 
 use super::{body_object, count, Ending, NativeRequest, NativeUsage, Observed};
 use crate::core::error::GatewayError;
-use crate::core::providers::openai::{base_headers, map_openai_error};
+use crate::core::providers::openai::{
+    base_headers, map_openai_error, safety_identifier, sends_safety_identifier, SAFETY_IDENTIFIER,
+};
 use crate::core::providers::{join_url, ProviderKind, Route, UpstreamRequest};
 
 /// Fields of the API reference forwarded as the client sent them (besides `model`,
@@ -240,6 +242,32 @@ pub fn build_request(route: &Route, body: &[u8]) -> Result<NativeRequest, Gatewa
         stream,
         output_cap: cap,
     })
+}
+
+/// The tenant's `safety_identifier` in a native request, as on chat
+/// ([`crate::core::providers::openai::attribute_to_tenant`]): it replaces the client's where the
+/// route sends one ([`sends_safety_identifier`]), and the client's is dropped where it does not (a
+/// tenant never names who the provider holds responsible).
+pub fn attribute_to_tenant(
+    req: &mut NativeRequest,
+    route: &Route,
+    tenant_id: &str,
+) -> Result<(), GatewayError> {
+    let mut body: Value = serde_json::from_slice(&req.upstream.body)
+        .map_err(|e| GatewayError::internal(format!("cannot re-read upstream request: {e}")))?;
+    if let Value::Object(map) = &mut body {
+        if sends_safety_identifier(route) {
+            map.insert(
+                SAFETY_IDENTIFIER.to_string(),
+                safety_identifier(tenant_id).into(),
+            );
+        } else {
+            map.remove(SAFETY_IDENTIFIER);
+        }
+    }
+    req.upstream.body = serde_json::to_vec(&body)
+        .map_err(|e| GatewayError::internal(format!("cannot encode upstream request: {e}")))?;
+    Ok(())
 }
 
 /// Maps a non-2xx answer (OpenAI's error body; Azure's is the same).
@@ -497,6 +525,23 @@ mod tests {
             (Some(5), Some(5))
         );
         assert!(!req.stream);
+    }
+
+    #[test]
+    fn the_tenants_safety_identifier_replaces_the_clients() {
+        let body = br#"{"model":"m","input":"x","safety_identifier":"someone-else"}"#;
+        let mut req = build_request(&openai(), body).unwrap();
+        attribute_to_tenant(&mut req, &openai(), "t1").unwrap();
+        assert_eq!(sent(&req)["safety_identifier"], safety_identifier("t1"));
+        let compat = route(
+            ProviderKind::OpenAi,
+            "http://127.0.0.1:9/v1",
+            json!({"responses_api": true}),
+        );
+        let mut req = build_request(&compat, body).unwrap();
+        attribute_to_tenant(&mut req, &compat, "t1").unwrap();
+        assert!(sent(&req).get("safety_identifier").is_none());
+        assert_eq!(sent(&req)["input"], "x");
     }
 
     #[test]

@@ -1,11 +1,14 @@
-//! `POST /v1/messages/count_tokens`: the prompt tokens of a Messages request, counted locally the
-//! way the gateway counts a request for its reservation (docs/agents.md says how exact that is
-//! per model), without calling the model or touching the balance.
+//! `POST /v1/messages/count_tokens`: the prompt tokens of a Messages request, without calling the
+//! model or touching the balance. On an `anthropic` route the provider's own `count_tokens`
+//! answers (`gateway::native::count_tokens`); on any other route, or when the provider does not
+//! answer a count, the gateway's local count, the way it counts a request for its reservation
+//! (docs/agents.md says how exact that is per model).
 
 use worker::{Env, Request, Response};
 
 use crate::core::error::GatewayError;
 use crate::core::inbound::anthropic;
+use crate::core::providers::native::messages;
 use crate::edge::api::http;
 use crate::edge::gateway::{self, auth, context::Call};
 use crate::edge::platform::clock::now_ms;
@@ -23,12 +26,17 @@ async fn run(mut req: Request, env: &Env, request_id: &str) -> Result<Response, 
     let started_at = now_ms();
     let caller = auth::authenticate(&req, env).await?;
     let body = http::read_body(&mut req, settings(env).max_body_bytes).await?;
-    let mut chat = anthropic::decode_count_tokens(&body)?.to_chat()?;
+    let decoded = anthropic::decode_count_tokens(&body)?;
+    let mut chat = decoded.to_chat()?;
     let call = Call::new(env, request_id, caller, req.headers(), started_at)?;
-    // Admitted and counted like a request, nothing reserved or sent.
+    // Admitted and counted like a request, nothing reserved.
     let prepared = gateway::prepare(call, &mut chat, &body).await?;
-    http::json(
-        200,
-        &anthropic::count_tokens_body(prepared.count.local_prompt_tokens),
-    )
+    let client = messages::client_headers(|name| req.headers().get(name).ok().flatten());
+    let (tokens, source) = match gateway::native::count_tokens(&prepared, &decoded, &client).await {
+        Some(tokens) => (tokens, "upstream"),
+        None => (prepared.count.local_prompt_tokens, "local"),
+    };
+    let mut resp = http::json(200, &anthropic::count_tokens_body(tokens))?;
+    let _ = resp.headers_mut().set("x-tollgate-count-source", source);
+    Ok(resp)
 }

@@ -1,12 +1,16 @@
-//! `POST /v1/messages` (also with `?beta=true`, as Claude Code sends it): decoded to chat
-//! completions by `core::inbound::anthropic`, run through the same metered call as chat
-//! (`gateway::run_as`), answered as an Anthropic `message` or its event stream.
+//! `POST /v1/messages` (also with `?beta=true`, as Claude Code sends it). On an `anthropic` route
+//! the request is passed through natively (`gateway::native`: model and output cap set, the
+//! client's `anthropic-version` / `anthropic-beta` forwarded, the provider's bytes relayed
+//! unchanged); on any other route it is decoded to chat completions by `core::inbound::anthropic`,
+//! run through the same metered call as chat and answered as an Anthropic `message` or its event
+//! stream.
 
 use worker::{Context, Env, Request, Response};
 
 use crate::core::error::GatewayError;
 use crate::core::inbound::anthropic::{self, MessageMeta};
 use crate::core::inbound::client::ClientFormat;
+use crate::core::providers::native::{self, NativeApi};
 use crate::edge::api::http;
 use crate::edge::gateway::{self, auth, context::Call};
 use crate::edge::platform::clock::now_ms;
@@ -35,7 +39,11 @@ async fn run(
     let decoded = anthropic::decode_request(&body)?;
     let mut chat = decoded.to_chat()?;
     let call = Call::new(env, request_id, caller, req.headers(), started_at)?;
-    let prepared = gateway::prepare(call, &mut chat, &body).await?;
+    let mut prepared = gateway::prepare(call, &mut chat, &body).await?;
+    let client = native::messages::client_headers(|name| req.headers().get(name).ok().flatten());
+    let natives = gateway::native::plan(&mut prepared, NativeApi::Messages, |route| {
+        native::messages::build_request(route, &decoded, &client)
+    })?;
     let key = req.headers().get("idempotency-key").ok().flatten();
     let claimed = match gateway::claim(&prepared, key, &body, chat.is_stream()).await? {
         Claim::Replay {
@@ -53,5 +61,5 @@ async fn run(
         },
         input_tokens: prepared.count.local_prompt_tokens,
     };
-    gateway::run_as(prepared, &chat, claimed, ctx, Some(format)).await
+    gateway::native::run(prepared, &chat, natives, claimed, ctx, format).await
 }

@@ -1,13 +1,17 @@
 //! `POST /v1/responses`: OpenAI's Responses API (Codex CLI, the Agents SDK,
-//! `client.responses.create`). Decoded to chat completions by `core::inbound::responses`, run
-//! through the same metered call as chat (`gateway::run_as`), answered as a `response` object or
-//! the Responses event stream. Errors are OpenAI-shaped, as on every OpenAI route.
+//! `client.responses.create`). On a route that serves it natively (`openai` on OpenAI itself or
+//! with `responses_api`, `azure`: `core::providers::native::serves_natively`) the client's body is
+//! passed through and the provider's bytes relayed unchanged (`gateway::native`); on any other
+//! route it is decoded to chat completions by `core::inbound::responses`, run through the same
+//! metered call as chat and answered as a `response` object or the Responses event stream.
+//! Errors are OpenAI-shaped, as on every OpenAI route.
 
 use worker::{Context, Env, Request, Response};
 
 use crate::core::error::GatewayError;
 use crate::core::inbound::client::ClientFormat;
 use crate::core::inbound::responses::{self, ResponseMeta};
+use crate::core::providers::native::{self, NativeApi};
 use crate::edge::api::http;
 use crate::edge::gateway::{self, auth, context::Call};
 use crate::edge::platform::clock::now_ms;
@@ -27,7 +31,13 @@ pub async fn create_response(
     let decoded = responses::decode_request(&body)?;
     let mut chat = decoded.chat;
     let call = Call::new(env, request_id, caller, req.headers(), started_at)?;
-    let prepared = gateway::prepare(call, &mut chat, &body).await?;
+    let mut prepared = gateway::prepare(call, &mut chat, &body).await?;
+    let tenant = prepared.call.caller.tenant_id.clone();
+    let natives = gateway::native::plan(&mut prepared, NativeApi::Responses, |route| {
+        let mut native = native::responses::build_request(route, &body)?;
+        native::responses::attribute_to_tenant(&mut native, route, &tenant)?;
+        Ok(native)
+    })?;
     let key = req.headers().get("idempotency-key").ok().flatten();
     let claimed = match gateway::claim(&prepared, key, &body, chat.is_stream()).await? {
         Claim::Replay {
@@ -46,5 +56,5 @@ pub async fn create_response(
         },
         params: Box::new(decoded.params),
     };
-    gateway::run_as(prepared, &chat, claimed, ctx, Some(format)).await
+    gateway::native::run(prepared, &chat, natives, claimed, ctx, format).await
 }
