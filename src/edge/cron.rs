@@ -37,7 +37,7 @@ use crate::edge::platform::clock::now_ms;
 use crate::edge::platform::d1 as db;
 use crate::edge::store::ledger::UsageRow;
 use crate::edge::store::pending::{self, PENDING_CALL_PREFIX, PENDING_SETTLE_PREFIX};
-use crate::edge::store::plugins::{self as plugin_store, CallRow};
+use crate::edge::store::plugins::CallRow;
 use crate::edge::store::reports::roll_up_closed_days;
 
 /// Margin between the sweep cutoff and the last day rolled up, for clock skew between isolates.
@@ -147,7 +147,7 @@ pub async fn replay_pending(env: &Env, db: &D1Database) -> Result<usize, Gateway
                 }
             } else {
                 match serde_json::from_str::<CallRow>(&text) {
-                    Ok(call) => plugin_store::record_call(db, &call.as_record()).await,
+                    Ok(call) => crate::edge::plugins::replay_call(env, db, &call).await,
                     Err(e) => Err(GatewayError::internal(format!("unreadable: {e}"))),
                 }
             };
