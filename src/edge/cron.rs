@@ -27,7 +27,9 @@
 //! Test-only fault injection: with the var `TOLLGATE_TEST_DEPLOYMENT = "true"`, the var
 //! `TOLLGATE_FAULTS` (comma-separated) makes chosen D1 writes fail as if D1 were down:
 //! `settle_d1` (every attempt of a request's settlement), `record_call_d1` (a plugin call's
-//! record). Never set these in production; without `TOLLGATE_TEST_DEPLOYMENT` they do nothing.
+//! record), `wallet_credit` (with `WALLETS`: the wallet credit of a claimed redemption code or a
+//! recorded Stripe payment, as if the worker died in between). Never set these in production;
+//! without `TOLLGATE_TEST_DEPLOYMENT` they do nothing.
 
 use crate::edge::store;
 use worker::{D1Database, Env};

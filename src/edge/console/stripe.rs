@@ -237,6 +237,14 @@ async fn credit_wallet(
     let amount = i64::try_from(payment.amount)
         .map_err(|_| GatewayError::internal("payment amount out of range"))?;
     let reason = format!("stripe checkout {}", payment.session_id);
+    if config::settings(env).fault("wallet_credit") {
+        // Test-only (TOLLGATE_FAULTS): the worker dies between the record and the credit.
+        return Err(crate::edge::gateway::wallet::wallet_error(
+            crate::edge::store::wallet::client::WalletError::Failed(
+                "injected fault wallet_credit (TOLLGATE_FAULTS)".into(),
+            ),
+        ));
+    }
     crate::edge::store::wallet::client::WalletClient::new(env, &payment.tenant_id)
         .adjust(
             amount,

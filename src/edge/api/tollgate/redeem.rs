@@ -85,6 +85,12 @@ async fn redeem_in_wallet(
     let amount = i64::try_from(claimed.amount)
         .map_err(|_| GatewayError::internal("redemption code amount out of range"))?;
     let reason = format!("redemption code {}", claimed.batch_id);
+    if crate::edge::platform::env::settings(env).fault("wallet_credit") {
+        // Test-only (TOLLGATE_FAULTS): the worker dies between the claim and the credit.
+        return Err(wallet_error(WalletError::Failed(
+            "injected fault wallet_credit (TOLLGATE_FAULTS)".into(),
+        )));
+    }
     let entry = match WalletClient::new(env, tenant_id)
         .adjust(amount, &format!("redeem:{digest}"), Some(&reason))
         .await
