@@ -64,6 +64,9 @@ async function balance(key) {
   return res.json();
 }
 
+/** Balance, debt, reservations and the allowance of the tenant, from its wallet. */
+const billing = (tenantId) => gw.adminOk('GET', `/admin/tenants/${tenantId}/billing`);
+
 async function until(what, fn, timeoutMs = 20_000) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -295,16 +298,16 @@ describe('plugin call prices', () => {
     const row = await callRow(res.headers.get('x-request-id'));
     assert.deepEqual([row.cost, row.allowance_cost], [NOTES_PRICE, NOTES_PRICE]);
     await quiet(tenant.id);
-    const b = await balance(key.key);
+    const b = await billing(tenant.id);
     assert.deepEqual([b.allowance_remaining, b.balance], [5_000 - NOTES_PRICE, 0]);
 
     const poor = await walletTenant('plugin-poor', NOTES_PRICE - 1);
     await gw.adminOk('PUT', `/admin/tenants/${poor.tenant.id}/plugins/notes`, {});
     const refused = await command(poor.key.key, '/notes.run text=poor');
     assert.equal(refused.status, 200);
-    assert.match(JSON.stringify(await refused.json()), /insufficient_credit/);
+    assert.match(JSON.stringify(await refused.json()), /insufficient_quota/);
     const prow = await callRow(refused.headers.get('x-request-id'));
-    assert.deepEqual([prow.status, prow.cost], ['insufficient_credit', 0]);
+    assert.deepEqual([prow.status, prow.cost], ['insufficient_quota', 0]);
     await quiet(poor.tenant.id);
     assert.equal((await balance(poor.key.key)).balance, NOTES_PRICE - 1);
   });
@@ -316,14 +319,14 @@ describe('plans', () => {
     const { tenant, key } = await walletTenant('planned', 0);
     const assigned = await gw.adminOk('PUT', `/admin/tenants/${tenant.id}/plan`, { plan_id: 'wallet-basic' });
     assert.deepEqual([assigned.plan_id, assigned.plan_allowance, assigned.allowance_remaining], ['wallet-basic', 500, 500]);
-    const b = await balance(key.key);
+    const b = await billing(tenant.id);
     assert.equal(b.allowance_remaining, 500);
     // The wallet now pays a request from the allowance.
     const res = await chat(key.key);
     assert.equal(res.status, 200, await res.clone().text());
     const cost = Number(res.headers.get('x-tollgate-cost'));
     await quiet(tenant.id);
-    assert.equal((await balance(key.key)).allowance_remaining, 500 - cost);
+    assert.equal((await billing(tenant.id)).allowance_remaining, 500 - cost);
     const removed = await gw.adminOk('PUT', `/admin/tenants/${tenant.id}/plan`, { plan_id: null });
     assert.deepEqual([removed.plan_id, removed.allowance_remaining], [null, 0]);
     assert.equal((await gw.admin('PUT', `/admin/tenants/${tenant.id}/plan`, { plan_id: 'nope' })).status, 400);
@@ -337,22 +340,22 @@ describe('plans', () => {
     assert.equal(res.status, 200);
     const cost = Number(res.headers.get('x-tollgate-cost'));
     await quiet(tenant.id);
-    const now = await balance(key.key);
+    const now = await billing(tenant.id);
     assert.equal(now.allowance_remaining, 400 - cost);
     // The operator raises the plan: this month keeps what is left...
     await gw.adminOk('PUT', '/admin/plans/wallet-monthly', { name: 'Wallet monthly', allowance: 900 });
-    assert.equal((await balance(key.key)).allowance_remaining, 400 - cost);
+    assert.equal((await billing(tenant.id)).allowance_remaining, 400 - cost);
     // ...and the next month starts with the new allowance (the wallet's clock moved a month on).
     const offset = now.allowance_resets_at - Date.now() + 60_000;
     await gw.adminOk('POST', `/admin/tenants/${tenant.id}/wallet/clock`, { offset_ms: offset });
-    const next = await balance(key.key);
+    const next = await billing(tenant.id);
     assert.equal(next.allowance_remaining, 900);
     assert.equal(next.allowance_period, now.allowance_resets_at);
     const spent = await chat(key.key);
     assert.equal(spent.status, 200);
     const cost2 = Number(spent.headers.get('x-tollgate-cost'));
     await quiet(tenant.id);
-    assert.equal((await balance(key.key)).allowance_remaining, 900 - cost2);
+    assert.equal((await billing(tenant.id)).allowance_remaining, 900 - cost2);
   });
 
   test('an approved plan request assigns the plan in the wallet exactly once', async () => {
@@ -379,7 +382,7 @@ describe('plans', () => {
     // Approving again is refused and grants nothing again.
     const twice = await Promise.all([0, 1].map(() => gw.admin('POST', `/admin/plan-requests/${req.id}/approve`)));
     assert.deepEqual(twice.map((r) => r.status), [409, 409]);
-    const b = await balance(key.key);
+    const b = await billing(tenant.id);
     assert.deepEqual([b.allowance_remaining, b.balance], [3_000 - cost, 1_000]);
   });
 });

@@ -18,7 +18,7 @@ use crate::edge::store::wallet::client::{WalletClient, WalletError};
 const ATTEMPTS: u32 = 3;
 
 /// Reserves `price` for call `id` of `key_id` in `tenant_id`'s wallet: whether it did (a refusal
-/// or an unreachable wallet is the call's `insufficient_credit`, as D1's refusal was).
+/// or an unreachable wallet is the call's `InsufficientCredit` failure, as D1's refusal was).
 pub(crate) async fn reserve(
     env: &Env,
     tenant_id: &str,

@@ -24,6 +24,7 @@ struct Redeem {
 
 /// `POST /v1/redeem` `{code}`: credits the caller's tenant once per code. One conditional UPDATE
 /// claims the code; its trigger writes the credit_ledger row, whose trigger moves the balance.
+/// With `WALLETS` on the credit goes to the tenant's wallet instead ([`redeem_in_wallet`]).
 pub async fn redeem(mut req: Request, env: &Env) -> Result<Response, GatewayError> {
     let caller = auth::authenticate(&req, env).await?;
     let body = http::read_body(&mut req, 4096).await?;

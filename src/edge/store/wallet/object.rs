@@ -6,7 +6,8 @@
 //! (one [`KeyAccount`] per key that has limits or reservations), `holds` (open reservations),
 //! `ledger` (credits and debits by idempotency key) and `outbox` (one usage row per settled
 //! request, by request id, until exported to D1 and for a week after, as the settlement's
-//! idempotency record).
+//! idempotency record); version 2 adds `calls` (plugin call rows, the same way) and `applied`
+//! (one-off commands by idempotency key), see `object/money.rs`.
 //!
 //! The whole wallet is also kept in memory, loaded once when the object starts. A command runs
 //! `core::wallet` on the memory copy, then writes what changed inside one `transactionSync`
