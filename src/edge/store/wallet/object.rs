@@ -399,7 +399,7 @@ impl TenantWallet {
         }
         self.export(tenant_id).await?;
         self.export_calls(tenant_id).await?;
-        let now = now_ms();
+        let now = self.now(); // the wallet's clock (a test deployment may move it)
         let stale_ms = crate::edge::platform::env::settings(&self.env)
             .stale_reservation_seconds
             .max(60)
