@@ -27,7 +27,9 @@
 //! Test-only fault injection: with the var `TOLLGATE_TEST_DEPLOYMENT = "true"`, the var
 //! `TOLLGATE_FAULTS` (comma-separated) makes chosen D1 writes fail as if D1 were down:
 //! `settle_d1` (every attempt of a request's settlement), `record_call_d1` (a plugin call's
-//! record). Never set these in production; without `TOLLGATE_TEST_DEPLOYMENT` they do nothing.
+//! record), `wallet_credit` (with `WALLETS`: the wallet credit of a claimed redemption code or a
+//! recorded Stripe payment, as if the worker died in between). Never set these in production;
+//! without `TOLLGATE_TEST_DEPLOYMENT` they do nothing.
 
 use crate::edge::store;
 use worker::{D1Database, Env};
@@ -37,7 +39,7 @@ use crate::edge::platform::clock::now_ms;
 use crate::edge::platform::d1 as db;
 use crate::edge::store::ledger::UsageRow;
 use crate::edge::store::pending::{self, PENDING_CALL_PREFIX, PENDING_SETTLE_PREFIX};
-use crate::edge::store::plugins::{self as plugin_store, CallRow};
+use crate::edge::store::plugins::CallRow;
 use crate::edge::store::reports::roll_up_closed_days;
 
 /// Margin between the sweep cutoff and the last day rolled up, for clock skew between isolates.
@@ -147,7 +149,7 @@ pub async fn replay_pending(env: &Env, db: &D1Database) -> Result<usize, Gateway
                 }
             } else {
                 match serde_json::from_str::<CallRow>(&text) {
-                    Ok(call) => plugin_store::record_call(db, &call.as_record()).await,
+                    Ok(call) => crate::edge::plugins::replay_call(env, db, &call).await,
                     Err(e) => Err(GatewayError::internal(format!("unreadable: {e}"))),
                 }
             };

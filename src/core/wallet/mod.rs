@@ -30,6 +30,7 @@
 //! `core::billing` (one rounding up per request); the wallet only adds and subtracts them.
 
 pub mod limits;
+pub mod money;
 pub mod rate;
 
 use std::collections::BTreeMap;

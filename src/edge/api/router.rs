@@ -172,7 +172,7 @@ pub async fn admin_api(
 ) -> Result<Response, GatewayError> {
     use admin::{
         alerts, billing, body, keys, ledger, models, plan_requests, plugins, providers, raw,
-        routes, tenants, wallet,
+        routes, tenants, wallet, wallet_money,
     };
     if let Err(refusal) = auth::admit_admin(&req, env).await {
         return admin::refused(&refusal);
@@ -224,8 +224,14 @@ pub async fn admin_api(
         }
         // ---- plans, pricing and redemption codes (billing.rs), plan requests ----
         (Method::Get, ["plans"]) => billing::list_plans(db).await,
+        (Method::Put, ["plans", id]) if admin::wallet::wallets_on(env) => {
+            wallet_money::put_plan(env, db, id, &raw(&mut req).await?).await
+        }
         (Method::Put, ["plans", id]) => billing::put_plan(db, id, &raw(&mut req).await?).await,
         (Method::Delete, ["plans", id]) => billing::delete_plan(db, id).await,
+        (Method::Put, ["tenants", id, "plan"]) if admin::wallet::wallets_on(env) => {
+            wallet_money::assign_plan(env, db, id, &raw(&mut req).await?).await
+        }
         (Method::Put, ["tenants", id, "plan"]) => {
             billing::assign_plan(db, id, &raw(&mut req).await?).await
         }
@@ -241,6 +247,9 @@ pub async fn admin_api(
         }
         (Method::Get, ["redemption-codes"]) => billing::list_codes(db, &req).await,
         (Method::Get, ["plan-requests"]) => plan_requests::list(&req, db).await,
+        (Method::Post, ["plan-requests", id, "approve"]) if admin::wallet::wallets_on(env) => {
+            wallet_money::approve(env, db, id).await
+        }
         (Method::Post, ["plan-requests", id, "approve"]) => plan_requests::approve(db, id).await,
         (Method::Post, ["plan-requests", id, "decline"]) => plan_requests::decline(db, id).await,
         // ---- limits and wallets (wallet.rs) ----
@@ -253,6 +262,11 @@ pub async fn admin_api(
         (Method::Get, ["tenants", id, "wallet"]) => wallet::inspect(env, db, id).await,
         (Method::Post, ["tenants", id, "wallet", "migrate"]) => wallet::migrate(env, db, id).await,
         (Method::Post, ["tenants", id, "wallet", "export"]) => wallet::export(env, db, id).await,
+        (Method::Post, ["tenants", id, "wallet", "clock"])
+            if settings::settings(env).test_deployment =>
+        {
+            wallet_money::set_clock(env, db, id, &raw(&mut req).await?).await
+        }
         (
             _,
             ["keys", _, "limits"]

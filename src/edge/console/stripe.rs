@@ -165,6 +165,9 @@ pub async fn webhook(mut req: Request, env: &Env) -> Result<Response, GatewayErr
     let database = db::database(env)?;
     let now = now_ms();
     let ledger_id = prefixed_id("cred", now);
+    if config::settings(env).wallets {
+        return credit_wallet(env, &database, &credit, &ledger_id, now).await;
+    }
     // One statement: the row exists once per session and event; its trigger credits the tenant.
     let inserted = store::payments::record_checkout(&database, &credit, &ledger_id, now).await?;
     // D1 counts the trigger's writes too: any change means this delivery inserted the row.
@@ -194,4 +197,72 @@ pub async fn webhook(mut req: Request, env: &Env) -> Result<Response, GatewayErr
             ))
         }
     }
+}
+
+/// The webhook's credit with `WALLETS` on: D1 keeps the payment record (once per session and
+/// event, `via_wallet = 1`: no D1 credit), the tenant's wallet takes the credit with idempotency
+/// key `stripe:<session id>`, then the record is marked credited. A delivery that finds the
+/// session recorded but its credit not landed (the wallet was unreachable, or the worker died in
+/// between) completes it; one that finds it credited is a duplicate. Until the credit lands the
+/// webhook answers an error, so Stripe delivers again.
+async fn credit_wallet(
+    env: &Env,
+    database: &worker::D1Database,
+    credit: &rules::CheckoutCredit,
+    ledger_id: &str,
+    now: u64,
+) -> Result<Response, GatewayError> {
+    let inserted =
+        store::payments::record_checkout_for_wallet(database, credit, ledger_id, now).await?;
+    let payment = match store::payments::wallet_payment(database, credit).await? {
+        Some(p) => p,
+        None => {
+            worker::console_error!(
+                "stripe: paid session {} for unknown tenant {}",
+                credit.session_id,
+                credit.tenant_id
+            );
+            return Err(GatewayError::new(
+                ErrorKind::NotFound,
+                format!("No tenant {}.", credit.tenant_id),
+            ));
+        }
+    };
+    if payment.via_wallet == 0 || payment.wallet_credited_at.is_some() {
+        return http::json(
+            200,
+            &json!({"received": true, "duplicate": true, "ledger_id": payment.ledger_id}),
+        );
+    }
+    let amount = i64::try_from(payment.amount)
+        .map_err(|_| GatewayError::internal("payment amount out of range"))?;
+    let reason = format!("stripe checkout {}", payment.session_id);
+    if config::settings(env).fault("wallet_credit") {
+        // Test-only (TOLLGATE_FAULTS): the worker dies between the record and the credit.
+        return Err(crate::edge::gateway::wallet::wallet_error(
+            crate::edge::store::wallet::client::WalletError::Failed(
+                "injected fault wallet_credit (TOLLGATE_FAULTS)".into(),
+            ),
+        ));
+    }
+    crate::edge::store::wallet::client::WalletClient::new(env, &payment.tenant_id)
+        .adjust(
+            amount,
+            &format!("stripe:{}", payment.session_id),
+            Some(&reason),
+        )
+        .await
+        .map_err(|e| {
+            worker::console_error!(
+                "stripe: session {} recorded, its wallet credit failed (Stripe will retry): {e}",
+                payment.session_id
+            );
+            crate::edge::gateway::wallet::wallet_error(e)
+        })?;
+    store::payments::mark_payment_credited(database, &payment.session_id, now).await?;
+    http::json(
+        200,
+        &json!({"received": true, "credited": payment.amount, "tenant_id": payment.tenant_id,
+                "ledger_id": payment.ledger_id, "completed": !inserted}),
+    )
 }

@@ -14,6 +14,7 @@
 //! writes it, plugin calls run between rounds, and the client sees one continuous completion.
 //! The last allowed round is sent without the plugin tools.
 
+mod charge;
 pub mod exec;
 mod live;
 
@@ -588,11 +589,7 @@ async fn invoke_plugin(
             .map_err(|e| CallFailure::InvalidArguments(e.to_string()))?;
         let settings = open_settings(scope, plugin)?;
         let price = plugin.price_per_call;
-        if price > 0
-            && !store::ledger::reserve(&scope.db, &call_id, &scope.caller.key_id, price, created_at)
-                .await
-                .unwrap_or(false)
-        {
+        if price > 0 && !reserve_price(scope, &call_id, price, created_at).await {
             return Err(CallFailure::InsufficientCredit);
         }
         let outcome = exec::invoke(
@@ -631,9 +628,48 @@ async fn invoke_plugin(
         cost: charged,
         created_at,
     };
-    // Retried like a settlement, then kept in KV for the scheduled handler (store.rs).
-    store::plugins::record_call_durably(&scope.env, &scope.db, &record).await;
+    if scope.settings.wallets {
+        // The charge and the row in the tenant's wallet, retried, then kept in KV (charge.rs).
+        charge::record(&scope.env, &record).await;
+    } else {
+        // Retried like a settlement, then kept in KV for the scheduled handler (store.rs).
+        store::plugins::record_call_durably(&scope.env, &scope.db, &record).await;
+    }
     (result, charged)
+}
+
+/// Holds a call's price before the plugin is called: in the tenant's wallet with `WALLETS`,
+/// else in D1. Whether it did.
+async fn reserve_price(scope: &Scope, call_id: &str, price: u64, now: u64) -> bool {
+    let caller = &scope.caller;
+    if scope.settings.wallets {
+        return charge::reserve(
+            &scope.env,
+            &caller.tenant_id,
+            &caller.key_id,
+            call_id,
+            price,
+        )
+        .await;
+    }
+    store::ledger::reserve(&scope.db, call_id, &caller.key_id, price, now)
+        .await
+        .unwrap_or(false)
+}
+
+/// The scheduled handler's replay of a call record kept in KV: into the wallet with `WALLETS`
+/// (idempotent by call id there), else into D1.
+pub(crate) async fn replay_call(
+    env: &Env,
+    db: &D1Database,
+    call: &store::plugins::CallRow,
+) -> Result<(), GatewayError> {
+    if config::settings(env).wallets {
+        return charge::charge_row(env, call)
+            .await
+            .map_err(GatewayError::internal);
+    }
+    store::plugins::record_call(db, &call.as_record()).await
 }
 
 fn open_settings(scope: &Scope, plugin: &Enabled) -> Result<Option<Value>, CallFailure> {

@@ -328,3 +328,107 @@ pub async fn tenant_balance(
     )
     .await
 }
+
+// ---- redemption codes credited by the tenant's wallet (`WALLETS`, schema/0015) ----------------
+
+/// A code claimed for a wallet credit.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WalletCode {
+    pub amount: u64,
+    pub batch_id: String,
+    pub ledger_id: Option<String>,
+    /// Set once the wallet took the credit; `None`: the credit is still to be made.
+    pub wallet_credited_at: Option<u64>,
+}
+
+/// Claims an unused, unexpired code for the tenant like [`claim_code`], but without crediting D1
+/// (`via_wallet = 1`: the caller credits the wallet, then [`mark_code_credited`]).
+pub async fn claim_code_for_wallet(
+    db: &D1Database,
+    digest: &str,
+    now: u64,
+    tenant_id: &str,
+    ledger_id: &str,
+) -> Result<Option<WalletCode>, GatewayError> {
+    db::first(
+        db,
+        "UPDATE redemption_codes SET redeemed_at = ?2, redeemed_by = ?3, ledger_id = ?4, via_wallet = 1
+         WHERE digest = ?1 AND redeemed_at IS NULL AND (expires_at IS NULL OR expires_at > ?2)
+           AND EXISTS (SELECT 1 FROM tenants WHERE id = ?3)
+         RETURNING amount, batch_id, ledger_id, wallet_credited_at",
+        &[
+            digest.into(),
+            now.into(),
+            tenant_id.into(),
+            ledger_id.into(),
+        ],
+    )
+    .await
+}
+
+/// The code as claimed by `tenant_id` for a wallet credit, if it was.
+pub async fn wallet_code(
+    db: &D1Database,
+    digest: &str,
+    tenant_id: &str,
+) -> Result<Option<WalletCode>, GatewayError> {
+    db::first(
+        db,
+        "SELECT amount, batch_id, ledger_id, wallet_credited_at FROM redemption_codes
+         WHERE digest = ?1 AND redeemed_by = ?2 AND via_wallet = 1",
+        &[digest.into(), tenant_id.into()],
+    )
+    .await
+}
+
+/// Records that the wallet took the code's credit.
+pub async fn mark_code_credited(
+    db: &D1Database,
+    digest: &str,
+    now: u64,
+) -> Result<(), GatewayError> {
+    db::run(
+        db,
+        "UPDATE redemption_codes SET wallet_credited_at = ?2
+         WHERE digest = ?1 AND via_wallet = 1 AND wallet_credited_at IS NULL",
+        &[digest.into(), now.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Gives a claimed code back (the wallet refused its credit, so none was made): unused again.
+pub async fn unclaim_wallet_code(
+    db: &D1Database,
+    digest: &str,
+    tenant_id: &str,
+) -> Result<(), GatewayError> {
+    db::run(
+        db,
+        "UPDATE redemption_codes SET redeemed_at = NULL, redeemed_by = NULL, ledger_id = NULL,
+           via_wallet = 0
+         WHERE digest = ?1 AND redeemed_by = ?2 AND via_wallet = 1 AND wallet_credited_at IS NULL",
+        &[digest.into(), tenant_id.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Tenants on `plan_id` whose money a wallet holds (they need a plan's new allowance pushed).
+pub async fn wallet_tenants_on_plan(
+    db: &D1Database,
+    plan_id: &str,
+) -> Result<Vec<String>, GatewayError> {
+    #[derive(Deserialize)]
+    struct Row {
+        id: String,
+    }
+    let rows: Vec<Row> = db::all(
+        db,
+        "SELECT t.id FROM tenants t JOIN wallet_claims c ON c.tenant_id = t.id
+         WHERE t.plan_id = ?1 ORDER BY t.id",
+        &[plan_id.into()],
+    )
+    .await?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}

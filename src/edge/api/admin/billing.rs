@@ -144,6 +144,17 @@ pub async fn assign_plan(
     tenant_id: &str,
     body: &[u8],
 ) -> Result<Response, GatewayError> {
+    apply_plan(db, tenant_id, body).await?;
+    tenant_billing(db, tenant_id).await
+}
+
+/// The D1 part of `PUT /admin/tenants/{id}/plan` (also with `WALLETS`: D1 keeps the tenant's
+/// plan for reports and the console): the plan assigned, `None` when removed.
+pub(crate) async fn apply_plan(
+    db: &D1Database,
+    tenant_id: &str,
+    body: &[u8],
+) -> Result<Option<String>, GatewayError> {
     let assign: AssignPlan = parse(body)?;
     let now = now_ms();
     let changed = billing::assign_plan(
@@ -164,7 +175,7 @@ pub async fn assign_plan(
             (true, None) => not_found("tenant", tenant_id),
         });
     }
-    tenant_billing(db, tenant_id).await
+    Ok(assign.plan_id)
 }
 
 #[derive(Deserialize)]

@@ -13,6 +13,7 @@ pub mod providers;
 pub mod routes;
 pub mod tenants;
 pub mod wallet;
+pub mod wallet_money;
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;

@@ -177,4 +177,63 @@ impl<'a> WalletClient<'a> {
     pub async fn export(&self) -> Result<ExportReport, WalletError> {
         self.call(Command::Export).await
     }
+
+    // ---- the other money moves (object/money.rs) ----
+
+    /// Reserves a plugin call's price under its call id.
+    pub async fn reserve_call(
+        &self,
+        id: &str,
+        key_id: &str,
+        amount: u64,
+    ) -> Result<Reserved, WalletError> {
+        self.call(Command::ReserveCall {
+            id: id.into(),
+            key_id: key_id.into(),
+            amount,
+        })
+        .await
+    }
+
+    /// Charges a plugin call (`cost` 0 for a failed one) and keeps its `plugin_calls` row.
+    pub async fn charge_call(
+        &self,
+        id: &str,
+        key_id: &str,
+        cost: u64,
+        row: serde_json::Map<String, Value>,
+    ) -> Result<Charge, WalletError> {
+        self.call(Command::ChargeCall {
+            id: id.into(),
+            key_id: key_id.into(),
+            cost,
+            row,
+        })
+        .await
+    }
+
+    /// [`WalletClient::set_plan`] applied once per `idempotency_key`.
+    pub async fn assign_plan(
+        &self,
+        allowance: Option<u64>,
+        idempotency_key: &str,
+    ) -> Result<BalanceView, WalletError> {
+        self.call(Command::AssignPlan {
+            allowance,
+            idempotency_key: idempotency_key.into(),
+        })
+        .await
+    }
+
+    /// The tenant's plan now grants `allowance` from its next period; whether it changed.
+    pub async fn set_plan_allowance(&self, allowance: u64) -> Result<bool, WalletError> {
+        let v: Value = self.call(Command::SetPlanAllowance { allowance }).await?;
+        Ok(v.get("changed").and_then(Value::as_bool).unwrap_or(false))
+    }
+
+    /// Test deployments only: moves the wallet's clock `offset_ms` ahead of the real one.
+    pub async fn set_clock(&self, offset_ms: i64) -> Result<(), WalletError> {
+        let _: Value = self.call(Command::SetClock { offset_ms }).await?;
+        Ok(())
+    }
 }

@@ -80,7 +80,59 @@ pub enum Command {
     Migrate,
     /// Export pending usage rows to D1 now → `ExportReport`.
     Export,
+    // ---- the other money moves (object/money.rs) ----
+    /// Reserve a plugin call's price under the call id → `Reserved`.
+    ReserveCall {
+        id: String,
+        key_id: String,
+        amount: u64,
+    },
+    /// Charge a plugin call (its price, or 0 when it failed) and keep its `plugin_calls` row for
+    /// export → `Charge` (the first one's, for a repeated call id).
+    ChargeCall {
+        id: String,
+        key_id: String,
+        cost: u64,
+        /// The D1 `plugin_calls` row; the wallet fills in the charge columns.
+        row: serde_json::Map<String, serde_json::Value>,
+    },
+    /// `SetPlan` applied once per idempotency key (a plan request's approval) → `BalanceView`
+    /// (the first one's, for a repeated key).
+    AssignPlan {
+        allowance: Option<u64>,
+        idempotency_key: String,
+    },
+    /// The allowance of the tenant's plan changed: from the next period → `{changed: bool}`.
+    SetPlanAllowance {
+        allowance: u64,
+    },
+    /// Test deployments only (`TOLLGATE_TEST_DEPLOYMENT`): the wallet's clock runs `offset_ms`
+    /// ahead of the real one (to test the monthly refill) → `{offset_ms}`.
+    SetClock {
+        offset_ms: i64,
+    },
 }
+
+/// Columns of D1's `plugin_calls` a call row carries (keep in sync with schema/0006, 0007, 0015).
+pub const CALL_COLUMNS: &[&str] = &[
+    "id",
+    "request_id",
+    "tenant_id",
+    "key_id",
+    "session_id",
+    "plugin_id",
+    "api",
+    "mode",
+    "status",
+    "http_status",
+    "latency_ms",
+    "cost",
+    "created_at",
+    "allowance_cost",
+    "beyond_reservation",
+    "debt",
+    "from_wallet",
+];
 
 /// The object's answer to a command.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -6,7 +6,8 @@
 //! (one [`KeyAccount`] per key that has limits or reservations), `holds` (open reservations),
 //! `ledger` (credits and debits by idempotency key) and `outbox` (one usage row per settled
 //! request, by request id, until exported to D1 and for a week after, as the settlement's
-//! idempotency record).
+//! idempotency record); version 2 adds `calls` (plugin call rows, the same way) and `applied`
+//! (one-off commands by idempotency key), see `object/money.rs`.
 //!
 //! The whole wallet is also kept in memory, loaded once when the object starts. A command runs
 //! `core::wallet` on the memory copy, then writes what changed inside one `transactionSync`
@@ -47,8 +48,10 @@ use crate::core::wallet::{Account, Charge, Hold, KeyAccount, LedgerEntry, Wallet
 use crate::edge::platform::clock::now_ms;
 use crate::edge::platform::d1::{self as db, Arg};
 
+mod money;
+
 /// Version of the object's own tables.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 /// Usage rows per D1 batch at export.
 pub const EXPORT_BATCH: usize = 50;
 /// How soon after a settlement its row goes to D1.
@@ -138,9 +141,14 @@ impl TenantWallet {
         if needs_money(&command) && !self.inner.borrow().migrated {
             self.take_tenant(&tenant_id).await?;
         }
-        let now = now_ms();
+        let now = self.now();
         let sql = self.state.storage().sql();
         let answer = match command {
+            other @ (Command::ReserveCall { .. }
+            | Command::ChargeCall { .. }
+            | Command::AssignPlan { .. }
+            | Command::SetPlanAllowance { .. }
+            | Command::SetClock { .. }) => self.run_money(other, &tenant_id, now).await?,
             Command::Reserve { request } => {
                 // A request id is reserved once: after its settlement a second reserve would
                 // hold money nothing will ever settle.
@@ -295,11 +303,12 @@ impl TenantWallet {
             }
             Command::Inspect | Command::Migrate => Answer::Ok(to_value(&self.view(&sql, now)?)?),
             Command::Export => {
-                let exported = self.export(&tenant_id).await?;
+                let exported =
+                    self.export(&tenant_id).await? + self.export_calls(&tenant_id).await?;
                 let pending = count(
                     &sql,
                     "SELECT COUNT(*) AS n FROM outbox WHERE exported_at IS NULL",
-                )?;
+                )? + money::calls_pending(&sql)?;
                 Answer::Ok(to_value(&ExportReport { exported, pending })?)
             }
         };
@@ -338,7 +347,7 @@ impl TenantWallet {
             outbox_pending: count(
                 sql,
                 "SELECT COUNT(*) AS n FROM outbox WHERE exported_at IS NULL",
-            )?,
+            )? + money::calls_pending(sql)?,
             outbox_exported: count(
                 sql,
                 "SELECT COUNT(*) AS n FROM outbox WHERE exported_at IS NOT NULL",
@@ -389,7 +398,8 @@ impl TenantWallet {
             return Ok(());
         }
         self.export(tenant_id).await?;
-        let now = now_ms();
+        self.export_calls(tenant_id).await?;
+        let now = self.now(); // the wallet's clock (a test deployment may move it)
         let stale_ms = crate::edge::platform::env::settings(&self.env)
             .stale_reservation_seconds
             .max(60)
@@ -412,10 +422,11 @@ impl TenantWallet {
             vec![int(now.saturating_sub(OUTBOX_KEEP_MS))],
         )
         .map_err(js_text)?;
+        money::prune_calls(&sql, now.saturating_sub(OUTBOX_KEEP_MS))?;
         let pending = count(
             &sql,
             "SELECT COUNT(*) AS n FROM outbox WHERE exported_at IS NULL",
-        )?;
+        )? + money::calls_pending(&sql)?;
         let oldest_hold = self
             .inner
             .borrow()
@@ -570,6 +581,7 @@ fn needs_money(command: &Command) -> bool {
             | Command::SetKeyRevoked { .. }
             | Command::SetDisabled { .. }
             | Command::Inspect
+            | Command::SetClock { .. }
     )
 }
 
@@ -784,6 +796,9 @@ fn migrate_schema(sql: &SqlStorage) -> Result<(), String> {
         run("CREATE TABLE IF NOT EXISTS ledger (idem_key TEXT PRIMARY KEY, entry TEXT NOT NULL, reason TEXT, created_at INTEGER NOT NULL)")?;
         run("CREATE TABLE IF NOT EXISTS outbox (request_id TEXT PRIMARY KEY, charge TEXT NOT NULL, row TEXT NOT NULL, created_at INTEGER NOT NULL, exported_at INTEGER)")?;
         run("CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (exported_at, created_at)")?;
+    }
+    if version < 2 {
+        money::migrate_schema_v2(sql)?;
     }
     if version != SCHEMA_VERSION {
         sql.exec(
