@@ -73,6 +73,11 @@ impl Wallet {
         }
     }
 
+    /// The month's totals as of `now`.
+    pub fn month_totals(&self, now: u64) -> MonthTotals {
+        self.month_at(now)
+    }
+
     /// The alert figures at `now`.
     pub fn figures(&self, now: u64) -> Figures {
         let m = self.month_at(now);

@@ -78,6 +78,17 @@ pub async fn after_wallet_settlement(
         store::alerts::record_wallet_balance(db, tenant_id, after.balance, now).await?;
         let mut rules = store::alerts::observed_of(db, tenant_id, now).await?;
         for rule in &mut rules {
+            // A balance rule still fired from an earlier episode although the balance was back
+            // at or above its threshold before this charge (a top-up no check has seen yet):
+            // re-armed first, so this crossing fires it again.
+            if rule.kind == AlertKind::BalanceBelow.as_str()
+                && rule.fired.is_some()
+                && before.balance >= rule.threshold
+                && after.balance < rule.threshold
+            {
+                store::alerts::rearm(db, &rule.id, rule.fire_count, now).await?;
+                rule.fired = None;
+            }
             rule.balance = after.balance;
             // The wallet's month totals include rows not exported yet; take the larger.
             rule.month_tokens = rule.month_tokens.max(after.month_tokens);

@@ -105,6 +105,9 @@ pub struct WalletView {
     pub outbox_pending: u64,
     pub outbox_exported: u64,
     pub schema_version: u32,
+    /// Tokens and cost the wallet charged this UTC month (with what D1 had at the claim).
+    #[serde(default)]
+    pub month: Option<crate::core::wallet::figures::MonthTotals>,
 }
 
 /// What an export did.

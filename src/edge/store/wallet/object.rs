@@ -140,6 +140,9 @@ impl TenantWallet {
         }
         let now = now_ms();
         let sql = self.state.storage().sql();
+        // Commands that move the settled balance outside a settlement (whose export records
+        // it): D1's copy for the scheduled alert check is written right after them.
+        let mirror = matches!(command, Command::Adjust { .. });
         let answer = match command {
             Command::Reserve { request } => {
                 // A request id is reserved once: after its settlement a second reserve would
@@ -328,7 +331,31 @@ impl TenantWallet {
                 Answer::Ok(to_value(&ExportReport { exported, pending })?)
             }
         };
+        if mirror && matches!(answer, Answer::Ok(_)) {
+            self.mirror_balance(&tenant_id).await;
+        }
         Ok(answer)
+    }
+
+    /// Records the settled balance in D1 for the scheduled alert check (schema/0016); best
+    /// effort: the next export records it again.
+    async fn mirror_balance(&self, tenant_id: &str) {
+        let now = now_ms();
+        let balance = self.inner.borrow().wallet.figures(now).balance;
+        let written = match db::database(&self.env) {
+            Ok(database) => {
+                db::run(
+                    &database,
+                    crate::edge::store::alerts::WALLET_BALANCE_SQL,
+                    &[tenant_id.into(), balance.into(), now.into()],
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            worker::console_warn!("wallet {tenant_id}: recording the balance in D1: {e}");
+        }
     }
 
     /// Remembers the tenant on first use; refuses a command for another tenant.
@@ -369,6 +396,7 @@ impl TenantWallet {
                 "SELECT COUNT(*) AS n FROM outbox WHERE exported_at IS NOT NULL",
             )?,
             schema_version: SCHEMA_VERSION,
+            month: migrated.then(|| inner.wallet.month_totals(now)),
         })
     }
 
