@@ -324,6 +324,13 @@ impl TenantWallet {
             Command::Inspect | Command::Migrate => Answer::Ok(to_value(&self.view(&sql, now)?)?),
             Command::Export => {
                 let exported = self.export(&tenant_id).await?;
+                // The alarm then sweeps the stale holds (and re-arms itself for the rest), should
+                // it have been lost with a crashed runtime.
+                if !self.inner.borrow().wallet.holds.is_empty() {
+                    if let Err(e) = self.arm(EXPORT_DELAY_MS).await {
+                        worker::console_error!("wallet {tenant_id}: arming the sweep: {e}");
+                    }
+                }
                 let pending = count(
                     &sql,
                     "SELECT COUNT(*) AS n FROM outbox WHERE exported_at IS NULL",
