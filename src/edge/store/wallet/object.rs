@@ -746,7 +746,7 @@ const CLAIM_SQL: &str = "INSERT INTO wallet_claims (tenant_id, object_id, claime
       WHERE k.tenant_id = t.id AND k.revoked_at IS NOT NULL), '[]')),
     'ledger_entries', (SELECT COUNT(*) FROM credit_ledger c WHERE c.tenant_id = t.id),
     'ledger_last_id', (SELECT MAX(c.id) FROM credit_ledger c WHERE c.tenant_id = t.id),
-    'month_start', ?4,
+    'month_start', CAST(?4 AS INTEGER),
     'month_tokens', COALESCE((SELECT m.prompt_tokens + m.completion_tokens FROM usage_monthly m
       WHERE m.tenant_id = t.id AND m.month = ?5), 0),
     'month_cost', COALESCE((SELECT m.cost FROM usage_monthly m
