@@ -557,6 +557,7 @@ describe('fuzzing the chat endpoint', () => {
       }
       assert.equal(state.reserved, 0, `${tenant.name}: reservations left: ${JSON.stringify(state)}`);
       assert.equal(state.allowance_reserved, 0);
+      await gw.exported(tenant.id); // D1's usage rows complete (a wallet exports them)
       const [{ credit }] = gw.d1('SELECT COALESCE(SUM(amount), 0) AS credit FROM credit_ledger WHERE tenant_id = ?', tenant.id);
       const [{ spent, rows }] = gw.d1('SELECT COALESCE(SUM(cost), 0) AS spent, COUNT(*) AS rows FROM usage WHERE tenant_id = ?', tenant.id);
       assert.equal(state.balance, Number(credit) - Number(spent), `${tenant.name}: balance = credit − Σ cost over ${rows} usage rows`);
