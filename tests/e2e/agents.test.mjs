@@ -290,7 +290,7 @@ describe('agent CLIs through the gateway (offline, docs/testing.md)', () => {
   async function rowsOf(tenantId, cliKey, before) {
     let rows = [];
     for (let i = 0; i < 100; i++) {
-      const reserved = gw.d1('SELECT COUNT(*) AS c FROM reservations WHERE tenant_id = ?', tenantId)[0].c;
+      const reserved = await gw.openReservations(tenantId);
       rows = gw.d1('SELECT * FROM usage WHERE tenant_id = ? ORDER BY created_at', tenantId);
       if (rows.length > 0 && reserved === 0) break;
       await new Promise((r) => setTimeout(r, 100));

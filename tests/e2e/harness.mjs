@@ -337,6 +337,39 @@ export async function startGateway({ vars = {}, startupTimeoutMs = 180_000, stat
   }
 
   /**
+   * Open reservations where they are authoritative: D1's `reservations` (tenants on the D1 path)
+   * plus the open holds of every wallet that took its tenant (or only `tenantId`'s).
+   */
+  async function openReservations(tenantId = null) {
+    const inD1 = tenantId
+      ? d1('SELECT COUNT(*) AS n FROM reservations WHERE tenant_id = ?', tenantId)[0].n
+      : d1('SELECT COUNT(*) AS n FROM reservations')[0].n;
+    const claimed = tenantId
+      ? d1('SELECT tenant_id FROM wallet_claims WHERE tenant_id = ?', tenantId)
+      : d1('SELECT tenant_id FROM wallet_claims');
+    let inWallets = 0;
+    for (const { tenant_id: id } of claimed) {
+      inWallets += (await adminOk('GET', `/admin/tenants/${id}/wallet`)).open_reservations;
+    }
+    return inD1 + inWallets;
+  }
+
+  /**
+   * Waits until `tenantId`'s wallet (if it took the tenant) has exported every usage row it
+   * settled: D1's rows are then complete (on the D1 path they are at once).
+   */
+  async function exported(tenantId, timeoutMs = 20_000) {
+    if (d1('SELECT tenant_id FROM wallet_claims WHERE tenant_id = ?', tenantId).length === 0) return;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const v = await adminOk('GET', `/admin/tenants/${tenantId}/wallet`);
+      if (v.outbox_pending === 0) return;
+      if (Date.now() > deadline) throw new Error(`wallet of ${tenantId} never exported: ${JSON.stringify(v)}`);
+      await sleep(100);
+    }
+  }
+
+  /**
    * A new tenant with `credit` micro-units and `keys` API keys (the first named `main`, then
    * `key1`, …): { tenant, key (the first), keys, client (an openai SDK client with that key) }.
    */
@@ -363,6 +396,8 @@ export async function startGateway({ vars = {}, startupTimeoutMs = 180_000, stat
     adminOk,
     usageRow,
     newTenant,
+    openReservations,
+    exported,
     kill,
     /** Everything wrangler printed so far. */
     logs: () => plain(output),

@@ -34,7 +34,10 @@ const post = (path, key, body, headers = {}) =>
 async function settled(tenantId) {
   for (let i = 0; i < 150; i++) {
     const s = await tenantState(tenantId);
-    if (s.reserved === 0 && s.allowance_reserved === 0) return s;
+    if (s.reserved === 0 && s.allowance_reserved === 0) {
+      await gw.exported(tenantId); // D1's usage rows complete (a wallet exports them)
+      return s;
+    }
     await sleep(100);
   }
   throw new Error('reservations never settled');

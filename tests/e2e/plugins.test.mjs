@@ -23,7 +23,7 @@ const adminOk = (...args) => gw.adminOk(...args);
 async function waitFor(fn, what, timeoutMs = 10_000) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const v = fn();
+    const v = await fn();
     if (v) return v;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(100);
@@ -33,7 +33,8 @@ async function waitFor(fn, what, timeoutMs = 10_000) {
 const usageRows = (requestId) =>
   gw.d1("SELECT * FROM usage WHERE request_id = ? OR request_id LIKE ? ORDER BY created_at, request_id", requestId, `${requestId}.r%`);
 const callRows = (requestId) => gw.d1('SELECT * FROM plugin_calls WHERE request_id = ? ORDER BY id', requestId);
-const balance = () => gw.d1('SELECT balance FROM tenants WHERE id = ?', tenant.id)[0].balance;
+// The balance where it is authoritative (the wallet once it took the tenant, else D1).
+const balance = async () => (await gw.adminOk('GET', `/admin/tenants/${tenant.id}/billing`)).balance;
 
 function manifest(id, path, extra = {}, params = null) {
   return {
@@ -178,7 +179,7 @@ describe('registration', () => {
 
 describe('tool mode', () => {
   test('a full round trip, every round streamed live through the openai SDK, every round metered', async () => {
-    const before = balance();
+    const before = (await balance());
     const seen = mock.requests.length;
     const started = Date.now();
     const { data: stream, response } = await client.chat.completions
@@ -285,8 +286,8 @@ describe('tool mode', () => {
     assert.equal(calls[0].http_status, 200);
     assert.equal(calls[0].cost, WEATHER_PRICE);
     const spent = rows.reduce((s, r) => s + r.cost, 0) + WEATHER_PRICE;
-    await waitFor(() => before - balance() === spent, `balance to drop by ${spent}`);
-    assert.equal(gw.d1('SELECT COUNT(*) AS n FROM reservations')[0].n, 0);
+    await waitFor(async () => before - (await balance()) === spent, `balance to drop by ${spent}`);
+    assert.equal(await gw.openReservations(), 0);
     const session = gw.d1('SELECT request_count FROM sessions WHERE id = ?', sessionId)[0];
     assert.equal(session.request_count, 2);
     const usageByPlugin = await adminOk('GET', '/admin/plugins/weather/usage');
@@ -419,7 +420,7 @@ describe('tool mode', () => {
     assert.ok(second.completion_tokens >= 1, `generated ${second.completion_tokens}`);
     assert.equal(second.cost, Math.ceil((second.prompt_tokens * PRICE_IN + second.completion_tokens * PRICE_OUT) / 1e6));
     assert.deepEqual(callRows(requestId).map((c) => c.status), ['ok']);
-    await waitFor(() => gw.d1('SELECT COUNT(*) AS n FROM reservations')[0].n === 0, 'no reservation left');
+    await waitFor(async () => (await gw.openReservations()) === 0, 'no reservation left');
   });
 
   test('streamed: a provider failure in round 2 ends the stream with an error event; round 2 is not charged', async () => {
@@ -479,7 +480,7 @@ describe('tool mode', () => {
       return model(record, res);
     });
     try {
-      const before = balance();
+      const before = (await balance());
       const { data: stream, response } = await client.chat.completions
         .create({
           model: 'tool-model',
@@ -516,8 +517,8 @@ describe('tool mode', () => {
         return c.length === 1 ? c : null;
       }, 'one plugin call');
       const callCost = calls.reduce((a, c) => a + (c.cost ?? 0), 0);
-      await waitFor(() => gw.d1('SELECT COUNT(*) AS n FROM reservations WHERE tenant_id = ?', tenant.id)[0].n === 0, 'no reservation left');
-      assert.equal(balance(), before - rows[0].cost - rows[1].cost - callCost);
+      await waitFor(async () => (await gw.openReservations(tenant.id)) === 0, 'no reservation left');
+      assert.equal((await balance()), before - rows[0].cost - rows[1].cost - callCost);
     } finally {
       mock.setBehavior(toolModel({ delayMs: CHUNK_DELAY_MS }));
     }
@@ -640,7 +641,7 @@ describe('Idempotency-Key on plugin requests', () => {
     assert.match(JSON.parse(firstText).choices[0].message.content, /^Result: /);
     const requestId = first.headers.get('x-request-id');
     await waitFor(() => usageRows(requestId).length === 2, 'two rounds settled');
-    const before = balance();
+    const before = (await balance());
     const calls = plugins.calls.length;
     const modelCalls = mock.requests.length;
 
@@ -651,7 +652,7 @@ describe('Idempotency-Key on plugin requests', () => {
     await sleep(300);
     assert.equal(plugins.calls.length, calls, 'the plugin was not called again');
     assert.equal(mock.requests.length, modelCalls, 'the model was not called again');
-    assert.equal(balance(), before, 'nothing charged again');
+    assert.equal((await balance()), before, 'nothing charged again');
     assert.equal(callRows(requestId).length, 1);
   });
 
@@ -661,13 +662,13 @@ describe('Idempotency-Key on plugin requests', () => {
     assert.equal(first.status, 200);
     const firstText = await first.text();
     const calls = plugins.calls.length;
-    const before = balance();
+    const before = (await balance());
     const retry = await idemChat(body, 'plugin-cmd-1');
     assert.equal(retry.status, 200);
     assert.equal(retry.headers.get('idempotent-replayed'), 'true');
     assert.equal(await retry.text(), firstText);
     assert.equal(plugins.calls.length, calls);
-    assert.equal(balance(), before);
+    assert.equal((await balance()), before);
   });
 
   test('a retried streamed tool loop is refused as used, not run again', async () => {
@@ -717,14 +718,14 @@ describe('Idempotency-Key on plugin requests', () => {
       }, 'two usage rows');
       assert.equal(rows[0].status, 'ok');
       assert.equal(rows[1].status, 'upstream_error');
-      const before = balance();
+      const before = (await balance());
       const calls = plugins.calls.length;
       const retry = await idemChat(body, 'plugin-partial-1');
       assert.equal(retry.status, 200);
       assert.equal(retry.headers.get('idempotent-replayed'), 'true');
       assert.equal(await retry.text(), text);
       assert.equal(plugins.calls.length, calls);
-      assert.equal(balance(), before);
+      assert.equal((await balance()), before);
     } finally {
       mock.setBehavior(toolModel({ delayMs: CHUNK_DELAY_MS }));
     }
@@ -819,7 +820,7 @@ describe('streamed tool loop on a gateway whose stale-reservation sweep is 4 s (
     assert.equal(rows[1].status, 'truncated');
     assert.equal(rows[1].error_code, 'stream_deadline');
     assert.ok(rows[1].cost > 0);
-    await waitFor(() => gw2.d1('SELECT COUNT(*) AS n FROM reservations')[0].n === 0, 'no reservation left');
+    await waitFor(async () => (await gw2.openReservations()) === 0, 'no reservation left');
   });
 
   test('a client that leaves mid-round: the round is drained, then settled as client_abort (drain_deadline)', { timeout: 60_000 }, async () => {
@@ -849,6 +850,6 @@ describe('streamed tool loop on a gateway whose stale-reservation sweep is 4 s (
     assert.equal(rows[1].error_code, 'drain_deadline');
     // The provider was still generating and sent no usage: the round's reservation is charged.
     assert.equal(rows[1].cost, rows[1].reserved);
-    await waitFor(() => gw2.d1('SELECT COUNT(*) AS n FROM reservations')[0].n === 0, 'no reservation left');
+    await waitFor(async () => (await gw2.openReservations()) === 0, 'no reservation left');
   });
 });

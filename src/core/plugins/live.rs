@@ -833,6 +833,7 @@ mod tests {
 
     #[test]
     fn a_round_reports_the_providers_finish_reason_to_its_bill() {
+        use crate::core::billing::tiers::PriceSheet;
         use crate::core::billing::Price;
         use crate::core::meter::{bill, BillInput, LENGTH};
         use crate::core::tokens::Encoding;
@@ -888,8 +889,8 @@ mod tests {
                 completion_text: r.text(),
                 finish_reason: r.finish_reason(),
                 encoding: Some(Encoding::Qwen3),
-                upstream_usage: r.upstream_usage(),
-                price: &price,
+                upstream_usage: r.upstream_usage().map(crate::core::meter::tiered_usage),
+                sheet: &PriceSheet::flat(price),
                 multiplier_bps: 10_000,
                 reserved: 1_000,
             })

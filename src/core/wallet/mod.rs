@@ -29,6 +29,8 @@
 //! Rounding: none happens here. Costs and reservations arrive as integer micro-units computed by
 //! `core::billing` (one rounding up per request); the wallet only adds and subtracts them.
 
+pub mod extend;
+pub mod figures;
 pub mod limits;
 pub mod money;
 pub mod rate;
@@ -353,6 +355,9 @@ pub struct Account {
     pub plan_allowance: Option<u64>,
     pub disabled: bool,
     pub counters: Counters,
+    /// Tokens and cost charged this month, for alert rules (`figures.rs`).
+    #[serde(default)]
+    pub month: figures::MonthTotals,
 }
 
 /// An open reservation.
@@ -368,6 +373,9 @@ pub struct Hold {
     /// Tokens counted against TPM.
     pub tokens: u64,
     pub created_at: u64,
+    /// Extensions applied so far (`extend.rs`; idempotency by number).
+    #[serde(default)]
+    pub extensions: u32,
 }
 
 impl Hold {
@@ -503,6 +511,7 @@ impl Wallet {
                 allowance_period,
                 tokens: req.tokens,
                 created_at: now,
+                extensions: 0,
             },
         );
         Ok(Reserved {

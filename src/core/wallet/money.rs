@@ -16,8 +16,9 @@
 use super::{Counters, Hold, Refusal, Reserved, Scope, Wallet};
 
 impl Counters {
-    /// The budget rule alone (a plugin call's price is money, not a request or tokens).
-    fn check_budget(&self, scope: Scope, amount: u64, now: u64) -> Result<(), Refusal> {
+    /// The budget rule alone: spend of the period + held + `amount` within the budget (a plugin
+    /// call's price and a stream's extension are money, not a request).
+    pub(super) fn check_budget(&self, scope: Scope, amount: u64, now: u64) -> Result<(), Refusal> {
         let Some(budget) = self.limits.budget else {
             return Ok(());
         };
@@ -91,6 +92,7 @@ impl Wallet {
                 allowance_period,
                 tokens: 0,
                 created_at: now,
+                extensions: 0,
             },
         );
         Ok(Reserved {

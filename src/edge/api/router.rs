@@ -183,6 +183,9 @@ pub async fn admin_api(
         // ---- tenants (api/admin/tenants.rs), their credit and ledger (ledger.rs) ----
         (Method::Post, ["tenants"]) => tenants::create(db, body(&mut req).await?).await,
         (Method::Get, ["tenants"]) => tenants::list(db).await,
+        (Method::Get, ["tenants", id]) if admin::wallet::wallets_on(env) => {
+            tenants::get_wallet(db, env, id).await
+        }
         (Method::Get, ["tenants", id]) => tenants::get(db, id).await,
         (Method::Patch, ["tenants", id]) => {
             tenants::update(db, env, id, body(&mut req).await?).await

@@ -52,6 +52,56 @@ pub async fn after_settlement(
     }
 }
 
+/// The check after a wallet settlement (from `ctx.wait_until`), on the wallet's figures before
+/// and after its charge: the crossing is decided in core ([`crate::core::wallet::figures::crossed`])
+/// against the tenant's thresholds (isolate cache); only when a rule crossed are its rules read
+/// from D1 and acted on with the wallet's figures, and the wallet's balance recorded for the
+/// scheduled check. Failures are logged, never raised: billing is already done.
+pub async fn after_wallet_settlement(
+    db: &D1Database,
+    env: &Env,
+    tenant_id: &str,
+    before: &Observation,
+    after: &Observation,
+    now: u64,
+) {
+    let result = async {
+        let thresholds = store::alerts::thresholds(db, tenant_id).await?;
+        let any = thresholds.iter().any(|(kind, threshold)| {
+            AlertKind::parse(kind).is_some_and(|k| {
+                crate::core::wallet::figures::crossed(k, *threshold, None, before, after)
+            })
+        });
+        if !any {
+            return Ok(());
+        }
+        store::alerts::record_wallet_balance(db, tenant_id, after.balance, now).await?;
+        let mut rules = store::alerts::observed_of(db, tenant_id, now).await?;
+        for rule in &mut rules {
+            // A balance rule still fired from an earlier episode although the balance was back
+            // at or above its threshold before this charge (a top-up no check has seen yet):
+            // re-armed first, so this crossing fires it again.
+            if rule.kind == AlertKind::BalanceBelow.as_str()
+                && rule.fired.is_some()
+                && before.balance >= rule.threshold
+                && after.balance < rule.threshold
+            {
+                store::alerts::rearm(db, &rule.id, rule.fire_count, now).await?;
+                rule.fired = None;
+            }
+            rule.balance = after.balance;
+            // The wallet's month totals include rows not exported yet; take the larger.
+            rule.month_tokens = rule.month_tokens.max(after.month_tokens);
+            rule.month_cost = rule.month_cost.max(after.month_cost);
+        }
+        act(env, db, rules, now).await.map(|_| ())
+    }
+    .await;
+    if let Err(e) = result {
+        worker::console_error!("alert check for {tenant_id} failed: {e}");
+    }
+}
+
 /// Checks every rule (the scheduled handler: month roll-overs, top-ups and debits that no
 /// request settled). Returns the number of webhooks it queued.
 /// Pages through every rule by id ([`store::alerts::CRON_BATCH`] at a time, keyset: the next page starts after

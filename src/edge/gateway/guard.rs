@@ -1,5 +1,6 @@
 //! The edge half of [`OutputGuard`]: checks each chunk of a stream before it is forwarded, grows
-//! the reservation in D1 when the client set no `max_tokens`, and says when to cut.
+//! the reservation (in D1, or in the tenant's wallet with `WALLETS`) when the client set no
+//! `max_tokens`, and says when to cut.
 
 use crate::edge::store;
 use worker::Env;
@@ -23,6 +24,14 @@ pub struct StreamGuard {
     pub choices: u64,
     /// Micro-units added to the reservation by extensions so far.
     pub extended: u64,
+    /// The reservation is in the tenant's wallet (`WALLETS`): extensions go there.
+    pub wallet: Option<WalletHold>,
+}
+
+/// Where a wallet reservation lives, and how many extensions it had.
+pub struct WalletHold {
+    pub tenant_id: String,
+    pub extensions: u32,
 }
 
 impl StreamGuard {
@@ -49,12 +58,32 @@ impl StreamGuard {
                         &self.sheet,
                         self.multiplier_bps,
                     );
-                    let extended = match db::database(&self.env) {
-                        Ok(database) => {
-                            store::ledger::extend_reservation(&database, &self.request_id, amount)
-                                .await
+                    let extended = match &mut self.wallet {
+                        Some(hold) => {
+                            let number = hold.extensions.saturating_add(1);
+                            let granted = super::wallet::extend(
+                                &self.env,
+                                &hold.tenant_id,
+                                &self.request_id,
+                                number,
+                                amount,
+                            )
+                            .await;
+                            if matches!(granted, Ok(true)) {
+                                hold.extensions = number;
+                            }
+                            granted
                         }
-                        Err(e) => Err(e),
+                        None => match db::database(&self.env) {
+                            Ok(database) => store::ledger::extend_reservation(
+                                &database,
+                                &self.request_id,
+                                amount,
+                            )
+                            .await
+                            .map_err(|e| e.to_string()),
+                            Err(e) => Err(e.to_string()),
+                        },
                     };
                     match extended {
                         Ok(true) => {

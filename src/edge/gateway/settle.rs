@@ -77,9 +77,24 @@ impl Pending {
         for attempt in 1..=ATTEMPTS {
             let now = now_ms();
             if self.wallet {
-                match super::wallet::settle(&self.env, &row).await {
-                    Ok(()) => {
+                match super::wallet::settle_observed(&self.env, &row, self.session_ttl_seconds)
+                    .await
+                {
+                    Ok(figures) => {
                         self.settle_idempotency(&end, &bill).await;
+                        // The D1 path's side effects, from the wallet's numbers: the session's KV
+                        // copy is refreshed by the wallet's export (it has the D1 totals then).
+                        if let Some((before, after)) = figures {
+                            super::alerts::after_wallet_settlement(
+                                &self.db,
+                                &self.env,
+                                &self.tenant_id,
+                                &before.observation(),
+                                &after.observation(),
+                                now,
+                            )
+                            .await;
+                        }
                         return;
                     }
                     Err(e) => {

@@ -241,6 +241,10 @@ impl Pending {
             prompt_tokens: self.local_prompt_tokens,
             choices: self.choices,
             extended: 0,
+            wallet: self.wallet.then(|| super::guard::WalletHold {
+                tenant_id: self.tenant_id.clone(),
+                extensions: 0,
+            }),
         }
     }
 

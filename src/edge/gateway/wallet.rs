@@ -9,6 +9,8 @@ use worker::{Env, Response};
 use super::auth::Caller;
 use super::reserve::Count;
 use crate::core::error::{ErrorKind, GatewayError};
+use crate::core::wallet::extend::ExtendRequest;
+use crate::core::wallet::figures::Figures;
 use crate::core::wallet::rate::RateHeaders;
 use crate::core::wallet::ReserveRequest;
 use crate::edge::store::ledger::UsageRow;
@@ -56,22 +58,46 @@ pub(crate) fn wallet_error(e: WalletError) -> GatewayError {
 /// Settles `row` in the tenant's wallet: the charge and the usage row in one wallet transaction
 /// (idempotent by request id: a retry after an unseen success changes nothing).
 pub(crate) async fn settle(env: &Env, row: &UsageRow) -> Result<(), String> {
-    let serde_json::Value::Object(map) =
-        serde_json::to_value(row).map_err(|e| format!("usage row: {e}"))?
-    else {
-        return Err("usage row is not an object".into());
-    };
-    let mut map = map;
-    // Columns D1 requires that the row does not carry (the D1 path writes them as 0 too).
-    for column in ["input_price", "output_price"] {
-        map.entry(column).or_insert(serde_json::json!(0));
-    }
+    settle_observed(env, row, 0).await.map(|_| ())
+}
+
+/// [`settle`], with the alert figures before and after the charge (`None` when the wallet had
+/// settled this request before) and the session copy's lifetime for the export.
+pub(crate) async fn settle_observed(
+    env: &Env,
+    row: &UsageRow,
+    session_ttl_seconds: u64,
+) -> Result<Option<(Figures, Figures)>, String> {
+    let map = crate::edge::store::wallet::outbox_row(row, session_ttl_seconds)?;
     let tokens = row.prompt_tokens.saturating_add(row.completion_tokens);
     WalletClient::new(env, &row.tenant_id)
-        .settle(&row.request_id, &row.key_id, row.cost, tokens, map)
+        .settle_observed(&row.request_id, &row.key_id, row.cost, tokens, map)
         .await
-        .map(|_| ())
+        .map(|o| o.figures)
         .map_err(|e| e.to_string())
+}
+
+/// Grows the wallet reservation of request `id` by `amount` (its `number`-th extension, so a
+/// retried call takes nothing twice) → whether the stream may go on. A refusal (no credit, a
+/// budget, a revoked key) or a reservation no longer open is `Ok(false)`: the stream stops at its
+/// cover, as on D1.
+pub(crate) async fn extend(
+    env: &Env,
+    tenant_id: &str,
+    id: &str,
+    number: u32,
+    amount: u64,
+) -> Result<bool, String> {
+    let request = ExtendRequest {
+        id: id.to_string(),
+        number,
+        amount,
+    };
+    match WalletClient::new(env, tenant_id).extend(request).await {
+        Ok(extension) => Ok(extension.granted()),
+        Err(WalletError::Refused(_)) => Ok(false),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Puts the caller's x-ratelimit-* headers on `resp` (none without rate limits).

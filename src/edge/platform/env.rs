@@ -88,8 +88,9 @@ pub struct Settings {
     pub stripe_api_base: String,
     pub stripe_currency: String,
     pub stripe_webhook_tolerance_seconds: u64,
-    /// `WALLETS`: chat requests reserve and settle through the tenant's wallet (Durable Object)
-    /// instead of D1; each tenant moves into its wallet on its first request (docs/money.md).
+    /// `WALLETS` (default on; `false` turns it off): requests reserve and settle through the
+    /// tenant's wallet (Durable Object) instead of D1; each tenant moves into its wallet on its
+    /// first money command (docs/money.md).
     pub wallets: bool,
     /// `TOLLGATE_TEST_DEPLOYMENT` is `true`: test-only reports (faults, the D1 statement count).
     pub test_deployment: bool,
@@ -167,7 +168,9 @@ impl Settings {
                 "STRIPE_WEBHOOK_TOLERANCE_SECONDS",
                 DEFAULT_STRIPE_WEBHOOK_TOLERANCE_SECONDS,
             ),
-            wallets: flag("WALLETS"),
+            // On unless turned off (docs/configuration.md).
+            wallets: !text("WALLETS")
+                .is_some_and(|v| matches!(v.trim(), "0" | "false" | "no" | "off")),
             test_deployment,
         }
     }
@@ -324,6 +327,16 @@ mod tests {
             parse(&[("STRIPE_CURRENCY", "  ")]).stripe_currency,
             DEFAULT_STRIPE_CURRENCY
         );
+    }
+
+    #[test]
+    fn wallets_are_on_unless_turned_off() {
+        assert!(parse(&[]).wallets);
+        assert!(parse(&[("WALLETS", "")]).wallets);
+        assert!(parse(&[("WALLETS", "true")]).wallets);
+        for off in ["false", " false ", "0", "no", "off"] {
+            assert!(!parse(&[("WALLETS", off)]).wallets, "{off}");
+        }
     }
 
     #[test]

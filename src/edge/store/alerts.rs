@@ -8,6 +8,73 @@ use worker::D1Database;
 use crate::core::alerts::Observation;
 use crate::core::error::GatewayError;
 use crate::edge::platform::d1::{self as db, Arg};
+use crate::edge::platform::ttl_cache::{self, Ttl};
+
+thread_local! {
+    /// Each tenant's rules as `(kind, threshold)`, for the crossing check after a wallet
+    /// settlement (empty for a tenant without rules: no D1 read until the entry expires).
+    static THRESHOLDS: Ttl<Vec<(String, u64)>> = Ttl::new();
+}
+
+/// A tenant's rules as `(kind, threshold)`, through the isolate cache.
+pub async fn thresholds(
+    db: &D1Database,
+    tenant_id: &str,
+) -> Result<std::rc::Rc<Vec<(String, u64)>>, GatewayError> {
+    #[derive(Deserialize)]
+    struct Row {
+        kind: String,
+        threshold: u64,
+    }
+    let loaded = ttl_cache::get_or_load(&THRESHOLDS, tenant_id.to_string(), || async {
+        let rows: Vec<Row> = db::all(
+            db,
+            "SELECT kind, threshold FROM alert_rules WHERE tenant_id = ?1",
+            &[tenant_id.into()],
+        )
+        .await?;
+        Ok::<_, GatewayError>(Some(
+            rows.into_iter().map(|r| (r.kind, r.threshold)).collect(),
+        ))
+    })
+    .await?;
+    Ok(loaded.unwrap_or_default())
+}
+
+/// One tenant's rules with their D1 figures (the balance as its wallet last reported it).
+pub async fn observed_of(
+    db: &D1Database,
+    tenant_id: &str,
+    now: u64,
+) -> Result<Vec<Observed>, GatewayError> {
+    observe_statement(db, tenant_id, now)?
+        .all()
+        .await
+        .map_err(db::d1_error)?
+        .results()
+        .map_err(db::d1_error)
+}
+
+/// Records the balance a wallet reported at `at` (only forward in time), for the scheduled
+/// check (schema/0016).
+pub async fn record_wallet_balance(
+    db: &D1Database,
+    tenant_id: &str,
+    balance: u64,
+    at: u64,
+) -> Result<(), GatewayError> {
+    db::run(
+        db,
+        WALLET_BALANCE_SQL,
+        &[tenant_id.into(), balance.into(), at.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The statement of [`record_wallet_balance`] (`?1` tenant, `?2` balance, `?3` time).
+pub const WALLET_BALANCE_SQL: &str = "UPDATE wallet_claims SET balance = ?2, balance_at = ?3
+  WHERE tenant_id = ?1 AND (balance_at IS NULL OR balance_at <= ?3)";
 
 /// Rules checked per scheduled run (one page).
 pub const CRON_BATCH: u32 = 500;
@@ -63,12 +130,14 @@ pub fn observe(
         db,
         &format!(
             "SELECT r.id, r.tenant_id, r.kind, r.threshold, r.fired, r.fire_count,
-               t.balance + (SELECT COALESCE(SUM(v.amount), 0) FROM reservations v
-                            WHERE v.tenant_id = r.tenant_id) AS balance,
+               CASE WHEN c.balance IS NOT NULL THEN c.balance
+                    ELSE t.balance + (SELECT COALESCE(SUM(v.amount), 0) FROM reservations v
+                            WHERE v.tenant_id = r.tenant_id) END AS balance,
                COALESCE(m.prompt_tokens + m.completion_tokens, 0) AS month_tokens,
                COALESCE(m.cost, 0) AS month_cost
              FROM alert_rules r JOIN tenants t ON t.id = r.tenant_id
              LEFT JOIN usage_monthly m ON m.tenant_id = r.tenant_id AND m.month = ?1
+             LEFT JOIN wallet_claims c ON c.tenant_id = r.tenant_id
              {filter} ORDER BY r.id LIMIT {CRON_BATCH}"
         ),
         &args,

@@ -59,6 +59,20 @@ pub async fn get(env: &Env, tenant_id: &str, id: &str) -> Result<Option<SessionR
     .await
 }
 
+/// A tenant's session as D1 has it.
+pub async fn read(
+    db: &D1Database,
+    tenant_id: &str,
+    id: &str,
+) -> Result<Option<SessionRow>, GatewayError> {
+    d1::first(
+        db,
+        &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE tenant_id = ?1 AND id = ?2"),
+        &[tenant_id.into(), id.into()],
+    )
+    .await
+}
+
 /// Deletes at most `limit` sessions idle since before `cutoff` from D1, and their KV copies.
 /// Returns how many went.
 pub async fn expire(

@@ -45,6 +45,22 @@ pub async fn get(db: &D1Database, id: &str) -> Result<Response, GatewayError> {
     response(db, id, 200).await
 }
 
+/// `GET /admin/tenants/{id}` with `WALLETS` on: the money fields from the tenant's wallet once it
+/// took the tenant (D1's stopped at the claim).
+pub async fn get_wallet(
+    db: &D1Database,
+    env: &worker::Env,
+    id: &str,
+) -> Result<Response, GatewayError> {
+    let row = store::tenants::get(db, id)
+        .await?
+        .ok_or_else(|| not_found("tenant", id))?;
+    let mut row = serde_json::to_value(&row)
+        .map_err(|e| GatewayError::internal(format!("tenant row: {e}")))?;
+    super::wallet::overlay_balance(env, id, &mut row).await?;
+    http::json(200, &row)
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantPatch {

@@ -103,6 +103,34 @@ impl<'a> WalletClient<'a> {
         .await
     }
 
+    /// Grows an open reservation (see `core::wallet::extend`).
+    pub async fn extend(
+        &self,
+        request: crate::core::wallet::extend::ExtendRequest,
+    ) -> Result<crate::core::wallet::extend::Extension, WalletError> {
+        self.call(Command::Extend { request }).await
+    }
+
+    /// [`WalletClient::settle`] with the alert figures before and after the charge (`None` for
+    /// a repeated settlement).
+    pub async fn settle_observed(
+        &self,
+        request_id: &str,
+        key_id: &str,
+        cost: u64,
+        tokens: u64,
+        row: serde_json::Map<String, Value>,
+    ) -> Result<crate::core::wallet::figures::Observed, WalletError> {
+        self.call(Command::Settle {
+            request_id: request_id.into(),
+            key_id: key_id.into(),
+            cost,
+            tokens,
+            row,
+        })
+        .await
+    }
+
     /// Whether an open reservation was returned.
     pub async fn release(&self, request_id: &str) -> Result<bool, WalletError> {
         let v: Value = self

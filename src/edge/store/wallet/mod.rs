@@ -43,6 +43,11 @@ pub enum Command {
         /// The usage row (D1 `usage` columns); the wallet fills in the charge columns.
         row: serde_json::Map<String, serde_json::Value>,
     },
+    /// Grow an open reservation (a stream that outran it), idempotent by (request id, number)
+    /// → `Extension`.
+    Extend {
+        request: crate::core::wallet::extend::ExtendRequest,
+    },
     /// Return a reservation uncharged → `{released: bool}`.
     Release {
         request_id: String,
@@ -152,6 +157,9 @@ pub struct WalletView {
     pub outbox_pending: u64,
     pub outbox_exported: u64,
     pub schema_version: u32,
+    /// Tokens and cost the wallet charged this UTC month (with what D1 had at the claim).
+    #[serde(default)]
+    pub month: Option<crate::core::wallet::figures::MonthTotals>,
 }
 
 /// What an export did.
@@ -212,3 +220,121 @@ pub const USAGE_COLUMNS: &[&str] = &[
     "cache_write_1h_tokens",
     "long_context",
 ];
+
+/// The row field (not a `usage` column, dropped at export) that tells the export how long the
+/// session's KV copy lives (`Pending::session_ttl_seconds`; absent or 0: no copy).
+pub const SESSION_TTL_FIELD: &str = "session_ttl_seconds";
+
+/// A usage row as the wallet's outbox keeps it: every column of D1's `usage` the D1 path writes,
+/// flat (a media request's units, schema/0012, are columns like the others; the D1 path writes
+/// them with a second statement), plus the session copy's lifetime for the export.
+pub fn outbox_row(
+    row: &crate::edge::store::ledger::UsageRow,
+    session_ttl_seconds: u64,
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let serde_json::Value::Object(mut map) =
+        serde_json::to_value(row).map_err(|e| format!("usage row: {e}"))?
+    else {
+        return Err("usage row is not an object".into());
+    };
+    // Nested groups of columns (the media units) become columns; their values win, as the D1
+    // path's second statement does.
+    let nested: Vec<String> = map
+        .iter()
+        .filter(|(k, v)| v.is_object() && !USAGE_COLUMNS.contains(&k.as_str()))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for key in nested {
+        if let Some(serde_json::Value::Object(inner)) = map.remove(&key) {
+            for (k, v) in inner {
+                map.insert(k, v);
+            }
+        }
+    }
+    // Columns D1 requires that the row does not carry (the D1 path writes them as 0 too).
+    for column in ["input_price", "output_price"] {
+        map.entry(column).or_insert(serde_json::json!(0));
+    }
+    if session_ttl_seconds > 0 {
+        map.insert(
+            SESSION_TTL_FIELD.into(),
+            serde_json::json!(session_ttl_seconds),
+        );
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::edge::store::ledger::{UsageMedia, UsageRow};
+
+    fn row() -> UsageRow {
+        serde_json::from_value(serde_json::json!({
+            "request_id": "r", "tenant_id": "t", "key_id": "k", "session_id": "s",
+            "model": "m", "provider": "p", "upstream_model": "u", "stream": false,
+            "prompt_tokens": 1, "cached_prompt_tokens": 0, "completion_tokens": 2,
+            "reasoning_tokens": 0, "upstream_prompt_tokens": null,
+            "upstream_completion_tokens": null, "local_prompt_tokens": 1,
+            "local_completion_tokens": 2, "usage_source": "local", "cost": 5,
+            "price_version": null, "multiplier_bps": 10000, "idempotency_key": null,
+            "reserved": 9, "status": "ok", "http_status": 200, "error_code": null,
+            "latency_ms": 3, "ttfb_ms": null, "created_at": 7, "routes_tried": null,
+            "api": "chat"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_media_rows_units_are_columns_of_the_outbox_row() {
+        let mut r = row();
+        r.media = Some(UsageMedia {
+            api: "speech".into(),
+            unit: "character".into(),
+            quantity: 42,
+            unit_price: Some(15),
+            image_input_tokens: 3,
+            audio_input_tokens: 4,
+        });
+        let map = outbox_row(&r, 0).unwrap();
+        assert_eq!(map["api"], "speech");
+        assert_eq!(map["unit"], "character");
+        assert_eq!(map["quantity"], 42);
+        assert_eq!(map["unit_price"], 15);
+        assert_eq!(map["image_input_tokens"], 3);
+        assert_eq!(map["audio_input_tokens"], 4);
+        assert!(!map.contains_key("media"));
+        assert!(!map.contains_key(SESSION_TTL_FIELD));
+        // Every key is a usage column: nothing the D1 path writes is lost at export.
+        for k in map.keys() {
+            assert!(
+                USAGE_COLUMNS.contains(&k.as_str()),
+                "{k} is not a usage column"
+            );
+        }
+        // And every column the D1 path writes for this row is there.
+        for c in [
+            "session_id",
+            "prompt_tokens",
+            "completion_tokens",
+            "cost",
+            "reserved",
+            "status",
+            "http_status",
+            "latency_ms",
+            "created_at",
+            "api",
+            "input_price",
+        ] {
+            assert!(map.contains_key(c), "{c} missing");
+        }
+    }
+
+    #[test]
+    fn a_chat_row_keeps_its_api_and_carries_the_session_lifetime() {
+        let map = outbox_row(&row(), 3600).unwrap();
+        assert_eq!(map["api"], "chat");
+        assert!(!map.contains_key("unit"));
+        assert_eq!(map[SESSION_TTL_FIELD], 3600);
+    }
+}

@@ -143,6 +143,9 @@ impl TenantWallet {
         }
         let now = self.now();
         let sql = self.state.storage().sql();
+        // Commands that move the settled balance outside a settlement (whose export records
+        // it): D1's copy for the scheduled alert check is written right after them.
+        let mirror = matches!(command, Command::Adjust { .. });
         let answer = match command {
             other @ (Command::ReserveCall { .. }
             | Command::ChargeCall { .. }
@@ -189,11 +192,14 @@ impl TenantWallet {
                         .get(&request_id)
                         .map_or(key_id.clone(), |h| h.key_id.clone())
                 };
-                let charge =
-                    self.inner
-                        .borrow_mut()
-                        .wallet
-                        .settle(&request_id, &key_id, cost, tokens, now);
+                let observed = self.inner.borrow_mut().wallet.settle_observed(
+                    &request_id,
+                    &key_id,
+                    cost,
+                    tokens,
+                    now,
+                );
+                let charge = observed.charge;
                 fill_row(&mut row, &tenant_id, &request_id, &hold_key, &charge, now);
                 let row_text = serde_json::to_string(&row).map_err(|e| e.to_string())?;
                 let charge_text = serde_json::to_string(&charge).map_err(|e| e.to_string())?;
@@ -217,7 +223,29 @@ impl TenantWallet {
                 if let Err(e) = self.arm(EXPORT_DELAY_MS).await {
                     worker::console_error!("wallet {tenant_id}: arming the export: {e}");
                 }
-                Answer::Ok(to_value(&charge)?)
+                Answer::Ok(to_value(&observed)?)
+            }
+            Command::Extend { request } => {
+                let result = self.inner.borrow_mut().wallet.extend(&request, now);
+                match result {
+                    Ok(extension) => {
+                        if matches!(
+                            extension,
+                            crate::core::wallet::extend::Extension::Granted { .. }
+                        ) {
+                            self.write(self.ops(|w| {
+                                let mut ops = vec![account_op(w)?];
+                                if let Some(h) = w.holds.get(&request.id) {
+                                    ops.extend(key_op(w, &h.key_id)?);
+                                    ops.push(hold_op(h)?);
+                                }
+                                Ok(ops)
+                            }))?;
+                        }
+                        Answer::Ok(to_value(&extension)?)
+                    }
+                    Err(refusal) => Answer::Refused(refusal),
+                }
             }
             Command::Release { request_id } => {
                 let hold = self.inner.borrow_mut().wallet.release(&request_id, now);
@@ -305,6 +333,13 @@ impl TenantWallet {
             Command::Export => {
                 let exported =
                     self.export(&tenant_id).await? + self.export_calls(&tenant_id).await?;
+                // The alarm then sweeps the stale holds (and re-arms itself for the rest), should
+                // it have been lost with a crashed runtime.
+                if !self.inner.borrow().wallet.holds.is_empty() {
+                    if let Err(e) = self.arm(EXPORT_DELAY_MS).await {
+                        worker::console_error!("wallet {tenant_id}: arming the sweep: {e}");
+                    }
+                }
                 let pending = count(
                     &sql,
                     "SELECT COUNT(*) AS n FROM outbox WHERE exported_at IS NULL",
@@ -312,7 +347,31 @@ impl TenantWallet {
                 Answer::Ok(to_value(&ExportReport { exported, pending })?)
             }
         };
+        if mirror && matches!(answer, Answer::Ok(_)) {
+            self.mirror_balance(&tenant_id).await;
+        }
         Ok(answer)
+    }
+
+    /// Records the settled balance in D1 for the scheduled alert check (schema/0016); best
+    /// effort: the next export records it again.
+    async fn mirror_balance(&self, tenant_id: &str) {
+        let now = now_ms();
+        let balance = self.inner.borrow().wallet.figures(now).balance;
+        let written = match db::database(&self.env) {
+            Ok(database) => {
+                db::run(
+                    &database,
+                    crate::edge::store::alerts::WALLET_BALANCE_SQL,
+                    &[tenant_id.into(), balance.into(), now.into()],
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            worker::console_warn!("wallet {tenant_id}: recording the balance in D1: {e}");
+        }
     }
 
     /// Remembers the tenant on first use; refuses a command for another tenant.
@@ -353,6 +412,7 @@ impl TenantWallet {
                 "SELECT COUNT(*) AS n FROM outbox WHERE exported_at IS NOT NULL",
             )?,
             schema_version: SCHEMA_VERSION,
+            month: migrated.then(|| inner.wallet.month_totals(now)),
         })
     }
 
@@ -464,14 +524,31 @@ impl TenantWallet {
             if rows.is_empty() {
                 return Ok(exported);
             }
-            let mut statements = Vec::with_capacity(rows.len());
+            let mut statements = Vec::with_capacity(rows.len() + 1);
+            let mut sessions: Vec<(String, u64)> = Vec::new();
             for p in &rows {
                 let row: Map<String, Value> =
                     serde_json::from_str(&p.row).map_err(|e| e.to_string())?;
                 let (text, values) = insert_usage(&row, tenant_id);
                 let args: Vec<Arg<'_>> = values.iter().map(ExportValue::arg).collect();
                 statements.push(db::statement(&database, &text, &args).map_err(|e| e.to_string())?);
+                if let Some(session) = session_to_cache(&row) {
+                    if !sessions.iter().any(|(s, _)| *s == session.0) {
+                        sessions.push(session);
+                    }
+                }
             }
+            // The balance as of this export, for the scheduled alert check (schema/0016).
+            let now = now_ms();
+            let balance = self.inner.borrow().wallet.figures(now).balance;
+            statements.push(
+                db::statement(
+                    &database,
+                    crate::edge::store::alerts::WALLET_BALANCE_SQL,
+                    &[tenant_id.into(), balance.into(), now.into()],
+                )
+                .map_err(|e| e.to_string())?,
+            );
             db::batch(&database, statements)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -518,6 +595,17 @@ impl TenantWallet {
                 .map_err(js_text)?;
             }
             exported += rows.len() as u64;
+            // The sessions' KV copies, refreshed with the totals D1 now has (the D1 path does
+            // it in its settlement; best effort, D1 stays the record).
+            for (session, ttl) in &sessions {
+                match crate::edge::store::sessions::read(&database, tenant_id, session).await {
+                    Ok(Some(row)) => {
+                        crate::edge::store::sessions::cache_session(&self.env, &row, *ttl).await
+                    }
+                    Ok(None) => {}
+                    Err(e) => worker::console_warn!("wallet {tenant_id}: session {session}: {e}"),
+                }
+            }
         }
     }
 
@@ -596,6 +684,13 @@ struct Snapshot {
     disabled: i64,
     reservations: Vec<SnapshotHold>,
     revoked_keys: Vec<String>,
+    /// D1's month totals at the claim (`usage_monthly`), for alert rules.
+    #[serde(default)]
+    month_start: Option<u64>,
+    #[serde(default)]
+    month_tokens: u64,
+    #[serde(default)]
+    month_cost: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -620,6 +715,11 @@ impl Snapshot {
             plan_allowance: self.plan_allowance,
             disabled: self.disabled != 0,
             counters,
+            month: crate::core::wallet::figures::MonthTotals {
+                start: self.month_start,
+                tokens: self.month_tokens,
+                cost: self.month_cost,
+            },
         };
         for k in self.revoked_keys {
             w.set_key_revoked(&k, true);
@@ -633,6 +733,7 @@ impl Snapshot {
                 allowance_period: r.allowance_period,
                 tokens: 0,
                 created_at: r.created_at,
+                extensions: 0,
             };
             w.account.counters.held = w.account.counters.held.saturating_add(hold.total());
             let key = w.keys.entry(r.key_id).or_default();
@@ -656,7 +757,12 @@ const CLAIM_SQL: &str = "INSERT INTO wallet_claims (tenant_id, object_id, claime
     'revoked_keys', json(COALESCE((SELECT json_group_array(k.id) FROM api_keys k
       WHERE k.tenant_id = t.id AND k.revoked_at IS NOT NULL), '[]')),
     'ledger_entries', (SELECT COUNT(*) FROM credit_ledger c WHERE c.tenant_id = t.id),
-    'ledger_last_id', (SELECT MAX(c.id) FROM credit_ledger c WHERE c.tenant_id = t.id))
+    'ledger_last_id', (SELECT MAX(c.id) FROM credit_ledger c WHERE c.tenant_id = t.id),
+    'month_start', CAST(?4 AS INTEGER),
+    'month_tokens', COALESCE((SELECT m.prompt_tokens + m.completion_tokens FROM usage_monthly m
+      WHERE m.tenant_id = t.id AND m.month = ?5), 0),
+    'month_cost', COALESCE((SELECT m.cost FROM usage_monthly m
+      WHERE m.tenant_id = t.id AND m.month = ?5), 0))
   FROM tenants t WHERE t.id = ?1
   ON CONFLICT (tenant_id) DO NOTHING";
 const CLAIM_DELETE_SQL: &str = "DELETE FROM reservations WHERE tenant_id = ?1";
@@ -674,7 +780,15 @@ async fn claim(env: &Env, tenant_id: &str, object_id: &str) -> Result<Snapshot, 
         db::statement(
             &database,
             CLAIM_SQL,
-            &[tenant_id.into(), object_id.into(), now.into()],
+            &[
+                tenant_id.into(),
+                object_id.into(),
+                now.into(),
+                crate::core::billing::allowance::month_start_ms(now).into(),
+                crate::core::alerts::Observation::month_of(now)
+                    .as_str()
+                    .into(),
+            ],
         ),
         db::statement(&database, CLAIM_DELETE_SQL, &[tenant_id.into()]),
         db::statement(&database, CLAIM_READ_SQL, &[tenant_id.into()]),
@@ -750,6 +864,16 @@ fn insert_usage(row: &Map<String, Value>, tenant_id: &str) -> (String, Vec<Expor
         ),
         values,
     )
+}
+
+/// The session whose KV copy an exported row refreshes, with the copy's lifetime.
+fn session_to_cache(row: &Map<String, Value>) -> Option<(String, u64)> {
+    let ttl = row
+        .get(super::SESSION_TTL_FIELD)
+        .and_then(Value::as_u64)
+        .filter(|t| *t > 0)?;
+    let session = row.get("session_id").and_then(Value::as_str)?;
+    Some((session.to_string(), ttl))
 }
 
 /// The charge columns of a usage row, as the wallet took them.
