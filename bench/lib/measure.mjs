@@ -63,6 +63,31 @@ export async function measure(t, allTargets, mockPid, fn) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// D1 statements per request
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * D1 statements prepared per plain chat request (`x-tollgate-d1-statements`, a test deployment's
+ * header), one request at a time, for a fresh tenant and key: the first request (cold key cache;
+ * with wallets, the tenant's move into its wallet) and `warm` more. With wallets the warm ones must
+ * be 0 (issue 13).
+ */
+export async function probeD1Statements(gw, mockUrl, files, warm = 10) {
+  const { key } = await gw.newTenant({ name: 'bench-d1-probe', credit: 1_000_000_000 });
+  const headers = { 'content-type': 'application/json', authorization: `Bearer ${key.key}` };
+  const body = readFileSync(files.plain);
+  const counts = [];
+  for (let i = 0; i <= warm; i++) {
+    const r = await request(`${gw.url}/v1/chat/completions`, { headers, body });
+    if (r.status !== 200) throw new Error(`D1 probe: chat -> ${r.status}: ${r.body}`);
+    const n = r.headers['x-tollgate-d1-statements'];
+    if (n === undefined) throw new Error('D1 probe: no x-tollgate-d1-statements header (not a test deployment?)');
+    counts.push(Number(n));
+  }
+  return { first: counts[0], warm: counts.slice(1), warmMax: Math.max(...counts.slice(1)) };
+}
+
+// ---------------------------------------------------------------------------------------------
 // Cold starts
 // ---------------------------------------------------------------------------------------------
 
