@@ -14,14 +14,21 @@
 //   passthrough  bench/passthrough/worker.js, a JavaScript worker that only forwards to the mock, under
 //              its own wrangler dev and measured at its workerd entry socket: the floor of the local stack
 //   portkey    @portkey-ai/gateway (bench/peer) on Node, pointed at the mock by x-portkey-custom-host
-// Tollgate runs with full metering: key check (KV cache, D1), model lookup, local token count,
-// reservation in D1, settlement batch and usage row, session cache in KV.
+// Tollgate runs with full metering: key check (isolate cache, KV, D1), model lookup, local token
+// count, and with WALLETS=true (the default here; BENCH_WALLETS=0 for the D1 path) a reservation
+// and a settlement in the tenant's wallet (a Durable Object), whose alarm exports the usage rows to
+// D1; with WALLETS=false a reservation batch and a settlement batch in D1.
 //
 // Scenarios, at concurrency 1 and 16, each target in turn, BENCH_REPS times (order rotated per rep):
 //   plain   small chat request, JSON reply (wrk: latency percentiles, requests/s)
 //   stream  same request streamed: 20 content chunks and a usage chunk (wrk: whole-stream latency)
 //   ttfb    streamed, timed by bench/stream-client.mjs: first body byte and end of stream
 //   prompt2k  plain request whose prompt is bench/fixtures/prompt-2k.txt (~2,000 tokens): CPU of counting
+//   wallet  once, on tollgate-mf: one tenant at c=16 (reserve + settle pairs/s, export rate and lag)
+//           and one wallet command timed inside workerd (bench/wallet-driver); bench/lib/wallet.mjs
+//   tenants once, on tollgate-mf: 100 tenants × 10 concurrent clients (req/s, p50/p99, export lag)
+// Before the scenarios: D1 statements per request (x-tollgate-d1-statements of wrangler dev's
+// Tollgate, a test deployment), the first request of a fresh key and ten warm ones.
 // For each run: CPU ticks (utime+stime from /proc) of every process of each target's process tree,
 // before and after, so CPU per request; the machine's total busy CPU, so the share taken by processes
 // outside the benchmark; and the 1-minute load average.
@@ -29,7 +36,8 @@
 //
 // Environment: BENCH_QUICK=1 (1 rep of 3 s: for development), BENCH_REPS, BENCH_DURATION_S,
 // BENCH_TTFB_DURATION_S, BENCH_WARMUP_S, BENCH_COLD_STARTS, BENCH_TARGETS (comma list),
-// BENCH_SCENARIOS (comma list), BENCH_WRITE=0 (do not rewrite BENCHMARKS.md).
+// BENCH_SCENARIOS (comma list), BENCH_WALLETS=0 (the D1 hot path), BENCH_WRITE=0 (do not rewrite
+// BENCHMARKS.md).
 //
 // The pieces live in bench/lib/: config, procs, load, targets, measure, report; this file
 // orchestrates them (same CLI and output as before the split).

@@ -453,9 +453,16 @@ export function renderMarkdown(results) {
       'JSON body; stream: 23 SSE events, each its own write, then `[DONE]`). **direct** is the client calling it ' +
       'without a gateway.',
     '- **Tollgate** runs the release build with full metering: key digest check (isolate cache, else KV, else ' +
-      'D1), model row (isolate cache), o200k_base count of the prompt, one D1 batch before the upstream call ' +
-      '(reservation, which re-checks revocation, tenant and balance), upstream call, relay, and after the ' +
-      'response one D1 batch (settlement: usage row, session, alert rules). **Tollgate (Miniflare)** runs it in ' +
+      'D1), model row (isolate cache), o200k_base count of the prompt, ' +
+      (config.wallets
+        ? "**with `WALLETS=true`** one call to the tenant's wallet (a SQLite-backed Durable Object in the same " +
+          'workerd) before the upstream call (reservation: revocation, tenant, limits, balance), upstream call, ' +
+          'relay, and after the response one wallet call (settlement and usage row in the wallet\'s outbox); the ' +
+          "wallet's alarm exports the rows to D1 in batches (0 D1 statements on a warm request). "
+        : 'one D1 batch before the upstream call (reservation, which re-checks revocation, tenant and balance), ' +
+          'upstream call, relay, and after the response one D1 batch (settlement: usage row, session, alert ' +
+          'rules). ') +
+      '**Tollgate (Miniflare)** runs it in ' +
       'workerd through Miniflare\'s API (bench/miniflare-host.mjs: the runtime without wrangler dev\'s proxy, ' +
       'inspector and watchers) on a copy of the configured D1/KV state; **Tollgate (workerd port)** runs it ' +
       'under `wrangler dev` and sends requests to the user workerd\'s own entry socket; **Tollgate (wrangler ' +

@@ -160,7 +160,9 @@ export async function tenantsSimulation({ url, admin, body, durationS, tenants =
   await Promise.all(made.map((t) => one(t.key)));
   latencies.length = 0;
   errors = 0;
-  const rowsBefore = countRows(made.map((t) => t.tenantId));
+  const ids = made.map((t) => t.tenantId);
+  for (let i = 0; i < 600 && countRows(ids) < tenants; i++) await sleep(100);
+  const rowsBefore = countRows(ids);
   const t0 = performance.now();
   const end = t0 + durationS * 1000;
   const loops = [];
