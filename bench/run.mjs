@@ -14,14 +14,21 @@
 //   passthrough  bench/passthrough/worker.js, a JavaScript worker that only forwards to the mock, under
 //              its own wrangler dev and measured at its workerd entry socket: the floor of the local stack
 //   portkey    @portkey-ai/gateway (bench/peer) on Node, pointed at the mock by x-portkey-custom-host
-// Tollgate runs with full metering: key check (KV cache, D1), model lookup, local token count,
-// reservation in D1, settlement batch and usage row, session cache in KV.
+// Tollgate runs with full metering: key check (isolate cache, KV, D1), model lookup, local token
+// count, and with WALLETS=true (the default here; BENCH_WALLETS=0 for the D1 path) a reservation
+// and a settlement in the tenant's wallet (a Durable Object), whose alarm exports the usage rows to
+// D1; with WALLETS=false a reservation batch and a settlement batch in D1.
 //
 // Scenarios, at concurrency 1 and 16, each target in turn, BENCH_REPS times (order rotated per rep):
 //   plain   small chat request, JSON reply (wrk: latency percentiles, requests/s)
 //   stream  same request streamed: 20 content chunks and a usage chunk (wrk: whole-stream latency)
 //   ttfb    streamed, timed by bench/stream-client.mjs: first body byte and end of stream
 //   prompt2k  plain request whose prompt is bench/fixtures/prompt-2k.txt (~2,000 tokens): CPU of counting
+//   wallet  once, on tollgate-mf: one tenant at c=16 (reserve + settle pairs/s, export rate and lag)
+//           and one wallet command timed inside workerd (bench/wallet-driver); bench/lib/wallet.mjs
+//   tenants once, on tollgate-mf: 100 tenants × 10 concurrent clients (req/s, p50/p99, export lag)
+// Before the scenarios: D1 statements per request (x-tollgate-d1-statements of wrangler dev's
+// Tollgate, a test deployment), the first request of a fresh key and ten warm ones.
 // For each run: CPU ticks (utime+stime from /proc) of every process of each target's process tree,
 // before and after, so CPU per request; the machine's total busy CPU, so the share taken by processes
 // outside the benchmark; and the 1-minute load average.
@@ -29,7 +36,8 @@
 //
 // Environment: BENCH_QUICK=1 (1 rep of 3 s: for development), BENCH_REPS, BENCH_DURATION_S,
 // BENCH_TTFB_DURATION_S, BENCH_WARMUP_S, BENCH_COLD_STARTS, BENCH_TARGETS (comma list),
-// BENCH_SCENARIOS (comma list), BENCH_WRITE=0 (do not rewrite BENCHMARKS.md).
+// BENCH_SCENARIOS (comma list), BENCH_WALLETS=0 (the D1 hot path), BENCH_WRITE=0 (do not rewrite
+// BENCHMARKS.md).
 //
 // The pieces live in bench/lib/: config, procs, load, targets, measure, report; this file
 // orchestrates them (same CLI and output as before the split).
@@ -39,17 +47,21 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { randomToken, ROOT, sleep, startGateway } from '../tests/e2e/harness.mjs';
+import { freePort, randomToken, ROOT, sleep, startGateway } from '../tests/e2e/harness.mjs';
 import { BENCH, CFG, MOCK_SECRET, MODEL, MODEL_NOCOUNT, OUT_DIR, log } from './lib/config.mjs';
 import { CLK_TCK, gateways, loadAvg, stateDirs, stopAll } from './lib/procs.mjs';
 import { request, runStreamClient, runWrk } from './lib/load.mjs';
 import { configureTollgate, inspectWrangler, queryD1, startMiniflareHost, startMock, startPassthrough, startPortkey, verifyTarget, wranglerTomlVars, writeBodies } from './lib/targets.mjs';
-import { coldStart, coldStartPassthrough, measure, targetTicks } from './lib/measure.mjs';
+import { coldStart, coldStartPassthrough, measure, probeD1Statements, targetTicks } from './lib/measure.mjs';
+import { adminOn, tenantsSimulation, walletFigures } from './lib/wallet.mjs';
 import { fmt, machine, renderMarkdown, versions, wasmSize, writeBenchmarksMd } from './lib/report.mjs';
 
 // ---------------------------------------------------------------------------------------------
 // Main
 // ---------------------------------------------------------------------------------------------
+
+/** Scenarios run once on the Miniflare target rather than per target (bench/lib/wallet.mjs). */
+const WALLET_SCENARIOS = ['wallet', 'tenants'];
 
 async function main() {
   const startedAt = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
@@ -63,7 +75,10 @@ async function main() {
   const mockUrl = `http://127.0.0.1:${mock.value}`;
   log(`mock upstream on ${mockUrl}`);
 
-  const vars = { PROVIDER_MOCK_KEY: MOCK_SECRET };
+  const vars = { PROVIDER_MOCK_KEY: MOCK_SECRET, WALLETS: CFG.wallets ? 'true' : 'false' };
+  // wrangler dev's Tollgate (set-up, targets tollgate and tollgate-workerd, the D1 probe) is a test
+  // deployment: it answers with x-tollgate-d1-statements. The measured Miniflare target is not.
+  const gwVars = { ...vars, TOLLGATE_TEST_DEPLOYMENT: 'true' };
   // One D1/KV state for the measured gateway and the cold restarts after it.
   const state = {
     persistDir: mkdtempSync(join(tmpdir(), 'tollgate-bench-')),
@@ -72,9 +87,9 @@ async function main() {
   };
   stateDirs.add(state.persistDir);
   log('starting Tollgate (wrangler dev)');
-  let gw = await startGateway({ vars, state });
+  let gw = await startGateway({ vars: gwVars, state });
   gateways.add(gw);
-  const { key } = await configureTollgate(gw, mockUrl);
+  const { key, tenantId } = await configureTollgate(gw, mockUrl);
   const wr = await inspectWrangler(gw);
   log(`wrangler tree: ${wr.tree.map((p) => `${p.comm}(${p.pid})`).join(' ')}; user workerd ${wr.user?.pid} entry port ${wr.entryPort}`);
 
@@ -125,7 +140,7 @@ async function main() {
     // A copy of the configured state (provider, models, tenant, key), so that the two runtimes
     // never write one SQLite file at the same time.
     await sleep(500);
-    tollgateMf = { persistDir: mkdtempSync(join(tmpdir(), 'tollgate-bench-mf-')) };
+    tollgateMf = { persistDir: mkdtempSync(join(tmpdir(), 'tollgate-bench-mf-')), driverPort: await freePort() };
     stateDirs.add(tollgateMf.persistDir);
     cpSync(join(state.persistDir, 'v3'), join(tollgateMf.persistDir, 'v3'), { recursive: true });
     tollgateMf.host = await startMiniflareHost('tollgate-mf', {
@@ -143,6 +158,11 @@ async function main() {
         ALLOW_PRIVATE_UPSTREAMS: 'true',
         ...vars,
       },
+      name: 'tollgate',
+      durableObjects: { WALLET: 'TenantWallet' },
+      walletDriver: CFG.wallets && CFG.scenarios.includes('wallet'),
+      walletDriverScript: join(BENCH, 'wallet-driver', 'worker.js'),
+      driverPort: tollgateMf.driverPort,
       marker: 'tollgate',
     });
     log(`Tollgate (Miniflare) on ${tollgateMf.host.url}`);
@@ -197,6 +217,11 @@ async function main() {
     }
   }
 
+  // D1 statements per request on the hot path (wrangler dev's Tollgate, a test deployment): the
+  // first request of a fresh key (cold caches, and the tenant's move into its wallet), then warm ones.
+  const d1Probe = await probeD1Statements(gw, mockUrl, files);
+  log(`D1 statements per request: first ${d1Probe.first}, warm ${JSON.stringify(d1Probe.warm)}`);
+
   // Idle CPU of each target, so that background work is visible.
   const idle = {};
   {
@@ -213,7 +238,7 @@ async function main() {
   let answeredTollgate = 0;
   const runs = [];
   const mockPid = mock.pid;
-  for (const scenario of CFG.scenarios) {
+  for (const scenario of CFG.scenarios.filter((sc) => !WALLET_SCENARIOS.includes(sc))) {
     const bodyFile = scenario === 'plain' || scenario === 'prompt2k' ? files[scenario] : files.stream;
     for (const c of CFG.concurrencies) {
       const exec = (t, durationS) =>
@@ -244,6 +269,36 @@ async function main() {
     }
   }
 
+  // The wallets' own figures, on the Miniflare target (docs/scale.md).
+  let walletBench = null;
+  let tenantsBench = null;
+  const walletScenarios = CFG.scenarios.filter((sc) => WALLET_SCENARIOS.includes(sc));
+  if (walletScenarios.length && !(CFG.wallets && tollgateMf)) {
+    log(`WARNING: ${walletScenarios.join(',')} need BENCH_WALLETS=1 and target tollgate-mf; skipped`);
+  } else if (walletScenarios.length) {
+    const admin = adminOn(tollgateMf.host.url, state.adminToken);
+    if (walletScenarios.includes('wallet')) {
+      walletBench = await walletFigures({
+        url: tollgateMf.host.url,
+        driverUrl: `http://127.0.0.1:${tollgateMf.driverPort}`,
+        admin,
+        bodyFile: files.plain,
+        durationS: CFG.durationS,
+      });
+      log(`wallet: ${JSON.stringify(walletBench)}`);
+    }
+    if (walletScenarios.includes('tenants')) {
+      tenantsBench = await tenantsSimulation({
+        url: tollgateMf.host.url,
+        admin,
+        body: readFileSync(files.plain),
+        durationS: CFG.durationS,
+        countRows: (ids) =>
+          Number(queryD1(tollgateMf.persistDir, `SELECT COUNT(*) AS n FROM usage WHERE tenant_id IN (${ids.map((i) => `'${i}'`).join(',')})`)[0].n),
+      });
+    }
+  }
+
   // Metering check: usage rows for what Tollgate answered, and the 2k prompt's token count.
   await sleep(1000);
   let meteringCheck = null;
@@ -251,9 +306,18 @@ async function main() {
   if (targets.some((t) => t.name.startsWith('tollgate'))) {
     // Both states: wrangler dev's (tollgate, tollgate-workerd) and the Miniflare copy's.
     const query = (sql) => [...gw.d1(sql), ...(tollgateMf ? queryD1(tollgateMf.persistDir, sql) : [])];
-    const byStatus = {};
-    for (const r of query('SELECT status, COUNT(*) AS n FROM usage GROUP BY status')) {
-      byStatus[r.status] = (byStatus[r.status] ?? 0) + Number(r.n);
+    const answered = answeredTollgate + 2 * targets.filter((t) => t.name.startsWith('tollgate')).length;
+    // With wallets the rows reach D1 by each wallet's export (about a second after settlement).
+    const t0Export = performance.now();
+    let byStatus = {};
+    for (;;) {
+      byStatus = {};
+      for (const r of query('SELECT status, COUNT(*) AS n FROM usage WHERE tenant_id = ' + `'${tenantId}'` + ' GROUP BY status')) {
+        byStatus[r.status] = (byStatus[r.status] ?? 0) + Number(r.n);
+      }
+      const rows = Object.values(byStatus).reduce((a, b) => a + b, 0);
+      if (!CFG.wallets || rows >= answered || performance.now() - t0Export > 60_000) break;
+      await sleep(250);
     }
     const open = query('SELECT COUNT(*) AS n FROM reservations').reduce((a, r) => a + Number(r.n), 0);
     meteringCheck = {
@@ -261,7 +325,9 @@ async function main() {
       byStatus,
       openReservations: Number(open),
       // + the set-up's verification requests
-      answered: answeredTollgate + 2 * targets.filter((t) => t.name.startsWith('tollgate')).length,
+      answered,
+      wallets: CFG.wallets,
+      exportWaitMs: performance.now() - t0Export,
     };
     const p = await request(all.tollgate.url, {
       headers: { 'content-type': 'application/json', ...all.tollgate.headers },
@@ -312,6 +378,9 @@ async function main() {
     idleCpuMsPerS: idle,
     wasm,
     meteringCheck,
+    d1Probe,
+    walletBench,
+    tenantsBench,
     prompt2kTokens,
     runs,
     coldStarts,

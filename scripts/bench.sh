@@ -6,8 +6,11 @@
 #   BENCH_QUICK=1 bash scripts/bench.sh    # 1 repetition of 3 s: a few minutes, for development
 #
 # Other settings (environment): BENCH_REPS, BENCH_DURATION_S, BENCH_TTFB_DURATION_S, BENCH_WARMUP_S,
-# BENCH_COLD_STARTS, BENCH_TARGETS (direct,passthrough,tollgate,tollgate-workerd,portkey),
-# BENCH_SCENARIOS (plain,stream,ttfb,prompt2k), BENCH_WRITE=0 (leave BENCHMARKS.md alone).
+# BENCH_COLD_STARTS (0: none), BENCH_TARGETS (direct,passthrough-mf,tollgate-mf,tollgate-workerd,
+# portkey; passthrough and tollgate for the wrangler dev ports), BENCH_SCENARIOS
+# (plain,stream,ttfb,prompt2k,wallet,tenants: wallet and tenants run once, on tollgate-mf),
+# BENCH_WALLETS=0 (Tollgate on the D1 hot path instead of the tenant wallets), BENCH_PIPELINE=0
+# (skip scripts/bench-pipeline.sh), BENCH_WRITE=0 (leave BENCHMARKS.md alone).
 # Raw results: target/bench/results.json; logs of the helpers: target/bench/*.log.
 #
 # Installs what it needs, idempotently: the project set-up (scripts/setup.sh), wrk (apt-get) and the

@@ -23,11 +23,16 @@ export const CFG = {
   coldStarts: num(env.BENCH_COLD_STARTS, QUICK ? 1 : 3),
   concurrencies: [1, 16],
   targets: (env.BENCH_TARGETS ?? 'direct,passthrough-mf,tollgate-mf,tollgate-workerd,portkey').split(',').filter(Boolean),
-  scenarios: (env.BENCH_SCENARIOS ?? 'plain,stream,ttfb,prompt2k').split(',').filter(Boolean),
+  scenarios: (env.BENCH_SCENARIOS ?? 'plain,stream,ttfb,prompt2k,wallet,tenants').split(',').filter(Boolean),
   write: env.BENCH_WRITE !== '0',
+  // Tenant wallets (WALLETS=true, docs/scale.md) on every Tollgate target; BENCH_WALLETS=0 measures
+  // the D1 hot path instead.
+  wallets: env.BENCH_WALLETS !== '0',
 };
 for (const [k, v] of Object.entries(CFG)) {
-  if (typeof v === 'number' && !(Number.isFinite(v) && v > 0)) throw new Error(`bad benchmark setting ${k}=${v}`);
+  // BENCH_COLD_STARTS=0 skips the cold starts (development runs).
+  const min = k === 'coldStarts' ? 0 : Number.MIN_VALUE;
+  if (typeof v === 'number' && !(Number.isFinite(v) && v >= min)) throw new Error(`bad benchmark setting ${k}=${v}`);
 }
 if (!CFG.targets.includes('direct')) throw new Error('BENCH_TARGETS must include direct (the baseline)');
 

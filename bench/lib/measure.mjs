@@ -63,6 +63,41 @@ export async function measure(t, allTargets, mockPid, fn) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// D1 statements per request
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * D1 statements prepared per plain chat request (`x-tollgate-d1-statements`, a test deployment's
+ * header), one request at a time, for a fresh tenant and key: the first request (cold key cache;
+ * with wallets, the tenant's move into its wallet) and `warm` more. With wallets the warm ones must
+ * be 0 (issue 13). Waiting for each export takes about a second per request, so the probe crosses
+ * CONFIG_CACHE_TTL_MS (10 s): the request that refreshes the isolate's caches (model row, routes,
+ * plugins) shows their statements, as the hot path does every 10 s per isolate.
+ */
+export async function probeD1Statements(gw, mockUrl, files, warm = 10) {
+  const { tenant, key } = await gw.newTenant({ name: 'bench-d1-probe', credit: 1_000_000_000 });
+  const headers = { 'content-type': 'application/json', authorization: `Bearer ${key.key}` };
+  const body = readFileSync(files.plain);
+  const counts = [];
+  for (let i = 0; i <= warm; i++) {
+    const r = await request(`${gw.url}/v1/chat/completions`, { headers, body });
+    if (r.status !== 200) throw new Error(`D1 probe: chat -> ${r.status}: ${r.body}`);
+    const n = r.headers['x-tollgate-d1-statements'];
+    if (n === undefined) throw new Error('D1 probe: no x-tollgate-d1-statements header (not a test deployment?)');
+    counts.push(Number(n));
+    // The counter is the isolate's: the wallet's export of earlier rows (its alarm, in the same
+    // isolate, a second after a settlement) must not fall inside the next request.
+    for (let t = 0; t < 200; t++) {
+      const w = await gw.admin('GET', `/admin/tenants/${tenant.id}/wallet`);
+      if (w.status !== 200 || (w.json.outbox_pending === 0 && w.json.open_reservations === 0)) break;
+      await sleep(50);
+    }
+  }
+  const warmCounts = counts.slice(1);
+  return { first: counts[0], warm: warmCounts, warmMax: Math.max(...warmCounts), warmZero: warmCounts.filter((n) => n === 0).length };
+}
+
+// ---------------------------------------------------------------------------------------------
 // Cold starts
 // ---------------------------------------------------------------------------------------------
 

@@ -128,11 +128,11 @@ function pairedRatio(runs, scenario, c, target, field) {
   return out;
 }
 
-function cpuRatio(runs, scenario, c, target) {
+function cpuRatio(runs, scenario, c, target, field = 'cpuMsPerReq') {
   const out = [];
   for (const r of collect(runs, scenario, c, target)) {
     const p = runs.find((x) => x.scenario === scenario && x.concurrency === c && x.target === 'portkey' && x.rep === r.rep);
-    if (p && r.cpuMsPerReq && p.cpuMsPerReq) out.push(r.cpuMsPerReq / p.cpuMsPerReq);
+    if (p && r[field] && p[field]) out.push(r[field] / p[field]);
   }
   return out;
 }
@@ -153,6 +153,47 @@ function targetsEvaluation(results) {
   const has = (t) => results.config.targets.includes(t);
   const tg = ['tollgate-mf', 'tollgate-workerd', 'tollgate'].find(has) ?? 'tollgate';
   const verdict = (ok) => (ok === null ? 'not measured' : ok ? '**met**' : '**not met**');
+  // Issue 13's targets (wallets on the hot path).
+  if (has('portkey')) {
+    const rps = median(cpuRatio(runs, 'plain', 16, tg, 'rps'));
+    const ours = median(collect(runs, 'plain', 16, tg).map((r) => r.rps));
+    const theirs = median(collect(runs, 'plain', 16, 'portkey').map((r) => r.rps));
+    rows.push([
+      "plain c=16 throughput ≥ Portkey's",
+      `${fmt(ours, 0)} vs ${fmt(theirs, 0)} req/s (ratio ${fmt(rps)})`,
+      verdict(rps === null ? null : rps >= 1),
+    ]);
+  }
+  {
+    const added = median(pairedDiff(runs, 'plain', 1, tg, 'p50'));
+    rows.push(['added p50, plain, c=1: ≤ 1.5 ms', `${fmt(added)} ms`, verdict(added === null ? null : added <= 1.5)]);
+  }
+  if (has('portkey')) {
+    for (const c of CFG.concurrencies) {
+      const ratio = median(cpuRatio(runs, 'plain', c, tg));
+      const ours = median(collect(runs, 'plain', c, tg).map((r) => r.cpuMsPerReq));
+      const theirs = median(collect(runs, 'plain', c, 'portkey').map((r) => r.cpuMsPerReq));
+      rows.push([
+        `CPU per plain request, c=${c}: ≤ Portkey's`,
+        `${fmt(ours)} vs ${fmt(theirs)} ms (ratio ${fmt(ratio)})`,
+        verdict(ratio === null ? null : ratio <= 1),
+      ]);
+    }
+  }
+  {
+    const added = median(pairedDiff(runs, 'ttfb', 1, tg, 'ttfbP50'));
+    rows.push(['stream TTFB added, p50, c=1: ≤ 1.5 ms', `${fmt(added)} ms`, verdict(added === null ? null : added <= 1.5)]);
+  }
+  if (results.d1Probe) {
+    const d = results.d1Probe;
+    const typical = median(d.warm);
+    rows.push([
+      'D1 statements per warm plain request: 0',
+      `${fmt(typical, 0)} (median; ${d.warm.filter((n) => n === 0).length} of ${d.warm.length} warm requests at 0, the others refresh the ` +
+        `isolate's caches; first request of a fresh key: ${d.first})${results.config.wallets ? '' : ', wallets off'}`,
+      verdict(typical === 0),
+    ]);
+  }
   if (has('portkey')) {
     for (const c of CFG.concurrencies) {
       const ours = median(pairedDiff(runs, 'plain', c, tg, 'p50'));
@@ -315,6 +356,48 @@ export function renderMarkdown(results) {
     L.push('');
   }
 
+  if (results.d1Probe || results.walletBench || results.tenantsBench) {
+    L.push(`### Tenant wallets (${config.wallets ? 'WALLETS=true' : 'WALLETS=false'}; docs/scale.md)`, '');
+    const d = results.d1Probe;
+    if (d) {
+      L.push(
+        `- **D1 statements per plain request** (wrangler dev's Tollgate as a test deployment, ` +
+          '`x-tollgate-d1-statements`, one request at a time, a fresh tenant and key): first request ' +
+          `${d.first} (key and model read into the isolate's caches${config.wallets ? ", the tenant's move into its wallet" : ''}), ` +
+          `then ${d.warm.join(', ')} (waiting for the wallet's export after each; a non-zero warm request is the refresh of the ` +
+          "isolate's caches every `CONFIG_CACHE_TTL_MS`, 10 s: model row, routes, plugins).",
+      );
+    }
+    const w = results.walletBench;
+    if (w) {
+      L.push(
+        `- **One wallet, one tenant, c = 16** (Tollgate (Miniflare), plain requests to the instant mock, ${fmt(w.loadS, 1)} s): ` +
+          `${w.answered} answered${w.errors ? ` (**${w.errors} errors**)` : ''}, gateway ${fmt(w.gatewayRps, 0)} req/s ` +
+          `(p50 ${fmt(w.p50)} / p99 ${fmt(w.p99)} ms); **${fmt(w.pairsPerS, 0)} reserve + settle pairs/s** until the last ` +
+          `settlement; export to D1 best second **${fmt(w.exportRowsPerS, 0)} rows/s**, at most ${w.maxPending} rows pending, ` +
+          `every row in D1 ${fmt(w.exportLagMs, 0)} ms after the load ended.`,
+      );
+      if (w.command) {
+        L.push(
+          `- **One wallet command, worker → object → answer** (bench/wallet-driver in the same workerd, reserve and ` +
+            `release one at a time, ${w.command.commands} commands): mean **${fmt(w.command.meanMs, 3)} ms**; p50 of ` +
+            `10-command batches ${fmt(w.command.p50Ms, 3)} ms, p90 ${fmt(w.command.p90Ms, 3)} ms (the runtime's clock ` +
+            'moves in whole ms between I/O events, so single commands are not timed).',
+        );
+      }
+    }
+    const t = results.tenantsBench;
+    if (t) {
+      L.push(
+        `- **${t.tenants} tenants × ${t.clients} concurrent clients** (keep-alive, plain requests, ${config.durationS} s): ` +
+          `**${fmt(t.rps, 0)} req/s**, p50 ${fmt(t.p50)} ms, p99 ${fmt(t.p99)} ms${t.errors ? `, **${t.errors} errors** (${t.firstError})` : ''}; ` +
+          `every usage row in D1 ${t.exportLagMs === null ? '**not within 120 s**' : `${fmt(t.exportLagMs, 0)} ms`} after the load ended ` +
+          `(${t.rowsExported} rows for ${t.answered} answered).`,
+      );
+    }
+    L.push('');
+  }
+
   if (results.pipeline) {
     L.push(
       "### Tollgate's own CPU per request (scripts/bench-pipeline.sh)",
@@ -373,9 +456,16 @@ export function renderMarkdown(results) {
       'JSON body; stream: 23 SSE events, each its own write, then `[DONE]`). **direct** is the client calling it ' +
       'without a gateway.',
     '- **Tollgate** runs the release build with full metering: key digest check (isolate cache, else KV, else ' +
-      'D1), model row (isolate cache), o200k_base count of the prompt, one D1 batch before the upstream call ' +
-      '(reservation, which re-checks revocation, tenant and balance), upstream call, relay, and after the ' +
-      'response one D1 batch (settlement: usage row, session, alert rules). **Tollgate (Miniflare)** runs it in ' +
+      'D1), model row (isolate cache), o200k_base count of the prompt, ' +
+      (config.wallets
+        ? "**with `WALLETS=true`** one call to the tenant's wallet (a SQLite-backed Durable Object in the same " +
+          'workerd) before the upstream call (reservation: revocation, tenant, limits, balance), upstream call, ' +
+          'relay, and after the response one wallet call (settlement and usage row in the wallet\'s outbox); the ' +
+          "wallet's alarm exports the rows to D1 in batches (0 D1 statements on a warm request). "
+        : 'one D1 batch before the upstream call (reservation, which re-checks revocation, tenant and balance), ' +
+          'upstream call, relay, and after the response one D1 batch (settlement: usage row, session, alert ' +
+          'rules). ') +
+      '**Tollgate (Miniflare)** runs it in ' +
       'workerd through Miniflare\'s API (bench/miniflare-host.mjs: the runtime without wrangler dev\'s proxy, ' +
       'inspector and watchers) on a copy of the configured D1/KV state; **Tollgate (workerd port)** runs it ' +
       'under `wrangler dev` and sends requests to the user workerd\'s own entry socket; **Tollgate (wrangler ' +

@@ -217,10 +217,11 @@ export function wranglerTomlVars(file = join(ROOT, 'wrangler.toml')) {
  * A worker under bench/miniflare-host.mjs (workerd through Miniflare's API); resolves once /healthz
  * answers. `persistDir`: a wrangler-style state directory (D1 and KV), or null for none.
  */
-export async function startMiniflareHost(name, { script, wasm = null, persistDir = null, vars = {}, marker }) {
+export async function startMiniflareHost(name, { script, wasm = null, persistDir = null, vars = {}, marker, ...rest }) {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const cfg = { script, wasm, persistDir, vars, port };
+  // rest: `name` (the worker's) and `durableObjects` (see bench/miniflare-host.mjs).
+  const cfg = { script, wasm, persistDir, vars, port, ...rest };
   const helper = await startHelper(name, process.execPath, [join(BENCH, 'miniflare-host.mjs'), JSON.stringify(cfg)], {
     envExtra: OFFLINE_ENV,
     readyLine: /READY /,

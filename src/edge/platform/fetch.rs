@@ -142,6 +142,30 @@ pub async fn read_answer(
     if let Some(len) = declared.filter(|&len| len > limit as u64) {
         return Err(too_large(&format!("{len} bytes declared")));
     }
+    let encoded = resp
+        .headers()
+        .get("content-encoding")
+        .ok()
+        .flatten()
+        .is_some_and(|e| !e.trim().is_empty() && !e.trim().eq_ignore_ascii_case("identity"));
+    if declared.is_some() && !encoded {
+        // A declared length within the limit, not compressed: the body is that many bytes (HTTP
+        // framing), read in one call (see `whole_body`).
+        let reading = Box::pin(whole_body(resp));
+        let timer = Delay::from(Duration::from_millis(timeout_ms));
+        return match select(reading, timer).await {
+            Either::Left((Ok(body), _)) if body.len() > limit => Err(too_large("more sent")),
+            Either::Left((Ok(body), _)) => Ok(body),
+            Either::Left((Err(e), _)) => Err(GatewayError::new(
+                ErrorKind::UpstreamUnusable,
+                format!("The provider's answer broke off: {e}"),
+            )),
+            Either::Right(_) => Err(GatewayError::new(
+                ErrorKind::UpstreamUnanswered,
+                format!("The provider did not finish its answer within {timeout_ms} ms."),
+            )),
+        };
+    }
     let mut stream = resp.stream().map_err(|e| {
         GatewayError::new(
             ErrorKind::UpstreamUnusable,
@@ -173,6 +197,29 @@ pub async fn read_answer(
             format!("The provider did not finish its answer within {timeout_ms} ms."),
         )),
     }
+}
+
+/// The whole body of `resp` in one call of the runtime's `Response.arrayBuffer()`.
+///
+/// Hot path (every plain answer). workers-rs's `Response::bytes` reads through a stream reader,
+/// chunk by chunk (a reader, a read, a lock release and a microtask per chunk); the runtime reads
+/// the whole body natively. Only for a body whose length is declared and within the caller's
+/// limit, and not compressed (a compressed body grows when the runtime decodes it: those are read
+/// chunk by chunk, failing closed at the limit).
+async fn whole_body(resp: &mut Response) -> Result<Vec<u8>, String> {
+    use worker::wasm_bindgen_futures::JsFuture;
+    use worker::{js_sys, web_sys, ResponseBody};
+    let stream = match resp.body() {
+        ResponseBody::Stream(stream) => stream.clone(),
+        ResponseBody::Body(bytes) => return Ok(bytes.clone()),
+        ResponseBody::Empty => return Ok(Vec::new()),
+    };
+    let text = |e: wasm_bindgen::JsValue| format!("{e:?}");
+    let whole = web_sys::Response::new_with_opt_readable_stream(Some(&stream)).map_err(text)?;
+    let buffer = JsFuture::from(whole.array_buffer().map_err(text)?)
+        .await
+        .map_err(text)?;
+    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
 }
 
 /// Reads a body of unknown length chunk by chunk, keeping at most `limit` bytes.

@@ -585,15 +585,19 @@ impl TenantWallet {
                     refused.len()
                 ));
             }
+            // One statement for the batch (EXPORT_BATCH + 1 bound values, under the object's
+            // 100): a statement per row cost ~5 % of the worker's CPU at 30 requests/s.
             let now = now_ms();
-            for p in &rows {
-                exec(
-                    &sql,
-                    "UPDATE outbox SET exported_at = ? WHERE request_id = ?",
-                    vec![int(now), p.request_id.as_str().into()],
-                )
-                .map_err(js_text)?;
-            }
+            let marks = vec!["?"; rows.len()].join(", ");
+            let mut args = Vec::with_capacity(rows.len() + 1);
+            args.push(int(now));
+            args.extend(rows.iter().map(|p| p.request_id.as_str().into()));
+            exec(
+                &sql,
+                &format!("UPDATE outbox SET exported_at = ? WHERE request_id IN ({marks})"),
+                args,
+            )
+            .map_err(js_text)?;
             exported += rows.len() as u64;
             // The sessions' KV copies, refreshed with the totals D1 now has (the D1 path does
             // it in its settlement; best effort, D1 stays the record).
