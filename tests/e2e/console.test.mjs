@@ -614,7 +614,16 @@ describe('browser console', { skip: !existsSync(CHROMIUM) && `no Chromium at ${C
       assert.ok(r.status >= 500, `dead route answered ${r.status}`);
     }
     // A price change is a new price version; the old one stays in the history with its dates.
-    await gw.adminOk('PUT', '/admin/models/dead-model', { provider: 'deadend', upstream_model: 'gone', input_price: 2500, output_price: 4000 });
+    await gw.adminOk('PUT', '/admin/models/dead-model', {
+      provider: 'deadend',
+      upstream_model: 'gone',
+      input_price: 2500,
+      output_price: 4000,
+      cache_write_5m_price: 3000,
+      long_context_threshold: 100_000,
+      long_input_price: 5000,
+      long_output_price: 8000,
+    });
     const versions = gw.d1("SELECT id, input_price, created_at FROM price_versions WHERE model = 'dead-model' ORDER BY id DESC");
     assert.equal(versions.length, 2);
     await page.click('[data-testid=tab-models]');
@@ -641,6 +650,11 @@ describe('browser console', { skip: !existsSync(CHROMIUM) && `no Chromium at ${C
     assert.equal(history[0].cells[6], '');
     assert.equal(history[1].cells[5], iso(versions[1].created_at));
     assert.equal(history[1].cells[6], iso(versions[0].created_at));
+    // Cache-write prices (unset: the input price) and the long-context tier, in the same version.
+    const n = (v) => v.toLocaleString('en-US');
+    assert.equal(history[0].cells[7], `${n(3000)} / same`);
+    assert.equal(history[0].cells[8], `above ${n(100_000)}: ${n(5000)} in, ${n(8000)} out`);
+    assert.equal(history[1].cells[8], 'none');
     await shot(page, 'operator-models');
     await page.click('tr[data-model=tollgate-echo] button');
     await page.waitForFunction(() => document.querySelector('[data-testid=routes] td')?.textContent.startsWith('builtin/'));
