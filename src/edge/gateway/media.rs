@@ -6,11 +6,13 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
+use std::time::Duration;
 
 use futures::channel::oneshot;
+use futures::future::{select, Either};
 use futures::StreamExt;
 use serde_json::Map;
-use worker::{Context, D1Database, Response, ResponseBuilder};
+use worker::{Context, D1Database, Delay, Response, ResponseBuilder};
 
 use super::admit::{self, Admitted};
 use super::context::Call;
@@ -293,6 +295,9 @@ pub(crate) enum StreamEnding {
     Broken,
     /// The provider went silent longer than the idle timeout: the body was cut.
     Stalled,
+    /// The request's wall-clock deadline passed first (a client that stopped reading): settled
+    /// then, the stream ended at its next read.
+    Deadline,
 }
 
 impl StreamEnding {
@@ -303,6 +308,7 @@ impl StreamEnding {
             StreamEnding::ClientLeft => (RequestStatus::ClientAbort, None),
             StreamEnding::Broken => (RequestStatus::UpstreamError, Some("upstream_error")),
             StreamEnding::Stalled => (RequestStatus::UpstreamTimeout, Some("upstream_timeout")),
+            StreamEnding::Deadline => (RequestStatus::Truncated, Some("stream_deadline")),
         }
     }
 
@@ -355,17 +361,24 @@ pub(crate) async fn stream_through(
     // How the relay ended, read when it ends (the client leaving drops the stream: unset).
     let ending: Rc<Cell<Option<StreamEnding>>> = Rc::default();
     let seen_ending = Rc::clone(&ending);
+    // Settled at the deadline: the relay stops at its next read.
+    let settled: Rc<Cell<bool>> = Rc::default();
+    let seen_settled = Rc::clone(&settled);
     // An event stream the gateway cuts ends with an error event (an SDK raises it); audio just
     // ends where it stopped.
     let events = content_type.starts_with("text/event-stream");
     let rest = futures::stream::unfold(
-        Some((source, watch, seen_ending)),
+        Some((source, watch, seen_ending, seen_settled)),
         move |state| async move {
-            let (mut source, mut watch, ending) = state?;
+            let (mut source, mut watch, ending, settled) = state?;
+            if settled.get() {
+                source.abort();
+                return None;
+            }
             match source.next().await {
                 Ok(Some(bytes)) => {
                     watch(&bytes);
-                    let next = Some((source, watch, ending));
+                    let next = Some((source, watch, ending, settled));
                     Some((Ok::<Vec<u8>, worker::Error>(bytes), next))
                 }
                 Ok(None) => {
@@ -389,15 +402,25 @@ pub(crate) async fn stream_through(
             let _ = end_tx.send(());
             Ok(Vec::new())
         }));
+    // The request's wall-clock deadline (below the stale-reservation sweep), as for chat
+    // streams: a client that stops reading leaves the relay unpolled, so the settlement does not
+    // wait for it past then.
+    let deadline_ms = pending.deadline().saturating_sub(now_ms());
     ctx.wait_until(async move {
-        let over = end_rx.await.is_ok();
+        let timer = Delay::from(Duration::from_millis(deadline_ms));
+        let over = match select(end_rx, timer).await {
+            Either::Left((sent, _)) => Some(sent.is_ok()),
+            Either::Right(_) => None,
+        };
+        settled.set(true);
         if let Some(t) = pending.media.as_mut() {
             t.billed = Some(billed());
         }
         let how = match (over, ending.get()) {
-            (true, Some(how)) => how,
-            (true, None) => StreamEnding::Completed,
-            (false, _) => StreamEnding::ClientLeft,
+            (Some(true), Some(how)) => how,
+            (Some(true), None) => StreamEnding::Completed,
+            (Some(false), _) => StreamEnding::ClientLeft,
+            (None, _) => StreamEnding::Deadline,
         };
         let mut end = ok_end(&pending, now_ms());
         end.ttfb_ms = Some(ttfb);
@@ -458,5 +481,9 @@ mod tests {
             RequestStatus::ClientAbort
         );
         assert_eq!(StreamEnding::Completed.status(), (RequestStatus::Ok, None));
+        assert_eq!(
+            StreamEnding::Deadline.status(),
+            (RequestStatus::Truncated, Some("stream_deadline"))
+        );
     }
 }
