@@ -198,9 +198,17 @@ fn run_open(platform: &str) {
             enc.name()
         ));
     }
+    // `TOLLGATE_BENCH_NATURAL_ONLY` names a readable file (any): only the natural-text rows, for
+    // a quick measurement of the Chinese target on a busy machine.
+    let natural_only = read_env_file("TOLLGATE_BENCH_NATURAL_ONLY").is_some();
     for enc in open {
         let mut inputs: Vec<(String, String, f64)> = Vec::new();
-        for (name, text) in [("English", ENGLISH), ("code", CODE), ("Chinese", CHINESE)] {
+        let corpora: &[(&str, &str)] = if natural_only {
+            &[]
+        } else {
+            &[("English", ENGLISH), ("code", CODE), ("Chinese", CHINESE)]
+        };
+        for &(name, text) in corpora {
             for (size, tokens, min_ms) in [
                 ("2k-token prompt", 2_000u64, 300.0),
                 ("large text", 250_000, 600.0),
