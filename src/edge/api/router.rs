@@ -262,9 +262,15 @@ pub async fn admin_api(
         (Method::Get | Method::Put, ["tenants", id, "limits"]) => {
             wallet::tenant_limits(&mut req, env, db, method, id).await
         }
-        (Method::Get, ["tenants", id, "wallet"]) => wallet::inspect(env, db, id).await,
-        (Method::Post, ["tenants", id, "wallet", "migrate"]) => wallet::migrate(env, db, id).await,
-        (Method::Post, ["tenants", id, "wallet", "export"]) => wallet::export(env, db, id).await,
+        (Method::Get, ["tenants", id, "wallet"]) => {
+            wallet::operate(env, db, id, wallet::Operation::Inspect).await
+        }
+        (Method::Post, ["tenants", id, "wallet", "migrate"]) => {
+            wallet::operate(env, db, id, wallet::Operation::Migrate).await
+        }
+        (Method::Post, ["tenants", id, "wallet", "export"]) => {
+            wallet::operate(env, db, id, wallet::Operation::Export).await
+        }
         (Method::Post, ["tenants", id, "wallet", "clock"])
             if settings::settings(env).test_deployment =>
         {

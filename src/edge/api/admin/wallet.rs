@@ -66,34 +66,31 @@ pub async fn tenant_limits(
     )
 }
 
-/// `GET /admin/tenants/{id}/wallet`: the wallet's state (without taking the tenant's money).
-pub async fn inspect(env: &Env, database: &D1Database, id: &str) -> Result<Response, GatewayError> {
-    require_tenant(database, id).await?;
-    let view = WalletClient::new(env, id)
-        .inspect()
-        .await
-        .map_err(wallet_error)?;
-    http::json(200, &view)
+/// The wallet operations of `…/wallet`, `…/wallet/migrate` and `…/wallet/export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// `GET /admin/tenants/{id}/wallet`: the wallet's state (without taking the tenant's money).
+    Inspect,
+    /// `POST /admin/tenants/{id}/wallet/migrate`: takes the tenant's money from D1 now (once).
+    Migrate,
+    /// `POST /admin/tenants/{id}/wallet/export`: writes the wallet's pending usage rows to D1 now.
+    Export,
 }
 
-/// `POST /admin/tenants/{id}/wallet/migrate`: takes the tenant's money from D1 now (once).
-pub async fn migrate(env: &Env, database: &D1Database, id: &str) -> Result<Response, GatewayError> {
+/// Runs `operation` on the tenant's wallet (404 for an unknown tenant) and answers its result.
+pub async fn operate(
+    env: &Env,
+    database: &D1Database,
+    id: &str,
+    operation: Operation,
+) -> Result<Response, GatewayError> {
     require_tenant(database, id).await?;
-    let view = WalletClient::new(env, id)
-        .migrate()
-        .await
-        .map_err(wallet_error)?;
-    http::json(200, &view)
-}
-
-/// `POST /admin/tenants/{id}/wallet/export`: writes the wallet's pending usage rows to D1 now.
-pub async fn export(env: &Env, database: &D1Database, id: &str) -> Result<Response, GatewayError> {
-    require_tenant(database, id).await?;
-    let report = WalletClient::new(env, id)
-        .export()
-        .await
-        .map_err(wallet_error)?;
-    http::json(200, &report)
+    let wallet = WalletClient::new(env, id);
+    match operation {
+        Operation::Inspect => http::json(200, &wallet.inspect().await.map_err(wallet_error)?),
+        Operation::Migrate => http::json(200, &wallet.migrate().await.map_err(wallet_error)?),
+        Operation::Export => http::json(200, &wallet.export().await.map_err(wallet_error)?),
+    }
 }
 
 /// The body of a `PUT …/limits`, checked field by field; passed on as JSON.
