@@ -387,6 +387,51 @@ describe('tool mode', () => {
     assert.equal(upstream[2].body.tools, undefined);
   });
 
+  test('streamed: a round its provider cut at max_tokens is billed without the end-of-turn token an ended turn counts (open family, no usage)', async () => {
+    // An open-family model whose server sends no usage: the round is billed by Tollgate's own
+    // count, which adds the family's end-of-turn token only to a round that ended its turn.
+    await adminOk('PUT', '/admin/models/tool-llama', {
+      provider: 'mock', upstream_model: 'llama3.1', input_price: PRICE_IN, output_price: PRICE_OUT, max_output_tokens: 500, encoding: 'llama3',
+    });
+    const say = 'The quick brown fox jumps over the lazy dog, twice.';
+    const roundRow = async (finish) => {
+      mock.setBehavior((record, res) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        const chunk = (delta, reason) =>
+          `data: ${JSON.stringify({ id: 'chatcmpl-cut', object: 'chat.completion.chunk', created: 1, model: 'llama3.1', choices: [{ index: 0, delta, finish_reason: reason }] })}\n\n`;
+        res.write(chunk({ role: 'assistant', content: '' }, null));
+        res.write(chunk({ content: say }, null));
+        res.write(chunk({}, finish));
+        res.end('data: [DONE]\n\n');
+        return true;
+      });
+      const res = await chat({ model: 'tool-llama', stream: true, plugins: ['notes'], messages: [{ role: 'user', content: 'Say it.' }] });
+      assert.equal(res.status, 200);
+      const body = await res.text();
+      assert.ok(body.includes(`"finish_reason":"${finish}"`), body);
+      const requestId = res.headers.get('x-request-id');
+      const rows = await waitFor(() => {
+        const r = usageRows(requestId);
+        return r.length === 1 ? r : null;
+      }, 'the round\'s usage row');
+      return rows[0];
+    };
+    try {
+      const stopped = await roundRow('stop');
+      const cut = await roundRow('length');
+      for (const row of [stopped, cut]) {
+        assert.equal(row.status, 'ok');
+        assert.equal(row.upstream_completion_tokens, null);
+      }
+      assert.equal(cut.prompt_tokens, stopped.prompt_tokens);
+      assert.equal(cut.completion_tokens, stopped.completion_tokens - 1);
+      assert.equal(cut.local_completion_tokens, stopped.local_completion_tokens - 1);
+      assert.ok(cut.cost < stopped.cost);
+    } finally {
+      mock.setBehavior(toolModel({ delayMs: CHUNK_DELAY_MS }));
+    }
+  });
+
   test("streamed: a client that leaves in round 2: round 2 is drained and charged the provider's usage; round 1 and the call stand", async () => {
     const controller = new AbortController();
     const res = await chat({
