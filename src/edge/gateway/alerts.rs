@@ -67,9 +67,15 @@ pub async fn after_wallet_settlement(
 ) {
     let result = async {
         let thresholds = store::alerts::thresholds(db, tenant_id).await?;
-        let any = thresholds.iter().any(|(kind, threshold)| {
+        // A rule this charge crossed, or one that would fire now (created while its condition
+        // already held: it fires at the next check, as on D1).
+        let any = thresholds.iter().any(|(kind, threshold, fired)| {
             AlertKind::parse(kind).is_some_and(|k| {
                 crate::core::wallet::figures::crossed(k, *threshold, None, before, after)
+                    || matches!(
+                        evaluate(k, *threshold, fired.as_deref(), after),
+                        Decision::Fire { .. }
+                    )
             })
         });
         if !any {

@@ -11,30 +11,34 @@ use crate::edge::platform::d1::{self as db, Arg};
 use crate::edge::platform::ttl_cache::{self, Ttl};
 
 thread_local! {
-    /// Each tenant's rules as `(kind, threshold)`, for the crossing check after a wallet
+    /// Each tenant's rules as `(kind, threshold, fired)`, for the crossing check after a wallet
     /// settlement (empty for a tenant without rules: no D1 read until the entry expires).
-    static THRESHOLDS: Ttl<Vec<(String, u64)>> = Ttl::new();
+    static THRESHOLDS: Ttl<Vec<(String, u64, Option<String>)>> = Ttl::new();
 }
 
-/// A tenant's rules as `(kind, threshold)`, through the isolate cache.
+/// A tenant's rules as `(kind, threshold, fired)`, through the isolate cache (`fired` may be
+/// stale by the cache's lifetime: firing itself is a compare-and-set on fresh rows).
 pub async fn thresholds(
     db: &D1Database,
     tenant_id: &str,
-) -> Result<std::rc::Rc<Vec<(String, u64)>>, GatewayError> {
+) -> Result<std::rc::Rc<Vec<(String, u64, Option<String>)>>, GatewayError> {
     #[derive(Deserialize)]
     struct Row {
         kind: String,
         threshold: u64,
+        fired: Option<String>,
     }
     let loaded = ttl_cache::get_or_load(&THRESHOLDS, tenant_id.to_string(), || async {
         let rows: Vec<Row> = db::all(
             db,
-            "SELECT kind, threshold FROM alert_rules WHERE tenant_id = ?1",
+            "SELECT kind, threshold, fired FROM alert_rules WHERE tenant_id = ?1",
             &[tenant_id.into()],
         )
         .await?;
         Ok::<_, GatewayError>(Some(
-            rows.into_iter().map(|r| (r.kind, r.threshold)).collect(),
+            rows.into_iter()
+                .map(|r| (r.kind, r.threshold, r.fired))
+                .collect(),
         ))
     })
     .await?;
