@@ -14,6 +14,7 @@ let gw;
 let mock;
 let key;
 let client;
+let tenant;
 
 const adminOk = (...args) => gw.adminOk(...args);
 
@@ -83,8 +84,7 @@ before(async () => {
     provider: 'mock', upstream_model: 'gpt-4o-mini', input_price: 1_000_000, output_price: 2_000_000, max_output_tokens: 500,
   });
   const created = await gw.newTenant({ name: 'service-plugins', credit: 100_000_000 });
-  ({ key, client } = created);
-  const { tenant } = created;
+  ({ tenant, key, client } = created);
   await adminOk('PUT', '/admin/plugins/units', { manifest: UNITS }, 201);
   await adminOk('PUT', '/admin/plugins/other', { manifest: OTHER }, 201);
   await adminOk('PUT', `/admin/tenants/${tenant.id}/plugins/units`, { settings: { token: UNITS_TOKEN } });
@@ -111,6 +111,8 @@ describe('a plugin Worker behind a service binding', () => {
     for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? '';
     assert.match(text, /^Result: \*\*5 km = 3\.107 mi\*\*/);
     assertIsolated(received(text), args, key.key);
+    // The call's row is charged in the tenant's wallet, which exports it to D1 shortly after.
+    await gw.exported(tenant.id);
     const calls = gw.d1('SELECT * FROM plugin_calls WHERE request_id = ?', response.headers.get('x-request-id'));
     assert.equal(calls.length, 1);
     assert.equal(calls[0].plugin_id, 'units');
@@ -131,6 +133,7 @@ describe('a plugin Worker behind a service binding', () => {
     assert.match(content, /^\*\*3 mi = 4\.828 km\*\*/);
     assertIsolated(received(content), { value: 3, from: 'mi', to: 'km' }, key.key);
     assert.equal(mock.requests.length, seen, 'no model call');
+    await gw.exported(tenant.id); // the wallet exports the call row to D1
     const calls = gw.d1("SELECT * FROM plugin_calls WHERE request_id = ? AND mode = 'command'", res.headers.get('x-request-id'));
     assert.equal(calls.length, 1);
     assert.equal(calls[0].status, 'ok');

@@ -32,7 +32,12 @@ async function waitFor(fn, what, timeoutMs = 10_000) {
 
 const usageRows = (requestId) =>
   gw.d1("SELECT * FROM usage WHERE request_id = ? OR request_id LIKE ? ORDER BY created_at, request_id", requestId, `${requestId}.r%`);
-const callRows = (requestId) => gw.d1('SELECT * FROM plugin_calls WHERE request_id = ? ORDER BY id', requestId);
+// A call's row is charged with it in the tenant's wallet, which exports it to D1 `plugin_calls`
+// shortly after (docs/plugins.md "Prices"): wait for that export, then read D1.
+const callRows = async (requestId) => {
+  await gw.exported(tenant.id);
+  return gw.d1('SELECT * FROM plugin_calls WHERE request_id = ? ORDER BY id', requestId);
+};
 // The balance where it is authoritative (the wallet once it took the tenant, else D1).
 const balance = async () => (await gw.adminOk('GET', `/admin/tenants/${tenant.id}/billing`)).balance;
 
@@ -278,7 +283,7 @@ describe('tool mode', () => {
       assert.equal(r.cost, Math.ceil((50 * PRICE_IN + 7 * PRICE_OUT) / 1e6));
     }
     assert.deepEqual(usage, { prompt_tokens: 100, completion_tokens: 14, total_tokens: 114 });
-    const calls = callRows(requestId);
+    const calls = await callRows(requestId);
     assert.equal(calls.length, 1);
     assert.equal(calls[0].plugin_id, 'weather');
     assert.equal(calls[0].api, 'get_forecast');
@@ -335,7 +340,7 @@ describe('tool mode', () => {
     const reached = plugins.calls.slice(started).map((c) => c.path);
     assert.deepEqual(reached.sort(), ['/badjson', '/huge', '/redirect', '/slow']);
     const requestId = res.headers.get('x-request-id');
-    const calls = callRows(requestId);
+    const calls = await callRows(requestId);
     assert.deepEqual(calls.map((c) => c.status), results.map((e) => e.code));
     assert.ok(calls.every((c) => c.cost === 0));
   });
@@ -464,7 +469,7 @@ describe('tool mode', () => {
     assert.equal(second.error_code, null);
     assert.ok(second.completion_tokens >= 1, `generated ${second.completion_tokens}`);
     assert.equal(second.cost, Math.ceil((second.prompt_tokens * PRICE_IN + second.completion_tokens * PRICE_OUT) / 1e6));
-    assert.deepEqual(callRows(requestId).map((c) => c.status), ['ok']);
+    assert.deepEqual((await callRows(requestId)).map((c) => c.status), ['ok']);
     await waitFor(async () => (await gw.openReservations()) === 0, 'no reservation left');
   });
 
@@ -506,7 +511,7 @@ describe('tool mode', () => {
       assert.equal(rows[1].request_id, `${requestId}.r1`);
       assert.equal(rows[1].status, 'upstream_error');
       assert.equal(rows[1].cost, 0);
-      assert.deepEqual(callRows(requestId).map((c) => c.status), ['ok']);
+      assert.deepEqual((await callRows(requestId)).map((c) => c.status), ['ok']);
     } finally {
       mock.setBehavior(toolModel({ delayMs: CHUNK_DELAY_MS }));
     }
@@ -557,8 +562,8 @@ describe('tool mode', () => {
       assert.ok(rows[1].reserved > 0);
       assert.equal(rows[1].cost, rows[1].reserved);
       assert.ok(rows[1].completion_tokens > 0, 'the output the reservation covered is recorded');
-      const calls = await waitFor(() => {
-        const c = callRows(requestId);
+      const calls = await waitFor(async () => {
+        const c = await callRows(requestId);
         return c.length === 1 ? c : null;
       }, 'one plugin call');
       const callCost = calls.reduce((a, c) => a + (c.cost ?? 0), 0);
@@ -655,6 +660,7 @@ describe('command mode', () => {
     assert.deepEqual(plugins.calls.at(-1).body.arguments, { city: 'New York', days: 3 });
     assert.equal(mock.requests.length, seen);
 
+    await gw.exported(tenant.id); // the wallet exports the call rows to D1
     const calls = gw.d1("SELECT * FROM plugin_calls WHERE mode = 'command' ORDER BY id");
     assert.equal(calls.length, 2);
     assert.ok(calls.every((c) => c.status === 'ok' && c.cost === WEATHER_PRICE));
@@ -698,7 +704,7 @@ describe('Idempotency-Key on plugin requests', () => {
     assert.equal(plugins.calls.length, calls, 'the plugin was not called again');
     assert.equal(mock.requests.length, modelCalls, 'the model was not called again');
     assert.equal((await balance()), before, 'nothing charged again');
-    assert.equal(callRows(requestId).length, 1);
+    assert.equal((await callRows(requestId)).length, 1);
   });
 
   test('a retried slash command is replayed; the plugin runs once', async () => {
