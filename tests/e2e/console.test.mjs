@@ -326,8 +326,10 @@ describe('browser console', { skip: !existsSync(CHROMIUM) && `no Chromium at ${C
     const stale = await fetch(`${gw.url}/stripe/webhook`, { method: 'POST', headers: { 'stripe-signature': sign(event.replace('cs_test_1', 'cs_test_8'), Math.floor(Date.now() / 1000) - 3600) }, body: event.replace('cs_test_1', 'cs_test_8') });
     assert.equal(stale.status, 400);
     assert.equal(await balanceOf(demo.key.key), afterStripe);
-    const ledger = gw.d1("SELECT amount FROM credit_ledger WHERE reason LIKE 'stripe checkout %'");
-    assert.deepEqual(ledger.map((r) => r.amount), [15_000_000]);
+    // One payment record, credited once (to the tenant's wallet, whose ledger holds the credit:
+    // D1's credit_ledger has no row for it, docs/money.md "Wallets").
+    const payments = gw.d1('SELECT amount, via_wallet, wallet_credited_at FROM stripe_payments WHERE tenant_id = ?', demo.tenant.id);
+    assert.deepEqual(payments.map((r) => [r.amount, r.via_wallet, r.wallet_credited_at !== null]), [[15_000_000, 1, true]]);
     await page.waitForFunction((t) => document.querySelector('[data-testid=balance-spendable]')?.textContent === t, money(afterStripe));
 
     // Plan, keys (the operator allows tenants to manage them here) and plugins pages.
@@ -593,8 +595,15 @@ describe('browser console', { skip: !existsSync(CHROMIUM) && `no Chromium at ${C
     await page.click('[data-testid=credit-form] button[type=submit]');
     await page.waitForFunction(() => document.querySelector('tr[data-tenant=acme] [data-testid=tenant-balance]')?.textContent === '5.250000');
     assert.equal(await balanceOf(key), 5_250_000);
+    // The initial credit is D1's (the tenant had no wallet yet); the operator's credit went to the
+    // wallet it then took the tenant into (its own ledger, not D1's credit_ledger).
     const acme = gw.d1("SELECT l.amount, l.reason FROM credit_ledger l JOIN tenants t ON t.id = l.tenant_id WHERE t.name = 'acme' ORDER BY l.created_at");
-    assert.deepEqual(acme.map((r) => [r.amount, r.reason]), [[1_000_000, 'initial credit'], [4_250_000, 'welcome bonus']]);
+    assert.deepEqual(acme.map((r) => [r.amount, r.reason]), [[1_000_000, 'initial credit']]);
+    // The operator's list shows the wallet's balance, not D1's (frozen at the claim).
+    const [acmeId] = gw.d1("SELECT id FROM tenants WHERE name = 'acme'").map((r) => r.id);
+    assert.equal(gw.d1('SELECT balance FROM tenants WHERE id = ?', acmeId)[0].balance, 1_000_000);
+    const listed = (await gw.adminOk('GET', '/admin/tenants')).data.find((t) => t.id === acmeId);
+    assert.equal(listed.balance, 5_250_000);
     await shot(page, 'operator-tenants');
 
     // A model whose two routes both refuse connections: two failed requests open their breakers.
