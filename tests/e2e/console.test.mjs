@@ -425,17 +425,26 @@ describe('browser console', { skip: !existsSync(CHROMIUM) && `no Chromium at ${C
     await shot(op, 'operator-plans');
     await op.click('tr[data-tenant=upgrader] [data-testid=approve-plan-request]');
     await op.waitForFunction(() => document.querySelector('tr[data-tenant=upgrader] [data-testid=plan-request-status]')?.textContent === 'approved');
-    const billing = () => ({ ...gw.d1('SELECT plan_id, allowance_remaining FROM tenants WHERE id = ?', t.tenant.id)[0] });
-    assert.deepEqual(billing(), { plan_id: 'pro', allowance_remaining: 5_000_000 });
+    // The plan and allowance as the tenant's wallet holds them (D1 keeps the plan id only), once
+    // every request has settled.
+    const billing = async () => {
+      for (let i = 0; i < 150; i++) {
+        const b = await gw.adminOk('GET', `/admin/tenants/${t.tenant.id}/billing`);
+        if (b.reserved === 0 && b.allowance_reserved === 0) return { plan_id: b.plan_id, allowance_remaining: b.allowance_remaining };
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error('reservations never settled');
+    };
+    assert.deepEqual(await billing(), { plan_id: 'pro', allowance_remaining: 5_000_000 });
 
     // Exactly once: spend some allowance, then approve again (twice at once) and decline: all refused, nothing reset.
     await chat(t.key.key);
-    const spent = billing();
+    const spent = await billing();
     assert.ok(spent.allowance_remaining < 5_000_000, `allowance drawn: ${spent.allowance_remaining}`);
     const twice = await Promise.all([0, 1].map(() => gw.admin('POST', `/admin/plan-requests/${req.id}/approve`)));
     assert.deepEqual(twice.map((r) => r.status), [409, 409]);
     assert.equal((await gw.admin('POST', `/admin/plan-requests/${req.id}/decline`)).status, 409);
-    assert.deepEqual(billing(), spent);
+    assert.deepEqual(await billing(), spent);
     const pending = await gw.adminOk('GET', '/admin/plan-requests?status=pending');
     assert.deepEqual(pending.data.filter((r) => r.tenant_id === t.tenant.id), []);
 
@@ -448,7 +457,7 @@ describe('browser console', { skip: !existsSync(CHROMIUM) && `no Chromium at ${C
     await page.waitForSelector('[data-testid=plan-pending]');
     const [second] = gw.d1("SELECT id FROM plan_requests WHERE tenant_id = ? AND status = 'pending'", t.tenant.id);
     await gw.adminOk('POST', `/admin/plan-requests/${second.id}/decline`);
-    assert.deepEqual(billing(), spent);
+    assert.deepEqual(await billing(), spent);
     // Sign both out: the later tests start from their sign-in forms.
     await op.click('[data-testid=signout]');
     await op.waitForSelector('[data-testid=operator-signin-form]');
