@@ -326,8 +326,10 @@ describe('browser console', { skip: !existsSync(CHROMIUM) && `no Chromium at ${C
     const stale = await fetch(`${gw.url}/stripe/webhook`, { method: 'POST', headers: { 'stripe-signature': sign(event.replace('cs_test_1', 'cs_test_8'), Math.floor(Date.now() / 1000) - 3600) }, body: event.replace('cs_test_1', 'cs_test_8') });
     assert.equal(stale.status, 400);
     assert.equal(await balanceOf(demo.key.key), afterStripe);
-    const ledger = gw.d1("SELECT amount FROM credit_ledger WHERE reason LIKE 'stripe checkout %'");
-    assert.deepEqual(ledger.map((r) => r.amount), [15_000_000]);
+    // One payment record, credited once (to the tenant's wallet, whose ledger holds the credit:
+    // D1's credit_ledger has no row for it, docs/money.md "Wallets").
+    const payments = gw.d1('SELECT amount, via_wallet, wallet_credited_at FROM stripe_payments WHERE tenant_id = ?', demo.tenant.id);
+    assert.deepEqual(payments.map((r) => [r.amount, r.via_wallet, r.wallet_credited_at !== null]), [[15_000_000, 1, true]]);
     await page.waitForFunction((t) => document.querySelector('[data-testid=balance-spendable]')?.textContent === t, money(afterStripe));
 
     // Plan, keys (the operator allows tenants to manage them here) and plugins pages.
@@ -423,17 +425,26 @@ describe('browser console', { skip: !existsSync(CHROMIUM) && `no Chromium at ${C
     await shot(op, 'operator-plans');
     await op.click('tr[data-tenant=upgrader] [data-testid=approve-plan-request]');
     await op.waitForFunction(() => document.querySelector('tr[data-tenant=upgrader] [data-testid=plan-request-status]')?.textContent === 'approved');
-    const billing = () => ({ ...gw.d1('SELECT plan_id, allowance_remaining FROM tenants WHERE id = ?', t.tenant.id)[0] });
-    assert.deepEqual(billing(), { plan_id: 'pro', allowance_remaining: 5_000_000 });
+    // The plan and allowance as the tenant's wallet holds them (D1 keeps the plan id only), once
+    // every request has settled.
+    const billing = async () => {
+      for (let i = 0; i < 150; i++) {
+        const b = await gw.adminOk('GET', `/admin/tenants/${t.tenant.id}/billing`);
+        if (b.reserved === 0 && b.allowance_reserved === 0) return { plan_id: b.plan_id, allowance_remaining: b.allowance_remaining };
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error('reservations never settled');
+    };
+    assert.deepEqual(await billing(), { plan_id: 'pro', allowance_remaining: 5_000_000 });
 
     // Exactly once: spend some allowance, then approve again (twice at once) and decline: all refused, nothing reset.
     await chat(t.key.key);
-    const spent = billing();
+    const spent = await billing();
     assert.ok(spent.allowance_remaining < 5_000_000, `allowance drawn: ${spent.allowance_remaining}`);
     const twice = await Promise.all([0, 1].map(() => gw.admin('POST', `/admin/plan-requests/${req.id}/approve`)));
     assert.deepEqual(twice.map((r) => r.status), [409, 409]);
     assert.equal((await gw.admin('POST', `/admin/plan-requests/${req.id}/decline`)).status, 409);
-    assert.deepEqual(billing(), spent);
+    assert.deepEqual(await billing(), spent);
     const pending = await gw.adminOk('GET', '/admin/plan-requests?status=pending');
     assert.deepEqual(pending.data.filter((r) => r.tenant_id === t.tenant.id), []);
 
@@ -446,7 +457,7 @@ describe('browser console', { skip: !existsSync(CHROMIUM) && `no Chromium at ${C
     await page.waitForSelector('[data-testid=plan-pending]');
     const [second] = gw.d1("SELECT id FROM plan_requests WHERE tenant_id = ? AND status = 'pending'", t.tenant.id);
     await gw.adminOk('POST', `/admin/plan-requests/${second.id}/decline`);
-    assert.deepEqual(billing(), spent);
+    assert.deepEqual(await billing(), spent);
     // Sign both out: the later tests start from their sign-in forms.
     await op.click('[data-testid=signout]');
     await op.waitForSelector('[data-testid=operator-signin-form]');
@@ -593,8 +604,15 @@ describe('browser console', { skip: !existsSync(CHROMIUM) && `no Chromium at ${C
     await page.click('[data-testid=credit-form] button[type=submit]');
     await page.waitForFunction(() => document.querySelector('tr[data-tenant=acme] [data-testid=tenant-balance]')?.textContent === '5.250000');
     assert.equal(await balanceOf(key), 5_250_000);
+    // The initial credit is D1's (the tenant had no wallet yet); the operator's credit went to the
+    // wallet it then took the tenant into (its own ledger, not D1's credit_ledger).
     const acme = gw.d1("SELECT l.amount, l.reason FROM credit_ledger l JOIN tenants t ON t.id = l.tenant_id WHERE t.name = 'acme' ORDER BY l.created_at");
-    assert.deepEqual(acme.map((r) => [r.amount, r.reason]), [[1_000_000, 'initial credit'], [4_250_000, 'welcome bonus']]);
+    assert.deepEqual(acme.map((r) => [r.amount, r.reason]), [[1_000_000, 'initial credit']]);
+    // The operator's list shows the wallet's balance, not D1's (frozen at the claim).
+    const [acmeId] = gw.d1("SELECT id FROM tenants WHERE name = 'acme'").map((r) => r.id);
+    assert.equal(gw.d1('SELECT balance FROM tenants WHERE id = ?', acmeId)[0].balance, 1_000_000);
+    const listed = (await gw.adminOk('GET', '/admin/tenants')).data.find((t) => t.id === acmeId);
+    assert.equal(listed.balance, 5_250_000);
     await shot(page, 'operator-tenants');
 
     // A model whose two routes both refuse connections: two failed requests open their breakers.

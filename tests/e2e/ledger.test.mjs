@@ -378,7 +378,8 @@ describe('prices, multiplier, plans', () => {
     assert.equal((await gw.admin('PUT', `/admin/tenants/${tenant.id}/pricing`, { price_multiplier_bps: 0 })).status, 400);
   });
 
-  test('plans: the monthly allowance is used first, then the balance', async () => {
+  /** The allowance first, then the balance; with `monthBoundary`, D1's cron reset of the month. */
+  async function planScenario(monthBoundary) {
     await adminOk('PUT', '/admin/plans/starter', { name: 'Starter', allowance: 50 });
     const { tenant, client } = await newTenant(1_000, 'planned');
     const assigned = await adminOk('PUT', `/admin/tenants/${tenant.id}/plan`, { plan_id: 'starter' });
@@ -404,6 +405,15 @@ describe('prices, multiplier, plans', () => {
       (e) => e.status === 402,
     );
 
+    if (monthBoundary) await nextMonthReset(tenant, client, now);
+
+    assert.equal((await gw.admin('DELETE', '/admin/plans/starter')).status, 409);
+    await adminOk('PUT', `/admin/tenants/${tenant.id}/plan`, { plan_id: null });
+    await adminOk('DELETE', '/admin/plans/starter');
+    assert.equal((await gw.admin('PUT', `/admin/tenants/${tenant.id}/plan`, { plan_id: 'nope' })).status, 400);
+  }
+
+  async function nextMonthReset(tenant, client, now) {
     // The month boundary: the scheduled tasks, run as of the first hour of next month, start a
     // new period with the plan's full allowance; running them again changes nothing.
     const nextMonth = Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1);
@@ -422,11 +432,28 @@ describe('prices, multiplier, plans', () => {
     state = await settled(tenant.id);
     assert.equal(state.allowance_remaining, 50 - 19);
     assert.equal(state.balance, 1_000 - 7);
+  }
 
-    assert.equal((await gw.admin('DELETE', '/admin/plans/starter')).status, 409);
-    await adminOk('PUT', `/admin/tenants/${tenant.id}/plan`, { plan_id: null });
-    await adminOk('DELETE', '/admin/plans/starter');
-    assert.equal((await gw.admin('PUT', `/admin/tenants/${tenant.id}/plan`, { plan_id: 'nope' })).status, 400);
+  test('plans: the monthly allowance is used first, then the balance', async () => {
+    // In the tenant's wallet (WALLETS on by default).
+    await planScenario(false);
+    // The month boundary as D1's cron sweep decides it (`POST /admin/cron {time}` resets plans in
+    // D1 as of a given time): a D1-only mechanism, so on a gateway of its own with WALLETS=false.
+    // (The wallet refills lazily on its first command of a new UTC month: tested with the wallet's
+    // test clock in wallet-money.test.mjs, 'the wallet refills the allowance on the first command…'.)
+    const walletGw = gw;
+    gw = await startGateway({ vars: { PROVIDER_MOCK_KEY: 'sk-mock', WALLETS: 'false' } });
+    try {
+      await adminOk('PUT', '/admin/providers/mock', { kind: 'openai', base_url: mock.url, api_key_secret: 'PROVIDER_MOCK_KEY' });
+      await adminOk('PUT', '/admin/models/mock-model', {
+        provider: 'mock', upstream_model: 'gpt-4o-mini', input_price: PRICE_IN, output_price: PRICE_OUT,
+        max_output_tokens: 1000, encoding: 'o200k_base',
+      });
+      await planScenario(true);
+    } finally {
+      await gw.kill();
+      gw = walletGw;
+    }
   });
 });
 

@@ -20,9 +20,14 @@ pub struct TenantRow {
     pub disabled_at: Option<u64>,
 }
 
-const TENANT_SELECT: &str = "SELECT t.id, t.name, t.balance, t.created_at, t.disabled_at,
+/// `balance`: D1's, or once a wallet took the tenant (D1's froze at the claim) the balance the
+/// wallet last recorded in `wallet_claims` (at its last credit, debit or export, schema/0016:
+/// spendable + what its open reservations hold); D1's frozen one until the wallet records one.
+const TENANT_SELECT: &str = "SELECT t.id, t.name,
+    CASE WHEN c.balance IS NOT NULL THEN c.balance ELSE t.balance END AS balance,
+    t.created_at, t.disabled_at,
     (SELECT COALESCE(SUM(r.amount), 0) FROM reservations r WHERE r.tenant_id = t.id) AS reserved
-    FROM tenants t";
+    FROM tenants t LEFT JOIN wallet_claims c ON c.tenant_id = t.id";
 
 /// Creates a tenant (id from `now`) with an optional initial credit, in one batch. Returns its id.
 pub async fn create(
