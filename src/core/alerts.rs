@@ -125,6 +125,11 @@ pub fn evaluate(
         (true, _) => Decision::Fire {
             episode: episode.to_string(),
         },
+        // A monthly rule fired for this month stays fired until the month rolls over, even when
+        // a figure lags below the threshold (with wallets the scheduled check reads D1's exported
+        // rows, which trail the wallet's settlements by up to a few seconds): re-arming it here
+        // would send the same month's crossing twice.
+        (false, Some(done)) if kind != AlertKind::BalanceBelow && done == episode => Decision::Keep,
         (false, Some(_)) => Decision::Rearm,
         (false, None) => Decision::Keep,
     }
@@ -328,6 +333,21 @@ mod tests {
         assert_eq!(
             evaluate(k, 500_000, Some("2026-11"), &obs("2026-12", 10, 0, 0)),
             Decision::Rearm
+        );
+        // A figure of the fired month that lags below the threshold (exported rows trailing the
+        // wallet) does not re-arm it: the month's crossing is sent once.
+        assert_eq!(
+            evaluate(k, 500_000, Some("2026-11"), &obs("2026-11", 400_000, 0, 0)),
+            Decision::Keep
+        );
+        assert_eq!(
+            evaluate(
+                AlertKind::MonthlySpendAbove,
+                100,
+                Some("2026-11"),
+                &obs("2026-11", 0, 50, 0)
+            ),
+            Decision::Keep
         );
         // Or it crosses again in the new month before any check saw it below: fire again.
         assert_eq!(

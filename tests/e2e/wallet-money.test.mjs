@@ -410,7 +410,8 @@ describe('price multiplier', () => {
 describe('with WALLETS off (restarted on the same state)', () => {
   before(async () => {
     await gw.kill();
-    gw = await startGateway({ vars: { ...VARS, WALLETS: null }, state: { persistDir, ...keep } });
+    // Wallets are on by default: only an explicit 'false' turns them off.
+    gw = await startGateway({ vars: { ...VARS, WALLETS: 'false' }, state: { persistDir, ...keep } });
   });
 
   test('codes, Stripe payments, plugin prices and plans move D1 money as before', async () => {

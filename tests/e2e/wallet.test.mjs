@@ -101,6 +101,12 @@ describe('limits', () => {
 
 describe('migration from D1', () => {
   test('the first money command takes balance, debt, plan and open reservations exactly once', async () => {
+    // Money in D1 to migrate needs a gateway with wallets off (they are on by default): this
+    // phase runs on the same state with WALLETS explicitly 'false', and ends while a stream still
+    // holds its D1 reservation (workerd stops mid-stream, so the request is never settled).
+    const state = { persistDir, adminToken: gw.adminToken, pepper: gw.pepper };
+    await gw.kill();
+    gw = await startGateway({ vars: { ...VARS, WALLETS: 'false' }, state });
     const { tenant, key, client } = await gw.newTenant({ name: 'migrate', credit: 2_000_000 });
     await gw.adminOk('POST', `/admin/tenants/${tenant.id}/credit`, { amount: 500_000, reason: 'top-up' });
 
@@ -125,6 +131,13 @@ describe('migration from D1', () => {
     const [d1Tenant] = gw.d1('SELECT balance, debt FROM tenants WHERE id = ?', tenant.id);
     assert.equal(d1Tenant.balance + held.amount, 2_500_000);
 
+    // Wallets on again (the default), the reservation still open in D1.
+    await gw.kill();
+    await Promise.resolve(it.return?.()).catch(() => {}); // the stream's connection is gone
+    gw = await startGateway({ vars: VARS, state });
+    assert.deepEqual(gw.d1('SELECT amount, allowance_amount FROM reservations WHERE tenant_id = ?', tenant.id), [held]);
+    assert.equal((await gw.adminOk('GET', `/admin/tenants/${tenant.id}/wallet`)).migrated, false);
+
     const migrated = await gw.adminOk('POST', `/admin/tenants/${tenant.id}/wallet/migrate`);
     assert.equal(migrated.migrated, true);
     assert.equal(migrated.open_reservations, 1);
@@ -145,13 +158,18 @@ describe('migration from D1', () => {
     assert.deepEqual(again.balance, migrated.balance);
     assert.equal(gw.d1('SELECT * FROM wallet_claims WHERE tenant_id = ?', tenant.id).length, 1);
 
-    // D1 refuses money moves for the tenant now: a credit written the old way is lost to nobody.
+    // D1 refuses money moves for the tenant now: a credit written the old way (a gateway with
+    // WALLETS explicitly off) is lost to nobody.
+    await gw.kill();
+    gw = await startGateway({ vars: { ...VARS, WALLETS: 'false' }, state });
     const refused = await gw.admin('POST', `/admin/tenants/${tenant.id}/credit`, { amount: 1, reason: 'late' });
     assert.ok(refused.status >= 400, `old-path credit refused: ${refused.status} ${refused.text}`);
     assert.equal(gw.d1('SELECT COUNT(*) AS n FROM credit_ledger WHERE tenant_id = ?', tenant.id)[0].n, 2);
     // The key's limits set before the migration are still there.
     assert.equal((await gw.adminOk('GET', `/admin/keys/${key.id}/limits`)).limits.tpm, 50_000);
-    await it.return?.();
+    // The rest of this file runs with wallets on (the default).
+    await gw.kill();
+    gw = await startGateway({ vars: VARS, state });
   });
 
   test('a tenant with a plan and without money migrates its allowance', async () => {
