@@ -1,7 +1,8 @@
 // End to end: settlement (schema/0007_settlement.sql, edge::cron). Charges beyond the reservation
 // and debt, a request that outlives the stale-reservation sweep, a request that straddles a month
 // boundary, priced plugin calls paid from a plan allowance, the 2^53 balance bound, and
-// settlements that D1 refuses (injected, test-only faults) replayed from KV by the scheduled handler.
+// settlements that D1 refuses (injected, test-only faults) replayed from KV by the scheduled handler,
+// and one the wallet refuses, replayed into the wallet.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { sleep, startGateway, startMockOpenAI } from './harness.mjs';
@@ -394,5 +395,45 @@ describe('settlements D1 refuses (injected faults)', () => {
     });
     const spent = faulty.d1('SELECT COALESCE(SUM(cost), 0) AS c FROM usage WHERE tenant_id = ?', tenant.id)[0].c;
     assert.equal(state.balance, 1_000_000 - NOTES_PRICE - spent);
+  });
+});
+
+describe('a settlement the wallet cannot take (injected fault, WALLETS on)', () => {
+  let wf;
+  before(async () => {
+    wf = await startGateway({ vars: { TOLLGATE_TEST_DEPLOYMENT: 'true', TOLLGATE_FAULTS: 'settle_wallet' } });
+  });
+  after(async () => {
+    await wf?.kill();
+  });
+
+  test('is kept in KV and replayed into the wallet by the scheduled handler, once', async () => {
+    const { tenant, key } = await wf.newTenant({ name: 'kv-wallet', credit: 1_000_000 });
+    const res = await post(wf, key.key, { model: 'tollgate-echo', messages: say('hello there') });
+    assert.equal(res.status, 200);
+    const requestId = res.headers.get('x-request-id');
+    const cost = Number(res.headers.get('x-tollgate-cost'));
+    assert.ok(cost > 0);
+    await until('the settlement kept', () => wf.logs().includes(`settlement of ${requestId} kept for replay: {`));
+    // Every attempt failed: the wallet still holds the reservation and charged nothing.
+    let state = await billing(wf, tenant.id);
+    assert.ok(state.reserved > 0, JSON.stringify(state));
+    assert.equal(state.balance + state.reserved, 1_000_000);
+    assert.equal(await wf.openReservations(tenant.id), 1);
+    await until('the replay into the wallet', async () => {
+      const r = await fetch(`${wf.url}/__scheduled?cron=*/5+*+*+*+*`);
+      assert.equal(r.status, 200, await r.text());
+      return (await billing(wf, tenant.id)).reserved === 0;
+    }, 60_000);
+    state = await billing(wf, tenant.id);
+    assert.deepEqual([state.balance, state.reserved, state.debt], [1_000_000 - cost, 0, 0]);
+    await wf.exported(tenant.id);
+    const row = await wf.usageRow(requestId);
+    assert.deepEqual([row.cost, row.status], [cost, 'ok']);
+    // Replayed once: the KV entry is gone and a second run changes nothing.
+    const again = await wf.adminOk('POST', '/admin/cron', {});
+    assert.ok(again.done.includes('replayed 0 pending settlements'), JSON.stringify(again.done));
+    assert.equal((await billing(wf, tenant.id)).balance, 1_000_000 - cost);
+    assert.equal(wf.d1('SELECT COUNT(*) AS n FROM usage WHERE request_id = ?', requestId)[0].n, 1);
   });
 });
