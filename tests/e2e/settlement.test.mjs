@@ -1,7 +1,8 @@
 // End to end: settlement (schema/0007_settlement.sql, edge::cron). Charges beyond the reservation
 // and debt, a request that outlives the stale-reservation sweep, a request that straddles a month
 // boundary, priced plugin calls paid from a plan allowance, the 2^53 balance bound, and
-// settlements that D1 refuses (injected, test-only faults) replayed from KV by the scheduled handler.
+// settlements that D1 refuses (injected, test-only faults) replayed from KV by the scheduled handler,
+// and one the wallet refuses, replayed into the wallet.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { sleep, startGateway, startMockOpenAI } from './harness.mjs';
@@ -74,12 +75,17 @@ before(async () => {
       PLUGIN_SETTINGS_KEY: 'test-master-key-for-plugin-settings',
     },
   });
-  await adminOk('PUT', '/admin/providers/mock', { kind: 'openai', base_url: mock.url, api_key_secret: 'PROVIDER_MOCK_KEY' });
-  await adminOk('PUT', '/admin/models/mock-model', {
+  await setUpModel(gw);
+});
+
+/** The mock provider and its model on gateway `g`. */
+async function setUpModel(g) {
+  await g.adminOk('PUT', '/admin/providers/mock', { kind: 'openai', base_url: mock.url, api_key_secret: 'PROVIDER_MOCK_KEY' });
+  await g.adminOk('PUT', '/admin/models/mock-model', {
     provider: 'mock', upstream_model: 'gpt-4o-mini', input_price: PRICE_IN, output_price: PRICE_OUT,
     max_output_tokens: 1000, encoding: 'o200k_base',
   });
-});
+}
 
 after(async () => {
   for (const release of held.values()) release();
@@ -129,16 +135,20 @@ describe('charges beyond the reservation', () => {
       assert.match(err.message, /\b\d+ micro-units\b/);
     };
     await refused();
-    // A credit pays the debt first.
-    await adminOk('POST', `/admin/tenants/${tenant.id}/credit`, { amount: 50 });
+    // A credit pays the debt first. With wallets on (the default) a credit is recorded in the
+    // wallet's own ledger, whose entry the credit answers (docs/money.md "Wallets"); D1's
+    // credit_ledger holds only the opening credit, made before the wallet took the tenant.
+    const paid = await adminOk('POST', `/admin/tenants/${tenant.id}/credit`, { amount: 50 });
+    assert.deepEqual(paid.ledger_entry, { amount: 50, debt_paid: 50, balance: 0 });
     state = await billing(gw, tenant.id);
     assert.deepEqual([state.balance, state.debt], [0, 59]);
     await refused();
-    await adminOk('POST', `/admin/tenants/${tenant.id}/credit`, { amount: 1_000 });
+    const rest = await adminOk('POST', `/admin/tenants/${tenant.id}/credit`, { amount: 1_000 });
+    assert.deepEqual(rest.ledger_entry, { amount: 1_000, debt_paid: 59, balance: 1_000 - 59 });
     state = await billing(gw, tenant.id);
     assert.deepEqual([state.balance, state.debt], [1_000 - 59, 0]);
     const ledger = gw.d1('SELECT amount, debt_paid FROM credit_ledger WHERE tenant_id = ? ORDER BY id', tenant.id);
-    assert.deepEqual(ledger.map((l) => [l.amount, l.debt_paid]), [[100, 0], [50, 50], [1_000, 59]]);
+    assert.deepEqual(ledger.map((l) => [l.amount, l.debt_paid]), [[100, 0]]);
     const ok = await post(gw, key.key, { model: 'mock-model', max_tokens: 5, messages: say('hello there') });
     assert.equal(ok.status, 200);
   });
@@ -153,67 +163,85 @@ describe('charges beyond the reservation', () => {
   });
 });
 
-describe('late settlement', () => {
+// D1-only mechanisms: D1's cron sweep of stale reservations and the cron's month refill, driven
+// by `POST /admin/cron {time}` as of the future. A wallet keeps its own clock (its alarm sweeps,
+// its first command of a new month refills), so these run on a gateway with WALLETS=false.
+describe('late settlement (D1 path, WALLETS=false)', () => {
+  let lg;
+  before(async () => {
+    lg = await startGateway({
+      vars: {
+        WALLETS: 'false',
+        PROVIDER_MOCK_KEY: 'sk-mock',
+        STALE_RESERVATION_SECONDS: String(100 * 86_400),
+      },
+    });
+    await setUpModel(lg);
+  });
+  after(async () => {
+    await lg?.kill();
+  });
+
   test('a request that outlives the sweep: credit returned, key released, then charged what it delivered', async () => {
-    const { tenant, key } = await gw.newTenant({ name: 'late', credit: 1_000_000 });
-    const pending = post(gw, key.key, { model: 'mock-model', max_tokens: 5, messages: say('hold late') },
+    const { tenant, key } = await lg.newTenant({ name: 'late', credit: 1_000_000 });
+    const pending = post(lg, key.key, { model: 'mock-model', max_tokens: 5, messages: say('hold late') },
       { 'idempotency-key': 'late-1' });
     const reservation = await until('the reservation', () =>
-      gw.d1('SELECT * FROM reservations WHERE tenant_id = ?', tenant.id)[0]);
+      lg.d1('SELECT * FROM reservations WHERE tenant_id = ?', tenant.id)[0]);
     await until('the upstream call', () => held.has('hold late'));
-    assert.equal((await billing(gw, tenant.id)).balance, 1_000_000 - reservation.amount);
+    assert.equal((await billing(lg, tenant.id)).balance, 1_000_000 - reservation.amount);
 
     // As of 101 days later the reservation is stale (STALE_RESERVATION_SECONDS is 100 days here).
-    const run = await adminOk('POST', '/admin/cron', { time: Date.now() + 101 * 86_400_000 });
+    const run = await lg.adminOk('POST', '/admin/cron', { time: Date.now() + 101 * 86_400_000 });
     assert.ok(run.done.includes('swept 1 stale reservations'), JSON.stringify(run.done));
-    let state = await billing(gw, tenant.id);
+    let state = await billing(lg, tenant.id);
     assert.deepEqual([state.balance, state.reserved], [1_000_000, 0], 'credit returned');
-    assert.equal(gw.d1('SELECT COUNT(*) AS n FROM usage WHERE request_id LIKE ?', `${reservation.id}%`)[0].n, 0,
+    assert.equal(lg.d1('SELECT COUNT(*) AS n FROM usage WHERE request_id LIKE ?', `${reservation.id}%`)[0].n, 0,
       'the sweep writes no usage row');
-    const expiry = gw.d1('SELECT * FROM reservation_expiries WHERE id = ?', reservation.id)[0];
+    const expiry = lg.d1('SELECT * FROM reservation_expiries WHERE id = ?', reservation.id)[0];
     assert.equal(expiry.amount, reservation.amount);
-    assert.equal(gw.d1("SELECT COUNT(*) AS n FROM idempotency_keys WHERE key = 'late-1'")[0].n, 0,
+    assert.equal(lg.d1("SELECT COUNT(*) AS n FROM idempotency_keys WHERE key = 'late-1'")[0].n, 0,
       'the pending Idempotency-Key is released');
 
     held.get('hold late')();
     const res = await pending;
     assert.equal(res.status, 200);
-    const row = await gw.usageRow(reservation.id);
+    const row = await lg.usageRow(reservation.id);
     assert.equal(row.status, 'ok');
     assert.equal(row.cost, costOf(PROMPT, 5));
     assert.equal(row.beyond_reservation, row.cost, 'nothing was held any more');
-    state = await billing(gw, tenant.id);
+    state = await billing(lg, tenant.id);
     assert.deepEqual([state.balance, state.debt, state.reserved], [1_000_000 - row.cost, 0, 0]);
     // Today was rolled up by the cron run as of the future: the late row joined its rollup.
-    const daily = gw.d1('SELECT SUM(requests) AS n, SUM(cost) AS c FROM usage_daily WHERE tenant_id = ?', tenant.id)[0];
+    const daily = lg.d1('SELECT SUM(requests) AS n, SUM(cost) AS c FROM usage_daily WHERE tenant_id = ?', tenant.id)[0];
     assert.deepEqual([daily.n, daily.c], [1, row.cost]);
   });
 
   test('an allowance hold settles against its own month, not the next one', async () => {
-    await adminOk('PUT', '/admin/plans/own-period', { name: 'Own period', allowance: 100 });
-    const { tenant, key } = await gw.newTenant({ name: 'boundary', credit: 0 });
-    await adminOk('PUT', `/admin/tenants/${tenant.id}/plan`, { plan_id: 'own-period' });
-    const pending = post(gw, key.key, { model: 'mock-model', max_tokens: 5, messages: say('hold boundary') });
+    await lg.adminOk('PUT', '/admin/plans/own-period', { name: 'Own period', allowance: 100 });
+    const { tenant, key } = await lg.newTenant({ name: 'boundary', credit: 0 });
+    await lg.adminOk('PUT', `/admin/tenants/${tenant.id}/plan`, { plan_id: 'own-period' });
+    const pending = post(lg, key.key, { model: 'mock-model', max_tokens: 5, messages: say('hold boundary') });
     await until('the upstream call', () => held.has('hold boundary'));
-    const hold = gw.d1('SELECT * FROM reservations WHERE tenant_id = ?', tenant.id)[0];
+    const hold = lg.d1('SELECT * FROM reservations WHERE tenant_id = ?', tenant.id)[0];
     assert.ok(hold.allowance_amount >= 19 && hold.amount === 0, JSON.stringify(hold));
-    let state = await billing(gw, tenant.id);
+    let state = await billing(lg, tenant.id);
     assert.deepEqual([state.allowance_remaining, state.allowance_reserved], [100 - hold.allowance_amount, hold.allowance_amount]);
 
     const now = new Date();
     const nextMonth = Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1);
-    await adminOk('POST', '/admin/cron', { time: nextMonth + 3_600_000 });
-    state = await billing(gw, tenant.id);
+    await lg.adminOk('POST', '/admin/cron', { time: nextMonth + 3_600_000 });
+    state = await billing(lg, tenant.id);
     assert.equal(state.allowance_period, nextMonth);
     assert.equal(state.allowance_remaining, 100, 'the new month starts full');
 
     held.get('hold boundary')();
     const res = await pending;
     assert.equal(res.status, 200);
-    const row = await gw.usageRow(res.headers.get('x-request-id'));
+    const row = await lg.usageRow(res.headers.get('x-request-id'));
     assert.equal(row.cost, 19);
     assert.equal(row.allowance_cost, 19, 'paid by the hold of its own month');
-    state = await billing(gw, tenant.id);
+    state = await billing(lg, tenant.id);
     assert.deepEqual([state.allowance_remaining, state.balance, state.debt], [100, 0, 0]);
   });
 });
@@ -225,12 +253,17 @@ describe('plans', () => {
     await adminOk('PUT', `/admin/tenants/${tenant.id}/plan`, { plan_id: 'replan' });
     const pending = post(gw, key.key, { model: 'mock-model', max_tokens: 5, messages: say('hold replan') });
     await until('the upstream call', () => held.has('hold replan'));
-    const hold = gw.d1('SELECT * FROM reservations WHERE tenant_id = ?', tenant.id)[0];
+    // The hold is in the tenant's wallet (WALLETS on): its allowance part is `allowance_reserved`.
+    const before = await billing(gw, tenant.id);
+    const hold = before.allowance_reserved;
+    assert.ok(hold >= 19 && before.reserved === 0, JSON.stringify(before));
+    assert.equal(before.allowance_remaining, 100 - hold);
     const again = await adminOk('PUT', `/admin/tenants/${tenant.id}/plan`, { plan_id: 'replan' });
-    assert.equal(again.allowance_remaining, 100 - hold.allowance_amount, 'the hold stays out of the refilled allowance');
+    assert.equal(again.allowance_remaining, 100 - hold, 'the hold stays out of the refilled allowance');
     held.get('hold replan')();
-    assert.equal((await pending).status, 200);
-    await gw.usageRow(hold.id);
+    const res = await pending;
+    assert.equal(res.status, 200);
+    await gw.usageRow(res.headers.get('x-request-id'));
     const state = await billing(gw, tenant.id);
     assert.deepEqual([state.allowance_remaining, state.balance, state.reserved], [100 - 19, 0, 0]);
   });
@@ -270,8 +303,12 @@ describe('plugin calls', () => {
 describe('settlements D1 refuses (injected faults)', () => {
   let faulty;
   before(async () => {
+    // The injected faults are D1's (its settlement and call record): this gateway runs the D1
+    // path, WALLETS=false. With wallets on, a settlement that cannot reach the wallet is kept in
+    // KV and replayed into the wallet (docs/money.md "Wallets").
     faulty = await startGateway({
       vars: {
+        WALLETS: 'false',
         TOLLGATE_TEST_DEPLOYMENT: 'true',
         TOLLGATE_FAULTS: 'settle_d1,record_call_d1',
         PLUGINS_ALLOW_LOCAL_HTTP: 'true',
@@ -358,5 +395,45 @@ describe('settlements D1 refuses (injected faults)', () => {
     });
     const spent = faulty.d1('SELECT COALESCE(SUM(cost), 0) AS c FROM usage WHERE tenant_id = ?', tenant.id)[0].c;
     assert.equal(state.balance, 1_000_000 - NOTES_PRICE - spent);
+  });
+});
+
+describe('a settlement the wallet cannot take (injected fault, WALLETS on)', () => {
+  let wf;
+  before(async () => {
+    wf = await startGateway({ vars: { TOLLGATE_TEST_DEPLOYMENT: 'true', TOLLGATE_FAULTS: 'settle_wallet' } });
+  });
+  after(async () => {
+    await wf?.kill();
+  });
+
+  test('is kept in KV and replayed into the wallet by the scheduled handler, once', async () => {
+    const { tenant, key } = await wf.newTenant({ name: 'kv-wallet', credit: 1_000_000 });
+    const res = await post(wf, key.key, { model: 'tollgate-echo', messages: say('hello there') });
+    assert.equal(res.status, 200);
+    const requestId = res.headers.get('x-request-id');
+    const cost = Number(res.headers.get('x-tollgate-cost'));
+    assert.ok(cost > 0);
+    await until('the settlement kept', () => wf.logs().includes(`settlement of ${requestId} kept for replay: {`));
+    // Every attempt failed: the wallet still holds the reservation and charged nothing.
+    let state = await billing(wf, tenant.id);
+    assert.ok(state.reserved > 0, JSON.stringify(state));
+    assert.equal(state.balance + state.reserved, 1_000_000);
+    assert.equal(await wf.openReservations(tenant.id), 1);
+    await until('the replay into the wallet', async () => {
+      const r = await fetch(`${wf.url}/__scheduled?cron=*/5+*+*+*+*`);
+      assert.equal(r.status, 200, await r.text());
+      return (await billing(wf, tenant.id)).reserved === 0;
+    }, 60_000);
+    state = await billing(wf, tenant.id);
+    assert.deepEqual([state.balance, state.reserved, state.debt], [1_000_000 - cost, 0, 0]);
+    await wf.exported(tenant.id);
+    const row = await wf.usageRow(requestId);
+    assert.deepEqual([row.cost, row.status], [cost, 'ok']);
+    // Replayed once: the KV entry is gone and a second run changes nothing.
+    const again = await wf.adminOk('POST', '/admin/cron', {});
+    assert.ok(again.done.includes('replayed 0 pending settlements'), JSON.stringify(again.done));
+    assert.equal((await billing(wf, tenant.id)).balance, 1_000_000 - cost);
+    assert.equal(wf.d1('SELECT COUNT(*) AS n FROM usage WHERE request_id = ?', requestId)[0].n, 1);
   });
 });

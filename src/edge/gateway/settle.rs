@@ -72,14 +72,18 @@ impl Pending {
             .map(|m| m.columns(end.status, end.usage_unknown));
         let cache_session = self.session_ttl_seconds > 0;
         let fault = crate::edge::platform::env::settings(&self.env).fault("settle_d1");
+        let wallet_fault = crate::edge::platform::env::settings(&self.env).fault("settle_wallet");
         const ATTEMPTS: u32 = 5;
         let mut delay_ms = 50;
         for attempt in 1..=ATTEMPTS {
             let now = now_ms();
             if self.wallet {
-                match super::wallet::settle_observed(&self.env, &row, self.session_ttl_seconds)
-                    .await
-                {
+                let settled = if wallet_fault {
+                    Err("injected fault settle_wallet".to_string())
+                } else {
+                    super::wallet::settle_observed(&self.env, &row, self.session_ttl_seconds).await
+                };
+                match settled {
                     Ok(figures) => {
                         self.settle_idempotency(&end, &bill).await;
                         // The D1 path's side effects, from the wallet's numbers: the session's KV

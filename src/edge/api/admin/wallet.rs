@@ -168,11 +168,16 @@ pub async fn adjust(
     )
     .map_err(|e| http::internal("tenant row", e))?;
     let key = crate::core::ids::prefixed_id("adj", crate::edge::platform::clock::now_ms());
-    WalletClient::new(env, id)
+    let entry = WalletClient::new(env, id)
         .adjust(amount, &key, reason)
         .await
         .map_err(wallet_error)?;
     overlay_balance(env, id, &mut row).await?;
+    // The wallet's own ledger records this credit (D1's `credit_ledger` does not): the operator
+    // sees what it paid of the debt and the balance right after it.
+    if let (Ok(entry), Some(obj)) = (serde_json::to_value(entry), row.as_object_mut()) {
+        obj.insert("ledger_entry".into(), entry);
+    }
     http::json(200, &row)
 }
 
