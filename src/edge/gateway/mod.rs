@@ -117,6 +117,33 @@ pub(crate) async fn release(
     err
 }
 
+/// The ticket of a prepared call (its reservation, `ticket::issue`); a refusal releases what
+/// the preparation claimed and is the client's answer.
+pub(crate) async fn ticket_of(
+    p: &Prepared,
+    chat: &ChatCompletionRequest,
+    key: &Option<ClaimedKey>,
+) -> Result<ticket::Pending, GatewayError> {
+    let call = &p.call;
+    let order = Order {
+        env: &call.env,
+        id: &call.request_id,
+        caller: &call.caller,
+        session_id: &call.session_id,
+        session_ttl_seconds: call.settings.session_ttl_seconds,
+        admitted: &p.admitted,
+        route: &p.route,
+        chat,
+        count: p.count,
+        started_at: call.started_at,
+        idempotency: key.clone(),
+    };
+    match ticket::issue(order).await {
+        Ok(pending) => Ok(pending),
+        Err(err) => Err(release(p, key.clone(), err).await),
+    }
+}
+
 /// The metered call: ticket (reservation), dispatch, answer, settlement.
 pub(crate) async fn run(
     p: Prepared,
@@ -135,24 +162,8 @@ pub(crate) async fn run_as(
     ctx: &Context,
     format: Option<ClientFormat>,
 ) -> Result<Response, GatewayError> {
+    let mut pending = ticket_of(&p, chat, &key).await?;
     let call = &p.call;
-    let order = Order {
-        env: &call.env,
-        id: &call.request_id,
-        caller: &call.caller,
-        session_id: &call.session_id,
-        session_ttl_seconds: call.settings.session_ttl_seconds,
-        admitted: &p.admitted,
-        route: &p.route,
-        chat,
-        count: p.count,
-        started_at: call.started_at,
-        idempotency: key.clone(),
-    };
-    let mut pending = match ticket::issue(order).await {
-        Ok(pending) => pending,
-        Err(err) => return Err(release(&p, key, err).await),
-    };
     if let Some(format) = format {
         pending.format = format;
     }

@@ -31,7 +31,7 @@ use super::guard::StreamGuard;
 use super::relay::{ClientEnd, Source};
 use super::routes;
 use super::settle;
-use super::ticket::{self, End, Order, Pending};
+use super::ticket::{End, Pending};
 use super::Prepared;
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::inbound::client::ClientFormat;
@@ -96,24 +96,8 @@ pub(crate) async fn run(
     if natives.iter().all(Option::is_none) {
         return super::run_as(p, chat, key, ctx, Some(format)).await;
     }
+    let mut pending = super::ticket_of(&p, chat, &key).await?;
     let call = &p.call;
-    let order = Order {
-        env: &call.env,
-        id: &call.request_id,
-        caller: &call.caller,
-        session_id: &call.session_id,
-        session_ttl_seconds: call.settings.session_ttl_seconds,
-        admitted: &p.admitted,
-        route: &p.route,
-        chat,
-        count: p.count,
-        started_at: call.started_at,
-        idempotency: key.clone(),
-    };
-    let mut pending = match ticket::issue(order).await {
-        Ok(pending) => pending,
-        Err(err) => return Err(super::release(&p, key, err).await),
-    };
     pending.format = format.clone();
     let reply = call_routes(&mut pending, chat, &p.attempts, &natives, &call.settings).await;
     let response = match reply {

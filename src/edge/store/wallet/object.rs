@@ -1058,40 +1058,38 @@ fn transact(storage: &worker::Storage, sql: &SqlStorage, ops: Vec<Op>) -> Result
     result.map(|_| ()).map_err(js_text)
 }
 
-fn stored_charge(sql: &SqlStorage, request_id: &str) -> Result<Option<Charge>, String> {
+/// The JSON document in the one column `v` of the first row `query` (one `?`, bound to `key`)
+/// finds, decoded: how every idempotency record of the wallet (a settlement's charge, a ledger
+/// entry, a call's charge, an applied operation's answer) is read back.
+pub(super) fn stored_json<T: serde::de::DeserializeOwned>(
+    sql: &SqlStorage,
+    query: &str,
+    key: &str,
+) -> Result<Option<T>, String> {
     #[derive(Deserialize)]
     struct Row {
-        charge: String,
+        v: String,
     }
     let rows: Vec<Row> = sql
-        .exec(
-            "SELECT charge FROM outbox WHERE request_id = ?",
-            vec![request_id.into()],
-        )
+        .exec(query, vec![key.into()])
         .and_then(|c| c.to_array())
         .map_err(|e| e.to_string())?;
     rows.into_iter()
         .next()
-        .map(|r| serde_json::from_str(&r.charge).map_err(|e| e.to_string()))
+        .map(|r| serde_json::from_str(&r.v).map_err(|e| e.to_string()))
         .transpose()
 }
 
+fn stored_charge(sql: &SqlStorage, request_id: &str) -> Result<Option<Charge>, String> {
+    stored_json(
+        sql,
+        "SELECT charge AS v FROM outbox WHERE request_id = ?",
+        request_id,
+    )
+}
+
 fn stored_entry(sql: &SqlStorage, key: &str) -> Result<Option<LedgerEntry>, String> {
-    #[derive(Deserialize)]
-    struct Row {
-        entry: String,
-    }
-    let rows: Vec<Row> = sql
-        .exec(
-            "SELECT entry FROM ledger WHERE idem_key = ?",
-            vec![key.into()],
-        )
-        .and_then(|c| c.to_array())
-        .map_err(|e| e.to_string())?;
-    rows.into_iter()
-        .next()
-        .map(|r| serde_json::from_str(&r.entry).map_err(|e| e.to_string()))
-        .transpose()
+    stored_json(sql, "SELECT entry AS v FROM ledger WHERE idem_key = ?", key)
 }
 
 fn count(sql: &SqlStorage, q: &str) -> Result<u64, String> {

@@ -263,36 +263,15 @@ fn clock_offset(sql: &SqlStorage) -> Option<i64> {
 }
 
 fn stored_call(sql: &SqlStorage, id: &str) -> Result<Option<Charge>, String> {
-    #[derive(Deserialize)]
-    struct Row {
-        charge: String,
-    }
-    let rows: Vec<Row> = sql
-        .exec("SELECT charge FROM calls WHERE id = ?", vec![id.into()])
-        .and_then(|c| c.to_array())
-        .map_err(|e| e.to_string())?;
-    rows.into_iter()
-        .next()
-        .map(|r| serde_json::from_str(&r.charge).map_err(|e| e.to_string()))
-        .transpose()
+    stored_json(sql, "SELECT charge AS v FROM calls WHERE id = ?", id)
 }
 
 fn stored_applied(sql: &SqlStorage, key: &str) -> Result<Option<Value>, String> {
-    #[derive(Deserialize)]
-    struct Row {
-        result: String,
-    }
-    let rows: Vec<Row> = sql
-        .exec(
-            "SELECT result FROM applied WHERE idem_key = ?",
-            vec![key.into()],
-        )
-        .and_then(|c| c.to_array())
-        .map_err(|e| e.to_string())?;
-    rows.into_iter()
-        .next()
-        .map(|r| serde_json::from_str(&r.result).map_err(|e| e.to_string()))
-        .transpose()
+    stored_json(
+        sql,
+        "SELECT result AS v FROM applied WHERE idem_key = ?",
+        key,
+    )
 }
 
 /// The charge columns of a `plugin_calls` row, as the wallet took them.
