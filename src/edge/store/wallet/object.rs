@@ -201,28 +201,18 @@ impl TenantWallet {
                 );
                 let charge = observed.charge;
                 fill_row(&mut row, &tenant_id, &request_id, &hold_key, &charge, now);
-                let row_text = serde_json::to_string(&row).map_err(|e| e.to_string())?;
-                let charge_text = serde_json::to_string(&charge).map_err(|e| e.to_string())?;
-                self.write(self.ops(|w| {
-                    let mut ops = vec![account_op(w)?];
-                    ops.extend(key_op(w, &hold_key)?);
-                    ops.push(delete_hold_op(&request_id));
-                    ops.push(op(
-                        "INSERT INTO outbox (request_id, charge, row, created_at) VALUES (?, ?, ?, ?)",
-                        vec![
-                            request_id.as_str().into(),
-                            charge_text.into(),
-                            row_text.into(),
-                            int(now),
-                        ],
-                    ));
-                    Ok(ops)
-                }))?;
-                // The settlement is stored: a failed alarm only delays the export (the next
-                // settlement or an export command arms it again), it must not fail the answer.
-                if let Err(e) = self.arm(EXPORT_DELAY_MS).await {
-                    worker::console_error!("wallet {tenant_id}: arming the export: {e}");
-                }
+                let insert =
+                    "INSERT INTO outbox (request_id, charge, row, created_at) VALUES (?, ?, ?, ?)";
+                self.store_settlement(
+                    &tenant_id,
+                    insert,
+                    &request_id,
+                    &hold_key,
+                    &charge,
+                    &row,
+                    now,
+                )
+                .await?;
                 Answer::Ok(to_value(&observed)?)
             }
             Command::Extend { request } => {
@@ -434,6 +424,40 @@ impl TenantWallet {
     /// Builds a write from the current wallet.
     fn ops(&self, f: impl FnOnce(&Wallet) -> Result<Vec<Op>, String>) -> Result<Vec<Op>, String> {
         f(&self.inner.borrow().wallet)
+    }
+
+    /// Stores a settlement in one transaction — the account and the key's counters as they are
+    /// now, the hold gone, and its record (`insert`: the outbox row of a request, the `calls` row
+    /// of a plugin call; `(id, charge, row, created_at)`) — then arms the export. The record is
+    /// stored: a failed alarm only delays the export (the next settlement or an export command
+    /// arms it again), it must not fail the answer.
+    #[allow(clippy::too_many_arguments)]
+    async fn store_settlement<C: serde::Serialize, R: serde::Serialize>(
+        &self,
+        tenant_id: &str,
+        insert: &'static str,
+        id: &str,
+        hold_key: &str,
+        charge: &C,
+        row: &R,
+        now: u64,
+    ) -> Result<(), String> {
+        let row_text = json_text(row)?;
+        let charge_text = json_text(charge)?;
+        self.write(self.ops(|w| {
+            let mut ops = vec![account_op(w)?];
+            ops.extend(key_op(w, hold_key)?);
+            ops.push(delete_hold_op(id));
+            ops.push(op(
+                insert,
+                vec![id.into(), charge_text.into(), row_text.into(), int(now)],
+            ));
+            Ok(ops)
+        }))?;
+        if let Err(e) = self.arm(EXPORT_DELAY_MS).await {
+            worker::console_error!("wallet {tenant_id}: arming the export: {e}");
+        }
+        Ok(())
     }
 
     /// Sets the alarm to `delay_ms` from now unless one is due sooner.

@@ -110,26 +110,9 @@ impl TenantWallet {
                     .wallet
                     .settle(&id, &key_id, cost, 0, now);
                 fill_call_row(&mut row, tenant_id, &id, &hold_key, &charge, now);
-                let row_text = json_text(&row)?;
-                let charge_text = json_text(&charge)?;
-                self.write(self.ops(|w| {
-                    let mut ops = vec![account_op(w)?];
-                    ops.extend(key_op(w, &hold_key)?);
-                    ops.push(delete_hold_op(&id));
-                    ops.push(op(
-                        "INSERT INTO calls (id, charge, row, created_at) VALUES (?, ?, ?, ?)",
-                        vec![
-                            id.as_str().into(),
-                            charge_text.into(),
-                            row_text.into(),
-                            int(now),
-                        ],
-                    ));
-                    Ok(ops)
-                }))?;
-                if let Err(e) = self.arm(EXPORT_DELAY_MS).await {
-                    worker::console_error!("wallet {tenant_id}: arming the export: {e}");
-                }
+                let insert = "INSERT INTO calls (id, charge, row, created_at) VALUES (?, ?, ?, ?)";
+                self.store_settlement(tenant_id, insert, &id, &hold_key, &charge, &row, now)
+                    .await?;
                 Answer::Ok(to_value(&charge)?)
             }
             Command::AssignPlan {
