@@ -1,12 +1,18 @@
-//! Response helpers and bounded body reading.
+//! Response helpers, bounded body reading, and [`Incoming`]: the one prologue of the metered
+//! API handlers.
 
 use futures::StreamExt;
-use worker::{Headers, Method, Request, Response, ResponseBuilder};
+use worker::{Env, Headers, Method, Request, Response, ResponseBuilder};
 
 use crate::core::error::{ErrorKind, GatewayError};
+use crate::core::multipart::{self, Limits, Part, MAX_AUDIO_FILE_BYTES};
+use crate::edge::gateway::{self, auth, auth::Caller, context::Call, Prepared};
+use crate::edge::platform::clock::now_ms;
+use crate::edge::platform::env::settings;
 pub use crate::edge::platform::response::{
     bytes_response, error_response, internal, json, public_error,
 };
+use crate::edge::store::idempotency::{Claim, ClaimedKey};
 
 /// [`error_response`] of [`public_error`]: the answer to a request that failed.
 pub fn public_error_response(err: &GatewayError, request_id: &str) -> worker::Result<Response> {
@@ -85,9 +91,146 @@ pub async fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, Gatew
     Ok(body)
 }
 
+/// The largest multipart body read: OpenAI's 25 MiB file limit and 1 MiB for the other fields
+/// and the part headers. A larger body is refused with 413 before it is parsed.
+pub const MAX_MULTIPART_BODY: usize = MAX_AUDIO_FILE_BYTES + (1 << 20);
+
+/// Reads a `multipart/form-data` body and its boundary (400 `invalid_multipart` without one, 413
+/// over [`MAX_MULTIPART_BODY`]).
+async fn read_form(req: &mut Request) -> Result<(Vec<u8>, String), GatewayError> {
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let boundary = multipart::boundary_of(&content_type)?;
+    let body = read_body(req, MAX_MULTIPART_BODY).await?;
+    Ok((body, boundary))
+}
+
+/// How a metered request's body comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyKind {
+    /// JSON, up to the `MAX_BODY_BYTES` setting.
+    Json,
+    /// A `multipart/form-data` upload, up to [`MAX_MULTIPART_BODY`].
+    Form,
+}
+
+/// The one prologue of the metered API handlers (chat completions, responses, messages and
+/// their token count, embeddings, images, audio), in this order:
+/// 1. [`Incoming::open`]: the start time, the caller authenticated, the body read;
+/// 2. the handler decodes [`Incoming::body`] (or the [`Incoming::parts`] of a form) in its API's
+///    terms;
+/// 3. [`Incoming::call`]: the call's context (the `x-session-id` validated);
+/// 4. the handler prepares the call (`gateway::prepare`, `gateway::media::prepare`);
+/// 5. [`Incoming::claim`]: the `Idempotency-Key` claimed, or the stored answer replayed.
+///
+/// A request wrong in several ways is refused for the first of them in that order. Errors are
+/// plain `GatewayError`s: the handler's API gives them their shape (Anthropic's on
+/// `/v1/messages*`).
+pub(crate) struct Incoming<'a> {
+    env: &'a Env,
+    request_id: &'a str,
+    req: Request,
+    caller: Caller,
+    started_at: u64,
+    boundary: Option<String>,
+    /// The request body as read.
+    pub body: Vec<u8>,
+}
+
+/// What claiming the `Idempotency-Key` decided.
+pub(crate) enum Claimed {
+    /// Go on, with the claimed key (`None`: the request has no `Idempotency-Key`).
+    Fresh(Option<ClaimedKey>),
+    /// The key's request was answered before: its stored answer, replayed.
+    Replayed(Response),
+}
+
+impl<'a> Incoming<'a> {
+    /// Notes the start time, authenticates the caller (401) and reads the body as `kind` says
+    /// (413 over the limit; a form without a boundary: 400).
+    pub(crate) async fn open(
+        mut req: Request,
+        env: &'a Env,
+        request_id: &'a str,
+        kind: BodyKind,
+    ) -> Result<Self, GatewayError> {
+        let started_at = now_ms();
+        let caller = auth::authenticate(&req, env).await?;
+        let (body, boundary) = match kind {
+            BodyKind::Json => (
+                read_body(&mut req, settings(env).max_body_bytes).await?,
+                None,
+            ),
+            BodyKind::Form => {
+                let (body, boundary) = read_form(&mut req).await?;
+                (body, Some(boundary))
+            }
+        };
+        Ok(Incoming {
+            env,
+            request_id,
+            req,
+            caller,
+            started_at,
+            boundary,
+            body,
+        })
+    }
+
+    /// When the request arrived (UTC ms).
+    pub(crate) fn started_at(&self) -> u64 {
+        self.started_at
+    }
+
+    /// The value of the request header `name`.
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
+        self.req.headers().get(name).ok().flatten()
+    }
+
+    /// The parts of a form body (400 `invalid_multipart` when it does not parse); none for a JSON
+    /// body.
+    pub(crate) fn parts(&self) -> Result<Vec<Part<'_>>, GatewayError> {
+        match &self.boundary {
+            Some(boundary) => multipart::parse(&self.body, boundary, &Limits::default()),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The call's context: the caller, the session (`x-session-id`, validated) and the settings.
+    pub(crate) fn call(&self) -> Result<Call, GatewayError> {
+        let (env, id, caller) = (self.env, self.request_id, self.caller.clone());
+        Call::new(env, id, caller, self.req.headers(), self.started_at)
+    }
+
+    /// Claims the request's `Idempotency-Key` for the prepared call (`stream`: the client asked
+    /// for a stream), or answers it from the key's record.
+    pub(crate) async fn claim(
+        &self,
+        prepared: &Prepared,
+        stream: bool,
+    ) -> Result<Claimed, GatewayError> {
+        let key = self.header("idempotency-key");
+        Ok(
+            match gateway::claim(prepared, key, &self.body, stream).await? {
+                Claim::Replay {
+                    http_status,
+                    body,
+                    request_id,
+                } => Claimed::Replayed(replay(http_status, body, &request_id)?),
+                Claim::Fresh(key) => Claimed::Fresh(Some(key)),
+                Claim::None => Claimed::Fresh(None),
+            },
+        )
+    }
+}
+
 /// The stored answer of an idempotent request, replayed (`idempotent-replayed: true`, with the
 /// original request's id).
-pub fn replay(http_status: u16, body: String, request_id: &str) -> Result<Response, GatewayError> {
+fn replay(http_status: u16, body: String, request_id: &str) -> Result<Response, GatewayError> {
     let mut resp = bytes_response(http_status, "application/json", body.into_bytes())?;
     let headers = resp.headers_mut();
     let _ = headers.set("idempotent-replayed", "true");

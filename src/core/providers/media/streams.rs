@@ -14,6 +14,9 @@
 //!   `speech.audio.delta` with base64 `audio`, then `speech.audio.done` with `usage`
 //!   (`input_tokens`, `output_tokens`, `total_tokens`). [`SpeechStream`] keeps that usage.
 //!
+//! Both are one [`Watcher`] (the event reading, error noting included) over a kind's
+//! [`MediaEvents`] (what it keeps of the events: [`ImageEvents`], [`SpeechEvents`]).
+//!
 //! An `error` event, or a framing error, is noted once (the relay does not stop for it: the
 //! client sees what the provider sent). When the gateway cuts an event stream (the provider went
 //! silent or broke off), it ends it with [`error_event`] so that an SDK raises a clear error
@@ -37,31 +40,58 @@ pub fn error_event(err: &GatewayError) -> Vec<u8> {
     format!("event: error\ndata: {body}\n\n").into_bytes()
 }
 
-/// Reads the `data:` JSON of each complete event, whatever the split of the bytes.
+/// What a watcher keeps of one kind of media event stream: told each event's type and `data:`
+/// JSON in order. [`Watcher`] does the reading; `error` events and framing errors never reach
+/// it.
+pub trait MediaEvents: Default {
+    /// One event: its type (the JSON's `type`, else the `event:` line) and its data.
+    fn on(&mut self, kind: &str, data: &Value);
+}
+
+/// Watches a media event stream: reads the `data:` JSON of each complete event, whatever the
+/// split of the bytes, and tells the kind's state `S` (reachable through `Deref`).
 #[derive(Debug, Default)]
-struct Events {
+pub struct Watcher<S> {
     sse: SseParser,
     /// A framing error or an `error` event was seen.
     failed: bool,
+    state: S,
 }
 
-impl Events {
-    fn push(&mut self, bytes: &[u8], mut on: impl FnMut(&str, &Value)) {
+/// Watches a streamed image answer (generation or edit).
+pub type ImageStream = Watcher<ImageEvents>;
+
+/// Watches a speech answer streamed as events (`stream_format: "sse"`).
+pub type SpeechStream = Watcher<SpeechEvents>;
+
+impl<S: MediaEvents> Watcher<S> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds relayed bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
         match self.sse.push(bytes) {
-            Ok(events) => events.into_iter().for_each(|e| self.event(e, &mut on)),
+            Ok(events) => events.into_iter().for_each(|e| self.event(e)),
             Err(_) => self.failed = true,
         }
     }
 
-    fn finish(&mut self, mut on: impl FnMut(&str, &Value)) {
+    /// The provider closed the stream.
+    pub fn finish(&mut self) {
         match self.sse.finish() {
-            Ok(Some(e)) => self.event(e, &mut on),
+            Ok(Some(e)) => self.event(e),
             Ok(None) => {}
             Err(_) => self.failed = true,
         }
     }
 
-    fn event(&mut self, event: SseEvent, on: &mut impl FnMut(&str, &Value)) {
+    /// An `error` event or a framing error was seen.
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
+    fn event(&mut self, event: SseEvent) {
         let Some(data) = event.data else { return };
         let Ok(value) = serde_json::from_str::<Value>(data.trim()) else {
             self.failed = true;
@@ -72,20 +102,26 @@ impl Events {
             .get("type")
             .and_then(Value::as_str)
             .or(event.event.as_deref())
-            .unwrap_or("")
-            .to_string();
+            .unwrap_or("");
         if kind == "error" || value.get("error").is_some_and(|e| !e.is_null()) {
             self.failed = true;
             return;
         }
-        on(&kind, &value);
+        self.state.on(kind, &value);
     }
 }
 
-/// Watches a streamed image answer (generation or edit).
+impl<S> std::ops::Deref for Watcher<S> {
+    type Target = S;
+
+    fn deref(&self) -> &S {
+        &self.state
+    }
+}
+
+/// What an image stream delivered.
 #[derive(Debug, Default)]
-pub struct ImageStream {
-    events: Events,
+pub struct ImageEvents {
     /// Partial images seen.
     pub partials: u64,
     /// Completed images seen.
@@ -94,55 +130,16 @@ pub struct ImageStream {
     pub usage: Option<ImageTokens>,
 }
 
-impl ImageStream {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Feeds relayed bytes.
-    pub fn push(&mut self, bytes: &[u8]) {
-        let Self {
-            events,
-            partials,
-            completed,
-            usage,
-        } = self;
-        events.push(bytes, |kind, v| {
-            Self::on(kind, v, partials, completed, usage)
-        });
-    }
-
-    /// The provider closed the stream.
-    pub fn finish(&mut self) {
-        let Self {
-            events,
-            partials,
-            completed,
-            usage,
-        } = self;
-        events.finish(|kind, v| Self::on(kind, v, partials, completed, usage));
-    }
-
-    /// An `error` event or a framing error was seen.
-    pub fn failed(&self) -> bool {
-        self.events.failed
-    }
-
-    fn on(
-        kind: &str,
-        v: &Value,
-        partials: &mut u64,
-        completed: &mut u64,
-        usage: &mut Option<ImageTokens>,
-    ) {
+impl MediaEvents for ImageEvents {
+    fn on(&mut self, kind: &str, v: &Value) {
         match kind {
-            "image_generation.partial_image" | "image_edit.partial_image" => *partials += 1,
+            "image_generation.partial_image" | "image_edit.partial_image" => self.partials += 1,
             "image_generation.completed" | "image_edit.completed" => {
-                *completed += 1;
+                self.completed += 1;
                 if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
                     let n = |p: &str| u.pointer(p).and_then(Value::as_u64).unwrap_or(0);
                     let input = n("/input_tokens");
-                    let sum = usage.get_or_insert_with(ImageTokens::default);
+                    let sum = self.usage.get_or_insert_with(ImageTokens::default);
                     sum.input_tokens = sum.input_tokens.saturating_add(input);
                     sum.image_input_tokens = sum
                         .image_input_tokens
@@ -153,7 +150,9 @@ impl ImageStream {
             _ => {}
         }
     }
+}
 
+impl ImageEvents {
     /// What the stream delivered, as a plain answer would have said it; `None` before any
     /// completed image (then the reservation is charged: the provider was generating).
     pub fn result(&self) -> Option<ImagesResult> {
@@ -171,11 +170,10 @@ pub struct SpeechTokens {
     pub output_tokens: u64,
 }
 
-/// Watches a speech answer streamed as events (`stream_format: "sse"`).
+/// What a speech event stream delivered.
 #[derive(Debug, Default)]
-pub struct SpeechStream {
-    events: Events,
-    /// Bytes of audio received (decoded base64 length of the deltas).
+pub struct SpeechEvents {
+    /// `speech.audio.delta` events seen.
     pub audio_deltas: u64,
     /// The `speech.audio.done` event arrived.
     pub done: bool,
@@ -183,52 +181,13 @@ pub struct SpeechStream {
     pub usage: Option<SpeechTokens>,
 }
 
-impl SpeechStream {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Feeds relayed bytes.
-    pub fn push(&mut self, bytes: &[u8]) {
-        let Self {
-            events,
-            audio_deltas,
-            done,
-            usage,
-        } = self;
-        events.push(bytes, |kind, v| {
-            Self::on(kind, v, audio_deltas, done, usage)
-        });
-    }
-
-    /// The provider closed the stream.
-    pub fn finish(&mut self) {
-        let Self {
-            events,
-            audio_deltas,
-            done,
-            usage,
-        } = self;
-        events.finish(|kind, v| Self::on(kind, v, audio_deltas, done, usage));
-    }
-
-    /// An `error` event or a framing error was seen.
-    pub fn failed(&self) -> bool {
-        self.events.failed
-    }
-
-    fn on(
-        kind: &str,
-        v: &Value,
-        deltas: &mut u64,
-        done: &mut bool,
-        usage: &mut Option<SpeechTokens>,
-    ) {
+impl MediaEvents for SpeechEvents {
+    fn on(&mut self, kind: &str, v: &Value) {
         match kind {
-            "speech.audio.delta" => *deltas += 1,
+            "speech.audio.delta" => self.audio_deltas += 1,
             "speech.audio.done" => {
-                *done = true;
-                *usage = v.get("usage").filter(|u| u.is_object()).map(|u| {
+                self.done = true;
+                self.usage = v.get("usage").filter(|u| u.is_object()).map(|u| {
                     let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
                     SpeechTokens {
                         input_tokens: n("input_tokens"),

@@ -9,10 +9,8 @@ use worker::{Env, Request, Response};
 use crate::core::error::GatewayError;
 use crate::core::inbound::anthropic;
 use crate::core::providers::native::messages;
-use crate::edge::api::http;
-use crate::edge::gateway::{self, auth, context::Call};
-use crate::edge::platform::clock::now_ms;
-use crate::edge::platform::env::settings;
+use crate::edge::api::http::{self, BodyKind, Incoming};
+use crate::edge::gateway;
 
 pub async fn count_tokens(
     req: Request,
@@ -22,16 +20,13 @@ pub async fn count_tokens(
     super::answer(run(req, env, request_id).await, request_id)
 }
 
-async fn run(mut req: Request, env: &Env, request_id: &str) -> Result<Response, GatewayError> {
-    let started_at = now_ms();
-    let caller = auth::authenticate(&req, env).await?;
-    let body = http::read_body(&mut req, settings(env).max_body_bytes).await?;
-    let decoded = anthropic::decode_count_tokens(&body)?;
+async fn run(req: Request, env: &Env, request_id: &str) -> Result<Response, GatewayError> {
+    let incoming = Incoming::open(req, env, request_id, BodyKind::Json).await?;
+    let decoded = anthropic::decode_count_tokens(&incoming.body)?;
     let mut chat = decoded.to_chat()?;
-    let call = Call::new(env, request_id, caller, req.headers(), started_at)?;
     // Admitted and counted like a request, nothing reserved.
-    let prepared = gateway::prepare(call, &mut chat, &body).await?;
-    let client = messages::client_headers(|name| req.headers().get(name).ok().flatten());
+    let prepared = gateway::prepare(incoming.call()?, &mut chat, &incoming.body).await?;
+    let client = messages::client_headers(|name| incoming.header(name));
     let (tokens, source) = match gateway::native::count_tokens(&prepared, &decoded, &client).await {
         Some(tokens) => (tokens, "upstream"),
         None => (prepared.count.local_prompt_tokens, "local"),

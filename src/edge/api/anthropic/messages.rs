@@ -11,11 +11,8 @@ use crate::core::error::GatewayError;
 use crate::core::inbound::anthropic::{self, MessageMeta};
 use crate::core::inbound::client::ClientFormat;
 use crate::core::providers::native::{self, NativeApi};
-use crate::edge::api::http;
-use crate::edge::gateway::{self, auth, context::Call};
-use crate::edge::platform::clock::now_ms;
-use crate::edge::platform::env::settings;
-use crate::edge::store::idempotency::Claim;
+use crate::edge::api::http::{BodyKind, Claimed, Incoming};
+use crate::edge::gateway;
 
 pub async fn create_message(
     req: Request,
@@ -27,32 +24,22 @@ pub async fn create_message(
 }
 
 async fn run(
-    mut req: Request,
+    req: Request,
     env: &Env,
     ctx: &Context,
     request_id: &str,
 ) -> Result<Response, GatewayError> {
-    let started_at = now_ms();
-    let max_body = settings(env).max_body_bytes;
-    let caller = auth::authenticate(&req, env).await?;
-    let body = http::read_body(&mut req, max_body).await?;
-    let decoded = anthropic::decode_request(&body)?;
+    let incoming = Incoming::open(req, env, request_id, BodyKind::Json).await?;
+    let decoded = anthropic::decode_request(&incoming.body)?;
     let mut chat = decoded.to_chat()?;
-    let call = Call::new(env, request_id, caller, req.headers(), started_at)?;
-    let mut prepared = gateway::prepare(call, &mut chat, &body).await?;
-    let client = native::messages::client_headers(|name| req.headers().get(name).ok().flatten());
+    let mut prepared = gateway::prepare(incoming.call()?, &mut chat, &incoming.body).await?;
+    let client = native::messages::client_headers(|name| incoming.header(name));
     let natives = gateway::native::plan(&mut prepared, NativeApi::Messages, |route| {
         native::messages::build_request(route, &decoded, &client)
     })?;
-    let key = req.headers().get("idempotency-key").ok().flatten();
-    let claimed = match gateway::claim(&prepared, key, &body, chat.is_stream()).await? {
-        Claim::Replay {
-            http_status,
-            body,
-            request_id,
-        } => return http::replay(http_status, body, &request_id),
-        Claim::Fresh(key) => Some(key),
-        Claim::None => None,
+    let claimed = match incoming.claim(&prepared, chat.is_stream()).await? {
+        Claimed::Fresh(key) => key,
+        Claimed::Replayed(answer) => return Ok(answer),
     };
     let format = ClientFormat::Messages {
         meta: MessageMeta {

@@ -13,31 +13,22 @@ use worker::{Context, Env, Request, Response};
 
 use crate::core::error::GatewayError;
 use crate::core::inbound::audio::{decode_speech, decode_transcription};
-use crate::core::multipart::{self, Limits, MAX_AUDIO_FILE_BYTES};
 use crate::core::providers::media::openai::TranscriptStream;
 use crate::core::providers::media::streams::SpeechStream;
 use crate::core::providers::media::{self, bill, MediaApi};
-use crate::edge::api::http;
+use crate::edge::api::http::{BodyKind, Claimed, Incoming};
 use crate::edge::gateway::media::{self as metered, Answer};
-use crate::edge::gateway::{self, auth, context::Call};
-use crate::edge::platform::clock::now_ms;
-use crate::edge::platform::env::settings;
-use crate::edge::store::idempotency::Claim;
 
 pub async fn speech(
-    mut req: Request,
+    req: Request,
     env: &Env,
     ctx: &Context,
     request_id: &str,
 ) -> Result<Response, GatewayError> {
-    let started_at = now_ms();
-    let max_body = settings(env).max_body_bytes;
-    let caller = auth::authenticate(&req, env).await?;
-    let body = http::read_body(&mut req, max_body).await?;
-    let request = decode_speech(&body)?;
-    let call = Call::new(env, request_id, caller, req.headers(), started_at)?;
+    let incoming = Incoming::open(req, env, request_id, BodyKind::Json).await?;
+    let request = decode_speech(&incoming.body)?;
     let mp = metered::prepare(
-        call,
+        incoming.call()?,
         &request.model,
         MediaApi::Speech,
         |admitted, units| {
@@ -53,15 +44,9 @@ pub async fn speech(
     };
     let units = mp.ticket.units.clone();
     let billed = bill::speech(&request, &units, encoding, max_out);
-    let key = req.headers().get("idempotency-key").ok().flatten();
-    let claimed = match gateway::claim(&mp.prepared, key, &body, true).await? {
-        Claim::Replay {
-            http_status,
-            body,
-            request_id,
-        } => return http::replay(http_status, body, &request_id),
-        Claim::Fresh(key) => Some(key),
-        Claim::None => None,
+    let claimed = match incoming.claim(&mp.prepared, true).await? {
+        Claimed::Fresh(key) => key,
+        Claimed::Replayed(answer) => return Ok(answer),
     };
     let content_type = request.content_type();
     match metered::call(mp, true, claimed, ctx).await {
@@ -89,37 +74,17 @@ pub async fn speech(
     }
 }
 
-/// The largest multipart body read: OpenAI's 25 MiB file limit and 1 MiB for the other fields
-/// and the part headers. A larger body is refused with 413 before it is parsed.
-pub const MAX_MULTIPART_BODY: usize = MAX_AUDIO_FILE_BYTES + (1 << 20);
-
-/// Reads and parses a `multipart/form-data` body (400 `invalid_multipart`, 413 over the limits).
-pub(crate) async fn read_form(req: &mut Request) -> Result<(Vec<u8>, String), GatewayError> {
-    let content_type = req
-        .headers()
-        .get("content-type")
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    let boundary = multipart::boundary_of(&content_type)?;
-    let body = http::read_body(req, MAX_MULTIPART_BODY).await?;
-    Ok((body, boundary))
-}
-
 /// `POST /v1/audio/transcriptions` and `/v1/audio/translations` (multipart).
 pub async fn transcription(
-    mut req: Request,
+    req: Request,
     env: &Env,
     ctx: &Context,
     request_id: &str,
     translation: bool,
 ) -> Result<Response, GatewayError> {
-    let started_at = now_ms();
-    let caller = auth::authenticate(&req, env).await?;
-    let (body, boundary) = read_form(&mut req).await?;
-    let parts = multipart::parse(&body, &boundary, &Limits::default())?;
+    let incoming = Incoming::open(req, env, request_id, BodyKind::Form).await?;
+    let parts = incoming.parts()?;
     let request = decode_transcription(&parts, translation)?;
-    let call = Call::new(env, request_id, caller, req.headers(), started_at)?;
     let api = if translation {
         MediaApi::Translations
     } else {
@@ -128,7 +93,7 @@ pub async fn transcription(
     // The format asked of the provider depends on the model's prices: known after admission.
     let upstream = std::cell::Cell::new(request.response_format);
     let mp = metered::prepare(
-        call,
+        incoming.call()?,
         &request.model,
         api,
         |admitted, units| {
@@ -142,15 +107,9 @@ pub async fn transcription(
     let encoding = mp.prepared.admitted.encoding;
     let units = mp.ticket.units.clone();
     let reserved = mp.ticket.reserved;
-    let key = req.headers().get("idempotency-key").ok().flatten();
-    let claimed = match gateway::claim(&mp.prepared, key, &body, request.stream).await? {
-        Claim::Replay {
-            http_status,
-            body,
-            request_id,
-        } => return http::replay(http_status, body, &request_id),
-        Claim::Fresh(key) => Some(key),
-        Claim::None => None,
+    let claimed = match incoming.claim(&mp.prepared, request.stream).await? {
+        Claimed::Fresh(key) => key,
+        Claimed::Replayed(answer) => return Ok(answer),
     };
     match metered::call(mp, request.stream, claimed, ctx).await {
         Ok(Answer::Plain(pending, answer, _)) => {

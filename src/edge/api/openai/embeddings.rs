@@ -6,27 +6,19 @@ use worker::{Context, Env, Request, Response};
 use crate::core::error::GatewayError;
 use crate::core::inbound::embeddings::{decode_request, encode_response};
 use crate::core::providers::media::{self, bill, MediaApi};
-use crate::edge::api::http;
+use crate::edge::api::http::{BodyKind, Claimed, Incoming};
 use crate::edge::gateway::media::{self as metered, Answer};
-use crate::edge::gateway::{self, auth, context::Call};
-use crate::edge::platform::clock::now_ms;
-use crate::edge::platform::env::settings;
-use crate::edge::store::idempotency::Claim;
 
 pub async fn embeddings(
-    mut req: Request,
+    req: Request,
     env: &Env,
     ctx: &Context,
     request_id: &str,
 ) -> Result<Response, GatewayError> {
-    let started_at = now_ms();
-    let max_body = settings(env).max_body_bytes;
-    let caller = auth::authenticate(&req, env).await?;
-    let body = http::read_body(&mut req, max_body).await?;
-    let request = decode_request(&body)?;
-    let call = Call::new(env, request_id, caller, req.headers(), started_at)?;
+    let incoming = Incoming::open(req, env, request_id, BodyKind::Json).await?;
+    let request = decode_request(&incoming.body)?;
     let mp = metered::prepare(
-        call,
+        incoming.call()?,
         &request.model,
         MediaApi::Embeddings,
         |admitted, _| Ok(request.reservation_usage(admitted.encoding)),
@@ -34,15 +26,9 @@ pub async fn embeddings(
     )
     .await?;
     let encoding = mp.prepared.admitted.encoding;
-    let key = req.headers().get("idempotency-key").ok().flatten();
-    let claimed = match gateway::claim(&mp.prepared, key, &body, false).await? {
-        Claim::Replay {
-            http_status,
-            body,
-            request_id,
-        } => return http::replay(http_status, body, &request_id),
-        Claim::Fresh(key) => Some(key),
-        Claim::None => None,
+    let claimed = match incoming.claim(&mp.prepared, false).await? {
+        Claimed::Fresh(key) => key,
+        Claimed::Replayed(answer) => return Ok(answer),
     };
     let (pending, answer, base_url) = match metered::call(mp, false, claimed, ctx).await {
         Ok(Answer::Plain(pending, answer, base_url)) => (pending, answer, base_url),

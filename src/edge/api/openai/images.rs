@@ -11,51 +11,34 @@ use worker::{Context, Env, Request, Response};
 
 use crate::core::error::GatewayError;
 use crate::core::inbound::images::{decode_edit, decode_generation, ImageOp, ImageRequest};
-use crate::core::multipart::{self, Limits};
 use crate::core::providers::media::streams::ImageStream;
 use crate::core::providers::media::{self, bill, MediaApi};
-use crate::edge::api::http;
-use crate::edge::api::openai::audio::read_form;
+use crate::edge::api::http::{BodyKind, Claimed, Incoming};
 use crate::edge::gateway::media::{self as metered, Answer};
-use crate::edge::gateway::{self, auth, context::Call};
-use crate::edge::platform::clock::now_ms;
-use crate::edge::platform::env::settings;
-use crate::edge::store::idempotency::Claim;
 
 pub async fn images(
-    mut req: Request,
+    req: Request,
     env: &Env,
     ctx: &Context,
     request_id: &str,
     op: ImageOp,
 ) -> Result<Response, GatewayError> {
-    let started_at = now_ms();
-    let caller = auth::authenticate(&req, env).await?;
-    let (body, boundary) = match op {
-        ImageOp::Generate => {
-            let max_body = settings(env).max_body_bytes;
-            (http::read_body(&mut req, max_body).await?, None)
-        }
-        ImageOp::Edit => {
-            let (body, boundary) = read_form(&mut req).await?;
-            (body, Some(boundary))
-        }
+    let body = match op {
+        ImageOp::Generate => BodyKind::Json,
+        ImageOp::Edit => BodyKind::Form,
     };
-    let parts = match &boundary {
-        Some(b) => multipart::parse(&body, b, &Limits::default())?,
-        None => Vec::new(),
-    };
+    let incoming = Incoming::open(req, env, request_id, body).await?;
+    let parts = incoming.parts()?;
     let request: ImageRequest<'_> = match op {
-        ImageOp::Generate => decode_generation(&body)?,
+        ImageOp::Generate => decode_generation(&incoming.body)?,
         ImageOp::Edit => decode_edit(&parts)?,
     };
-    let call = Call::new(env, request_id, caller, req.headers(), started_at)?;
     let api = match op {
         ImageOp::Generate => MediaApi::ImageGenerations,
         ImageOp::Edit => MediaApi::ImageEdits,
     };
     let mp = metered::prepare(
-        call,
+        incoming.call()?,
         &request.model,
         api,
         |admitted, units| {
@@ -67,15 +50,9 @@ pub async fn images(
     .await?;
     let units = mp.ticket.units.clone();
     let reserved = mp.ticket.reserved;
-    let key = req.headers().get("idempotency-key").ok().flatten();
-    let claimed = match gateway::claim(&mp.prepared, key, &body, request.stream).await? {
-        Claim::Replay {
-            http_status,
-            body,
-            request_id,
-        } => return http::replay(http_status, body, &request_id),
-        Claim::Fresh(key) => Some(key),
-        Claim::None => None,
+    let claimed = match incoming.claim(&mp.prepared, request.stream).await? {
+        Claimed::Fresh(key) => key,
+        Claimed::Replayed(answer) => return Ok(answer),
     };
     let (pending, answer) = match metered::call(mp, request.stream, claimed, ctx).await {
         Ok(Answer::Plain(pending, answer, _)) => (pending, answer),
