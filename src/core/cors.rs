@@ -20,6 +20,14 @@ x-stainless-runtime-version, x-stainless-arch, x-stainless-retry-count, x-stainl
 /// The methods a preflight allows.
 pub const ALLOW_METHODS: &str = "GET, POST, PUT, PATCH, DELETE, OPTIONS";
 
+/// Whether the Worker serves requests of method `raw` (as the client spelt it) on any route:
+/// [`ALLOW_METHODS`] and `HEAD`. Any other (`PROPFIND`, `CONNECT`, `TRACE`, a typo) is a 405
+/// before routing: the Workers runtime's `Method` turns an unknown method into `GET`, which
+/// would otherwise answer it as a read.
+pub fn method_served(raw: &str) -> bool {
+    raw == "HEAD" || ALLOW_METHODS.split(", ").any(|m| m == raw)
+}
+
 /// Longest `access-control-request-headers` value reflected.
 const MAX_REQUESTED: usize = 4096;
 
@@ -70,6 +78,16 @@ mod tests {
             "x-session-id",
         ] {
             assert!(list.contains(&h), "{h} missing");
+        }
+    }
+
+    #[test]
+    fn only_the_apis_methods_are_served() {
+        for m in ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"] {
+            assert!(method_served(m), "{m}");
+        }
+        for m in ["PROPFIND", "CONNECT", "TRACE", "REPORT", "get", "", "G ET"] {
+            assert!(!method_served(m), "{m}");
         }
     }
 

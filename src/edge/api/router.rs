@@ -53,6 +53,17 @@ async fn route(
     if segments.is_empty() {
         segments.push("");
     }
+    if !crate::core::cors::method_served(&req.inner().method()) {
+        let refused = GatewayError::new(
+            ErrorKind::MethodNotAllowed,
+            format!("The method {} is not served.", req.inner().method()),
+        );
+        return if crate::core::inbound::anthropic::owns_path(segments.as_slice()) {
+            anthropic::answer(Err(refused), request_id)
+        } else {
+            Err(refused)
+        };
+    }
     if *method == Method::Options {
         return http::preflight(&req);
     }
