@@ -336,7 +336,8 @@ for (const m of ['PUT', 'DELETE', 'PATCH']) {
 add('method-HEAD', (e) => !e.console && e.name !== 'image-variations' && e.method !== 'GET', () => ({ method: 'HEAD', headers: {} }), 405);
 add('method-GET-on-POST', (e) => !e.console && e.method === 'POST' && e.name !== 'image-variations', () => ({ method: 'GET', headers: {} }), 405);
 add('method-POST-on-GET', (e) => !e.console && e.method === 'GET', () => ({ method: 'POST', headers: {} }), 405);
-add('method-unknown', all, () => ({ method: 'PROPFIND', headers: {} }), 'runtime-or-any');
+// The runtime's `Method` reads an unknown method as GET: the gateway refuses it first.
+add('method-unknown', all, () => ({ method: 'PROPFIND', headers: {} }), 'runtime-or-405');
 add('cors-preflight', all, (e) => ({ method: 'OPTIONS', headers: { origin: 'https://app.example', 'access-control-request-method': e.method, 'access-control-request-headers': 'authorization, content-type, x-api-key, anthropic-version' } }), 204);
 add('path-trailing-slash', all, (e) => ({ path: `${e.path}/` }));
 add('path-double-leading-slash', all, (e) => ({ path: `/${e.path}` }));
