@@ -91,6 +91,9 @@ pub struct StreamMeter {
     answered: bool,
     /// The choices' finish reason ([`fold_finish_reason`]).
     finish_reason: Option<String>,
+    /// The provider had answered (something parseable) and then its stream broke off or went
+    /// silent ([`StreamMeter::close`]), rather than ending with an error event of its own.
+    broke_off: bool,
 }
 
 impl StreamMeter {
@@ -173,6 +176,7 @@ impl StreamMeter {
                 "The provider closed the stream before it was complete.",
             )
         });
+        self.broke_off = self.answered;
         let err = if self.answered || err.kind == ErrorKind::UpstreamUnanswered {
             err
         } else {
@@ -180,6 +184,15 @@ impl StreamMeter {
             GatewayError::new(ErrorKind::UpstreamUnusable, err.message)
         };
         Some(self.error.insert(err))
+    }
+
+    /// Whether an upstream error that ends this stream is charged (prompt plus the output
+    /// received) rather than free: output reached the client, or the provider had started its
+    /// answer and then broke off or went silent (it accepted the prompt and bills it). Only an
+    /// error the provider itself reported before any output is free ([`bill`]'s
+    /// `delivered_output`).
+    pub fn error_is_charged(&self) -> bool {
+        self.delivered_output() || self.broke_off
     }
 
     /// Ends the stream before the provider did, because its output reached what the reservation
@@ -513,7 +526,12 @@ mod tests {
         assert!(m.observe(&StreamItem::Error(overloaded)));
         assert!(m.close(None).is_none());
         assert_eq!(m.error().map(|e| e.kind), Some(ErrorKind::UpstreamFailed));
-        // A chunk without content still answers: a later break is an ordinary upstream error.
+        assert!(
+            !m.error_is_charged(),
+            "the provider's own error event is free"
+        );
+        // A chunk without content still answers: a later break is an ordinary upstream error,
+        // charged (prompt + output received): the provider had started.
         let mut m = StreamMeter::new();
         m.observe(&chunk(
             r#"{"id":"c","choices":[{"index":0,"delta":{"role":"assistant"}}]}"#,
@@ -521,6 +539,26 @@ mod tests {
         m.close(None);
         assert_eq!(m.error().map(|e| e.kind), Some(ErrorKind::UpstreamFailed));
         assert!(!m.completed());
+        assert!(!m.delivered_output() && m.error_is_charged());
+        // ... and so is one that went silent after it (the relay's idle timeout).
+        let mut m = StreamMeter::new();
+        m.observe(&chunk(
+            r#"{"id":"c","choices":[{"index":0,"delta":{"role":"assistant"}}]}"#,
+        ));
+        m.close(Some(GatewayError::new(
+            ErrorKind::UpstreamTimeout,
+            "silent",
+        )));
+        assert!(m.error_is_charged());
+        // An error event after a content-less chunk stays free.
+        let mut m = StreamMeter::new();
+        m.observe(&chunk(
+            r#"{"id":"c","choices":[{"index":0,"delta":{"role":"assistant"}}]}"#,
+        ));
+        let overloaded = GatewayError::new(ErrorKind::UpstreamFailed, "overloaded");
+        m.observe(&StreamItem::Error(overloaded));
+        assert!(m.close(None).is_none());
+        assert!(!m.error_is_charged());
     }
 
     fn price() -> Price {

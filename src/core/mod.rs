@@ -4,6 +4,7 @@ pub mod alerts;
 pub mod billing;
 pub mod calendar;
 pub mod console;
+pub mod cors;
 pub mod csv;
 pub mod error;
 pub mod idempotency;

@@ -25,9 +25,32 @@ pub fn validate_session_id(id: &str) -> Result<&str, GatewayError> {
     }
 }
 
+/// A session id named in a path (`/v1/sessions/{id}`): the same rule, but the 400 names the
+/// path's `session_id` rather than a header the client did not send.
+pub fn validate_session_path(id: &str) -> Result<&str, GatewayError> {
+    validate_session_id(id).map_err(|_| {
+        GatewayError::invalid_param(
+            "session_id",
+            format!(
+                "The session id in the path must be 1 to {MAX_SESSION_ID_LEN} characters of \
+                 letters, digits, '.', '_', ':' or '-'."
+            ),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bad_id_in_a_path_names_the_path_not_the_header() {
+        assert_eq!(validate_session_path("chat-42").unwrap(), "chat-42");
+        let err = validate_session_path("a%2Fb").unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert_eq!(err.param.as_deref(), Some("session_id"));
+        assert!(!err.message.contains("X-Session-Id"), "{}", err.message);
+    }
 
     #[test]
     fn accepts_and_rejects() {

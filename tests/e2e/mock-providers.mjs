@@ -49,6 +49,8 @@ export const USAGE = {
   ollama: (words) => ({ prompt_eval_count: 20, eval_count: words }),
   azure: (words) => ({ prompt_tokens: 18, completion_tokens: words, total_tokens: 18 + words }),
   hf: (words) => ({ prompt_tokens: 31, completion_tokens: words, total_tokens: 31 + words }),
+  /** OpenAI's chat completions (POST /openai/v1/chat/completions). */
+  openai: (words) => ({ prompt_tokens: 17, completion_tokens: words, total_tokens: 17 + words }),
 };
 
 /** What each provider's usage means in OpenAI terms: [prompt, cached, completion, reasoning]. */
@@ -583,11 +585,110 @@ export async function startMockProviders({ chunkDelayMs = 5, keys = {} } = {}) {
       if (!url.searchParams.get('api-version')) return json(res, 404, { error: { code: '404', message: 'Resource not found' } });
       return openaiLike(req, res, body, 'azure');
     }
+    if (p === '/openai/v1/chat/completions') {
+      if (req.headers.authorization !== `Bearer ${keys.openai}`) return json(res, 401, { error: { message: 'Incorrect API key provided.', type: 'invalid_request_error', param: null, code: 'invalid_api_key' } });
+      return openaiLike(req, res, body, 'openai');
+    }
     if (p === '/hf/v1/chat/completions') {
       if (req.headers.authorization !== `Bearer ${keys.hf}`) return json(res, 401, { error: 'Invalid credentials in Authorization header' });
       return openaiLike(req, res, body, 'hf');
     }
     return json(res, 404, { error: `no mock route ${p}` });
+  }
+
+  // ---- providers that misbehave (heldout.test.mjs) ----
+  // An upstream model (or Gemini model / Azure deployment in the path) named `mb-<mode>` makes any provider
+  // misbehave the same way, whatever its protocol:
+  //   mb-slowheaders  headers after `slowHeadersMs`, then the normal answer at once
+  //   mb-stall        the normal answer's first bytes (mid-JSON, or the first event), then nothing, forever
+  //   mb-noend        a stream's events without its last one ([DONE], message_stop, done: true, …), then close
+  //   mb-html         200 with an HTML page          mb-badjson   200 application/json that is not JSON
+  //   mb-lenlie       a content-length 100 bytes larger than the body, then the connection closed
+  //   mb-429          429 with retry-after: 1        mb-reset     the first half of the answer, then a TCP reset
+  //   mb-gzip         the normal answer gzip-encoded (content-encoding: gzip)
+  const misbehaviourOf = (req, body) => {
+    const where = `${typeof body?.model === 'string' ? body.model : ''} ${req.url}`;
+    return /mb-([a-z0-9]+)/.exec(where)?.[1] ?? null;
+  };
+  /** Runs the normal route into a buffer: { status, headers, chunks } (the events as the route wrote them). */
+  async function captured(req, body, raw) {
+    const out = { status: 200, headers: {}, chunks: [] };
+    const fake = {
+      destroyed: false,
+      headersSent: false,
+      writeHead(status, headers = {}) {
+        out.status = status;
+        Object.assign(out.headers, headers);
+        this.headersSent = true;
+        return this;
+      },
+      setHeader(k, v) {
+        out.headers[k] = v;
+      },
+      flushHeaders() {},
+      write(chunk) {
+        if (chunk) out.chunks.push(Buffer.from(chunk));
+        return true;
+      },
+      end(chunk) {
+        if (chunk && typeof chunk !== 'function') out.chunks.push(Buffer.from(chunk));
+      },
+    };
+    await route(req, fake, body, raw);
+    return out;
+  }
+  async function misbehave(mode, req, res, body, raw) {
+    const forever = () => new Promise((r) => res.on('close', r));
+    if (mode === '429') return json(res, 429, { error: { message: 'Rate limit reached. Try again in 1s.', type: 'requests', param: null, code: 'rate_limit_exceeded' } }, { 'retry-after': '1' });
+    if (mode === 'html') {
+      res.writeHead(200, { 'content-type': 'text/html' });
+      return res.end('<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1></body></html>');
+    }
+    if (mode === 'badjson') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return res.end('{"id":"x","choices":[{"message":{"content":"hi"');
+    }
+    const out = await captured(req, body, raw);
+    const all = Buffer.concat(out.chunks);
+    const headers = { ...out.headers };
+    delete headers['content-length'];
+    if (mode === 'slowheaders') {
+      await sleep(1500);
+      res.writeHead(out.status, headers);
+      return res.end(all);
+    }
+    if (mode === 'stall') {
+      res.writeHead(out.status, headers);
+      res.flushHeaders();
+      res.write(out.chunks.length > 1 ? out.chunks[0] : all.subarray(0, Math.max(1, all.length >> 1)));
+      return forever();
+    }
+    if (mode === 'noend') {
+      res.writeHead(out.status, headers);
+      const keep = out.chunks.length > 2 ? out.chunks.slice(0, -1) : [all.subarray(0, Math.max(1, all.length >> 1))];
+      for (const c of keep) res.write(c);
+      return res.end();
+    }
+    if (mode === 'lenlie') {
+      res.writeHead(out.status, { ...headers, 'content-length': String(all.length + 100) });
+      res.write(all);
+      await sleep(50);
+      return res.socket?.destroy();
+    }
+    if (mode === 'reset') {
+      res.writeHead(out.status, headers);
+      res.flushHeaders();
+      res.write(all.subarray(0, Math.max(1, all.length >> 1)));
+      await sleep(50);
+      return res.socket?.resetAndDestroy ? res.socket.resetAndDestroy() : res.socket?.destroy();
+    }
+    if (mode === 'gzip') {
+      const { gzipSync } = await import('node:zlib');
+      const zipped = gzipSync(all);
+      res.writeHead(out.status, { ...headers, 'content-encoding': 'gzip', 'content-length': String(zipped.length) });
+      return res.end(zipped);
+    }
+    return json(res, 500, { error: `unknown misbehaviour ${mode}` });
   }
 
   const server = http.createServer((req, res) => {
@@ -612,7 +713,9 @@ export async function startMockProviders({ chunkDelayMs = 5, keys = {} } = {}) {
         return end(chunk, ...rest);
       };
       try {
-        await route(req, res, body ?? {}, raw);
+        const mode = misbehaviourOf(req, body);
+        if (mode) await misbehave(mode, req, res, body ?? {}, raw);
+        else await route(req, res, body ?? {}, raw);
       } catch (err) {
         if (!res.headersSent) json(res, 500, { error: `mock failure: ${err.message}` });
         else res.destroy();

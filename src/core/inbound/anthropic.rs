@@ -811,6 +811,14 @@ fn error_json(err: &GatewayError) -> Value {
     json!({"type": "error", "error": {"type": error_type(err), "message": err.message}})
 }
 
+/// Whether an error at path `segments` (the path split at `/`, empty segments dropped) is
+/// answered in Anthropic's shape: everything under `/v1/messages`, the routes Anthropic's SDKs
+/// call (`/v1/messages/batches`, a mistyped `/V1/Messages` too), so that an SDK reads the error.
+pub fn owns_path(segments: &[&str]) -> bool {
+    matches!(segments, [v1, messages, ..]
+        if v1.eq_ignore_ascii_case("v1") && messages.eq_ignore_ascii_case("messages"))
+}
+
 /// `{"type":"error","error":{"type","message"},"request_id"}` (the request id when the gateway
 /// has one), sent with [`GatewayError::status`].
 pub fn error_body(err: &GatewayError, request_id: Option<&str>) -> String {
@@ -1165,6 +1173,28 @@ fn signatures(extra: &Map<String, Value>) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_under_v1_messages_are_anthropic_shaped() {
+        for yes in [
+            &["v1", "messages"][..],
+            &["v1", "messages", "count_tokens"],
+            &["v1", "messages", "batches"],
+            &["V1", "MESSAGES"],
+        ] {
+            assert!(owns_path(yes), "{yes:?}");
+        }
+        for no in [
+            &[][..],
+            &["v1"],
+            &["v1", "chat", "completions"],
+            &["v2", "messages"],
+            &["messages"],
+            &["v1", "messagesx"],
+        ] {
+            assert!(!owns_path(no), "{no:?}");
+        }
+    }
     use crate::core::inbound::testing::{assert_events, chunks, fixture};
 
     fn meta() -> MessageMeta {

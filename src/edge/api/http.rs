@@ -4,6 +4,7 @@
 use futures::StreamExt;
 use worker::{Env, Headers, Method, Request, Response, ResponseBuilder};
 
+use crate::core::cors;
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::multipart::{self, Limits, Part, MAX_AUDIO_FILE_BYTES};
 use crate::edge::gateway::{self, auth, auth::Caller, context::Call, Prepared};
@@ -33,17 +34,28 @@ pub fn with_common_headers(mut resp: Response, request_id: &str) -> worker::Resu
     Ok(resp)
 }
 
-pub fn preflight() -> Result<Response, GatewayError> {
+/// The answer to a browser's preflight (`OPTIONS`): the methods and the requested headers
+/// allowed for any origin (`core::cors`).
+pub fn preflight(req: &Request) -> Result<Response, GatewayError> {
+    let requested = req
+        .headers()
+        .get("access-control-request-headers")
+        .ok()
+        .flatten();
     let headers = Headers::new();
     for (k, v) in [
-        ("access-control-allow-methods", "GET, POST, PUT, DELETE, OPTIONS"),
+        (
+            "access-control-allow-methods",
+            cors::ALLOW_METHODS.to_string(),
+        ),
         (
             "access-control-allow-headers",
-            "authorization, content-type, x-session-id, idempotency-key, openai-organization, openai-project, x-stainless-os, x-stainless-lang, x-stainless-package-version, x-stainless-runtime, x-stainless-runtime-version, x-stainless-arch, x-stainless-retry-count, x-stainless-timeout",
+            cors::allow_headers(requested.as_deref()),
         ),
-        ("access-control-max-age", "86400"),
+        ("access-control-max-age", "86400".to_string()),
+        ("vary", "access-control-request-headers".to_string()),
     ] {
-        headers.set(k, v).map_err(|e| internal("set header", e))?;
+        headers.set(k, &v).map_err(|e| internal("set header", e))?;
     }
     Ok(ResponseBuilder::new()
         .with_status(204)

@@ -48,9 +48,24 @@ async fn route(
     path: &str,
     request_id: &str,
 ) -> Result<Response, GatewayError> {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // Empty segments (`//v1//chat/completions`, a trailing slash) are dropped.
+    let mut segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    if segments.is_empty() {
+        segments.push("");
+    }
+    if !crate::core::cors::method_served(&req.inner().method()) {
+        let refused = GatewayError::new(
+            ErrorKind::MethodNotAllowed,
+            format!("The method {} is not served.", req.inner().method()),
+        );
+        return if crate::core::inbound::anthropic::owns_path(segments.as_slice()) {
+            anthropic::answer(Err(refused), request_id)
+        } else {
+            Err(refused)
+        };
+    }
     if *method == Method::Options {
-        return http::preflight();
+        return http::preflight(&req);
     }
     match segments.as_slice() {
         ["healthz"] | [""] => http::json(
@@ -154,10 +169,14 @@ async fn route(
             }
             answer
         }
-        _ => Err(GatewayError::new(
-            ErrorKind::NotFound,
-            format!("Unknown route: {path}"),
-        )),
+        _ => {
+            let unknown = GatewayError::new(ErrorKind::NotFound, format!("Unknown route: {path}"));
+            if crate::core::inbound::anthropic::owns_path(segments.as_slice()) {
+                anthropic::answer(Err(unknown), request_id)
+            } else {
+                Err(unknown)
+            }
+        }
     }
 }
 

@@ -326,6 +326,13 @@ pub async fn assets(req: Request, env: &Env) -> Result<Response, GatewayError> {
         .await
         .map_err(|e| http::internal("assets", e))?;
     let status = fetched.status_code();
+    if status == 404 {
+        // Like every other error of the Worker, in OpenAI's shape (not the binding's empty body).
+        return Err(GatewayError::new(
+            ErrorKind::NotFound,
+            format!("No console page or asset at {}.", url.path()),
+        ));
+    }
     let headers = Headers::new();
     for name in ["content-type", "etag", "location"] {
         if let Ok(Some(v)) = fetched.headers().get(name) {

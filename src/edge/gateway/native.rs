@@ -263,7 +263,8 @@ fn end_of(pending: &Pending, seen: Seen<'_>) -> End {
         // `to_usage` keeps the cache writes apart: the bill prices them at the model's
         // cache-write prices (`core::meter::tiered_usage`).
         upstream_usage: usage.map(|u| u.to_usage()),
-        delivered_output,
+        // For the charge: started then broken off is not free (`Observed::error_is_charged`).
+        delivered_output: o.error_is_charged(),
         ttfb_ms: seen.ttfb_ms,
         ended_at: now_ms(),
         extended: seen.extended,

@@ -142,6 +142,8 @@ pub struct StreamEnd {
     pub error: Option<GatewayError>,
     /// The row's `error_code` when the end is not an error: `stream_deadline`, `drain_deadline`.
     pub code: Option<&'static str>,
+    /// For the charge ([`crate::core::meter::BillInput`]): output reached the client, or the
+    /// provider started and then broke off (`StreamMeter::error_is_charged`).
     pub delivered_output: bool,
     /// The provider may have produced more than the gateway saw and sent no usage: the
     /// reservation is charged (README, "how a request ends").
@@ -422,7 +424,9 @@ impl Pump {
             upstream_usage: self.meter.upstream_usage().cloned(),
             error,
             code,
-            delivered_output,
+            // For the charge: a stream the provider started and then broke off is charged the
+            // prompt and what it sent, even with no output yet (docs/money.md).
+            delivered_output: self.meter.error_is_charged(),
             usage_unknown: usage_unknown || billed_unseen,
             ttfb_ms: self.ttfb_ms,
             ended_at: now_ms(),

@@ -585,6 +585,28 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_that_breaks_off_after_message_start_is_charged() {
+        let start = b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"m\",\"usage\":{\"input_tokens\":30,\"output_tokens\":1}}}\n\n";
+        let mut s = NativeStream::new(NativeApi::Messages);
+        s.push(start);
+        s.close(Some(GatewayError::new(
+            ErrorKind::UpstreamTimeout,
+            "silent",
+        )));
+        let o = s.observed();
+        assert!(o.answered && !o.delivered_output());
+        assert_eq!(o.error().map(|e| e.kind), Some(ErrorKind::UpstreamTimeout));
+        assert!(o.error_is_charged(), "started, then silent: prompt charged");
+        // The provider's own error event after message_start stays free.
+        let mut s = NativeStream::new(NativeApi::Messages);
+        s.push(start);
+        s.push(b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n");
+        s.close(None);
+        assert!(s.observed().error().is_some());
+        assert!(!s.observed().error_is_charged());
+    }
+
+    #[test]
     fn an_error_event_is_a_failure_with_anthropics_status() {
         let bytes = fixture(include_bytes!(
             "../../../../tests/fixtures/native/messages_stream_overloaded.sse"

@@ -174,6 +174,9 @@ pub enum Ending {
 pub struct Observed {
     /// Something parseable arrived (an event of the API, or a plain body of its shape).
     pub answered: bool,
+    /// The provider had answered and then its stream broke off or went silent
+    /// ([`NativeStream::close`]), rather than ending with an event of its own.
+    pub broke_off: bool,
     pub ending: Option<Ending>,
     /// The provider's usage, once it reported one.
     pub usage: Option<NativeUsage>,
@@ -192,6 +195,14 @@ impl Observed {
     /// Whether any generated output reached the client.
     pub fn delivered_output(&self) -> bool {
         self.output_events > 0
+    }
+
+    /// Whether an upstream error that ends this answer is charged (prompt plus the output
+    /// received) rather than free: output reached the client, or the provider had started and
+    /// then broke off or went silent. Only the provider's own failure event before any output is
+    /// free (as `meter::StreamMeter::error_is_charged`).
+    pub fn error_is_charged(&self) -> bool {
+        self.delivered_output() || self.broke_off
     }
 
     /// The error of a failed answer.
@@ -379,6 +390,7 @@ impl NativeStream {
                 "The provider closed the stream before it was complete.",
             )
         });
+        self.observed.broke_off = self.observed.answered;
         let err = if self.observed.answered || err.kind == ErrorKind::UpstreamUnanswered {
             err
         } else {

@@ -3,14 +3,14 @@
 use worker::{Env, Request, Response};
 
 use crate::core::error::{ErrorKind, GatewayError};
-use crate::core::session::validate_session_id;
+use crate::core::session::validate_session_path;
 use crate::edge::api::http;
 use crate::edge::store;
 
 /// `GET /v1/sessions/{id}`: the session's totals, from KV when cached, else D1.
 pub async fn get_session(req: &Request, env: &Env, id: &str) -> Result<Response, GatewayError> {
     let caller = crate::edge::gateway::auth::live_caller(req, env).await?;
-    let id = validate_session_id(id)?;
+    let id = validate_session_path(id)?;
     let row = store::sessions::get(env, &caller.tenant_id, id).await?;
     match row {
         Some(session) => http::json(200, &session),

@@ -15,7 +15,7 @@ use crate::core::error::GatewayError;
 use crate::core::reports::{
     plan, Aggregator, Format, ReportQuery, Scope, ADMIN_REQUEST_COLUMNS, TENANT_REQUEST_COLUMNS,
 };
-use crate::core::session::validate_session_id;
+use crate::core::session::validate_session_path;
 use crate::edge::api::http;
 use crate::edge::platform::d1 as db;
 use crate::edge::store;
@@ -59,7 +59,7 @@ pub async fn session_requests(
     session_id: &str,
 ) -> Result<Response, GatewayError> {
     let caller = crate::edge::gateway::auth::live_caller(req, env).await?;
-    let session_id = validate_session_id(session_id)?;
+    let session_id = validate_session_path(session_id)?;
     let mut pairs = query_pairs(req)?;
     if pairs
         .iter()
