@@ -7,7 +7,10 @@
 // - at the month boundary the wallet refills the plan allowance and restarts its month figures,
 //   and a hold of the old month settles against its own month;
 // - an Idempotency-Key is replayed across a restart of workerd without a second charge, and the
-//   key of a request that died with workerd is released once the wallet returned its hold.
+//   key of a request that died with workerd is released once the wallet returned its hold;
+// - and two limits of issue 13 the other files do not drive through requests: TPM (counts the
+//   reserved tokens, settles to the actual, 429 `tokens` with its headers) and a tenant budget
+//   (402 `budget_exceeded`, counting settled costs, not reservations).
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -75,6 +78,16 @@ before(async () => {
   mock = await startMockOpenAI({ promptTokens: PROMPT, chunkDelayMs: 5 });
   mock.setBehavior(async (req, res) => {
     const text = req.body?.messages?.at(-1)?.content;
+    if (text === 'short') {
+      // One completion token: less than the reservation covered (5).
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({
+        id: 'chatcmpl-short', object: 'chat.completion', created: 1, model: 'gpt-4o-mini',
+        choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }],
+        usage: { prompt_tokens: PROMPT, completion_tokens: 1, total_tokens: PROMPT + 1 },
+      }));
+      return true;
+    }
     if (typeof text !== 'string' || !text.startsWith('hold ')) return false;
     await new Promise((resolve) => {
       if (!held.has(text)) held.set(text, []);
@@ -233,5 +246,61 @@ describe('Idempotency-Key across a restart of workerd', () => {
     assert.equal(gw.d1('SELECT COUNT(*) AS n FROM usage WHERE tenant_id = ?', tenant.id)[0].n, 2);
     const replay = await post(key.key, 'hold dead', { 'idempotency-key': 'dead-1' });
     assert.equal(replay.headers.get('idempotent-replayed'), 'true');
+  });
+});
+
+describe('limits on the hot path', () => {
+  test('TPM counts the reserved tokens, settles to the actual ones, and refuses with 429 tokens and its headers', async () => {
+    const L = 20; // tokens per minute: the bucket refills one token every 3 s
+    const { key } = await gw.newTenant({ name: 'tpm', credit: 1_000_000 });
+    await gw.adminOk('PUT', `/admin/keys/${key.id}/limits`, { tpm: L });
+    const started = Date.now();
+    const first = await post(key.key, 'short');
+    assert.equal(first.status, 200, await first.clone().text());
+    const row = await gw.usageRow(first.headers.get('x-request-id'));
+    const reservedTokens = row.local_prompt_tokens + 5; // the prompt + max_tokens
+    const actual = row.prompt_tokens + row.completion_tokens;
+    assert.ok(actual < reservedTokens, JSON.stringify(row));
+    assert.equal(first.headers.get('x-ratelimit-limit-tokens'), String(L));
+    const refill = (ms) => Math.ceil((ms * L) / 60_000);
+    const afterReserve = Number(first.headers.get('x-ratelimit-remaining-tokens'));
+    assert.ok(afterReserve >= L - reservedTokens && afterReserve <= L - reservedTokens + refill(Date.now() - started),
+      `remaining ${afterReserve} after reserving ${reservedTokens}`);
+    // Settled to the actual tokens: what the reservation counted beyond them came back.
+    const usage = (await gw.adminOk('GET', `/admin/keys/${key.id}/limits`)).usage.tokens;
+    assert.equal(usage.limit, L);
+    assert.ok(usage.remaining >= L - actual && usage.remaining <= L - actual + refill(Date.now() - started),
+      `remaining ${usage.remaining} after settling ${actual}`);
+    // The next reservation needs more than is left: refused, with the tokens headers.
+    const refused = await post(key.key, 'short');
+    assert.equal(refused.status, 429);
+    const err = (await refused.json()).error;
+    assert.deepEqual([err.code, err.type], ['rate_limit_exceeded', 'tokens']);
+    assert.ok(Number(refused.headers.get('retry-after')) >= 1);
+    assert.equal(refused.headers.get('x-ratelimit-remaining-tokens'), '0');
+    assert.equal(refused.headers.get('x-ratelimit-limit-tokens'), String(L));
+  });
+
+  test('a tenant budget counts settled costs and refuses with 402 budget_exceeded', async () => {
+    const { tenant, key } = await gw.newTenant({ name: 'tenant-budget', credit: 1_000_000 });
+    const first = await post(key.key, 'short');
+    assert.equal(first.status, 200, await first.clone().text());
+    const row = await gw.usageRow(first.headers.get('x-request-id'));
+    const [cost, hold] = [row.cost, row.reserved];
+    assert.ok(cost < hold, JSON.stringify(row));
+    // A budget of one more request: spent (counted before the budget was set) + hold.
+    const set = await gw.adminOk('PUT', `/admin/tenants/${tenant.id}/limits`, { budget: cost + hold, budget_period: 'total' });
+    assert.equal(set.usage.spent, cost);
+    const second = await post(key.key, 'short');
+    assert.equal(second.status, 200, await second.clone().text());
+    assert.equal(second.headers.get('x-tollgate-cost'), String(cost));
+    // Spent twice the cost: another hold would pass the budget (had it counted the holds, not
+    // the settled costs, the second request would have been refused).
+    const over = await post(key.key, 'short');
+    assert.equal(over.status, 402);
+    assert.equal((await over.json()).error.code, 'budget_exceeded');
+    const limits = await gw.adminOk('GET', `/admin/tenants/${tenant.id}/limits`);
+    assert.deepEqual([limits.usage.spent, limits.usage.held], [2 * cost, 0]);
+    assert.equal((await billing(tenant.id)).balance, 1_000_000 - 2 * cost);
   });
 });
