@@ -613,6 +613,14 @@ describe('browser console', { skip: !existsSync(CHROMIUM) && `no Chromium at ${C
     assert.equal(gw.d1('SELECT balance FROM tenants WHERE id = ?', acmeId)[0].balance, 1_000_000);
     const listed = (await gw.adminOk('GET', '/admin/tenants')).data.find((t) => t.id === acmeId);
     assert.equal(listed.balance, 5_250_000);
+    // The tenant page's ledger lists both: the wallet's credit first, then D1's history.
+    const ledgerRows = () => {
+      const h = [...document.querySelectorAll('[data-testid=tenant-detail] h3')].find((e) => e.textContent === 'Ledger');
+      return [...(h?.nextElementSibling?.querySelectorAll('tbody tr') ?? [])]
+        .map((tr) => [...tr.querySelectorAll('td')].slice(1).map((td) => td.textContent));
+    };
+    await page.waitForFunction(`(${ledgerRows})().length === 2`);
+    assert.deepEqual(await page.evaluate(`(${ledgerRows})()`), [['4.250000', 'welcome bonus'], ['1.000000', 'initial credit']]);
     await shot(page, 'operator-tenants');
 
     // A model whose two routes both refuse connections: two failed requests open their breakers.

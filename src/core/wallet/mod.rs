@@ -31,6 +31,7 @@
 
 pub mod extend;
 pub mod figures;
+pub mod ledger;
 pub mod limits;
 pub mod money;
 pub mod rate;

@@ -212,7 +212,7 @@ pub async fn admin_api(
         (Method::Post, ["tenants", id, "credit"]) => {
             ledger::add_credit(db, env, id, body(&mut req).await?).await
         }
-        (Method::Get, ["tenants", id, "ledger"]) => ledger::list(db, id).await,
+        (Method::Get, ["tenants", id, "ledger"]) => ledger::list(&req, env, db, id).await,
         (Method::Get, ["requests", id]) => ledger::request(db, id).await,
         (Method::Get, ["usage"]) => tollgate::usage::admin_usage(db, &req).await,
         // ---- API keys (keys.rs) ----

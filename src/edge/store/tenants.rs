@@ -147,13 +147,34 @@ pub async fn add_credit(
     Ok(changed > 0)
 }
 
-/// The tenant's latest 1000 ledger rows, newest first.
-pub async fn ledger(db: &D1Database, id: &str) -> Result<Vec<Value>, GatewayError> {
-    db::all(
-        db,
-        "SELECT id, tenant_id, amount, reason, created_at FROM credit_ledger
-         WHERE tenant_id = ?1 ORDER BY id DESC LIMIT 1000",
-        &[id.into()],
-    )
-    .await
+/// The tenant's D1 ledger rows below `after` (`(created_at, id)`; from the newest when `None`),
+/// newest first, at most `limit` (docs/money.md "Ledger").
+pub async fn ledger(
+    db: &D1Database,
+    id: &str,
+    after: Option<(u64, &str)>,
+    limit: u32,
+) -> Result<Vec<crate::core::wallet::ledger::D1Row>, GatewayError> {
+    const COLUMNS: &str = "SELECT id, amount, debt_paid, reason, created_at FROM credit_ledger";
+    match after {
+        None => {
+            db::all(
+                db,
+                &format!("{COLUMNS} WHERE tenant_id = ?1 ORDER BY created_at DESC, id DESC LIMIT ?2"),
+                &[id.into(), u64::from(limit).into()],
+            )
+            .await
+        }
+        Some((at, last)) => {
+            db::all(
+                db,
+                &format!(
+                    "{COLUMNS} WHERE tenant_id = ?1 AND (created_at < ?2 OR (created_at = ?2 AND id < ?3))
+                     ORDER BY created_at DESC, id DESC LIMIT ?4"
+                ),
+                &[id.into(), at.into(), last.into(), u64::from(limit).into()],
+            )
+            .await
+        }
+    }
 }

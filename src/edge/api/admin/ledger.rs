@@ -3,13 +3,15 @@
 
 use serde::Deserialize;
 use serde_json::json;
-use worker::{D1Database, Env, Response};
+use worker::{D1Database, Env, Request, Response};
 
 use super::{not_found, to_i64};
 use crate::core::error::{ErrorKind, GatewayError};
+use crate::core::wallet::ledger::{self, LedgerQuery};
 use crate::edge::api::http;
 use crate::edge::platform::clock::now_ms;
 use crate::edge::store;
+use crate::edge::store::wallet::client::WalletClient;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,9 +55,47 @@ pub async fn add_credit(
     super::tenants::response(db, id, 200).await
 }
 
-pub async fn list(db: &D1Database, id: &str) -> Result<Response, GatewayError> {
-    let rows = store::tenants::ledger(db, id).await?;
-    http::json(200, &json!({"object": "list", "data": rows}))
+/// `GET /admin/tenants/{id}/ledger[?limit=&cursor=]`: the tenant's ledger, newest first — with
+/// `WALLETS`, the wallet's entries, then D1's history from before the tenant moved into its
+/// wallet (`core::wallet::ledger`: the seam, the cursor, the entry shape).
+pub async fn list(
+    req: &Request,
+    env: &Env,
+    db: &D1Database,
+    id: &str,
+) -> Result<Response, GatewayError> {
+    let pairs: Vec<(String, String)> = req
+        .url()
+        .map_err(|e| GatewayError::invalid_request(format!("Invalid URL: {e}")))?
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let q = LedgerQuery::parse(&pairs).map_err(|(p, m)| GatewayError::invalid_param(&p, m))?;
+    if !store::tenants::exists(db, id).await? {
+        return Err(not_found("tenant", id));
+    }
+    let wallet = if q.asks_wallet() && super::wallet::wallets_on(env) {
+        WalletClient::new(env, id)
+            .ledger(q.wallet_before(), q.limit + 1)
+            .await
+            .map_err(super::wallet::wallet_error)?
+            .entries
+    } else {
+        Vec::new()
+    };
+    let wanted = q.d1_wanted(wallet.len());
+    let d1 = if wanted > 0 {
+        store::tenants::ledger(db, id, q.d1_after(), wanted).await?
+    } else {
+        Vec::new()
+    };
+    let page = ledger::assemble(&q, wallet, d1);
+    let data: Vec<_> = page.data.iter().map(|e| e.to_json(id)).collect();
+    http::json(
+        200,
+        &json!({"object": "list", "data": data, "has_more": page.has_more,
+                "next_cursor": page.next_cursor}),
+    )
 }
 
 /// `GET /admin/requests/{id}`: one request's usage row.

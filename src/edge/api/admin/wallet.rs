@@ -126,7 +126,7 @@ fn not_found(what: &str, id: &str) -> GatewayError {
     GatewayError::new(ErrorKind::NotFound, format!("No {what} `{id}`."))
 }
 
-fn wallet_error(e: WalletError) -> GatewayError {
+pub(super) fn wallet_error(e: WalletError) -> GatewayError {
     match e {
         WalletError::Refused(r) => {
             let kind = match r.status() {

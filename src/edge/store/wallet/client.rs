@@ -183,6 +183,15 @@ impl<'a> WalletClient<'a> {
         Ok(())
     }
 
+    /// The wallet's ledger entries below sequence `before`, newest first, at most `limit`.
+    pub async fn ledger(
+        &self,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<crate::core::wallet::ledger::WalletPage, WalletError> {
+        self.call(Command::Ledger { before, limit }).await
+    }
+
     pub async fn inspect(&self) -> Result<WalletView, WalletError> {
         self.call(Command::Inspect).await
     }

@@ -116,6 +116,12 @@ pub enum Command {
     SetClock {
         offset_ms: i64,
     },
+    /// The wallet's ledger entries below sequence `before` (all when `None`), newest first, at
+    /// most `limit` → `WalletPage` (object/ledger.rs). Does not take the tenant.
+    Ledger {
+        before: Option<u64>,
+        limit: u32,
+    },
 }
 
 /// Columns of D1's `plugin_calls` a call row carries (keep in sync with schema/0006, 0007, 0015).

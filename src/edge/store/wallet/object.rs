@@ -48,6 +48,7 @@ use crate::core::wallet::{Account, Charge, Hold, KeyAccount, LedgerEntry, Wallet
 use crate::edge::platform::clock::now_ms;
 use crate::edge::platform::d1::{self as db, Arg};
 
+mod ledger;
 mod money;
 
 /// Version of the object's own tables.
@@ -142,6 +143,7 @@ impl TenantWallet {
             self.take_tenant(&tenant_id).await?;
         }
         let now = self.now();
+        self.record_refill(&command, now)?;
         let sql = self.state.storage().sql();
         // Commands that move the settled balance outside a settlement (whose export records
         // it): D1's copy for the scheduled alert check is written right after them.
@@ -319,6 +321,9 @@ impl TenantWallet {
                 self.write(self.ops(|w| Ok(vec![account_op(w)?])))?;
                 Answer::Ok(json!({}))
             }
+            Command::Ledger { before, limit } => {
+                Answer::Ok(to_value(&ledger::list(&sql, before, limit)?)?)
+            }
             Command::Inspect | Command::Migrate => Answer::Ok(to_value(&self.view(&sql, now)?)?),
             Command::Export => {
                 let exported =
@@ -484,6 +489,7 @@ impl TenantWallet {
         self.export(tenant_id).await?;
         self.export_calls(tenant_id).await?;
         let now = self.now(); // the wallet's clock (a test deployment may move it)
+        self.record_refill(&Command::Export, now)?;
         let stale_ms = crate::edge::platform::env::settings(&self.env)
             .stale_reservation_seconds
             .max(60)
@@ -698,6 +704,7 @@ fn needs_money(command: &Command) -> bool {
             | Command::SetDisabled { .. }
             | Command::Inspect
             | Command::SetClock { .. }
+            | Command::Ledger { .. }
     )
 }
 
