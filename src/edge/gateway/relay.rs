@@ -14,10 +14,14 @@
 //! Whatever happens, [`relay`]'s future resolves exactly once with the [`StreamEnd`].
 
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use futures::channel::mpsc;
 use futures::future::{select, Either};
+use futures::task::ArcWake;
 use futures::{SinkExt, Stream, StreamExt};
 use worker::{AbortController, ByteStream, Delay};
 
@@ -189,22 +193,20 @@ fn sleep_until(at: u64) -> Delay {
 /// keeps its timer as long as it rings no later than the time asked for: a timer that rings early
 /// only makes the caller look at its clocks and ask again, so a busy stream arms about one timer
 /// per clock period, not two per chunk.
+///
+/// A kept timer may be awaited by more than one task (a media body's reads run in the body's
+/// pulls, one task each): [`Timer`] wakes whichever polled it last.
 #[derive(Default)]
 pub struct Alarm {
     /// When the armed timer rings (UTC ms), and the timer.
-    armed: Option<(u64, Delay)>,
+    armed: Option<(u64, Timer)>,
 }
 
 impl Alarm {
     /// A timer that rings no later than `at` (UTC ms; it is `now`), possibly earlier: the one
     /// armed, if it rings no later, else a new one. After it rang, call [`Alarm::rang`].
-    fn at_the_latest(&mut self, at: u64, now: u64) -> &mut Delay {
-        let timer = || {
-            (
-                at,
-                Delay::from(Duration::from_millis(at.saturating_sub(now))),
-            )
-        };
+    fn at_the_latest(&mut self, at: u64, now: u64) -> &mut Timer {
+        let timer = || (at, Timer::new(at.saturating_sub(now)));
         if self.armed.as_ref().is_none_or(|(when, _)| *when > at) {
             self.armed = Some(timer());
         }
@@ -214,6 +216,49 @@ impl Alarm {
     /// The timer rang: the next wait arms a new one.
     fn rang(&mut self) {
         self.armed = None;
+    }
+}
+
+/// A `Delay` that wakes the task that polled it last. workers-rs's `Delay` keeps the waker of its
+/// first poll only; this one is polled with a forwarding waker whose target each poll updates.
+pub struct Timer {
+    delay: Delay,
+    target: Arc<WakeTarget>,
+    forward: Waker,
+}
+
+/// Where a [`Timer`]'s ring goes: the waker of its last poll.
+struct WakeTarget(Mutex<Option<Waker>>);
+
+impl ArcWake for WakeTarget {
+    fn wake_by_ref(arc: &Arc<Self>) {
+        let waker = arc.0.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+impl Timer {
+    fn new(ms: u64) -> Self {
+        let target = Arc::new(WakeTarget(Mutex::new(None)));
+        Timer {
+            delay: Delay::from(Duration::from_millis(ms)),
+            forward: futures::task::waker(target.clone()),
+            target,
+        }
+    }
+}
+
+impl Future for Timer {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if let Ok(mut slot) = this.target.0.lock() {
+            *slot = Some(cx.waker().clone());
+        }
+        Pin::new(&mut this.delay).poll(&mut Context::from_waker(&this.forward))
     }
 }
 
