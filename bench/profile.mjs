@@ -1,12 +1,14 @@
 // Where Tollgate's worker CPU goes: a V8 CPU profile of the release build under load, on the same
 // runtime as the benchmark's Miniflare target (bench/miniflare-host.mjs with its inspector on).
 //
-//   node bench/profile.mjs [seconds=5] [concurrency=1]     (after scripts/build.sh; source scripts/setup.sh)
+//   node bench/profile.mjs [seconds=5] [concurrency=1] [plain|stream=plain]
+//                                                          (after scripts/build.sh; source scripts/setup.sh)
 //
 // Sets up a state like bench/run.mjs (wrangler dev, then stopped), runs Tollgate on it with
-// WALLETS=true (BENCH_WALLETS=0: false), loads it with plain requests to the instant mock (wrk),
+// WALLETS=true (BENCH_WALLETS=0: false), loads it with plain (or streamed: 20 content chunks and a
+// usage chunk) chat requests to the instant mock (wrk),
 // and prints the functions with the most self time; the raw profile is
-// target/bench/tollgate.cpuprofile (open it in Chrome's DevTools). A development tool: timing is
+// target/bench/tollgate-<scenario>.cpuprofile (open it in Chrome's DevTools). A development tool: timing is
 // never asserted.
 
 import { cpSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -20,6 +22,8 @@ import { configureTollgate, startMiniflareHost, startMock, wranglerTomlVars, wri
 
 const seconds = Number(process.argv[2] ?? 5);
 const concurrency = Number(process.argv[3] ?? 1);
+const scenario = process.argv[4] ?? 'plain';
+if (!['plain', 'stream'].includes(scenario)) throw new Error(`scenario must be plain or stream, not ${scenario}`);
 
 async function inspector(port) {
   const list = await (await fetch(`http://127.0.0.1:${port}/json/list`)).json();
@@ -74,10 +78,10 @@ async function main() {
     inspectorPort,
     marker: 'tollgate',
   });
-  const target = { url: `${host.url}/v1/chat/completions`, bodyFile: files.plain, headers: { authorization: `Bearer ${key}` } };
+  const target = { url: `${host.url}/v1/chat/completions`, bodyFile: files[scenario], headers: { authorization: `Bearer ${key}` } };
   await runWrk({ ...target, concurrency, durationS: 2 }); // warm-up
   const insp = await inspector(inspectorPort);
-  log(`profiling ${insp.target} for ${seconds} s at c=${concurrency}`);
+  log(`profiling ${insp.target} for ${seconds} s at c=${concurrency}, ${scenario} requests`);
   await insp.send('Profiler.enable');
   await insp.send('Profiler.setSamplingInterval', { interval: 100 });
   await insp.send('Profiler.start');
@@ -86,7 +90,7 @@ async function main() {
   const { result } = await insp.send('Profiler.stop');
   insp.close();
   const profile = result.profile;
-  writeFileSync(join(OUT_DIR, 'tollgate.cpuprofile'), JSON.stringify(profile));
+  writeFileSync(join(OUT_DIR, `tollgate-${scenario}.cpuprofile`), JSON.stringify(profile));
   // Self time per function (sample counts × interval).
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const self = new Map();
@@ -101,6 +105,20 @@ async function main() {
   const idle = [...self.entries()].filter(([k]) => /^\((idle|program|garbage collector)\)/.test(k)).reduce((a, [, v]) => a + v, 0);
   console.log(`${r.answered} requests in ${seconds} s (${r.rps.toFixed(0)} req/s, p50 ${r.p50.toFixed(2)} ms)`);
   console.log(`profiled ${(total / 1000).toFixed(0)} ms, of which idle/program/gc ${(idle / 1000).toFixed(0)} ms; busy per request ${((total - idle) / 1000 / r.answered).toFixed(3)} ms`);
+  // Busy time by where the code lives: Tollgate's wasm, the wasm-bindgen glue (index.js), other
+  // JavaScript (Miniflare's wrappers of D1/KV, the runtime's own JS), the runtime's built-ins.
+  const where = new Map();
+  profile.samples.forEach((id, i) => {
+    const f = byId.get(id).callFrame;
+    if (/^\((idle|program|garbage collector)\)/.test(f.functionName)) return;
+    const url = f.url ?? '';
+    const kind = url.startsWith('wasm://') ? 'wasm' : /index\.js$/.test(url) ? 'glue (index.js)' : url ? `js ${url.split('/').pop()}` : 'built-ins';
+    where.set(kind, (where.get(kind) ?? 0) + (dt[i] ?? 0));
+  });
+  const busy = total - idle;
+  for (const [kind, us] of [...where.entries()].sort((a, b) => b[1] - a[1]).slice(0, 8)) {
+    console.log(`  ${kind.padEnd(28)} ${((us / busy) * 100).toFixed(1).padStart(5)} % of busy, ${(us / 1000 / r.answered).toFixed(4)} ms/req`);
+  }
   const top = [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, 40);
   for (const [name, us] of top) console.log(`${(us / 1000 / r.answered).toFixed(4)} ms/req  ${((us / total) * 100).toFixed(1).padStart(5)} %  ${name}`);
   await host.stop();

@@ -10,6 +10,14 @@ pub use edge::store::wallet::object::TenantWallet;
 
 use worker::{event, Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent};
 
+/// Runs once when the wasm module is instantiated, before any request: the wasm futures'
+/// executor schedules with `Promise.then`, not workerd's costlier `queueMicrotask`
+/// (`edge::platform::microtask`).
+#[event(start)]
+fn start() {
+    edge::platform::microtask::prefer_promise_microtasks();
+}
+
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     edge::api::serve(req, env, ctx).await

@@ -186,6 +186,7 @@ pub(crate) async fn call_upstream(
             first_byte_timeout_ms: first_byte_ms,
             idle_timeout_ms: settings.upstream_timeout_ms,
             received: false,
+            alarm: Default::default(),
         }));
     }
     let left_ms = headers_ms.saturating_sub(now_ms().saturating_sub(started));

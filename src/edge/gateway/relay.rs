@@ -14,10 +14,14 @@
 //! Whatever happens, [`relay`]'s future resolves exactly once with the [`StreamEnd`].
 
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use futures::channel::mpsc;
 use futures::future::{select, Either};
+use futures::task::ArcWake;
 use futures::{SinkExt, Stream, StreamExt};
 use worker::{AbortController, ByteStream, Delay};
 
@@ -47,6 +51,8 @@ pub enum Source {
         /// The longest gap between two later chunks.
         idle_timeout_ms: u64,
         received: bool,
+        /// The timer of those two timeouts, kept from read to read (see [`Alarm`]).
+        alarm: Alarm,
     },
     /// A local model's events (the built-in echo model), made as they are pulled, paced by
     /// `delay_ms`.
@@ -63,33 +69,52 @@ impl Source {
         match self {
             Source::Upstream {
                 body,
+                abort,
                 first_byte_timeout_ms,
                 idle_timeout_ms,
                 received,
-                ..
+                alarm,
             } => {
                 let wait_ms = if *received {
                     *idle_timeout_ms
                 } else {
                     *first_byte_timeout_ms
                 };
-                let timer = Delay::from(Duration::from_millis(wait_ms));
-                match select(body.next(), timer).await {
-                    Either::Left((Some(Ok(bytes)), _)) => {
+                let mut now = now_ms();
+                let silent_until = now.saturating_add(wait_ms);
+                let mut read = body.next();
+                let read = loop {
+                    match select(&mut read, alarm.at_the_latest(silent_until, now)).await {
+                        Either::Left((read, _)) => break Some(read),
+                        Either::Right(_) => {
+                            alarm.rang();
+                            now = now_ms();
+                            if now >= silent_until {
+                                break None;
+                            }
+                        }
+                    }
+                };
+                match read {
+                    Some(Some(Ok(bytes))) => {
                         *received = true;
                         Ok(Some(bytes))
                     }
-                    Either::Left((Some(Err(e)), _)) => Err(GatewayError::new(
+                    Some(Some(Err(e))) => Err(GatewayError::new(
                         ErrorKind::UpstreamFailed,
                         format!("The provider's stream broke off: {e}"),
                     )),
-                    Either::Left((None, _)) => Ok(None),
+                    Some(None) => {
+                        // The provider closed its stream: nothing left to abort.
+                        *abort = None;
+                        Ok(None)
+                    }
                     // Nothing yet: the provider accepted the request and may be working on it.
-                    Either::Right(_) if !*received => Err(GatewayError::new(
+                    None if !*received => Err(GatewayError::new(
                         ErrorKind::UpstreamUnanswered,
                         format!("The provider sent nothing for {wait_ms} ms."),
                     )),
-                    Either::Right(_) => Err(GatewayError::new(
+                    None => Err(GatewayError::new(
                         ErrorKind::UpstreamTimeout,
                         format!("The provider sent nothing for {wait_ms} ms."),
                     )),
@@ -114,7 +139,9 @@ impl Source {
     pub(crate) fn abort(&mut self) {
         if let Source::Upstream { abort, .. } = self {
             if let Some(controller) = abort.take() {
-                controller.abort();
+                // A plain reason: the default one is a `DOMException`, built with its stack for
+                // nobody (the fetch's body is no longer read).
+                controller.abort_with_reason("tollgate: relay finished");
             }
         }
     }
@@ -159,6 +186,84 @@ fn sleep_until(at: u64) -> Delay {
     Delay::from(Duration::from_millis(at.saturating_sub(now_ms())))
 }
 
+/// One timer kept from read to read of a stream, instead of one new timer per read.
+///
+/// Hot path (every chunk of every stream). A read of the provider waits on two clocks, the idle
+/// timeout and the client check (`ClientEnd::wait`); with a fresh `Delay` for each, every chunk
+/// cost two `setTimeout`s, two closures handed to JavaScript and two `clearTimeout`s, while the
+/// chunks of a stream come milliseconds apart and the clocks are a second or more long. An alarm
+/// keeps its timer as long as it rings no later than the time asked for: a timer that rings early
+/// only makes the caller look at its clocks and ask again, so a busy stream arms about one timer
+/// per clock period, not two per chunk.
+///
+/// A kept timer may be awaited by more than one task (a media body's reads run in the body's
+/// pulls, one task each): [`Timer`] wakes whichever polled it last.
+#[derive(Default)]
+pub struct Alarm {
+    /// When the armed timer rings (UTC ms), and the timer.
+    armed: Option<(u64, Timer)>,
+}
+
+impl Alarm {
+    /// A timer that rings no later than `at` (UTC ms; it is `now`), possibly earlier: the one
+    /// armed, if it rings no later, else a new one. After it rang, call [`Alarm::rang`].
+    fn at_the_latest(&mut self, at: u64, now: u64) -> &mut Timer {
+        let timer = || (at, Timer::new(at.saturating_sub(now)));
+        if self.armed.as_ref().is_none_or(|(when, _)| *when > at) {
+            self.armed = Some(timer());
+        }
+        &mut self.armed.get_or_insert_with(timer).1
+    }
+
+    /// The timer rang: the next wait arms a new one.
+    fn rang(&mut self) {
+        self.armed = None;
+    }
+}
+
+/// A `Delay` that wakes the task that polled it last. workers-rs's `Delay` keeps the waker of its
+/// first poll only; this one is polled with a forwarding waker whose target each poll updates.
+pub struct Timer {
+    delay: Delay,
+    target: Arc<WakeTarget>,
+    forward: Waker,
+}
+
+/// Where a [`Timer`]'s ring goes: the waker of its last poll.
+struct WakeTarget(Mutex<Option<Waker>>);
+
+impl ArcWake for WakeTarget {
+    fn wake_by_ref(arc: &Arc<Self>) {
+        let waker = arc.0.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+impl Timer {
+    fn new(ms: u64) -> Self {
+        let target = Arc::new(WakeTarget(Mutex::new(None)));
+        Timer {
+            delay: Delay::from(Duration::from_millis(ms)),
+            forward: futures::task::waker(target.clone()),
+            target,
+        }
+    }
+}
+
+impl Future for Timer {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if let Ok(mut slot) = this.target.0.lock() {
+            *slot = Some(cx.waker().clone());
+        }
+        Pin::new(&mut this.delay).poll(&mut Context::from_waker(&this.forward))
+    }
+}
+
 /// The client's end of a pushed stream and the clocks that bound it: the relay's, and the
 /// plugin tool loop's (`edge::plugins::live`). The pushing side owns it; the response body is
 /// the receiving end of its channel.
@@ -168,6 +273,8 @@ pub(crate) struct ClientEnd {
     sender: Option<mpsc::Sender<Vec<u8>>>,
     /// When the client was seen gone.
     left_at: Option<u64>,
+    /// The timer of [`ClientEnd::wait`], kept from read to read.
+    alarm: Alarm,
 }
 
 impl ClientEnd {
@@ -183,6 +290,7 @@ impl ClientEnd {
             limits,
             sender: Some(tx),
             left_at: None,
+            alarm: Alarm::default(),
         };
         (end, rx.map(Ok))
     }
@@ -225,7 +333,7 @@ impl ClientEnd {
 
     /// Awaits `read` (one read of the provider, kept alive across the checks: a dropped read
     /// would lose its bytes); `None` if the deadline (or the drain's) passes first. While it
-    /// waits, the client is looked at every `CLIENT_CHECK_MS`: a client that hung up while the
+    /// waits, the client is looked at at least every `CLIENT_CHECK_MS` (one [`Alarm`]): a client that hung up while the
     /// provider is silent (a long think, a stalled provider) starts the drain clock then, not at
     /// the provider's next chunk — else the settlement could wait for the stream deadline, past
     /// what `wait_until` allows.
@@ -240,9 +348,12 @@ impl ClientEnd {
                 Some(_) => until.min(now.saturating_add(CLIENT_CHECK_MS)),
                 None => until,
             };
-            match select(&mut read, sleep_until(wake)).await {
+            match select(&mut read, self.alarm.at_the_latest(wake, now)).await {
                 Either::Left((read, _)) => return Some(read),
-                Either::Right(_) => self.check(),
+                Either::Right(_) => {
+                    self.alarm.rang();
+                    self.check();
+                }
             }
         }
     }
@@ -460,4 +571,33 @@ pub fn relay(
         client,
     };
     (body, pump.run())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Alarm;
+
+    fn rings_at(alarm: &Alarm) -> Option<u64> {
+        alarm.armed.as_ref().map(|(at, _)| *at)
+    }
+
+    #[test]
+    fn an_alarm_keeps_its_timer_while_it_rings_early_enough() {
+        let mut alarm = Alarm::default();
+        alarm.at_the_latest(2_000, 1_000);
+        assert_eq!(rings_at(&alarm), Some(2_000));
+        // Later reads of a busy stream ask for later times: the armed timer serves them all.
+        for (at, now) in [(2_010, 1_010), (2_500, 1_500), (60_000, 1_900)] {
+            alarm.at_the_latest(at, now);
+            assert_eq!(rings_at(&alarm), Some(2_000), "re-armed for {at}");
+        }
+        // An earlier time needs a new timer.
+        alarm.at_the_latest(1_950, 1_901);
+        assert_eq!(rings_at(&alarm), Some(1_950));
+        // Once it rang, the next wait arms a new one.
+        alarm.rang();
+        assert_eq!(rings_at(&alarm), None);
+        alarm.at_the_latest(3_000, 1_960);
+        assert_eq!(rings_at(&alarm), Some(3_000));
+    }
 }

@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use futures::future::{select, Either};
 use futures::StreamExt;
-use worker::{
-    AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response,
-};
+use wasm_bindgen::JsCast;
+use worker::{AbortController, Delay, Headers, Response};
 
 use crate::core::error::{ErrorKind, GatewayError};
 use crate::core::providers::UpstreamRequest;
@@ -21,42 +20,59 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// Sends `up` and waits for the response headers at most `timeout_ms`. The returned controller
 /// aborts the fetch (and its body) when dropped or aborted.
+///
+/// Hot path (every call of a provider). The request is built with the runtime's own types, once:
+/// workers-rs's `Request::new_with_init` and `Fetch::send_with_signal` build an init object, a
+/// request, then read the request back into a wrapper (method, URL, headers and its `cf`
+/// object) and build a second init for the signal; none of that is used here.
 pub async fn send(
     up: &UpstreamRequest,
     timeout_ms: u64,
 ) -> Result<(Response, AbortController), GatewayError> {
+    use worker::js_sys;
+    use worker::wasm_bindgen_futures::JsFuture;
+    use worker::web_sys;
+
     let headers = Headers::new();
     for (k, v) in &up.headers {
         headers
             .set(k, v)
             .map_err(|e| GatewayError::internal(format!("invalid upstream header {k}: {e}")))?;
     }
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_redirect(RequestRedirect::Manual)
-        .with_body(Some(js_body(&up.body)));
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    let init = web_sys::RequestInit::new();
+    init.set_method("POST");
+    init.set_headers(headers.as_ref());
+    init.set_redirect(web_sys::RequestRedirect::Manual);
+    init.set_body(&js_body(&up.body));
+    init.set_signal(Some(&signal));
     // The URL and the runtime's error text name the operator's provider: logged, never sent to
     // the tenant (review I1).
-    let request = Request::new_with_init(&up.url, &init).map_err(|e| {
+    let request = web_sys::Request::new_with_str_and_init(&up.url, &init).map_err(|e| {
+        let e = worker::Error::JsError(
+            e.as_string()
+                .unwrap_or_else(|| "invalid URL or options for Request".to_string()),
+        );
         worker::console_error!("provider URL {} is invalid: {e}", up.url);
         GatewayError::new(
             ErrorKind::UpstreamFailed,
             "The provider of this model is not configured correctly.",
         )
     })?;
-    let controller = AbortController::default();
-    let signal = controller.signal();
-    let fetch = Fetch::Request(request);
-    let sending = Box::pin(fetch.send_with_signal(&signal));
+    let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+    let sending = JsFuture::from(global.fetch_with_request(&request));
     let timer = Delay::from(Duration::from_millis(timeout_ms));
     let answered = match select(sending, timer).await {
-        Either::Left((result, _)) => Some(result),
+        Either::Left((result, _)) => {
+            Some(result.and_then(|resp| resp.dyn_into::<web_sys::Response>()))
+        }
         Either::Right(_) => None,
     };
     match answered {
-        Some(Ok(resp)) => Ok((resp, controller)),
+        Some(Ok(resp)) => Ok((Response::from(resp), controller)),
         Some(Err(e)) => {
+            let e = worker::Error::from(e);
             worker::console_error!("could not reach the provider at {}: {e}", up.url);
             Err(GatewayError::new(
                 ErrorKind::UpstreamFailed,
