@@ -258,7 +258,7 @@ describe('LangChain JS: ChatAnthropic', () => {
     assert.deepEqual([u.input_tokens, u.output_tokens], [srow.prompt_tokens, srow.completion_tokens + 1]);
   });
 
-  test('invoke and stream on /v1/messages translated to chat: message_start carries no output tokens', async () => {
+  test('invoke and stream on /v1/messages translated to chat: the output count from message_delta', async () => {
     const plain = await billed(1, (sid) => chatAnthropic(sid, { model: 'claude-translated' }).invoke(messages()));
     assert.equal(plain.result.content, 'mock reply to hello from langchain');
     await checkRow(plain.sid, plain.result.usage_metadata);
