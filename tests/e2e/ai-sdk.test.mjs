@@ -405,6 +405,58 @@ describe('abort mid-stream', () => {
   });
 });
 
+describe('provider options the SDK users set', () => {
+  test('parallelToolCalls, store: false, user, include, reasoningEffort pass; metadata is refused as billable', async () => {
+    const options = { parallelToolCalls: false, store: false, user: 'end-user-1', include: ['reasoning.encrypted_content'] };
+    const responses = await billed(2, (sid, headers) =>
+      generateText({
+        model: openai('gpt-azure'),
+        prompt: 'what is the weather in Paris?',
+        tools: { get_weather: weatherTool() },
+        stopWhen: stepCountIs(3),
+        providerOptions: { openai: options },
+        headers,
+        maxRetries: 0,
+      }),
+    );
+    assert.equal(responses.result.text, 'mock reply to tool result {"location":"Paris","temperature":21}');
+    const sent = mock.requests.at(-1).body;
+    assert.deepEqual(
+      [sent.parallel_tool_calls, sent.store, sent.user, sent.include],
+      [false, false, 'end-user-1', ['reasoning.encrypted_content']],
+    );
+    assert.deepEqual(sent.input.map((i) => i.type ?? i.role), ['user', 'function_call', 'function_call_output']);
+
+    const chatCall = await billed(1, (sid, headers) =>
+      generateText({
+        model: openai.chat('gpt-azure'),
+        // "no tools": the mock answers in text although tools are offered.
+        prompt: 'hello options, no tools',
+        providerOptions: { openai: { parallelToolCalls: false, store: false, user: 'end-user-1', reasoningEffort: 'low' } },
+        tools: { get_weather: weatherTool() },
+        headers,
+        maxRetries: 0,
+      }),
+    );
+    assert.equal(chatCall.result.text, 'mock reply to hello options, no tools');
+    const chatSent = mock.requests.at(-1).body;
+    assert.deepEqual([chatSent.parallel_tool_calls, chatSent.user, chatSent.reasoning_effort], [false, 'end-user-1', 'low']);
+
+    const before = await balance();
+    try {
+      await generateText({ model: openai.chat('gpt-azure'), prompt: 'hi', providerOptions: { openai: { metadata: { a: 'b' } } }, maxRetries: 0 });
+      assert.fail('metadata accepted');
+    } catch (err) {
+      assert.ok(APICallError.isInstance(err), String(err));
+      assert.equal(err.statusCode, 400);
+      const body = JSON.parse(err.responseBody);
+      assert.deepEqual([body.error.code, body.error.param], ['unsupported_parameter', 'metadata']);
+      assert.equal(err.message, body.error.message);
+    }
+    assert.equal(await balance(), before);
+  });
+});
+
 describe('errors reach the SDK as APICallError with the gateway’s status and message', () => {
   async function callError(fn) {
     try {
