@@ -724,6 +724,32 @@ mod tests {
         assert_eq!(body["top_p"], 0.5);
     }
 
+    /// Structured outputs are generated in the order of the schema's keys, and the AI SDK, LangChain
+    /// and the SDKs' zod helpers write them in the order the developer declared them: the upstream
+    /// body keeps every object's keys in the client's order (serde_json `preserve_order`), never
+    /// sorted (`{"reasoning", "answer"}` would otherwise become `{"answer", "reasoning"}`).
+    #[test]
+    fn request_keeps_the_clients_key_order_in_schemas() {
+        let req = ChatCompletionRequest::from_json(
+            br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],
+            "response_format":{"type":"json_schema","json_schema":{"name":"out","strict":true,
+              "schema":{"type":"object","properties":{"zeta":{"type":"string"},"reasoning":{"type":"string"},
+                "answer":{"type":"number"}},"required":["zeta","reasoning","answer"],"additionalProperties":false}}},
+            "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object",
+              "properties":{"city":{"type":"string"},"at":{"type":"string"}}}}}]}"#,
+        )
+        .unwrap();
+        let up = OpenAiAdapter.build_request(&route(), &req).unwrap();
+        let text = String::from_utf8(up.body).unwrap();
+        let at = |needle: &str| {
+            text.find(needle)
+                .unwrap_or_else(|| panic!("{needle} in {text}"))
+        };
+        assert!(at(r#""zeta""#) < at(r#""reasoning""#) && at(r#""reasoning""#) < at(r#""answer""#));
+        assert!(at(r#""city""#) < at(r#""at""#));
+        assert!(at(r#""type":"object","properties""#) < at(r#""required""#));
+    }
+
     #[test]
     fn plain_request_has_no_stream_options() {
         let req = ChatCompletionRequest::from_json(
