@@ -405,7 +405,8 @@ mod tests {
 
     #[test]
     fn no_lease_for_a_limited_revoked_disabled_or_indebted_key() {
-        let cases: Vec<Box<dyn Fn(&mut Wallet)>> = vec![
+        type Change = Box<dyn Fn(&mut Wallet)>;
+        let cases: Vec<Change> = vec![
             Box::new(|w| w.keys.entry("k".into()).or_default().counters.limits.rpm = Some(5)),
             Box::new(|w| w.keys.entry("k".into()).or_default().counters.limits.budget = Some(9)),
             Box::new(|w| w.account.counters.limits.tpm = Some(5)),
@@ -570,9 +571,11 @@ mod tests {
         };
         assert!(!l.try_take(1, 50 + USE_WINDOW_MS), "too old");
         assert!(!l.try_take(0, 50), "nothing to take");
-        assert!(
-            EXPIRY_MS >= USE_WINDOW_MS * 5,
-            "the wallet outlives the isolate's use"
-        );
+        const {
+            assert!(
+                EXPIRY_MS >= USE_WINDOW_MS * 5,
+                "the wallet outlives the isolate's use"
+            )
+        };
     }
 }
