@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { randomToken, sleep, startGateway } from './harness.mjs';
+import { freePort, randomToken, sleep, startGateway } from './harness.mjs';
 
 const vars = { WALLETS: 'true', WALLET_LEASES: 'true', TOLLGATE_TEST_DEPLOYMENT: 'true' };
 let gw;
@@ -24,11 +24,11 @@ after(async () => {
   await gw?.kill();
 });
 
-const chat = (url, key, { content = 'hello there', stream = false } = {}) =>
+const chat = (url, key, { content = 'hello there', stream = false, model = 'tollgate-echo' } = {}) =>
   fetch(`${url}/v1/chat/completions`, {
     method: 'POST',
     headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'tollgate-echo', max_tokens: 8, stream, messages: [{ role: 'user', content }] }),
+    body: JSON.stringify({ model, max_tokens: 8, stream, messages: [{ role: 'user', content }] }),
   });
 
 async function until(what, fn, timeoutMs = 30_000) {
@@ -211,6 +211,39 @@ describe('credit leases', () => {
     assert.equal(v.balance.balance, CREDIT - rows.reduce((s, r) => s + r.cost, 0));
     assert.equal(v.balance.reserved, 0);
     assert.equal(v.balance.debt, 0);
+  });
+
+  test('a take refused while nothing was sent yet (the upstream failed first): the client gets the refusal', async () => {
+    // A provider nobody listens on: the upstream call fails before any output.
+    const deadPort = await freePort();
+    await gw.adminOk('PUT', '/admin/providers/lease-dead', { kind: 'openai', base_url: `http://127.0.0.1:${deadPort}/v1` });
+    await gw.adminOk('PUT', '/admin/models/lease-dead', {
+      provider: 'lease-dead',
+      upstream_model: 'gone',
+      input_price: 1,
+      output_price: 1,
+      max_output_tokens: 8,
+      encoding: 'o200k_base',
+    });
+    const CREDIT = 10_000_000;
+    const { tenant, key } = await gw.newTenant({ name: 'lease-fail', credit: CREDIT });
+    assert.equal((await ok(await chat(gw.url, key.key))).lease, 'miss');
+    // A limit cancels the lease in the wallet; the isolate still has it.
+    await gw.adminOk('PUT', `/admin/keys/${key.id}/limits`, { budget: 1, budget_period: 'total' });
+    const res = await chat(gw.url, key.key, { model: 'lease-dead' });
+    // Not the upstream's 502: the wallet's refusal of the take, awaited before answering.
+    assert.equal(res.status, 402, await res.clone().text());
+    assert.equal((await res.json()).error.code, 'budget_exceeded');
+    await settled(gw, tenant.id);
+    const v = await wallet(gw, tenant.id);
+    const rows = rowsOf(gw, tenant.id);
+    // It was admitted on the lease (a normal reserve's refusal leaves no row): its failure is
+    // settled as the failure it was (free), with no reservation.
+    assert.equal(rows.length, 2);
+    const [failed] = gw.d1("SELECT cost, reserved, status FROM usage WHERE tenant_id = ? AND status != 'ok'", tenant.id);
+    assert.deepEqual({ ...failed }, { cost: 0, reserved: 0, status: 'upstream_error' });
+    assert.equal(v.balance.balance, CREDIT - rows.reduce((s, r) => s + r.cost, 0));
+    assert.equal(v.balance.reserved, 0);
   });
 });
 
