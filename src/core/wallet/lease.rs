@@ -205,8 +205,8 @@ impl Wallet {
 
     /// Admits request `req` on lease `lease_id` (see the module rules): its reservation moves from
     /// the lease into a hold of id `req.id`, or, when the lease cannot take it, a normal reserve
-    /// is made (whose refusal is the answer). Idempotent by request id. `changed` lists the holds
-    /// whose storage changed (a removed lease included).
+    /// is made (whose refusal is the answer). Idempotent by request id. Only the lease's hold and
+    /// the request's change (and the money, when the lease is cancelled or a reserve is made).
     pub fn take(
         &mut self,
         lease_id: &str,
@@ -551,6 +551,57 @@ mod tests {
         // The taken request's hold stays until it is settled (or stale).
         assert!(w.holds.contains_key("t1"));
         assert_eq!(w.account.balance, 100_000 - 100 - 300);
+    }
+
+    #[test]
+    fn random_grants_takes_settles_and_sweeps_never_overspend() {
+        // Money is conserved (spendable + held + charged == credited + allowance granted + debt),
+        // no lease ever gives more than it was granted, and what the counters hold is the holds.
+        let mut w = wallet(20_000);
+        w.set_plan(Some(3_000), NOW);
+        let (credited, granted) = (20_000u64, 3_000u64);
+        let mut charged = 0u64;
+        let mut seed = 99u64;
+        let mut next = |m: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % m
+        };
+        for i in 0..3_000u64 {
+            let now = NOW + i * 40;
+            let id = format!("r{}", next(60));
+            let lease = format!("l{}", next(6));
+            match next(6) {
+                0 => {
+                    if w.reserve(&req(&id, 1 + next(400)), now).is_ok() {
+                        w.grant_lease(&ask(&lease), "k", 1 + next(400), now);
+                    }
+                }
+                1 | 2 => {
+                    let _ = w.take(&lease, &req(&id, 1 + next(400)), now);
+                }
+                3 => charged += w.settle(&id, "k", next(500), 1, now).cost,
+                4 => {
+                    w.expire(now, 600_000);
+                }
+                _ => {
+                    if next(10) == 0 {
+                        w.cancel_leases(Some("k"), now);
+                    }
+                }
+            }
+            let spendable = w.account.balance + w.account.allowance_remaining;
+            assert_eq!(
+                spendable + held(&w) + charged,
+                credited + granted + w.account.debt,
+                "step {i}"
+            );
+            for l in w.holds.values().filter_map(|h| h.lease.map(|s| (h, s))) {
+                assert_eq!(l.0.total() + l.1.taken, l.1.granted, "step {i}");
+            }
+            assert_eq!(w.account.counters.held, held(&w), "step {i}");
+        }
     }
 
     #[test]
