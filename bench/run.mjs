@@ -75,7 +75,11 @@ async function main() {
   const mockUrl = `http://127.0.0.1:${mock.value}`;
   log(`mock upstream on ${mockUrl}`);
 
-  const vars = { PROVIDER_MOCK_KEY: MOCK_SECRET, WALLETS: CFG.wallets ? 'true' : 'false' };
+  const vars = {
+    PROVIDER_MOCK_KEY: MOCK_SECRET,
+    WALLETS: CFG.wallets ? 'true' : 'false',
+    ...(CFG.leases ? { WALLET_LEASES: 'true' } : {}),
+  };
   // wrangler dev's Tollgate (set-up, targets tollgate and tollgate-workerd, the D1 probe) is a test
   // deployment: it answers with x-tollgate-d1-statements. The measured Miniflare target is not.
   const gwVars = { ...vars, TOLLGATE_TEST_DEPLOYMENT: 'true' };

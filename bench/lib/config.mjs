@@ -28,6 +28,8 @@ export const CFG = {
   // Tenant wallets (WALLETS=true, docs/scale.md) on every Tollgate target; BENCH_WALLETS=0 measures
   // the D1 hot path instead.
   wallets: env.BENCH_WALLETS !== '0',
+  // BENCH_LEASES=1: per-isolate credit leases on the wallets (WALLET_LEASES, docs/money.md).
+  leases: env.BENCH_LEASES === '1',
 };
 for (const [k, v] of Object.entries(CFG)) {
   // BENCH_COLD_STARTS=0 skips the cold starts (development runs).

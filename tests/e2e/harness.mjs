@@ -200,6 +200,14 @@ export async function startGateway({ vars = {}, startupTimeoutMs = 180_000, stat
     KEY_PEPPER: pepper,
     ECHO_CHUNK_DELAY_MS: '5',
     ALLOW_PRIVATE_UPSTREAMS: 'true',
+    // TOLLGATE_E2E_VARS="NAME=value,…": extra vars for every gateway of a run (e.g. the suite with
+    // WALLET_LEASES=true); a test's own vars win.
+    ...Object.fromEntries(
+      (process.env.TOLLGATE_E2E_VARS ?? '')
+        .split(',')
+        .filter((kv) => kv.includes('='))
+        .map((kv) => [kv.slice(0, kv.indexOf('=')).trim(), kv.slice(kv.indexOf('=') + 1).trim()]),
+    ),
     ...vars,
   };
   const varArgs = Object.entries(allVars)

@@ -31,6 +31,7 @@
 
 pub mod extend;
 pub mod figures;
+pub mod lease;
 pub mod ledger;
 pub mod limits;
 pub mod money;
@@ -377,6 +378,9 @@ pub struct Hold {
     /// Extensions applied so far (`extend.rs`; idempotency by number).
     #[serde(default)]
     pub extensions: u32,
+    /// Set on a lease's hold (`lease.rs`, id `lease:<lease id>`): what was granted and taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<lease::LeaseState>,
 }
 
 impl Hold {
@@ -513,6 +517,7 @@ impl Wallet {
                 tokens: req.tokens,
                 created_at: now,
                 extensions: 0,
+                lease: None,
             },
         );
         Ok(Reserved {
@@ -585,15 +590,18 @@ impl Wallet {
         }
     }
 
-    /// Returns every reservation made before `now - stale_ms` (its request died); a later
-    /// settlement of one charges it as beyond its reservation.
+    /// Returns every reservation made before `now - stale_ms` (its request died) and every lease
+    /// past its expiry (`lease::EXPIRY_MS`); a later settlement of a request charges it as beyond
+    /// its reservation.
     pub fn expire(&mut self, now: u64, stale_ms: u64) -> Vec<Hold> {
         self.refresh(now);
-        let cutoff = now.saturating_sub(stale_ms);
         let stale: Vec<String> = self
             .holds
             .values()
-            .filter(|h| h.created_at < cutoff)
+            .filter(|h| match h.lease {
+                Some(_) => lease::expires_at(h, stale_ms) <= now,
+                None => lease::expires_at(h, stale_ms) < now,
+            })
             .map(|h| h.id.clone())
             .collect();
         let mut out = Vec::new();

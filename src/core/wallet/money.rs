@@ -93,6 +93,7 @@ impl Wallet {
                 tokens: 0,
                 created_at: now,
                 extensions: 0,
+                lease: None,
             },
         );
         Ok(Reserved {

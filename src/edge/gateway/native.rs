@@ -305,10 +305,14 @@ async fn finish_plain(
         }
     }
     let rate_headers = pending.rate_headers;
+    let lease_header = pending.lease_header();
     ctx.wait_until(pending.settle(end));
     let mut resp = bytes_response(200, "application/json", body)?;
     let _ = resp.headers_mut().set("x-tollgate-cost", &cost.to_string());
     super::wallet::put_rate_headers(&mut resp, &rate_headers);
+    if let Some((name, value)) = lease_header {
+        let _ = resp.headers_mut().set(name, value);
+    }
     Ok(resp)
 }
 
@@ -322,6 +326,9 @@ fn stream_response(
     let headers = settle::sse_headers();
     for (name, value) in pending.rate_headers.pairs() {
         let _ = headers.set(name, &value);
+    }
+    if let Some((name, value)) = pending.lease_header() {
+        let _ = headers.set(name, value);
     }
     let limits = pending.relay_limits();
     let (client, body) = ClientEnd::channel(limits);

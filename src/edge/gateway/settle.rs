@@ -24,7 +24,22 @@ impl Pending {
     /// idempotent, so a retry after an unseen success changes nothing), then refreshes the
     /// session cache. When every attempt failed, the row is kept in KV (`pending-settle:<request
     /// id>`, see `edge::cron`) for the scheduled handler to write, and logged with its bill.
-    pub(crate) async fn settle(self, end: End) {
+    ///
+    /// A call admitted on a lease first waits for its take's answer (sent before its upstream
+    /// call): the settlement then finds the hold the take made. If the wallet refused the take
+    /// (its lease had expired or been cancelled, and the fallback reserve was refused), the call
+    /// is settled as today's settle does without a reservation: its cost comes from the allowance
+    /// and the balance, the rest is debt (docs/money.md "Credit leases").
+    pub(crate) async fn settle(mut self, end: End) {
+        if let Some(announce) = self.announce.take() {
+            if let Err(refusal) = announce.landed().await {
+                worker::console_warn!(
+                    "lease take of {} refused after its upstream call ({}): settled without a reservation",
+                    self.request_id,
+                    refusal.code()
+                );
+            }
+        }
         let bill = self.bill(&end);
         let routes_tried = (!self.routes_tried.is_empty())
             .then(|| serde_json::to_string(&self.routes_tried).ok())
@@ -180,7 +195,16 @@ impl Pending {
 /// Settles a request that failed before any output and returns its error. A failure the provider
 /// may have billed is charged ([`End::failed`]); its idempotency key then keeps the error as the
 /// request's answer, so that a retry with the key replays it instead of paying again.
-pub(crate) async fn fail(pending: Pending, err: GatewayError, ctx: &Context) -> GatewayError {
+///
+/// A call admitted on a lease whose take the wallet refused gets the refusal as its answer
+/// instead (nothing was sent to the client yet), and is settled as the failure it was.
+pub(crate) async fn fail(mut pending: Pending, err: GatewayError, ctx: &Context) -> GatewayError {
+    if let Some(announce) = pending.announce.take() {
+        if let Err(refusal) = announce.landed().await {
+            ctx.wait_until(pending.settle(End::failed(&err)));
+            return refusal.to_error();
+        }
+    }
     if err.provider_may_have_billed() {
         if let Some(key) = &pending.idempotency {
             let body = pending.format.error_body(&err, &pending.request_id);
@@ -235,6 +259,9 @@ pub(crate) fn stream_response(
     let headers = sse_headers();
     for (name, value) in pending.rate_headers.pairs() {
         let _ = headers.set(name, &value);
+    }
+    if let Some((name, value)) = pending.lease_header() {
+        let _ = headers.set(name, value);
     }
     let (stream, pump) = relay::relay(
         source,
@@ -306,9 +333,13 @@ pub(crate) async fn finish_plain(
         }
     }
     let rate_headers = pending.rate_headers;
+    let lease_header = pending.lease_header();
     ctx.wait_until(pending.settle(end));
     let mut resp = bytes_response(200, "application/json", body)?;
     let _ = resp.headers_mut().set("x-tollgate-cost", &cost.to_string());
     super::wallet::put_rate_headers(&mut resp, &rate_headers);
+    if let Some((name, value)) = lease_header {
+        let _ = resp.headers_mut().set(name, value);
+    }
     Ok(resp)
 }

@@ -50,7 +50,7 @@ pub(crate) async fn issue(order: Order<'_>) -> Result<Pending, GatewayError> {
     let database = db::database(order.env)?;
     let count = order.count;
     let wallet = settings(order.env).wallets;
-    let rate_headers = if wallet {
+    let admission = if wallet {
         super::wallet::reserve(order.env, order.id, order.caller, &count).await?
     } else {
         reserve::reserve(
@@ -61,7 +61,11 @@ pub(crate) async fn issue(order: Order<'_>) -> Result<Pending, GatewayError> {
             order.started_at,
         )
         .await?;
-        RateHeaders::default()
+        super::wallet::Admission {
+            headers: RateHeaders::default(),
+            announce: None,
+            lease_hit: None,
+        }
     };
     let model = &order.admitted.model;
     let route = order.route;
@@ -97,7 +101,9 @@ pub(crate) async fn issue(order: Order<'_>) -> Result<Pending, GatewayError> {
         session_ttl_seconds: order.session_ttl_seconds,
         media: None,
         wallet,
-        rate_headers,
+        rate_headers: admission.headers,
+        announce: admission.announce,
+        lease_hit: admission.lease_hit,
     })
 }
 
@@ -146,6 +152,11 @@ pub(crate) struct Pending {
     /// The caller's rate limits after its reservation (x-ratelimit-* on its response; empty
     /// without limits).
     pub(crate) rate_headers: RateHeaders,
+    /// Admitted on the isolate's lease: the take sent to the wallet before the upstream call,
+    /// awaited before the settlement ([`super::wallet::Announce`]).
+    pub(crate) announce: Option<super::wallet::Announce>,
+    /// With `WALLET_LEASES`: whether it was admitted on a lease.
+    pub(crate) lease_hit: Option<bool>,
 }
 
 /// How a request ended, in the terms of its usage row.
@@ -229,6 +240,16 @@ impl From<StreamEnd> for End {
 }
 
 impl Pending {
+    /// `x-tollgate-lease: hit|miss` on a test deployment with `WALLET_LEASES` (the e2e tests'
+    /// evidence that a call did not wait for the wallet).
+    pub(crate) fn lease_header(&self) -> Option<(&'static str, &'static str)> {
+        if !settings(&self.env).test_deployment {
+            return None;
+        }
+        self.lease_hit
+            .map(|hit| ("x-tollgate-lease", if hit { "hit" } else { "miss" }))
+    }
+
     /// The output guard of this request's stream: what its reservation covers, and how to grow it.
     pub(crate) fn stream_guard(&self) -> StreamGuard {
         StreamGuard {

@@ -92,6 +92,10 @@ pub struct Settings {
     /// tenant's wallet (Durable Object) instead of D1; each tenant moves into its wallet on its
     /// first money command (docs/money.md).
     pub wallets: bool,
+    /// `WALLET_LEASES` (default off; `true` turns it on, with `WALLETS`): per-isolate credit
+    /// leases, so that most requests of a busy key without limits do not wait for the wallet
+    /// (docs/money.md "Credit leases").
+    pub wallet_leases: bool,
     /// `TOLLGATE_TEST_DEPLOYMENT` is `true`: test-only reports (faults, the D1 statement count).
     pub test_deployment: bool,
 }
@@ -171,6 +175,7 @@ impl Settings {
             // On unless turned off (docs/configuration.md).
             wallets: !text("WALLETS")
                 .is_some_and(|v| matches!(v.trim(), "0" | "false" | "no" | "off")),
+            wallet_leases: flag("WALLET_LEASES"),
             test_deployment,
         }
     }
@@ -327,6 +332,13 @@ mod tests {
             parse(&[("STRIPE_CURRENCY", "  ")]).stripe_currency,
             DEFAULT_STRIPE_CURRENCY
         );
+    }
+
+    #[test]
+    fn wallet_leases_are_off_unless_turned_on() {
+        assert!(!parse(&[]).wallet_leases);
+        assert!(!parse(&[("WALLET_LEASES", "false")]).wallet_leases);
+        assert!(parse(&[("WALLET_LEASES", "true")]).wallet_leases);
     }
 
     #[test]

@@ -13,7 +13,8 @@ use worker::wasm_bindgen_futures::JsFuture;
 use worker::worker_sys::DurableObjectNamespace;
 use worker::{web_sys, Env};
 
-use super::{Answer, Command, Envelope, ExportReport, WalletView, BINDING};
+use super::{Answer, Command, Envelope, ExportReport, ReserveAnswer, WalletView, BINDING};
+use crate::core::wallet::lease::LeaseAsk;
 use crate::core::wallet::{
     BalanceView, Charge, LedgerEntry, LimitsView, Refusal, ReserveRequest, Reserved,
 };
@@ -48,30 +49,38 @@ impl<'a> WalletClient<'a> {
     }
 
     async fn call<T: DeserializeOwned>(&self, command: Command) -> Result<T, WalletError> {
+        self.start(command)?.answer().await
+    }
+
+    /// Sends `command` now (the runtime's fetch to the object is issued before this returns)
+    /// without waiting for its answer: [`InFlight::answer`] waits for it.
+    pub fn start(&self, command: Command) -> Result<InFlight, WalletError> {
         let failed = |e: String| WalletError::Failed(e);
         let body = serde_json::to_string(&Envelope {
             tenant_id: self.tenant_id.to_string(),
             command,
         })
         .map_err(|e| failed(e.to_string()))?;
-        let (status, text) = post(self.env, self.tenant_id, &body)
-            .await
-            .map_err(|e| failed(js_text(&e)))?;
-        if status != 200 {
-            let message = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| v.get("error").and_then(Value::as_str).map(String::from))
-                .unwrap_or(text);
-            return Err(failed(format!("{status}: {message}")));
-        }
-        match serde_json::from_str::<Answer>(&text).map_err(|e| failed(e.to_string()))? {
-            Answer::Ok(v) => serde_json::from_value(v).map_err(|e| failed(e.to_string())),
-            Answer::Refused(r) => Err(WalletError::Refused(r)),
-        }
+        let promise = send(self.env, self.tenant_id, &body).map_err(|e| failed(js_text(&e)))?;
+        Ok(InFlight(JsFuture::from(promise)))
+    }
+
+    /// A reserve that asks for a lease on the caller's key in the same command.
+    pub async fn reserve_leasing(
+        &self,
+        request: ReserveRequest,
+        lease: Option<LeaseAsk>,
+    ) -> Result<ReserveAnswer, WalletError> {
+        self.call(Command::Reserve { request, lease }).await
     }
 
     pub async fn reserve(&self, request: ReserveRequest) -> Result<Reserved, WalletError> {
-        self.call(Command::Reserve { request }).await
+        self.call::<ReserveAnswer>(Command::Reserve {
+            request,
+            lease: None,
+        })
+        .await
+        .map(|a| a.reserved)
     }
 
     pub async fn settle(
@@ -264,15 +273,49 @@ impl<'a> WalletClient<'a> {
     }
 }
 
-/// One command's round trip on the runtime's own objects: `POST` `body` to the wallet named
-/// `tenant_id` → (status, body text).
+/// A command sent to a wallet whose answer is still to come.
+pub struct InFlight(JsFuture);
+
+impl InFlight {
+    /// Waits for the answer.
+    pub async fn answer<T: DeserializeOwned>(self) -> Result<T, WalletError> {
+        let failed = |e: String| WalletError::Failed(e);
+        let response: web_sys::Response = self
+            .0
+            .await
+            .map_err(|e| failed(js_text(&e)))?
+            .unchecked_into();
+        let text = JsFuture::from(response.text().map_err(|e| failed(js_text(&e)))?)
+            .await
+            .map_err(|e| failed(js_text(&e)))?
+            .as_string()
+            .unwrap_or_default();
+        let status = response.status();
+        if status != 200 {
+            let message = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v.get("error").and_then(Value::as_str).map(String::from))
+                .unwrap_or(text);
+            return Err(failed(format!("{status}: {message}")));
+        }
+        match serde_json::from_str::<Answer>(&text).map_err(|e| failed(e.to_string()))? {
+            Answer::Ok(v) => serde_json::from_value(v).map_err(|e| failed(e.to_string())),
+            Answer::Refused(r) => Err(WalletError::Refused(r)),
+        }
+    }
+}
+
+/// Sends one command on the runtime's own objects: `POST` `body` to the wallet named
+/// `tenant_id` → the promise of its response. The fetch is issued by this call (a JavaScript
+/// promise runs without being awaited), which is what lets a lease's announce travel while the
+/// upstream call is made.
 ///
 /// Hot path (two calls per request). workers-rs's `Request`/`Response` wrappers cost here: each
 /// conversion reads the `cf` object, the response wrapper takes the body as a stream and `text()`
 /// then reads it chunk by chunk through a stream reader (reader, reads, lock release and a
 /// microtask per chunk). The runtime's `Response.text()` reads the whole body in one call. Measured
 /// with `node bench/profile.mjs` (commit message).
-async fn post(env: &Env, tenant_id: &str, body: &str) -> Result<(u16, String), JsValue> {
+fn send(env: &Env, tenant_id: &str, body: &str) -> Result<worker::js_sys::Promise, JsValue> {
     let binding = Reflect::get(env, &JsValue::from_str(BINDING))?;
     if binding.is_undefined() {
         return Err(JsValue::from_str(&format!("no binding {BINDING}")));
@@ -284,11 +327,7 @@ async fn post(env: &Env, tenant_id: &str, body: &str) -> Result<(u16, String), J
     init.set_method("POST");
     init.set_body(&JsValue::from_str(body));
     let request = web_sys::Request::new_with_str_and_init("https://wallet/command", &init)?;
-    let response: web_sys::Response = JsFuture::from(stub.fetch_with_request(&request)?)
-        .await?
-        .unchecked_into();
-    let text = JsFuture::from(response.text()?).await?;
-    Ok((response.status(), text.as_string().unwrap_or_default()))
+    stub.fetch_with_request(&request)
 }
 
 /// The text of a JavaScript error (or whatever was thrown).

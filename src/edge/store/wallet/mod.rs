@@ -12,7 +12,8 @@ pub mod object;
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::wallet::{Refusal, ReserveRequest};
+use crate::core::wallet::lease::{Grant, LeaseAsk};
+use crate::core::wallet::{Refusal, ReserveRequest, Reserved};
 
 /// The Durable Object binding (wrangler.toml `[[durable_objects.bindings]]`).
 pub const BINDING: &str = "WALLET";
@@ -29,8 +30,18 @@ pub struct Envelope {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Command {
-    /// Reserve before the upstream call → `Reserved`.
+    /// Reserve before the upstream call → [`ReserveAnswer`] (`Reserved`, with a lease when one
+    /// was asked for and the policy grants it, `core::wallet::lease`).
     Reserve {
+        request: ReserveRequest,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lease: Option<LeaseAsk>,
+    },
+    /// Admit a request an isolate took from its lease `lease_id` (announced before its upstream
+    /// call): its reservation moves from the lease into a hold of the request id, or a normal
+    /// reserve is made → `Took` (or the reserve's refusal).
+    Take {
+        lease_id: String,
         request: ReserveRequest,
     },
     /// Charge a finished request and keep its usage row for export → `Charge` (the first one's,
@@ -153,13 +164,26 @@ pub enum Answer {
     Refused(Refusal),
 }
 
+/// The answer to `Reserve`: the reservation, and the lease granted with it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReserveAnswer {
+    #[serde(flatten)]
+    pub reserved: Reserved,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Grant>,
+}
+
 /// The state `Inspect` and `Migrate` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WalletView {
     /// Whether the wallet has taken the tenant's money from D1.
     pub migrated: bool,
     pub balance: Option<crate::core::wallet::BalanceView>,
+    /// Open reservations of requests and plugin calls (leases not included).
     pub open_reservations: usize,
+    /// Open credit leases (`core::wallet::lease`); their leftovers count in `balance.reserved`.
+    #[serde(default)]
+    pub open_leases: usize,
     pub outbox_pending: u64,
     pub outbox_exported: u64,
     pub schema_version: u32,

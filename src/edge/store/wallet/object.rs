@@ -154,7 +154,7 @@ impl TenantWallet {
             | Command::AssignPlan { .. }
             | Command::SetPlanAllowance { .. }
             | Command::SetClock { .. }) => self.run_money(other, &tenant_id, now).await?,
-            Command::Reserve { request } => {
+            Command::Reserve { request, lease } => {
                 // A request id is reserved once: after its settlement a second reserve would
                 // hold money nothing will ever settle.
                 if stored_charge(&sql, &request.id)?.is_some() {
@@ -163,16 +163,74 @@ impl TenantWallet {
                 let result = self.inner.borrow_mut().wallet.reserve(&request, now);
                 match result {
                     Ok(reserved) => {
+                        let grant = lease.and_then(|ask| {
+                            self.inner.borrow_mut().wallet.grant_lease(
+                                &ask,
+                                &request.key_id,
+                                request.amount,
+                                now,
+                            )
+                        });
                         self.write(self.ops(|w| {
                             let mut ops = vec![account_op(w)?];
                             ops.extend(key_op(w, &request.key_id)?);
                             if let Some(h) = w.holds.get(&request.id) {
                                 ops.push(hold_op(h)?);
                             }
+                            if let Some(g) = &grant {
+                                if let Some(h) = w.holds.get(&lease_hold_id(&g.lease_id)) {
+                                    ops.push(hold_op(h)?);
+                                }
+                            }
                             Ok(ops)
                         }))?;
-                        Answer::Ok(to_value(&reserved)?)
+                        if grant.is_some() {
+                            // The alarm returns the lease's leftover at its expiry.
+                            self.arm_sweep(&tenant_id).await;
+                        }
+                        Answer::Ok(to_value(&super::ReserveAnswer {
+                            reserved,
+                            lease: grant,
+                        })?)
                     }
+                    Err(refusal) => Answer::Refused(refusal),
+                }
+            }
+            Command::Take { lease_id, request } => {
+                if stored_charge(&sql, &request.id)?.is_some() {
+                    return Err(format!("request {} is already settled", request.id));
+                }
+                let lid = lease_hold_id(&lease_id);
+                let (before, lease_key) = {
+                    let inner = self.inner.borrow();
+                    let holds = &inner.wallet.holds;
+                    let lease_key = holds.get(&lid).map(|h| h.key_id.clone());
+                    (holds.keys().cloned().collect::<Vec<_>>(), lease_key)
+                };
+                let result = self
+                    .inner
+                    .borrow_mut()
+                    .wallet
+                    .take(&lease_id, &request, now);
+                // Whatever the answer, a take may have cancelled the lease: store the holds it
+                // changed (the lease, the request's) and the money.
+                self.write(self.ops(|w| {
+                    let mut ops = vec![account_op(w)?];
+                    ops.extend(key_op(w, &request.key_id)?);
+                    if let Some(k) = lease_key.as_deref().filter(|k| *k != request.key_id) {
+                        ops.extend(key_op(w, k)?);
+                    }
+                    for id in [&lid, &request.id] {
+                        match w.holds.get(id) {
+                            Some(h) => ops.push(hold_op(h)?),
+                            None if before.contains(id) => ops.push(delete_hold_op(id)),
+                            None => {}
+                        }
+                    }
+                    Ok(ops)
+                }))?;
+                match result {
+                    Ok(took) => Answer::Ok(to_value(&took)?),
                     Err(refusal) => Answer::Refused(refusal),
                 }
             }
@@ -297,28 +355,55 @@ impl TenantWallet {
                 let patch: LimitsPatch =
                     serde_json::from_value(patch).map_err(|e| format!("bad limits: {e}"))?;
                 patch.validate().map_err(|(_, m)| m)?;
-                self.inner
-                    .borrow_mut()
-                    .wallet
-                    .set_limits(key_id.as_deref(), &patch);
-                self.write(self.ops(|w| match &key_id {
-                    Some(k) => Ok(key_op(w, k)?.into_iter().collect()),
-                    None => Ok(vec![account_op(w)?]),
+                let cancelled = {
+                    let mut inner = self.inner.borrow_mut();
+                    inner.wallet.set_limits(key_id.as_deref(), &patch);
+                    // A limited key (or tenant) takes the normal reserve path from now on.
+                    inner.wallet.cancel_leases(key_id.as_deref(), now)
+                };
+                self.write(self.ops(|w| {
+                    let mut ops = match &key_id {
+                        Some(k) => key_op(w, k)?.into_iter().collect(),
+                        None => vec![account_op(w)?],
+                    };
+                    ops.extend(cancel_ops(w, &cancelled)?);
+                    Ok(ops)
                 }))?;
                 let view = self.inner.borrow().wallet.limits(key_id.as_deref(), now);
                 Answer::Ok(to_value(&view)?)
             }
             Command::SetKeyRevoked { key_id, revoked } => {
-                self.inner
-                    .borrow_mut()
-                    .wallet
-                    .set_key_revoked(&key_id, revoked);
-                self.write(self.ops(|w| Ok(key_op(w, &key_id)?.into_iter().collect())))?;
+                let cancelled = {
+                    let mut inner = self.inner.borrow_mut();
+                    inner.wallet.set_key_revoked(&key_id, revoked);
+                    if revoked {
+                        inner.wallet.cancel_leases(Some(&key_id), now)
+                    } else {
+                        Vec::new()
+                    }
+                };
+                self.write(self.ops(|w| {
+                    let mut ops: Vec<Op> = key_op(w, &key_id)?.into_iter().collect();
+                    ops.extend(cancel_ops(w, &cancelled)?);
+                    Ok(ops)
+                }))?;
                 Answer::Ok(json!({}))
             }
             Command::SetDisabled { disabled } => {
-                self.inner.borrow_mut().wallet.account.disabled = disabled;
-                self.write(self.ops(|w| Ok(vec![account_op(w)?])))?;
+                let cancelled = {
+                    let mut inner = self.inner.borrow_mut();
+                    inner.wallet.account.disabled = disabled;
+                    if disabled {
+                        inner.wallet.cancel_leases(None, now)
+                    } else {
+                        Vec::new()
+                    }
+                };
+                self.write(self.ops(|w| {
+                    let mut ops = vec![account_op(w)?];
+                    ops.extend(cancel_ops(w, &cancelled)?);
+                    Ok(ops)
+                }))?;
                 Answer::Ok(json!({}))
             }
             Command::Ledger { before, limit } => {
@@ -397,7 +482,18 @@ impl TenantWallet {
         Ok(WalletView {
             migrated,
             balance: migrated.then(|| inner.wallet.balance(now)),
-            open_reservations: inner.wallet.holds.len(),
+            open_reservations: inner
+                .wallet
+                .holds
+                .values()
+                .filter(|h| h.lease.is_none())
+                .count(),
+            open_leases: inner
+                .wallet
+                .holds
+                .values()
+                .filter(|h| h.lease.is_some())
+                .count(),
             outbox_pending: count(
                 sql,
                 "SELECT COUNT(*) AS n FROM outbox WHERE exported_at IS NULL",
@@ -465,6 +561,22 @@ impl TenantWallet {
         Ok(())
     }
 
+    /// Arms the sweep of the next hold to expire (best effort: the next settlement's export
+    /// re-arms it too).
+    async fn arm_sweep(&self, tenant_id: &str) {
+        let stale_ms = crate::edge::platform::env::settings(&self.env)
+            .stale_reservation_seconds
+            .max(60)
+            * 1000;
+        let next = self.inner.borrow().wallet.next_expiry(stale_ms);
+        if let Some(t) = next {
+            let delay = (t + 1000).saturating_sub(self.now());
+            if let Err(e) = self.arm(delay).await {
+                worker::console_error!("wallet {tenant_id}: arming the sweep: {e}");
+            }
+        }
+    }
+
     /// Sets the alarm to `delay_ms` from now unless one is due sooner.
     async fn arm(&self, delay_ms: u64) -> Result<(), String> {
         let storage = self.state.storage();
@@ -517,18 +629,12 @@ impl TenantWallet {
             &sql,
             "SELECT COUNT(*) AS n FROM outbox WHERE exported_at IS NULL",
         )? + money::calls_pending(&sql)?;
-        let oldest_hold = self
-            .inner
-            .borrow()
-            .wallet
-            .holds
-            .values()
-            .map(|h| h.created_at)
-            .min();
+        // The next hold to return: a request's after the stale limit, a lease at its expiry.
+        let next_expiry = self.inner.borrow().wallet.next_expiry(stale_ms);
         if pending > 0 {
             self.arm(EXPORT_DELAY_MS).await?;
-        } else if let Some(t) = oldest_hold {
-            self.arm((t + stale_ms + 1000).saturating_sub(now)).await?;
+        } else if let Some(t) = next_expiry {
+            self.arm((t + 1000).saturating_sub(now)).await?;
         }
         Ok(())
     }
@@ -769,6 +875,7 @@ impl Snapshot {
                 tokens: 0,
                 created_at: r.created_at,
                 extensions: 0,
+                lease: None,
             };
             w.account.counters.held = w.account.counters.held.saturating_add(hold.total());
             let key = w.keys.entry(r.key_id).or_default();
@@ -1069,6 +1176,24 @@ fn hold_op(h: &Hold) -> Result<Op, String> {
 
 fn delete_hold_op(id: &str) -> Op {
     op("DELETE FROM holds WHERE id = ?", vec![id.into()])
+}
+
+fn lease_hold_id(lease_id: &str) -> String {
+    crate::core::wallet::lease::hold_id(lease_id)
+}
+
+/// The writes of cancelled leases: the money back (account), their keys, the holds gone.
+fn cancel_ops(w: &Wallet, cancelled: &[Hold]) -> Result<Vec<Op>, String> {
+    let mut ops = Vec::new();
+    if cancelled.is_empty() {
+        return Ok(ops);
+    }
+    ops.push(account_op(w)?);
+    for h in cancelled {
+        ops.extend(key_op(w, &h.key_id)?);
+        ops.push(delete_hold_op(&h.id));
+    }
+    Ok(ops)
 }
 
 /// Runs `ops` inside `transactionSync`: all of them or (on the first failure) none.
