@@ -154,7 +154,7 @@ function successProblem(res) {
 
 function expectOf(c, e, method) {
   // A route the gateway does not serve is a 404 whatever is sent to it (a preflight aside).
-  if (e.unrouted && method !== 'OPTIONS' && c.name !== 'valid') return c.expect === 'runtime-or-any' ? c.expect : 404;
+  if (e.unrouted && method !== 'OPTIONS' && c.name !== 'valid') return String(c.expect).startsWith('runtime-or') ? c.expect : 404;
   return typeof c.expect === 'function' ? c.expect(e) : c.expect;
 }
 /** The API whose error shape a path gets: Anthropic's under /v1/messages (any case), else OpenAI's. */
