@@ -575,7 +575,38 @@ pub fn relay(
 
 #[cfg(test)]
 mod tests {
-    use super::Alarm;
+    use super::{Alarm, WakeTarget};
+    use futures::task::ArcWake;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    struct Counter(AtomicUsize);
+
+    impl ArcWake for Counter {
+        fn wake_by_ref(arc: &Arc<Self>) {
+            arc.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_timer_rings_for_the_task_that_polled_it_last() {
+        let (first, last) = (
+            Arc::new(Counter(AtomicUsize::new(0))),
+            Arc::new(Counter(AtomicUsize::new(0))),
+        );
+        let target = Arc::new(WakeTarget(Mutex::new(None)));
+        let forward = futures::task::waker(target.clone());
+        // Polled by one task (the answer's), then by another (a pull of the body).
+        for task in [&first, &last] {
+            *target.0.lock().unwrap() = Some(futures::task::waker(Arc::clone(task)));
+        }
+        forward.wake_by_ref();
+        assert_eq!(first.0.load(Ordering::SeqCst), 0);
+        assert_eq!(last.0.load(Ordering::SeqCst), 1);
+        // Rung once: a second ring before the next poll wakes nobody.
+        forward.wake_by_ref();
+        assert_eq!(last.0.load(Ordering::SeqCst), 1);
+    }
 
     fn rings_at(alarm: &Alarm) -> Option<u64> {
         alarm.armed.as_ref().map(|(at, _)| *at)
