@@ -139,8 +139,8 @@ tollgate_setup() (
   # --- Python venv with the official OpenAI SDK (for the Python end-to-end test) ----------------
   local py_req="$repo/tests/e2e/requirements.txt" py_stamp="$repo/.tools/py/.requirements"
   if [[ -f "$py_req" ]] && ! cmp -s "$py_req" "$py_stamp"; then
-    command -v python3 >/dev/null || die "python3 not found (needed for the Python SDK test)"
-    say "installing the OpenAI Python SDK into .tools/py"
+    command -v python3 >/dev/null || die "python3 not found (needed for the Python SDK and LangChain tests)"
+    say "installing the Python test clients (OpenAI, Anthropic, LangChain) into .tools/py"
     [[ -x "$repo/.tools/py/bin/python" ]] || run_logged py-venv python3 -m venv "$repo/.tools/py"
     run_logged py-pip "$repo/.tools/py/bin/python" -m pip install --quiet --disable-pip-version-check \
       -r "$py_req"
