@@ -166,34 +166,19 @@ impl Wallet {
         {
             return None;
         }
-        let a = &mut self.account;
+        let a = &self.account;
         let available = a.allowance_remaining.saturating_add(a.balance);
         let amount = lease_amount(reserved, available)?;
-        let (from_allowance, from_balance) =
-            crate::core::billing::allowance::split(amount, a.allowance_remaining);
-        a.allowance_remaining -= from_allowance;
-        a.balance -= from_balance;
-        a.counters.held = a.counters.held.saturating_add(amount);
-        let key = self.keys.entry(key_id.to_string()).or_default();
-        key.counters.held = key.counters.held.saturating_add(amount);
-        let allowance_period = self.account.allowance_period;
-        self.holds.insert(
-            id.clone(),
-            Hold {
-                id,
-                key_id: key_id.to_string(),
-                amount: from_balance,
-                allowance_amount: from_allowance,
-                allowance_period,
-                tokens: 0,
-                created_at: now,
-                extensions: 0,
-                lease: Some(LeaseState {
-                    granted: amount,
-                    taken: 0,
-                    takes: 0,
-                }),
-            },
+        self.place_hold(
+            &id,
+            key_id,
+            amount,
+            now,
+            Some(LeaseState {
+                granted: amount,
+                taken: 0,
+                takes: 0,
+            }),
         );
         Some(Grant {
             lease_id: ask.id.clone(),
@@ -300,20 +285,9 @@ impl Wallet {
     /// Cancels the open leases of `key_id` (every key's with `None`): their leftovers return at
     /// once; later takes on them fall back to a normal reserve. The removed lease holds.
     pub fn cancel_leases(&mut self, key_id: Option<&str>, now: u64) -> Vec<Hold> {
-        let ids: Vec<String> = self
-            .holds
-            .values()
-            .filter(|h| h.lease.is_some() && key_id.is_none_or(|k| h.key_id == k))
-            .map(|h| h.id.clone())
-            .collect();
-        let mut out = Vec::new();
-        for id in ids {
-            if let Some(h) = self.holds.remove(&id) {
-                self.give_back(&h, now);
-                out.push(h);
-            }
-        }
-        out
+        self.give_back_where(now, |h| {
+            h.lease.is_some() && key_id.is_none_or(|k| h.key_id == k)
+        })
     }
 
     /// When the next hold expires: a lease [`EXPIRY_MS`] after its grant, a reservation

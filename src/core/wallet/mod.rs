@@ -578,6 +578,61 @@ impl Wallet {
         Some(hold)
     }
 
+    /// Holds `amount` of the account's funds (the plan's allowance first, then the balance) as
+    /// hold `id` of `key_id`: the account and the key count it as held. The caller has checked
+    /// that the funds are there. → (from the balance, from the allowance).
+    fn place_hold(
+        &mut self,
+        id: &str,
+        key_id: &str,
+        amount: u64,
+        now: u64,
+        lease: Option<lease::LeaseState>,
+    ) -> (u64, u64) {
+        let a = &mut self.account;
+        let (from_allowance, from_balance) =
+            crate::core::billing::allowance::split(amount, a.allowance_remaining);
+        a.allowance_remaining -= from_allowance;
+        a.balance -= from_balance;
+        a.counters.held = a.counters.held.saturating_add(amount);
+        let allowance_period = a.allowance_period;
+        let key = self.keys.entry(key_id.to_string()).or_default();
+        key.counters.held = key.counters.held.saturating_add(amount);
+        self.holds.insert(
+            id.to_string(),
+            Hold {
+                id: id.to_string(),
+                key_id: key_id.to_string(),
+                amount: from_balance,
+                allowance_amount: from_allowance,
+                allowance_period,
+                tokens: 0,
+                created_at: now,
+                extensions: 0,
+                lease,
+            },
+        );
+        (from_balance, from_allowance)
+    }
+
+    /// Removes every hold `which` selects and returns its funds uncharged. The removed holds.
+    fn give_back_where(&mut self, now: u64, which: impl Fn(&Hold) -> bool) -> Vec<Hold> {
+        let ids: Vec<String> = self
+            .holds
+            .values()
+            .filter(|h| which(h))
+            .map(|h| h.id.clone())
+            .collect();
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(h) = self.holds.remove(&id) {
+                self.give_back(&h, now);
+                out.push(h);
+            }
+        }
+        out
+    }
+
     fn give_back(&mut self, hold: &Hold, now: u64) {
         let a = &mut self.account;
         if hold.allowance_period == a.allowance_period {
@@ -595,23 +650,10 @@ impl Wallet {
     /// its reservation.
     pub fn expire(&mut self, now: u64, stale_ms: u64) -> Vec<Hold> {
         self.refresh(now);
-        let stale: Vec<String> = self
-            .holds
-            .values()
-            .filter(|h| match h.lease {
-                Some(_) => lease::expires_at(h, stale_ms) <= now,
-                None => lease::expires_at(h, stale_ms) < now,
-            })
-            .map(|h| h.id.clone())
-            .collect();
-        let mut out = Vec::new();
-        for id in stale {
-            if let Some(h) = self.holds.remove(&id) {
-                self.give_back(&h, now);
-                out.push(h);
-            }
-        }
-        out
+        self.give_back_where(now, |h| match h.lease {
+            Some(_) => lease::expires_at(h, stale_ms) <= now,
+            None => lease::expires_at(h, stale_ms) < now,
+        })
     }
 
     /// Credits (`amount > 0`) or debits (`amount < 0`). A credit pays debt first. `previous` is

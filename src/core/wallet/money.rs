@@ -13,7 +13,7 @@
 //!   next period, as D1's lazy reset read the plan's current allowance; the allowance left of the
 //!   current month is kept.
 
-use super::{Counters, Hold, Refusal, Reserved, Scope, Wallet};
+use super::{Counters, Refusal, Reserved, Scope, Wallet};
 
 impl Counters {
     /// The budget rule alone: spend of the period + held + `amount` within the budget (a plugin
@@ -73,29 +73,7 @@ impl Wallet {
                 available,
             });
         }
-        let (from_allowance, from_balance) =
-            crate::core::billing::allowance::split(amount, a.allowance_remaining);
-        let a = &mut self.account;
-        a.allowance_remaining -= from_allowance;
-        a.balance -= from_balance;
-        a.counters.held = a.counters.held.saturating_add(amount);
-        let key = self.keys.entry(key_id.to_string()).or_default();
-        key.counters.held = key.counters.held.saturating_add(amount);
-        let allowance_period = self.account.allowance_period;
-        self.holds.insert(
-            id.to_string(),
-            Hold {
-                id: id.to_string(),
-                key_id: key_id.to_string(),
-                amount: from_balance,
-                allowance_amount: from_allowance,
-                allowance_period,
-                tokens: 0,
-                created_at: now,
-                extensions: 0,
-                lease: None,
-            },
-        );
+        let (from_balance, from_allowance) = self.place_hold(id, key_id, amount, now, None);
         Ok(Reserved {
             amount: from_balance,
             allowance_amount: from_allowance,
