@@ -89,6 +89,36 @@ function sameUsage(usage, rows) {
   );
 }
 
+/** streamText on `model`, billed as one request: the text is the mock's reply and the stream's usage = the row. */
+async function streamedOnce(model, prompt) {
+  const streamed = await billed(1, async (sid, headers) => {
+    const r = streamText({ model, prompt, headers, maxRetries: 0 });
+    let text = '';
+    for await (const t of r.textStream) text += t;
+    return { text, usage: await r.usage };
+  });
+  assert.equal(streamed.result.text, `mock reply to ${prompt}`);
+  sameUsage(streamed.result.usage, streamed.rows);
+}
+
+/** The weather tool over two steps on `model` (call, result, answer): two rows, totalUsage = their sum. */
+async function weatherInTwoSteps(model) {
+  const { result, rows } = await billed(2, (sid, headers) =>
+    generateText({
+      model,
+      prompt: 'what is the weather in Paris?',
+      tools: { get_weather: weatherTool() },
+      stopWhen: stepCountIs(3),
+      headers,
+      maxRetries: 0,
+    }),
+  );
+  assert.equal(result.steps.length, 2);
+  assert.equal(result.text, 'mock reply to tool result {"location":"Paris","temperature":21}');
+  sameUsage(result.totalUsage, rows);
+  return result;
+}
+
 before(async () => {
   mock = await startMockProviders({ keys: KEYS, chunkDelayMs: 2 });
   chat = await startMockOpenAI({ chunkDelayMs: 2 });
@@ -195,21 +225,9 @@ describe('chat completions: openai.chat(model)', () => {
   });
 
   test('a tool with a zod schema over two steps: call, result, answer; two rows, totalUsage = their sum', async () => {
-    const { result, rows } = await billed(2, (sid, headers) =>
-      generateText({
-        model: openai.chat('gpt-azure'),
-        prompt: 'what is the weather in Paris?',
-        tools: { get_weather: weatherTool() },
-        stopWhen: stepCountIs(3),
-        headers,
-        maxRetries: 0,
-      }),
-    );
-    assert.equal(result.steps.length, 2);
+    const result = await weatherInTwoSteps(openai.chat('gpt-azure'));
     assert.deepEqual(result.steps[0].toolCalls.map((c) => [c.toolName, c.input]), [['get_weather', { location: 'Paris' }]]);
     assert.deepEqual(result.steps[0].toolResults[0].output, { location: 'Paris', temperature: 21 });
-    assert.equal(result.text, 'mock reply to tool result {"location":"Paris","temperature":21}');
-    sameUsage(result.totalUsage, rows);
   });
 
   test('generateObject: response_format json_schema (strict) reaches the provider; the object parses', async () => {
@@ -243,14 +261,7 @@ describe('Responses API: openai(model)', () => {
       assert.equal(plain.rows[0].api, api);
       sameUsage(plain.result.usage, plain.rows);
 
-      const streamed = await billed(1, async (sid, headers) => {
-        const r = streamText({ model: openai(model), prompt: 'stream responses', headers, maxRetries: 0 });
-        let text = '';
-        for await (const t of r.textStream) text += t;
-        return { text, usage: await r.usage };
-      });
-      assert.equal(streamed.result.text, 'mock reply to stream responses');
-      sameUsage(streamed.result.usage, streamed.rows);
+      await streamedOnce(openai(model), 'stream responses');
     });
   }
 
@@ -259,19 +270,7 @@ describe('Responses API: openai(model)', () => {
     ['translated to chat', 'hf-model'],
   ]) {
     test(`a tool over two steps (function_call_output sent back), ${label}`, async () => {
-      const { result, rows } = await billed(2, (sid, headers) =>
-        generateText({
-          model: openai(model),
-          prompt: 'what is the weather in Paris?',
-          tools: { get_weather: weatherTool() },
-          stopWhen: stepCountIs(3),
-          headers,
-          maxRetries: 0,
-        }),
-      );
-      assert.equal(result.steps.length, 2);
-      assert.equal(result.text, 'mock reply to tool result {"location":"Paris","temperature":21}');
-      sameUsage(result.totalUsage, rows);
+      await weatherInTwoSteps(openai(model));
     });
   }
 
@@ -303,14 +302,7 @@ describe('Anthropic: createAnthropic({ baseURL })', () => {
     assert.equal(plain.rows[0].api, 'messages');
     sameUsage(plain.result.usage, plain.rows);
 
-    const streamed = await billed(1, async (sid, headers) => {
-      const r = streamText({ model: anthropic('claude'), prompt: 'stream claude', headers, maxRetries: 0 });
-      let text = '';
-      for await (const t of r.textStream) text += t;
-      return { text, usage: await r.usage };
-    });
-    assert.equal(streamed.result.text, 'mock reply to stream claude');
-    sameUsage(streamed.result.usage, streamed.rows);
+    await streamedOnce(anthropic('claude'), 'stream claude');
   });
 
   for (const [label, model] of [
@@ -318,19 +310,7 @@ describe('Anthropic: createAnthropic({ baseURL })', () => {
     ['translated to chat', 'hf-model'],
   ]) {
     test(`a tool over two steps (tool_result sent back), ${label}`, async () => {
-      const { result, rows } = await billed(2, (sid, headers) =>
-        generateText({
-          model: anthropic(model),
-          prompt: 'what is the weather in Paris?',
-          tools: { get_weather: weatherTool() },
-          stopWhen: stepCountIs(3),
-          headers,
-          maxRetries: 0,
-        }),
-      );
-      assert.equal(result.steps.length, 2);
-      assert.equal(result.text, 'mock reply to tool result {"location":"Paris","temperature":21}');
-      sameUsage(result.totalUsage, rows);
+      await weatherInTwoSteps(anthropic(model));
     });
   }
 });
@@ -342,14 +322,7 @@ describe('createOpenAICompatible', () => {
     assert.equal(plain.result.text, 'mock reply to hello compat');
     sameUsage(plain.result.usage, plain.rows);
 
-    const streamed = await billed(1, async (sid, headers) => {
-      const r = streamText({ model: compat.chatModel('plain'), prompt: 'stream compat', headers, maxRetries: 0 });
-      let text = '';
-      for await (const t of r.textStream) text += t;
-      return { text, usage: await r.usage };
-    });
-    assert.equal(streamed.result.text, 'mock reply to stream compat');
-    sameUsage(streamed.result.usage, streamed.rows);
+    await streamedOnce(compat.chatModel('plain'), 'stream compat');
   });
 });
 
