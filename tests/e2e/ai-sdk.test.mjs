@@ -36,29 +36,11 @@ let openai;
 let anthropic;
 
 const session = () => `ai-sdk-${randomToken(6)}`;
-const auth = () => ({ authorization: `Bearer ${key}` });
 
-async function balance() {
-  const res = await fetch(`${gw.url}/v1/balance`, { headers: auth() });
-  assert.equal(res.status, 200);
-  return (await res.json()).balance;
-}
+const balance = () => gw.balanceOf(key);
 
 /** The `n` usage rows of a session (oldest first), once all of them are written. */
-async function sessionRows(sid, n) {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    await gw.exported(tenantId);
-    const res = await fetch(`${gw.url}/v1/sessions/${sid}/requests`, { headers: auth() });
-    const rows = res.status === 200 ? (await res.json()).data : [];
-    if (rows.length >= n) {
-      assert.equal(rows.length, n, `session ${sid}: ${JSON.stringify(rows)}`);
-      return rows.sort((a, b) => (a.request_id < b.request_id ? -1 : 1));
-    }
-    if (Date.now() > deadline) throw new Error(`session ${sid}: ${rows.length} of ${n} rows`);
-    await sleep(100);
-  }
-}
+const sessionRows = (sid, n) => gw.sessionRows(key, tenantId, sid, n);
 
 /**
  * Runs `call(sid)` and checks what it cost: `n` rows with status ok, each billed at the model's prices

@@ -377,6 +377,33 @@ export async function startGateway({ vars = {}, startupTimeoutMs = 180_000, stat
     }
   }
 
+  /** The balance `/v1/balance` answers for API key `key` (asserting a 200). */
+  async function balanceOf(key) {
+    const res = await fetch(`${url}/v1/balance`, { headers: { authorization: `Bearer ${key}` } });
+    assert.equal(res.status, 200);
+    return (await res.json()).balance;
+  }
+
+  /**
+   * The `n` usage rows of session `sid` as its key `key` of tenant `tenantId` reads them
+   * (`/v1/sessions/{sid}/requests`, oldest first), once the wallet exported them all; asserts
+   * there are exactly `n`.
+   */
+  async function sessionRows(key, tenantId, sid, n, timeoutMs = 20_000) {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      await exported(tenantId);
+      const res = await fetch(`${url}/v1/sessions/${sid}/requests`, { headers: { authorization: `Bearer ${key}` } });
+      const rows = res.status === 200 ? (await res.json()).data : [];
+      if (rows.length >= n) {
+        assert.equal(rows.length, n, `session ${sid}: ${JSON.stringify(rows)}`);
+        return rows.sort((a, b) => (a.request_id < b.request_id ? -1 : 1));
+      }
+      if (Date.now() > deadline) throw new Error(`session ${sid}: ${rows.length} of ${n} rows`);
+      await sleep(100);
+    }
+  }
+
   /**
    * A new tenant with `credit` micro-units and `keys` API keys (the first named `main`, then
    * `key1`, …): { tenant, key (the first), keys, client (an openai SDK client with that key) }.
@@ -406,6 +433,8 @@ export async function startGateway({ vars = {}, startupTimeoutMs = 180_000, stat
     newTenant,
     openReservations,
     exported,
+    balanceOf,
+    sessionRows,
     kill,
     /** Everything wrangler printed so far. */
     logs: () => plain(output),

@@ -45,27 +45,10 @@ let poorKey;
 const session = () => `lc-js-${randomToken(6)}`;
 const authOf = (k) => ({ authorization: `Bearer ${k}` });
 
-async function balance() {
-  const res = await fetch(`${gw.url}/v1/balance`, { headers: authOf(key) });
-  assert.equal(res.status, 200);
-  return (await res.json()).balance;
-}
+const balance = () => gw.balanceOf(key);
 
 /** The `n` usage rows of a session (oldest first), once all of them are written. */
-async function sessionRows(sid, n) {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    await gw.exported(tenantId);
-    const res = await fetch(`${gw.url}/v1/sessions/${sid}/requests`, { headers: authOf(key) });
-    const rows = res.status === 200 ? (await res.json()).data : [];
-    if (rows.length >= n) {
-      assert.equal(rows.length, n, `session ${sid}: ${JSON.stringify(rows)}`);
-      return rows.sort((a, b) => (a.request_id < b.request_id ? -1 : 1));
-    }
-    if (Date.now() > deadline) throw new Error(`session ${sid}: ${rows.length} of ${n} rows`);
-    await sleep(100);
-  }
-}
+const sessionRows = (sid, n) => gw.sessionRows(key, tenantId, sid, n);
 
 /** Checks a session's single row: status ok, billed at the model's prices, and its usage = LangChain's. */
 async function checkRow(sid, usage, price = 'chat') {
