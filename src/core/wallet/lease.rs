@@ -173,6 +173,7 @@ impl Wallet {
             &id,
             key_id,
             amount,
+            None,
             now,
             Some(LeaseState {
                 granted: amount,
@@ -242,17 +243,14 @@ impl Wallet {
                 }
                 self.holds.insert(
                     req.id.clone(),
-                    Hold {
-                        id: req.id.clone(),
-                        key_id: req.key_id.clone(),
-                        amount: from_balance,
-                        allowance_amount: from_allowance,
-                        allowance_period: period,
-                        tokens: req.tokens,
-                        created_at: now,
-                        extensions: 0,
-                        lease: None,
-                    },
+                    Hold::open(
+                        &req.id,
+                        &req.key_id,
+                        (from_balance, from_allowance),
+                        period,
+                        req.tokens,
+                        now,
+                    ),
                 );
                 Ok(Took {
                     reserved: Reserved {

@@ -384,6 +384,29 @@ pub struct Hold {
 }
 
 impl Hold {
+    /// A request's reservation of `amount` from the balance and `allowance_amount` from the
+    /// allowance of `allowance_period`, covering `tokens` (no extension, not a lease).
+    pub fn open(
+        id: &str,
+        key_id: &str,
+        (amount, allowance_amount): (u64, u64),
+        allowance_period: Option<u64>,
+        tokens: u64,
+        now: u64,
+    ) -> Hold {
+        Hold {
+            id: id.to_string(),
+            key_id: key_id.to_string(),
+            amount,
+            allowance_amount,
+            allowance_period,
+            tokens,
+            created_at: now,
+            extensions: 0,
+            lease: None,
+        }
+    }
+
     /// The whole reservation.
     pub fn total(&self) -> u64 {
         self.amount.saturating_add(self.allowance_amount)
@@ -497,28 +520,13 @@ impl Wallet {
                 available,
             });
         }
-        let (from_allowance, from_balance) =
-            crate::core::billing::allowance::split(req.amount, a.allowance_remaining);
-        let a = &mut self.account;
-        a.allowance_remaining -= from_allowance;
-        a.balance -= from_balance;
-        a.counters.take(req.amount, req.tokens, now);
-        let key = self.keys.entry(req.key_id.clone()).or_default();
-        key.counters.take(req.amount, req.tokens, now);
-        let allowance_period = self.account.allowance_period;
-        self.holds.insert(
-            req.id.clone(),
-            Hold {
-                id: req.id.clone(),
-                key_id: req.key_id.clone(),
-                amount: from_balance,
-                allowance_amount: from_allowance,
-                allowance_period,
-                tokens: req.tokens,
-                created_at: now,
-                extensions: 0,
-                lease: None,
-            },
+        let (from_balance, from_allowance) = self.place_hold(
+            &req.id,
+            &req.key_id,
+            req.amount,
+            Some(req.tokens),
+            now,
+            None,
         );
         Ok(Reserved {
             amount: from_balance,
@@ -579,13 +587,17 @@ impl Wallet {
     }
 
     /// Holds `amount` of the account's funds (the plan's allowance first, then the balance) as
-    /// hold `id` of `key_id`: the account and the key count it as held. The caller has checked
-    /// that the funds are there. → (from the balance, from the allowance).
+    /// hold `id` of `key_id`: the account and the key count it as held. `rate`: `Some(tokens)`
+    /// for a request, which also counts as one request of `tokens` against the RPM/TPM windows
+    /// (and the hold covers those tokens); `None` for a hold that is not a request (a lease, a
+    /// plugin call). The caller has checked that the funds are there.
+    /// → (from the balance, from the allowance).
     fn place_hold(
         &mut self,
         id: &str,
         key_id: &str,
         amount: u64,
+        rate: Option<u64>,
         now: u64,
         lease: Option<lease::LeaseState>,
     ) -> (u64, u64) {
@@ -594,24 +606,24 @@ impl Wallet {
             crate::core::billing::allowance::split(amount, a.allowance_remaining);
         a.allowance_remaining -= from_allowance;
         a.balance -= from_balance;
-        a.counters.held = a.counters.held.saturating_add(amount);
         let allowance_period = a.allowance_period;
         let key = self.keys.entry(key_id.to_string()).or_default();
-        key.counters.held = key.counters.held.saturating_add(amount);
-        self.holds.insert(
-            id.to_string(),
-            Hold {
-                id: id.to_string(),
-                key_id: key_id.to_string(),
-                amount: from_balance,
-                allowance_amount: from_allowance,
-                allowance_period,
-                tokens: 0,
-                created_at: now,
-                extensions: 0,
-                lease,
-            },
+        for counters in [&mut self.account.counters, &mut key.counters] {
+            match rate {
+                Some(tokens) => counters.take(amount, tokens, now),
+                None => counters.held = counters.held.saturating_add(amount),
+            }
+        }
+        let tokens = rate.unwrap_or(0);
+        let hold = Hold::open(
+            id,
+            key_id,
+            (from_balance, from_allowance),
+            allowance_period,
+            tokens,
+            now,
         );
+        self.holds.insert(id.to_string(), Hold { lease, ..hold });
         (from_balance, from_allowance)
     }
 

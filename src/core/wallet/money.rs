@@ -73,7 +73,7 @@ impl Wallet {
                 available,
             });
         }
-        let (from_balance, from_allowance) = self.place_hold(id, key_id, amount, now, None);
+        let (from_balance, from_allowance) = self.place_hold(id, key_id, amount, None, now, None);
         Ok(Reserved {
             amount: from_balance,
             allowance_amount: from_allowance,
