@@ -150,6 +150,91 @@ function serviceConfigs(services) {
 /** Wall-clock time in milliseconds since the Unix epoch, with sub-millisecond precision. */
 const preciseNow = () => performance.timeOrigin + performance.now();
 
+/** Stops a wrangler process group (wrangler and its workerd): SIGTERM, then SIGKILL after 5 s. */
+async function stopGroup(child, exitPromise, exited) {
+  const signalGroup = (sig) => {
+    try {
+      process.kill(-child.pid, sig);
+    } catch {}
+  };
+  if (!exited()) {
+    signalGroup('SIGTERM');
+    const done = await Promise.race([exitPromise, sleep(5000).then(() => null)]);
+    if (!done) signalGroup('SIGKILL');
+    await Promise.race([exitPromise, sleep(2000)]);
+  }
+  signalGroup('SIGKILL'); // workerd, should it have outlived wrangler
+  liveGroups.delete(child.pid);
+}
+
+/**
+ * One `wrangler dev` start on fresh ports, waited for until /healthz answers. Returns the running
+ * process, or `{ error, output }` (the process group stopped) when it exited or did not answer.
+ */
+async function launchWrangler({ configArgs, varArgs, persistDir, envFile, logEnv, startupTimeoutMs, pollMs }) {
+  const port = await freePort();
+  const inspectorPort = await freePort();
+  const args = [
+    'dev',
+    ...configArgs,
+    '--ip', '127.0.0.1',
+    '--port', String(port),
+    '--inspector-port', String(inspectorPort),
+    '--persist-to', persistDir,
+    '--env-file', envFile,
+    '--test-scheduled',
+    '--show-interactive-dev-session=false',
+    ...varArgs,
+  ];
+  const timings = { spawnedAt: preciseNow(), readyAt: null, firstAnsweredAt: null };
+  const child = spawn(process.execPath, [WRANGLER_JS, ...args], {
+    cwd: ROOT,
+    env: wranglerEnv({ ...logEnv, TOLLGATE_SKIP_BUILD: '1' }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true, // own process group: kill() stops wrangler and workerd together
+  });
+  liveGroups.add(child.pid);
+  const launched = { child, port, url: `http://127.0.0.1:${port}`, timings, output: '', exited: null, error: null };
+  const onData = (d) => {
+    launched.output += d;
+    if (timings.readyAt === null && /Ready on/.test(launched.output)) timings.readyAt = preciseNow();
+    if (VERBOSE) process.stderr.write(d);
+  };
+  child.stdout.on('data', onData);
+  child.stderr.on('data', onData);
+  launched.exitPromise = new Promise((res) => {
+    child.on('exit', (code, signal) => {
+      launched.exited = { code, signal };
+      res(launched.exited);
+    });
+  });
+  const fail = async (message) => {
+    await stopGroup(child, launched.exitPromise, () => launched.exited);
+    launched.error = new Error(`${message}:\n${plain(launched.output)}`);
+    return launched;
+  };
+
+  // Ready once the port answers HTTP (wrangler holds requests until the worker is loaded).
+  const deadline = Date.now() + startupTimeoutMs;
+  for (;;) {
+    if (launched.exited) {
+      const { signal, code } = launched.exited;
+      return fail(`wrangler dev exited during startup (${signal ?? `exit ${code}`})`);
+    }
+    if (Date.now() > deadline) {
+      return fail(`wrangler dev not answering on ${launched.url} after ${startupTimeoutMs} ms`);
+    }
+    try {
+      const res = await fetch(`${launched.url}/healthz`, { signal: AbortSignal.timeout(5000) });
+      await res.arrayBuffer();
+      timings.firstAnsweredAt = preciseNow();
+      return launched;
+    } catch {
+      await sleep(pollMs);
+    }
+  }
+}
+
 /**
  * Starts `wrangler dev` with a fresh state directory (migrations applied) on a free port.
  * `vars` are extra or overriding worker variables (a null value leaves that variable out).
@@ -215,86 +300,31 @@ export async function startGateway({ vars = {}, startupTimeoutMs = 180_000, stat
     .flatMap(([k, v]) => ['--var', `${k}:${v}`]);
   const { configArgs, removeConfig } = serviceConfigs(services);
   removeGenerated = removeConfig;
-  const port = await freePort();
-  const inspectorPort = await freePort();
-  const args = [
-    'dev',
-    ...configArgs,
-    '--ip', '127.0.0.1',
-    '--port', String(port),
-    '--inspector-port', String(inspectorPort),
-    '--persist-to', persistDir,
-    '--env-file', envFile,
-    '--test-scheduled',
-    '--show-interactive-dev-session=false',
-    ...varArgs,
-  ];
-  const timings = { spawnedAt: preciseNow(), readyAt: null, firstAnsweredAt: null };
-  const child = spawn(process.execPath, [WRANGLER_JS, ...args], {
-    cwd: ROOT,
-    env: wranglerEnv({ ...logEnv, TOLLGATE_SKIP_BUILD: '1' }),
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true, // own process group: kill() stops wrangler and workerd together
-  });
-  liveGroups.add(child.pid);
-  let output = '';
-  const onData = (d) => {
-    output += d;
-    if (timings.readyAt === null && /Ready on/.test(output)) timings.readyAt = preciseNow();
-    if (VERBOSE) process.stderr.write(d);
-  };
-  child.stdout.on('data', onData);
-  child.stderr.on('data', onData);
-  let exited = null;
-  const exitPromise = new Promise((res) => {
-    child.on('exit', (code, signal) => {
-      exited = { code, signal };
-      res(exited);
-    });
-  });
+  // The ports were free a moment ago; another process (a workerd of the same run binding port 0)
+  // may take one before wrangler binds it, and wrangler then exits with "Address already in use":
+  // such a start is retried on fresh ports, any other failure is thrown at once.
+  const startAttempts = 3;
+  let launched;
+  for (let attempt = 1; ; attempt++) {
+    launched = await launchWrangler({ configArgs, varArgs, persistDir, envFile, logEnv, startupTimeoutMs, pollMs });
+    if (!launched.error) break;
+    const busy = /Address already in use/i.test(launched.output);
+    if (!busy || attempt >= startAttempts) {
+      cleanupDir();
+      throw launched.error;
+    }
+    process.stderr.write(`# harness: wrangler dev found a port taken (attempt ${attempt}); starting again on new ports\n`);
+  }
+  const { child, port, url, timings, exitPromise } = launched;
+  const output = () => launched.output;
+  const exited = () => launched.exited;
 
-  const url = `http://127.0.0.1:${port}`;
   let killed = false;
   async function kill() {
     if (killed) return;
     killed = true;
-    const signalGroup = (sig) => {
-      try {
-        process.kill(-child.pid, sig);
-      } catch {}
-    };
-    if (!exited) {
-      signalGroup('SIGTERM');
-      const done = await Promise.race([exitPromise, sleep(5000).then(() => null)]);
-      if (!done) signalGroup('SIGKILL');
-      await Promise.race([exitPromise, sleep(2000)]);
-    }
-    signalGroup('SIGKILL'); // workerd, should it have outlived wrangler
-    liveGroups.delete(child.pid);
+    await stopGroup(child, exitPromise, exited);
     cleanupDir();
-  }
-
-  // Ready once the port answers HTTP (wrangler holds requests until the worker is loaded).
-  const deadline = Date.now() + startupTimeoutMs;
-  for (;;) {
-    if (exited) {
-      await kill();
-      throw new Error(
-        `wrangler dev exited during startup (${exited.signal ?? `exit ${exited.code}`}):\n${plain(output)}`,
-      );
-    }
-    if (Date.now() > deadline) {
-      await kill();
-      throw new Error(`wrangler dev not answering on ${url} after ${startupTimeoutMs} ms:\n${plain(output)}`);
-    }
-    try {
-      const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(5000) });
-      await res.arrayBuffer();
-      timings.firstAnsweredAt = preciseNow();
-      break;
-    } catch {
-      await sleep(pollMs);
-    }
   }
 
   let d1File = null;
@@ -437,7 +467,7 @@ export async function startGateway({ vars = {}, startupTimeoutMs = 180_000, stat
     sessionRows,
     kill,
     /** Everything wrangler printed so far. */
-    logs: () => plain(output),
+    logs: () => plain(output()),
   };
 }
 
