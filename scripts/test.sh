@@ -100,8 +100,7 @@ else
   e2e_files=(tests/e2e/*.test.mjs)
   shopt -u nullglob
   if ((${#e2e_files[@]})); then
-    stage "e2e (node --test)" stream env TOLLGATE_SKIP_BUILD=1 \
-      node --disable-warning=ExperimentalWarning --test --test-concurrency=1 'tests/e2e/*.test.mjs'
+    stage "e2e (node --test)" stream bash scripts/e2e.sh
   else
     skip "e2e (node --test)" "no tests/e2e/*.test.mjs"
   fi
