@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 
 use crate::core::calendar::{self, Bucket, DAY_MS, MAX_TIME_MS};
 use crate::core::error::GatewayError;
+use crate::core::meter::RequestStatus;
 
 /// Who is asking: a tenant sees only its own usage; the operator sees every tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,6 +157,8 @@ pub struct ReportQuery {
     pub model: Option<String>,
     /// Only requests of this client API (`chat`, `responses`, `messages`).
     pub api: Option<String>,
+    /// Only requests that ended this way (`ok`, `client_abort`, … as in `usage.status`).
+    pub status: Option<String>,
     /// `None`: list requests (paginated).
     pub group: Option<GroupBy>,
     pub format: Format,
@@ -172,6 +175,30 @@ fn filter_value(param: &str, v: &str) -> Result<String, GatewayError> {
         ));
     }
     Ok(v.to_string())
+}
+
+/// The values of `usage.status` (how a request ended), for the `status` filter.
+pub const STATUSES: [RequestStatus; 6] = [
+    RequestStatus::Ok,
+    RequestStatus::ClientAbort,
+    RequestStatus::UpstreamError,
+    RequestStatus::Truncated,
+    RequestStatus::UpstreamTimeout,
+    RequestStatus::UpstreamUnusable,
+];
+
+fn status_value(v: &str) -> Result<String, GatewayError> {
+    STATUSES
+        .iter()
+        .find(|s| s.as_str() == v)
+        .map(|s| s.as_str().to_string())
+        .ok_or_else(|| {
+            let names: Vec<&str> = STATUSES.iter().map(|s| s.as_str()).collect();
+            GatewayError::invalid_param(
+                "status",
+                format!("`status` must be one of {}.", names.join(", ")),
+            )
+        })
 }
 
 /// Whether `v` can be a list cursor: a request id as Tollgate writes them, `req_<ulid>` with an
@@ -204,6 +231,7 @@ impl ReportQuery {
             session_id: None,
             model: None,
             api: None,
+            status: None,
             group: None,
             format: if accept.is_some_and(|a| a.to_ascii_lowercase().contains("text/csv")) {
                 Format::Csv
@@ -224,6 +252,7 @@ impl ReportQuery {
                 "session_id" | "session" => q.session_id = Some(filter_value(k, v)?),
                 "model" => q.model = Some(filter_value(k, v)?),
                 "api" => q.api = Some(filter_value(k, v)?),
+                "status" => q.status = Some(status_value(v)?),
                 "group_by" => q.group = Some(GroupBy::parse(v, scope)?),
                 "format" => {
                     q.format = match v.as_str() {
@@ -275,11 +304,12 @@ impl ReportQuery {
         Ok(q)
     }
 
-    /// Whether daily rollups may answer this query: grouped, not by session or api, no session
-    /// or api filter.
+    /// Whether daily rollups may answer this query: grouped, not by session or api, no session,
+    /// api or status filter (the rollups sum every status together).
     pub fn rollup_compatible(&self) -> bool {
         self.session_id.is_none()
             && self.api.is_none()
+            && self.status.is_none()
             && self.group.as_ref().is_some_and(GroupBy::rollup_compatible)
     }
 }
@@ -829,6 +859,37 @@ mod tests {
         assert_eq!(r.rows[0]["session_id"], Value::Null);
         assert_eq!(r.rows[1]["session_id"], "s");
         assert!(r.rows[0].get("period").is_none());
+    }
+
+    #[test]
+    fn status_filter_takes_the_recorded_statuses_and_keeps_off_rollups() {
+        // Every way a request can end is a valid filter (the match fails to compile when a status
+        // is added, so that STATUSES is extended with it).
+        for s in STATUSES {
+            match s {
+                RequestStatus::Ok
+                | RequestStatus::ClientAbort
+                | RequestStatus::UpstreamError
+                | RequestStatus::Truncated
+                | RequestStatus::UpstreamTimeout
+                | RequestStatus::UpstreamUnusable => {}
+            }
+            let q = ReportQuery::parse(&pairs(&[("status", s.as_str())]), None, &tenant()).unwrap();
+            assert_eq!(q.status.as_deref(), Some(s.as_str()));
+        }
+        let q = ReportQuery::parse(
+            &pairs(&[("group_by", "day,model"), ("status", "client_abort")]),
+            None,
+            &tenant(),
+        )
+        .unwrap();
+        assert!(!q.rollup_compatible(), "rollups sum every status together");
+        let q = ReportQuery::parse(&pairs(&[("group_by", "day,model")]), None, &tenant()).unwrap();
+        assert!(q.rollup_compatible());
+        for bad in ["", "OK", "aborted", "ok "] {
+            let e = ReportQuery::parse(&pairs(&[("status", bad)]), None, &tenant()).unwrap_err();
+            assert_eq!(e.param.as_deref(), Some("status"), "{bad:?}");
+        }
     }
 
     #[test]

@@ -18,8 +18,8 @@ pub const ROLLUP_MARK: &str = "usage_daily_through";
 pub const MAX_GROUPS: usize = 100_000;
 
 /// Equality filters of a query, as SQL conditions and their arguments. `session_column`: the
-/// table is `usage` (the rollups keep no session or api; `rollup_compatible` keeps such queries
-/// off them).
+/// table is `usage` (the rollups keep no session, api or status; `rollup_compatible` keeps such
+/// queries off them).
 fn filters<'a>(q: &'a ReportQuery, session_column: bool) -> (Vec<String>, Vec<Arg<'a>>) {
     let mut conds = vec![];
     let mut args = vec![];
@@ -34,6 +34,7 @@ fn filters<'a>(q: &'a ReportQuery, session_column: bool) -> (Vec<String>, Vec<Ar
     if session_column {
         add("session_id", &q.session_id);
         add("api", &q.api);
+        add("status", &q.status);
     }
     add("model", &q.model);
     (conds, args)

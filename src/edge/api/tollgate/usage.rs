@@ -190,6 +190,8 @@ async fn grouped(db: &D1Database, q: &ReportQuery) -> Result<Response, GatewayEr
                 ("key_id", &q.key_id),
                 ("session_id", &q.session_id),
                 ("model", &q.model),
+                ("api", &q.api),
+                ("status", &q.status),
             ] {
                 if let Some(v) = value {
                     filters.insert(name.into(), json!(v));
