@@ -1,7 +1,7 @@
 // The user center: a tenant signs in with one of its API keys and sees its balance, charts,
 // request log, top-ups, plan, keys and plugins.
 import { render } from 'preact';
-import { useEffect, useState, useCallback } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import { api, apiUrl, setCsrf, money, parseMoney, tokens, isoDay, isoTime, DAY_MS, dayStart } from './api.js';
 import { DayChart, toSeries } from './chart.jsx';
 import { Notice, Tabs, Field, useHashTab } from './ui.jsx';
@@ -81,8 +81,8 @@ function RangePicker({ range, setRange }) {
   const set = (k) => (e) => setRange({ ...range, [k]: e.target.value });
   return (
     <div class="row">
-      <Field label="From"><input type="date" value={range.start} onInput={set('start')} /></Field>
-      <Field label="To (inclusive)"><input type="date" value={range.end} onInput={set('end')} /></Field>
+      <Field label="From (UTC day)"><input type="date" value={range.start} onInput={set('start')} /></Field>
+      <Field label="To (UTC day, inclusive)"><input type="date" value={range.end} onInput={set('end')} /></Field>
       <Field label="By">
         <select value={range.by} onChange={set('by')} data-testid="chart-by">
           <option value="model">model</option>
@@ -110,7 +110,11 @@ function Overview({ me }) {
   const startMs = Date.parse(range.start);
   const endMs = Date.parse(range.end) + DAY_MS;
   useEffect(() => {
-    if (!(endMs > startMs)) return;
+    if (!(endMs > startMs)) {
+      setError('Choose a "From" day on or before the "To" day.');
+      setReport(null);
+      return;
+    }
     api('usage', { query: { group_by: `day,${range.by}`, start: startMs, end: endMs } })
       .then((r) => { setReport(r); setError(''); })
       .catch((e) => setError(e.message));
@@ -118,7 +122,7 @@ function Overview({ me }) {
   useEffect(() => {
     if (day === null) return;
     api('usage', { query: { start: day, end: day + DAY_MS, limit: 200 } })
-      .then((r) => setDayRows(r.data))
+      .then((r) => setDayRows(r))
       .catch((e) => setError(e.message));
   }, [day]);
   const dim = DIM_COLUMN[range.by];
@@ -164,7 +168,8 @@ function Overview({ me }) {
       {day !== null && dayRows && (
         <section data-testid="day-detail">
           <h2>Requests on {isoDay(day)} <button class="link" onClick={() => setDay(null)}>close</button></h2>
-          <RequestTable rows={dayRows} />
+          <RequestTable rows={dayRows.data} />
+          {dayRows.has_more && <p class="muted small" data-testid="day-more">The newest 200 requests of the day; the Requests tab pages through all of them (From and To: {isoDay(day)}).</p>}
         </section>
       )}
     </>
@@ -196,26 +201,42 @@ function RequestTable({ rows }) {
   );
 }
 
+// Every way a request can end (usage.status; docs/money.md).
+const STATUSES = ['ok', 'client_abort', 'upstream_error', 'truncated', 'upstream_timeout', 'upstream_unusable'];
+
 function Requests() {
   const [f, setF] = useState({ model: '', key_id: '', session_id: '', status: '', start: '', end: '' });
+  // cursors[i] is the cursor of page i (page 0 has none): "Previous" walks back without losing rows.
+  const [pages, setPages] = useState({ of: '', cursors: [''] });
   const [page, setPage] = useState(null);
   const [error, setError] = useState('');
   const query = {
-    model: f.model,
-    key_id: f.key_id,
-    session_id: f.session_id,
+    model: f.model.trim(),
+    key_id: f.key_id.trim(),
+    session_id: f.session_id.trim(),
+    status: f.status,
     start: f.start ? Date.parse(f.start) : '',
     end: f.end ? Date.parse(f.end) + DAY_MS : '',
   };
-  const load = useCallback((cursor) => {
+  const queryKey = JSON.stringify(query);
+  // Other filters start again at page 1.
+  const cursors = pages.of === queryKey ? pages.cursors : [''];
+  const setCursors = (list) => setPages({ of: queryKey, cursors: list });
+  const cursor = cursors[cursors.length - 1];
+  useEffect(() => {
+    if (query.start !== '' && query.end !== '' && !(query.end > query.start)) {
+      setError('"To" must be on or after "From".');
+      setPage(null);
+      return undefined;
+    }
+    let current = true; // a slower answer to an older query never replaces a newer one
     api('usage', { query: { ...query, limit: 100, cursor } })
-      .then((r) => { setPage(r); setError(''); })
-      .catch((e) => setError(e.message));
-  }, [JSON.stringify(query)]);
-  useEffect(() => load(), [load]);
+      .then((r) => { if (current) { setPage(r); setError(''); } })
+      .catch((e) => { if (current) setError(e.message); });
+    return () => { current = false; };
+  }, [queryKey, cursor]);
   const set = (k) => (e) => setF({ ...f, [k]: e.target.value });
-  // The report API filters model, key, session and time; status is filtered here, on the page.
-  const rows = page ? page.data.filter((r) => !f.status || r.status === f.status) : [];
+  const rows = page ? page.data : [];
   return (
     <section>
       <h2>Request log</h2>
@@ -226,21 +247,25 @@ function Requests() {
         <Field label="Status">
           <select name="status" value={f.status} onChange={set('status')}>
             <option value="">any</option>
-            <option value="ok">ok</option>
-            <option value="client_abort">client_abort</option>
-            <option value="upstream_error">upstream_error</option>
-            <option value="truncated">truncated</option>
+            {STATUSES.map((s) => <option key={s} value={s}>{s}</option>)}
           </select>
         </Field>
-        <Field label="From"><input type="date" name="start" value={f.start} onChange={set('start')} /></Field>
-        <Field label="To"><input type="date" name="end" value={f.end} onChange={set('end')} /></Field>
+        <Field label="From (UTC day)"><input type="date" name="start" value={f.start} onChange={set('start')} /></Field>
+        <Field label="To (UTC day, inclusive)"><input type="date" name="end" value={f.end} onChange={set('end')} /></Field>
       </form>
       <p>
         <a class="button" data-testid="csv-download" href={apiUrl('usage', { ...query, format: 'csv', limit: 1000 })} download="tollgate-usage.csv">Download CSV</a>
+        <span class="muted small"> the newest 1,000 requests matching these filters</span>
       </p>
       {error && <Notice kind="error">{error}</Notice>}
       {page && <RequestTable rows={rows} />}
-      {page && page.has_more && <button onClick={() => load(page.next_cursor)}>Next page</button>}
+      {page && (cursors.length > 1 || page.has_more) && (
+        <p class="row" data-testid="pager">
+          <button type="button" disabled={cursors.length <= 1} onClick={() => setCursors(cursors.slice(0, -1))} data-testid="prev-page">Previous page</button>
+          <span class="muted" data-testid="page-number">Page {cursors.length}</span>
+          <button type="button" disabled={!page.has_more} onClick={() => setCursors([...cursors, page.next_cursor])} data-testid="next-page">Next page</button>
+        </p>
+      )}
     </section>
   );
 }
