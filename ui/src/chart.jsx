@@ -13,7 +13,7 @@ export function DayChart({ title, days, groups, format, onPick, testId }) {
   const host = useRef(null);
   useEffect(() => {
     if (!host.current) return undefined;
-    const width = Math.max(320, host.current.clientWidth || 640);
+    const width = Math.max(240, host.current.clientWidth || 640);
     const series = [
       {},
       ...groups.map((g, i) => ({
@@ -30,6 +30,8 @@ export function DayChart({ title, days, groups, format, onPick, testId }) {
       width,
       height: 240,
       series,
+      // Days are UTC days: the axis and the legend show them in UTC, not in the browser's zone.
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), 'Etc/UTC'),
       scales: { x: { time: true, range: (u, min, max) => [min - 43200, max + 43200] } },
       axes: [{}, { values: (u, vals) => vals.map((v) => format(v)), size: 70 }],
       legend: { show: true },
