@@ -63,6 +63,11 @@ export function money(micros, short = false) {
   return neg ? `-${s}` : s;
 }
 
+/** 12345678 micro-units → "12.345678" without digit grouping (for CSV cells and form fields). */
+export function plainMoney(micros) {
+  return money(micros).replace(/,/g, '');
+}
+
 /** "12.34" → 12340000 micro-units (exact, no floats); null when not a decimal amount. */
 export function parseMoney(text) {
   const m = /^\s*(-?)(\d+)(?:\.(\d{0,6}))?\s*$/.exec(text || '');

@@ -2,7 +2,7 @@
 // the admin API through /console/api/admin/… (the worker adds its own ADMIN_TOKEN).
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
-import { api, apiUrl, setCsrf, money, parseMoney, tokens, isoDay, isoTime, DAY_MS, dayStart } from './api.js';
+import { api, apiUrl, setCsrf, money, plainMoney, parseMoney, tokens, isoDay, isoTime, DAY_MS, dayStart } from './api.js';
 import { DayChart, toSeries } from './chart.jsx';
 import { Notice, Tabs, Field, useHashTab } from './ui.jsx';
 import './style.css';
@@ -56,6 +56,8 @@ function TenantDetail({ tenant, plans, onChange, say }) {
   const [amount, setAmount] = useState('');
   const [reason, setReason] = useState('');
   const [keyName, setKeyName] = useState('');
+  const [keyLimits, setKeyLimits] = useState(NO_LIMITS);
+  const [limitsOf, setLimitsOf] = useState(null);
   const [newKey, setNewKey] = useState(null);
   const [keys, setKeys] = useState([]);
   const [billing, setBilling] = useState(null);
@@ -80,8 +82,16 @@ function TenantDetail({ tenant, plans, onChange, say }) {
     setAmount(''); setReason('');
   });
   const createKey = act(async () => {
+    const limits = parseLimits(keyLimits); // before the key exists: a typo creates nothing
     const k = await admin(`tenants/${tenant.id}/keys`, { method: 'POST', body: { name: keyName } });
-    setNewKey(k.key); setKeyName('');
+    setNewKey(k.key); setKeyName(''); setKeyLimits(NO_LIMITS);
+    if (Object.keys(limits).length) {
+      try {
+        await admin(`keys/${k.id}/limits`, { method: 'PUT', body: limits });
+      } catch (err) {
+        throw new Error(`Key ${k.id} was created, but its limits were not saved (${err.message}): set them with "Limits" below.`);
+      }
+    }
   });
   const revoke = (id) => act(async () => { await admin(`keys/${id}`, { method: 'DELETE' }); say('ok', `Key ${id} revoked.`); })();
   const toggle = act(async () => {
@@ -108,6 +118,7 @@ function TenantDetail({ tenant, plans, onChange, say }) {
         <form class="card" onSubmit={createKey} data-testid="key-form">
           <h3>Keys</h3>
           <Field label="New key name"><input name="key_name" value={keyName} onInput={(e) => setKeyName(e.target.value)} required /></Field>
+          <LimitFields value={keyLimits} onChange={setKeyLimits} />
           <button type="submit">Create key</button>
           {newKey && <Notice kind="ok">Shown once: <code data-testid="created-key">{newKey}</code></Notice>}
         </form>
@@ -134,15 +145,90 @@ function TenantDetail({ tenant, plans, onChange, say }) {
         <thead><tr><th>Key id</th><th>Name</th><th>Created</th><th>Revoked</th><th /></tr></thead>
         <tbody>{keys.map((k) => (
           <tr key={k.id}><td class="mono">{k.id}</td><td>{k.name}</td><td>{isoTime(k.created_at)}</td><td>{k.revoked_at ? isoTime(k.revoked_at) : ''}</td>
-            <td>{!k.revoked_at && <button class="danger small" onClick={() => revoke(k.id)}>Revoke</button>}</td></tr>
+            <td>{!k.revoked_at && <><button class="small" type="button" onClick={() => setLimitsOf(k.id)} data-testid="key-limits">Limits</button>{' '}
+              <button class="danger small" onClick={() => revoke(k.id)}>Revoke</button></>}</td></tr>
         ))}</tbody>
       </table>
+      {limitsOf && <KeyLimits key={limitsOf} keyId={limitsOf} say={say} onClose={() => setLimitsOf(null)} />}
       <h3>Ledger</h3>
       <table>
         <thead><tr><th>Time</th><th class="num">Amount</th><th>Reason</th></tr></thead>
         <tbody>{ledger.slice(0, 20).map((l) => <tr key={l.id}><td>{isoTime(l.created_at)}</td><td class="num">{money(l.amount)}</td><td>{l.reason}</td></tr>)}</tbody>
       </table>
     </section>
+  );
+}
+
+const NO_LIMITS = { rpm: '', tpm: '', budget: '', budget_period: 'month' };
+
+/** The limit fields of a form → the body of PUT …/limits (an empty field clears that limit). */
+function parseLimits(f, clearEmpty = false) {
+  const out = {};
+  for (const k of ['rpm', 'tpm']) {
+    const v = f[k].trim();
+    if (v === '') { if (clearEmpty) out[k] = null; continue; }
+    if (!/^[1-9]\d{0,12}$/.test(v)) throw new Error(`${k.toUpperCase()}: a whole number of at least 1, or empty for no limit.`);
+    out[k] = Number(v);
+  }
+  const b = f.budget.trim();
+  if (b === '') {
+    if (clearEmpty) out.budget = null;
+  } else {
+    const micros = parseMoney(b);
+    if (micros === null || micros < 0) throw new Error('Budget: an amount like 25.00, or empty for no budget.');
+    out.budget = micros;
+    out.budget_period = f.budget_period;
+  }
+  return out;
+}
+
+function LimitFields({ value, onChange }) {
+  const set = (k) => (e) => onChange({ ...value, [k]: e.target.value });
+  return (
+    <div class="row">
+      <Field label="Requests per minute"><input name="rpm" inputMode="numeric" value={value.rpm} onInput={set('rpm')} placeholder="no limit" /></Field>
+      <Field label="Tokens per minute"><input name="tpm" inputMode="numeric" value={value.tpm} onInput={set('tpm')} placeholder="no limit" /></Field>
+      <Field label="Budget"><input name="budget" inputMode="decimal" value={value.budget} onInput={set('budget')} placeholder="no budget" /></Field>
+      <Field label="Budget period (UTC)">
+        <select name="budget_period" value={value.budget_period} onChange={set('budget_period')}>
+          <option value="day">day</option><option value="week">week</option><option value="month">month</option><option value="total">total</option>
+        </select>
+      </Field>
+    </div>
+  );
+}
+
+// One key's RPM/TPM limits and budget (GET/PUT /admin/keys/{id}/limits), with what it spent.
+function KeyLimits({ keyId, say, onClose }) {
+  const [form, setForm] = useState(null);
+  const [usage, setUsage] = useState(null);
+  const load = () => admin(`keys/${keyId}/limits`).then((r) => {
+    const l = r.limits || {};
+    setForm({
+      rpm: l.rpm == null ? '' : String(l.rpm),
+      tpm: l.tpm == null ? '' : String(l.tpm),
+      budget: l.budget == null ? '' : plainMoney(l.budget),
+      budget_period: l.budget_period || 'month',
+    });
+    setUsage(r.usage || null);
+  }).catch((e) => say('error', e.message));
+  useEffect(() => { load(); }, [keyId]);
+  const save = async (e) => {
+    e.preventDefault();
+    try {
+      await admin(`keys/${keyId}/limits`, { method: 'PUT', body: parseLimits(form, true) });
+      say('ok', `Limits of key ${keyId} saved.`);
+      load();
+    } catch (err) { say('error', err.message); }
+  };
+  if (!form) return null;
+  return (
+    <form class="card" onSubmit={save} data-testid="key-limits-form">
+      <h3>Limits of key <span class="mono">{keyId}</span> <button type="button" class="link" onClick={onClose}>close</button></h3>
+      <LimitFields value={form} onChange={setForm} />
+      {usage && <p class="muted small" data-testid="key-spent">Spent this budget period: {money(usage.spent)}{usage.held ? `, held by requests in flight: ${money(usage.held)}` : ''}.</p>}
+      <button type="submit">Save limits</button>
+    </form>
   );
 }
 
@@ -210,11 +296,19 @@ function Usage() {
   const [listing, setListing] = useState(null);
   const startMs = Date.parse(range.start);
   const endMs = Date.parse(range.end) + DAY_MS;
+  const [error, setError] = useState('');
   useEffect(() => {
-    admin('usage', { query: { group_by: `day,${range.by}`, start: startMs, end: endMs } }).then(setReport).catch(() => {});
-    admin('usage', { query: { start: startMs, end: endMs, limit: 1000 } }).then((r) => setListing(r.data)).catch(() => {});
+    if (!(endMs > startMs)) {
+      setError('Choose a "From" day on or before the "To" day.');
+      setReport(null);
+      setListing(null);
+      return;
+    }
+    setError('');
+    admin('usage', { query: { group_by: `day,${range.by}`, start: startMs, end: endMs } }).then(setReport).catch((e) => setError(e.message));
+    admin('usage', { query: { start: startMs, end: endMs, limit: 1000 } }).then((r) => setListing(r.data)).catch((e) => setError(e.message));
   }, [range.start, range.end, range.by]);
-  const dim = { tenant: 'tenant_id', model: 'model', key: 'key_id' }[range.by];
+  const dim = { tenant: 'tenant_id', model: 'model', key: 'key_id', session: 'session_id' }[range.by];
   const spend = report && toSeries(report.rows, dim, 'cost', startMs, endMs);
   const toks = report && toSeries(report.rows, dim, 'total_tokens', startMs, endMs);
   // Drift: provider-reported vs Tollgate's own counts, per model, over requests the provider
@@ -232,11 +326,12 @@ function Usage() {
     <section>
       <h2>Usage across tenants</h2>
       <div class="row">
-        <Field label="From"><input type="date" value={range.start} onInput={set('start')} /></Field>
-        <Field label="To (inclusive)"><input type="date" value={range.end} onInput={set('end')} /></Field>
-        <Field label="By"><select value={range.by} onChange={set('by')}><option>tenant</option><option>model</option><option>key</option></select></Field>
+        <Field label="From (UTC day)"><input type="date" value={range.start} onInput={set('start')} /></Field>
+        <Field label="To (UTC day, inclusive)"><input type="date" value={range.end} onInput={set('end')} /></Field>
+        <Field label="By"><select value={range.by} onChange={set('by')} data-testid="op-usage-by"><option>tenant</option><option>model</option><option>key</option><option>session</option></select></Field>
         <a class="button" href={apiUrl('admin/usage', { group_by: `day,${range.by}`, start: startMs, end: endMs, format: 'csv' })} download>CSV</a>
       </div>
+      {error && <Notice kind="error">{error}</Notice>}
       {report && (
         <div class="charts">
           <DayChart title={`Spend by ${range.by}`} testId="op-chart-spend" days={spend.days} groups={spend.groups} format={(v) => money(v, Math.abs(v) >= 10000)} />
@@ -261,14 +356,23 @@ function JsonTable({ rows, columns }) {
   if (!rows) return <p class="muted">Loading…</p>;
   if (!rows.length) return <p class="muted">None.</p>;
   const cols = columns || Object.keys(rows[0]);
-  const cell = (v) => (v === null || v === undefined ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v));
+  const cell = (c, v) => {
+    if (v === null || v === undefined) return '';
+    if (typeof v === 'number' && MONEY_COLUMNS.has(c)) return money(v);
+    if (typeof v === 'number' && /(^|_)at$/.test(c)) return isoTime(v);
+    return typeof v === 'object' ? JSON.stringify(v) : String(v);
+  };
+  const head = (c) => (MONEY_COLUMNS.has(c) ? c : /(^|_)at$/.test(c) ? `${c} (UTC)` : c);
   return (
     <table>
-      <thead><tr>{cols.map((c) => <th key={c}>{c}</th>)}</tr></thead>
-      <tbody>{rows.map((r, i) => <tr key={i}>{cols.map((c) => <td key={c} class={typeof r[c] === 'number' ? 'num' : ''}>{cell(r[c])}</td>)}</tr>)}</tbody>
+      <thead><tr>{cols.map((c) => <th key={c}>{head(c)}</th>)}</tr></thead>
+      <tbody>{rows.map((r, i) => <tr key={i}>{cols.map((c) => <td key={c} class={typeof r[c] === 'number' ? 'num' : ''}>{cell(c, r[c])}</td>)}</tr>)}</tbody>
     </table>
   );
 }
+
+// Columns of admin lists that hold micro-units (shown as 12.345678); `*_at` columns are UTC ms.
+const MONEY_COLUMNS = new Set(['amount', 'allowance', 'balance', 'reserved', 'debt', 'price_per_call', 'cost']);
 
 // A model's price history (GET /admin/models/{model}/prices, newest first): each version is in
 // force from its creation until the next version's; the model's current version is marked.
@@ -436,8 +540,15 @@ function Codes({ say }) {
     } catch (err) { say('error', err.message); }
   };
   const codes = batch ? (batch.data || batch.codes || []) : [];
+  // One line per code: the amount as a decimal (1.00 = 1,000,000 micro-units) so that a spreadsheet
+  // reads the value a person redeems, and the micro-units the API speaks.
   const csv = codes.length
-    ? 'data:text/csv;charset=utf-8,' + encodeURIComponent('code,amount\r\n' + codes.map((c) => `${c.code ?? c},${c.amount ?? batch.amount ?? ''}`).join('\r\n') + '\r\n')
+    ? 'data:text/csv;charset=utf-8,' + encodeURIComponent(
+      'code,amount,amount_micro_units,batch_id,expires_at_utc\r\n'
+        + codes.map((c) => {
+          const micros = c.amount ?? batch.amount;
+          return [c.code ?? c, plainMoney(micros), micros, batch.batch_id || '', batch.expires_at ? isoTime(batch.expires_at) : ''].join(',');
+        }).join('\r\n') + '\r\n')
     : null;
   return (
     <>
@@ -460,28 +571,90 @@ function Codes({ say }) {
   );
 }
 
-function Alerts() {
+const ALERT_KINDS = {
+  balance_below: 'balance falls below',
+  monthly_spend_above: "this month's spend exceeds",
+  monthly_tokens_above: "this month's tokens exceed",
+};
+
+/** An alert threshold as a person reads it: tokens for token rules, money otherwise. */
+function threshold(rule) {
+  return rule.kind === 'monthly_tokens_above' ? `${tokens(rule.threshold)} tokens` : money(rule.threshold);
+}
+
+function Alerts({ say }) {
   const [tenants, setTenants] = useState([]);
   const [tenant, setTenant] = useState('');
   const [rules, setRules] = useState(null);
   const [deliveries, setDeliveries] = useState(null);
-  useEffect(() => { admin('tenants').then((r) => setTenants(r.data)).catch(() => {}); }, []);
-  useEffect(() => { if (tenant) admin(`tenants/${tenant}/alerts`).then((r) => setRules(r.data)).catch(() => setRules([])); }, [tenant]);
+  const [form, setForm] = useState({ kind: 'balance_below', threshold: '', webhook_url: '', signing_secret: '' });
+  useEffect(() => { admin('tenants').then((r) => setTenants(r.data)).catch((e) => say('error', e.message)); }, []);
+  const load = () => {
+    if (tenant) admin(`tenants/${tenant}/alerts`).then((r) => setRules(r.data)).catch((e) => { setRules([]); say('error', e.message); });
+  };
+  useEffect(() => { setRules(null); setDeliveries(null); load(); }, [tenant]);
+  const set = (k) => (e) => setForm({ ...form, [k]: e.target.value });
+  const create = async (e) => {
+    e.preventDefault();
+    try {
+      let value;
+      if (form.kind === 'monthly_tokens_above') {
+        if (!/^\d{1,15}$/.test(form.threshold.trim())) throw new Error('Threshold: a whole number of tokens.');
+        value = Number(form.threshold.trim());
+      } else {
+        value = parseMoney(form.threshold);
+        if (value === null || value < 0) throw new Error('Threshold: an amount like 5.00.');
+      }
+      await admin(`tenants/${tenant}/alerts`, {
+        method: 'POST',
+        body: { kind: form.kind, threshold: value, webhook_url: form.webhook_url.trim(), signing_secret: form.signing_secret.trim() },
+      });
+      say('ok', 'Alert rule created.');
+      setForm({ ...form, threshold: '' });
+      load();
+    } catch (err) { say('error', err.message); }
+  };
+  const remove = async (id) => {
+    try {
+      await admin(`alerts/${id}`, { method: 'DELETE' });
+      say('ok', `Alert rule ${id} deleted.`);
+      setDeliveries(null);
+    } catch (err) { say('error', err.message); }
+    load();
+  };
   return (
     <section>
       <h2>Alert rules and deliveries</h2>
       <Field label="Tenant">
-        <select value={tenant} onChange={(e) => setTenant(e.target.value)}>
+        <select value={tenant} onChange={(e) => setTenant(e.target.value)} data-testid="alert-tenant">
           <option value="">choose…</option>
           {tenants.map((t) => <option key={t.id} value={t.id}>{t.name}</option>)}
         </select>
       </Field>
-      {rules && (
-        <table>
-          <thead><tr><th>Rule</th><th>Kind</th><th class="num">Threshold</th><th>State</th><th>Fired</th><th /></tr></thead>
+      {tenant && (
+        <form class="card" onSubmit={create} data-testid="op-alert-form">
+          <h3>New rule: a signed webhook when the tenant's…</h3>
+          <div class="row">
+            <Field label="When"><select name="kind" value={form.kind} onChange={set('kind')}>
+              {Object.entries(ALERT_KINDS).map(([k, label]) => <option key={k} value={k}>{label}</option>)}
+            </select></Field>
+            <Field label={form.kind === 'monthly_tokens_above' ? 'Threshold (tokens)' : 'Threshold (e.g. 5.00)'}><input name="threshold" value={form.threshold} onInput={set('threshold')} required /></Field>
+            <Field label="Webhook URL (https)"><input name="webhook_url" type="url" value={form.webhook_url} onInput={set('webhook_url')} placeholder="https://…" required /></Field>
+            <Field label="Signing secret (name of a WEBHOOK_… secret)"><input name="signing_secret" value={form.signing_secret} onInput={set('signing_secret')} placeholder="WEBHOOK_ALERTS" required /></Field>
+          </div>
+          <button type="submit">Create rule</button>
+          <p class="muted small">The secret itself is a Worker secret (<code>wrangler secret put WEBHOOK_ALERTS</code>; locally a line in .dev.vars); see docs/alerts.md.</p>
+        </form>
+      )}
+      {rules && rules.length === 0 && <p class="muted">No alert rules for this tenant.</p>}
+      {rules && rules.length > 0 && (
+        <table data-testid="op-alert-table">
+          <thead><tr><th>Rule</th><th>Owner</th><th>When</th><th class="num">Threshold</th><th>State</th><th class="num">Fired</th><th /></tr></thead>
           <tbody>{rules.map((r) => (
-            <tr key={r.id}><td class="mono">{r.id}</td><td>{r.kind}</td><td class="num">{r.threshold}</td><td>{r.state}</td><td>{r.fire_count}</td>
-              <td><button class="link" onClick={() => admin(`alerts/${r.id}/deliveries`).then((d) => setDeliveries(d.data)).catch(() => setDeliveries([]))}>Deliveries</button></td></tr>
+            <tr key={r.id} data-alert={r.id}><td class="mono">{r.id}</td><td>{r.owner || 'operator'}{r.channel === 'notice' ? ' (in-app notice)' : ''}</td>
+              <td>{ALERT_KINDS[r.kind] || r.kind}</td><td class="num" data-testid="op-alert-threshold">{threshold(r)}</td><td>{r.state}</td><td class="num">{r.fire_count}</td>
+              <td><button class="link" type="button" onClick={() => admin(`alerts/${r.id}/deliveries`).then((d) => setDeliveries(d.data)).catch(() => setDeliveries([]))}>Deliveries</button>{' '}
+                <button class="danger small" type="button" onClick={() => remove(r.id)}>Delete</button></td></tr>
           ))}</tbody>
         </table>
       )}
@@ -521,7 +694,7 @@ function App() {
         {tab === 'plans' && <Plans say={say} />}
         {tab === 'codes' && <Codes say={say} />}
         {tab === 'plugins' && <ListPage title="Plugins" path="plugins" pick={(r) => (r.data || []).map((p) => ({ id: p.id ?? p.identifier, title: p.manifest?.title ?? p.title, price_per_call: p.price_per_call, apis: (p.manifest?.apis ?? p.apis ?? []).map((a) => a.name).join(', ') }))} />}
-        {tab === 'alerts' && <Alerts />}
+        {tab === 'alerts' && <Alerts say={say} />}
       </main>
     </>
   );
