@@ -185,7 +185,7 @@ function RequestTable({ rows }) {
       </thead>
       <tbody>
         {rows.map((r) => (
-          <tr key={r.request_id}>
+          <tr key={r.request_id} data-request={r.request_id} title={r.request_id}>
             <td>{isoTime(r.created_at)}</td>
             <td>{r.model}</td>
             <td class="mono">{(r.key_id || '').slice(-8)}</td>
