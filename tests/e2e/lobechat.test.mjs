@@ -181,3 +181,77 @@ test('a LobeChat session: models, chat, knowledge-base embeddings, TTS, STT, tex
   const balance = (await (await fetch(`${gw.url}/v1/balance`, { headers: auth })).json()).balance;
   assert.equal(balance, CREDIT - total);
 });
+
+test('a LobeChat vision chat with its plugin tools, an aborted reply, and what the user center shows', async () => {
+  const t = await gw.newTenant({ name: 'lobechat-vision', credit: CREDIT });
+  const lobe = new OpenAI({ apiKey: t.key.key, baseURL: `${gw.url}/v1`, maxRetries: 0 });
+  const png = 'data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==';
+  // LobeChat's chat with an uploaded image and its built-in web-browsing plugin as a tool.
+  const tools = [{
+    type: 'function',
+    function: {
+      name: 'lobe-web-browsing____search____builtin',
+      description: 'a web search',
+      parameters: { type: 'object', properties: { query: { type: 'string' } }, required: ['query'] },
+    },
+  }];
+  const body = (text) => ({
+    model: 'gpt-4o-mini',
+    messages: [
+      { role: 'system', content: 'You are LobeChat.' },
+      { role: 'user', content: [{ type: 'text', text }, { type: 'image_url', image_url: { url: png, detail: 'auto' } }] },
+    ],
+    tools,
+    stream: true,
+    stream_options: { include_usage: true },
+    user: 'lobe-user-vision',
+  });
+  const { data: stream, response } = await lobe.chat.completions.create(body('what is in this picture'), { headers: { Accept: '*/*' } }).withResponse();
+  let text = '';
+  let usage = null;
+  for await (const chunk of stream) {
+    text += chunk.choices[0]?.delta?.content ?? '';
+    if (chunk.usage) usage = chunk.usage;
+  }
+  assert.equal(text, 'mock reply to what is in this picture');
+  assert.ok(usage && usage.total_tokens > 0);
+  const up = chatMock.requests.at(-1).body;
+  assert.deepEqual([up.tools[0].function.name, up.messages[1].content[1].image_url.url], [tools[0].function.name, png]);
+  const done = await gw.usageRow(response.headers.get('x-request-id'));
+  assert.equal(done.status, 'ok');
+
+  // The user presses "stop" after the first words of a long reply.
+  const controller = new AbortController();
+  const long = Array.from({ length: 300 }, (_, i) => `w${i}`).join(' ');
+  const { data: cut, response: cutResp } = await lobe.chat.completions
+    .create(body(long), { headers: { Accept: '*/*' }, signal: controller.signal })
+    .withResponse();
+  await assert.rejects(async () => {
+    for await (const chunk of cut) {
+      if (chunk.choices[0]?.delta?.content) controller.abort();
+    }
+    if (controller.signal.aborted) throw new Error('aborted');
+  });
+  const aborted = await gw.usageRow(cutResp.headers.get('x-request-id'));
+  // Charged once, for the prompt and what the provider produced (`ok` when the provider's end came
+  // before the gateway saw the client leave).
+  assert.ok(['client_abort', 'ok'].includes(aborted.status), JSON.stringify(aborted));
+  assert.ok(aborted.cost > 0 && aborted.prompt_tokens > 0, JSON.stringify(aborted));
+
+  // The user center (the console's JSON API with a session from the key): both requests with their
+  // costs, and the balance is the credit minus them, to the micro-unit.
+  const login = await fetch(`${gw.url}/console/api/login`, {
+    method: 'POST', headers: { origin: gw.url, 'content-type': 'application/json' }, body: JSON.stringify({ key: t.key.key }),
+  });
+  assert.equal(login.status, 200);
+  const cookie = login.headers.get('set-cookie').split(';')[0];
+  const consoleGet = async (path) => (await fetch(`${gw.url}/console/api/${path}`, { headers: { cookie } })).json();
+  const log = await consoleGet('usage');
+  assert.deepEqual(
+    log.data.map((r) => [r.request_id, r.cost]).sort(),
+    [[done.request_id, done.cost], [aborted.request_id, aborted.cost]].sort(),
+  );
+  const me = await consoleGet('me');
+  assert.equal(me.balance.balance, CREDIT - done.cost - aborted.cost);
+  assert.equal(me.balance.month.cost, done.cost + aborted.cost);
+});
