@@ -208,7 +208,7 @@ describe('console walk', { skip: !existsSync(CHROMIUM) && `no Chromium at ${CHRO
     const op = await signedIn('operator', { width: 375 });
     await op.click('[data-testid=tenant-table] button.link');
     await op.waitForSelector('[data-testid=tenant-detail]');
-    for (const tab of ['tenants', 'usage', 'models', 'providers', 'plans', 'codes', 'plugins', 'alerts']) {
+    for (const tab of ['tenants', 'usage', 'requests', 'models', 'providers', 'plans', 'codes', 'plugins', 'alerts']) {
       await op.click(`[data-testid=tab-${tab}]`);
       await op.waitForLoadState('networkidle');
       const [scroll, inner] = await op.evaluate(() => [document.documentElement.scrollWidth, innerWidth]);
@@ -277,6 +277,28 @@ describe('console walk', { skip: !existsSync(CHROMIUM) && `no Chromium at ${CHRO
     assert.equal(await op.textContent('[data-testid=op-alert-threshold]'), '5.000000');
     const rules = (await gw.adminOk('GET', `/admin/tenants/${walk.tenant.id}/alerts`)).data;
     assert.deepEqual(rules.map((r) => [r.kind, r.threshold, r.signing_secret]), [['balance_below', 5_000_000, 'WEBHOOK_WALK']]);
+
+    // The request log across tenants: one tenant's failed requests, and the CSV of that filter.
+    await op.click('[data-testid=tab-requests]');
+    await op.fill('[data-testid=request-filters] input[name=tenant_id]', walk.tenant.id);
+    await op.press('[data-testid=request-filters] input[name=tenant_id]', 'Enter');
+    await op.selectOption('[data-testid=request-filters] select[name=status]', 'upstream_error');
+    await op.waitForFunction((id) => {
+      const rows = [...document.querySelectorAll('[data-testid=request-table] tbody tr')];
+      return rows.length === 1 && rows[0].dataset.request === id;
+    }, failedId);
+    assert.match(await op.textContent('[data-testid=request-table] tbody tr'), new RegExp(walk.tenant.id));
+    const logCsv = await op.evaluate((u) => fetch(u).then((r) => r.text()), await op.getAttribute('[data-testid=csv-download]', 'href'));
+    assert.equal(logCsv.trim().split('\r\n').length, 2, logCsv);
+
+    // The usage report by session and month, as CSV.
+    await op.click('[data-testid=tab-usage]');
+    await op.selectOption('[data-testid=op-usage-by]', 'session');
+    await op.selectOption('[data-testid=op-usage-per]', 'month');
+    const usageHref = await op.getAttribute('[data-testid=op-usage-csv]', 'href');
+    assert.match(decodeURIComponent(usageHref), /group_by=month,session/);
+    const usageCsv = await op.evaluate((u) => fetch(u).then((r) => r.text()), usageHref);
+    assert.ok(usageCsv.startsWith('period,period_start,session_id,'), usageCsv);
 
     // Codes: the CSV a spreadsheet reads has decimal amounts; the issued list shows money and UTC.
     await op.click('[data-testid=tab-codes]');

@@ -5,11 +5,13 @@ import { useEffect, useState } from 'preact/hooks';
 import { api, apiUrl, setCsrf, money, plainMoney, parseMoney, tokens, isoDay, isoTime, DAY_MS, dayStart } from './api.js';
 import { DayChart, toSeries } from './chart.jsx';
 import { Notice, Tabs, Field, useHashTab } from './ui.jsx';
+import { RequestLog } from './requests.jsx';
 import './style.css';
 
 const TABS = [
   ['tenants', 'Tenants'],
   ['usage', 'Usage'],
+  ['requests', 'Requests'],
   ['models', 'Models'],
   ['providers', 'Providers'],
   ['plans', 'Plans'],
@@ -291,7 +293,7 @@ function Tenants({ say }) {
 
 function Usage() {
   const today = dayStart(Date.now());
-  const [range, setRange] = useState({ start: isoDay(today - 13 * DAY_MS), end: isoDay(today), by: 'tenant' });
+  const [range, setRange] = useState({ start: isoDay(today - 13 * DAY_MS), end: isoDay(today), by: 'tenant', per: 'day' });
   const [report, setReport] = useState(null);
   const [listing, setListing] = useState(null);
   const startMs = Date.parse(range.start);
@@ -329,7 +331,8 @@ function Usage() {
         <Field label="From (UTC day)"><input type="date" value={range.start} onInput={set('start')} /></Field>
         <Field label="To (UTC day, inclusive)"><input type="date" value={range.end} onInput={set('end')} /></Field>
         <Field label="By"><select value={range.by} onChange={set('by')} data-testid="op-usage-by"><option>tenant</option><option>model</option><option>key</option><option>session</option></select></Field>
-        <a class="button" href={apiUrl('admin/usage', { group_by: `day,${range.by}`, start: startMs, end: endMs, format: 'csv' })} download>CSV</a>
+        <Field label="CSV per"><select value={range.per} onChange={set('per')} data-testid="op-usage-per"><option>day</option><option>week</option><option>month</option></select></Field>
+        <a class="button" data-testid="op-usage-csv" href={apiUrl('admin/usage', { group_by: `${range.per},${range.by}`, start: startMs, end: endMs, format: 'csv' })} download={`tollgate-usage-by-${range.per}-${range.by}.csv`}>CSV</a>
       </div>
       {error && <Notice kind="error">{error}</Notice>}
       {report && (
@@ -689,6 +692,7 @@ function App() {
         {notice && <Notice kind={notice.kind}>{notice.text}</Notice>}
         {tab === 'tenants' && <Tenants say={say} />}
         {tab === 'usage' && <Usage />}
+        {tab === 'requests' && <RequestLog path="admin/usage" admin />}
         {tab === 'models' && <Models />}
         {tab === 'providers' && <ListPage title="Providers" path="providers" />}
         {tab === 'plans' && <Plans say={say} />}
