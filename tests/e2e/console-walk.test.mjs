@@ -236,6 +236,9 @@ describe('console walk', { skip: !existsSync(CHROMIUM) && `no Chromium at ${CHRO
     await form.locator('select[name=budget_period]').selectOption('day');
     await form.locator('button[type=submit]').click();
     await op.waitForSelector('[data-testid=created-key]');
+    // The refusal's notice gives way to the success's.
+    await op.waitForSelector('[data-testid=notice-ok]:has-text("with its limits")');
+    assert.equal(await op.locator('[data-testid=notice-error]').count(), 0);
     const key = await op.textContent('[data-testid=created-key]');
     const keyId = /^tg-([^-]+)-/.exec(key)[1];
     const limits = await gw.adminOk('GET', `/admin/keys/${keyId}/limits`);
@@ -255,6 +258,7 @@ describe('console walk', { skip: !existsSync(CHROMIUM) && `no Chromium at ${CHRO
     await op.waitForFunction(() => document.querySelector('[data-testid=key-limits-form] input[name=budget]')?.value === '0.000100');
     assert.equal(await editor.locator('input[name=rpm]').inputValue(), '2');
     assert.equal(await editor.locator('select[name=budget_period]').inputValue(), 'day');
+    await shot(op, 'operator-key-limits');
     await editor.locator('input[name=rpm]').fill('');
     await editor.locator('input[name=budget]').fill('1.50');
     await editor.locator('button[type=submit]').click();
@@ -275,6 +279,7 @@ describe('console walk', { skip: !existsSync(CHROMIUM) && `no Chromium at ${CHRO
     await alert.locator('button[type=submit]').click();
     await op.waitForSelector('[data-testid=op-alert-threshold]');
     assert.equal(await op.textContent('[data-testid=op-alert-threshold]'), '5.000000');
+    await shot(op, 'operator-alerts');
     const rules = (await gw.adminOk('GET', `/admin/tenants/${walk.tenant.id}/alerts`)).data;
     assert.deepEqual(rules.map((r) => [r.kind, r.threshold, r.signing_secret]), [['balance_below', 5_000_000, 'WEBHOOK_WALK']]);
 
@@ -290,6 +295,7 @@ describe('console walk', { skip: !existsSync(CHROMIUM) && `no Chromium at ${CHRO
     assert.match(await op.textContent('[data-testid=request-table] tbody tr'), new RegExp(walk.tenant.id));
     const logCsv = await op.evaluate((u) => fetch(u).then((r) => r.text()), await op.getAttribute('[data-testid=csv-download]', 'href'));
     assert.equal(logCsv.trim().split('\r\n').length, 2, logCsv);
+    await shot(op, 'operator-requests');
 
     // The usage report by session and month, as CSV.
     await op.click('[data-testid=tab-usage]');

@@ -94,6 +94,7 @@ function TenantDetail({ tenant, plans, onChange, say }) {
         throw new Error(`Key ${k.id} was created, but its limits were not saved (${err.message}): set them with "Limits" below.`);
       }
     }
+    say('ok', `Key ${k.id} created${Object.keys(limits).length ? ' with its limits' : ''}: copy it now, it is shown only once.`);
   });
   const revoke = (id) => act(async () => { await admin(`keys/${id}`, { method: 'DELETE' }); say('ok', `Key ${id} revoked.`); })();
   const toggle = act(async () => {
