@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
-import { startGateway, startMockOpenAI } from './harness.mjs';
+import { sleep, startGateway, startMockOpenAI } from './harness.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const SHOTS = join(ROOT, 'target', 'screenshots');
@@ -80,14 +80,20 @@ describe('console walk', { skip: !existsSync(CHROMIUM) && `no Chromium at ${CHRO
     failedId = failed.id;
     await gw.usageRow(failedId);
     const ids = [];
-    for (let i = 0; i < OK_REQUESTS; i += 10) {
-      const batch = await Promise.all(Array.from({ length: Math.min(10, OK_REQUESTS - i) }, () => chat(walk.key.key, 'tollgate-echo')));
+    for (let i = 0; i < OK_REQUESTS; i += 20) {
+      const batch = await Promise.all(Array.from({ length: Math.min(20, OK_REQUESTS - i) }, () => chat(walk.key.key, 'tollgate-echo')));
       for (const r of batch) {
         assert.equal(r.status, 200, r.body);
         ids.push(r.id);
       }
     }
-    for (const id of ids) await gw.usageRow(id);
+    // Every row exported to D1 (one query a poll, not one per request).
+    const deadline = Date.now() + 30_000;
+    while (gw.d1('SELECT COUNT(*) AS n FROM usage WHERE tenant_id = ?', walk.tenant.id)[0].n < OK_REQUESTS + 1) {
+      assert.ok(Date.now() < deadline, 'usage rows exported');
+      await sleep(200);
+    }
+    assert.equal(new Set(ids).size, OK_REQUESTS);
     const { chromium } = require('playwright-core');
     userDataDir = mkdtempSync(join(tmpdir(), 'tollgate-chromium-'));
     browser = await chromium.launchPersistentContext(userDataDir, {
@@ -177,6 +183,18 @@ describe('console walk', { skip: !existsSync(CHROMIUM) && `no Chromium at ${CHRO
     await page.waitForFunction(() => document.querySelectorAll('[data-testid=request-table] tbody tr').length === 100);
     assert.deepEqual(page.errors, []);
     await page.close();
+  });
+
+  test('a session that ends (expired, revoked, cookie gone) brings back the sign-in form with the reason', async () => {
+    for (const [kind, form, tab] of [['user', 'signin-form', 'requests'], ['operator', 'operator-signin-form', 'usage']]) {
+      const page = await signedIn(kind);
+      await browser.clearCookies();
+      await page.click(`[data-testid=tab-${tab}]`);
+      await page.waitForSelector(`[data-testid=${form}]`);
+      assert.match(await page.textContent('[data-testid=notice-error]'), /Not signed in/);
+      assert.deepEqual(page.errors, []);
+      await page.close();
+    }
   });
 
   test('charts name UTC days in a browser whose zone is not UTC', async () => {

@@ -6,6 +6,14 @@ export function setCsrf(token) {
   csrf = token || '';
 }
 
+// Called when a signed-in call answers 401 (the session expired, or its key was revoked): the page
+// goes back to its sign-in form with the server's message instead of showing errors on every tab.
+let sessionEnded = null;
+
+export function onSessionEnd(fn) {
+  sessionEnded = fn;
+}
+
 export class ApiError extends Error {
   constructor(status, body) {
     super(body?.error?.message || `HTTP ${status}`);
@@ -35,7 +43,11 @@ export async function api(path, { method = 'GET', body, query } = {}) {
   } catch {
     json = null;
   }
-  if (!resp.ok) throw new ApiError(resp.status, json);
+  if (!resp.ok) {
+    const err = new ApiError(resp.status, json);
+    if (resp.status === 401 && !/(^|\/)login$/.test(path) && sessionEnded) sessionEnded(err.message);
+    throw err;
+  }
   return json;
 }
 

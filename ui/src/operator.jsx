@@ -2,7 +2,7 @@
 // the admin API through /console/api/admin/… (the worker adds its own ADMIN_TOKEN).
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
-import { api, apiUrl, setCsrf, money, plainMoney, parseMoney, tokens, isoDay, isoTime, DAY_MS, dayStart } from './api.js';
+import { api, apiUrl, onSessionEnd, setCsrf, money, plainMoney, parseMoney, tokens, isoDay, isoTime, DAY_MS, dayStart } from './api.js';
 import { DayChart, toSeries } from './chart.jsx';
 import { Notice, Tabs, Field, useHashTab } from './ui.jsx';
 import { RequestLog } from './requests.jsx';
@@ -27,9 +27,9 @@ function monthStart() {
   return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1);
 }
 
-function SignIn({ onSignedIn }) {
+function SignIn({ onSignedIn, ended = '' }) {
   const [token, setToken] = useState('');
-  const [error, setError] = useState('');
+  const [error, setError] = useState(ended);
   const submit = async (e) => {
     e.preventDefault();
     try {
@@ -669,13 +669,15 @@ function Alerts({ say }) {
 
 function App() {
   const [session, setSession] = useState(undefined);
+  const [ended, setEnded] = useState('');
+  useEffect(() => onSessionEnd((message) => { setCsrf(''); setEnded(message); setSession(null); }), []);
   const [tab, setTab] = useHashTab('tenants');
   const [notice, setNotice] = useState(null);
   useEffect(() => {
     api('operator/session').then((s) => { setCsrf(s.csrf_token); setSession(s.signed_in ? s : null); }).catch(() => setSession(null));
   }, []);
   if (session === undefined) return <p class="muted">Loading…</p>;
-  if (session === null) return <SignIn onSignedIn={(s) => { setCsrf(s.csrf_token); setSession(s); }} />;
+  if (session === null) return <SignIn ended={ended} onSignedIn={(s) => { setCsrf(s.csrf_token); setEnded(''); setSession(s); }} />;
   const say = (kind, text) => setNotice({ kind, text });
   const signOut = async () => {
     await api('operator/logout', { method: 'POST' }).catch(() => {});

@@ -2,7 +2,7 @@
 // request log, top-ups, plan, keys and plugins.
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
-import { api, setCsrf, money, parseMoney, tokens, isoDay, isoTime, DAY_MS, dayStart } from './api.js';
+import { api, onSessionEnd, setCsrf, money, parseMoney, tokens, isoDay, isoTime, DAY_MS, dayStart } from './api.js';
 import { DayChart, toSeries } from './chart.jsx';
 import { Notice, Tabs, Field, useHashTab } from './ui.jsx';
 import { RequestLog, RequestTable } from './requests.jsx';
@@ -18,9 +18,9 @@ const TABS = [
   ['plugins', 'Plugins'],
 ];
 
-function SignIn({ onSignedIn }) {
+function SignIn({ onSignedIn, ended = '' }) {
   const [key, setKey] = useState('');
-  const [error, setError] = useState('');
+  const [error, setError] = useState(ended);
   const submit = async (e) => {
     e.preventDefault();
     setError('');
@@ -426,7 +426,9 @@ function Plugins() {
 
 function App() {
   const [session, setSession] = useState(undefined);
+  const [ended, setEnded] = useState('');
   const [me, setMe] = useState(null);
+  useEffect(() => onSessionEnd((message) => { setCsrf(''); setMe(null); setEnded(message); setSession(null); }), []);
   const [tab, setTab] = useHashTab('overview');
   const [flash, setFlash] = useState(null);
   const refresh = () => api('me').then(setMe).catch(() => setSession(null));
@@ -440,7 +442,7 @@ function App() {
   }, []);
   useEffect(() => { if (session) refresh(); }, [session]);
   if (session === undefined) return <p class="muted">Loading…</p>;
-  if (session === null) return <SignIn onSignedIn={(s) => { setCsrf(s.csrf_token); setSession(s); }} />;
+  if (session === null) return <SignIn ended={ended} onSignedIn={(s) => { setCsrf(s.csrf_token); setEnded(''); setSession(s); }} />;
   const signOut = async () => {
     await api('logout', { method: 'POST' }).catch(() => {});
     setCsrf('');
