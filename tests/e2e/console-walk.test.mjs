@@ -327,13 +327,20 @@ describe('console walk', { skip: !existsSync(CHROMIUM) && `no Chromium at ${CHRO
     // Codes: the CSV a spreadsheet reads has decimal amounts; the issued list shows money and UTC.
     await op.click('[data-testid=tab-codes]');
     await op.fill('[data-testid=codes-form] input[type=number]', '2');
+    // Valid through a UTC day a month ahead: they expire at the next day's 00:00 UTC.
+    const through = new Date(Date.now() + 30 * 86_400_000).toISOString().slice(0, 10);
+    const expiresAt = Date.parse(through) + 86_400_000;
+    await op.fill('[data-testid=codes-form] input[name=valid_through]', through);
     await op.click('[data-testid=codes-form] button[type=submit]');
     await op.waitForSelector('[data-testid=codes-csv]');
     const csv = decodeURIComponent((await op.getAttribute('[data-testid=codes-csv]', 'href')).replace(/^data:text\/csv;charset=utf-8,/, ''));
     const [header, ...records] = csv.trim().split('\r\n');
     assert.equal(header, 'code,amount,amount_micro_units,batch_id,expires_at_utc');
     assert.equal(records.length, 2);
-    for (const r of records) assert.match(r, /^[^,]+,5\.000000,5000000,[^,]+,$/);
+    const expiresIso = new Date(expiresAt).toISOString().replace('T', ' ').slice(0, 19);
+    for (const r of records) assert.match(r, new RegExp(`^[^,]+,5\\.000000,5000000,[^,]+,${expiresIso}$`));
+    const issued = (await gw.adminOk('GET', '/admin/redemption-codes')).data;
+    assert.deepEqual(issued.map((c) => c.expires_at), [expiresAt, expiresAt]);
     await op.waitForFunction(() => [...document.querySelectorAll('section table tbody tr')].length === 2);
     const listed = await op.$$eval('section table', (ts) => ts[ts.length - 1].innerText);
     assert.match(listed, /5\.000000/);

@@ -153,7 +153,7 @@ function TenantDetail({ tenant, plans, onChange, say }) {
         ))}</tbody>
       </table>
       {limitsOf && <KeyLimits key={limitsOf} keyId={limitsOf} say={say} onClose={() => setLimitsOf(null)} />}
-      <h3>Ledger</h3>
+      <h3>Ledger <span class="muted small">(the newest 20 entries)</span></h3>
       <table>
         <thead><tr><th>Time</th><th class="num">Amount</th><th>Reason</th></tr></thead>
         <tbody>{ledger.slice(0, 20).map((l) => <tr key={l.id}><td>{isoTime(l.created_at)}</td><td class="num">{money(l.amount)}</td><td>{l.reason}</td></tr>)}</tbody>
@@ -334,6 +334,7 @@ function Usage() {
         <Field label="By"><select value={range.by} onChange={set('by')} data-testid="op-usage-by"><option>tenant</option><option>model</option><option>key</option><option>session</option></select></Field>
         <Field label="CSV per"><select value={range.per} onChange={set('per')} data-testid="op-usage-per"><option>day</option><option>week</option><option>month</option></select></Field>
         <a class="button" data-testid="op-usage-csv" href={apiUrl('admin/usage', { group_by: `${range.per},${range.by}`, start: startMs, end: endMs, format: 'csv' })} download={`tollgate-usage-by-${range.per}-${range.by}.csv`}>CSV</a>
+        <span class="muted small">CSV amounts are integer micro-units (1,000,000 = 1.00)</span>
       </div>
       {error && <Notice kind="error">{error}</Notice>}
       {report && (
@@ -531,6 +532,7 @@ function PlanRequests({ say }) {
 function Codes({ say }) {
   const [count, setCount] = useState('10');
   const [amount, setAmount] = useState('5.00');
+  const [until, setUntil] = useState('');
   const [batch, setBatch] = useState(null);
   const [n, setN] = useState(0);
   const generate = async (e) => {
@@ -538,20 +540,24 @@ function Codes({ say }) {
     try {
       const micros = parseMoney(amount);
       if (!micros || micros <= 0) throw new Error('Amount: a positive amount like 5.00.');
-      const r = await admin('redemption-codes', { method: 'POST', body: { count: Number(count), amount: micros } });
+      if (!/^\d{1,4}$/.test(count.trim()) || Number(count) < 1 || Number(count) > 1000) throw new Error('How many: a whole number from 1 to 1000.');
+      // Valid through the chosen UTC day: it expires at the next day's 00:00 UTC.
+      const expires = until ? Date.parse(until) + DAY_MS : undefined;
+      const r = await admin('redemption-codes', { method: 'POST', body: { count: Number(count), amount: micros, expires_at: expires } });
       setBatch(r);
       setN(n + 1);
     } catch (err) { say('error', err.message); }
   };
   const codes = batch ? (batch.data || batch.codes || []) : [];
   // One line per code: the amount as a decimal (1.00 = 1,000,000 micro-units) so that a spreadsheet
-  // reads the value a person redeems, and the micro-units the API speaks.
+  // reads the value a person redeems, and the micro-units the API speaks; the expiry as
+  // "YYYY-MM-DD HH:MM:SS" in UTC (the column says so; a trailing Z stops spreadsheets reading a date).
   const csv = codes.length
     ? 'data:text/csv;charset=utf-8,' + encodeURIComponent(
       'code,amount,amount_micro_units,batch_id,expires_at_utc\r\n'
         + codes.map((c) => {
           const micros = c.amount ?? batch.amount;
-          return [c.code ?? c, plainMoney(micros), micros, batch.batch_id || '', batch.expires_at ? isoTime(batch.expires_at) : ''].join(',');
+          return [c.code ?? c, plainMoney(micros), micros, batch.batch_id || '', batch.expires_at ? isoTime(batch.expires_at).slice(0, 19) : ''].join(',');
         }).join('\r\n') + '\r\n')
     : null;
   return (
@@ -560,7 +566,8 @@ function Codes({ say }) {
         <h2>Redemption codes</h2>
         <form class="row" onSubmit={generate} data-testid="codes-form">
           <Field label="How many"><input type="number" min="1" max="1000" value={count} onInput={(e) => setCount(e.target.value)} /></Field>
-          <Field label="Amount each"><input value={amount} onInput={(e) => setAmount(e.target.value)} /></Field>
+          <Field label="Amount each"><input name="amount" value={amount} onInput={(e) => setAmount(e.target.value)} /></Field>
+          <Field label="Valid through (UTC day, optional)"><input type="date" name="valid_through" value={until} onInput={(e) => setUntil(e.target.value)} /></Field>
           <button type="submit">Generate batch</button>
         </form>
         {codes.length > 0 && (

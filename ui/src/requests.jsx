@@ -90,7 +90,7 @@ export function RequestLog({ path, admin = false }) {
       </form>
       <p>
         <a class="button" data-testid="csv-download" href={apiUrl(path, { ...query, format: 'csv', limit: 1000 })} download="tollgate-usage.csv">Download CSV</a>
-        <span class="muted small"> the newest 1,000 requests matching these filters</span>
+        <span class="muted small"> the newest 1,000 requests matching these filters; in the CSV, amounts (cost, prices) are integer micro-units: 1,000,000 = 1.00</span>
       </p>
       {error && <Notice kind="error">{error}</Notice>}
       {page && <RequestTable rows={rows} showTenant={admin} />}
