@@ -315,8 +315,12 @@ describe('console walk', { skip: !existsSync(CHROMIUM) && `no Chromium at ${CHRO
     assert.equal(logCsv.trim().split('\r\n').length, 2, logCsv);
     await shot(op, 'operator-requests');
 
-    // The usage report by session and month, as CSV.
+    // The usage report: tenants by name in the charts' legends; by session and month, as CSV.
     await op.click('[data-testid=tab-usage]');
+    await op.waitForFunction(
+      (label) => document.querySelector('[data-testid=op-chart-spend] .u-legend')?.textContent.includes(label),
+      `walk (…${walk.tenant.id.slice(-6)})`,
+    );
     await op.selectOption('[data-testid=op-usage-by]', 'session');
     await op.selectOption('[data-testid=op-usage-per]', 'month');
     const usageHref = await op.getAttribute('[data-testid=op-usage-csv]', 'href');

@@ -58,9 +58,9 @@ export function DayChart({ title, days, groups, format, onPick, testId }) {
 
 /**
  * Turns grouped report rows (group_by=day,<dim>) into chart input: every day of [start, end) and
- * one series per value of `dim` (at most 7, the rest summed as "other").
+ * one series per value of `dim` (at most 7, the rest summed as "other"), labelled `name(value)`.
  */
-export function toSeries(rows, dim, metric, startMs, endMs) {
+export function toSeries(rows, dim, metric, startMs, endMs, name = (k) => k) {
   const DAY = 86400000;
   const days = [];
   for (let d = startMs - (startMs % DAY); d < endMs; d += DAY) days.push(d);
@@ -82,5 +82,6 @@ export function toSeries(rows, dim, metric, startMs, endMs) {
     const gi = keep.has(k) ? labels.indexOf(k) : labels.length - 1;
     groups[gi].values[i] += Number(r[metric] || 0);
   }
+  for (const g of groups) if (g.label !== 'other') g.label = name(g.label);
   return { days: days.map((d) => d / 1000), groups };
 }

@@ -312,8 +312,14 @@ function Usage() {
     admin('usage', { query: { start: startMs, end: endMs, limit: 1000 } }).then((r) => setListing(r.data)).catch((e) => setError(e.message));
   }, [range.start, range.end, range.by]);
   const dim = { tenant: 'tenant_id', model: 'model', key: 'key_id', session: 'session_id' }[range.by];
-  const spend = report && toSeries(report.rows, dim, 'cost', startMs, endMs);
-  const toks = report && toSeries(report.rows, dim, 'total_tokens', startMs, endMs);
+  // Tenants by name in the legends (with the end of the id: names need not be unique).
+  const [names, setNames] = useState({});
+  useEffect(() => {
+    admin('tenants').then((r) => setNames(Object.fromEntries((r.data || []).map((t) => [t.id, t.name])))).catch(() => {});
+  }, []);
+  const label = range.by === 'tenant' ? (id) => (names[id] ? `${names[id]} (…${id.slice(-6)})` : id) : undefined;
+  const spend = report && toSeries(report.rows, dim, 'cost', startMs, endMs, label);
+  const toks = report && toSeries(report.rows, dim, 'total_tokens', startMs, endMs, label);
   // Drift: provider-reported vs Tollgate's own counts, per model, over requests the provider
   // reported usage for (the newest 1000 of the range).
   const drift = {};
