@@ -205,10 +205,11 @@ describe('console walk', { skip: !existsSync(CHROMIUM) && `no Chromium at ${CHRO
     await page.mouse.move(box.x + box.width - 2, box.y + box.height / 2);
     const today = new Date().toISOString().slice(0, 10);
     await page.waitForFunction(
-      (day) => document.querySelector('[data-testid=chart-spend] .u-legend')?.textContent.includes(day),
+      (day) => document.querySelector('[data-testid=chart-spend] .u-legend')?.textContent.includes(`Day (UTC)${day}`),
       today,
       { timeout: 5000 },
     );
+    await shot(page, 'user-overview-utc');
     assert.deepEqual(page.errors, []);
     await page.close();
   });

@@ -15,7 +15,7 @@ export function DayChart({ title, days, groups, format, onPick, testId }) {
     if (!host.current) return undefined;
     const width = Math.max(240, host.current.clientWidth || 640);
     const series = [
-      {},
+      { label: 'Day (UTC)', value: (u, v) => (v === null || v === undefined ? '–' : new Date(v * 1000).toISOString().slice(0, 10)) },
       ...groups.map((g, i) => ({
         label: g.label,
         stroke: PALETTE[i % PALETTE.length],
@@ -33,7 +33,8 @@ export function DayChart({ title, days, groups, format, onPick, testId }) {
       // Days are UTC days: the axis and the legend show them in UTC, not in the browser's zone.
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), 'Etc/UTC'),
       scales: { x: { time: true, range: (u, min, max) => [min - 43200, max + 43200] } },
-      axes: [{}, { values: (u, vals) => vals.map((v) => format(v)), size: 70 }],
+      // Wide enough for "0.000080" and "1,234.56" (70 px cut the first digit off).
+      axes: [{}, { values: (u, vals) => vals.map((v) => format(v)), size: 84 }],
       legend: { show: true },
       cursor: { drag: { x: false, y: false } },
     };
