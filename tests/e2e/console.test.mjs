@@ -301,7 +301,13 @@ describe('browser console', { skip: !existsSync(CHROMIUM) && `no Chromium at ${C
 
     // Stripe Checkout against the mock; the webhook arrives twice and credits once.
     await page.click('[data-testid=tab-topup]');
-    await page.fill('[data-testid=checkout-form] input[name=amount_cents]', '1500');
+    // The amount is in currency units (15.00), not cents; more than two decimals is refused here.
+    await page.fill('[data-testid=checkout-form] input[name=amount]', '15.999');
+    await page.click('[data-testid=checkout-form] button[type=submit]');
+    await page.waitForSelector('[data-testid=notice-error]:has-text("two decimals")');
+    assert.equal(stripe.sessions.size, 0);
+    await page.fill('[data-testid=checkout-form] input[name=amount]', '15.00');
+    assert.equal(await page.textContent('[data-testid=checkout-credit]'), 'Credit: 15.000000');
     await shot(page, 'user-topup');
     await page.click('[data-testid=checkout-form] button[type=submit]');
     await page.waitForURL(/\/pay\/cs_test_/);

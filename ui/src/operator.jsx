@@ -153,11 +153,12 @@ function TenantDetail({ tenant, plans, onChange, say }) {
         ))}</tbody>
       </table>
       {limitsOf && <KeyLimits key={limitsOf} keyId={limitsOf} say={say} onClose={() => setLimitsOf(null)} />}
-      <h3>Ledger <span class="muted small">(the newest 20 entries)</span></h3>
+      <h3>Ledger</h3>
       <table>
         <thead><tr><th>Time</th><th class="num">Amount</th><th>Reason</th></tr></thead>
         <tbody>{ledger.slice(0, 20).map((l) => <tr key={l.id}><td>{isoTime(l.created_at)}</td><td class="num">{money(l.amount)}</td><td>{l.reason}</td></tr>)}</tbody>
       </table>
+      {ledger.length > 20 && <p class="muted small">The newest 20 entries.</p>}
     </section>
   );
 }

@@ -180,7 +180,10 @@ function Overview({ me }) {
 function TopUp({ me, refresh }) {
   const [code, setCode] = useState('');
   const [msg, setMsg] = useState(null);
-  const [cents, setCents] = useState('1000');
+  const [amount, setAmount] = useState('10.00');
+  // "15", "15.5" or "15.50" → 1550 cents (exact, no floats); null when not such an amount.
+  const m = /^\s*(\d{1,7})(?:\.(\d{1,2}))?\s*$/.exec(amount);
+  const cents = m ? Number(m[1]) * 100 + Number((m[2] || '').padEnd(2, '0') || 0) : null;
   const redeem = async (e) => {
     e.preventDefault();
     try {
@@ -195,7 +198,10 @@ function TopUp({ me, refresh }) {
   const checkout = async (e) => {
     e.preventDefault();
     try {
-      const r = await api('checkout', { method: 'POST', body: { amount_cents: Number(cents) } });
+      if (cents === null || cents < stripe.min_cents || cents > stripe.max_cents) {
+        throw new Error(`Amount: from ${money(stripe.min_cents * stripe.micro_units_per_cent, true)} to ${money(stripe.max_cents * stripe.micro_units_per_cent, true)}, with at most two decimals.`);
+      }
+      const r = await api('checkout', { method: 'POST', body: { amount_cents: cents } });
       location.assign(r.url);
     } catch (err) {
       setMsg({ kind: 'error', text: err.message });
@@ -216,10 +222,10 @@ function TopUp({ me, refresh }) {
           <h3>Pay by card</h3>
           {stripe.enabled ? (
             <>
-              <Field label={`Amount (${stripe.currency.toUpperCase()} cents)`}>
-                <input name="amount_cents" type="number" min={stripe.min_cents} max={stripe.max_cents} step="1" value={cents} onInput={(e) => setCents(e.target.value)} />
+              <Field label={`Amount (${stripe.currency.toUpperCase()})`}>
+                <input name="amount" inputMode="decimal" value={amount} onInput={(e) => setAmount(e.target.value)} placeholder="10.00" />
               </Field>
-              <p class="muted small">Credit: {money(Number(cents || 0) * stripe.micro_units_per_cent)}</p>
+              <p class="muted small" data-testid="checkout-credit">Credit: {cents === null ? '–' : money(cents * stripe.micro_units_per_cent)}</p>
               <button type="submit">Continue to Stripe Checkout</button>
             </>
           ) : (
