@@ -157,6 +157,12 @@ describe('console walk', { skip: !existsSync(CHROMIUM) && `no Chromium at ${CHRO
     const records = csv.trim().split('\r\n');
     assert.equal(records.length, 2, csv);
     assert.ok(records[1].startsWith(`${failedId},`));
+    // Clicking the request's key shows only that key's requests, its full id in the filter.
+    await page.click('[data-testid=request-table] tbody tr [data-filter=key_id]');
+    await page.waitForFunction((id) => document.querySelector('[data-testid=request-filters] input[name=key_id]').value === id, walk.key.id);
+    assert.match(await page.getAttribute('[data-testid=csv-download]', 'href'), new RegExp(`key_id=${walk.key.id}`));
+    await page.fill('[data-testid=request-filters] input[name=key_id]', '');
+    await page.press('[data-testid=request-filters] input[name=key_id]', 'Enter');
     // Every status a request can end with is offered.
     const options = await page.$$eval('[data-testid=request-filters] select[name=status] option', (os) => os.map((o) => o.value));
     assert.deepEqual(options, ['', 'ok', 'client_abort', 'upstream_error', 'truncated', 'upstream_timeout', 'upstream_unusable']);

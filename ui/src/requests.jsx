@@ -4,7 +4,11 @@ import { useEffect, useState } from 'preact/hooks';
 import { api, apiUrl, money, tokens, isoTime, DAY_MS } from './api.js';
 import { Notice, Field } from './ui.jsx';
 
-export function RequestTable({ rows, showTenant = false }) {
+/** `onFilter(column, value)`, when given, makes tenant, model, key and session cells filter the log. */
+export function RequestTable({ rows, showTenant = false, onFilter = null }) {
+  const cell = (column, value, shown = value) => (onFilter && value
+    ? <button type="button" class="link mono" title={`Only ${value}`} data-filter={column} onClick={() => onFilter(column, value)}>{shown}</button>
+    : shown || '');
   if (!rows.length) return <p class="muted">No requests.</p>;
   return (
     <table data-testid="request-table">
@@ -15,10 +19,10 @@ export function RequestTable({ rows, showTenant = false }) {
         {rows.map((r) => (
           <tr key={r.request_id} data-request={r.request_id} title={r.request_id}>
             <td>{isoTime(r.created_at)}</td>
-            {showTenant && <td class="mono">{r.tenant_id}</td>}
-            <td>{r.model}</td>
-            <td class="mono" title={r.key_id || ''}>{(r.key_id || '').slice(-8)}</td>
-            <td class="mono">{r.session_id || ''}</td>
+            {showTenant && <td class="mono">{cell('tenant_id', r.tenant_id)}</td>}
+            <td>{cell('model', r.model)}</td>
+            <td class="mono" title={r.key_id || ''}>{cell('key_id', r.key_id, (r.key_id || '').slice(-8))}</td>
+            <td class="mono">{cell('session_id', r.session_id)}</td>
             <td>{r.status}{r.error_code ? ` (${r.error_code})` : ''}</td>
             <td class="num">{tokens(r.prompt_tokens)}</td>
             <td class="num">{tokens(r.completion_tokens)}</td>
@@ -93,7 +97,8 @@ export function RequestLog({ path, admin = false }) {
         <span class="muted small"> the newest 1,000 requests matching these filters; in the CSV, amounts (cost, prices) are integer micro-units: 1,000,000 = 1.00</span>
       </p>
       {error && <Notice kind="error">{error}</Notice>}
-      {page && <RequestTable rows={rows} showTenant={admin} />}
+      {page && <RequestTable rows={rows} showTenant={admin} onFilter={(column, value) => setF({ ...f, [column]: value })} />}
+      {page && rows.length > 0 && <p class="muted small">Click a model, key or session to see only its requests.</p>}
       {page && (cursors.length > 1 || page.has_more) && (
         <p class="row" data-testid="pager">
           <button type="button" disabled={cursors.length <= 1} onClick={() => setCursors(cursors.slice(0, -1))} data-testid="prev-page">Previous page</button>
