@@ -254,8 +254,8 @@ cat <<EOF
  Demo API key:  ${demo_key:-none}
                 ($key_note)
  Admin token:   ADMIN_TOKEN in $root/.dev.vars
-                (Authorization: Bearer <ADMIN_TOKEN> on /admin/*; for the docs' curl examples:
-                 export ADMIN_TOKEN="\$(sed -n 's/^ADMIN_TOKEN=//p' $root/.dev.vars)")
+                (Authorization: Bearer <ADMIN_TOKEN> on /admin/*); for the docs' curl examples:
+                export ADMIN_TOKEN="\$(sed -n 's/^ADMIN_TOKEN=//p' $root/.dev.vars)"
  User center:   $url/console/   (sign in with the demo API key above)
  Operator:      $url/console/operator/   (sign in with the ADMIN_TOKEN)
  Models:        tollgate-echo (built in)${openai_models:+, $openai_models (OpenAI at $openai_base)}
