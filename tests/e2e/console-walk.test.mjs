@@ -142,7 +142,12 @@ describe('console walk', { skip: !existsSync(CHROMIUM) && `no Chromium at ${CHRO
 
   test('request log: a status filter finds a request beyond the first page; pages go back and forth; the CSV has the filter', async () => {
     const page = await signedIn('user');
-    await page.click('[data-testid=tab-requests]');
+    // Keyboard: the tabs are links; Enter on a focused one opens it, and it says it is current.
+    await page.focus('[data-testid=tab-requests]');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('[data-testid=request-filters]');
+    assert.equal(await page.getAttribute('[data-testid=tab-requests]', 'aria-current'), 'page');
+    assert.equal(await page.getAttribute('[data-testid=tab-overview]', 'aria-current'), null);
     await page.waitForFunction(() => document.querySelectorAll('[data-testid=request-table] tbody tr').length === 100);
     const first = await rowIds(page);
     // The failed request is the oldest: on page 2 of the unfiltered log, found at once when filtered.

@@ -18,7 +18,7 @@ export function Tabs({ tabs, tab, setTab }) {
   return (
     <nav>
       {tabs.map(([id, label]) => (
-        <a key={id} href={`#${id}`} class={id === tab ? 'active' : ''} data-testid={`tab-${id}`} onClick={() => setTab(id)}>{label}</a>
+        <a key={id} href={`#${id}`} class={id === tab ? 'active' : ''} aria-current={id === tab ? 'page' : undefined} data-testid={`tab-${id}`} onClick={() => setTab(id)}>{label}</a>
       ))}
     </nav>
   );
