@@ -1263,26 +1263,23 @@ fn transact(storage: &worker::Storage, sql: &SqlStorage, ops: Vec<Op>) -> Result
 /// The JSON document in the one column `v` of the first row `query` (one `?`, bound to `key`)
 /// finds, decoded: how every idempotency record of the wallet (a settlement's charge, a ledger
 /// entry, a call's charge, an applied operation's answer) is read back.
-///
-/// Hot path (a reserve and a settlement each look for their request's record). The row is read
-/// as the cursor's raw values, not as an object converted field by field (`to_array`).
 pub(super) fn stored_json<T: serde::de::DeserializeOwned>(
     sql: &SqlStorage,
     query: &str,
     key: &str,
 ) -> Result<Option<T>, String> {
-    let cursor = sql
-        .exec(query, vec![key.into()])
-        .map_err(|e| e.to_string())?;
-    let Some(row) = cursor.raw().next() else {
-        return Ok(None);
-    };
-    match row.map_err(|e| e.to_string())?.into_iter().next() {
-        Some(SqlStorageValue::String(text)) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| e.to_string()),
-        other => Err(format!("{query}: not a JSON text: {other:?}")),
+    #[derive(Deserialize)]
+    struct Row {
+        v: String,
     }
+    let rows: Vec<Row> = sql
+        .exec(query, vec![key.into()])
+        .and_then(|c| c.to_array())
+        .map_err(|e| e.to_string())?;
+    rows.into_iter()
+        .next()
+        .map(|r| serde_json::from_str(&r.v).map_err(|e| e.to_string()))
+        .transpose()
 }
 
 fn stored_charge(sql: &SqlStorage, request_id: &str) -> Result<Option<Charge>, String> {
