@@ -8,7 +8,7 @@ pub mod edge;
 /// The tenant wallet Durable Object class (wrangler.toml `WALLET`).
 pub use edge::store::wallet::object::TenantWallet;
 
-use worker::{event, Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent};
+use worker::{event, Context, Env, Response, Result, ScheduleContext, ScheduledEvent};
 
 /// Runs once when the wasm module is instantiated, before any request: the wasm futures'
 /// executor schedules with `Promise.then`, not workerd's costlier `queueMicrotask`
@@ -18,9 +18,11 @@ fn start() {
     edge::platform::microtask::prefer_promise_microtasks();
 }
 
+/// The runtime's request is taken as it is and converted without its `cf` object, which nothing
+/// reads (`edge::platform::incoming`).
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
-    edge::api::serve(req, env, ctx).await
+async fn fetch(req: worker::web_sys::Request, env: Env, ctx: Context) -> Result<Response> {
+    edge::api::serve(edge::platform::incoming::request(req), env, ctx).await
 }
 
 /// Cron triggers (wrangler.toml `[triggers] crons`): rollups, sweeps, expiry, alert retries.

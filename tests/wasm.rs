@@ -142,3 +142,38 @@ fn open_families_count_like_their_references_in_wasm() {
     // <|im_start|>user\nHello!<|im_end|>\n<|im_start|>assistant\n (the template, jinja2-rendered)
     assert_eq!(count_chat_prompt(Encoding::Qwen3, &req), 10);
 }
+
+/// The entry's conversion of the incoming request does not read its `cf` object (a getter that
+/// throws stands for the runtime's costly one), and keeps the method, URL and headers.
+#[wasm_bindgen_test]
+fn the_incoming_request_is_converted_without_reading_cf() {
+    use worker::js_sys::{Function, Object, Reflect};
+    use worker::wasm_bindgen::JsValue;
+    let init = worker::web_sys::RequestInit::new();
+    init.set_method("POST");
+    let headers = worker::web_sys::Headers::new().unwrap();
+    headers.set("authorization", "Bearer k").unwrap();
+    init.set_headers(&headers);
+    let raw = worker::web_sys::Request::new_with_str_and_init(
+        "https://gw.example/v1/chat/completions?x=1",
+        &init,
+    )
+    .unwrap();
+    let getter = Object::new();
+    Reflect::set(
+        &getter,
+        &"get".into(),
+        &Function::new_no_args("throw new Error('cf was read')"),
+    )
+    .unwrap();
+    Reflect::set(&getter, &"configurable".into(), &JsValue::TRUE).unwrap();
+    Reflect::define_property(&raw, &"cf".into(), &getter).unwrap();
+    let req = tollgate::edge::platform::incoming::request(raw);
+    assert!(req.cf().is_none());
+    assert_eq!(req.method(), worker::Method::Post);
+    assert_eq!(req.path(), "/v1/chat/completions");
+    assert_eq!(
+        req.headers().get("authorization").unwrap().as_deref(),
+        Some("Bearer k")
+    );
+}

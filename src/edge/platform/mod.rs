@@ -7,6 +7,7 @@ pub mod clock;
 pub mod d1;
 pub mod env;
 pub mod fetch;
+pub mod incoming;
 pub mod kv;
 pub mod microtask;
 pub mod response;

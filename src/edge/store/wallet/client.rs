@@ -13,7 +13,7 @@ use worker::wasm_bindgen_futures::JsFuture;
 use worker::worker_sys::DurableObjectNamespace;
 use worker::{web_sys, Env};
 
-use super::{Answer, Command, Envelope, ExportReport, ReserveAnswer, WalletView, BINDING};
+use super::{Command, Envelope, ExportReport, ReserveAnswer, WalletView, BINDING};
 use crate::core::wallet::lease::LeaseAsk;
 use crate::core::wallet::{
     BalanceView, Charge, LedgerEntry, LimitsView, Refusal, ReserveRequest, Reserved,
@@ -273,6 +273,15 @@ impl<'a> WalletClient<'a> {
     }
 }
 
+/// An [`super::Answer`] read straight into the type the command answers with (hot path: no
+/// intermediate `serde_json::Value` tree).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum TypedAnswer<T> {
+    Ok(T),
+    Refused(Refusal),
+}
+
 /// A command sent to a wallet whose answer is still to come.
 pub struct InFlight(JsFuture);
 
@@ -298,9 +307,9 @@ impl InFlight {
                 .unwrap_or(text);
             return Err(failed(format!("{status}: {message}")));
         }
-        match serde_json::from_str::<Answer>(&text).map_err(|e| failed(e.to_string()))? {
-            Answer::Ok(v) => serde_json::from_value(v).map_err(|e| failed(e.to_string())),
-            Answer::Refused(r) => Err(WalletError::Refused(r)),
+        match serde_json::from_str::<TypedAnswer<T>>(&text).map_err(|e| failed(e.to_string()))? {
+            TypedAnswer::Ok(v) => Ok(v),
+            TypedAnswer::Refused(r) => Err(WalletError::Refused(r)),
         }
     }
 }
@@ -338,4 +347,51 @@ fn js_text(e: &JsValue) -> String {
                 .map(|err| String::from(err.message()))
         })
         .unwrap_or_else(|| format!("{e:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Answer, ReserveAnswer};
+    use super::TypedAnswer;
+    use crate::core::wallet::{Charge, Refusal, Reserved};
+
+    fn decode<T: serde::de::DeserializeOwned>(answer: &Answer) -> TypedAnswer<T> {
+        serde_json::from_str(&serde_json::to_string(answer).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_object_s_answers_read_straight_into_their_types() {
+        let charge = Charge {
+            cost: 9_007_199_254_740_993, // above 2^53: exact, no float on the way
+            reserved: 5,
+            allowance_cost: 4,
+            beyond_reservation: 3,
+            debt: 2,
+        };
+        let sent = Answer::Ok(serde_json::to_value(charge).unwrap());
+        assert!(matches!(decode::<Charge>(&sent), TypedAnswer::Ok(c) if c == charge));
+
+        let reserved = Reserved {
+            amount: 7,
+            allowance_amount: 1,
+            headers: Default::default(),
+        };
+        let sent = Answer::Ok(
+            serde_json::to_value(ReserveAnswer {
+                reserved: reserved.clone(),
+                lease: None,
+            })
+            .unwrap(),
+        );
+        assert!(
+            matches!(decode::<ReserveAnswer>(&sent), TypedAnswer::Ok(a) if a.reserved == reserved && a.lease.is_none())
+        );
+
+        let refusal = Refusal::Insufficient {
+            needed: 10,
+            available: 3,
+        };
+        let sent = Answer::Refused(refusal.clone());
+        assert!(matches!(decode::<Charge>(&sent), TypedAnswer::Refused(r) if r == refusal));
+    }
 }

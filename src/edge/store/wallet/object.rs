@@ -31,16 +31,14 @@
 //! changes nothing), marks them exported, returns stale reservations, and re-arms itself while
 //! rows are pending or reservations are open.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use wasm_bindgen::prelude::*;
 use worker::js_sys;
-use worker::{
-    durable_object, DurableObject, Env, Request, Response, SqlStorage, SqlStorageValue, State,
-};
+use worker::{wasm_bindgen_futures, web_sys, Env, SqlStorage, SqlStorageValue, State};
 
 use super::{Answer, Command, Envelope, ExportReport, WalletView, USAGE_COLUMNS};
 use crate::core::wallet::limits::LimitsPatch;
@@ -77,15 +75,27 @@ struct Inner {
     broken: Option<String>,
 }
 
-#[durable_object]
+/// The object. Its JavaScript class (`TenantWallet`, wrangler.toml) is exported here by hand rather
+/// than with workers-rs's `#[durable_object]`: the macro hands `fetch` a `worker::Request`, whose
+/// conversion reads the method, URL, headers and the `cf` object, and `Request::json` parses the
+/// body in JavaScript and converts it field by field into Rust (`serde_wasm_bindgen`). A command
+/// needs only its body's text, parsed once in Rust, and its answer is a string: both on the hot
+/// path (two commands per request; `node bench/profile.mjs`, docs/scale.md).
+#[wasm_bindgen]
 pub struct TenantWallet {
     state: State,
     env: Env,
     inner: Rc<RefCell<Inner>>,
+    /// When the alarm this object set rings (UTC ms), as far as it knows: `None` when it does not
+    /// know (just started, or the alarm began to run). See [`TenantWallet::arm`].
+    alarm_at: Cell<Option<u64>>,
 }
 
-impl DurableObject for TenantWallet {
-    fn new(state: State, env: Env) -> Self {
+#[wasm_bindgen]
+impl TenantWallet {
+    #[wasm_bindgen(constructor)]
+    pub fn new(state: worker::worker_sys::DurableObjectState, env: Env) -> Self {
+        let state = State::from(state);
         let sql = state.storage().sql();
         let inner = match migrate_schema(&sql).and_then(|()| load(&sql)) {
             Ok(inner) => inner,
@@ -100,21 +110,35 @@ impl DurableObject for TenantWallet {
             state,
             env,
             inner: Rc::new(RefCell::new(inner)),
+            alarm_at: Cell::new(None),
         }
     }
 
-    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let envelope: Envelope = match req.json().await {
-            Ok(e) => e,
-            Err(e) => return failure(400, &format!("bad wallet command: {e}")),
+    /// One command: the body is an [`Envelope`]; the answer 200 with an [`Answer`], 400 for a
+    /// body that is not a command, 500 with `{"error"}` when storage or D1 failed.
+    pub async fn fetch(&self, req: web_sys::Request) -> Result<JsValue, JsValue> {
+        let text = wasm_bindgen_futures::JsFuture::from(req.text()?)
+            .await?
+            .as_string()
+            .unwrap_or_default();
+        let (status, body) = match serde_json::from_str::<Envelope>(&text) {
+            Err(e) => (400, failure(&format!("bad wallet command: {e}"))),
+            Ok(envelope) => match self.run(envelope).await {
+                Ok(answer) => match serde_json::to_string(&answer) {
+                    Ok(body) => (200, body),
+                    Err(e) => (500, failure(&e.to_string())),
+                },
+                Err(e) => (500, failure(&e)),
+            },
         };
-        match self.run(envelope).await {
-            Ok(answer) => Response::from_json(&answer),
-            Err(e) => failure(500, &e),
-        }
+        let init = web_sys::ResponseInit::new();
+        init.set_status(status);
+        web_sys::Response::new_with_opt_str_and_init(Some(&body), &init).map(JsValue::from)
     }
 
-    async fn alarm(&self) -> worker::Result<Response> {
+    pub async fn alarm(&self) -> Result<JsValue, JsValue> {
+        // A running alarm is no longer set (the runtime's rule): the next arm asks the runtime.
+        self.alarm_at.set(None);
         let tenant_id = self.inner.borrow().tenant_id.clone();
         if let Some(tenant_id) = tenant_id {
             if let Err(e) = self.housekeeping(&tenant_id).await {
@@ -123,12 +147,13 @@ impl DurableObject for TenantWallet {
                 let _ = self.arm(EXPORT_DELAY_MS * 10).await;
             }
         }
-        Response::ok("")
+        Ok(JsValue::UNDEFINED)
     }
 }
 
-fn failure(status: u16, message: &str) -> worker::Result<Response> {
-    Ok(Response::from_json(&json!({ "error": message }))?.with_status(status))
+/// The body of a failed command's answer.
+fn failure(message: &str) -> String {
+    json!({ "error": message }).to_string()
 }
 
 impl TenantWallet {
@@ -578,11 +603,25 @@ impl TenantWallet {
     }
 
     /// Sets the alarm to `delay_ms` from now unless one is due sooner.
+    ///
+    /// Hot path (every settlement arms the export). The object remembers the alarm it set
+    /// (`alarm_at`): only it sets the alarm, and the alarm, once it starts to run, is no longer set
+    /// (`alarm` forgets it then), so while that time is known and no later than `at` nothing is
+    /// asked of the runtime. Otherwise (a new object, an alarm that ran) the runtime's alarm is
+    /// read and, if needed, set, and remembered.
     async fn arm(&self, delay_ms: u64) -> Result<(), String> {
-        let storage = self.state.storage();
         let at = now_ms() + delay_ms;
-        let current = storage.get_alarm().await.map_err(|e| e.to_string())?;
-        if current.is_some_and(|c| c >= 0 && (c as u64) <= at) {
+        if alarm_covers(self.alarm_at.get(), at) {
+            return Ok(());
+        }
+        let storage = self.state.storage();
+        let current = storage
+            .get_alarm()
+            .await
+            .map_err(|e| e.to_string())?
+            .and_then(|c| u64::try_from(c).ok());
+        if alarm_covers(current, at) {
+            self.alarm_at.set(current);
             return Ok(());
         }
         storage
@@ -590,7 +629,9 @@ impl TenantWallet {
                 &JsValue::from_f64(at as f64),
             )))
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        self.alarm_at.set(Some(at));
+        Ok(())
     }
 
     /// The alarm's work: export, expire stale reservations, prune old rows, re-arm.
@@ -1125,6 +1166,11 @@ fn load(sql: &SqlStorage) -> Result<Inner, String> {
     })
 }
 
+/// An alarm set to ring at `set` (UTC ms) serves a wish for one no later than `at`.
+fn alarm_covers(set: Option<u64>, at: u64) -> bool {
+    set.is_some_and(|c| c <= at)
+}
+
 fn exec(sql: &SqlStorage, q: &str, args: Vec<SqlStorageValue>) -> Result<(), JsValue> {
     sql.exec(q, args).map(|_| ()).map_err(JsValue::from)
 }
@@ -1277,6 +1323,16 @@ fn js_text(e: JsValue) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_known_alarm_serves_later_wishes_only() {
+        // Nothing known (a new object, or the alarm ran): ask the runtime.
+        assert!(!alarm_covers(None, 5_000));
+        // An alarm at 4 000 serves a wish for 5 000 or 4 000, not one for 3 999.
+        assert!(alarm_covers(Some(4_000), 5_000));
+        assert!(alarm_covers(Some(4_000), 4_000));
+        assert!(!alarm_covers(Some(4_000), 3_999));
+    }
 
     #[test]
     fn export_binds_only_usage_columns_and_the_wallets_charge() {
