@@ -133,13 +133,25 @@ async function startConfiguredGateway(extraVars = {}) {
   return g;
 }
 
+/**
+ * The gateway of the D1 sweep test (WALLETS off), started with the file's gateway rather than in the
+ * test. Its hanging request times out after SWEEP_UPSTREAM_TIMEOUT_MS: long enough for the test's few
+ * admin calls and cron runs before it, short enough that waiting for its 504 costs little.
+ */
+const SWEEP_UPSTREAM_TIMEOUT_MS = '8000';
+let sweepGw;
+
 before(async () => {
   hooks = await startWebhookReceiver();
   mock = await startMockOpenAI({ chunkDelayMs: 1 });
-  gw = await startConfiguredGateway();
+  [gw, sweepGw] = await Promise.all([
+    startConfiguredGateway(),
+    startConfiguredGateway({ WALLETS: 'false', UPSTREAM_TIMEOUT_MS: SWEEP_UPSTREAM_TIMEOUT_MS }),
+  ]);
 });
 
 after(async () => {
+  await sweepGw?.kill();
   await gw?.kill();
   await mock?.close();
   await hooks?.close();
@@ -338,9 +350,8 @@ describe('scheduled handler', () => {
     // from its own alarm, docs/money.md "Wallets"): this test runs on its own gateway with
     // WALLETS explicitly off. The helpers of this file use `gw`, so it stands in for the test.
     const main = gw;
-    gw = await startConfiguredGateway({ WALLETS: 'false' });
-    ctx.after(async () => {
-      await gw.kill();
+    gw = sweepGw;
+    ctx.after(() => {
       gw = main;
     });
     const { tenant, key } = await newTenant('sweep', 10_000_000);

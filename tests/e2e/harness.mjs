@@ -2,6 +2,7 @@
 //
 //   startGateway({ vars })  a real `wrangler dev` (workerd) on a free port, with its own D1/KV state;
 //                           the gateway object has admin(), adminOk(), usageRow(), newTenant() and d1()
+//   startGatewayEarly(o)    startGateway(o) begun now for a later suite; awaited there (see below)
 //   startMockOpenAI()       a local server speaking the OpenAI chat-completions wire format
 //
 // The worker must be built first (scripts/build.sh; scripts/test.sh does it): the gateway runs with
@@ -10,8 +11,8 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { createRequire } from 'node:module';
 import net from 'node:net';
@@ -93,6 +94,48 @@ function runWrangler(args, { env = {}, timeoutMs = 120_000 } = {}) {
       else rej(new Error(`wrangler ${args.join(' ')} failed (${signal ?? `exit ${code}`}):\n${plain(out)}`));
     });
   });
+}
+
+/**
+ * A D1/KV state directory with every migration applied, made once per schema and copied into each
+ * fresh gateway's directory: `wrangler d1 migrations apply` (seconds of CPU) then runs once per
+ * schema rather than once per gateway start. The directory, target/e2e-state/<hash>, is named by
+ * what the migrated state depends on (schema/*.sql, wrangler.toml, wrangler's version); it is
+ * made in a directory of its own and renamed into place, so files run at once never see half of it.
+ */
+let migratedTemplatePromise = null;
+function migratedTemplate() {
+  migratedTemplatePromise ??= (async () => {
+    const hash = createHash('sha256');
+    hash.update(readFileSync(join(ROOT, 'wrangler.toml')));
+    hash.update(readFileSync(join(ROOT, 'node_modules', 'wrangler', 'package.json')));
+    for (const f of readdirSync(join(ROOT, 'schema')).sort()) {
+      hash.update(`\0${f}\0`);
+      hash.update(readFileSync(join(ROOT, 'schema', f)));
+    }
+    const base = join(ROOT, 'target', 'e2e-state');
+    const dir = join(base, hash.digest('hex').slice(0, 16));
+    if (existsSync(dir)) return dir;
+    mkdirSync(base, { recursive: true });
+    const making = mkdtempSync(join(base, 'making-'));
+    try {
+      await runWrangler(['d1', 'migrations', 'apply', 'DB', '--local', '--persist-to', making], {
+        env: { WRANGLER_LOG_PATH: join(making, 'wrangler-logs'), CI: 'true' },
+      });
+      rmSync(join(making, 'wrangler-logs'), { recursive: true, force: true });
+      try {
+        renameSync(making, dir);
+      } catch (err) {
+        if (!existsSync(dir)) throw err; // another file's run made it first: use theirs
+      }
+    } finally {
+      rmSync(making, { recursive: true, force: true });
+    }
+    return dir;
+  })();
+  // A failed attempt is tried again by the next gateway start.
+  migratedTemplatePromise.catch(() => (migratedTemplatePromise = null));
+  return migratedTemplatePromise;
 }
 
 /** The local D1 SQLite file of binding DB under a --persist-to directory. */
@@ -270,9 +313,14 @@ export async function startGateway({ vars = {}, startupTimeoutMs = 180_000, stat
   const logEnv = { WRANGLER_LOG_PATH: join(persistDir, 'wrangler-logs') };
 
   try {
-    await runWrangler(['d1', 'migrations', 'apply', 'DB', '--local', '--persist-to', persistDir], {
-      env: { ...logEnv, CI: 'true' },
-    });
+    if (state) {
+      await runWrangler(['d1', 'migrations', 'apply', 'DB', '--local', '--persist-to', persistDir], {
+        env: { ...logEnv, CI: 'true' },
+      });
+    } else {
+      // A fresh directory: a copy of the migrated state (the same as applying the migrations here).
+      cpSync(await migratedTemplate(), persistDir, { recursive: true });
+    }
   } catch (err) {
     cleanupDir();
     throw err;
@@ -489,6 +537,28 @@ function messageText(content) {
 function openaiError(res, status, message, type, code = null) {
   res.writeHead(status, { 'content-type': 'application/json' });
   res.end(JSON.stringify({ error: { message, type, param: null, code } }));
+}
+
+/**
+ * `startGateway(options)` begun at once, for a suite that runs later in the same file: a file that
+ * needs gateways with different vars calls this in its top-level `before` beside its first gateway,
+ * and its later suite `await`s the promise in its own `before`, so the starts overlap instead of
+ * following one another. A failed start rejects where it is awaited (never as an unhandled
+ * rejection). `stopEarly()` kills every gateway this file started early that is still running
+ * (for the file's `after`: a suite that was skipped never killed its gateway).
+ */
+export function startGatewayEarly(options) {
+  const started = startGateway(options);
+  started.catch(() => {});
+  earlyGateways.push(started);
+  return started;
+}
+const earlyGateways = [];
+
+/** Kills the gateways of `startGatewayEarly` (kill() twice is harmless). */
+export async function stopEarly() {
+  const all = earlyGateways.splice(0);
+  await Promise.all(all.map(async (p) => (await p.catch(() => null))?.kill()));
 }
 
 /**

@@ -17,6 +17,10 @@ const KEYS = { anthropic: 'sk-ant-mock', gemini: 'AIza-mock', azure: 'azure-mock
 const CREDIT = 1_000_000_000_000;
 const REQUEST_BOUND_MS = 60_000;
 const CONCURRENCY = 4;
+/** Misbehaving-provider cases in flight at once (each still checked on its own). */
+const MISBEHAVING_AT_ONCE = 6;
+/** Client-leaves cases in flight at once. */
+const LEAVING_AT_ONCE = 6;
 
 let gw;
 let mock;
@@ -359,35 +363,39 @@ describe('providers that misbehave, per provider kind', () => {
     mbTenant = await gw.newTenant({ name: 'misbehaving', credit: CREDIT });
   });
 
-  for (const kind of Object.keys(KIND_PROVIDERS)) {
-    for (const [mode, want] of Object.entries(MISBEHAVIOURS)) {
-      for (const stream of [false, true]) {
-        test(`${kind} ${mode} ${stream ? 'stream' : 'plain'}`, async () => {
-          const res = await chatRaw(mbTenant.key.key, { model: `mb-${kind}-${mode}`, stream, max_tokens: 32, messages: [{ role: 'user', content: 'three words here' }] });
-          const id = res.headers['x-request-id'];
-          assert.ok(id, 'x-request-id');
-          const wantStream = typeof want.stream === 'function' ? want.stream(kind) : want.stream;
-          const expectStatus = stream ? (typeof wantStream === 'number' ? wantStream : 200) : want.plain;
-          assert.equal(res.status, expectStatus, res.text.slice(0, 400));
-          if (res.status >= 400) {
-            const value = JSON.parse(res.text);
-            assert.equal(errorShapeProblem('openai', value), null, res.text);
-            if (want.code) assert.equal(value.error.code, want.code, res.text);
-          } else if (stream) {
-            assert.equal(streamEnd(res.text), wantStream, res.text.slice(-600));
-          } else {
-            assert.equal(JSON.parse(res.text).object, 'chat.completion');
-          }
-          const row = await gw.usageRow(id);
-          if (want.rowStatus) assert.equal(row.status, want.rowStatus);
-          if (want.charge === 'none') assert.equal(row.cost, 0, JSON.stringify(row));
-          if (want.charge === 'reservation') assert.equal(row.cost, row.reserved, JSON.stringify(row));
-          if (want.charge === 'some') assert.ok(row.cost > 0 && row.cost <= row.reserved + row.uncharged, JSON.stringify(row));
-          if (res.status >= 400 && want.charge !== 'none') assert.equal(res.headers['x-should-retry'], 'false');
-        });
+  // The cases are independent (each checks its own request and usage row): they run MISBEHAVING_AT_ONCE at
+  // a time; the money invariant is checked after all of them, as before.
+  describe('each misbehaviour, plain and streamed', { concurrency: MISBEHAVING_AT_ONCE }, () => {
+    for (const kind of Object.keys(KIND_PROVIDERS)) {
+      for (const [mode, want] of Object.entries(MISBEHAVIOURS)) {
+        for (const stream of [false, true]) {
+          test(`${kind} ${mode} ${stream ? 'stream' : 'plain'}`, async () => {
+            const res = await chatRaw(mbTenant.key.key, { model: `mb-${kind}-${mode}`, stream, max_tokens: 32, messages: [{ role: 'user', content: 'three words here' }] });
+            const id = res.headers['x-request-id'];
+            assert.ok(id, 'x-request-id');
+            const wantStream = typeof want.stream === 'function' ? want.stream(kind) : want.stream;
+            const expectStatus = stream ? (typeof wantStream === 'number' ? wantStream : 200) : want.plain;
+            assert.equal(res.status, expectStatus, res.text.slice(0, 400));
+            if (res.status >= 400) {
+              const value = JSON.parse(res.text);
+              assert.equal(errorShapeProblem('openai', value), null, res.text);
+              if (want.code) assert.equal(value.error.code, want.code, res.text);
+            } else if (stream) {
+              assert.equal(streamEnd(res.text), wantStream, res.text.slice(-600));
+            } else {
+              assert.equal(JSON.parse(res.text).object, 'chat.completion');
+            }
+            const row = await gw.usageRow(id);
+            if (want.rowStatus) assert.equal(row.status, want.rowStatus);
+            if (want.charge === 'none') assert.equal(row.cost, 0, JSON.stringify(row));
+            if (want.charge === 'reservation') assert.equal(row.cost, row.reserved, JSON.stringify(row));
+            if (want.charge === 'some') assert.ok(row.cost > 0 && row.cost <= row.reserved + row.uncharged, JSON.stringify(row));
+            if (res.status >= 400 && want.charge !== 'none') assert.equal(res.headers['x-should-retry'], 'false');
+          });
+        }
       }
     }
-  }
+  });
 
   test('a 1 MB single SSE line is relayed whole (one word of the reply is 1 MB)', { timeout: 120_000 }, async () => {
     const word = 'w'.repeat(1_000_000); // the request stays under MAX_BODY_BYTES (1 MiB)
@@ -471,10 +479,12 @@ function rng(seed) {
 describe('clients that leave', () => {
   let leaver;
   const STREAMING = [
-    { api: 'chat', path: '/v1/chat/completions', body: (model) => ({ model, stream: true, max_tokens: 200, messages: [{ role: 'user', content: 'one two three four five six seven eight nine ten' }] }) },
-    { api: 'responses', path: '/v1/responses', body: (model) => ({ model, stream: true, max_output_tokens: 200, input: 'one two three four five six seven eight nine ten' }) },
-    { api: 'messages', path: '/v1/messages', body: (model) => ({ model, stream: true, max_tokens: 200, messages: [{ role: 'user', content: 'one two three four five six seven eight nine ten' }] }) },
+    { api: 'chat', path: '/v1/chat/completions', body: (model, tag = '') => ({ model, stream: true, max_tokens: 200, messages: [{ role: 'user', content: `one two three four five six seven eight nine ten${tag}` }] }) },
+    { api: 'responses', path: '/v1/responses', body: (model, tag = '') => ({ model, stream: true, max_output_tokens: 200, input: `one two three four five six seven eight nine ten${tag}` }) },
+    { api: 'messages', path: '/v1/messages', body: (model, tag = '') => ({ model, stream: true, max_tokens: 200, messages: [{ role: 'user', content: `one two three four five six seven eight nine ten${tag}` }] }) },
   ];
+  /** Whether the mock provider received a request whose body names `tag` (among those from index `from`). */
+  const providerGot = (tag, from = 0) => mock.requests.slice(from).some((r) => JSON.stringify(r.body ?? null).includes(tag));
   before(async () => {
     leaver = await gw.newTenant({ name: 'leaver', credit: CREDIT });
   });
@@ -492,32 +502,37 @@ describe('clients that leave', () => {
     }
   }
 
-  for (const s of STREAMING) {
-    for (const model of ['tollgate-echo', 'ok-anthropic', 'ok-openai', 'mb-gemini-slowheaders']) {
-      test(`${s.api} via ${model}: abort after the first chunk → one client_abort row`, async () => {
-        const sid = `leave-first-${s.api}-${model}`;
-        await leaving({ path: s.path, body: s.body(model), key: leaver.key.key, headers: { 'x-session-id': sid }, leaveWhen: (r) => /\r\n\r\n[\s\S]*data: /.test(r) });
-        const rows = await onlyRowOf(sid);
-        assert.equal(rows.length, 1, JSON.stringify(rows));
-        assert.ok(['client_abort', 'ok'].includes(rows[0].status), JSON.stringify(rows[0]));
-      });
-      test(`${s.api} via ${model}: abort before the headers → one row`, async () => {
-        const sid = `leave-early-${s.api}-${model}`;
-        const seen = mock.requests.length;
-        await leaving({
-          path: s.path,
-          body: s.body(model),
-          key: leaver.key.key,
-          headers: { 'x-session-id': sid },
-          // Leave once the provider has the request (the echo model: at once).
-          leaveWhen: () => model === 'tollgate-echo' || mock.requests.length > seen,
+  // Each case names its own session (and, for the provider's side, its own word in the prompt): they run
+  // LEAVING_AT_ONCE at a time.
+  describe('one client leaves, per API and model', { concurrency: LEAVING_AT_ONCE }, () => {
+    for (const s of STREAMING) {
+      for (const model of ['tollgate-echo', 'ok-anthropic', 'ok-openai', 'mb-gemini-slowheaders']) {
+        test(`${s.api} via ${model}: abort after the first chunk → one client_abort row`, async () => {
+          const sid = `leave-first-${s.api}-${model}`;
+          await leaving({ path: s.path, body: s.body(model), key: leaver.key.key, headers: { 'x-session-id': sid }, leaveWhen: (r) => /\r\n\r\n[\s\S]*data: /.test(r) });
+          const rows = await onlyRowOf(sid);
+          assert.equal(rows.length, 1, JSON.stringify(rows));
+          assert.ok(['client_abort', 'ok'].includes(rows[0].status), JSON.stringify(rows[0]));
         });
-        const rows = await onlyRowOf(sid);
-        assert.ok(rows.length <= 1, JSON.stringify(rows));
-        if (model !== 'tollgate-echo') assert.equal(rows.length, 1, 'the provider had the request: one row');
-      });
+        test(`${s.api} via ${model}: abort before the headers → one row`, async () => {
+          const sid = `leave-early-${s.api}-${model}`;
+          const seen = mock.requests.length;
+          const tag = ` ${sid}`;
+          await leaving({
+            path: s.path,
+            body: s.body(model, tag),
+            key: leaver.key.key,
+            headers: { 'x-session-id': sid },
+            // Leave once the provider has this request (the echo model: at once).
+            leaveWhen: () => model === 'tollgate-echo' || providerGot(tag, seen),
+          });
+          const rows = await onlyRowOf(sid);
+          assert.ok(rows.length <= 1, JSON.stringify(rows));
+          if (model !== 'tollgate-echo') assert.equal(rows.length, 1, 'the provider had the request: one row');
+        });
+      }
     }
-  }
+  });
 
   test('plain request, client leaves while the gateway reads the provider body → one charged row', async () => {
     const sid = 'leave-plain-stall';

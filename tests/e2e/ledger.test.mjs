@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
-import { sleep, startGateway, startMockOpenAI } from './harness.mjs';
+import { sleep, startGateway, startGatewayEarly, startMockOpenAI, stopEarly } from './harness.mjs';
 
 const PRICE_IN = 1_000_000; // 1 micro-unit per prompt token
 const PRICE_OUT = 2_000_000; // 2 per completion token
@@ -43,8 +43,12 @@ async function settled(tenantId) {
   throw new Error('reservations never settled');
 }
 
+/** The WALLETS=false gateway of the plans test, started in the first `before` beside the main one. */
+let d1Gateway;
+
 before(async () => {
   mock = await startMockOpenAI({ promptTokens: PROMPT, chunkDelayMs: 15 });
+  d1Gateway = startGatewayEarly({ vars: { PROVIDER_MOCK_KEY: 'sk-mock', WALLETS: 'false' } });
   gw = await startGateway({ vars: { PROVIDER_MOCK_KEY: 'sk-mock', UPSTREAM_CONNECT_TIMEOUT_MS: '3000' } });
   await adminOk('PUT', '/admin/providers/mock', { kind: 'openai', base_url: mock.url, api_key_secret: 'PROVIDER_MOCK_KEY' });
   for (const [name, upstream, max] of [
@@ -67,6 +71,7 @@ before(async () => {
 
 after(async () => {
   await gw?.kill();
+  await stopEarly();
   await mock?.close();
 });
 
@@ -442,7 +447,7 @@ describe('prices, multiplier, plans', () => {
     // (The wallet refills lazily on its first command of a new UTC month: tested with the wallet's
     // test clock in wallet-money.test.mjs, 'the wallet refills the allowance on the first command…'.)
     const walletGw = gw;
-    gw = await startGateway({ vars: { PROVIDER_MOCK_KEY: 'sk-mock', WALLETS: 'false' } });
+    gw = await d1Gateway; // PROVIDER_MOCK_KEY, WALLETS=false
     try {
       await adminOk('PUT', '/admin/providers/mock', { kind: 'openai', base_url: mock.url, api_key_secret: 'PROVIDER_MOCK_KEY' });
       await adminOk('PUT', '/admin/models/mock-model', {

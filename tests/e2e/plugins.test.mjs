@@ -2,7 +2,7 @@
 // that emits tool calls, all on 127.0.0.1; the official `openai` npm SDK as the client.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { sleep, startGateway, startMockOpenAI } from './harness.mjs';
+import { sleep, startGateway, startGatewayEarly, startMockOpenAI, stopEarly } from './harness.mjs';
 import { startPluginServer, toolModel } from './plugin-mocks.mjs';
 
 const PRICE_IN = 1_000_000;
@@ -91,7 +91,20 @@ const chat = (body, k = key.key, signal = undefined) =>
   });
 const toolMsg = (specs) => [{ role: 'user', content: `TOOL ${JSON.stringify(specs)}` }];
 
+/** The gateway of the last suite (stale-reservation sweep of 4 s), a promise from the first `before`. */
+let deadlineGateway;
+
 before(async () => {
+  // The last suite's gateway starts now, beside this one.
+  deadlineGateway = startGatewayEarly({
+    vars: {
+      PROVIDER_MOCK_KEY: 'sk-mock-provider-secret',
+      PLUGINS_ALLOW_LOCAL_HTTP: 'true',
+      PLUGIN_SETTINGS_KEY: 'test-master-key-for-plugin-settings',
+      STALE_RESERVATION_SECONDS: '4',
+      CLIENT_ABORT_DRAIN_MS: '500',
+    },
+  });
   plugins = await startPluginServer({ slowMs: 5000 });
   mock = await startMockOpenAI({ chunkDelayMs: 5 });
   mock.setBehavior(toolModel({ delayMs: CHUNK_DELAY_MS }));
@@ -112,6 +125,7 @@ before(async () => {
 
 after(async () => {
   await gw?.kill();
+  await stopEarly();
   await mock?.close();
   await plugins?.close();
 });
@@ -828,15 +842,7 @@ describe('streamed tool loop on a gateway whose stale-reservation sweep is 4 s (
   before(async () => {
     mock2 = await startMockOpenAI({ chunkDelayMs: 5 });
     mock2.setBehavior(endlessRound2);
-    gw2 = await startGateway({
-      vars: {
-        PROVIDER_MOCK_KEY: 'sk-mock-provider-secret',
-        PLUGINS_ALLOW_LOCAL_HTTP: 'true',
-        PLUGIN_SETTINGS_KEY: 'test-master-key-for-plugin-settings',
-        STALE_RESERVATION_SECONDS: '4',
-        CLIENT_ABORT_DRAIN_MS: '500',
-      },
-    });
+    gw2 = await deadlineGateway; // STALE_RESERVATION_SECONDS=4, CLIENT_ABORT_DRAIN_MS=500
     await gw2.adminOk('PUT', '/admin/providers/mock', { kind: 'openai', base_url: mock2.url, api_key_secret: 'PROVIDER_MOCK_KEY' });
     await gw2.adminOk('PUT', '/admin/models/tool-model', {
       provider: 'mock', upstream_model: 'gpt-4o-mini', input_price: PRICE_IN, output_price: PRICE_OUT, max_output_tokens: 500,

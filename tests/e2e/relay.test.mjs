@@ -11,7 +11,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
-import { freePort, sleep, startGateway } from './harness.mjs';
+import { freePort, sleep, startGateway, startGatewayEarly, stopEarly } from './harness.mjs';
 import { startMockProviders } from './mock-providers.mjs';
 
 const PRICE_IN = 1_000_000;
@@ -255,6 +255,13 @@ function rawRequest(gw, key, body, { onOpen = () => {}, onData = () => {} } = {}
     socket.on('error', reject);
   });
 }
+
+/** The second suite's gateway (stale-reservation sweep of 4 s), started beside the first one. */
+let deadlineGateway;
+before(() => {
+  deadlineGateway = startGatewayEarly({ vars: { PROVIDER_MOCK_KEY: 'sk-mock', STALE_RESERVATION_SECONDS: '4' } });
+});
+after(() => stopEarly());
 
 describe('gateway with default deadlines', () => {
   let gw;
@@ -546,7 +553,7 @@ describe('gateway whose stale-reservation sweep is 4 s (deadline 3 s)', () => {
 
   before(async () => {
     odd = await startOddUpstream();
-    gw = await startGateway({ vars: { PROVIDER_MOCK_KEY: 'sk-mock', STALE_RESERVATION_SECONDS: '4' } });
+    gw = await deadlineGateway; // PROVIDER_MOCK_KEY, STALE_RESERVATION_SECONDS=4
     await setUp(gw, odd);
     ({ key, client } = await gw.newTenant({ name: 'deadline', credit: 100_000_000 }));
   });

@@ -9,7 +9,7 @@ import { createRequire } from 'node:module';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { sleep, startGateway, startMockOpenAI } from './harness.mjs';
+import { sleep, startGateway, startGatewayEarly, startMockOpenAI, stopEarly } from './harness.mjs';
 import { startPluginServer } from './plugin-mocks.mjs';
 
 const require = createRequire(import.meta.url);
@@ -94,10 +94,16 @@ async function startHooks() {
   };
 }
 
+/** The gateways of the later suites, started in the first `before` (promises). */
+const early = {};
+
 before(async () => {
   plugins = await startPluginServer();
   hooks = await startHooks();
   hooks.setTarget(hooks.url);
+  // The later suites' gateways start now, beside this one (each suite awaits its own).
+  early.prod = startGatewayEarly({ vars: { ALLOW_PRIVATE_UPSTREAMS: null, WEBHOOK_SECRET: 'whsec_prod_0123456789' } });
+  early.bad = startGatewayEarly({ vars: { ADMIN_TOKEN: 'too-short-admin-token', KEY_PEPPER: null } });
   gw = await startGateway({
     vars: {
       WEBHOOK_SECRET: 'whsec_sec_0123456789abcdef',
@@ -121,6 +127,7 @@ before(async () => {
 
 after(async () => {
   await gw?.kill();
+  await stopEarly();
   await plugins?.close();
   await hooks?.close();
 });
@@ -304,7 +311,7 @@ describe('keys', () => {
 describe('production-like gateway', () => {
   let prod;
   before(async () => {
-    prod = await startGateway({ vars: { ALLOW_PRIVATE_UPSTREAMS: null, WEBHOOK_SECRET: 'whsec_prod_0123456789' } });
+    prod = await early.prod; // ALLOW_PRIVATE_UPSTREAMS left out, WEBHOOK_SECRET set
   });
   after(async () => prod?.kill());
 
@@ -362,7 +369,7 @@ describe('production-like gateway', () => {
 describe('misconfigured secrets', () => {
   let bad;
   before(async () => {
-    bad = await startGateway({ vars: { ADMIN_TOKEN: 'too-short-admin-token', KEY_PEPPER: null } });
+    bad = await early.bad; // ADMIN_TOKEN too short, KEY_PEPPER left out
   });
   after(async () => bad?.kill());
 

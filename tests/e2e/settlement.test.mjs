@@ -5,7 +5,7 @@
 // and one the wallet refuses, replayed into the wallet.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { sleep, startGateway, startMockOpenAI } from './harness.mjs';
+import { sleep, startGateway, startGatewayEarly, startMockOpenAI, stopEarly } from './harness.mjs';
 import { startPluginServer } from './plugin-mocks.mjs';
 
 const PRICE_IN = 1_000_000; // 1 micro-unit per prompt token
@@ -51,6 +51,9 @@ function reply(res, content, usage) {
   return true;
 }
 
+/** The gateways of the later suites, started in the first `before` (promises). */
+const early = {};
+
 before(async () => {
   mock = await startMockOpenAI({ promptTokens: PROMPT, chunkDelayMs: 5 });
   // "bill N": the provider reports N completion tokens whatever max_tokens said.
@@ -67,6 +70,27 @@ before(async () => {
     return false;
   });
   plugins = await startPluginServer();
+  // The later suites' gateways start now, beside this one (each suite awaits its own).
+  early.lg = startGatewayEarly({
+    vars: {
+      WALLETS: 'false',
+      PROVIDER_MOCK_KEY: 'sk-mock',
+      STALE_RESERVATION_SECONDS: String(100 * 86_400),
+    },
+  });
+  // The injected faults are D1's (its settlement and call record): this gateway runs the D1
+  // path, WALLETS=false. With wallets on, a settlement that cannot reach the wallet is kept in
+  // KV and replayed into the wallet (docs/money.md "Wallets").
+  early.faulty = startGatewayEarly({
+    vars: {
+      WALLETS: 'false',
+      TOLLGATE_TEST_DEPLOYMENT: 'true',
+      TOLLGATE_FAULTS: 'settle_d1,record_call_d1',
+      PLUGINS_ALLOW_LOCAL_HTTP: 'true',
+      PLUGIN_SETTINGS_KEY: 'test-master-key-for-plugin-settings',
+    },
+  });
+  early.wf = startGatewayEarly({ vars: { TOLLGATE_TEST_DEPLOYMENT: 'true', TOLLGATE_FAULTS: 'settle_wallet' } });
   gw = await startGateway({
     vars: {
       PROVIDER_MOCK_KEY: 'sk-mock',
@@ -90,6 +114,7 @@ async function setUpModel(g) {
 after(async () => {
   for (const release of held.values()) release();
   await gw?.kill();
+  await stopEarly();
   await mock?.close();
   await plugins?.close();
 });
@@ -169,13 +194,7 @@ describe('charges beyond the reservation', () => {
 describe('late settlement (D1 path, WALLETS=false)', () => {
   let lg;
   before(async () => {
-    lg = await startGateway({
-      vars: {
-        WALLETS: 'false',
-        PROVIDER_MOCK_KEY: 'sk-mock',
-        STALE_RESERVATION_SECONDS: String(100 * 86_400),
-      },
-    });
+    lg = await early.lg; // WALLETS=false, PROVIDER_MOCK_KEY, STALE_RESERVATION_SECONDS of 100 days
     await setUpModel(lg);
   });
   after(async () => {
@@ -303,18 +322,7 @@ describe('plugin calls', () => {
 describe('settlements D1 refuses (injected faults)', () => {
   let faulty;
   before(async () => {
-    // The injected faults are D1's (its settlement and call record): this gateway runs the D1
-    // path, WALLETS=false. With wallets on, a settlement that cannot reach the wallet is kept in
-    // KV and replayed into the wallet (docs/money.md "Wallets").
-    faulty = await startGateway({
-      vars: {
-        WALLETS: 'false',
-        TOLLGATE_TEST_DEPLOYMENT: 'true',
-        TOLLGATE_FAULTS: 'settle_d1,record_call_d1',
-        PLUGINS_ALLOW_LOCAL_HTTP: 'true',
-        PLUGIN_SETTINGS_KEY: 'test-master-key-for-plugin-settings',
-      },
-    });
+    faulty = await early.faulty; // WALLETS=false, TOLLGATE_FAULTS=settle_d1,record_call_d1
   });
   after(async () => {
     await faulty?.kill();
@@ -401,7 +409,7 @@ describe('settlements D1 refuses (injected faults)', () => {
 describe('a settlement the wallet cannot take (injected fault, WALLETS on)', () => {
   let wf;
   before(async () => {
-    wf = await startGateway({ vars: { TOLLGATE_TEST_DEPLOYMENT: 'true', TOLLGATE_FAULTS: 'settle_wallet' } });
+    wf = await early.wf; // TOLLGATE_FAULTS=settle_wallet, wallets on
   });
   after(async () => {
     await wf?.kill();
