@@ -7,25 +7,20 @@
 // - the operator issues a key with a budget and an RPM limit, edits them, sets an alert rule, and
 //   reads codes and lists as money and UTC times (never raw micro-units or epoch milliseconds).
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
-import { sleep, startGateway, startMockOpenAI } from './harness.mjs';
+import { CHROMIUM, launchChromium, sleep, startGateway, startMockOpenAI } from './harness.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const SHOTS = join(ROOT, 'target', 'screenshots');
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const require = createRequire(import.meta.url);
 // More requests than one page of the request log (100), all after the one that failed.
 const OK_REQUESTS = 101;
 
 let gw;
 let mock;
 let browser;
-let userDataDir;
 let walk; // { tenant, key }
 let failedId;
 
@@ -94,16 +89,10 @@ describe('console walk', { skip: !existsSync(CHROMIUM) && `no Chromium at ${CHRO
       await sleep(200);
     }
     assert.equal(new Set(ids).size, OK_REQUESTS);
-    const { chromium } = require('playwright-core');
-    userDataDir = mkdtempSync(join(tmpdir(), 'tollgate-chromium-'));
-    browser = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      acceptDownloads: true,
+    browser = await launchChromium({
       // Not UTC (UTC-5 in December): a day drawn in the browser's zone would be the day before.
       timezoneId: 'America/New_York',
       viewport: { width: 1280, height: 800 },
-      args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
     });
   });
 
@@ -111,7 +100,6 @@ describe('console walk', { skip: !existsSync(CHROMIUM) && `no Chromium at ${CHRO
     await browser?.close();
     await gw?.kill();
     await mock?.close();
-    if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
   });
 
   test('the report API filters by status (listing, grouped, CSV) and refuses an unknown status', async () => {

@@ -4,27 +4,21 @@
 // Screenshots of each page go to target/screenshots/.
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
-import { freePort, startGateway } from './harness.mjs';
+import { CHROMIUM, freePort, launchChromium, startGateway } from './harness.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const SHOTS = join(ROOT, 'target', 'screenshots');
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const WEBHOOK_SECRET = 'whsec_console_e2e';
-// CommonJS resolution (honours NODE_PATH), as playwright-core is a CommonJS package.
-const require = createRequire(import.meta.url);
 
 let gw;
 let stripe;
 let browser; // the persistent browser context
 let demo; // { tenant, key }
-let userDataDir;
 
 /** A signed Stripe-Signature header for `payload` at time `t` (seconds). */
 function sign(payload, t = Math.floor(Date.now() / 1000), secret = WEBHOOK_SECRET) {
@@ -163,31 +157,13 @@ describe('browser console', { skip: !existsSync(CHROMIUM) && `no Chromium at ${C
     await chat(demo.key.key, { session: 'chat-1' });
     await chat(demo.key.key, { session: 'chat-1', stream: true, content: 'A second, streamed question' });
     await chat(demo.key.key, { session: 'chat-2', content: 'Another conversation entirely' });
-    const { chromium } = require('playwright-core');
-    userDataDir = mkdtempSync(join(tmpdir(), 'tollgate-chromium-'));
-    // A fresh profile for this run (launchPersistentContext passes it as --user-data-dir).
-    browser = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      acceptDownloads: true,
-      viewport: { width: 1280, height: 860 },
-      args: [
-        '--no-sandbox',
-        '--headless',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--no-first-run',
-      ],
-    });
+    browser = await launchChromium({ viewport: { width: 1280, height: 860 } });
   });
 
   after(async () => {
     await browser?.close();
     await gw?.kill();
     await stripe?.close();
-    if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
   });
 
   test('pages carry a strict CSP and no inline script', async () => {

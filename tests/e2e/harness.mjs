@@ -561,6 +561,50 @@ export async function stopEarly() {
   await Promise.all(all.map(async (p) => (await p.catch(() => null))?.kill()));
 }
 
+/** Debian's Chromium (scripts/setup.sh installs it), or `CHROMIUM_PATH`. */
+export const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+
+/**
+ * Headless Chromium driven by playwright-core, with a fresh profile directory: a persistent
+ * context (`launchPersistentContext`) whose `close()` also removes that directory. `options` add
+ * to or override the launch options (viewport, timezoneId, …).
+ */
+export async function launchChromium(options = {}) {
+  const { chromium } = require('playwright-core');
+  const userDataDir = mkdtempSync(join(tmpdir(), 'tollgate-chromium-'));
+  const removeProfile = () => rmSync(userDataDir, { recursive: true, force: true });
+  let browser;
+  try {
+    browser = await chromium.launchPersistentContext(userDataDir, {
+      executablePath: CHROMIUM,
+      headless: true,
+      acceptDownloads: true,
+      args: [
+        '--no-sandbox',
+        '--headless',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+      ],
+      ...options,
+    });
+  } catch (err) {
+    removeProfile();
+    throw err;
+  }
+  const close = browser.close.bind(browser);
+  browser.close = async () => {
+    try {
+      await close();
+    } finally {
+      removeProfile();
+    }
+  };
+  return browser;
+}
+
 /**
  * A mock OpenAI server on 127.0.0.1:<random port>.
  *
