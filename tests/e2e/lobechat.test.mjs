@@ -51,6 +51,18 @@ after(async () => {
   await media?.close();
 });
 
+
+/** A streamed chat completion read to its end, as LobeChat does: the text and the usage chunk. */
+async function readReply(stream) {
+  let text = '';
+  let usage = null;
+  for await (const chunk of stream) {
+    text += chunk.choices[0]?.delta?.content ?? '';
+    if (chunk.usage) usage = chunk.usage;
+  }
+  return { text, usage };
+}
+
 test('a LobeChat session: models, chat, knowledge-base embeddings, TTS, STT, text-to-image — then the usage report', async () => {
   const user = 'lobe-user-7f3a';
   const ids = {};
@@ -81,12 +93,7 @@ test('a LobeChat session: models, chat, knowledge-base embeddings, TTS, STT, tex
       { headers: { Accept: '*/*' } },
     )
     .withResponse();
-  let text = '';
-  let usage = null;
-  for await (const chunk of stream) {
-    text += chunk.choices[0]?.delta?.content ?? '';
-    if (chunk.usage) usage = chunk.usage;
-  }
+  const { text, usage } = await readReply(stream);
   assert.equal(text, 'mock reply to hello lobe');
   assert.equal(usage.prompt_tokens, 42);
   const up = chatMock.requests.at(-1).body;
@@ -207,12 +214,7 @@ test('a LobeChat vision chat with its plugin tools, an aborted reply, and what t
     user: 'lobe-user-vision',
   });
   const { data: stream, response } = await lobe.chat.completions.create(body('what is in this picture'), { headers: { Accept: '*/*' } }).withResponse();
-  let text = '';
-  let usage = null;
-  for await (const chunk of stream) {
-    text += chunk.choices[0]?.delta?.content ?? '';
-    if (chunk.usage) usage = chunk.usage;
-  }
+  const { text, usage } = await readReply(stream);
   assert.equal(text, 'mock reply to what is in this picture');
   assert.ok(usage && usage.total_tokens > 0);
   const up = chatMock.requests.at(-1).body;
