@@ -51,7 +51,6 @@ after(async () => {
   await media?.close();
 });
 
-
 /** A streamed chat completion read to its end, as LobeChat does: the text and the usage chunk. */
 async function readReply(stream) {
   let text = '';
